@@ -1,0 +1,148 @@
+//! Call entities: what a VoIP provider sends us about a call (`FromWebhook`), and its status.
+
+use serde::{Deserialize, Serialize};
+
+/// A call event as the VoIP provider posts it to the account's webhook URL.
+///
+/// Field names follow the provider contract (camelCase on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FromWebhook {
+    /// The provider's id of the call; unique per VoIP account, stable across the call's events.
+    pub call_id: String,
+    /// The provider-side account (tenant) the call belongs to.
+    pub voip_account_id: String,
+    /// Caller number as the provider saw it (not yet normalised).
+    pub from: String,
+    /// Called number or extension as the provider saw it.
+    pub to: String,
+    pub status: CallStatus,
+    /// Unix time (seconds) at which the call started ringing.
+    pub start_time: i64,
+    /// The internal extension the call rings on, when the provider knows it.
+    #[serde(default)]
+    pub extension: Option<String>,
+}
+
+/// Where a call stands, as reported by the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    Ringing,
+    Answered,
+    Ended,
+    Missed,
+    Busy,
+    Failed,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ringing => "ringing",
+            CallStatus::Answered => "answered",
+            CallStatus::Ended => "ended",
+            CallStatus::Missed => "missed",
+            CallStatus::Busy => "busy",
+            CallStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Longest text field we accept from a provider; longer values are refused, not truncated.
+pub const MAX_WEBHOOK_FIELD_LEN: usize = 128;
+
+/// A schema violation in a provider event, naming the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {problem}")]
+pub struct WebhookFieldError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl FromWebhook {
+    /// Checks what serde cannot: non-empty identifiers and bounded lengths.
+    pub fn validate(&self) -> Result<(), WebhookFieldError> {
+        let texts: [(&'static str, Option<&str>); 5] = [
+            ("callId", Some(&self.call_id)),
+            ("voipAccountId", Some(&self.voip_account_id)),
+            ("from", Some(&self.from)),
+            ("to", Some(&self.to)),
+            ("extension", self.extension.as_deref()),
+        ];
+        for (field, value) in texts {
+            let Some(value) = value else { continue };
+            if value.trim().is_empty() {
+                return Err(WebhookFieldError { field, problem: "must not be empty" });
+            }
+            if value.chars().count() > MAX_WEBHOOK_FIELD_LEN {
+                return Err(WebhookFieldError { field, problem: "is longer than 128 characters" });
+            }
+        }
+        if self.start_time <= 0 {
+            return Err(WebhookFieldError { field: "startTime", problem: "must be a positive unix time" });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FromWebhook {
+        FromWebhook {
+            call_id: "c-1".into(),
+            voip_account_id: "va-1".into(),
+            from: "+5511999990000".into(),
+            to: "+5511333330000".into(),
+            status: CallStatus::Ringing,
+            start_time: 1_700_000_000,
+            extension: Some("101".into()),
+        }
+    }
+
+    #[test]
+    fn provider_event_parses_from_camel_case_json() {
+        let event: FromWebhook = serde_json::from_str(
+            r#"{"callId":"c-1","voipAccountId":"va-1","from":"+5511999990000","to":"+5511333330000",
+                "status":"ringing","startTime":1700000000,"extension":"101"}"#,
+        )
+        .unwrap();
+        assert_eq!(event, sample());
+    }
+
+    #[test]
+    fn provider_event_without_extension_is_accepted() {
+        let event: FromWebhook = serde_json::from_str(
+            r#"{"callId":"c-1","voipAccountId":"va-1","from":"1","to":"2","status":"missed","startTime":5}"#,
+        )
+        .unwrap();
+        assert_eq!(event.extension, None);
+        assert_eq!(event.validate(), Ok(()));
+    }
+
+    #[test]
+    fn provider_event_with_unknown_status_or_field_is_refused() {
+        let bad_status = r#"{"callId":"c","voipAccountId":"v","from":"1","to":"2","status":"exploded","startTime":5}"#;
+        assert!(serde_json::from_str::<FromWebhook>(bad_status).is_err());
+        let extra = r#"{"callId":"c","voipAccountId":"v","from":"1","to":"2","status":"ended","startTime":5,"x":1}"#;
+        assert!(serde_json::from_str::<FromWebhook>(extra).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_offending_field() {
+        let cases: [(fn(&mut FromWebhook), &str); 5] = [
+            (|e| e.call_id = " ".into(), "callId"),
+            (|e| e.from = String::new(), "from"),
+            (|e| e.to = "9".repeat(129), "to"),
+            (|e| e.extension = Some(String::new()), "extension"),
+            (|e| e.start_time = 0, "startTime"),
+        ];
+        for (mutate, field) in cases {
+            let mut event = sample();
+            mutate(&mut event);
+            assert_eq!(event.validate().unwrap_err().field, field);
+        }
+    }
+}

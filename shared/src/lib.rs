@@ -1,0 +1,12 @@
+//! The domain crate shared by the widget (wasm32) and the server: entities, settings and their
+//! validation, and the wire types both sides exchange.
+//!
+//! Invariant: this crate does no I/O and depends on no runtime, database, HTTP or UI crate, so that
+//! exactly the same rules run in the browser and on the server.
+
+pub mod api;
+pub mod call;
+pub mod settings;
+
+pub use call::{CallStatus, FromWebhook};
+pub use settings::{FieldError, SettingsInput, ValidationCode};
