@@ -1,0 +1,180 @@
+//! Incoming-call popups: the board of calls on screen (one card per call id) and its cards.
+
+use leptos::prelude::*;
+use shared::api::IncomingCall;
+
+use crate::i18n::I18n;
+
+/// Most cards on screen at once; the oldest goes first.
+pub const MAX_CARDS: usize = 4;
+
+/// The calls on screen, oldest first, at most one per `call_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallBoard {
+    calls: Vec<IncomingCall>,
+}
+
+impl CallBoard {
+    /// Shows a call: an update of a call on screen replaces it in place, a new call is added last.
+    pub fn upsert(&mut self, call: IncomingCall) {
+        if let Some(shown) = self
+            .calls
+            .iter_mut()
+            .find(|shown| shown.call_id == call.call_id)
+        {
+            *shown = call;
+            return;
+        }
+        self.calls.push(call);
+        if self.calls.len() > MAX_CARDS {
+            self.calls.remove(0);
+        }
+    }
+
+    /// Closes a call's card.
+    pub fn dismiss(&mut self, call_id: &str) {
+        self.calls.retain(|call| call.call_id != call_id);
+    }
+
+    pub fn get(&self, call_id: &str) -> Option<&IncomingCall> {
+        self.calls.iter().find(|call| call.call_id == call_id)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.calls.iter().map(|call| call.call_id.clone()).collect()
+    }
+}
+
+/// The stack of call cards, bottom-right of the page.
+#[component]
+pub fn CallPopups(
+    /// The calls to show; the push stream writes to it, close buttons remove from it.
+    board: ArcRwSignal<CallBoard>,
+    /// Strings of the current language.
+    i18n: I18n,
+) -> impl IntoView {
+    let ids = {
+        let board = board.clone();
+        move || board.with(CallBoard::ids)
+    };
+    view! {
+        <For
+            each=ids
+            key=|call_id| call_id.clone()
+            children=move |call_id| view! { <CallCard call_id board=board.clone() i18n=i18n.clone() /> }
+        />
+    }
+}
+
+/// One call's card; it re-reads its call from the board, so status changes update it in place.
+#[component]
+pub fn CallCard(
+    /// Which call of the board this card shows.
+    call_id: String,
+    /// The calls on screen.
+    board: ArcRwSignal<CallBoard>,
+    /// Strings of the current language.
+    i18n: I18n,
+) -> impl IntoView {
+    let read = |pick: fn(&IncomingCall) -> Option<String>| {
+        let (board, call_id) = (board.clone(), call_id.clone());
+        move || board.with(|board| board.get(&call_id).and_then(pick))
+    };
+    let from = read(|call| Some(call.from.clone()));
+    let to = read(|call| Some(call.to.clone()));
+    let extension = read(|call| call.extension.clone());
+    let status = read(|call| Some(call.status.as_str().to_owned()));
+    let status_class = {
+        let status = status.clone();
+        move || {
+            format!(
+                "kvoip-popup__status kvoip-popup__status--{}",
+                status().unwrap_or_default()
+            )
+        }
+    };
+    let status_text = {
+        let i18n = i18n.clone();
+        move || {
+            status()
+                .map(|status| i18n.t("status", &status))
+                .unwrap_or_default()
+        }
+    };
+    let (to_label, extension_label) = (i18n.t("popup", "to"), i18n.t("popup", "extension"));
+    let close_label = i18n.t("popup", "close");
+    let close = {
+        let (board, call_id) = (board.clone(), call_id.clone());
+        move |_| board.update(|board| board.dismiss(&call_id))
+    };
+
+    view! {
+        <div class="kvoip-popup" role="alert" data-call-id=call_id.clone()>
+            <div class="kvoip-popup__head">
+                <span class="kvoip-popup__title">{i18n.t("popup", "incoming")}</span>
+                <button class="kvoip-popup__close" type="button" title=close_label.clone() aria-label=close_label on:click=close>
+                    "×"
+                </button>
+            </div>
+            <div class="kvoip-popup__label">{i18n.t("popup", "from")}</div>
+            <div class="kvoip-popup__from">{from}</div>
+            <dl class="kvoip-popup__details">
+                <div class="kvoip-popup__row">
+                    <dt>{to_label}</dt>
+                    <dd class="kvoip-popup__to">{to}</dd>
+                </div>
+                {move || extension().map(|extension| view! {
+                    <div class="kvoip-popup__row">
+                        <dt>{extension_label.clone()}</dt>
+                        <dd class="kvoip-popup__extension">{extension}</dd>
+                    </div>
+                })}
+            </dl>
+            <span class=status_class>{status_text}</span>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::CallStatus;
+
+    fn call(id: &str, status: CallStatus) -> IncomingCall {
+        IncomingCall {
+            call_id: id.into(),
+            from: "+5511999990000".into(),
+            to: "+5511333330000".into(),
+            status,
+            extension: None,
+        }
+    }
+
+    #[test]
+    fn a_status_change_updates_the_call_in_place() {
+        let mut board = CallBoard::default();
+        board.upsert(call("a", CallStatus::Ringing));
+        board.upsert(call("b", CallStatus::Ringing));
+        board.upsert(call("a", CallStatus::Answered));
+        assert_eq!(board.ids(), ["a", "b"]);
+        assert_eq!(board.get("a").unwrap().status, CallStatus::Answered);
+    }
+
+    #[test]
+    fn closing_a_card_removes_only_that_call() {
+        let mut board = CallBoard::default();
+        board.upsert(call("a", CallStatus::Ringing));
+        board.upsert(call("b", CallStatus::Missed));
+        board.dismiss("a");
+        assert_eq!(board.ids(), ["b"]);
+    }
+
+    #[test]
+    fn the_oldest_card_makes_room_for_a_new_call() {
+        let mut board = CallBoard::default();
+        for id in ["a", "b", "c", "d", "e"] {
+            board.upsert(call(id, CallStatus::Ringing));
+        }
+        assert_eq!(board.ids(), ["b", "c", "d", "e"]);
+    }
+}

@@ -1,0 +1,91 @@
+//! The widget's strings: the host's i18n object (Kommo's `self.langs`), with the bundled English file as fallback.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+
+/// The English strings compiled in, so a key missing from the host's object still reads as text.
+const ENGLISH: &str = include_str!("../../i18n/en.json");
+
+/// Looks up `section.key` strings. Cheap to clone; shared by every component.
+#[derive(Clone, Debug)]
+pub struct I18n {
+    strings: Arc<Value>,
+}
+
+impl I18n {
+    /// Wraps the whole i18n object of the current language (`{"settings": {...}, "errors": {...}, ...}`).
+    pub fn new(strings: Value) -> Self {
+        I18n {
+            strings: Arc::new(strings),
+        }
+    }
+
+    /// The text for `section.key`; falls back to English, then to the key itself so a gap is visible, not blank.
+    pub fn t(&self, section: &str, key: &str) -> String {
+        lookup(&self.strings, section, key)
+            .or_else(|| lookup(english(), section, key))
+            .map_or_else(|| format!("{section}.{key}"), str::to_owned)
+    }
+}
+
+fn english() -> &'static Value {
+    static PARSED: OnceLock<Value> = OnceLock::new();
+    PARSED.get_or_init(|| serde_json::from_str(ENGLISH).unwrap_or(Value::Null))
+}
+
+fn lookup<'a>(strings: &'a Value, section: &str, key: &str) -> Option<&'a str> {
+    strings
+        .get(section)?
+        .get(key)?
+        .as_str()
+        .filter(|text| !text.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn host_strings_win_over_the_bundled_english() {
+        let i18n = I18n::new(json!({"popup": {"incoming": "Llamada entrante"}}));
+        assert_eq!(i18n.t("popup", "incoming"), "Llamada entrante");
+    }
+
+    #[test]
+    fn missing_or_empty_host_strings_fall_back_to_english_then_to_the_key() {
+        let i18n = I18n::new(json!({"popup": {"close": ""}}));
+        assert_eq!(i18n.t("popup", "close"), "Close");
+        assert_eq!(i18n.t("status", "ringing"), "Ringing");
+        assert_eq!(i18n.t("nowhere", "nothing"), "nowhere.nothing");
+    }
+
+    #[test]
+    fn every_language_file_has_the_english_structure() {
+        fn keys(value: &Value, prefix: &str, out: &mut Vec<String>) {
+            for (key, child) in value.as_object().into_iter().flatten() {
+                let path = format!("{prefix}{key}");
+                match child {
+                    Value::Object(_) => keys(child, &format!("{path}."), out),
+                    Value::String(text) => {
+                        assert!(!text.trim().is_empty(), "{path} is empty");
+                        out.push(path);
+                    }
+                    other => panic!("{path} is not a string: {other}"),
+                }
+            }
+        }
+        let mut english_keys = Vec::new();
+        keys(english(), "", &mut english_keys);
+        assert!(english_keys.contains(&"errors.wasm_failed".to_owned()));
+        for file in [
+            include_str!("../../i18n/es.json"),
+            include_str!("../../i18n/pt.json"),
+        ] {
+            let mut other = Vec::new();
+            keys(&serde_json::from_str(file).unwrap(), "", &mut other);
+            assert_eq!(other, english_keys);
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The push stream: trades a disposable JWT for a ticket, listens to `call` events, reconnects with backoff.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use js_sys::{Function, Promise};
+use shared::api::{CALL_EVENT, IncomingCall, PushTicket, paths};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{EventSource, MessageEvent};
+
+use crate::host::{Host, describe};
+
+/// Bounded exponential backoff between reconnection attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub const FIRST: Duration = Duration::from_secs(1);
+    pub const MAX: Duration = Duration::from_secs(60);
+
+    pub fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    /// The delay before the next attempt; each call doubles the following one, up to `MAX`.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    /// A stream that opened resets the delay.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running push stream; `stop` ends it for good.
+pub struct PushStream {
+    shared: Rc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    stopped: Cell<bool>,
+    source: RefCell<Option<EventSource>>,
+    /// Resolves the promise the runner is waiting on (a pause or an open stream).
+    wake: RefCell<Option<Function>>,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Some(wake) = self.wake.borrow_mut().take() {
+            let _ = wake.call0(&wasm_bindgen::JsValue::UNDEFINED);
+        }
+    }
+
+    /// Waits until `wake` is called, or until `timeout` passes.
+    async fn wait(&self, timeout: Option<Duration>) {
+        let promise = Promise::new(&mut |resolve, _reject| {
+            if let (Some(timeout), Some(window)) = (timeout, web_sys::window()) {
+                let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+                let _ =
+                    window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, millis);
+            }
+            *self.wake.borrow_mut() = Some(resolve);
+        });
+        let _ = JsFuture::from(promise).await;
+        self.wake.borrow_mut().take();
+    }
+}
+
+impl PushStream {
+    /// Starts listening; `on_call` runs for every `call` event.
+    pub fn start(host: Rc<Host>, on_call: impl Fn(IncomingCall) + 'static) -> PushStream {
+        let shared = Rc::new(Shared::default());
+        spawn_local(run(host, Rc::clone(&shared), Rc::new(on_call)));
+        PushStream { shared }
+    }
+
+    pub fn stop(&self) {
+        self.shared.stopped.set(true);
+        if let Some(source) = self.shared.source.borrow_mut().take() {
+            source.close();
+        }
+        self.shared.wake();
+    }
+}
+
+async fn run(host: Rc<Host>, shared: Rc<Shared>, on_call: Rc<dyn Fn(IncomingCall)>) {
+    let backoff = Rc::new(RefCell::new(Backoff::new()));
+    while !shared.stopped.get() {
+        let ticket = match host.request("POST", paths::PUSH_TICKET, None::<&()>).await {
+            Ok((200, body)) => serde_json::from_value::<PushTicket>(body).ok(),
+            _ => None,
+        };
+        if shared.stopped.get() {
+            return;
+        }
+        if let Some(ticket) = ticket {
+            listen(&host, &shared, &on_call, &backoff, &ticket.ticket).await;
+        }
+        if shared.stopped.get() {
+            return;
+        }
+        let delay = backoff.borrow_mut().next_delay();
+        // Jitter: spread the reconnections of many open pages after a server restart.
+        let delay = delay.mul_f64(0.5 + js_sys::Math::random() / 2.0);
+        shared.wait(Some(delay)).await;
+    }
+}
+
+/// Holds one `EventSource` open until it fails or the stream is stopped.
+async fn listen(
+    host: &Host,
+    shared: &Rc<Shared>,
+    on_call: &Rc<dyn Fn(IncomingCall)>,
+    backoff: &Rc<RefCell<Backoff>>,
+    ticket: &str,
+) {
+    let url = format!(
+        "{}{}?ticket={}",
+        host.api_base(),
+        paths::PUSH_EVENTS,
+        js_sys::encode_uri_component(ticket)
+    );
+    let source = match EventSource::new(&url) {
+        Ok(source) => source,
+        Err(error) => {
+            web_sys::console::warn_1(
+                &format!("kvoip: cannot open the push stream: {}", describe(&error)).into(),
+            );
+            return;
+        }
+    };
+    let on_message = {
+        let on_call = Rc::clone(on_call);
+        Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
+            let Some(data) = event.data().as_string() else {
+                return;
+            };
+            match serde_json::from_str::<IncomingCall>(&data) {
+                Ok(call) => on_call(call),
+                Err(error) => web_sys::console::warn_1(
+                    &format!("kvoip: unreadable call event: {error}").into(),
+                ),
+            }
+        })
+    };
+    let on_open = {
+        let backoff = Rc::clone(backoff);
+        Closure::<dyn Fn()>::new(move || backoff.borrow_mut().reset())
+    };
+    // The ticket is single-use: instead of letting EventSource retry with it, give up and fetch a new one.
+    let on_error = {
+        let shared = Rc::clone(shared);
+        Closure::<dyn Fn()>::new(move || shared.wake())
+    };
+    let _ =
+        source.add_event_listener_with_callback(CALL_EVENT, on_message.as_ref().unchecked_ref());
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    *shared.source.borrow_mut() = Some(source.clone());
+
+    shared.wait(None).await;
+
+    source.close();
+    source.set_onopen(None);
+    source.set_onerror(None);
+    let _ =
+        source.remove_event_listener_with_callback(CALL_EVENT, on_message.as_ref().unchecked_ref());
+    shared.source.borrow_mut().take();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute_and_resets() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<u64> = (0..8).map(|_| backoff.next_delay().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), Backoff::FIRST);
+    }
+}
