@@ -1,0 +1,395 @@
+/*
+ * Kommo VoIP widget: the AMD shell Kommo loads.
+ *
+ * It loads the Rust/wasm part (widget.js + widget_bg.wasm, built by Trunk from widget/src), hands it the
+ * "host" object (the only way the wasm reaches Kommo), and maps Kommo's callbacks onto the wasm's exports:
+ *   mount_settings(root, host) -> SettingsHandle { save(active) -> Promise<bool>, unmount() }
+ *   start_calls(host)          -> CallsHandle    { stop() }
+ * Nothing here throws into Kommo's page: every callback catches and logs.
+ */
+define(['jquery'], function ($) {
+  'use strict';
+
+  // Replaced at packaging time with the server's public base URL (scheme + host[:port], no trailing slash).
+  var API_BASE = '__KVOIP_API_BASE__';
+  var STYLE_ID = 'kvoip-style';
+  var LANGS = ['en', 'es', 'pt'];
+  var I18N_SECTIONS = ['widget', 'settings', 'errors', 'popup', 'status'];
+
+  var CustomWidget = function () {
+    var self = this;
+
+    var state = {
+      loading: null, // Promise of the wasm module (or of null when it failed), created once
+      wasm: null, // the ES module once initialised
+      failure: null, // why the wasm could not be loaded, as text
+      calls: null, // CallsHandle
+      settings: null, // SettingsHandle
+      settingsRoot: null, // div.kvoip-settings in the open settings modal
+      started: false // render/init ran and destroy did not since
+    };
+
+    function log(what, error) {
+      if (window.console && console.warn) {
+        console.warn('[kvoip] ' + what, error);
+      }
+    }
+
+    function describe(error) {
+      if (!error) {
+        return 'unknown error';
+      }
+      if (error.message) {
+        return String(error.message);
+      }
+      return String(error);
+    }
+
+    // Base URL of the widget's files, without a trailing slash.
+    function basePath() {
+      var path = String((self.params && self.params.path) || '');
+      return path.replace(/\/+$/, '');
+    }
+
+    function version() {
+      var value = '';
+      try {
+        value = typeof self.get_version === 'function' ? self.get_version() : (self.params && self.params.version);
+      } catch (e) {
+        value = '';
+      }
+      return encodeURIComponent(String(value || ''));
+    }
+
+    function fileUrl(name) {
+      return basePath() + '/' + name + '?v=' + version();
+    }
+
+    function language() {
+      var lang = '';
+      try {
+        var system = typeof self.system === 'function' ? self.system() : null;
+        lang = (system && system.lang) || (window.APP && window.APP.lang_id) || '';
+      } catch (e) {
+        lang = '';
+      }
+      lang = String(lang || '').slice(0, 2).toLowerCase();
+      return LANGS.indexOf(lang) >= 0 ? lang : 'en';
+    }
+
+    // The whole i18n object of the current language.
+    function strings() {
+      if (self.langs && typeof self.langs === 'object') {
+        return self.langs;
+      }
+      var all = {};
+      for (var i = 0; i < I18N_SECTIONS.length; i++) {
+        try {
+          all[I18N_SECTIONS[i]] = (typeof self.i18n === 'function' && self.i18n(I18N_SECTIONS[i])) || {};
+        } catch (e) {
+          all[I18N_SECTIONS[i]] = {};
+        }
+      }
+      return all;
+    }
+
+    function text(section, key) {
+      var all = strings();
+      var value = all && all[section] && all[section][key];
+      return value ? String(value) : section + '.' + key;
+    }
+
+    function parseBody(xhr) {
+      if (!xhr) {
+        return null;
+      }
+      if (xhr.responseJSON !== undefined) {
+        return xhr.responseJSON;
+      }
+      try {
+        return xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch (e) {
+        return null;
+      }
+    }
+
+    // Calls our server with Kommo's disposable token. Never rejects: resolves {status, body};
+    // status 0 means the network failed.
+    function request(method, path, body) {
+      return new Promise(function (resolve) {
+        var settled = false;
+        function reply(status, payload) {
+          if (!settled) {
+            settled = true;
+            resolve({ status: Number(status) || 0, body: payload === undefined ? null : payload });
+          }
+        }
+        function failed(xhr) {
+          reply(xhr && xhr.status, parseBody(xhr));
+        }
+        try {
+          var pending = self.$authorizedAjax({
+            url: API_BASE + path,
+            type: method,
+            contentType: 'application/json',
+            data: body ? JSON.stringify(body) : undefined,
+            dataType: 'json'
+          });
+          if (pending && typeof pending.done === 'function' && typeof pending.fail === 'function') {
+            pending
+              .done(function (data, textStatus, xhr) {
+                reply((xhr && xhr.status) || 200, data);
+              })
+              .fail(failed);
+          } else if (pending && typeof pending.then === 'function') {
+            pending.then(function (data) {
+              reply(200, data);
+            }, failed);
+          } else {
+            reply(0, null);
+          }
+        } catch (e) {
+          log('request failed', e);
+          reply(0, null);
+        }
+      });
+    }
+
+    function host() {
+      return {
+        apiBase: API_BASE,
+        lang: language(),
+        strings: strings(),
+        request: request
+      };
+    }
+
+    function addStyle() {
+      if (document.getElementById(STYLE_ID)) {
+        return;
+      }
+      var link = document.createElement('link');
+      link.id = STYLE_ID;
+      link.rel = 'stylesheet';
+      link.href = fileUrl('style.css');
+      document.head.appendChild(link);
+    }
+
+    // Loads and initialises the wasm once; resolves with the module, or with null (state.failure says why).
+    function loadWasm() {
+      if (state.loading) {
+        return state.loading;
+      }
+      state.loading = Promise.resolve()
+        .then(function () {
+          if (typeof WebAssembly !== 'object' || !WebAssembly) {
+            throw new Error('WebAssembly is not available in this browser');
+          }
+          return import(fileUrl('widget.js'));
+        })
+        .then(function (mod) {
+          return Promise.resolve(mod.default({ module_or_path: fileUrl('widget_bg.wasm') })).then(function () {
+            return mod;
+          });
+        })
+        .then(
+          function (mod) {
+            state.wasm = mod;
+            return mod;
+          },
+          function (error) {
+            state.failure = describe(error);
+            log('the widget could not be loaded', error);
+            return null;
+          }
+        );
+      return state.loading;
+    }
+
+    function startCalls() {
+      if (state.calls || !state.wasm) {
+        return;
+      }
+      try {
+        state.calls = state.wasm.start_calls(host());
+      } catch (e) {
+        log('cannot start call popups', e);
+      }
+    }
+
+    function stopCalls() {
+      if (state.calls) {
+        var calls = state.calls;
+        state.calls = null;
+        try {
+          calls.stop();
+          calls.free();
+        } catch (e) {
+          log('cannot stop call popups', e);
+        }
+      }
+      $('.kvoip-popups').remove();
+    }
+
+    // Idempotent: the stylesheet, the wasm and the call popups, whichever callback comes first.
+    function start() {
+      state.started = true;
+      addStyle();
+      loadWasm().then(function (mod) {
+        // destroy() may have come first.
+        if (mod && state.started) {
+          startCalls();
+        }
+      });
+    }
+
+    function unmountSettings() {
+      if (state.settings) {
+        var settings = state.settings;
+        state.settings = null;
+        try {
+          settings.unmount();
+          settings.free();
+        } catch (e) {
+          log('cannot unmount the settings', e);
+        }
+      }
+      if (state.settingsRoot) {
+        $(state.settingsRoot).remove();
+        state.settingsRoot = null;
+      }
+    }
+
+    function showFailure(root) {
+      if (!root) {
+        return;
+      }
+      $(root).find('.kvoip-error').remove();
+      var box = document.createElement('div');
+      box.className = 'kvoip-error';
+      box.setAttribute('role', 'alert');
+      box.textContent = text('errors', 'wasm_failed') + ' ' + (state.failure || '');
+      root.appendChild(box);
+    }
+
+    function mountSettings(root) {
+      if (state.settingsRoot !== root) {
+        return; // the modal was closed or reopened meanwhile
+      }
+      if (!state.wasm) {
+        root.textContent = '';
+        showFailure(root);
+        return;
+      }
+      try {
+        root.textContent = '';
+        state.settings = state.wasm.mount_settings(root, host());
+      } catch (e) {
+        state.failure = describe(e);
+        log('cannot show the settings', e);
+        showFailure(root);
+      }
+    }
+
+    this.callbacks = {
+      render: function () {
+        try {
+          start();
+        } catch (e) {
+          log('render failed', e);
+        }
+        return true;
+      },
+
+      init: function () {
+        try {
+          start();
+        } catch (e) {
+          log('init failed', e);
+        }
+        return true;
+      },
+
+      bind_actions: function () {
+        return true;
+      },
+
+      settings: function ($modal) {
+        try {
+          unmountSettings();
+          addStyle();
+          var $modalEl = $($modal);
+          var $body = $modalEl.find('.modal-body');
+          var $target = $body.length ? $body.first() : $modalEl;
+          var root = document.createElement('div');
+          root.className = 'kvoip-settings';
+          var loading = document.createElement('p');
+          loading.className = 'kvoip-settings__loading';
+          loading.textContent = text('settings', 'loading');
+          root.appendChild(loading);
+          $target.append(root);
+          state.settingsRoot = root;
+          loadWasm().then(function () {
+            mountSettings(root);
+          });
+        } catch (e) {
+          log('settings failed', e);
+        }
+        return true;
+      },
+
+      onSave: function (data) {
+        try {
+          var active = !!data && data.active === 'Y';
+          return loadWasm().then(function () {
+            if (!state.settings) {
+              showFailure(state.settingsRoot);
+              return false;
+            }
+            // With active = false the wasm shows errors.not_active and resolves false without a request.
+            return Promise.resolve(state.settings.save(active)).then(
+              function (saved) {
+                return saved === true;
+              },
+              function (error) {
+                log('save failed', error);
+                return false;
+              }
+            );
+          });
+        } catch (e) {
+          log('onSave failed', e);
+          return Promise.resolve(false);
+        }
+      },
+
+      destroy: function () {
+        try {
+          unmountSettings();
+          stopCalls();
+          state.started = false;
+          $('.kvoip-settings').remove();
+          $('#' + STYLE_ID).remove();
+        } catch (e) {
+          log('destroy failed', e);
+        }
+      },
+
+      advancedSettings: function () {
+        return true;
+      },
+
+      contacts: {
+        selected: function () {}
+      },
+
+      leads: {
+        selected: function () {}
+      }
+    };
+
+    return this;
+  };
+
+  return CustomWidget;
+});
