@@ -1,0 +1,61 @@
+//! The local Kommo: a real HTTP stand-in for the Kommo page that hosts widgets and for a VoIP provider.
+//!
+//! It serves the widget archive (`dist/widget.zip`) the way Kommo would after an upload, a host page that
+//! loads `script.js` through RequireJS and drives its callbacks in Kommo's order, mints Kommo-shaped
+//! disposable JWTs for the page's `$authorizedAjax`, and posts provider events to the server's webhooks.
+//!
+//! Invariant: nothing here talks to the internet; the provider stand-in only posts to loopback or to the
+//! server's own origin.
+
+pub mod archive;
+mod error;
+mod page;
+pub mod provider;
+pub mod token;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use archive::{Archive, ArchiveError, Vendor};
+pub use token::Kommo;
+
+/// Everything the sandbox serves, read once at start.
+pub struct Config {
+    /// The extracted widget archive, served at `/widget/<name>`.
+    pub archive: Archive,
+    /// RequireJS and jQuery, served at `/vendor/require.js` and `/vendor/jquery.js`.
+    pub vendor: Vendor,
+    /// The Kommo account, user and integration the page acts as.
+    pub kommo: Kommo,
+}
+
+/// Shared by every handler.
+struct AppState {
+    config: Config,
+    /// Posts provider events; plain HTTP only, no redirects followed.
+    http: reqwest::Client,
+}
+
+type State = Arc<AppState>;
+
+/// The sandbox's whole HTTP surface; the binary serves it and the tests drive it.
+pub fn app(config: Config) -> Router {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client without TLS always builds");
+    let state = Arc::new(AppState { config, http });
+    Router::new()
+        .route("/", get(page::host_page))
+        .route("/sandbox/host.js", get(page::host_script))
+        .route("/sandbox/host.css", get(page::host_style))
+        .route("/sandbox/health", get(page::health))
+        .route("/sandbox/token", post(token::mint_handler))
+        .route("/sandbox/provider/call", post(provider::call_handler))
+        .route("/vendor/{name}", get(archive::vendor_handler))
+        .route("/widget/{*path}", get(archive::widget_file_handler))
+        .with_state(state)
+}

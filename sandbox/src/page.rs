@@ -1,0 +1,285 @@
+//! The host page at `/`: a Kommo-looking shell that loads the widget like Kommo does, and its options.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::archive::{Archive, BLOCK_WASM_COOKIE};
+
+/// The widget code Kommo assigns our widget; also the CSS/DOM prefix.
+pub const WIDGET_CODE: &str = "kvoip";
+
+/// The languages the widget ships; anything else falls back to English like Kommo's default.
+const LANGS: [&str; 3] = ["en", "es", "pt"];
+
+/// A Kommo page CSP without `'wasm-unsafe-eval'`: the widget must fail politely under it.
+const STRICT_CSP: &str = "script-src 'self' 'unsafe-inline'";
+
+/// Query options of the host page. Failure modes are opt-in so the default page is the happy path.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PageOptions {
+    lang: Option<String>,
+    /// `1`: the widget's `.wasm` answers 404 for this page load (via a cookie scoped to `/widget`).
+    block_wasm: Option<String>,
+    /// `strict`: send a CSP that forbids compiling wasm.
+    csp: Option<String>,
+    /// Kommo's `system().area`; `lcard` (a lead card) by default.
+    area: Option<String>,
+}
+
+/// The few words of Kommo's own chrome the page shows, per language.
+fn host_strings(lang: &str) -> Value {
+    let (save, cancel, active, settings, disable) = match lang {
+        "es" => (
+            "Guardar",
+            "Cancelar",
+            "Activo",
+            "Ajustes",
+            "Desactivar widget",
+        ),
+        "pt" => (
+            "Salvar",
+            "Cancelar",
+            "Ativo",
+            "Configurações",
+            "Desativar widget",
+        ),
+        _ => ("Save", "Cancel", "Active", "Settings", "Disable widget"),
+    };
+    json!({ "save": save, "cancel": cancel, "active": active, "settings": settings, "disable": disable })
+}
+
+/// Resolves a manifest i18n key like `widget.name` in a language file; the key itself if absent.
+fn translate(langs: &Value, key: &str) -> String {
+    let found = key.split('.').try_fold(langs, |node, part| node.get(part));
+    found.and_then(Value::as_str).unwrap_or(key).to_owned()
+}
+
+/// What the page script needs to build Kommo's widget object.
+fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str) -> Value {
+    let langs = archive
+        .i18n(lang)
+        .or_else(|| archive.i18n("en"))
+        .unwrap_or_else(|| json!({}));
+    let manifest = archive.manifest();
+    let version = archive.version();
+    // Kommo seeds a fresh install's settings with `active: 'N'` and an empty value per manifest field.
+    let mut settings = serde_json::Map::new();
+    settings.insert("active".to_owned(), json!("N"));
+    if let Some(fields) = manifest["settings"].as_object() {
+        for code in fields.keys() {
+            settings.insert(code.clone(), json!(""));
+        }
+    }
+    let text = |key: &str| {
+        manifest["widget"][key]
+            .as_str()
+            .map(|k| translate(&langs, k))
+            .unwrap_or_default()
+    };
+    json!({
+        "lang": lang,
+        "area": area,
+        "script_url": format!("/widget/script.js?v={version}"),
+        "widget": {
+            "code": WIDGET_CODE,
+            "version": version,
+            "name": text("name"),
+            "short_description": text("short_description"),
+            "logo": archive.file("images/logo_small.png").map(|_| format!("/widget/images/logo_small.png?v={version}")),
+        },
+        "langs": langs,
+        "settings": settings,
+        "account": { "id": kommo.account_id, "subdomain": kommo.subdomain, "name": "Sandbox account" },
+        "user": { "id": kommo.user_id, "name": "Sandbox Admin", "login": "admin@sandbox.test", "is_admin": "Y" },
+        "strings": host_strings(lang),
+    })
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+pub(crate) async fn host_page(
+    State(state): State<crate::State>,
+    Query(options): Query<PageOptions>,
+) -> Response {
+    let lang = options
+        .lang
+        .as_deref()
+        .filter(|lang| LANGS.contains(lang))
+        .unwrap_or("en");
+    let area = options
+        .area
+        .as_deref()
+        .filter(|area| {
+            !area.is_empty()
+                && area
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        .unwrap_or("lcard");
+    let boot = boot(&state.config.archive, &state.config.kommo, lang, area);
+    // `<` escaped so the JSON can never close its <script> element.
+    let boot_json = boot.to_string().replace('<', "\\u003c");
+    let strings = &boot["strings"];
+    let html = PAGE
+        .replace("{{lang}}", lang)
+        .replace(
+            "{{title}}",
+            &escape_html(boot["widget"]["name"].as_str().unwrap_or(WIDGET_CODE)),
+        )
+        .replace(
+            "{{settings}}",
+            &escape_html(strings["settings"].as_str().unwrap_or_default()),
+        )
+        .replace(
+            "{{disable}}",
+            &escape_html(strings["disable"].as_str().unwrap_or_default()),
+        )
+        .replace("{{boot}}", &boot_json);
+
+    let block_wasm = options.block_wasm.as_deref() == Some("1");
+    let cookie = if block_wasm {
+        format!("{BLOCK_WASM_COOKIE}=1; Path=/widget; SameSite=Strict")
+    } else {
+        format!("{BLOCK_WASM_COOKIE}=; Path=/widget; SameSite=Strict; Max-Age=0")
+    };
+    let mut response = Html(html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        headers.insert(header::SET_COOKIE, cookie);
+    }
+    if options.csp.as_deref() == Some("strict") {
+        headers.insert(
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(STRICT_CSP),
+        );
+    }
+    response
+}
+
+pub(crate) async fn host_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        HOST_JS,
+    )
+}
+
+pub(crate) async fn host_style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        HOST_CSS,
+    )
+}
+
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+const HOST_JS: &str = include_str!("host/host.js");
+const HOST_CSS: &str = include_str!("host/host.css");
+
+/// The shell: Kommo's left menu, top bar and a lead card, plus a panel of sandbox tools.
+const PAGE: &str = r##"<!doctype html>
+<html lang="{{lang}}">
+<head>
+<meta charset="utf-8">
+<title>Sandbox deal #1 · Kommo (local)</title>
+<link rel="stylesheet" href="/sandbox/host.css">
+<script type="application/json" id="sandbox-boot">{{boot}}</script>
+<script src="/vendor/require.js"></script>
+<script src="/sandbox/host.js"></script>
+</head>
+<body class="sandbox">
+<nav class="sandbox-nav" aria-label="Kommo">
+  <div class="sandbox-nav__logo">k</div>
+  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">▦</span>Dashboard</a>
+  <a class="sandbox-nav__item sandbox-nav__item_active"><span class="sandbox-nav__icon">☰</span>Leads</a>
+  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">✉</span>Chats</a>
+  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">☺</span>Contacts</a>
+  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">✓</span>Tasks</a>
+  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">▤</span>Lists</a>
+  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">◔</span>Stats</a>
+  <a class="sandbox-nav__item sandbox-nav__item_bottom"><span class="sandbox-nav__icon">⚙</span>Settings</a>
+</nav>
+<div class="sandbox-main">
+  <header class="sandbox-topbar">
+    <div class="sandbox-topbar__crumbs">Leads <span>›</span> Sandbox deal #1</div>
+    <input class="sandbox-topbar__search" type="search" placeholder="Search" aria-label="Search">
+    <div class="sandbox-topbar__langs" id="sandbox-langs"></div>
+  </header>
+  <main class="sandbox-card">
+    <section class="sandbox-card__info">
+      <h1 class="sandbox-card__title">Sandbox deal #1</h1>
+      <div class="sandbox-card__pipeline"><span class="sandbox-card__stage">Initial contact</span></div>
+      <dl class="sandbox-card__fields">
+        <dt>Responsible</dt><dd>Sandbox Admin</dd>
+        <dt>Budget</dt><dd>$ 1,200</dd>
+        <dt>Contact</dt><dd>Maria Silva</dd>
+        <dt>Phone</dt><dd><a href="tel:+5511999990000">+55 11 99999-0000</a></dd>
+        <dt>Email</dt><dd>maria@example.com</dd>
+      </dl>
+    </section>
+    <section class="sandbox-card__feed">
+      <div class="sandbox-feed__note"><b>System</b> · Lead created from an incoming call</div>
+      <div class="sandbox-feed__note"><b>Sandbox Admin</b> · Call back tomorrow morning</div>
+      <div class="sandbox-feed__composer">Type a note…</div>
+    </section>
+    <aside class="sandbox-card__widgets">
+      <div class="sandbox-widget-tile">
+        <div class="sandbox-widget-tile__head" id="sandbox-widget-name">{{title}}</div>
+        <div class="sandbox-widget-tile__actions">
+          <button type="button" class="sandbox-button sandbox-button_blue" id="sandbox-open-settings" disabled>{{settings}}</button>
+          <button type="button" class="sandbox-button" id="sandbox-disable" disabled>{{disable}}</button>
+        </div>
+      </div>
+      <form class="sandbox-tools" id="sandbox-call-form" autocomplete="off">
+        <div class="sandbox-tools__title">VoIP provider (sandbox)</div>
+        <label>Webhook URL<input name="webhook_url" id="sandbox-call-webhook" placeholder="taken from the widget's settings"></label>
+        <label>From<input name="from" id="sandbox-call-from" value="+5511999990000"></label>
+        <label>To<input name="to" id="sandbox-call-to" value="+5511333330000"></label>
+        <label>Extension<input name="extension" id="sandbox-call-extension" value="101"></label>
+        <label>Status<select name="status" id="sandbox-call-status">
+          <option>ringing</option><option>answered</option><option>ended</option>
+          <option>missed</option><option>busy</option><option>failed</option>
+        </select></label>
+        <button type="submit" class="sandbox-button sandbox-button_blue" id="sandbox-simulate-call">Simulate incoming call</button>
+        <output id="sandbox-provider-result"></output>
+      </form>
+      <div class="sandbox-tools sandbox-tools_log">
+        <div class="sandbox-tools__title">Callbacks</div>
+        <div id="sandbox-calls"></div>
+        <div>onSave: <output id="sandbox-save-result"></output></div>
+      </div>
+    </aside>
+  </main>
+</div>
+</body>
+</html>
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_keys_are_translated_by_dotted_path() {
+        let langs = json!({ "widget": { "name": "Kommo VoIP" } });
+        assert_eq!(translate(&langs, "widget.name"), "Kommo VoIP");
+        assert_eq!(translate(&langs, "widget.missing"), "widget.missing");
+    }
+}
