@@ -73,14 +73,23 @@ impl FromWebhook {
         for (field, value) in texts {
             let Some(value) = value else { continue };
             if value.trim().is_empty() {
-                return Err(WebhookFieldError { field, problem: "must not be empty" });
+                return Err(WebhookFieldError {
+                    field,
+                    problem: "must not be empty",
+                });
             }
             if value.chars().count() > MAX_WEBHOOK_FIELD_LEN {
-                return Err(WebhookFieldError { field, problem: "is longer than 128 characters" });
+                return Err(WebhookFieldError {
+                    field,
+                    problem: "is longer than 128 characters",
+                });
             }
         }
         if self.start_time <= 0 {
-            return Err(WebhookFieldError { field: "startTime", problem: "must be a positive unix time" });
+            return Err(WebhookFieldError {
+                field: "startTime",
+                problem: "must be a positive unix time",
+            });
         }
         Ok(())
     }
@@ -132,7 +141,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_offending_field() {
-        let cases: [(fn(&mut FromWebhook), &str); 5] = [
+        type Mutation = fn(&mut FromWebhook);
+        let cases: [(Mutation, &str); 5] = [
             (|e| e.call_id = " ".into(), "callId"),
             (|e| e.from = String::new(), "from"),
             (|e| e.to = "9".repeat(129), "to"),

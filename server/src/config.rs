@@ -1,0 +1,170 @@
+//! Typed configuration, read once from the environment (see `.env.sample` at the repository root).
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+
+use crate::crypto::Keyring;
+
+/// Everything the server needs to start. Each module receives only its own part.
+#[derive(Debug)]
+pub struct Config {
+    /// Address the HTTP listener binds to.
+    pub bind_addr: SocketAddr,
+    /// Scheme + host (+ port) under which Kommo and providers reach us, without a trailing slash.
+    /// It is the `aud` of Kommo's disposable tokens and the base of the webhook URLs we hand out.
+    pub public_base_url: String,
+    /// `sqlite://path` (the embedded default).
+    pub database_url: String,
+    pub kommo: KommoConfig,
+    /// Keys that encrypt secrets at rest.
+    pub keyring: Keyring,
+    /// Browser origins allowed besides `https://*.kommo.com` (e.g. the local Kommo).
+    pub cors_extra_origins: Vec<String>,
+}
+
+/// The integration's identity in Kommo.
+#[derive(Debug)]
+pub struct KommoConfig {
+    pub client_id: String,
+    /// Keys Kommo's disposable tokens (HS256); later also the OAuth exchange.
+    pub client_secret: SecretString,
+}
+
+impl Config {
+    /// Reads the process environment (after loading `.env`, if present).
+    pub fn from_env() -> anyhow::Result<Config> {
+        // A missing .env is normal in production; a malformed one is a startup error.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(error) if error.not_found() => {}
+            Err(error) => return Err(error).context("reading .env"),
+        }
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests can pass variables without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+        let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let required =
+            |name: &str| var(name).with_context(|| format!("{name} is not set (see .env.sample)"));
+
+        let bind_addr = var("BIND_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .parse()
+            .context("BIND_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
+        let public_base_url = normalise_base_url(
+            &var("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+        )?;
+        let database_url =
+            var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/kommo-voip.sqlite".into());
+        let kommo = KommoConfig {
+            client_id: required("KOMMO_CLIENT_ID")?,
+            client_secret: SecretString::from(required("KOMMO_CLIENT_SECRET")?),
+        };
+        let keyring = Keyring::parse(&required("SECRET_KEYS")?).context("SECRET_KEYS")?;
+        let cors_extra_origins = var("CORS_EXTRA_ORIGINS")
+            .map(|list| {
+                list.split(',')
+                    .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+                    .filter(|origin| !origin.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Config {
+            bind_addr,
+            public_base_url,
+            database_url,
+            kommo,
+            keyring,
+            cors_extra_origins,
+        })
+    }
+}
+
+/// Accepts `http(s)://host[:port]` with an optional trailing slash; refuses paths and queries,
+/// because the value is compared verbatim with the `aud` claim.
+fn normalise_base_url(raw: &str) -> anyhow::Result<String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let Some(rest) = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+    else {
+        bail!("PUBLIC_BASE_URL must start with https:// or http://, got {trimmed:?}");
+    };
+    if rest.is_empty() || rest.contains(['/', '?', '#']) {
+        bail!("PUBLIC_BASE_URL must be scheme://host[:port] without a path, got {trimmed:?}");
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_secrets_are_set() {
+        let config = config(&[
+            ("KOMMO_CLIENT_ID", "id"),
+            ("KOMMO_CLIENT_SECRET", "s"),
+            ("SECRET_KEYS", KEY),
+        ])
+        .unwrap();
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_base_url, "http://127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://data/kommo-voip.sqlite");
+        assert!(config.cors_extra_origins.is_empty());
+    }
+
+    #[test]
+    fn missing_client_secret_is_named_in_the_error() {
+        let error = config(&[("KOMMO_CLIENT_ID", "id"), ("SECRET_KEYS", KEY)]).unwrap_err();
+        assert!(error.to_string().contains("KOMMO_CLIENT_SECRET"), "{error}");
+    }
+
+    #[test]
+    fn public_base_url_with_a_path_is_refused_and_trailing_slash_trimmed() {
+        let base = [
+            ("KOMMO_CLIENT_ID", "id"),
+            ("KOMMO_CLIENT_SECRET", "s"),
+            ("SECRET_KEYS", KEY),
+        ];
+        let with = |url: &'static str| {
+            let mut vars = base.to_vec();
+            vars.push(("PUBLIC_BASE_URL", url));
+            config(&vars)
+        };
+        assert_eq!(
+            with("https://voip.example.org/").unwrap().public_base_url,
+            "https://voip.example.org"
+        );
+        assert!(with("https://voip.example.org/api").is_err());
+        assert!(with("voip.example.org").is_err());
+    }
+
+    #[test]
+    fn debug_output_does_not_show_the_client_secret() {
+        let config = config(&[
+            ("KOMMO_CLIENT_ID", "id"),
+            ("KOMMO_CLIENT_SECRET", "very-secret-value"),
+            ("SECRET_KEYS", KEY),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("very-secret-value"));
+        assert!(!printed.contains("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="));
+    }
+}

@@ -1,0 +1,102 @@
+//! The one JSON error envelope (`shared::api::ErrorBody`) every endpoint answers with.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use shared::FieldError;
+use shared::api::{ErrorBody, ErrorDetail};
+
+use crate::auth::TokenError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthorized: {0}")]
+    Unauthorized(#[from] TokenError),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("not found")]
+    NotFound,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(anyhow::Error::new(error).context("database"))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            _ => ApiError::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, fields) = match self {
+            ApiError::Unauthorized(TokenError::TooLarge) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "token_too_large",
+                "The X-Auth-Token header is too large.".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Unauthorized(reason) => {
+                tracing::info!(%reason, "widget request refused");
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    reason.to_string(),
+                    Vec::new(),
+                )
+            }
+            ApiError::Validation(fields) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Some fields are invalid.".to_owned(),
+                fields,
+            ),
+            ApiError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, "bad_request", message, Vec::new())
+            }
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found.".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request body is too large.".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::Internal(error) => {
+                // Logged once, here; the client gets no internals.
+                tracing::error!(error = format!("{error:#}"), "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on our side; please retry.".to_owned(),
+                    Vec::new(),
+                )
+            }
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message,
+                fields,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}

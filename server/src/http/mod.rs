@@ -1,0 +1,150 @@
+//! The HTTP surface: one [`app`] function builds the whole router that `main` serves and tests drive.
+
+mod error;
+mod hooks;
+mod widget;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use hooks::MAX_WEBHOOK_BODY;
+pub use widget::AUTH_HEADER;
+
+use crate::auth::TokenVerifier;
+use crate::config::Config;
+use crate::crypto::Keyring;
+use crate::push::Hub;
+use crate::store::Store;
+
+/// Largest JSON body the widget API accepts.
+const MAX_WIDGET_BODY: usize = 16 * 1024;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub verifier: Arc<TokenVerifier>,
+    pub keyring: Arc<Keyring>,
+    pub hub: Hub,
+    pub public_base_url: Arc<str>,
+    /// Cancelled when the server shuts down; long-lived responses (push streams) end on it.
+    pub shutdown: CancellationToken,
+    cors_extra_origins: Arc<[String]>,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: Store, shutdown: CancellationToken) -> AppState {
+        let verifier = TokenVerifier::new(
+            &config.kommo.client_id,
+            &config.kommo.client_secret,
+            &config.public_base_url,
+        );
+        AppState {
+            store,
+            verifier: Arc::new(verifier),
+            keyring: Arc::new(config.keyring),
+            hub: Hub::default(),
+            public_base_url: config.public_base_url.into(),
+            shutdown,
+            cors_extra_origins: config.cors_extra_origins.into(),
+        }
+    }
+}
+
+/// Builds the application: widget API (CORS for Kommo's origins), provider webhooks, health.
+pub fn app(state: AppState) -> Router {
+    let widget_api = widget::router()
+        .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY))
+        .layer(cors(state.cors_extra_origins.clone()));
+    Router::new()
+        .route("/health", get(health))
+        .route(
+            "/hooks/voip/{hook_id}",
+            post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
+        .merge(widget_api)
+        .layer(
+            // Spans name the route template, never the concrete path or query: webhook ids and
+            // push tickets are credentials.
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("http", method = %request.method(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+/// Browsers may call the widget API from Kommo's pages (`https://<subdomain>.kommo.com`) and from
+/// the configured extra origins, with the `X-Auth-Token` header; nothing else.
+fn cors(extra_origins: Arc<[String]>) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|origin| {
+                is_kommo_origin(origin) || extra_origins.iter().any(|o| o == origin)
+            })
+        }))
+        .allow_methods([Method::GET, Method::PUT, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static(AUTH_HEADER)])
+}
+
+/// `https://<subdomain>.kommo.com`, exactly: no port, path, userinfo or nested trickery.
+fn is_kommo_origin(origin: &str) -> bool {
+    let Some(host) = origin.strip_prefix("https://") else {
+        return false;
+    };
+    let Some(subdomain) = host.strip_suffix(".kommo.com") else {
+        return false;
+    };
+    !subdomain.is_empty()
+        && subdomain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
+        Err(error) => {
+            tracing::error!(%error, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "database unavailable" })),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_kommo_origin;
+
+    #[test]
+    fn only_kommo_subdomain_origins_pass() {
+        assert!(is_kommo_origin("https://acme.kommo.com"));
+        assert!(is_kommo_origin("https://acme-2.kommo.com"));
+        for origin in [
+            "http://acme.kommo.com",
+            "https://kommo.com",
+            "https://.kommo.com",
+            "https://acme.kommo.com:8443",
+            "https://acme.kommo.com.evil.org",
+            "https://evil.org/acme.kommo.com",
+            "https://a.b.kommo.com",
+            "https://user@acme.kommo.com",
+        ] {
+            assert!(!is_kommo_origin(origin), "{origin} was allowed");
+        }
+    }
+}

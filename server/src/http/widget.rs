@@ -1,0 +1,178 @@
+//! The widget's API (`/widget/v1/*`): every request authenticated by Kommo's disposable token;
+//! the account and user come only from that verified token.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use secrecy::SecretString;
+use serde::Deserialize;
+use shared::SettingsInput;
+use shared::api::{CALL_EVENT, PushTicket, SettingsView, paths};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::TokenError;
+use crate::crypto::{SealContext, random_token};
+use crate::push::{Subscriber, TICKET_TTL};
+use crate::store::{AccountId, SettingsRow, SettingsWrite};
+
+/// Where the sealed VoIP password lives; also its AEAD binding.
+const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
+/// Header that `$authorizedAjax` fills with the disposable token.
+pub const AUTH_HEADER: &str = "x-auth-token";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::SETTINGS, get(get_settings).put(put_settings))
+        .route(paths::PUSH_TICKET, post(push_ticket))
+        .route(paths::PUSH_EVENTS, get(push_events))
+}
+
+/// A widget request whose disposable token verified.
+#[derive(Debug, Clone, Copy)]
+pub struct WidgetAuth {
+    pub account: AccountId,
+    pub user_id: i64,
+}
+
+impl FromRequestParts<AppState> for WidgetAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTH_HEADER).ok_or(TokenError::Missing)?;
+        let token = header
+            .to_str()
+            .map_err(|_| TokenError::Invalid("not text"))?;
+        let identity = state.verifier.verify(token)?;
+        // Until the OAuth install lands, a token Kommo signed for our integration is what makes an
+        // account known to us; the subdomain is kept current from it.
+        let account = state
+            .store
+            .account_from_kommo(identity.kommo_account_id, &identity.subdomain)
+            .await?;
+        Ok(WidgetAuth {
+            account,
+            user_id: identity.user_id,
+        })
+    }
+}
+
+fn view(state: &AppState, row: Option<SettingsRow>) -> SettingsView {
+    let Some(row) = row else {
+        return SettingsView::default();
+    };
+    SettingsView {
+        active: row.active,
+        voip_login: row.voip_login,
+        has_password: row.voip_token.is_some(),
+        webhook_url: Some(format!(
+            "{}/hooks/voip/{}",
+            state.public_base_url, row.hook_id
+        )),
+    }
+}
+
+async fn get_settings(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+) -> Result<Json<SettingsView>, ApiError> {
+    let row = state.store.settings(auth.account).await?;
+    Ok(Json(view(&state, row)))
+}
+
+async fn put_settings(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SettingsView>, ApiError> {
+    let input: SettingsInput = serde_json::from_slice(&body?)
+        .map_err(|error| ApiError::BadRequest(format!("settings body: {error}")))?;
+    let stored = state.store.settings(auth.account).await?;
+    let password_on_file = stored.as_ref().is_some_and(|row| row.voip_token.is_some());
+    let errors = input.validate(password_on_file);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let sealed_password = input.voip_password.map(|password| {
+        let context = SealContext {
+            column: VOIP_TOKEN_COLUMN,
+            account_id: auth.account.0,
+        };
+        state.keyring.seal(context, &SecretString::from(password))
+    });
+    let new_hook_id = random_token(24);
+    let row = state
+        .store
+        .save_settings(
+            auth.account,
+            SettingsWrite {
+                active: input.active,
+                voip_login: input.voip_login.trim(),
+                sealed_password,
+                new_hook_id: &new_hook_id,
+                user_id: auth.user_id,
+            },
+        )
+        .await?;
+    tracing::info!(
+        account.id = auth.account.0,
+        user.id = auth.user_id,
+        "settings saved"
+    );
+    Ok(Json(view(&state, Some(row))))
+}
+
+async fn push_ticket(State(state): State<AppState>, auth: WidgetAuth) -> Json<PushTicket> {
+    let ticket = state.hub.issue_ticket(Subscriber {
+        account: auth.account,
+        user_id: auth.user_id,
+    });
+    Json(PushTicket {
+        ticket,
+        expires_in: TICKET_TTL.as_secs(),
+    })
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    ticket: String,
+}
+
+async fn push_events(
+    State(state): State<AppState>,
+    Query(query): Query<TicketQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let subscriber = state
+        .hub
+        .redeem(&query.ticket)
+        .ok_or(ApiError::Unauthorized(TokenError::Invalid(
+            "unknown, used or expired ticket",
+        )))?;
+    let shutdown = state.shutdown.clone();
+    let events = BroadcastStream::new(state.hub.subscribe(subscriber.account))
+        // A lagging stream skips what it missed rather than closing.
+        .filter_map(|message| message.ok())
+        .filter(move |event| subscriber.wants(event))
+        .map(|event| {
+            let data = serde_json::to_string(&event.call).expect("IncomingCall always serialises");
+            Ok(Event::default().event(CALL_EVENT).data(data))
+        });
+    // Open streams end on shutdown so graceful shutdown does not wait on them.
+    let events =
+        futures_util::StreamExt::take_until(events, async move { shutdown.cancelled().await });
+    let hello = tokio_stream::once(Ok(Event::default().comment("connected")));
+    Ok(
+        Sse::new(hello.chain(events))
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
+    )
+}
