@@ -268,6 +268,7 @@ define(['jquery'], function ($) {
       var box = document.createElement('div');
       box.className = 'kvoip-error';
       box.setAttribute('role', 'alert');
+      box.style.color = '#c13c3c'; // readable even when style.css could not be loaded either
       box.textContent = text('errors', 'wasm_failed') + ' ' + (state.failure || '');
       root.appendChild(box);
     }
