@@ -3,8 +3,13 @@
 mod archive_rules;
 mod env_file;
 mod logos;
+mod net;
 mod package;
 mod process;
+mod run;
+mod secrets;
+mod test_suite;
+mod tools;
 mod workspace;
 
 use std::process::ExitCode;
@@ -40,9 +45,12 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     match command.as_str() {
+        "tools" => tools::command(&root)?,
         "logos" => logos::command(&root)?,
         "package" => package::command(&root, rest)?,
         "check-archive" => return check_archive(rest),
+        "run" => run::command(&root)?,
+        "test" => test_suite::command(&root)?,
         "help" | "--help" | "-h" => println!("{USAGE}"),
         other => {
             eprintln!("unknown command {other}\n\n{USAGE}");

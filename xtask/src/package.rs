@@ -230,6 +230,31 @@ mod tests {
         check_manifest_version(&root, &std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
     }
 
+    /// VoIP credentials live on our server, never in Kommo's widget settings, which every account admin can read.
+    /// The settings form is rendered by the wasm; the manifest declares one non-required `custom` field as its
+    /// slot, because Kommo documents the settings form of `installation: true` widgets through declared fields,
+    /// and `custom` is its type for a form the widget renders itself. The field stores nothing.
+    #[test]
+    fn the_manifest_declares_no_settings_field_that_could_hold_a_secret() {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(workspace::root().join("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        let settings = manifest["settings"]
+            .as_object()
+            .expect("manifest.json has a settings object");
+        for (code, field) in settings {
+            assert_eq!(
+                field["type"], "custom",
+                "settings.{code}: only custom fields, rendered by the wasm"
+            );
+            assert_eq!(
+                field["required"], false,
+                "settings.{code}: nothing for Kommo to demand"
+            );
+        }
+    }
+
     #[test]
     fn zips_are_byte_for_byte_reproducible_and_sorted() {
         let files: BTreeMap<String, Vec<u8>> = [

@@ -1,0 +1,143 @@
+//! `cargo xtask run`: builds everything and starts the server; without Kommo credentials, also the local Kommo.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::net::wait_until_ok;
+use crate::process::{self, Service};
+use crate::{env_file, package, secrets, tools};
+
+const LOCAL_CLIENT_ID: &str = "local-kommo";
+const SANDBOX_URL: &str = "http://127.0.0.1:8090";
+const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
+const DEV_SECRETS: &str = "data/dev-secrets.env";
+/// A cold optimised server build is not included: binaries are built before they are started.
+const STARTUP: Duration = Duration::from_secs(60);
+
+pub fn command(root: &Path) -> Result<()> {
+    tools::command(root)?;
+    let public_base = package::resolve_api_base(root, None)?;
+    package::build_widget(root)?;
+    let archive = root.join(package::DEFAULT_OUT);
+    package::write_archive(root, &public_base, &archive)?;
+
+    let client_id = env_file::setting(root, "KOMMO_CLIENT_ID")?;
+    let client_secret = env_file::setting(root, "KOMMO_CLIENT_SECRET")?;
+    let local = client_id.is_none() || client_secret.is_none();
+
+    // Server and local Kommo are built in one invocation, then started directly: `cargo run -p` of each
+    // would re-resolve features per package and rebuild shared dependencies.
+    let mut build = Command::new("cargo");
+    build
+        .args([
+            "build",
+            "--profile",
+            "release-server",
+            "-p",
+            "server",
+            "--bin",
+            "server",
+        ])
+        .current_dir(root);
+    if local {
+        build.args(["-p", "sandbox", "--bin", "sandbox"]);
+    }
+    process::run(&mut build)?;
+    let binaries = root.join("target/release-server");
+
+    let mut server_env: BTreeMap<&str, String> = BTreeMap::new();
+    server_env.insert("PUBLIC_BASE_URL", public_base.clone());
+    if local {
+        let secrets = dev_secrets(root)?;
+        server_env.insert("KOMMO_CLIENT_ID", LOCAL_CLIENT_ID.to_owned());
+        server_env.insert(
+            "KOMMO_CLIENT_SECRET",
+            secrets["KOMMO_CLIENT_SECRET"].clone(),
+        );
+        server_env.insert("SECRET_KEYS", secrets["SECRET_KEYS"].clone());
+        server_env.insert("CORS_EXTRA_ORIGINS", SANDBOX_URL.to_owned());
+    }
+    std::fs::create_dir_all(root.join("data")).context("creating data/")?;
+
+    // The public base may be a proxy's address; health is asked where the server itself listens.
+    let bind =
+        env_file::setting(root, "BIND_ADDR")?.unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+    let mut server = Service::spawn(
+        "server",
+        Command::new(binaries.join("server"))
+            .current_dir(root)
+            .envs(&server_env),
+    )?;
+    wait_until_ok(&format!("http://{bind}/health"), &mut server, STARTUP)
+        .context("the server did not become healthy")?;
+    println!("server listening on {bind}, public base {public_base}");
+
+    let mut services = vec![server];
+    if local {
+        let mut sandbox_command = Command::new(binaries.join("sandbox"));
+        sandbox_command
+            .current_dir(root)
+            .env("SANDBOX_ADDR", SANDBOX_URL.trim_start_matches("http://"))
+            .env("SANDBOX_ARCHIVE", &archive)
+            .env("KOMMO_CLIENT_ID", LOCAL_CLIENT_ID)
+            .env("KOMMO_CLIENT_SECRET", &server_env["KOMMO_CLIENT_SECRET"])
+            .env("PUBLIC_BASE_URL", &public_base);
+        let mut sandbox = Service::spawn("local Kommo", &mut sandbox_command)?;
+        wait_until_ok(&format!("{SANDBOX_URL}/"), &mut sandbox, STARTUP)
+            .context("the local Kommo did not start")?;
+        services.push(sandbox);
+        println!("Open {SANDBOX_URL}/ to see the widget in the local Kommo");
+    } else {
+        println!(
+            "Kommo credentials found: upload {} to your Kommo integration",
+            archive.display()
+        );
+    }
+    println!("Ctrl-C stops everything.");
+    supervise(services)
+}
+
+/// Blocks until a service stops (Ctrl-C reaches the whole process group), then stops the others.
+fn supervise(mut services: Vec<Service>) -> Result<()> {
+    loop {
+        for service in &mut services {
+            if let Some(status) = service.exited() {
+                let name = service.name().to_owned();
+                drop(services);
+                bail!("{name} stopped ({status})");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The local mode's client secret and data keys, created once in `data/dev-secrets.env` so data stays readable across runs.
+fn dev_secrets(root: &Path) -> Result<BTreeMap<String, String>> {
+    let path: PathBuf = root.join(DEV_SECRETS);
+    let existing = env_file::read(&path)?;
+    if existing.contains_key("KOMMO_CLIENT_SECRET") && existing.contains_key("SECRET_KEYS") {
+        return Ok(existing);
+    }
+    std::fs::create_dir_all(root.join("data")).context("creating data/")?;
+    let text = format!(
+        "# Secrets of `cargo xtask run` in local mode (no Kommo credentials). Created once; deleting it makes stored data unreadable.\n\
+         KOMMO_CLIENT_SECRET={}\nSECRET_KEYS={}\n",
+        secrets::client_secret()?,
+        secrets::secret_keys("local1")?
+    );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {} (delete it if it is incomplete)", path.display()))?;
+    println!("created {}", path.display());
+    env_file::read(&path)
+}

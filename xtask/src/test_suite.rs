@@ -1,0 +1,171 @@
+//! `cargo xtask test`: every test, one command — cargo tests, archive checks, and browser tests against live services.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::net::{free_port, wait_until_ok};
+use crate::process::{self, Service};
+use crate::{package, secrets, tools};
+
+const BROWSER_TEST_DIR: &str = "target/browser-test";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CLIENT_ID: &str = "local-kommo";
+/// The binaries are built before they start, so this only covers migrations and binding.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// One step of the suite and how it went.
+struct Outcome {
+    name: &'static str,
+    took: Duration,
+    result: Result<()>,
+}
+
+pub fn command(root: &Path) -> Result<()> {
+    let mut outcomes = Vec::new();
+    let mut step = |name: &'static str, action: &mut dyn FnMut() -> Result<()>| {
+        eprintln!("\n=== {name}");
+        let started = Instant::now();
+        let result = action();
+        let passed = result.is_ok();
+        outcomes.push(Outcome {
+            name,
+            took: started.elapsed(),
+            result,
+        });
+        passed
+    };
+
+    let ready = step("tools", &mut || tools::command(root))
+        && {
+            step("cargo test (shared, server, xtask, sandbox)", &mut || {
+                process::run(Command::new("cargo").arg("test").current_dir(root))
+            });
+            step("package + check dist/widget.zip", &mut || {
+                package::build_widget(root)?;
+                package::write_archive(
+                    root,
+                    &package::resolve_api_base(root, None)?,
+                    &root.join(package::DEFAULT_OUT),
+                )
+            })
+        }
+        && step("build server and local Kommo", &mut || {
+            process::run(
+                Command::new("cargo")
+                    .args(["build", "-p", "server", "-p", "sandbox"])
+                    .current_dir(root),
+            )
+        });
+    if ready {
+        step("browser tests (node --test sandbox/browser/)", &mut || {
+            browser_tests(root)
+        });
+    }
+
+    summarize(&outcomes)
+}
+
+/// Packages a test archive, starts the server and the local Kommo on free ports, runs the browser tests, stops both.
+fn browser_tests(root: &Path) -> Result<()> {
+    let dir = root.join(BROWSER_TEST_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (server_port, sandbox_port) = (free_port()?, free_port()?);
+    let server_url = format!("http://127.0.0.1:{server_port}");
+    let sandbox_url = format!("http://127.0.0.1:{sandbox_port}");
+    let archive = dir.join("widget.zip");
+    package::write_archive(root, &server_url, &archive)?;
+
+    let database = dir.join(format!("server-{server_port}.sqlite"));
+    for stale in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{stale}", database.display()));
+    }
+    let client_secret = secrets::client_secret()?;
+    let log = |name: &str| -> Result<(File, File)> {
+        let file = File::create(dir.join(format!("{name}.log")))
+            .with_context(|| format!("creating {name}.log"))?;
+        Ok((file.try_clone()?, file))
+    };
+
+    let (out, err) = log("server")?;
+    let mut server = Service::spawn(
+        "server",
+        Command::new(root.join("target/debug/server"))
+            .current_dir(root)
+            .env("BIND_ADDR", format!("127.0.0.1:{server_port}"))
+            .env("PUBLIC_BASE_URL", &server_url)
+            .env("DATABASE_URL", format!("sqlite://{}", database.display()))
+            .env("KOMMO_CLIENT_ID", CLIENT_ID)
+            .env("KOMMO_CLIENT_SECRET", &client_secret)
+            .env("SECRET_KEYS", secrets::secret_keys("test1")?)
+            .env("CORS_EXTRA_ORIGINS", &sandbox_url)
+            .env("RUST_LOG", "info")
+            .stdout(out)
+            .stderr(err),
+    )?;
+    let (out, err) = log("sandbox")?;
+    let mut sandbox = Service::spawn(
+        "local Kommo",
+        Command::new(root.join("target/debug/sandbox"))
+            .current_dir(root)
+            .env("SANDBOX_ADDR", format!("127.0.0.1:{sandbox_port}"))
+            .env("SANDBOX_ARCHIVE", &archive)
+            .env("KOMMO_CLIENT_ID", CLIENT_ID)
+            .env("KOMMO_CLIENT_SECRET", &client_secret)
+            .env("PUBLIC_BASE_URL", &server_url)
+            .stdout(out)
+            .stderr(err),
+    )?;
+    let logs = format!("logs: {BROWSER_TEST_DIR}/server.log, {BROWSER_TEST_DIR}/sandbox.log");
+    wait_until_ok(&format!("{server_url}/health"), &mut server, STARTUP)
+        .with_context(|| logs.clone())?;
+    wait_until_ok(&format!("{sandbox_url}/"), &mut sandbox, STARTUP)
+        .with_context(|| logs.clone())?;
+
+    let result = process::run(
+        Command::new("node")
+            .args(["--test", "--test-concurrency=1", "sandbox/browser/"])
+            .current_dir(root)
+            .env("SERVER_URL", &server_url)
+            .env("SANDBOX_URL", &sandbox_url)
+            .env("TEST_OUTPUT_DIR", root.join("test-output"))
+            .env("CHROMIUM", CHROMIUM)
+            .stdin(Stdio::null()),
+    );
+    // Dropping the services stops them, whatever the outcome.
+    drop((server, sandbox));
+    result.with_context(|| logs)
+}
+
+fn summarize(outcomes: &[Outcome]) -> Result<()> {
+    println!("\n=== summary");
+    for outcome in outcomes {
+        let verdict = if outcome.result.is_ok() {
+            "ok  "
+        } else {
+            "FAIL"
+        };
+        println!(
+            "{verdict} {:>6.1}s  {}",
+            outcome.took.as_secs_f64(),
+            outcome.name
+        );
+    }
+    let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
+    for outcome in &failed {
+        if let Err(error) = &outcome.result {
+            println!("\n{} failed: {error:#}", outcome.name);
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} of {} steps failed", failed.len(), outcomes.len());
+    }
+    println!(
+        "\nall {} steps passed; screenshots in test-output/",
+        outcomes.len()
+    );
+    Ok(())
+}
