@@ -28,6 +28,9 @@ pub(crate) struct PageOptions {
     csp: Option<String>,
     /// Kommo's `system().area`; `lcard` (a lead card) by default.
     area: Option<String>,
+    /// Act as this account id for this page load (tokens and `APP.constant('account')`), so each browser
+    /// test can start from an account the server has never seen.
+    account: Option<u64>,
 }
 
 /// The few words of Kommo's own chrome the page shows, per language.
@@ -59,7 +62,7 @@ fn translate(langs: &Value, key: &str) -> String {
 }
 
 /// What the page script needs to build Kommo's widget object.
-fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str) -> Value {
+fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account_id: u64) -> Value {
     let langs = archive
         .i18n(lang)
         .or_else(|| archive.i18n("en"))
@@ -93,7 +96,7 @@ fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str) -> Valu
         },
         "langs": langs,
         "settings": settings,
-        "account": { "id": kommo.account_id, "subdomain": kommo.subdomain, "name": "Sandbox account" },
+        "account": { "id": account_id, "subdomain": kommo.subdomain, "name": "Sandbox account" },
         "user": { "id": kommo.user_id, "name": "Sandbox Admin", "login": "admin@sandbox.test", "is_admin": "Y" },
         "strings": host_strings(lang),
     })
@@ -125,7 +128,14 @@ pub(crate) async fn host_page(
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         })
         .unwrap_or("lcard");
-    let boot = boot(&state.config.archive, &state.config.kommo, lang, area);
+    let kommo = &state.config.kommo;
+    let boot = boot(
+        &state.config.archive,
+        kommo,
+        lang,
+        area,
+        options.account.unwrap_or(kommo.account_id),
+    );
     // `<` escaped so the JSON can never close its <script> element.
     let boot_json = boot.to_string().replace('<', "\\u003c");
     let strings = &boot["strings"];

@@ -295,6 +295,13 @@ async fn host_page_boots_the_archive_script_in_the_requested_language() {
     );
 }
 
+#[tokio::test]
+async fn host_page_can_act_as_another_account() {
+    let (_, _, body) = get("/?account=77", None).await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert!(html.contains(r#""account":{"id":77,"#), "{html}");
+}
+
 #[test]
 fn archive_without_a_root_manifest_is_refused() {
     let nested = zip_of(&[("kvoip/manifest.json", br#"{"widget":{"version":"1"}}"#)]);

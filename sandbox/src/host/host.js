@@ -11,7 +11,9 @@
   var strings = boot.strings;
   var recorder = window.__sandbox = {
     calls: [], results: {}, thrown: [], lastSave: null, saving: false, saves: 0,
-    ready: false, loadError: null, widget: null, tokenAs: null
+    ready: false, loadError: null, widget: null,
+    // Tokens speak for the account the page shows (it differs from the default with ?account=<id>).
+    tokenAs: { account_id: boot.account.id }
   };
 
   // The slice of Kommo's APP global widgets commonly touch.
@@ -157,6 +159,7 @@
                   text(strings.active) + '</label>' +
                 '<button type="button" class="sandbox-button sandbox-button_blue sandbox-modal__save">' + text(strings.save) + '</button>' +
                 '<button type="button" class="sandbox-button sandbox-modal__cancel">' + text(strings.cancel) + '</button>' +
+                '<button type="button" class="sandbox-button sandbox-button_danger sandbox-modal__disable">' + text(strings.disable) + '</button>' +
               '</div>' +
             '</div>' +
           '</div>' +
@@ -164,6 +167,8 @@
       ).appendTo(document.body);
       $modal.find('.sandbox-modal__close, .sandbox-modal__cancel, .modal-overlay').on('click', closeModal);
       $modal.find('.sandbox-modal__save').on('click', save);
+      // Kommo's disable button sits in the widget's settings modal.
+      $modal.find('.sandbox-modal__disable').on('click', disable);
       call(widget, 'settings', [$modal]);
     }
 
@@ -189,11 +194,12 @@
     }
 
     function disable() {
-      closeModal();
+      if (recorder.disabled) return;
       settle(call(widget, 'onSave', [{ active: 'N', fields: widget.get_settings() }])).then(function (ok) {
         recorder.lastSave = { seq: ++recorder.saves, active: 'N', result: ok };
         $('#sandbox-save-result').text(String(ok));
         call(widget, 'destroy');
+        closeModal();
         recorder.disabled = true;
         $('#sandbox-open-settings, #sandbox-disable').prop('disabled', true);
       });

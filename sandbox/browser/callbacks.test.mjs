@@ -1,0 +1,72 @@
+//! The widget inside the local Kommo: Kommo's callback order, the settings modal, and a clean destroy.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { SERVER_URL, STEP_MS, configure, launch, openSettings, openWidget, widgetElements } from './support.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+test('the callbacks run in Kommo order through RequireJS and render, init and bind_actions return true', async () => {
+  const { page, context, errors } = await openWidget(browser);
+  const recorded = await page.evaluate(() => ({
+    calls: window.__sandbox.calls,
+    results: window.__sandbox.results,
+    thrown: window.__sandbox.thrown,
+    // RequireJS defined the module from the archive's script.js (not a script tag of ours).
+    viaRequire: Object.keys(window.requirejs.s.contexts._.defined).some((name) => name.includes('/widget/script.js')),
+  }));
+  assert.deepEqual(recorded.calls, ['render', 'init', 'bind_actions']);
+  assert.deepEqual(recorded.results, { render: true, init: true, bind_actions: true });
+  assert.deepEqual(recorded.thrown, []);
+  assert.ok(recorded.viaRequire, 'script.js is an AMD module loaded by RequireJS');
+  await page.waitForSelector('link#kvoip-style', { state: 'attached', timeout: STEP_MS });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('the settings UI mounts into the modal body', async () => {
+  const { page, context, errors } = await openWidget(browser);
+  await openSettings(page);
+  await page.waitForSelector('.modal .modal-body .kvoip-settings input[name=voip_login]', { timeout: STEP_MS });
+  const calls = await page.evaluate(() => window.__sandbox.calls);
+  assert.deepEqual(calls, ['render', 'init', 'bind_actions', 'settings']);
+  const modalWidth = await page.$eval('.modal .modal-body', (body) => body.getBoundingClientRect().width);
+  assert.equal(Math.round(modalWidth), 560);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('destroy removes every element the widget added and its stylesheet', async () => {
+  const { page, context, errors, stream } = await openWidget(browser);
+  const url = await configure(page);
+  assert.ok(url.startsWith(`${SERVER_URL}/hooks/voip/`), url);
+  // A popup too, so destroy has everything to clean up.
+  await waitFor(() => stream.open, 'the push stream opens');
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ callId: `destroy-${Date.now()}`, voipAccountId: 'sandbox-voip', from: '+5511987650000',
+      to: '+5511333330000', status: 'ringing', startTime: Math.floor(Date.now() / 1000) }),
+  });
+  assert.equal(response.status, 200);
+  await page.waitForSelector('.kvoip-popup', { timeout: STEP_MS });
+
+  await page.click('.modal .sandbox-modal__disable');
+  await page.waitForFunction(() => window.__sandbox.disabled === true, null, { timeout: STEP_MS });
+  const calls = await page.evaluate(() => window.__sandbox.calls);
+  assert.deepEqual(calls.slice(-2), ['onSave', 'destroy']);
+  assert.deepEqual(await widgetElements(page), []);
+  assert.equal(await page.$('#kvoip-style'), null);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+async function waitFor(condition, what) {
+  const deadline = Date.now() + STEP_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,124 @@
+//! Shared pieces of the browser tests: Debian's Chromium through playwright-core, the local Kommo's page, waits.
+import { randomInt } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+export const SANDBOX_URL = (process.env.SANDBOX_URL || 'http://127.0.0.1:8090').replace(/\/+$/, '');
+export const SERVER_URL = (process.env.SERVER_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+export const OUTPUT_DIR = path.resolve(process.env.TEST_OUTPUT_DIR || 'test-output');
+
+/** How long a step may take before a test fails (the first wasm compile on 2 cores included). */
+export const STEP_MS = 20_000;
+
+/** Chromium as the tests run it: the system browser, never a download, never reaching the internet. */
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run'],
+  });
+}
+
+/** A Kommo account id the server has never seen, so each test starts from a fresh install. */
+export function freshAccount() {
+  return randomInt(100_000_000, 2_000_000_000);
+}
+
+/** The strings the archive ships for a language (the same file Kommo's `self.i18n` reads). */
+export async function archiveStrings(lang) {
+  const response = await fetch(`${SANDBOX_URL}/widget/i18n/${lang}.json`);
+  if (!response.ok) throw new Error(`i18n/${lang}.json: HTTP ${response.status}`);
+  return response.json();
+}
+
+/**
+ * Opens the host page with the widget loaded. `options` become the page's query (lang, block_wasm, csp);
+ * the page acts as a fresh account unless `account` is given.
+ * Returns {page, context, errors, account, stream}: `errors` collects uncaught page errors, `stream.open`
+ * turns true once the widget's push stream is connected.
+ */
+export async function openWidget(browser, options = {}) {
+  const account = options.account ?? freshAccount();
+  const query = new URLSearchParams({ ...options, account: String(account) });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 820 } });
+  const page = await context.newPage();
+  const errors = [];
+  const stream = { open: false };
+  page.on('pageerror', (error) => errors.push(String(error)));
+  page.on('response', (response) => {
+    if (response.url().includes('/widget/v1/push/events')) stream.open = response.status() === 200;
+  });
+  await page.goto(`${SANDBOX_URL}/?${query}`);
+  await page.waitForFunction(() => window.__sandbox && (window.__sandbox.ready || window.__sandbox.loadError),
+    null, { timeout: STEP_MS });
+  const loadError = await page.evaluate(() => window.__sandbox.loadError);
+  if (loadError) throw new Error(`script.js did not load: ${loadError}`);
+  return { page, context, errors, account, stream };
+}
+
+/** Clicks the page's Settings button; resolves once the widget's settings root is in the modal. */
+export async function openSettings(page) {
+  await page.click('#sandbox-open-settings');
+  await page.waitForSelector('.modal .modal-body .kvoip-settings', { timeout: STEP_MS });
+}
+
+/**
+ * Waits for the settings form itself and for the current settings to have arrived: the form shows its
+ * inputs while loading and then overwrites them with what the server has, so typing earlier is lost.
+ */
+export async function waitForForm(page) {
+  await page.waitForSelector('.kvoip-settings input[name=voip_login]', { timeout: STEP_MS });
+  await page.waitForFunction(() => {
+    const status = document.querySelector('.kvoip-settings .kvoip-status');
+    const loading = window.__sandbox.widget.langs.settings.loading;
+    return status && status.textContent.trim() !== loading;
+  }, null, { timeout: STEP_MS });
+}
+
+/** Sets the modal's Active checkbox, clicks Save and resolves with what onSave resolved to. */
+export async function save(page, { active = true } = {}) {
+  await page.setChecked('.modal input[name=sandbox_active]', active);
+  const before = await page.evaluate(() => window.__sandbox.saves);
+  await page.click('.modal .sandbox-modal__save');
+  await page.waitForFunction((seq) => window.__sandbox.lastSave && window.__sandbox.lastSave.seq > seq,
+    before, { timeout: STEP_MS });
+  const shown = await page.textContent('#sandbox-save-result');
+  const result = await page.evaluate(() => window.__sandbox.lastSave.result);
+  if (shown !== String(result)) throw new Error(`#sandbox-save-result shows ${shown}, onSave gave ${result}`);
+  return result;
+}
+
+/** Fills and saves valid credentials; resolves with the webhook URL the reopened settings show. */
+export async function configure(page, login = 'agent-101') {
+  await openSettings(page);
+  await waitForForm(page);
+  await page.fill('.kvoip-settings input[name=voip_login]', login);
+  await page.fill('.kvoip-settings input[name=voip_password]', 's3cret-Pass');
+  if (!(await save(page))) throw new Error('saving valid settings resolved false');
+  await openSettings(page);
+  await page.waitForFunction(() => {
+    const shown = document.querySelector('.kvoip-webhook-url');
+    return shown && (shown.value || shown.textContent || '').trim().startsWith('http');
+  }, null, { timeout: STEP_MS });
+  return webhookUrl(page);
+}
+
+/** The webhook URL the widget shows, whether it is an input or text. */
+export function webhookUrl(page) {
+  return page.$eval('.kvoip-webhook-url', (shown) => (shown.value || shown.textContent || '').trim());
+}
+
+export async function screenshot(page, name) {
+  mkdirSync(OUTPUT_DIR, { recursive: true });
+  const file = path.join(OUTPUT_DIR, name);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+/** Every element the widget put into the page (class or id with the widget's prefix). */
+export function widgetElements(page) {
+  return page.evaluate(() => Array.from(document.querySelectorAll('[class*="kvoip-"], [id^="kvoip-"]'))
+    .map((element) => element.id ? `#${element.id}` : `.${element.className}`));
+}
