@@ -1,9 +1,17 @@
 //! Incoming-call popups: the board of calls on screen (one card per call id) and its cards.
 
+use std::rc::Rc;
+
+use leptos::mount::mount_to;
 use leptos::prelude::*;
 use shared::api::IncomingCall;
+use wasm_bindgen::prelude::*;
+use web_sys::HtmlElement;
 
+use crate::Mounted;
+use crate::host::Host;
 use crate::i18n::I18n;
+use crate::push::PushStream;
 
 /// Most cards on screen at once; the oldest goes first.
 pub const MAX_CARDS: usize = 4;
@@ -42,6 +50,65 @@ impl CallBoard {
 
     pub fn ids(&self) -> Vec<String> {
         self.calls.iter().map(|call| call.call_id.clone()).collect()
+    }
+}
+
+/// Opens the push stream and shows a popup for each incoming call (in `div.kvoip-popups` on `document.body`).
+#[wasm_bindgen]
+pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
+    let host = Rc::new(Host::from_js(host)?);
+    let document = web_sys::window()
+        .and_then(|window| window.document())
+        .ok_or_else(|| JsError::new("no document"))?;
+    let body = document
+        .body()
+        .ok_or_else(|| JsError::new("no document body"))?;
+    let root: HtmlElement = document
+        .create_element("div")
+        .map_err(|_| JsError::new("cannot create the popups root"))?
+        .unchecked_into();
+    root.set_class_name("kvoip-popups");
+    root.set_attribute("lang", host.lang()).ok();
+    body.append_child(&root)
+        .map_err(|_| JsError::new("cannot attach the popups root"))?;
+
+    let board = ArcRwSignal::new(CallBoard::default());
+    let mounted = {
+        let (board, i18n) = (board.clone(), host.i18n());
+        mount_to(root.clone(), move || {
+            view! { <CallPopups board i18n /> }.into_any()
+        })
+    };
+    let stream = PushStream::start(host, move |call| board.update(|board| board.upsert(call)));
+    Ok(CallsHandle {
+        stream,
+        mounted: Some(mounted),
+        root,
+    })
+}
+
+/// The running call popups, kept by script.js until `destroy`.
+#[wasm_bindgen]
+pub struct CallsHandle {
+    stream: PushStream,
+    /// Dropping it unmounts the popups, so it lives here until `stop`.
+    mounted: Option<Mounted>,
+    root: HtmlElement,
+}
+
+#[wasm_bindgen]
+impl CallsHandle {
+    /// Closes the stream and removes the popups. Safe to call twice.
+    pub fn stop(&mut self) {
+        self.stream.stop();
+        self.mounted.take();
+        self.root.remove();
+    }
+}
+
+impl Drop for CallsHandle {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -1,10 +1,16 @@
 //! The settings form: what the admin edits, how a save is validated and sent, and how the server's answer is shown.
 
+use std::rc::Rc;
+
+use leptos::mount::mount_to;
 use leptos::prelude::*;
 use serde_json::Value;
 use shared::api::{ErrorBody, SettingsView, paths};
 use shared::{FieldError, SettingsInput, ValidationCode};
+use wasm_bindgen::prelude::*;
+use web_sys::HtmlElement;
 
+use crate::Mounted;
 use crate::host::Host;
 use crate::i18n::I18n;
 
@@ -211,6 +217,51 @@ impl SettingsModel {
     fn is_refused(&self, field: &'static str) -> impl Fn() -> bool + Send + Sync + use<> {
         let error_for = self.error_for(field);
         move || error_for().is_some()
+    }
+}
+
+/// Renders the settings form into `root` (script.js's `div.kvoip-settings`) and loads the stored settings.
+#[wasm_bindgen]
+pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle, JsError> {
+    let host = Rc::new(Host::from_js(host)?);
+    let model = SettingsModel::default();
+    let mounted = {
+        let (model, i18n, lang) = (model.clone(), host.i18n(), host.lang().to_owned());
+        mount_to(root, move || {
+            view! { <SettingsForm model i18n lang /> }.into_any()
+        })
+    };
+    let loader = (model.clone(), Rc::clone(&host));
+    wasm_bindgen_futures::spawn_local(async move { loader.0.load(&loader.1).await });
+    Ok(SettingsHandle {
+        model,
+        host,
+        mounted: Some(mounted),
+    })
+}
+
+/// The mounted settings form, kept by script.js until the modal goes away.
+#[wasm_bindgen]
+pub struct SettingsHandle {
+    model: SettingsModel,
+    host: Rc<Host>,
+    /// Dropping it unmounts the form, so it lives here until `unmount`.
+    mounted: Option<Mounted>,
+}
+
+#[wasm_bindgen]
+impl SettingsHandle {
+    /// Validates and saves the form (`active` is Kommo's flag); resolves `true` only when the server stored it.
+    pub fn save(&self, active: bool) -> js_sys::Promise {
+        let (model, host) = (self.model.clone(), Rc::clone(&self.host));
+        wasm_bindgen_futures::future_to_promise(async move {
+            Ok(JsValue::from_bool(model.save(&host, active).await))
+        })
+    }
+
+    /// Removes the form from the page. Safe to call twice.
+    pub fn unmount(&mut self) {
+        self.mounted.take();
     }
 }
 
