@@ -113,6 +113,9 @@ export function webhookUrl(page) {
 export async function screenshot(page, name) {
   mkdirSync(OUTPUT_DIR, { recursive: true });
   const file = path.join(OUTPUT_DIR, name);
+  // Entry animations (the popup fades in) finish first, so the picture shows what a user sees.
+  await page.waitForFunction(() => document.getAnimations().every((animation) => animation.playState !== 'running'),
+    null, { timeout: STEP_MS });
   await page.screenshot({ path: file });
   return file;
 }
