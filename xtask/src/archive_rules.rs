@@ -123,9 +123,11 @@ fn check_files(files: &BTreeMap<String, Vec<u8>>) -> Vec<Violation> {
 
 /// Explains a missing root manifest, recognising the common mistake of zipping the folder itself.
 fn missing_manifest(files: &BTreeMap<String, Vec<u8>>) -> Violation {
+    // macOS's Finder adds a `__MACOSX/` folder of resource forks next to the zipped folder.
     let first_folders: BTreeSet<Option<&str>> = files
         .keys()
         .map(|name| name.split_once('/').map(|(folder, _)| folder))
+        .filter(|folder| *folder != Some("__MACOSX"))
         .collect();
     if let [Some(folder)] = first_folders.into_iter().collect::<Vec<_>>().as_slice() {
         return Violation::new(
@@ -730,6 +732,25 @@ mod tests {
             &violations,
             "mywidget/: every file is inside the folder",
             "cd mywidget && zip -r ../widget.zip .",
+        );
+    }
+
+    #[test]
+    fn a_wrapping_folder_zipped_by_macos_finder_is_recognised() {
+        let violations = check_with(|files| {
+            *files = std::mem::take(files)
+                .into_iter()
+                .map(|(name, bytes)| (format!("mywidget/{name}"), bytes))
+                .collect();
+            files.insert(
+                "__MACOSX/mywidget/._manifest.json".to_owned(),
+                vec![0, 5, 22, 7],
+            );
+        });
+        assert_one_violation(
+            &violations,
+            "mywidget/: every file is inside the folder",
+            "zip the folder's contents",
         );
     }
 
