@@ -149,7 +149,11 @@ impl SettingsModel {
         let (status, body) = reply.unwrap_or((0, Value::Null));
         match load_outcome(status, body) {
             Ok(view) => {
-                self.show_stored(view);
+                // Keep what the admin typed while the settings were loading.
+                if self.voip_login.with_untracked(String::is_empty) {
+                    self.voip_login.set(view.voip_login.clone());
+                }
+                self.stored.set(view);
                 self.status.set(Status::Idle);
             }
             Err(problem) => self.status.set(Status::Failed(problem)),
