@@ -52,3 +52,29 @@ test('a call from the provider stand-in pops up the caller number', async () => 
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('a call to one account never pops up in another account', async () => {
+  const mine = await openWidget(browser);
+  const url = await configure(mine.page);
+  await mine.page.click('.modal .sandbox-modal__cancel');
+  const other = await openWidget(browser);
+  await configure(other.page, 'agent-other');
+  await other.page.click('.modal .sandbox-modal__cancel');
+  await streamOpen(mine.stream);
+  await streamOpen(other.stream);
+  const from = '+5531977776666';
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ callId: `isolation-${Date.now()}`, voipAccountId: 'sandbox-voip', from,
+      to: '+5511333330000', status: 'ringing', startTime: Math.floor(Date.now() / 1000) }),
+  });
+  assert.equal(response.status, 200);
+  await mine.page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from }).waitFor({ state: 'visible', timeout: STEP_MS });
+  // The other page had as long to receive it, and then some.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.equal(await other.page.locator('.kvoip-popup').count(), 0);
+  assert.deepEqual([...mine.errors, ...other.errors], []);
+  await mine.context.close();
+  await other.context.close();
+});

@@ -62,3 +62,21 @@ test('onSave is true for a valid login and password and the reopened modal shows
   assert.deepEqual([...errors, ...reloaded.errors], []);
   await reloaded.context.close();
 });
+
+test('settings saved by one account are not shown to another account', async () => {
+  const mine = await openWidget(browser);
+  await openSettings(mine.page);
+  await waitForForm(mine.page);
+  await mine.page.fill('.kvoip-settings input[name=voip_login]', 'agent-private');
+  await mine.page.fill('.kvoip-settings input[name=voip_password]', 'private-pass');
+  assert.equal(await save(mine.page), true);
+
+  const other = await openWidget(browser);
+  await openSettings(other.page);
+  await waitForForm(other.page);
+  assert.equal(await other.page.inputValue('.kvoip-settings input[name=voip_login]'), '');
+  assert.equal(await other.page.$('.kvoip-webhook-url'), null, 'no webhook URL before the first save');
+  assert.deepEqual([...mine.errors, ...other.errors], []);
+  await mine.context.close();
+  await other.context.close();
+});

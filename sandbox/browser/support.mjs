@@ -12,8 +12,23 @@ export const OUTPUT_DIR = path.resolve(process.env.TEST_OUTPUT_DIR || 'test-outp
 /** How long a step may take before a test fails (the first wasm compile on 2 cores included). */
 export const STEP_MS = 20_000;
 
-/** Chromium as the tests run it: the system browser, never a download, never reaching the internet. */
-export function launch() {
+async function healthy(url) {
+  try {
+    return (await fetch(url)).ok;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Chromium as the tests run it: the system browser, never a download, never reaching the internet.
+ * Refuses first, with a plain message, when the server or the local Kommo is not answering.
+ */
+export async function launch() {
+  for (const [name, url] of [['server (SERVER_URL)', `${SERVER_URL}/health`],
+    ['local Kommo (SANDBOX_URL)', `${SANDBOX_URL}/sandbox/health`]]) {
+    if (!(await healthy(url))) throw new Error(`the ${name} does not answer at ${url}; run \`cargo xtask test\``);
+  }
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -96,7 +111,10 @@ export async function configure(page, login = 'agent-101') {
   await waitForForm(page);
   await page.fill('.kvoip-settings input[name=voip_login]', login);
   await page.fill('.kvoip-settings input[name=voip_password]', 's3cret-Pass');
-  if (!(await save(page))) throw new Error('saving valid settings resolved false');
+  if (!(await save(page))) {
+    const said = await page.textContent('.modal .kvoip-settings');
+    throw new Error(`saving valid settings resolved false; the form says: ${said}`);
+  }
   await openSettings(page);
   await page.waitForFunction(() => {
     const shown = document.querySelector('.kvoip-webhook-url');
