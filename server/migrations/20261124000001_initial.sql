@@ -5,11 +5,15 @@ CREATE TABLE accounts (
     id                INTEGER PRIMARY KEY AUTOINCREMENT,
     kommo_account_id  BIGINT  NOT NULL UNIQUE,
     subdomain         TEXT    NOT NULL,
+    -- Host of the account's Kommo API (from the install's `referer`, allowlisted), e.g. acme.kommo.com
+    api_domain        TEXT    NOT NULL,
     country           TEXT,
     timezone          TEXT,
-    -- installed | needs_reauth | disabled
+    -- installed: tokens work; needs_reauth: refresh failed, an admin must re-authorize;
+    -- suspended: Kommo answered 402/403 (see state_reason); disabled: the disable hook ran.
     state             TEXT    NOT NULL DEFAULT 'installed'
-                      CHECK (state IN ('installed', 'needs_reauth', 'disabled')),
+                      CHECK (state IN ('installed', 'needs_reauth', 'suspended', 'disabled')),
+    state_reason      TEXT,
     created_at        BIGINT  NOT NULL,
     updated_at        BIGINT  NOT NULL
 );
@@ -20,8 +24,39 @@ CREATE TABLE kommo_auth_tokens (
     access_token   TEXT    NOT NULL,
     refresh_token  TEXT    NOT NULL,
     expires_at     BIGINT  NOT NULL,
+    -- Refresh lease: a process that set it (to now + a few seconds) is refreshing; others wait.
+    -- Shared through the database so several server processes refresh once between them.
+    refreshing_until BIGINT,
     updated_at     BIGINT  NOT NULL
 );
+
+-- Authorization codes received on the Redirect URI, kept (sealed) until exchanged, so that a slow
+-- Kommo or a restart does not lose an install. Kommo's codes live 20 minutes.
+CREATE TABLE oauth_codes (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    api_domain   TEXT    NOT NULL,
+    code         TEXT    NOT NULL,
+    -- pending | exchanging | done | failed
+    state        TEXT    NOT NULL DEFAULT 'pending',
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT,
+    received_at  BIGINT  NOT NULL,
+    lease_until  BIGINT
+);
+
+-- Single-use `state` values of the consent flow, stored as hashes, bound to a browser cookie.
+CREATE TABLE oauth_states (
+    state_hash   TEXT    PRIMARY KEY,
+    browser_hash TEXT    NOT NULL,
+    expires_at   BIGINT  NOT NULL
+);
+
+-- `jti` of disposable tokens already used, kept until the token would have expired.
+CREATE TABLE used_token_ids (
+    jti         TEXT    PRIMARY KEY,
+    expires_at  BIGINT  NOT NULL
+);
+CREATE INDEX used_token_ids_expiry ON used_token_ids (expires_at);
 
 CREATE TABLE widget_settings (
     account_id          INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,

@@ -38,10 +38,7 @@ pub enum TokenError {
 #[derive(Debug, Deserialize)]
 struct DisposableClaims {
     iss: String,
-    #[allow(
-        dead_code,
-        reason = "required to be present; replay protection will use it"
-    )]
+    #[allow(dead_code, reason = "required to be present; replay protection will use it")]
     jti: String,
     iat: i64,
     nbf: i64,
@@ -68,10 +65,8 @@ impl TokenVerifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.set_audience(&[audience]);
-        validation.required_spec_claims = ["exp", "nbf", "iat", "aud", "iss"]
-            .into_iter()
-            .map(String::from)
-            .collect::<HashSet<_>>();
+        validation.required_spec_claims =
+            ["exp", "nbf", "iat", "aud", "iss"].into_iter().map(String::from).collect::<HashSet<_>>();
         TokenVerifier {
             key: DecodingKey::from_secret(client_secret.expose_secret().as_bytes()),
             validation,
@@ -90,11 +85,8 @@ impl TokenVerifier {
         if claims.client_uuid != self.client_id {
             return Err(TokenError::Invalid("issued for another integration"));
         }
-        let subdomain_is_valid = !claims.subdomain.is_empty()
-            && claims
-                .subdomain
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let subdomain_is_valid =
+            !claims.subdomain.is_empty() && claims.subdomain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !subdomain_is_valid || claims.iss != format!("https://{}.kommo.com", claims.subdomain) {
             return Err(TokenError::Invalid("issuer does not match the subdomain"));
         }
@@ -106,11 +98,7 @@ impl TokenVerifier {
         if claims.account_id <= 0 || claims.user_id <= 0 {
             return Err(TokenError::Invalid("account or user id is not positive"));
         }
-        Ok(KommoIdentity {
-            kommo_account_id: claims.account_id,
-            user_id: claims.user_id,
-            subdomain: claims.subdomain,
-        })
+        Ok(KommoIdentity { kommo_account_id: claims.account_id, user_id: claims.user_id, subdomain: claims.subdomain })
     }
 }
 
@@ -157,12 +145,7 @@ mod tests {
     }
 
     fn mint(header: Header, claims: &Value, secret: &str) -> String {
-        encode(
-            &header,
-            claims,
-            &EncodingKey::from_secret(secret.as_bytes()),
-        )
-        .unwrap()
+        encode(&header, claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
     }
 
     fn with(change: impl FnOnce(&mut Value)) -> String {
@@ -176,11 +159,7 @@ mod tests {
         let identity = verifier().verify(&with(|_| {})).unwrap();
         assert_eq!(
             identity,
-            KommoIdentity {
-                kommo_account_id: 12345678,
-                user_id: 987654,
-                subdomain: "example".into()
-            }
+            KommoIdentity { kommo_account_id: 12345678, user_id: 987654, subdomain: "example".into() }
         );
     }
 
@@ -188,29 +167,17 @@ mod tests {
     fn handbook_fixture_token_has_a_valid_signature_but_is_long_expired() {
         // RELIABILITY.md §2.5's Kommo-shaped fixture (exp in 2023): the signature checks out, the time does not.
         let fixture = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJodHRwczovL2V4YW1wbGUua29tbW8uY29tIiwiYXVkIjoiaHR0cHM6Ly92b2lwLmV4YW1wbGUub3JnIiwianRpIjoiMmI2YTFmNGUtN2QwYS00YzUyLTliMWUtNWY3YzFkMmUzYTRiIiwiaWF0IjoxNzAwMDAwMDAwLCJuYmYiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMTgwMCwiYWNjb3VudF9pZCI6MTIzNDU2NzgsInVzZXJfaWQiOjk4NzY1NCwiY2xpZW50X3V1aWQiOiJjMGZmZWUwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDAiLCJzdWJkb21haW4iOiJleGFtcGxlIn0.E1mAU1LcCPDlSXmIA4X-skOs-P0RmHW4oPcLcUvrAY4";
-        assert_eq!(
-            verifier().verify(fixture),
-            Err(TokenError::Invalid("expired"))
-        );
+        assert_eq!(verifier().verify(fixture), Err(TokenError::Invalid("expired")));
         let tampered = fixture.replace(".E1mAU1", ".E2mAU1");
-        assert_eq!(
-            verifier().verify(&tampered),
-            Err(TokenError::Invalid("bad signature"))
-        );
+        assert_eq!(verifier().verify(&tampered), Err(TokenError::Invalid("bad signature")));
     }
 
     #[test]
     fn forged_and_out_of_policy_tokens_are_refused() {
         let now = now();
         let cases: Vec<(&str, String)> = vec![
-            (
-                "wrong secret",
-                mint(Header::new(Algorithm::HS256), &claims(), "another-secret"),
-            ),
-            (
-                "HS512 with the right key",
-                mint(Header::new(Algorithm::HS512), &claims(), SECRET),
-            ),
+            ("wrong secret", mint(Header::new(Algorithm::HS256), &claims(), "another-secret")),
+            ("HS512 with the right key", mint(Header::new(Algorithm::HS512), &claims(), SECRET)),
             (
                 "expired beyond leeway",
                 with(|c| {
@@ -219,90 +186,38 @@ mod tests {
                     c["nbf"] = json!(now - 1000);
                 }),
             ),
-            (
-                "not yet valid beyond leeway",
-                with(|c| c["nbf"] = json!(now + 61)),
-            ),
+            ("not yet valid beyond leeway", with(|c| c["nbf"] = json!(now + 61))),
             ("nbf as a string", with(|c| c["nbf"] = json!("99999999999"))),
-            (
-                "exp as a string",
-                with(|c| c["exp"] = json!((now + 100).to_string())),
-            ),
+            ("exp as a string", with(|c| c["exp"] = json!((now + 100).to_string()))),
             (
                 "missing exp",
                 with(|c| {
                     c.as_object_mut().unwrap().remove("exp");
                 }),
             ),
-            (
-                "wrong audience",
-                with(|c| c["aud"] = json!("https://evil.example")),
-            ),
-            (
-                "audience array without ours",
-                with(|c| c["aud"] = json!(["https://a.example", "https://b.example"])),
-            ),
-            (
-                "wrong client_uuid",
-                with(|c| c["client_uuid"] = json!("someone-else")),
-            ),
-            (
-                "issuer of another subdomain",
-                with(|c| c["iss"] = json!("https://other.kommo.com")),
-            ),
+            ("wrong audience", with(|c| c["aud"] = json!("https://evil.example"))),
+            ("audience array without ours", with(|c| c["aud"] = json!(["https://a.example", "https://b.example"]))),
+            ("wrong client_uuid", with(|c| c["client_uuid"] = json!("someone-else"))),
+            ("issuer of another subdomain", with(|c| c["iss"] = json!("https://other.kommo.com"))),
             (
                 "issuer outside kommo.com",
                 with(|c| {
                     c["iss"] = json!("https://example.evil.com");
                 }),
             ),
-            (
-                "account id as a string",
-                with(|c| c["account_id"] = json!("12345678")),
-            ),
-            (
-                "lifetime longer than Kommo issues",
-                with(|c| c["exp"] = json!(now + 7200)),
-            ),
-            (
-                "alg none",
-                format!(
-                    "{}.{}.",
-                    b64(r#"{"alg":"none","typ":"JWT"}"#),
-                    b64(&claims().to_string())
-                ),
-            ),
+            ("account id as a string", with(|c| c["account_id"] = json!("12345678"))),
+            ("lifetime longer than Kommo issues", with(|c| c["exp"] = json!(now + 7200))),
+            ("alg none", format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&claims().to_string()))),
             (
                 "alg NONE with a signature",
-                format!(
-                    "{}.{}.c2ln",
-                    b64(r#"{"alg":"NONE","typ":"JWT"}"#),
-                    b64(&claims().to_string())
-                ),
+                format!("{}.{}.c2ln", b64(r#"{"alg":"NONE","typ":"JWT"}"#), b64(&claims().to_string())),
             ),
-            (
-                "RS256 header",
-                format!(
-                    "{}.{}.c2ln",
-                    b64(r#"{"alg":"RS256","typ":"JWT"}"#),
-                    b64(&claims().to_string())
-                ),
-            ),
-            (
-                "no trailing dot",
-                format!(
-                    "{}.{}",
-                    b64(r#"{"alg":"HS256","typ":"JWT"}"#),
-                    b64(&claims().to_string())
-                ),
-            ),
+            ("RS256 header", format!("{}.{}.c2ln", b64(r#"{"alg":"RS256","typ":"JWT"}"#), b64(&claims().to_string()))),
+            ("no trailing dot", format!("{}.{}", b64(r#"{"alg":"HS256","typ":"JWT"}"#), b64(&claims().to_string()))),
             ("garbage", "not-a-token".into()),
         ];
         for (case, token) in cases {
-            assert!(
-                matches!(verifier().verify(&token), Err(TokenError::Invalid(_))),
-                "{case} was accepted"
-            );
+            assert!(matches!(verifier().verify(&token), Err(TokenError::Invalid(_))), "{case} was accepted");
         }
     }
 
@@ -314,23 +229,14 @@ mod tests {
         let mut parts: Vec<String> = token.split('.').map(String::from).collect();
         let payload = String::from_utf8(engine.decode(&parts[1]).unwrap()).unwrap();
         let altered = payload.replace("987654", "987655");
-        assert_ne!(
-            altered, payload,
-            "the payload must contain the user id to alter"
-        );
+        assert_ne!(altered, payload, "the payload must contain the user id to alter");
         parts[1] = engine.encode(altered);
-        assert_eq!(
-            verifier().verify(&parts.join(".")),
-            Err(TokenError::Invalid("bad signature"))
-        );
+        assert_eq!(verifier().verify(&parts.join(".")), Err(TokenError::Invalid("bad signature")));
     }
 
     #[test]
     fn oversized_token_is_refused_before_parsing() {
-        assert_eq!(
-            verifier().verify(&"a".repeat(10 * 1024)),
-            Err(TokenError::TooLarge)
-        );
+        assert_eq!(verifier().verify(&"a".repeat(10 * 1024)), Err(TokenError::TooLarge));
     }
 
     fn b64(text: &str) -> String {

@@ -6,6 +6,7 @@ use anyhow::{Context, bail};
 use secrecy::SecretString;
 
 use crate::crypto::Keyring;
+use crate::kommo::KommoHosts;
 
 /// Everything the server needs to start. Each module receives only its own part.
 #[derive(Debug)]
@@ -22,6 +23,10 @@ pub struct Config {
     pub keyring: Keyring,
     /// Browser origins allowed besides `https://*.kommo.com` (e.g. the local Kommo).
     pub cors_extra_origins: Vec<String>,
+    /// Hosts allowed to receive our client secret and tokens (Kommo's `referer`).
+    pub kommo_hosts: KommoHosts,
+    /// Kommo's consent page (`https://www.kommo.com/oauth`).
+    pub kommo_consent_url: String,
 }
 
 /// The integration's identity in Kommo.
@@ -48,18 +53,15 @@ impl Config {
     /// process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
         let var = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        let required =
-            |name: &str| var(name).with_context(|| format!("{name} is not set (see .env.sample)"));
+        let required = |name: &str| var(name).with_context(|| format!("{name} is not set (see .env.sample)"));
 
         let bind_addr = var("BIND_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
             .context("BIND_ADDR must be host:port, e.g. 127.0.0.1:8080")?;
-        let public_base_url = normalise_base_url(
-            &var("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
-        )?;
-        let database_url =
-            var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/kommo-voip.sqlite".into());
+        let public_base_url =
+            normalise_base_url(&var("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()))?;
+        let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/kommo-voip.sqlite".into());
         let kommo = KommoConfig {
             client_id: required("KOMMO_CLIENT_ID")?,
             client_secret: SecretString::from(required("KOMMO_CLIENT_SECRET")?),
@@ -73,6 +75,12 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let kommo_hosts = KommoHosts::parse(&var("KOMMO_ALLOWED_HOSTS").unwrap_or_else(|| "*.kommo.com".into()))
+            .context("KOMMO_ALLOWED_HOSTS")?;
+        let kommo_consent_url = var("KOMMO_CONSENT_URL")
+            .unwrap_or_else(|| "https://www.kommo.com/oauth".into())
+            .trim_end_matches('/')
+            .to_owned();
         Ok(Config {
             bind_addr,
             public_base_url,
@@ -80,6 +88,8 @@ impl Config {
             kommo,
             keyring,
             cors_extra_origins,
+            kommo_hosts,
+            kommo_consent_url,
         })
     }
 }
@@ -88,10 +98,7 @@ impl Config {
 /// because the value is compared verbatim with the `aud` claim.
 fn normalise_base_url(raw: &str) -> anyhow::Result<String> {
     let trimmed = raw.trim().trim_end_matches('/');
-    let Some(rest) = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"))
-    else {
+    let Some(rest) = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://")) else {
         bail!("PUBLIC_BASE_URL must start with https:// or http://, got {trimmed:?}");
     };
     if rest.is_empty() || rest.contains(['/', '?', '#']) {
@@ -108,21 +115,13 @@ mod tests {
     const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
     fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
     #[test]
     fn defaults_apply_when_only_secrets_are_set() {
-        let config = config(&[
-            ("KOMMO_CLIENT_ID", "id"),
-            ("KOMMO_CLIENT_SECRET", "s"),
-            ("SECRET_KEYS", KEY),
-        ])
-        .unwrap();
+        let config = config(&[("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)]).unwrap();
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://data/kommo-voip.sqlite");
@@ -137,32 +136,22 @@ mod tests {
 
     #[test]
     fn public_base_url_with_a_path_is_refused_and_trailing_slash_trimmed() {
-        let base = [
-            ("KOMMO_CLIENT_ID", "id"),
-            ("KOMMO_CLIENT_SECRET", "s"),
-            ("SECRET_KEYS", KEY),
-        ];
+        let base = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
         let with = |url: &'static str| {
             let mut vars = base.to_vec();
             vars.push(("PUBLIC_BASE_URL", url));
             config(&vars)
         };
-        assert_eq!(
-            with("https://voip.example.org/").unwrap().public_base_url,
-            "https://voip.example.org"
-        );
+        assert_eq!(with("https://voip.example.org/").unwrap().public_base_url, "https://voip.example.org");
         assert!(with("https://voip.example.org/api").is_err());
         assert!(with("voip.example.org").is_err());
     }
 
     #[test]
     fn debug_output_does_not_show_the_client_secret() {
-        let config = config(&[
-            ("KOMMO_CLIENT_ID", "id"),
-            ("KOMMO_CLIENT_SECRET", "very-secret-value"),
-            ("SECRET_KEYS", KEY),
-        ])
-        .unwrap();
+        let config =
+            config(&[("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "very-secret-value"), ("SECRET_KEYS", KEY)])
+                .unwrap();
         let printed = format!("{config:?}");
         assert!(!printed.contains("very-secret-value"));
         assert!(!printed.contains("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="));

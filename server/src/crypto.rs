@@ -45,9 +45,7 @@ pub struct Keyring {
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
-        f.debug_struct("Keyring")
-            .field("key_ids", &ids)
-            .finish_non_exhaustive()
+        f.debug_struct("Keyring").field("key_ids", &ids).finish_non_exhaustive()
     }
 }
 
@@ -55,33 +53,18 @@ impl Keyring {
     /// Parses `kid:base64(32 bytes)[,kid:base64(32 bytes)...]`.
     pub fn parse(spec: &str) -> anyhow::Result<Keyring> {
         let mut keys = Vec::new();
-        for entry in spec
-            .split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-        {
-            let (id, encoded) = entry.split_once(':').ok_or_else(|| {
-                anyhow::anyhow!("each key must be `id:base64`, e.g. k1:<44 base64 characters>")
-            })?;
-            if id.is_empty()
-                || !id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                anyhow::bail!(
-                    "key id {id:?} must be non-empty and use only letters, digits, - and _"
-                );
+        for entry in spec.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+            let (id, encoded) = entry
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("each key must be `id:base64`, e.g. k1:<44 base64 characters>"))?;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                anyhow::bail!("key id {id:?} must be non-empty and use only letters, digits, - and _");
             }
-            let bytes = STANDARD
-                .decode(encoded)
-                .map_err(|_| anyhow::anyhow!("key `{id}` is not valid base64"))?;
+            let bytes = STANDARD.decode(encoded).map_err(|_| anyhow::anyhow!("key `{id}` is not valid base64"))?;
             if bytes.len() != 32 {
                 anyhow::bail!("key `{id}` must be 32 bytes, got {}", bytes.len());
             }
-            keys.push((
-                id.to_owned(),
-                XChaCha20Poly1305::new(Key::from_slice(&bytes)),
-            ));
+            keys.push((id.to_owned(), XChaCha20Poly1305::new(Key::from_slice(&bytes))));
         }
         if keys.is_empty() {
             anyhow::bail!("at least one key is required");
@@ -95,10 +78,7 @@ impl Keyring {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).expect("the operating system's random source is unavailable");
         let aad = context.associated_data();
-        let payload = Payload {
-            msg: plaintext.expose_secret().as_bytes(),
-            aad: &aad,
-        };
+        let payload = Payload { msg: plaintext.expose_secret().as_bytes(), aad: &aad };
         let ciphertext = cipher
             .encrypt(XNonce::from_slice(&nonce), payload)
             .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
@@ -108,37 +88,21 @@ impl Keyring {
     }
 
     /// Decrypts a value produced by [`Keyring::seal`] for the same `context`.
-    pub fn open(
-        &self,
-        context: SealContext<'_>,
-        stored: &str,
-    ) -> Result<SecretString, CryptoError> {
+    pub fn open(&self, context: SealContext<'_>, stored: &str) -> Result<SecretString, CryptoError> {
         let mut parts = stored.splitn(3, '.');
-        let (Some(FORMAT), Some(id), Some(encoded)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(FORMAT), Some(id), Some(encoded)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(CryptoError::Malformed);
         };
-        let (_, cipher) = self
-            .keys
-            .iter()
-            .find(|(key_id, _)| key_id == id)
-            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
-        let blob = URL_SAFE_NO_PAD
-            .decode(encoded)
-            .map_err(|_| CryptoError::Malformed)?;
+        let (_, cipher) =
+            self.keys.iter().find(|(key_id, _)| key_id == id).ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))?;
+        let blob = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| CryptoError::Malformed)?;
         if blob.len() < NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
         let aad = context.associated_data();
         let plaintext = cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
             .map_err(|_| CryptoError::Forged)?;
         let text = String::from_utf8(plaintext).map_err(|_| CryptoError::Forged)?;
         Ok(SecretString::from(text))
@@ -160,10 +124,7 @@ mod tests {
     const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
     fn ctx(account_id: i64) -> SealContext<'static> {
-        SealContext {
-            column: "widget_settings.voip_token",
-            account_id,
-        }
+        SealContext { column: "widget_settings.voip_token", account_id }
     }
 
     #[test]
@@ -172,22 +133,10 @@ mod tests {
         let sealed = keyring.seal(ctx(7), &SecretString::from("pa55word"));
         assert!(sealed.starts_with("v1.k1."));
         assert!(!sealed.contains("pa55word"));
-        assert_eq!(
-            keyring.open(ctx(7), &sealed).unwrap().expose_secret(),
-            "pa55word"
-        );
-        assert_eq!(
-            keyring.open(ctx(8), &sealed).unwrap_err(),
-            CryptoError::Forged
-        );
-        let other_column = SealContext {
-            column: "kommo_auth_tokens.refresh_token",
-            account_id: 7,
-        };
-        assert_eq!(
-            keyring.open(other_column, &sealed).unwrap_err(),
-            CryptoError::Forged
-        );
+        assert_eq!(keyring.open(ctx(7), &sealed).unwrap().expose_secret(), "pa55word");
+        assert_eq!(keyring.open(ctx(8), &sealed).unwrap_err(), CryptoError::Forged);
+        let other_column = SealContext { column: "kommo_auth_tokens.refresh_token", account_id: 7 };
+        assert_eq!(keyring.open(other_column, &sealed).unwrap_err(), CryptoError::Forged);
     }
 
     #[test]
@@ -196,16 +145,9 @@ mod tests {
         let sealed = old.seal(ctx(1), &SecretString::from("s"));
         let rotated = Keyring::parse(&format!("{K2},{K1}")).unwrap();
         assert_eq!(rotated.open(ctx(1), &sealed).unwrap().expose_secret(), "s");
-        assert!(
-            rotated
-                .seal(ctx(1), &SecretString::from("s"))
-                .starts_with("v1.k2.")
-        );
+        assert!(rotated.seal(ctx(1), &SecretString::from("s")).starts_with("v1.k2."));
         let new_only = Keyring::parse(K2).unwrap();
-        assert_eq!(
-            new_only.open(ctx(1), &sealed).unwrap_err(),
-            CryptoError::UnknownKey("k1".into())
-        );
+        assert_eq!(new_only.open(ctx(1), &sealed).unwrap_err(), CryptoError::UnknownKey("k1".into()));
     }
 
     #[test]
@@ -215,31 +157,15 @@ mod tests {
         let mut tampered = sealed.clone().into_bytes();
         let last = tampered.len() - 2;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(
-            keyring
-                .open(ctx(1), std::str::from_utf8(&tampered).unwrap())
-                .unwrap_err(),
-            CryptoError::Forged
-        );
-        assert_eq!(
-            keyring.open(ctx(1), "plaintext").unwrap_err(),
-            CryptoError::Malformed
-        );
-        assert_eq!(
-            keyring.open(ctx(1), "v1.k1.AAAA").unwrap_err(),
-            CryptoError::Malformed
-        );
+        assert_eq!(keyring.open(ctx(1), std::str::from_utf8(&tampered).unwrap()).unwrap_err(), CryptoError::Forged);
+        assert_eq!(keyring.open(ctx(1), "plaintext").unwrap_err(), CryptoError::Malformed);
+        assert_eq!(keyring.open(ctx(1), "v1.k1.AAAA").unwrap_err(), CryptoError::Malformed);
     }
 
     #[test]
     fn bad_key_specifications_are_refused_with_a_reason() {
         assert!(Keyring::parse("").is_err());
-        assert!(
-            Keyring::parse("k1:c2hvcnQ=")
-                .unwrap_err()
-                .to_string()
-                .contains("32 bytes")
-        );
+        assert!(Keyring::parse("k1:c2hvcnQ=").unwrap_err().to_string().contains("32 bytes"));
         assert!(Keyring::parse("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").is_err());
     }
 }

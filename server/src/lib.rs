@@ -5,6 +5,8 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod kommo;
+pub mod oauth;
 pub mod push;
 pub mod store;
 
@@ -32,7 +34,9 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(addr = %listener.local_addr()?, public_base_url = %config.public_base_url, "listening");
-    let router = app(AppState::new(config, store.clone(), shutdown.clone()));
+    let state = AppState::new(config, store.clone(), shutdown.clone());
+    tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
+    let router = app(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -40,4 +44,16 @@ pub async fn serve_on(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Picks up authorization codes that were not exchanged yet: retries after transient failures,
+/// and codes a previous process received but did not finish (a restart loses no install).
+async fn recover_installs(installer: oauth::Installer, shutdown: CancellationToken) {
+    loop {
+        installer.exchange_pending(None).await;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(oauth::RECOVERY_INTERVAL) => {}
+        }
+    }
 }

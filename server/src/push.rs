@@ -55,9 +55,7 @@ impl Hub {
         let ticket = random_token(32);
         let now = Instant::now();
         let mut state = self.state.lock().expect("push hub lock poisoned");
-        state
-            .tickets
-            .retain(|_, (_, issued)| now.duration_since(*issued) < TICKET_TTL);
+        state.tickets.retain(|_, (_, issued)| now.duration_since(*issued) < TICKET_TTL);
         state.tickets.insert(ticket.clone(), (subscriber, now));
         ticket
     }
@@ -71,11 +69,7 @@ impl Hub {
 
     pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<PushEvent>> {
         let mut state = self.state.lock().expect("push hub lock poisoned");
-        state
-            .channels
-            .entry(account)
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe()
+        state.channels.entry(account).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).subscribe()
     }
 
     /// Sends `event` to the account's open streams; returns how many received it.
@@ -113,10 +107,7 @@ mod tests {
     #[test]
     fn ticket_works_once() {
         let hub = Hub::default();
-        let subscriber = Subscriber {
-            account: AccountId(1),
-            user_id: 5,
-        };
+        let subscriber = Subscriber { account: AccountId(1), user_id: 5 };
         let ticket = hub.issue_ticket(subscriber);
         assert_eq!(hub.redeem(&ticket), Some(subscriber));
         assert_eq!(hub.redeem(&ticket), None);
@@ -128,37 +119,16 @@ mod tests {
         let hub = Hub::default();
         let mut a = hub.subscribe(AccountId(1));
         let mut b = hub.subscribe(AccountId(2));
-        assert_eq!(
-            hub.publish(
-                AccountId(1),
-                PushEvent {
-                    user_id: None,
-                    call: call("c1")
-                }
-            ),
-            1
-        );
+        assert_eq!(hub.publish(AccountId(1), PushEvent { user_id: None, call: call("c1") }), 1);
         assert_eq!(a.recv().await.unwrap().call.call_id, "c1");
         assert!(b.try_recv().is_err());
     }
 
     #[test]
     fn user_targeted_events_reach_only_that_user() {
-        let subscriber = Subscriber {
-            account: AccountId(1),
-            user_id: 5,
-        };
-        assert!(subscriber.wants(&PushEvent {
-            user_id: None,
-            call: call("c")
-        }));
-        assert!(subscriber.wants(&PushEvent {
-            user_id: Some(5),
-            call: call("c")
-        }));
-        assert!(!subscriber.wants(&PushEvent {
-            user_id: Some(6),
-            call: call("c")
-        }));
+        let subscriber = Subscriber { account: AccountId(1), user_id: 5 };
+        assert!(subscriber.wants(&PushEvent { user_id: None, call: call("c") }));
+        assert!(subscriber.wants(&PushEvent { user_id: Some(5), call: call("c") }));
+        assert!(!subscriber.wants(&PushEvent { user_id: Some(6), call: call("c") }));
     }
 }

@@ -18,6 +18,67 @@ pub struct Store {
     pool: SqlitePool,
 }
 
+/// Where an account's connection to Kommo stands (`accounts.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    Installed,
+    NeedsReauth,
+    Suspended,
+    Disabled,
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::Installed => "installed",
+            AccountState::NeedsReauth => "needs_reauth",
+            AccountState::Suspended => "suspended",
+            AccountState::Disabled => "disabled",
+        }
+    }
+
+    fn parse(value: &str) -> AccountState {
+        match value {
+            "installed" => AccountState::Installed,
+            "needs_reauth" => AccountState::NeedsReauth,
+            "suspended" => AccountState::Suspended,
+            // The CHECK constraint allows nothing else.
+            _ => AccountState::Disabled,
+        }
+    }
+}
+
+/// An account's connection details.
+#[derive(Debug, Clone)]
+pub struct AccountInfo {
+    pub kommo_account_id: i64,
+    pub subdomain: String,
+    pub api_domain: String,
+    pub state: AccountState,
+    pub state_reason: Option<String>,
+}
+
+/// An account's sealed Kommo tokens.
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRow {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_at: i64,
+}
+
+/// A received authorization code awaiting exchange.
+#[derive(Debug, Clone, FromRow)]
+pub struct PendingCode {
+    pub id: i64,
+    pub api_domain: String,
+    /// Sealed with [`PENDING_CODE_ACCOUNT`] as the account.
+    pub code: String,
+    pub received_at: i64,
+}
+
+/// Codes are sealed before an account exists; this stands in for the account id in their binding.
+pub const PENDING_CODE_ACCOUNT: i64 = 0;
+
 /// The stored settings of one account.
 #[derive(Debug, Clone, FromRow)]
 pub struct SettingsRow {
@@ -40,9 +101,7 @@ pub struct SettingsWrite<'a> {
 }
 
 pub fn unix_now() -> i64 {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
+    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
 }
 
@@ -60,23 +119,13 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        if let Some(parent) = options
-            .get_filename()
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-        {
+        if let Some(parent) = options.get_filename().parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the database directory {}", parent.display()))?;
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .context("opening the database")?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .context("applying migrations")?;
+        let pool =
+            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.context("opening the database")?;
+        sqlx::migrate!("./migrations").run(&pool).await.context("applying migrations")?;
         Ok(Store { pool })
     }
 
@@ -89,15 +138,11 @@ impl Store {
     }
 
     /// Finds or creates the account Kommo names in a verified token, keeping its subdomain current.
-    pub async fn account_from_kommo(
-        &self,
-        kommo_account_id: i64,
-        subdomain: &str,
-    ) -> sqlx::Result<AccountId> {
+    pub async fn account_from_kommo(&self, kommo_account_id: i64, subdomain: &str) -> sqlx::Result<AccountId> {
         let now = unix_now();
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (kommo_account_id, subdomain, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?3)
+            "INSERT INTO accounts (kommo_account_id, subdomain, api_domain, created_at, updated_at)
+             VALUES (?1, ?2, ?2 || '.kommo.com', ?3, ?3)
              ON CONFLICT (kommo_account_id) DO UPDATE
                 SET subdomain = excluded.subdomain,
                     updated_at = CASE WHEN accounts.subdomain = excluded.subdomain
@@ -121,11 +166,7 @@ impl Store {
 
     /// Writes the account's settings in one statement, so two concurrent saves leave one of them
     /// whole (never a mix), and keeps the stored password and hook id unless replaced.
-    pub async fn save_settings(
-        &self,
-        account: AccountId,
-        write: SettingsWrite<'_>,
-    ) -> sqlx::Result<SettingsRow> {
+    pub async fn save_settings(&self, account: AccountId, write: SettingsWrite<'_>) -> sqlx::Result<SettingsRow> {
         sqlx::query_as(
             "INSERT INTO widget_settings (account_id, active, voip_login, voip_token, hook_id, updated_by_user_id, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -150,21 +191,16 @@ impl Store {
 
     /// Resolves a webhook path to its account. Unknown ids give `None`.
     pub async fn account_for_hook(&self, hook_id: &str) -> sqlx::Result<Option<AccountId>> {
-        let id: Option<i64> =
-            sqlx::query_scalar("SELECT account_id FROM widget_settings WHERE hook_id = ?1")
-                .bind(hook_id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let id: Option<i64> = sqlx::query_scalar("SELECT account_id FROM widget_settings WHERE hook_id = ?1")
+            .bind(hook_id)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(id.map(AccountId))
     }
 
     /// Records a provider event: the first event of a call inserts it, later ones update its status.
     /// Returns once the write is committed.
-    pub async fn record_call_event(
-        &self,
-        account: AccountId,
-        event: &FromWebhook,
-    ) -> sqlx::Result<()> {
+    pub async fn record_call_event(&self, account: AccountId, event: &FromWebhook) -> sqlx::Result<()> {
         let now = unix_now();
         sqlx::query(
             "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, extension,
@@ -190,18 +226,242 @@ impl Store {
     }
 
     /// The Kommo user an extension belongs to in this account, if mapped.
-    pub async fn user_for_extension(
+    pub async fn user_for_extension(&self, account: AccountId, extension: &str) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar("SELECT kommo_user_id FROM voip_users WHERE account_id = ?1 AND extension_id = ?2")
+            .bind(account.0)
+            .bind(extension)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records a completed install: creates the account, or updates it when Kommo's account id is
+    /// known (a changed subdomain never creates a second account).
+    pub async fn install_account(
         &self,
-        account: AccountId,
-        extension: &str,
-    ) -> sqlx::Result<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT kommo_user_id FROM voip_users WHERE account_id = ?1 AND extension_id = ?2",
+        kommo_account_id: i64,
+        subdomain: &str,
+        api_domain: &str,
+        country: Option<&str>,
+    ) -> sqlx::Result<AccountId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (kommo_account_id, subdomain, api_domain, country, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, 'installed', ?5, ?5)
+             ON CONFLICT (kommo_account_id) DO UPDATE
+                SET subdomain = excluded.subdomain, api_domain = excluded.api_domain,
+                    country = COALESCE(excluded.country, accounts.country),
+                    state = 'installed', state_reason = NULL, updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(kommo_account_id)
+        .bind(subdomain)
+        .bind(api_domain)
+        .bind(country)
+        .bind(unix_now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(AccountId(id))
+    }
+
+    /// The account Kommo knows as `kommo_account_id`, if we have it.
+    pub async fn account_by_kommo_id(&self, kommo_account_id: i64) -> sqlx::Result<Option<AccountId>> {
+        let id: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE kommo_account_id = ?1")
+            .bind(kommo_account_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(id.map(AccountId))
+    }
+
+    pub async fn account(&self, account: AccountId) -> sqlx::Result<Option<AccountInfo>> {
+        let row: Option<(i64, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT kommo_account_id, subdomain, api_domain, state, state_reason FROM accounts WHERE id = ?1",
         )
         .bind(account.0)
-        .bind(extension)
         .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(kommo_account_id, subdomain, api_domain, state, state_reason)| AccountInfo {
+            kommo_account_id,
+            subdomain,
+            api_domain,
+            state: AccountState::parse(&state),
+            state_reason,
+        }))
+    }
+
+    pub async fn set_account_state(
+        &self,
+        account: AccountId,
+        state: AccountState,
+        reason: Option<&str>,
+    ) -> sqlx::Result<()> {
+        sqlx::query("UPDATE accounts SET state = ?2, state_reason = ?3, updated_at = ?4 WHERE id = ?1")
+            .bind(account.0)
+            .bind(state.as_str())
+            .bind(reason)
+            .bind(unix_now())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// The disable hook: forget the account's tokens and stop its traffic, in one transaction.
+    pub async fn disable_account(&self, account: AccountId) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM kommo_auth_tokens WHERE account_id = ?1").bind(account.0).execute(&mut *tx).await?;
+        sqlx::query(
+            "UPDATE accounts SET state = 'disabled', state_reason = 'disabled in Kommo', updated_at = ?2 WHERE id = ?1",
+        )
+        .bind(account.0)
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE widget_settings SET active = FALSE WHERE account_id = ?1")
+            .bind(account.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    pub async fn tokens(&self, account: AccountId) -> sqlx::Result<Option<TokenRow>> {
+        sqlx::query_as("SELECT access_token, refresh_token, expires_at FROM kommo_auth_tokens WHERE account_id = ?1")
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Stores a sealed token pair and releases any refresh lease.
+    pub async fn store_tokens(
+        &self,
+        account: AccountId,
+        access: &str,
+        refresh: &str,
+        expires_at: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO kommo_auth_tokens (account_id, access_token, refresh_token, expires_at, refreshing_until, updated_at)
+             VALUES (?1, ?2, ?3, ?4, NULL, ?5)
+             ON CONFLICT (account_id) DO UPDATE
+                SET access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+                    expires_at = excluded.expires_at, refreshing_until = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(account.0)
+        .bind(access)
+        .bind(refresh)
+        .bind(expires_at)
+        .bind(unix_now())
+        .execute(&self.pool)
         .await
+        .map(drop)
+    }
+
+    /// Takes the account's refresh lease if nobody holds a live one. Atomic on its own (one
+    /// conditional UPDATE), so it works across server processes sharing the database.
+    pub async fn claim_refresh_lease(&self, account: AccountId, now: i64, until: i64) -> sqlx::Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE kommo_auth_tokens SET refreshing_until = ?3
+             WHERE account_id = ?1 AND (refreshing_until IS NULL OR refreshing_until < ?2)",
+        )
+        .bind(account.0)
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    pub async fn release_refresh_lease(&self, account: AccountId) -> sqlx::Result<()> {
+        sqlx::query("UPDATE kommo_auth_tokens SET refreshing_until = NULL WHERE account_id = ?1")
+            .bind(account.0)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Keeps a received authorization code (sealed) until it is exchanged.
+    pub async fn insert_code(&self, api_domain: &str, sealed_code: &str) -> sqlx::Result<i64> {
+        sqlx::query_scalar("INSERT INTO oauth_codes (api_domain, code, received_at) VALUES (?1, ?2, ?3) RETURNING id")
+            .bind(api_domain)
+            .bind(sealed_code)
+            .bind(unix_now())
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Claims pending codes received after `not_before` (older ones have expired at Kommo),
+    /// including ones whose exchange lease lapsed (a crash mid-exchange).
+    pub async fn claim_codes(
+        &self,
+        not_before: i64,
+        lease_until: i64,
+        only: Option<i64>,
+    ) -> sqlx::Result<Vec<PendingCode>> {
+        let now = unix_now();
+        sqlx::query_as(
+            "UPDATE oauth_codes SET state = 'exchanging', lease_until = ?2, attempts = attempts + 1
+             WHERE id IN (SELECT id FROM oauth_codes
+                          WHERE received_at >= ?1 AND (?4 IS NULL OR id = ?4)
+                            AND (state = 'pending' OR (state = 'exchanging' AND lease_until < ?3)))
+             RETURNING id, api_domain, code, received_at",
+        )
+        .bind(not_before)
+        .bind(lease_until)
+        .bind(now)
+        .bind(only)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Ends a code's exchange: `error` None means done. The code itself is erased either way.
+    pub async fn finish_code(&self, id: i64, retry: bool, error: Option<&str>) -> sqlx::Result<()> {
+        let state = match (error, retry) {
+            (None, _) => "done",
+            (Some(_), true) => "pending",
+            (Some(_), false) => "failed",
+        };
+        sqlx::query(
+            "UPDATE oauth_codes SET state = ?2, last_error = ?3, lease_until = NULL,
+                    code = CASE WHEN ?2 = 'pending' THEN code ELSE '' END
+             WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(error)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    pub async fn insert_oauth_state(&self, state_hash: &str, browser_hash: &str, expires_at: i64) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO oauth_states (state_hash, browser_hash, expires_at) VALUES (?1, ?2, ?3)")
+            .bind(state_hash)
+            .bind(browser_hash)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Consumes a consent `state`: true when it existed, was bound to this browser and is unexpired.
+    /// It is deleted either way, so it works at most once.
+    pub async fn consume_oauth_state(&self, state_hash: &str, browser_hash: &str) -> sqlx::Result<bool> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("DELETE FROM oauth_states WHERE state_hash = ?1 RETURNING browser_hash, expires_at")
+                .bind(state_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some_and(|(bound_to, expires_at)| bound_to == browser_hash && expires_at >= unix_now()))
+    }
+
+    /// Records a disposable token's `jti`; false when it was already used (a replay).
+    pub async fn remember_token_id(&self, jti: &str, expires_at: i64) -> sqlx::Result<bool> {
+        let now = unix_now();
+        sqlx::query("DELETE FROM used_token_ids WHERE expires_at < ?1").bind(now).execute(&self.pool).await?;
+        let inserted =
+            sqlx::query("INSERT INTO used_token_ids (jti, expires_at) VALUES (?1, ?2) ON CONFLICT (jti) DO NOTHING")
+                .bind(jti)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// Test and tooling access to the raw pool (e.g. to assert what was stored).

@@ -44,17 +44,8 @@ async fn start() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
     let store = Store::connect(&db_url).await.unwrap();
-    let router = app(AppState::new(
-        config(&db_url),
-        store.clone(),
-        CancellationToken::new(),
-    ));
-    TestServer {
-        router,
-        store,
-        _dir: dir,
-        db_url,
-    }
+    let router = app(AppState::new(config(&db_url), store.clone(), CancellationToken::new()));
+    TestServer { router, store, _dir: dir, db_url }
 }
 
 /// A disposable token as Kommo issues it for `account_id` / `user_id` of `subdomain`.
@@ -65,12 +56,8 @@ fn token(account_id: i64, user_id: i64, subdomain: &str) -> String {
         "iat": now, "nbf": now, "exp": now + 1800, "account_id": account_id, "user_id": user_id,
         "subdomain": subdomain, "client_uuid": CLIENT_ID, "is_admin": true
     });
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(CLIENT_SECRET.as_bytes()),
-    )
-    .unwrap()
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(CLIENT_SECRET.as_bytes()))
+        .unwrap()
 }
 
 const ALICE: (i64, i64, &str) = (1001, 501, "alpha");
@@ -95,21 +82,10 @@ impl TestServer {
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            text,
-        }
+        Reply { status, headers, body, text }
     }
 
-    async fn widget(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
+    async fn widget(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let mut request = Request::builder().method(method).uri(path);
         if let Some(token) = token {
             request = request.header("X-Auth-Token", token);
@@ -125,37 +101,20 @@ impl TestServer {
     }
 
     async fn save(&self, who: (i64, i64, &str), body: Value) -> Reply {
-        self.widget(
-            Method::PUT,
-            "/widget/v1/settings",
-            Some(&token_of(who)),
-            Some(body),
-        )
-        .await
+        self.widget(Method::PUT, "/widget/v1/settings", Some(&token_of(who)), Some(body)).await
     }
 
     async fn hook(&self, path: &str, body: impl Into<Body>) -> Reply {
-        let request = Request::post(path)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.into())
-            .unwrap();
+        let request = Request::post(path).header(header::CONTENT_TYPE, "application/json").body(body.into()).unwrap();
         self.send(request).await
     }
 
     async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap()
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.store.pool()).await.unwrap()
     }
 
     async fn webhook_path(&self, who: (i64, i64, &str)) -> String {
-        let reply = self
-            .save(
-                who,
-                json!({"active": true, "voip_login": "agent", "voip_password": "pw"}),
-            )
-            .await;
+        let reply = self.save(who, json!({"active": true, "voip_login": "agent", "voip_password": "pw"})).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         let url = reply.body["webhook_url"].as_str().unwrap().to_owned();
         url.strip_prefix(BASE).unwrap().to_owned()
@@ -170,9 +129,7 @@ fn call_event(call_id: &str, status: &str, extension: Option<&str>) -> Value {
 #[tokio::test]
 async fn health_reports_ok_on_a_fresh_database() {
     let server = start().await;
-    let reply = server
-        .send(Request::get("/health").body(Body::empty()).unwrap())
-        .await;
+    let reply = server.send(Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, json!({"status": "ok"}));
 }
@@ -180,74 +137,42 @@ async fn health_reports_ok_on_a_fresh_database() {
 #[tokio::test]
 async fn saved_settings_come_back_without_the_password_and_survive_a_restart() {
     let server = start().await;
-    let reply = server
-        .save(
-            ALICE,
-            json!({"active": true, "voip_login": " agent-7 ", "voip_password": "Sup3r-s3cret"}),
-        )
-        .await;
+    let reply =
+        server.save(ALICE, json!({"active": true, "voip_login": " agent-7 ", "voip_password": "Sup3r-s3cret"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["voip_login"], "agent-7");
     assert_eq!(reply.body["has_password"], true);
-    assert!(
-        reply.body["webhook_url"]
-            .as_str()
-            .unwrap()
-            .starts_with("https://voip.example.org/hooks/voip/")
-    );
+    assert!(reply.body["webhook_url"].as_str().unwrap().starts_with("https://voip.example.org/hooks/voip/"));
     assert!(!reply.text.contains("Sup3r-s3cret"));
 
-    let stored: String = sqlx::query_scalar("SELECT voip_token FROM widget_settings")
-        .fetch_one(server.store.pool())
-        .await
-        .unwrap();
-    assert!(
-        stored.starts_with("v1.k1."),
-        "the password is sealed at rest"
-    );
+    let stored: String =
+        sqlx::query_scalar("SELECT voip_token FROM widget_settings").fetch_one(server.store.pool()).await.unwrap();
+    assert!(stored.starts_with("v1.k1."), "the password is sealed at rest");
     assert!(!stored.contains("Sup3r-s3cret"));
 
     // A new process on the same file sees the same settings.
     let reopened = Store::connect(&server.db_url).await.unwrap();
-    let again = app(AppState::new(
-        config(&server.db_url),
-        reopened,
-        CancellationToken::new(),
-    ));
-    let request = Request::get("/widget/v1/settings")
-        .header("X-Auth-Token", token_of(ALICE))
-        .body(Body::empty())
-        .unwrap();
+    let again = app(AppState::new(config(&server.db_url), reopened, CancellationToken::new()));
+    let request =
+        Request::get("/widget/v1/settings").header("X-Auth-Token", token_of(ALICE)).body(Body::empty()).unwrap();
     let response = again.oneshot(request).await.unwrap();
-    let body: Value =
-        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(body, reply.body);
 }
 
 #[tokio::test]
 async fn saving_without_a_password_keeps_the_stored_one_and_the_webhook_url() {
     let server = start().await;
-    let first = server
-        .save(
-            ALICE,
-            json!({"active": true, "voip_login": "agent", "voip_password": "one"}),
-        )
-        .await;
-    let before: String = sqlx::query_scalar("SELECT voip_token FROM widget_settings")
-        .fetch_one(server.store.pool())
-        .await
-        .unwrap();
-    let second = server
-        .save(ALICE, json!({"active": true, "voip_login": "agent-2"}))
-        .await;
+    let first = server.save(ALICE, json!({"active": true, "voip_login": "agent", "voip_password": "one"})).await;
+    let before: String =
+        sqlx::query_scalar("SELECT voip_token FROM widget_settings").fetch_one(server.store.pool()).await.unwrap();
+    let second = server.save(ALICE, json!({"active": true, "voip_login": "agent-2"})).await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
     assert_eq!(second.body["voip_login"], "agent-2");
     assert_eq!(second.body["has_password"], true);
     assert_eq!(second.body["webhook_url"], first.body["webhook_url"]);
-    let after: String = sqlx::query_scalar("SELECT voip_token FROM widget_settings")
-        .fetch_one(server.store.pool())
-        .await
-        .unwrap();
+    let after: String =
+        sqlx::query_scalar("SELECT voip_token FROM widget_settings").fetch_one(server.store.pool()).await.unwrap();
     assert_eq!(before, after);
 }
 
@@ -259,10 +184,7 @@ async fn invalid_settings_get_field_errors_and_change_nothing() {
             json!({"active": true, "voip_login": "", "voip_password": "pw"}),
             json!([{"field": "voip_login", "code": "required"}]),
         ),
-        (
-            json!({"active": true, "voip_login": "agent"}),
-            json!([{"field": "voip_password", "code": "required"}]),
-        ),
+        (json!({"active": true, "voip_login": "agent"}), json!([{"field": "voip_password", "code": "required"}])),
         (
             json!({"active": false, "voip_login": "agent", "voip_password": "pw"}),
             json!([{"field": "active", "code": "not_active"}]),
@@ -279,14 +201,8 @@ async fn invalid_settings_get_field_errors_and_change_nothing() {
         assert_eq!(reply.body["error"]["fields"], fields, "{body}");
     }
     for (body, status) in [
-        (
-            json!({"active": true, "voip_login": "a", "voip_password": "b", "account_id": 2002}),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            Value::String("not an object".into()),
-            StatusCode::BAD_REQUEST,
-        ),
+        (json!({"active": true, "voip_login": "a", "voip_password": "b", "account_id": 2002}), StatusCode::BAD_REQUEST),
+        (Value::String("not an object".into()), StatusCode::BAD_REQUEST),
     ] {
         let reply = server.save(ALICE, body).await;
         assert_eq!(reply.status, status);
@@ -313,32 +229,19 @@ async fn widget_requests_without_a_valid_token_are_refused_and_change_nothing() 
     )
     .unwrap();
     let body = json!({"active": true, "voip_login": "agent", "voip_password": "pw"});
-    for token in [
-        None,
-        Some(forged.as_str()),
-        Some(wrong_key.as_str()),
-        Some("garbage"),
-    ] {
+    for token in [None, Some(forged.as_str()), Some(wrong_key.as_str()), Some("garbage")] {
         for (method, path) in [
             (Method::GET, "/widget/v1/settings"),
             (Method::PUT, "/widget/v1/settings"),
             (Method::POST, "/widget/v1/push/ticket"),
         ] {
-            let reply = server
-                .widget(method.clone(), path, token, Some(body.clone()))
-                .await;
-            assert_eq!(
-                reply.status,
-                StatusCode::UNAUTHORIZED,
-                "{method} {path} with {token:?}"
-            );
+            let reply = server.widget(method.clone(), path, token, Some(body.clone())).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {path} with {token:?}");
             assert_eq!(reply.body["error"]["code"], "unauthorized");
         }
     }
     let huge = "a".repeat(10 * 1024);
-    let reply = server
-        .widget(Method::GET, "/widget/v1/settings", Some(&huge), None)
-        .await;
+    let reply = server.widget(Method::GET, "/widget/v1/settings", Some(&huge), None).await;
     assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     assert_eq!(server.count("accounts").await, 0);
     assert_eq!(server.count("widget_settings").await, 0);
@@ -347,51 +250,16 @@ async fn widget_requests_without_a_valid_token_are_refused_and_change_nothing() 
 #[tokio::test]
 async fn accounts_never_see_each_others_settings() {
     let server = start().await;
-    server
-        .save(
-            ALICE,
-            json!({"active": true, "voip_login": "alice-agent", "voip_password": "a"}),
-        )
-        .await;
-    let bob = server
-        .widget(
-            Method::GET,
-            "/widget/v1/settings",
-            Some(&token_of(BOB)),
-            None,
-        )
-        .await;
+    server.save(ALICE, json!({"active": true, "voip_login": "alice-agent", "voip_password": "a"})).await;
+    let bob = server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(BOB)), None).await;
     assert_eq!(bob.status, StatusCode::OK);
-    assert_eq!(
-        bob.body,
-        json!({"active": false, "voip_login": "", "has_password": false, "webhook_url": null})
-    );
-    server
-        .save(
-            BOB,
-            json!({"active": true, "voip_login": "bob-agent", "voip_password": "b"}),
-        )
-        .await;
-    let alice = server
-        .widget(
-            Method::GET,
-            "/widget/v1/settings",
-            Some(&token_of(ALICE)),
-            None,
-        )
-        .await;
+    assert_eq!(bob.body, json!({"active": false, "voip_login": "", "has_password": false, "webhook_url": null}));
+    server.save(BOB, json!({"active": true, "voip_login": "bob-agent", "voip_password": "b"})).await;
+    let alice = server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(ALICE)), None).await;
     assert_eq!(alice.body["voip_login"], "alice-agent");
     assert_ne!(
         alice.body["webhook_url"],
-        server
-            .widget(
-                Method::GET,
-                "/widget/v1/settings",
-                Some(&token_of(BOB)),
-                None
-            )
-            .await
-            .body["webhook_url"]
+        server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(BOB)), None).await.body["webhook_url"]
     );
     assert_eq!(server.count("accounts").await, 2);
 }
@@ -399,26 +267,13 @@ async fn accounts_never_see_each_others_settings() {
 #[tokio::test]
 async fn a_changed_subdomain_updates_the_account_instead_of_creating_another() {
     let server = start().await;
-    server
-        .save(
-            ALICE,
-            json!({"active": true, "voip_login": "agent", "voip_password": "a"}),
-        )
-        .await;
-    let renamed = server
-        .widget(
-            Method::GET,
-            "/widget/v1/settings",
-            Some(&token(ALICE.0, ALICE.1, "alpha-renamed")),
-            None,
-        )
-        .await;
+    server.save(ALICE, json!({"active": true, "voip_login": "agent", "voip_password": "a"})).await;
+    let renamed =
+        server.widget(Method::GET, "/widget/v1/settings", Some(&token(ALICE.0, ALICE.1, "alpha-renamed")), None).await;
     assert_eq!(renamed.body["voip_login"], "agent");
     assert_eq!(server.count("accounts").await, 1);
-    let subdomain: String = sqlx::query_scalar("SELECT subdomain FROM accounts")
-        .fetch_one(server.store.pool())
-        .await
-        .unwrap();
+    let subdomain: String =
+        sqlx::query_scalar("SELECT subdomain FROM accounts").fetch_one(server.store.pool()).await.unwrap();
     assert_eq!(subdomain, "alpha-renamed");
 }
 
@@ -427,21 +282,15 @@ async fn a_webhook_is_stored_once_per_call_and_updates_its_status() {
     let server = start().await;
     let path = server.webhook_path(ALICE).await;
     for status in ["ringing", "answered", "ended"] {
-        let reply = server
-            .hook(&path, call_event("call-1", status, Some("101")).to_string())
-            .await;
+        let reply = server.hook(&path, call_event("call-1", status, Some("101")).to_string()).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         assert_eq!(reply.body, json!({"stored": true}));
     }
-    let rows: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT call_id, from_number, status FROM voip_calls")
-            .fetch_all(server.store.pool())
-            .await
-            .unwrap();
-    assert_eq!(
-        rows,
-        vec![("call-1".into(), "+5511987654321".into(), "ended".into())]
-    );
+    let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT call_id, from_number, status FROM voip_calls")
+        .fetch_all(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![("call-1".into(), "+5511987654321".into(), "ended".into())]);
 }
 
 #[tokio::test]
@@ -457,30 +306,10 @@ async fn bad_webhooks_are_refused_with_a_reason_and_store_nothing() {
             StatusCode::NOT_FOUND,
             "not_found",
         ),
-        (
-            path.clone(),
-            "{not json".into(),
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            path.clone(),
-            missing_from.to_string(),
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            path.clone(),
-            call_event("c", "exploded", None).to_string(),
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
-        (
-            path.clone(),
-            call_event("", "ringing", None).to_string(),
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-        ),
+        (path.clone(), "{not json".into(), StatusCode::BAD_REQUEST, "bad_request"),
+        (path.clone(), missing_from.to_string(), StatusCode::BAD_REQUEST, "bad_request"),
+        (path.clone(), call_event("c", "exploded", None).to_string(), StatusCode::BAD_REQUEST, "bad_request"),
+        (path.clone(), call_event("", "ringing", None).to_string(), StatusCode::BAD_REQUEST, "bad_request"),
         (
             path.clone(),
             format!("{{\"pad\":\"{}\"}}", "x".repeat(70 * 1024)),
@@ -494,22 +323,9 @@ async fn bad_webhooks_are_refused_with_a_reason_and_store_nothing() {
         assert_eq!(reply.body["error"]["code"], code);
     }
     let reply = server.hook(&path, missing_from.to_string()).await;
-    assert!(
-        reply.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("from"),
-        "the message names the field"
-    );
-    let reply = server
-        .hook(&path, call_event("", "ringing", None).to_string())
-        .await;
-    assert!(
-        reply.body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("callId")
-    );
+    assert!(reply.body["error"]["message"].as_str().unwrap().contains("from"), "the message names the field");
+    let reply = server.hook(&path, call_event("", "ringing", None).to_string()).await;
+    assert!(reply.body["error"]["message"].as_str().unwrap().contains("callId"));
     assert_eq!(server.count("voip_calls").await, 0);
 }
 
@@ -518,10 +334,7 @@ async fn next_call_event(body: &mut Body) -> Option<Value> {
     let mut buffer = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
-        let frame = tokio::time::timeout_at(deadline, body.frame())
-            .await
-            .ok()??
-            .ok()?;
+        let frame = tokio::time::timeout_at(deadline, body.frame()).await.ok()??.ok()?;
         if let Ok(data) = frame.into_data() {
             buffer.push_str(&String::from_utf8_lossy(&data));
         }
@@ -536,30 +349,12 @@ async fn next_call_event(body: &mut Body) -> Option<Value> {
 }
 
 async fn open_stream(server: &TestServer, who: (i64, i64, &str)) -> Body {
-    let ticket = server
-        .widget(
-            Method::POST,
-            "/widget/v1/push/ticket",
-            Some(&token_of(who)),
-            None,
-        )
-        .await;
+    let ticket = server.widget(Method::POST, "/widget/v1/push/ticket", Some(&token_of(who)), None).await;
     assert_eq!(ticket.status, StatusCode::OK);
-    let uri = format!(
-        "/widget/v1/push/events?ticket={}",
-        ticket.body["ticket"].as_str().unwrap()
-    );
-    let response = server
-        .router
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let uri = format!("/widget/v1/push/events?ticket={}", ticket.body["ticket"].as_str().unwrap());
+    let response = server.router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()[header::CONTENT_TYPE],
-        "text/event-stream"
-    );
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
     response.into_body()
 }
 
@@ -571,93 +366,46 @@ async fn a_stored_call_is_pushed_to_its_accounts_widgets_only() {
     let mut alice_stream = open_stream(&server, ALICE).await;
     let mut bob_stream = open_stream(&server, BOB).await;
 
-    let reply = server
-        .hook(
-            &alice_hook,
-            call_event("call-9", "ringing", Some("101")).to_string(),
-        )
-        .await;
+    let reply = server.hook(&alice_hook, call_event("call-9", "ringing", Some("101")).to_string()).await;
     assert_eq!(reply.status, StatusCode::OK);
 
-    let event = next_call_event(&mut alice_stream)
-        .await
-        .expect("alice's widget gets the call");
+    let event = next_call_event(&mut alice_stream).await.expect("alice's widget gets the call");
     assert_eq!(
         event,
         json!({"call_id": "call-9", "from": "+5511987654321", "to": "+551133334444", "status": "ringing", "extension": "101"})
     );
-    assert_eq!(
-        next_call_event(&mut bob_stream).await,
-        None,
-        "bob's widget gets nothing"
-    );
+    assert_eq!(next_call_event(&mut bob_stream).await, None, "bob's widget gets nothing");
 }
 
 #[tokio::test]
 async fn a_call_on_a_mapped_extension_is_pushed_to_that_user_only() {
     let server = start().await;
     let hook = server.webhook_path(ALICE).await;
-    let account: i64 = sqlx::query_scalar("SELECT id FROM accounts")
-        .fetch_one(server.store.pool())
+    let account: i64 = sqlx::query_scalar("SELECT id FROM accounts").fetch_one(server.store.pool()).await.unwrap();
+    sqlx::query("INSERT INTO voip_users (account_id, kommo_user_id, extension_id) VALUES (?1, ?2, '101')")
+        .bind(account)
+        .bind(ALICE.1)
+        .execute(server.store.pool())
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO voip_users (account_id, kommo_user_id, extension_id) VALUES (?1, ?2, '101')",
-    )
-    .bind(account)
-    .bind(ALICE.1)
-    .execute(server.store.pool())
-    .await
-    .unwrap();
     let colleague = (ALICE.0, 777, ALICE.2);
     let mut owner_stream = open_stream(&server, ALICE).await;
     let mut colleague_stream = open_stream(&server, colleague).await;
-    server
-        .hook(
-            &hook,
-            call_event("call-10", "ringing", Some("101")).to_string(),
-        )
-        .await;
-    assert_eq!(
-        next_call_event(&mut owner_stream).await.unwrap()["call_id"],
-        "call-10"
-    );
+    server.hook(&hook, call_event("call-10", "ringing", Some("101")).to_string()).await;
+    assert_eq!(next_call_event(&mut owner_stream).await.unwrap()["call_id"], "call-10");
     assert_eq!(next_call_event(&mut colleague_stream).await, None);
 }
 
 #[tokio::test]
 async fn push_tickets_work_once() {
     let server = start().await;
-    let ticket = server
-        .widget(
-            Method::POST,
-            "/widget/v1/push/ticket",
-            Some(&token_of(ALICE)),
-            None,
-        )
-        .await;
-    let uri = format!(
-        "/widget/v1/push/events?ticket={}",
-        ticket.body["ticket"].as_str().unwrap()
-    );
-    let first = server
-        .router
-        .clone()
-        .oneshot(Request::get(&uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let ticket = server.widget(Method::POST, "/widget/v1/push/ticket", Some(&token_of(ALICE)), None).await;
+    let uri = format!("/widget/v1/push/events?ticket={}", ticket.body["ticket"].as_str().unwrap());
+    let first = server.router.clone().oneshot(Request::get(&uri).body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(first.status(), StatusCode::OK);
-    let second = server
-        .send(Request::get(&uri).body(Body::empty()).unwrap())
-        .await;
+    let second = server.send(Request::get(&uri).body(Body::empty()).unwrap()).await;
     assert_eq!(second.status, StatusCode::UNAUTHORIZED);
-    let made_up = server
-        .send(
-            Request::get("/widget/v1/push/events?ticket=abc")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let made_up = server.send(Request::get("/widget/v1/push/events?ticket=abc").body(Body::empty()).unwrap()).await;
     assert_eq!(made_up.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -670,35 +418,19 @@ async fn cors_admits_kommo_pages_and_the_local_kommo_only() {
             .uri("/widget/v1/settings")
             .header(header::ORIGIN, origin)
             .header(header::ACCESS_CONTROL_REQUEST_METHOD, "PUT")
-            .header(
-                header::ACCESS_CONTROL_REQUEST_HEADERS,
-                "x-auth-token,content-type",
-            )
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "x-auth-token,content-type")
             .body(Body::empty())
             .unwrap()
     };
     for origin in ["https://alpha.kommo.com", "http://127.0.0.1:8090"] {
         let reply = server.send(preflight(origin)).await;
         assert_eq!(reply.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], origin);
-        let allowed = reply.headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let allowed = reply.headers[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_owned();
         assert!(allowed.contains("x-auth-token"), "{allowed}");
     }
-    for origin in [
-        "https://evil.example",
-        "https://alpha.kommo.com.evil.example",
-        "http://alpha.kommo.com",
-    ] {
+    for origin in ["https://evil.example", "https://alpha.kommo.com.evil.example", "http://alpha.kommo.com"] {
         let reply = server.send(preflight(origin)).await;
-        assert!(
-            reply
-                .headers
-                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-                .is_none(),
-            "{origin} was allowed"
-        );
+        assert!(reply.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(), "{origin} was allowed");
     }
 }
 
@@ -710,11 +442,7 @@ async fn shutdown_ends_open_push_streams_and_stops_the_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve_on(
-        listener,
-        config(&db_url),
-        shutdown.clone(),
-    ));
+    let server = tokio::spawn(server::serve_on(listener, config(&db_url), shutdown.clone()));
 
     let ticket = {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -726,14 +454,10 @@ async fn shutdown_ends_open_push_streams_and_stops_the_server() {
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
-        serde_json::from_str::<Value>(body).unwrap()["ticket"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        serde_json::from_str::<Value>(body).unwrap()["ticket"].as_str().unwrap().to_owned()
     };
     let mut events = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("GET /widget/v1/push/events?ticket={ticket} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let request = format!("GET /widget/v1/push/events?ticket={ticket} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     events.write_all(request.as_bytes()).await.unwrap();
     let mut first = [0u8; 64];
     let read = events.read(&mut first).await.unwrap();
@@ -741,8 +465,5 @@ async fn shutdown_ends_open_push_streams_and_stops_the_server() {
 
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(5), server).await;
-    assert!(
-        matches!(stopped, Ok(Ok(Ok(())))),
-        "the server stops promptly with a push stream open"
-    );
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "the server stops promptly with a push stream open");
 }

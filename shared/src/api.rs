@@ -10,6 +10,42 @@ pub mod paths {
     pub const SETTINGS: &str = "/widget/v1/settings";
     pub const PUSH_TICKET: &str = "/widget/v1/push/ticket";
     pub const PUSH_EVENTS: &str = "/widget/v1/push/events";
+    pub const CONNECTION: &str = "/widget/v1/connection";
+    pub const USERS: &str = "/widget/v1/users";
+}
+
+/// Where the account's connection to Kommo stands, as the settings UI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// Kommo has not (yet) sent us an authorization for this account.
+    NotInstalled,
+    Installed,
+    /// Kommo refused our refresh token: an admin must re-authorize.
+    NeedsReauth,
+    /// Kommo answered 402/403 (subscription ended or access blocked).
+    Suspended,
+    /// The integration was disabled in Kommo.
+    Disabled,
+}
+
+/// `GET /widget/v1/connection`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub state: ConnectionState,
+    pub subdomain: String,
+    /// Why the account is not connected, when Kommo told us.
+    pub reason: Option<String>,
+    /// Opens Kommo's consent page to (re-)authorize the integration.
+    pub reauthorize_url: String,
+}
+
+/// One active Kommo user, for the extension mapping (`GET /widget/v1/users`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KommoUserView {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
 }
 
 /// The settings as the server shows them back: never the password itself.

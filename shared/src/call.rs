@@ -73,23 +73,14 @@ impl FromWebhook {
         for (field, value) in texts {
             let Some(value) = value else { continue };
             if value.trim().is_empty() {
-                return Err(WebhookFieldError {
-                    field,
-                    problem: "must not be empty",
-                });
+                return Err(WebhookFieldError { field, problem: "must not be empty" });
             }
             if value.chars().count() > MAX_WEBHOOK_FIELD_LEN {
-                return Err(WebhookFieldError {
-                    field,
-                    problem: "is longer than 128 characters",
-                });
+                return Err(WebhookFieldError { field, problem: "is longer than 128 characters" });
             }
         }
         if self.start_time <= 0 {
-            return Err(WebhookFieldError {
-                field: "startTime",
-                problem: "must be a positive unix time",
-            });
+            return Err(WebhookFieldError { field: "startTime", problem: "must be a positive unix time" });
         }
         Ok(())
     }

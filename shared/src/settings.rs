@@ -38,9 +38,7 @@ impl ValidationCode {
             ValidationCode::Required => "This field is required.",
             ValidationCode::TooLong => "This value is too long.",
             ValidationCode::NotActive => "The widget must be active to be configured.",
-            ValidationCode::ControlCharacters => {
-                "This value contains invisible control characters."
-            }
+            ValidationCode::ControlCharacters => "This value contains invisible control characters.",
         }
     }
 }
@@ -55,10 +53,7 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: &str, code: ValidationCode) -> Self {
-        FieldError {
-            field: field.to_owned(),
-            code,
-        }
+        FieldError { field: field.to_owned(), code }
     }
 }
 
@@ -106,11 +101,7 @@ mod tests {
     use ValidationCode::*;
 
     fn input(active: bool, login: &str, password: Option<&str>) -> SettingsInput {
-        SettingsInput {
-            active,
-            voip_login: login.into(),
-            voip_password: password.map(Into::into),
-        }
+        SettingsInput { active, voip_login: login.into(), voip_password: password.map(Into::into) }
     }
 
     #[test]
@@ -121,78 +112,40 @@ mod tests {
         let cases: Vec<(SettingsInput, bool, Expected)> = vec![
             (input(true, "alice", Some("secret")), false, vec![]),
             (input(true, "alice", None), true, vec![]),
-            (
-                input(true, "alice", None),
-                false,
-                vec![("voip_password", Required)],
-            ),
-            (
-                input(true, "", Some("secret")),
-                false,
-                vec![("voip_login", Required)],
-            ),
-            (
-                input(true, "   ", Some("  ")),
-                false,
-                vec![("voip_login", Required), ("voip_password", Required)],
-            ),
-            (
-                input(false, "alice", Some("secret")),
-                false,
-                vec![("active", NotActive)],
-            ),
+            (input(true, "alice", None), false, vec![("voip_password", Required)]),
+            (input(true, "", Some("secret")), false, vec![("voip_login", Required)]),
+            (input(true, "   ", Some("  ")), false, vec![("voip_login", Required), ("voip_password", Required)]),
+            (input(false, "alice", Some("secret")), false, vec![("active", NotActive)]),
             (
                 input(true, &long_login, Some(&long_password)),
                 false,
                 vec![("voip_login", TooLong), ("voip_password", TooLong)],
             ),
-            (
-                input(true, &"a".repeat(MAX_LOGIN_LEN), Some("s")),
-                false,
-                vec![],
-            ),
+            (input(true, &"a".repeat(MAX_LOGIN_LEN), Some("s")), false, vec![]),
             (
                 input(true, "ali\u{0}ce", Some("se\ncret")),
                 false,
-                vec![
-                    ("voip_login", ControlCharacters),
-                    ("voip_password", ControlCharacters),
-                ],
+                vec![("voip_login", ControlCharacters), ("voip_password", ControlCharacters)],
             ),
             (
                 input(false, "", None),
                 false,
-                vec![
-                    ("active", NotActive),
-                    ("voip_login", Required),
-                    ("voip_password", Required),
-                ],
+                vec![("active", NotActive), ("voip_login", Required), ("voip_password", Required)],
             ),
         ];
         for (settings, on_file, expected) in cases {
-            let got: Vec<(String, ValidationCode)> = settings
-                .validate(on_file)
-                .into_iter()
-                .map(|e| (e.field, e.code))
-                .collect();
-            let expected: Vec<(String, ValidationCode)> = expected
-                .into_iter()
-                .map(|(f, c)| (f.to_owned(), c))
-                .collect();
-            assert_eq!(
-                got, expected,
-                "for {settings:?} (password on file: {on_file})"
-            );
+            let got: Vec<(String, ValidationCode)> =
+                settings.validate(on_file).into_iter().map(|e| (e.field, e.code)).collect();
+            let expected: Vec<(String, ValidationCode)> =
+                expected.into_iter().map(|(f, c)| (f.to_owned(), c)).collect();
+            assert_eq!(got, expected, "for {settings:?} (password on file: {on_file})");
         }
     }
 
     #[test]
     fn validation_codes_use_the_i18n_key_spelling() {
         assert_eq!(serde_json::to_string(&NotActive).unwrap(), "\"not_active\"");
-        assert_eq!(
-            serde_json::to_string(&ControlCharacters).unwrap(),
-            "\"control_characters\""
-        );
+        assert_eq!(serde_json::to_string(&ControlCharacters).unwrap(), "\"control_characters\"");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use shared::FieldError;
 use shared::api::{ErrorBody, ErrorDetail};
 
 use crate::auth::TokenError;
+use crate::kommo::KommoError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -19,6 +20,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("Kommo: {0}")]
+    Kommo(#[from] KommoError),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("internal error: {0:#}")]
@@ -51,28 +56,30 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Unauthorized(reason) => {
                 tracing::info!(%reason, "widget request refused");
-                (
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    reason.to_string(),
-                    Vec::new(),
-                )
+                (StatusCode::UNAUTHORIZED, "unauthorized", reason.to_string(), Vec::new())
             }
-            ApiError::Validation(fields) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                "Some fields are invalid.".to_owned(),
-                fields,
-            ),
-            ApiError::BadRequest(message) => {
-                (StatusCode::BAD_REQUEST, "bad_request", message, Vec::new())
+            ApiError::Validation(fields) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Some fields are invalid.".to_owned(), fields)
             }
-            ApiError::NotFound => (
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "Not found.".to_owned(),
-                Vec::new(),
-            ),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message, Vec::new()),
+            ApiError::Forbidden(reason) => {
+                tracing::info!(%reason, "request refused");
+                (StatusCode::FORBIDDEN, "forbidden", "Forbidden.".to_owned(), Vec::new())
+            }
+            ApiError::Kommo(error) => {
+                let (status, code) = match &error {
+                    KommoError::NotConnected => (StatusCode::CONFLICT, "kommo_not_connected"),
+                    KommoError::NeedsReauth => (StatusCode::CONFLICT, "kommo_needs_reauth"),
+                    KommoError::Suspended(_) => (StatusCode::CONFLICT, "kommo_suspended"),
+                    KommoError::RateLimited(_) | KommoError::Transient(_) => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "kommo_unavailable")
+                    }
+                    KommoError::Rejected { .. } => (StatusCode::BAD_GATEWAY, "kommo_rejected"),
+                };
+                tracing::warn!(%error, "Kommo call failed");
+                (status, code, error.to_string(), Vec::new())
+            }
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found.".to_owned(), Vec::new()),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -90,13 +97,7 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: code.to_owned(),
-                message,
-                fields,
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message, fields } };
         (status, Json(body)).into_response()
     }
 }

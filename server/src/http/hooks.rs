@@ -23,16 +23,9 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    let account = state
-        .store
-        .account_for_hook(&hook_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let event: FromWebhook =
-        serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    event
-        .validate()
-        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let account = state.store.account_for_hook(&hook_id).await?.ok_or(ApiError::NotFound)?;
+    let event: FromWebhook = serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    event.validate().map_err(|error| ApiError::BadRequest(error.to_string()))?;
 
     state.store.record_call_event(account, &event).await?;
     tracing::info!(account.id = account.0, call.id = %event.call_id, status = event.status.as_str(), "call event stored");

@@ -19,9 +19,13 @@ pub use error::ApiError;
 pub use hooks::MAX_WEBHOOK_BODY;
 pub use widget::AUTH_HEADER;
 
+use secrecy::SecretString;
+
 use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::crypto::Keyring;
+use crate::kommo::{KommoClient, OAuthClient};
+use crate::oauth::{self, Installer};
 use crate::push::Hub;
 use crate::store::Store;
 
@@ -38,23 +42,37 @@ pub struct AppState {
     pub public_base_url: Arc<str>,
     /// Cancelled when the server shuts down; long-lived responses (push streams) end on it.
     pub shutdown: CancellationToken,
+    /// Exchanges authorization codes; holds the one Kommo API client.
+    pub installer: Installer,
+    pub client_id: Arc<str>,
+    /// Keys the disable hook's HMAC (and, inside the verifier and client, the rest).
+    pub client_secret: Arc<SecretString>,
+    pub consent_url: Arc<str>,
     cors_extra_origins: Arc<[String]>,
 }
 
 impl AppState {
     pub fn new(config: Config, store: Store, shutdown: CancellationToken) -> AppState {
-        let verifier = TokenVerifier::new(
-            &config.kommo.client_id,
-            &config.kommo.client_secret,
-            &config.public_base_url,
-        );
+        let verifier =
+            TokenVerifier::new(&config.kommo.client_id, &config.kommo.client_secret, &config.public_base_url);
+        let keyring = Arc::new(config.keyring);
+        let oauth = OAuthClient {
+            client_id: config.kommo.client_id.clone(),
+            client_secret: config.kommo.client_secret.clone(),
+            redirect_uri: format!("{}{}", config.public_base_url, oauth::CALLBACK_PATH),
+        };
+        let kommo = KommoClient::new(store.clone(), keyring.clone(), oauth, config.kommo_hosts);
         AppState {
+            installer: Installer { store: store.clone(), kommo, keyring: keyring.clone() },
             store,
             verifier: Arc::new(verifier),
-            keyring: Arc::new(config.keyring),
+            keyring,
             hub: Hub::default(),
             public_base_url: config.public_base_url.into(),
             shutdown,
+            client_id: config.kommo.client_id.into(),
+            client_secret: Arc::new(config.kommo.client_secret),
+            consent_url: config.kommo_consent_url.into(),
             cors_extra_origins: config.cors_extra_origins.into(),
         }
     }
@@ -62,24 +80,17 @@ impl AppState {
 
 /// Builds the application: widget API (CORS for Kommo's origins), provider webhooks, health.
 pub fn app(state: AppState) -> Router {
-    let widget_api = widget::router()
-        .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY))
-        .layer(cors(state.cors_extra_origins.clone()));
+    let widget_api =
+        widget::router().layer(DefaultBodyLimit::max(MAX_WIDGET_BODY)).layer(cors(state.cors_extra_origins.clone()));
     Router::new()
         .route("/health", get(health))
-        .route(
-            "/hooks/voip/{hook_id}",
-            post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
-        )
+        .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
         .merge(widget_api)
         .layer(
             // Spans name the route template, never the concrete path or query: webhook ids and
             // push tickets are credentials.
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
+                let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
                 tracing::info_span!("http", method = %request.method(), route)
             }),
         )
@@ -91,9 +102,7 @@ pub fn app(state: AppState) -> Router {
 fn cors(extra_origins: Arc<[String]>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-            origin.to_str().is_ok_and(|origin| {
-                is_kommo_origin(origin) || extra_origins.iter().any(|o| o == origin)
-            })
+            origin.to_str().is_ok_and(|origin| is_kommo_origin(origin) || extra_origins.iter().any(|o| o == origin))
         }))
         .allow_methods([Method::GET, Method::PUT, Method::POST])
         .allow_headers([header::CONTENT_TYPE, HeaderName::from_static(AUTH_HEADER)])
@@ -107,10 +116,7 @@ fn is_kommo_origin(origin: &str) -> bool {
     let Some(subdomain) = host.strip_suffix(".kommo.com") else {
         return false;
     };
-    !subdomain.is_empty()
-        && subdomain
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    !subdomain.is_empty() && subdomain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -118,10 +124,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok" }))),
         Err(error) => {
             tracing::error!(%error, "health check: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "database unavailable" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "database unavailable" })))
         }
     }
 }

@@ -50,20 +50,12 @@ impl FromRequestParts<AppState> for WidgetAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTH_HEADER).ok_or(TokenError::Missing)?;
-        let token = header
-            .to_str()
-            .map_err(|_| TokenError::Invalid("not text"))?;
+        let token = header.to_str().map_err(|_| TokenError::Invalid("not text"))?;
         let identity = state.verifier.verify(token)?;
         // Until the OAuth install lands, a token Kommo signed for our integration is what makes an
         // account known to us; the subdomain is kept current from it.
-        let account = state
-            .store
-            .account_from_kommo(identity.kommo_account_id, &identity.subdomain)
-            .await?;
-        Ok(WidgetAuth {
-            account,
-            user_id: identity.user_id,
-        })
+        let account = state.store.account_from_kommo(identity.kommo_account_id, &identity.subdomain).await?;
+        Ok(WidgetAuth { account, user_id: identity.user_id })
     }
 }
 
@@ -75,17 +67,11 @@ fn view(state: &AppState, row: Option<SettingsRow>) -> SettingsView {
         active: row.active,
         voip_login: row.voip_login,
         has_password: row.voip_token.is_some(),
-        webhook_url: Some(format!(
-            "{}/hooks/voip/{}",
-            state.public_base_url, row.hook_id
-        )),
+        webhook_url: Some(format!("{}/hooks/voip/{}", state.public_base_url, row.hook_id)),
     }
 }
 
-async fn get_settings(
-    State(state): State<AppState>,
-    auth: WidgetAuth,
-) -> Result<Json<SettingsView>, ApiError> {
+async fn get_settings(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<SettingsView>, ApiError> {
     let row = state.store.settings(auth.account).await?;
     Ok(Json(view(&state, row)))
 }
@@ -95,8 +81,8 @@ async fn put_settings(
     auth: WidgetAuth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SettingsView>, ApiError> {
-    let input: SettingsInput = serde_json::from_slice(&body?)
-        .map_err(|error| ApiError::BadRequest(format!("settings body: {error}")))?;
+    let input: SettingsInput =
+        serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("settings body: {error}")))?;
     let stored = state.store.settings(auth.account).await?;
     let password_on_file = stored.as_ref().is_some_and(|row| row.voip_token.is_some());
     let errors = input.validate(password_on_file);
@@ -104,10 +90,7 @@ async fn put_settings(
         return Err(ApiError::Validation(errors));
     }
     let sealed_password = input.voip_password.map(|password| {
-        let context = SealContext {
-            column: VOIP_TOKEN_COLUMN,
-            account_id: auth.account.0,
-        };
+        let context = SealContext { column: VOIP_TOKEN_COLUMN, account_id: auth.account.0 };
         state.keyring.seal(context, &SecretString::from(password))
     });
     let new_hook_id = random_token(24);
@@ -124,23 +107,13 @@ async fn put_settings(
             },
         )
         .await?;
-    tracing::info!(
-        account.id = auth.account.0,
-        user.id = auth.user_id,
-        "settings saved"
-    );
+    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "settings saved");
     Ok(Json(view(&state, Some(row))))
 }
 
 async fn push_ticket(State(state): State<AppState>, auth: WidgetAuth) -> Json<PushTicket> {
-    let ticket = state.hub.issue_ticket(Subscriber {
-        account: auth.account,
-        user_id: auth.user_id,
-    });
-    Json(PushTicket {
-        ticket,
-        expires_in: TICKET_TTL.as_secs(),
-    })
+    let ticket = state.hub.issue_ticket(Subscriber { account: auth.account, user_id: auth.user_id });
+    Json(PushTicket { ticket, expires_in: TICKET_TTL.as_secs() })
 }
 
 #[derive(Deserialize)]
@@ -155,9 +128,7 @@ async fn push_events(
     let subscriber = state
         .hub
         .redeem(&query.ticket)
-        .ok_or(ApiError::Unauthorized(TokenError::Invalid(
-            "unknown, used or expired ticket",
-        )))?;
+        .ok_or(ApiError::Unauthorized(TokenError::Invalid("unknown, used or expired ticket")))?;
     let shutdown = state.shutdown.clone();
     let events = BroadcastStream::new(state.hub.subscribe(subscriber.account))
         // A lagging stream skips what it missed rather than closing.
@@ -168,11 +139,7 @@ async fn push_events(
             Ok(Event::default().event(CALL_EVENT).data(data))
         });
     // Open streams end on shutdown so graceful shutdown does not wait on them.
-    let events =
-        futures_util::StreamExt::take_until(events, async move { shutdown.cancelled().await });
+    let events = futures_util::StreamExt::take_until(events, async move { shutdown.cancelled().await });
     let hello = tokio_stream::once(Ok(Event::default().comment("connected")));
-    Ok(
-        Sse::new(hello.chain(events))
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))),
-    )
+    Ok(Sse::new(hello.chain(events)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -1,0 +1,561 @@
+//! The one Kommo API client every caller uses: the account's base URL, a per-account rate limit,
+//! access tokens refreshed ahead of expiry (once per account, across processes), and failures
+//! classified in [`KommoError`] so that retry policy is a `match`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::crypto::{Keyring, SealContext};
+use crate::store::{AccountId, AccountState, Store, TokenRow, unix_now};
+
+/// Refresh when less than this remains of an access token's life (Kommo issues 24 h tokens).
+pub const REFRESH_MARGIN_SECS: i64 = 3600;
+/// How long one process may hold the refresh lease before others may take over.
+const REFRESH_LEASE_SECS: i64 = 20;
+/// Spacing between two requests of one account: at most 7 in any one-second window.
+const REQUEST_SPACING: Duration = Duration::from_millis(150);
+/// A `Retry-After` up to this long is waited out in place; longer ones go back to the caller.
+const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub const ACCESS_TOKEN_COLUMN: &str = "kommo_auth_tokens.access_token";
+pub const REFRESH_TOKEN_COLUMN: &str = "kommo_auth_tokens.refresh_token";
+
+/// Why a Kommo call failed, classified for retry policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KommoError {
+    /// The account has no usable tokens: never installed, or disabled.
+    #[error("the account is not connected to Kommo")]
+    NotConnected,
+    /// A refresh was refused (invalid_grant): an admin must re-authorize.
+    #[error("Kommo refused the refresh token; the account must be re-authorized")]
+    NeedsReauth,
+    /// 402 or 403: the account's subscription ended, or access was blocked.
+    #[error("Kommo suspended access for this account: {0}")]
+    Suspended(String),
+    /// 429 with a long `Retry-After`.
+    #[error("rate limited by Kommo; retry after {0:?}")]
+    RateLimited(Duration),
+    /// 5xx, timeouts, connection failures: worth retrying later.
+    #[error("Kommo is unavailable: {0}")]
+    Transient(String),
+    /// Any other refusal: retrying the same request will not help.
+    #[error("Kommo refused the request ({status}): {detail}")]
+    Rejected { status: u16, detail: String },
+}
+
+/// Tokens as Kommo's `/oauth2/access_token` returns them.
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    refresh_token: String,
+    expires_in: i64,
+}
+
+/// Our integration's OAuth identity.
+pub struct OAuthClient {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: String,
+}
+
+/// Which hosts may receive our client secret, and over which scheme.
+#[derive(Debug, Clone)]
+pub struct KommoHosts {
+    entries: Vec<HostEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct HostEntry {
+    scheme: &'static str,
+    /// `Some(".kommo.com")` for `*.kommo.com`; `None` for an exact host.
+    suffix: Option<String>,
+    host: String,
+}
+
+impl KommoHosts {
+    /// Parses `*.kommo.com,http://127.0.0.1:8090`: wildcards and bare hosts mean https; an
+    /// explicit `http://` is for a local stand-in only.
+    pub fn parse(spec: &str) -> anyhow::Result<KommoHosts> {
+        let mut entries = Vec::new();
+        for raw in spec.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+            let (scheme, rest) = match raw.split_once("://") {
+                Some(("https", rest)) => ("https", rest),
+                Some(("http", rest)) => ("http", rest),
+                Some((other, _)) => anyhow::bail!("host entry {raw:?}: scheme {other:?} is not http or https"),
+                None => ("https", raw),
+            };
+            let rest = rest.trim_end_matches('/').to_ascii_lowercase();
+            let entry = match rest.strip_prefix("*.") {
+                Some(suffix) => HostEntry { scheme, suffix: Some(format!(".{suffix}")), host: suffix.to_owned() },
+                None => HostEntry { scheme, suffix: None, host: rest },
+            };
+            if !is_host(&entry.host) {
+                anyhow::bail!("host entry {raw:?} is not a host name");
+            }
+            entries.push(entry);
+        }
+        anyhow::ensure!(!entries.is_empty(), "at least one host is required");
+        Ok(KommoHosts { entries })
+    }
+
+    /// The API base URL for a host Kommo named (`referer`), or `None` when the host is not allowed.
+    pub fn base_url(&self, host: &str) -> Option<String> {
+        let host = host.trim().to_ascii_lowercase();
+        if !is_host(&host) {
+            return None;
+        }
+        self.entries.iter().find_map(|entry| {
+            let allowed = match &entry.suffix {
+                Some(suffix) => host.strip_suffix(suffix.as_str()).is_some_and(|label| {
+                    !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }),
+                None => host == entry.host,
+            };
+            allowed.then(|| format!("{}://{host}", entry.scheme))
+        })
+    }
+}
+
+/// A bare `host[:port]`: no scheme, userinfo, path, query or fragment.
+fn is_host(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 253
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && !value.starts_with(['.', '-', ':'])
+}
+
+/// A user of the account, as the extension mapping needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KommoUser {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// The account as `/api/v4/account` describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KommoAccount {
+    pub id: i64,
+    pub subdomain: String,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct KommoClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    store: Store,
+    keyring: Arc<Keyring>,
+    oauth: OAuthClient,
+    hosts: KommoHosts,
+    limiter: DefaultKeyedRateLimiter<String>,
+    /// One refresh at a time per account within this process; the database lease covers the others.
+    refresh_locks: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl KommoClient {
+    pub fn new(store: Store, keyring: Arc<Keyring>, oauth: OAuthClient, hosts: KommoHosts) -> KommoClient {
+        let quota = Quota::with_period(REQUEST_SPACING).expect("non-zero period").allow_burst(NonZeroU32::MIN);
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            // Never follow redirects: our secret and tokens go only to the allowlisted host.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("kommo-voip/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client configuration is valid");
+        KommoClient {
+            inner: Arc::new(Inner {
+                http,
+                store,
+                keyring,
+                oauth,
+                hosts,
+                limiter: RateLimiter::keyed(quota),
+                refresh_locks: Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn hosts(&self) -> &KommoHosts {
+        &self.inner.hosts
+    }
+
+    /// Exchanges an authorization code at `base_url` (already allowlisted) and reads the account
+    /// the new token belongs to.
+    pub async fn exchange_code(
+        &self,
+        base_url: &str,
+        code: &SecretString,
+    ) -> Result<(TokenGrant, KommoAccount), KommoError> {
+        let oauth = &self.inner.oauth;
+        let body = serde_json::json!({
+            "client_id": oauth.client_id,
+            "client_secret": oauth.client_secret.expose_secret(),
+            "grant_type": "authorization_code",
+            "code": code.expose_secret(),
+            "redirect_uri": oauth.redirect_uri,
+        });
+        self.inner.limiter.until_key_ready(&base_url.to_owned()).await;
+        let grant = self.token_request(base_url, &body).await.map_err(|error| match error {
+            // A refused code is final: it expired, was used, or was never Kommo's.
+            KommoError::NeedsReauth => {
+                KommoError::Rejected { status: 400, detail: "authorization code refused".into() }
+            }
+            other => other,
+        })?;
+        let account = self.send_get(base_url, base_url, &grant.access_token, "/api/v4/account").await?;
+        let account: KommoAccount = serde_json::from_value(account.unwrap_or(Value::Null))
+            .map_err(|error| KommoError::Transient(format!("unexpected /api/v4/account body: {error}")))?;
+        Ok((grant, account))
+    }
+
+    /// Stores a fresh grant for `account`, sealed and bound to it.
+    pub async fn store_grant(&self, account: AccountId, grant: &TokenGrant) -> sqlx::Result<()> {
+        let keyring = &self.inner.keyring;
+        let access =
+            keyring.seal(SealContext { column: ACCESS_TOKEN_COLUMN, account_id: account.0 }, &grant.access_token);
+        let refresh =
+            keyring.seal(SealContext { column: REFRESH_TOKEN_COLUMN, account_id: account.0 }, &grant.refresh_token);
+        self.inner.store.store_tokens(account, &access, &refresh, grant.expires_at).await
+    }
+
+    /// `GET` on the account's Kommo API. `Ok(None)` is Kommo's 204 (nothing found / empty page).
+    pub async fn get(&self, account: AccountId, path_and_query: &str) -> Result<Option<Value>, KommoError> {
+        let base_url = self.account_base_url(account).await?;
+        let mut token = self.access_token(account, None).await?;
+        let mut refreshed = false;
+        let mut waited = Duration::ZERO;
+        let limit_key = format!("account:{}", account.0);
+        loop {
+            match self.send_get(&limit_key, &base_url, &token, path_and_query).await {
+                Err(KommoError::NeedsReauth) if !refreshed => {
+                    // A 401 on a call: refresh once (unless someone already did) and retry once.
+                    refreshed = true;
+                    token = self.access_token(account, Some(&token)).await?;
+                }
+                Err(KommoError::NeedsReauth) => return Err(KommoError::NeedsReauth),
+                Err(KommoError::RateLimited(after)) if waited + after <= MAX_INLINE_RETRY_AFTER => {
+                    waited += after;
+                    tokio::time::sleep(after).await;
+                }
+                Err(suspended @ KommoError::Suspended(_)) => {
+                    self.park(account, AccountState::Suspended, &suspended.to_string()).await;
+                    return Err(suspended);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every active user of the account, across pages.
+    pub async fn active_users(&self, account: AccountId) -> Result<Vec<KommoUser>, KommoError> {
+        #[derive(Deserialize)]
+        struct Page {
+            #[serde(rename = "_embedded")]
+            embedded: Embedded,
+        }
+        #[derive(Deserialize)]
+        struct Embedded {
+            users: Vec<User>,
+        }
+        #[derive(Deserialize)]
+        struct User {
+            id: i64,
+            name: String,
+            #[serde(default)]
+            email: Option<String>,
+            #[serde(default)]
+            rights: Option<Rights>,
+        }
+        #[derive(Deserialize)]
+        struct Rights {
+            #[serde(default = "active_by_default")]
+            is_active: bool,
+        }
+        fn active_by_default() -> bool {
+            true
+        }
+
+        let mut users = Vec::new();
+        for page in 1..=100 {
+            let Some(body) = self.get(account, &format!("/api/v4/users?page={page}&limit=250")).await? else { break };
+            let has_next = body.pointer("/_links/next/href").is_some();
+            let page: Page = serde_json::from_value(body)
+                .map_err(|error| KommoError::Transient(format!("unexpected /api/v4/users body: {error}")))?;
+            users.extend(
+                page.embedded
+                    .users
+                    .into_iter()
+                    .filter(|user| user.rights.as_ref().is_none_or(|rights| rights.is_active))
+                    .map(|user| KommoUser { id: user.id, name: user.name, email: user.email }),
+            );
+            if !has_next {
+                break;
+            }
+        }
+        Ok(users)
+    }
+
+    async fn account_base_url(&self, account: AccountId) -> Result<String, KommoError> {
+        let info = self.inner.store.account(account).await.map_err(storage)?.ok_or(KommoError::NotConnected)?;
+        match info.state {
+            AccountState::Installed => {}
+            AccountState::NeedsReauth => return Err(KommoError::NeedsReauth),
+            AccountState::Suspended => {
+                return Err(KommoError::Suspended(info.state_reason.unwrap_or_else(|| "suspended".into())));
+            }
+            AccountState::Disabled => return Err(KommoError::NotConnected),
+        }
+        // Re-checked on every call: a host removed from the allowlist stops receiving tokens.
+        self.inner.hosts.base_url(&info.api_domain).ok_or(KommoError::NotConnected)
+    }
+
+    /// A usable access token for `account`. `rejected` is a token Kommo just refused: refresh
+    /// unless the stored token already differs from it (another caller refreshed meanwhile).
+    ///
+    /// Single flight: an in-process mutex per account, then a lease row in the database shared by
+    /// every server process. The lease is taken with a conditional UPDATE, never a transaction held
+    /// across the HTTP call. If we crash after Kommo rotated the token but before we stored the new
+    /// pair, the old refresh token still works until the new one is first used (Kommo's grace), so
+    /// the next refresh with the stored (old) token succeeds.
+    pub async fn access_token(
+        &self,
+        account: AccountId,
+        rejected: Option<&SecretString>,
+    ) -> Result<SecretString, KommoError> {
+        let lock = {
+            let mut locks = self.inner.refresh_locks.lock().expect("refresh lock map poisoned");
+            locks.entry(account).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        loop {
+            let row = self.inner.store.tokens(account).await.map_err(storage)?.ok_or(KommoError::NotConnected)?;
+            let access = self.open(account, ACCESS_TOKEN_COLUMN, &row.access_token)?;
+            let still_rejected = rejected.is_some_and(|bad| bad.expose_secret() == access.expose_secret());
+            if !still_rejected && row.expires_at - unix_now() > REFRESH_MARGIN_SECS {
+                return Ok(access);
+            }
+            let now = unix_now();
+            if !self.inner.store.claim_refresh_lease(account, now, now + REFRESH_LEASE_SECS).await.map_err(storage)? {
+                // Another process is refreshing: wait for its result, then look again.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            let outcome = self.refresh(account, &row).await;
+            if outcome.is_err() {
+                self.inner.store.release_refresh_lease(account).await.map_err(storage)?;
+            }
+            return outcome;
+        }
+    }
+
+    async fn refresh(&self, account: AccountId, row: &TokenRow) -> Result<SecretString, KommoError> {
+        let base_url = self.account_base_url(account).await?;
+        self.inner.limiter.until_key_ready(&format!("account:{}", account.0)).await;
+        let refresh_token = self.open(account, REFRESH_TOKEN_COLUMN, &row.refresh_token)?;
+        let oauth = &self.inner.oauth;
+        let body = serde_json::json!({
+            "client_id": oauth.client_id,
+            "client_secret": oauth.client_secret.expose_secret(),
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.expose_secret(),
+            "redirect_uri": oauth.redirect_uri,
+        });
+        match self.token_request(&base_url, &body).await {
+            Ok(grant) => {
+                // Storing the pair also clears the lease.
+                self.store_grant(account, &grant).await.map_err(storage)?;
+                tracing::info!(account.id = account.0, "Kommo access token refreshed");
+                Ok(grant.access_token)
+            }
+            Err(KommoError::NeedsReauth) => {
+                self.park(account, AccountState::NeedsReauth, "Kommo refused the refresh token").await;
+                Err(KommoError::NeedsReauth)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn park(&self, account: AccountId, state: AccountState, reason: &str) {
+        tracing::warn!(account.id = account.0, state = state.as_str(), reason, "account parked");
+        if let Err(error) = self.inner.store.set_account_state(account, state, Some(reason)).await {
+            tracing::error!(account.id = account.0, %error, "could not record the account's state");
+        }
+    }
+
+    fn open(&self, account: AccountId, column: &str, sealed: &str) -> Result<SecretString, KommoError> {
+        self.inner.keyring.open(SealContext { column, account_id: account.0 }, sealed).map_err(|error| {
+            tracing::error!(account.id = account.0, column, %error, "stored Kommo token does not decrypt");
+            KommoError::NotConnected
+        })
+    }
+
+    async fn token_request(&self, base_url: &str, body: &Value) -> Result<TokenGrant, KommoError> {
+        let response = self
+            .inner
+            .http
+            .post(format!("{base_url}/oauth2/access_token"))
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            let tokens: TokenResponse = response.json().await.map_err(|error| {
+                KommoError::Transient(format!("unexpected token response: {}", error.without_url()))
+            })?;
+            return Ok(TokenGrant {
+                access_token: SecretString::from(tokens.access_token),
+                refresh_token: SecretString::from(tokens.refresh_token),
+                expires_at: unix_now() + tokens.expires_in,
+            });
+        }
+        // Token endpoint refusals (400/401: invalid_grant and friends) mean the grant is gone.
+        // Their bodies are not read: they may echo what we sent.
+        match status {
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => Err(KommoError::NeedsReauth),
+            _ => Err(classify(status, retry_after(&response), String::new())),
+        }
+    }
+
+    /// One GET, paced by the rate limit bucket `limit_key` (the account, or the host before an
+    /// account exists).
+    async fn send_get(
+        &self,
+        limit_key: &str,
+        base_url: &str,
+        token: &SecretString,
+        path_and_query: &str,
+    ) -> Result<Option<Value>, KommoError> {
+        self.inner.limiter.until_key_ready(&limit_key.to_owned()).await;
+        let response = self
+            .inner
+            .http
+            .get(format!("{base_url}{path_and_query}"))
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return response
+                .json()
+                .await
+                .map(Some)
+                .map_err(|error| KommoError::Transient(format!("unreadable body: {}", error.without_url())));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(KommoError::NeedsReauth);
+        }
+        let after = retry_after(&response);
+        let detail = response
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|body| {
+                body.get("detail").or_else(|| body.get("title")).and_then(Value::as_str).map(str::to_owned)
+            })
+            .unwrap_or_default();
+        Err(classify(status, after, detail))
+    }
+}
+
+/// A token pair with its absolute expiry.
+pub struct TokenGrant {
+    pub access_token: SecretString,
+    pub refresh_token: SecretString,
+    pub expires_at: i64,
+}
+
+fn classify(status: StatusCode, retry_after: Option<Duration>, detail: String) -> KommoError {
+    match status.as_u16() {
+        402 => KommoError::Suspended("payment required (402)".into()),
+        403 => KommoError::Suspended("access forbidden (403)".into()),
+        429 => KommoError::RateLimited(retry_after.unwrap_or(Duration::from_secs(1))),
+        500..=599 | 408 => KommoError::Transient(format!("HTTP {status}")),
+        code => KommoError::Rejected { status: code, detail },
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn transport(error: reqwest::Error) -> KommoError {
+    // `without_url`: the URL is harmless here, but error text must never grow a token by accident.
+    let kind = if error.is_timeout() { "timed out" } else { "connection failed" };
+    KommoError::Transient(format!("{kind}: {}", error.without_url()))
+}
+
+fn storage(error: sqlx::Error) -> KommoError {
+    tracing::error!(%error, "database error in the Kommo client");
+    KommoError::Transient("storage unavailable".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allowlisted_hosts_get_a_base_url() {
+        let hosts = KommoHosts::parse("*.kommo.com, http://127.0.0.1:8090").unwrap();
+        assert_eq!(hosts.base_url("acme.kommo.com").as_deref(), Some("https://acme.kommo.com"));
+        assert_eq!(hosts.base_url("ACME.kommo.com").as_deref(), Some("https://acme.kommo.com"));
+        assert_eq!(hosts.base_url("127.0.0.1:8090").as_deref(), Some("http://127.0.0.1:8090"));
+        for refused in [
+            "evil.example",
+            "kommo.com",
+            "acme.kommo.com.evil.example",
+            "a.b.kommo.com",
+            "acme.kommo.com:8443",
+            "evil.example/acme.kommo.com",
+            "user@acme.kommo.com",
+            "127.0.0.1:8091",
+            "",
+        ] {
+            assert_eq!(hosts.base_url(refused), None, "{refused} was allowed");
+        }
+    }
+
+    #[test]
+    fn host_allowlist_entries_are_validated() {
+        assert!(KommoHosts::parse("").is_err());
+        assert!(KommoHosts::parse("ftp://x.example").is_err());
+        assert!(KommoHosts::parse("https://x.example/path").is_err());
+    }
+
+    #[test]
+    fn failures_are_classified_for_retry_policy() {
+        assert_eq!(
+            classify(StatusCode::PAYMENT_REQUIRED, None, String::new()),
+            KommoError::Suspended("payment required (402)".into())
+        );
+        assert!(matches!(classify(StatusCode::FORBIDDEN, None, String::new()), KommoError::Suspended(_)));
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS, Some(Duration::from_secs(7)), String::new()),
+            KommoError::RateLimited(Duration::from_secs(7))
+        );
+        assert!(matches!(classify(StatusCode::BAD_GATEWAY, None, String::new()), KommoError::Transient(_)));
+        assert_eq!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY, None, "limit".into()),
+            KommoError::Rejected { status: 422, detail: "limit".into() }
+        );
+    }
+}

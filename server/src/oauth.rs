@@ -1,0 +1,291 @@
+//! Installing into a Kommo account: the Redirect URI (Kommo's server-to-server auth code on widget
+//! install, and the browser's return from the consent page), the exchange of codes kept durably
+//! until done, and the disable hook.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::crypto::{Keyring, SealContext, random_token};
+use crate::http::{ApiError, AppState};
+use crate::kommo::{KommoClient, KommoError};
+use crate::store::{PENDING_CODE_ACCOUNT, Store, unix_now};
+
+/// Kommo's authorization codes live 20 minutes; older ones are not worth trying.
+pub const CODE_LIFETIME_SECS: i64 = 20 * 60;
+/// How long one exchange attempt may hold a code before another process may retry it.
+const EXCHANGE_LEASE_SECS: i64 = 60;
+/// How often pending codes (retries, or ones left by a restart) are picked up again.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a consent `state` stays valid.
+const STATE_LIFETIME_SECS: i64 = 10 * 60;
+const CODE_COLUMN: &str = "oauth_codes.code";
+
+pub const CALLBACK_PATH: &str = "/oauth/kommo/callback";
+pub const START_PATH: &str = "/oauth/kommo/start";
+pub const DISABLE_PATH: &str = "/oauth/kommo/disable";
+
+/// Runs code exchanges; shared by the callback handler and the recovery loop.
+#[derive(Clone)]
+pub struct Installer {
+    pub store: Store,
+    pub kommo: KommoClient,
+    pub keyring: std::sync::Arc<Keyring>,
+}
+
+impl Installer {
+    /// Keeps the code (sealed) before anything else, so an acknowledged install survives a crash.
+    pub async fn receive_code(&self, api_domain: &str, code: &SecretString) -> sqlx::Result<i64> {
+        let sealed = self.keyring.seal(SealContext { column: CODE_COLUMN, account_id: PENDING_CODE_ACCOUNT }, code);
+        self.store.insert_code(api_domain, &sealed).await
+    }
+
+    /// Exchanges pending codes: one (`only`), or every one due (recovery). Returns how many
+    /// accounts were connected.
+    pub async fn exchange_pending(&self, only: Option<i64>) -> usize {
+        let now = unix_now();
+        let codes = match self.store.claim_codes(now - CODE_LIFETIME_SECS, now + EXCHANGE_LEASE_SECS, only).await {
+            Ok(codes) => codes,
+            Err(error) => {
+                tracing::error!(%error, "cannot claim authorization codes");
+                return 0;
+            }
+        };
+        let mut connected = 0;
+        for pending in codes {
+            let outcome = self.exchange_one(&pending.api_domain, &pending.code).await;
+            let (retry, error) = match &outcome {
+                Ok(()) => (false, None),
+                Err(error @ (KommoError::Transient(_) | KommoError::RateLimited(_))) => (true, Some(error.to_string())),
+                Err(error) => (false, Some(error.to_string())),
+            };
+            match &error {
+                None => connected += 1,
+                Some(reason) => {
+                    tracing::warn!(code.id = pending.id, retry, reason, "authorization code exchange failed")
+                }
+            }
+            if let Err(db_error) = self.store.finish_code(pending.id, retry, error.as_deref()).await {
+                tracing::error!(code.id = pending.id, %db_error, "cannot record the exchange outcome");
+            }
+        }
+        connected
+    }
+
+    async fn exchange_one(&self, api_domain: &str, sealed_code: &str) -> Result<(), KommoError> {
+        let base_url = self.kommo.hosts().base_url(api_domain).ok_or(KommoError::NotConnected)?;
+        let code = self
+            .keyring
+            .open(SealContext { column: CODE_COLUMN, account_id: PENDING_CODE_ACCOUNT }, sealed_code)
+            .map_err(|_| KommoError::Rejected { status: 0, detail: "stored code does not decrypt".into() })?;
+        let (grant, account) = self.kommo.exchange_code(&base_url, &code).await?;
+        let database = |error: sqlx::Error| KommoError::Transient(format!("storage: {error}"));
+        let id = self
+            .store
+            .install_account(account.id, &account.subdomain, api_domain, account.country.as_deref())
+            .await
+            .map_err(database)?;
+        self.kommo.store_grant(id, &grant).await.map_err(database)?;
+        tracing::info!(account.id = id.0, kommo.account_id = account.id, "Kommo account connected");
+        Ok(())
+    }
+}
+
+/// The Redirect URI's query, for both the widget-install request and the consent return.
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    referer: Option<String>,
+    client_id: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    from_widget: Option<String>,
+}
+
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    if query.client_id.as_deref().is_some_and(|id| id != state.client_id.as_ref()) {
+        return page(StatusCode::BAD_REQUEST, "This authorization was issued for another integration.");
+    }
+    // A browser return must carry the state we issued to this browser; only Kommo's
+    // server-to-server install request (from_widget) comes without one.
+    let browser_flow = query.state.is_some() || query.from_widget.is_none();
+    if browser_flow {
+        let Some(consent_state) = query.state.as_deref() else {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "The authorization is missing its state; please start again from the widget.",
+            );
+        };
+        let browser = cookie(&headers, &cookie_name(&state.public_base_url)).unwrap_or_default();
+        match state.store.consume_oauth_state(&sha256_hex(consent_state), &sha256_hex(&browser)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "This authorization link has expired or was already used; please start again from the widget.",
+                );
+            }
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    if query.error.is_some() {
+        return page(StatusCode::OK, "Access was declined. You can connect Kommo later from the widget's settings.");
+    }
+    let (Some(code), Some(referer)) = (query.code, query.referer) else {
+        return page(StatusCode::BAD_REQUEST, "The authorization is missing its code or account.");
+    };
+    // Our client secret goes to this host: it must be allowlisted before any outbound call.
+    if state.installer.kommo.hosts().base_url(&referer).is_none() {
+        tracing::warn!("authorization code refused: referer host is not allowlisted");
+        return page(StatusCode::BAD_REQUEST, "This account's address is not one we connect to.");
+    }
+    let id = match state.installer.receive_code(&referer.to_ascii_lowercase(), &SecretString::from(code)).await {
+        Ok(id) => id,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let installer = state.installer.clone();
+    let exchange = tokio::spawn(async move { installer.exchange_pending(Some(id)).await });
+    if !browser_flow {
+        // Kommo waits at most 3 s and never retries: answer now, exchange in the background
+        // (the recovery loop retries it if this attempt fails or the process stops).
+        return (StatusCode::OK, "ok").into_response();
+    }
+    match tokio::time::timeout(Duration::from_secs(10), exchange).await {
+        Ok(Ok(1)) => page(StatusCode::OK, "Kommo is connected. You can close this window."),
+        _ => page(
+            StatusCode::ACCEPTED,
+            "We are finishing the connection to Kommo; the widget's settings will show it in a moment.",
+        ),
+    }
+}
+
+/// Starts the consent flow: a single-use state of 256 random bits, bound to this browser by a
+/// cookie, then a redirect to Kommo's consent page.
+pub async fn start(State(state): State<AppState>) -> Response {
+    let consent_state = random_token(32);
+    let browser = random_token(32);
+    let expires_at = unix_now() + STATE_LIFETIME_SECS;
+    if let Err(error) =
+        state.store.insert_oauth_state(&sha256_hex(&consent_state), &sha256_hex(&browser), expires_at).await
+    {
+        return ApiError::from(error).into_response();
+    }
+    let url =
+        format!("{}?client_id={}&state={}&mode=popup", state.consent_url, urlencode(&state.client_id), consent_state);
+    let secure = state.public_base_url.starts_with("https://");
+    let cookie = format!(
+        "{}={browser}; Path=/; Max-Age={STATE_LIFETIME_SECS}; HttpOnly; SameSite=Lax{}",
+        cookie_name(&state.public_base_url),
+        if secure { "; Secure" } else { "" }
+    );
+    let mut response = Redirect::to(&url).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[derive(Deserialize)]
+pub struct DisableQuery {
+    client_uuid: String,
+    account_id: String,
+    signature: String,
+}
+
+/// Kommo's disable hook: a valid signature wipes the account's tokens and stops its traffic; an
+/// invalid one changes nothing.
+pub async fn disable(State(state): State<AppState>, Query(query): Query<DisableQuery>) -> Result<StatusCode, ApiError> {
+    let refused = || ApiError::Forbidden("invalid disable signature".into());
+    if query.client_uuid != state.client_id.as_ref() {
+        return Err(refused());
+    }
+    let signature = hex::decode(&query.signature).map_err(|_| refused())?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(state.client_secret.expose_secret().as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(format!("{}|{}", query.client_uuid, query.account_id).as_bytes());
+    mac.verify_slice(&signature).map_err(|_| refused())?;
+    let kommo_account_id: i64 =
+        query.account_id.parse().map_err(|_| ApiError::BadRequest("account_id is not a number".into()))?;
+    if let Some(account) = state.store.account_by_kommo_id(kommo_account_id).await? {
+        state.store.disable_account(account).await?;
+        tracing::info!(account.id = account.0, "account disabled by Kommo's disable hook");
+    }
+    Ok(StatusCode::OK)
+}
+
+/// The disable hook's signature, as Kommo computes it (hex HMAC-SHA256 of `client_uuid|account_id`).
+pub fn disable_signature(client_secret: &str, client_uuid: &str, account_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(client_secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(format!("{client_uuid}|{account_id}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn cookie_name(public_base_url: &str) -> String {
+    // The __Host- prefix makes browsers refuse the cookie unless it is Secure and host-only.
+    if public_base_url.starts_with("https://") { "__Host-kvoip_oauth".into() } else { "kvoip_oauth".into() }
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+}
+
+fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// A minimal self-contained page: no third-party resources, no referrer.
+fn page(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Kommo VoIP</title></head>\
+         <body style=\"font-family:sans-serif;margin:3em\"><p>{message}</p></body></html>"
+    );
+    let mut response = (status, Html(body)).into_response();
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disable_signature_matches_the_handbook_vector() {
+        assert_eq!(
+            disable_signature("test-client-secret", "c0ffee00-0000-4000-8000-000000000000", "12345678"),
+            "ff17265ede323d4b41c1c106b5a226411a775a47a9a3461a32cd61d217f77b63"
+        );
+    }
+
+    #[test]
+    fn state_cookie_is_read_by_exact_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("kvoip_oauth_x=1; kvoip_oauth=abc; other=2"));
+        assert_eq!(cookie(&headers, "kvoip_oauth").as_deref(), Some("abc"));
+        assert_eq!(cookie(&headers, "__Host-kvoip_oauth"), None);
+    }
+}
