@@ -19,17 +19,11 @@ pub(crate) const BLOCK_WASM_COOKIE: &str = "sandbox_block_wasm";
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("not a zip archive: {0}")]
     Zip(#[from] zip::result::ZipError),
     #[error("cannot read `{name}` from the archive: {source}")]
-    Entry {
-        name: String,
-        source: std::io::Error,
-    },
+    Entry { name: String, source: std::io::Error },
     #[error("the archive has no manifest.json at its root")]
     NoManifest,
     #[error("manifest.json is not valid JSON: {0}")]
@@ -47,10 +41,7 @@ pub struct Archive {
 impl Archive {
     /// Reads a zip file from disk.
     pub fn open(path: &Path) -> Result<Archive, ArchiveError> {
-        let bytes = std::fs::read(path).map_err(|source| ArchiveError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| ArchiveError::Read { path: path.to_owned(), source })?;
         Archive::from_zip(&bytes)
     }
 
@@ -70,17 +61,11 @@ impl Archive {
             };
             let name = name.to_string_lossy().replace('\\', "/");
             let mut content = Vec::with_capacity(entry.size() as usize);
-            entry
-                .read_to_end(&mut content)
-                .map_err(|source| ArchiveError::Entry {
-                    name: name.clone(),
-                    source,
-                })?;
+            entry.read_to_end(&mut content).map_err(|source| ArchiveError::Entry { name: name.clone(), source })?;
             files.insert(name, Bytes::from(content));
         }
         let manifest = files.get("manifest.json").ok_or(ArchiveError::NoManifest)?;
-        let manifest: Value =
-            serde_json::from_slice(manifest).map_err(ArchiveError::BadManifest)?;
+        let manifest: Value = serde_json::from_slice(manifest).map_err(ArchiveError::BadManifest)?;
         if !manifest["widget"]["version"].is_string() {
             return Err(ArchiveError::NoVersion);
         }
@@ -97,9 +82,7 @@ impl Archive {
 
     /// `manifest.widget.version`, which Kommo exposes as `params.version` and `get_version()`.
     pub fn version(&self) -> &str {
-        self.manifest["widget"]["version"]
-            .as_str()
-            .unwrap_or_default()
+        self.manifest["widget"]["version"].as_str().unwrap_or_default()
     }
 
     /// The parsed `i18n/<lang>.json`, if the archive has it and it is valid JSON.
@@ -111,10 +94,7 @@ impl Archive {
 
 /// The Content-Type Kommo's CDN would send; `application/wasm` matters for `instantiateStreaming`.
 pub(crate) fn content_type(name: &str) -> &'static str {
-    let extension = name
-        .rsplit_once('.')
-        .map(|(_, ext)| ext.to_ascii_lowercase())
-        .unwrap_or_default();
+    let extension = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
     match extension.as_str() {
         "wasm" => "application/wasm",
         "js" | "mjs" => "text/javascript; charset=utf-8",
@@ -141,10 +121,7 @@ fn wasm_blocked(headers: &HeaderMap) -> bool {
 fn file_response(name: &str, bytes: Bytes) -> Response {
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(name)),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(name)));
     // Every page load must see the archive as it is now: a re-packaged widget must not be masked by a cache.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
@@ -158,11 +135,7 @@ pub(crate) async fn widget_file_handler(
     if path.ends_with(".wasm") && wasm_blocked(&headers) {
         return Err(SandboxError::NotFound);
     }
-    let bytes = state
-        .config
-        .archive
-        .file(&path)
-        .ok_or(SandboxError::NotFound)?;
+    let bytes = state.config.archive.file(&path).ok_or(SandboxError::NotFound)?;
     Ok(file_response(&path, bytes.clone()))
 }
 
@@ -176,14 +149,11 @@ impl Vendor {
     pub fn load(node_modules: &Path) -> Result<Vendor, std::io::Error> {
         let read = |relative: &str| -> Result<Bytes, std::io::Error> {
             let path = node_modules.join(relative);
-            std::fs::read(&path).map(Bytes::from).map_err(|error| {
-                std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
-            })
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|error| std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))
         };
-        Ok(Vendor {
-            require_js: read("requirejs/require.js")?,
-            jquery_js: read("jquery/dist/jquery.js")?,
-        })
+        Ok(Vendor { require_js: read("requirejs/require.js")?, jquery_js: read("jquery/dist/jquery.js")? })
     }
 }
 
@@ -222,15 +192,9 @@ mod tests {
     #[test]
     fn block_wasm_cookie_is_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; sandbox_block_wasm=1"),
-        );
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; sandbox_block_wasm=1"));
         assert!(wasm_blocked(&headers));
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("sandbox_block_wasm=; other=1"),
-        );
+        headers.insert(header::COOKIE, HeaderValue::from_static("sandbox_block_wasm=; other=1"));
         assert!(!wasm_blocked(&headers));
     }
 }

@@ -6,9 +6,7 @@ use anyhow::{Context, bail};
 use sandbox::{Archive, Config, Kommo, Vendor, app, token};
 
 fn var(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|value| !value.trim().is_empty())
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
 
 fn required(name: &str, why: &str) -> anyhow::Result<String> {
@@ -18,65 +16,43 @@ fn required(name: &str, why: &str) -> anyhow::Result<String> {
 fn number(name: &str, default: u64) -> anyhow::Result<u64> {
     match var(name) {
         None => Ok(default),
-        Some(text) => text
-            .trim()
-            .parse()
-            .with_context(|| format!("{name}=`{text}` is not a positive integer")),
+        Some(text) => text.trim().parse().with_context(|| format!("{name}=`{text}` is not a positive integer")),
     }
 }
 
 fn config() -> anyhow::Result<(String, Config)> {
     let addr = var("SANDBOX_ADDR").unwrap_or_else(|| "127.0.0.1:8090".to_owned());
-    let archive_path =
-        PathBuf::from(var("SANDBOX_ARCHIVE").unwrap_or_else(|| "dist/widget.zip".to_owned()));
+    let archive_path = PathBuf::from(var("SANDBOX_ARCHIVE").unwrap_or_else(|| "dist/widget.zip".to_owned()));
     if !archive_path.is_file() {
         bail!(
             "the widget archive {} does not exist: build it first with `cargo xtask package` (or point SANDBOX_ARCHIVE at one)",
             archive_path.display()
         );
     }
-    let archive = Archive::open(&archive_path)
-        .with_context(|| format!("loading {}", archive_path.display()))?;
-    let node_modules =
-        PathBuf::from(var("SANDBOX_NODE_MODULES").unwrap_or_else(|| "node_modules".to_owned()));
-    let vendor = Vendor::load(&node_modules)
-        .with_context(|| "RequireJS and jQuery are missing: run `npm ci` at the repository root (or set SANDBOX_NODE_MODULES)")?;
-    let public_base_url = required(
-        "PUBLIC_BASE_URL",
-        "the server's public base URL is the disposable tokens' audience",
+    let archive = Archive::open(&archive_path).with_context(|| format!("loading {}", archive_path.display()))?;
+    let node_modules = PathBuf::from(var("SANDBOX_NODE_MODULES").unwrap_or_else(|| "node_modules".to_owned()));
+    let vendor = Vendor::load(&node_modules).with_context(
+        || "RequireJS and jQuery are missing: run `npm ci` at the repository root (or set SANDBOX_NODE_MODULES)",
     )?;
+    let public_base_url =
+        required("PUBLIC_BASE_URL", "the server's public base URL is the disposable tokens' audience")?;
     let kommo = Kommo {
-        client_id: required(
-            "KOMMO_CLIENT_ID",
-            "the integration id goes into the tokens' client_uuid",
-        )?,
-        client_secret: required(
-            "KOMMO_CLIENT_SECRET",
-            "the integration secret signs the disposable tokens",
-        )?,
-        audience: token::audience_of(&public_base_url)
-            .map_err(|error| anyhow::anyhow!("PUBLIC_BASE_URL: {error}"))?,
+        client_id: required("KOMMO_CLIENT_ID", "the integration id goes into the tokens' client_uuid")?,
+        client_secret: required("KOMMO_CLIENT_SECRET", "the integration secret signs the disposable tokens")?,
+        audience: token::audience_of(&public_base_url).map_err(|error| anyhow::anyhow!("PUBLIC_BASE_URL: {error}"))?,
         subdomain: var("SANDBOX_SUBDOMAIN").unwrap_or_else(|| "sandbox".to_owned()),
         account_id: number("SANDBOX_ACCOUNT_ID", 31_000_001)?,
         user_id: number("SANDBOX_USER_ID", 5_500_001)?,
     };
-    Ok((
-        addr,
-        Config {
-            archive,
-            vendor,
-            kommo,
-        },
-    ))
+    Ok((addr, Config { archive, vendor, kommo }))
 }
 
 async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("installing a SIGTERM handler");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -113,15 +89,12 @@ async fn serve() -> anyhow::Result<()> {
         .init();
     let (addr, config) = config()?;
     let version = config.archive.version().to_owned();
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding SANDBOX_ADDR={addr}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding SANDBOX_ADDR={addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(widget.version = %version, account.id = config.kommo.account_id, "the local Kommo is ready");
     // One plain line on stdout so tools starting the sandbox on port 0 can learn its address.
     println!("sandbox listening on http://{local}/");
-    axum::serve(listener, app(config))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, app(config)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }

@@ -36,20 +36,8 @@ pub(crate) struct PageOptions {
 /// The few words of Kommo's own chrome the page shows, per language.
 fn host_strings(lang: &str) -> Value {
     let (save, cancel, active, settings, disable) = match lang {
-        "es" => (
-            "Guardar",
-            "Cancelar",
-            "Activo",
-            "Ajustes",
-            "Desactivar widget",
-        ),
-        "pt" => (
-            "Salvar",
-            "Cancelar",
-            "Ativo",
-            "Configurações",
-            "Desativar widget",
-        ),
+        "es" => ("Guardar", "Cancelar", "Activo", "Ajustes", "Desactivar widget"),
+        "pt" => ("Salvar", "Cancelar", "Ativo", "Configurações", "Desativar widget"),
         _ => ("Save", "Cancel", "Active", "Settings", "Disable widget"),
     };
     json!({ "save": save, "cancel": cancel, "active": active, "settings": settings, "disable": disable })
@@ -63,10 +51,7 @@ fn translate(langs: &Value, key: &str) -> String {
 
 /// What the page script needs to build Kommo's widget object.
 fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account_id: u64) -> Value {
-    let langs = archive
-        .i18n(lang)
-        .or_else(|| archive.i18n("en"))
-        .unwrap_or_else(|| json!({}));
+    let langs = archive.i18n(lang).or_else(|| archive.i18n("en")).unwrap_or_else(|| json!({}));
     let manifest = archive.manifest();
     let version = archive.version();
     // Kommo seeds a fresh install's settings with `active: 'N'` and an empty value per manifest field.
@@ -77,12 +62,7 @@ fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account
             settings.insert(code.clone(), json!(""));
         }
     }
-    let text = |key: &str| {
-        manifest["widget"][key]
-            .as_str()
-            .map(|k| translate(&langs, k))
-            .unwrap_or_default()
-    };
+    let text = |key: &str| manifest["widget"][key].as_str().map(|k| translate(&langs, k)).unwrap_or_default();
     json!({
         "lang": lang,
         "area": area,
@@ -103,56 +83,26 @@ fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account
 }
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-pub(crate) async fn host_page(
-    State(state): State<crate::State>,
-    Query(options): Query<PageOptions>,
-) -> Response {
-    let lang = options
-        .lang
-        .as_deref()
-        .filter(|lang| LANGS.contains(lang))
-        .unwrap_or("en");
+pub(crate) async fn host_page(State(state): State<crate::State>, Query(options): Query<PageOptions>) -> Response {
+    let lang = options.lang.as_deref().filter(|lang| LANGS.contains(lang)).unwrap_or("en");
     let area = options
         .area
         .as_deref()
-        .filter(|area| {
-            !area.is_empty()
-                && area
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
+        .filter(|area| !area.is_empty() && area.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
         .unwrap_or("lcard");
     let kommo = &state.config.kommo;
-    let boot = boot(
-        &state.config.archive,
-        kommo,
-        lang,
-        area,
-        options.account.unwrap_or(kommo.account_id),
-    );
+    let boot = boot(&state.config.archive, kommo, lang, area, options.account.unwrap_or(kommo.account_id));
     // `<` escaped so the JSON can never close its <script> element.
     let boot_json = boot.to_string().replace('<', "\\u003c");
     let strings = &boot["strings"];
     let html = PAGE
         .replace("{{lang}}", lang)
-        .replace(
-            "{{title}}",
-            &escape_html(boot["widget"]["name"].as_str().unwrap_or(WIDGET_CODE)),
-        )
-        .replace(
-            "{{settings}}",
-            &escape_html(strings["settings"].as_str().unwrap_or_default()),
-        )
-        .replace(
-            "{{disable}}",
-            &escape_html(strings["disable"].as_str().unwrap_or_default()),
-        )
+        .replace("{{title}}", &escape_html(boot["widget"]["name"].as_str().unwrap_or(WIDGET_CODE)))
+        .replace("{{settings}}", &escape_html(strings["settings"].as_str().unwrap_or_default()))
+        .replace("{{disable}}", &escape_html(strings["disable"].as_str().unwrap_or_default()))
         .replace("{{boot}}", &boot_json);
 
     let block_wasm = options.block_wasm.as_deref() == Some("1");
@@ -168,32 +118,17 @@ pub(crate) async fn host_page(
         headers.insert(header::SET_COOKIE, cookie);
     }
     if options.csp.as_deref() == Some("strict") {
-        headers.insert(
-            HeaderName::from_static("content-security-policy"),
-            HeaderValue::from_static(STRICT_CSP),
-        );
+        headers.insert(HeaderName::from_static("content-security-policy"), HeaderValue::from_static(STRICT_CSP));
     }
     response
 }
 
 pub(crate) async fn host_script() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        HOST_JS,
-    )
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], HOST_JS)
 }
 
 pub(crate) async fn host_style() -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        HOST_CSS,
-    )
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], HOST_CSS)
 }
 
 pub(crate) async fn health() -> Json<Value> {

@@ -33,12 +33,8 @@ impl ProviderCall {
     /// The event as the provider would send it, ringing since `now` (unix seconds).
     pub fn event(self, now: i64) -> FromWebhook {
         FromWebhook {
-            call_id: self
-                .call_id
-                .unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
-            voip_account_id: self
-                .voip_account_id
-                .unwrap_or_else(|| DEFAULT_VOIP_ACCOUNT_ID.to_owned()),
+            call_id: self.call_id.unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
+            voip_account_id: self.voip_account_id.unwrap_or_else(|| DEFAULT_VOIP_ACCOUNT_ID.to_owned()),
             from: self.from,
             to: self.to,
             status: self.status,
@@ -59,10 +55,7 @@ fn allowed_target(url: &reqwest::Url, server_origin: &str) -> bool {
     }
     match url.host_str() {
         Some("localhost") => true,
-        Some(host) => host
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
+        Some(host) => host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
 }
@@ -77,14 +70,10 @@ pub(crate) async fn call_handler(
         .map_err(|error| SandboxError::BadRequest(format!("webhook_url: {error}")))?;
     if !allowed_target(&url, &state.config.kommo.audience) {
         return Err(SandboxError::BadRequest(
-            "webhook_url must be plain http to this machine or to the server's public base URL"
-                .to_owned(),
+            "webhook_url must be plain http to this machine or to the server's public base URL".to_owned(),
         ));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default();
     let event = call.event(now);
     let call_id = event.call_id.clone();
     let response = state
@@ -93,11 +82,8 @@ pub(crate) async fn call_handler(
         .json(&event)
         .send()
         .await
-        .map_err(|error| {
-            SandboxError::Upstream(format!("posting the provider event failed: {error}"))
-        })?;
-    let status =
-        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        .map_err(|error| SandboxError::Upstream(format!("posting the provider event failed: {error}")))?;
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let text = response.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     tracing::info!(call.id = %call_id, upstream.status = status.as_u16(), "posted a provider event");
@@ -112,29 +98,14 @@ mod tests {
     #[test]
     fn only_loopback_or_the_server_origin_over_http_is_a_target() {
         let server = "http://voip.test:8080";
-        let allowed = [
-            "http://127.0.0.1:9/hooks/voip/x",
-            "http://localhost/x",
-            "http://[::1]:80/x",
-            "http://voip.test:8080/h",
-        ];
+        let allowed =
+            ["http://127.0.0.1:9/hooks/voip/x", "http://localhost/x", "http://[::1]:80/x", "http://voip.test:8080/h"];
         for url in allowed {
-            assert!(
-                allowed_target(&reqwest::Url::parse(url).unwrap(), server),
-                "{url}"
-            );
+            assert!(allowed_target(&reqwest::Url::parse(url).unwrap(), server), "{url}");
         }
-        let refused = [
-            "https://127.0.0.1/x",
-            "http://10.0.0.1/x",
-            "http://example.com/x",
-            "http://voip.test:9090/h",
-        ];
+        let refused = ["https://127.0.0.1/x", "http://10.0.0.1/x", "http://example.com/x", "http://voip.test:9090/h"];
         for url in refused {
-            assert!(
-                !allowed_target(&reqwest::Url::parse(url).unwrap(), server),
-                "{url}"
-            );
+            assert!(!allowed_target(&reqwest::Url::parse(url).unwrap(), server), "{url}");
         }
     }
 }

@@ -28,8 +28,7 @@ pub struct Kommo {
 
 /// `scheme://host[:port]` of a URL, the form Kommo puts in `aud`.
 pub fn audience_of(public_base_url: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(public_base_url)
-        .map_err(|error| format!("`{public_base_url}`: {error}"))?;
+    let url = reqwest::Url::parse(public_base_url).map_err(|error| format!("`{public_base_url}`: {error}"))?;
     if url.host().is_none() {
         return Err(format!("`{public_base_url}` has no host"));
     }
@@ -64,10 +63,7 @@ pub struct TokenRequest {
 impl Kommo {
     /// The claims Kommo would sign at `now` (unix seconds) for the configured or overridden identity.
     pub fn claims(&self, request: &TokenRequest, now: i64) -> Claims {
-        let subdomain = request
-            .subdomain
-            .clone()
-            .unwrap_or_else(|| self.subdomain.clone());
+        let subdomain = request.subdomain.clone().unwrap_or_else(|| self.subdomain.clone());
         Claims {
             iss: format!("https://{subdomain}.kommo.com"),
             aud: self.audience.clone(),
@@ -94,16 +90,11 @@ impl Kommo {
 fn is_subdomain(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 63
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs() as i64)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default()
 }
 
 /// `POST /sandbox/token` with an optional JSON body `{account_id?, user_id?, subdomain?}` →
@@ -115,29 +106,18 @@ pub(crate) async fn mint_handler(
     let request: TokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TokenRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| SandboxError::BadRequest(format!("token request: {error}")))?
+        serde_json::from_slice(&body).map_err(|error| SandboxError::BadRequest(format!("token request: {error}")))?
     };
     if let Some(subdomain) = &request.subdomain
         && !is_subdomain(subdomain)
     {
-        return Err(SandboxError::BadRequest(format!(
-            "`{subdomain}` is not a Kommo subdomain"
-        )));
+        return Err(SandboxError::BadRequest(format!("`{subdomain}` is not a Kommo subdomain")));
     }
     let kommo = &state.config.kommo;
     let claims = kommo.claims(&request, unix_now());
-    let token = kommo
-        .sign(&claims)
-        .map_err(|error| SandboxError::Internal(format!("signing: {error}")))?;
-    tracing::debug!(
-        account.id = claims.account_id,
-        user.id = claims.user_id,
-        "minted a disposable token"
-    );
-    Ok(Json(
-        serde_json::json!({ "token": token, "expires_in": LIFETIME_SECS }),
-    ))
+    let token = kommo.sign(&claims).map_err(|error| SandboxError::Internal(format!("signing: {error}")))?;
+    tracing::debug!(account.id = claims.account_id, user.id = claims.user_id, "minted a disposable token");
+    Ok(Json(serde_json::json!({ "token": token, "expires_in": LIFETIME_SECS })))
 }
 
 #[cfg(test)]
@@ -146,18 +126,9 @@ mod tests {
 
     #[test]
     fn audience_keeps_scheme_host_and_explicit_port_only() {
-        assert_eq!(
-            audience_of("http://127.0.0.1:8080/").unwrap(),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(
-            audience_of("https://voip.example.com/base/path").unwrap(),
-            "https://voip.example.com"
-        );
-        assert_eq!(
-            audience_of("https://voip.example.com:443").unwrap(),
-            "https://voip.example.com"
-        );
+        assert_eq!(audience_of("http://127.0.0.1:8080/").unwrap(), "http://127.0.0.1:8080");
+        assert_eq!(audience_of("https://voip.example.com/base/path").unwrap(), "https://voip.example.com");
+        assert_eq!(audience_of("https://voip.example.com:443").unwrap(), "https://voip.example.com");
         assert!(audience_of("not a url").is_err());
     }
 

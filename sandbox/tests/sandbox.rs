@@ -21,8 +21,7 @@ const WASM_MAGIC: &[u8] = b"\0asm\x01\0\0\0";
 
 fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     for (name, content) in files {
         zip.start_file(*name, options).unwrap();
         zip.write_all(content).unwrap();
@@ -63,11 +62,7 @@ async fn send(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Byt
     let response = app(config()).oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.into_body().collect().await.unwrap().to_bytes(),
-    )
+    (status, headers, response.into_body().collect().await.unwrap().to_bytes())
 }
 
 async fn get(uri: &str, cookie: Option<&str>) -> (StatusCode, axum::http::HeaderMap, Bytes) {
@@ -79,14 +74,9 @@ async fn get(uri: &str, cookie: Option<&str>) -> (StatusCode, axum::http::Header
 }
 
 async fn post_json(uri: &str, body: &str) -> (StatusCode, Value) {
-    let request = Request::post(uri)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_owned()));
+    let request = Request::post(uri).header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_owned()));
     let (status, _, bytes) = send(request.unwrap()).await;
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// Checks an HS256 JWT's signature by hand (no JWT library).
@@ -101,22 +91,14 @@ fn hs256_signature_is_valid(token: &str, secret: &str) -> bool {
 
 /// Verifies an HS256 JWT keyed with `secret`, returning its header and claims.
 fn verify_hs256(token: &str, secret: &str) -> (Value, Value) {
-    assert!(
-        hs256_signature_is_valid(token, secret),
-        "the signature is HMAC-SHA256 keyed with the client secret"
-    );
+    assert!(hs256_signature_is_valid(token, secret), "the signature is HMAC-SHA256 keyed with the client secret");
     let parts: Vec<&str> = token.split('.').collect();
-    let decode = |part: &str| {
-        serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-    };
+    let decode = |part: &str| serde_json::from_slice::<Value>(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap();
     (decode(parts[0]), decode(parts[1]))
 }
 
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[tokio::test]
@@ -151,11 +133,8 @@ async fn token_signed_with_another_secret_does_not_verify() {
 
 #[tokio::test]
 async fn token_request_can_act_as_another_account_user_and_subdomain() {
-    let (status, body) = post_json(
-        "/sandbox/token",
-        r#"{"account_id": 42, "user_id": 7, "subdomain": "other-shop"}"#,
-    )
-    .await;
+    let (status, body) =
+        post_json("/sandbox/token", r#"{"account_id": 42, "user_id": 7, "subdomain": "other-shop"}"#).await;
     assert_eq!(status, StatusCode::OK);
     let (_, claims) = verify_hs256(body["token"].as_str().unwrap(), SECRET);
     assert_eq!(claims["account_id"], 42);
@@ -190,10 +169,7 @@ async fn archive_files_are_served_with_browser_content_types() {
 
     let (status, headers, body) = get("/widget/script.js?v=1.2.3", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        headers[header::CONTENT_TYPE],
-        "text/javascript; charset=utf-8"
-    );
+    assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
     assert!(body.starts_with(b"define("));
 
     let (_, headers, _) = get("/widget/style.css", None).await;
@@ -204,12 +180,7 @@ async fn archive_files_are_served_with_browser_content_types() {
 
 #[tokio::test]
 async fn files_outside_the_archive_are_not_found() {
-    for uri in [
-        "/widget/nope.js",
-        "/widget/../Cargo.toml",
-        "/widget/i18n",
-        "/vendor/underscore.js",
-    ] {
+    for uri in ["/widget/nope.js", "/widget/../Cargo.toml", "/widget/i18n", "/vendor/underscore.js"] {
         let (status, _, _) = get(uri, None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
     }
@@ -217,16 +188,10 @@ async fn files_outside_the_archive_are_not_found() {
 
 #[tokio::test]
 async fn vendored_require_and_jquery_are_served_as_javascript() {
-    for (uri, content) in [
-        ("/vendor/require.js", "/* require */"),
-        ("/vendor/jquery.js", "/* jquery */"),
-    ] {
+    for (uri, content) in [("/vendor/require.js", "/* require */"), ("/vendor/jquery.js", "/* jquery */")] {
         let (status, headers, body) = get(uri, None).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(
-            headers[header::CONTENT_TYPE],
-            "text/javascript; charset=utf-8"
-        );
+        assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
         assert_eq!(&body[..], content.as_bytes());
     }
 }
@@ -246,10 +211,7 @@ async fn block_wasm_page_sets_a_cookie_that_hides_only_the_wasm() {
 
     let (_, headers, _) = get("/", None).await;
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
-    assert!(
-        cookie.contains("Max-Age=0"),
-        "a normal page load clears the block: {cookie}"
-    );
+    assert!(cookie.contains("Max-Age=0"), "a normal page load clears the block: {cookie}");
 }
 
 #[tokio::test]
@@ -265,16 +227,9 @@ async fn strict_csp_page_forbids_compiling_wasm() {
 async fn host_page_boots_the_archive_script_in_the_requested_language() {
     let (status, headers, body) = get("/?lang=es", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        headers[header::CONTENT_TYPE]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
     let html = String::from_utf8(body.to_vec()).unwrap();
-    let start = html
-        .find(r#"<script type="application/json" id="sandbox-boot">"#)
-        .unwrap();
+    let start = html.find(r#"<script type="application/json" id="sandbox-boot">"#).unwrap();
     let json_start = html[start..].find('>').unwrap() + start + 1;
     let json_end = html[json_start..].find("</script>").unwrap() + json_start;
     let boot: Value = serde_json::from_str(&html[json_start..json_end]).unwrap();
@@ -287,12 +242,7 @@ async fn host_page_boots_the_archive_script_in_the_requested_language() {
     assert!(html.contains(r#"<script src="/vendor/require.js"></script>"#));
 
     let (_, _, body) = get("/?lang=xx", None).await;
-    assert!(
-        String::from_utf8(body.to_vec())
-            .unwrap()
-            .contains(r#""lang":"en""#),
-        "unknown languages fall back to en"
-    );
+    assert!(String::from_utf8(body.to_vec()).unwrap().contains(r#""lang":"en""#), "unknown languages fall back to en");
 }
 
 #[tokio::test]
@@ -305,19 +255,10 @@ async fn host_page_can_act_as_another_account() {
 #[test]
 fn archive_without_a_root_manifest_is_refused() {
     let nested = zip_of(&[("kvoip/manifest.json", br#"{"widget":{"version":"1"}}"#)]);
-    assert!(matches!(
-        Archive::from_zip(&nested),
-        Err(ArchiveError::NoManifest)
-    ));
+    assert!(matches!(Archive::from_zip(&nested), Err(ArchiveError::NoManifest)));
     let no_version = zip_of(&[("manifest.json", br#"{"widget":{}}"#)]);
-    assert!(matches!(
-        Archive::from_zip(&no_version),
-        Err(ArchiveError::NoVersion)
-    ));
-    assert!(matches!(
-        Archive::from_zip(b"not a zip"),
-        Err(ArchiveError::Zip(_))
-    ));
+    assert!(matches!(Archive::from_zip(&no_version), Err(ArchiveError::NoVersion)));
+    assert!(matches!(Archive::from_zip(b"not a zip"), Err(ArchiveError::Zip(_))));
 }
 
 /// A stand-in webhook receiver on a real port, remembering what it received.
@@ -330,10 +271,7 @@ async fn webhook_receiver(status: StatusCode) -> (String, Arc<Mutex<Vec<Value>>>
             let store = store.clone();
             async move {
                 store.lock().unwrap().push(body);
-                (
-                    status,
-                    axum::Json(json!({ "stored": status == StatusCode::OK })),
-                )
+                (status, axum::Json(json!({ "stored": status == StatusCode::OK })))
             }
         }),
     );
@@ -354,17 +292,13 @@ async fn provider_call_posts_a_from_webhook_event_and_mirrors_the_upstream_statu
     assert_eq!(body["upstream_body"], json!({ "stored": true }));
 
     let event = received.lock().unwrap().pop().unwrap();
-    let parsed: shared::FromWebhook =
-        serde_json::from_value(event.clone()).expect("the wire form of FromWebhook");
+    let parsed: shared::FromWebhook = serde_json::from_value(event.clone()).expect("the wire form of FromWebhook");
     assert_eq!(parsed.call_id, "c-7");
     assert_eq!(parsed.voip_account_id, "sandbox-voip");
     assert_eq!(parsed.status, shared::CallStatus::Ringing);
     assert_eq!(parsed.extension.as_deref(), Some("101"));
     assert!((parsed.start_time - unix_now()).abs() <= 5);
-    assert!(
-        event.get("startTime").is_some() && event.get("callId").is_some(),
-        "camelCase on the wire: {event}"
-    );
+    assert!(event.get("startTime").is_some() && event.get("callId").is_some(), "camelCase on the wire: {event}");
 }
 
 #[tokio::test]
@@ -379,7 +313,8 @@ async fn provider_call_reports_a_refusing_webhook_with_its_status() {
 
 #[tokio::test]
 async fn provider_call_never_leaves_this_machine() {
-    let request = json!({ "webhook_url": "http://example.com/hooks/voip/x", "from": "1", "to": "2", "status": "ringing" });
+    let request =
+        json!({ "webhook_url": "http://example.com/hooks/voip/x", "from": "1", "to": "2", "status": "ringing" });
     let (status, _) = post_json("/sandbox/provider/call", &request.to_string()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
@@ -389,7 +324,8 @@ async fn provider_call_to_a_closed_port_is_a_bad_gateway() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let request = json!({ "webhook_url": format!("http://{addr}/hooks/voip/x"), "from": "1", "to": "2", "status": "ringing" });
+    let request =
+        json!({ "webhook_url": format!("http://{addr}/hooks/voip/x"), "from": "1", "to": "2", "status": "ringing" });
     let (status, body) = post_json("/sandbox/provider/call", &request.to_string()).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body["error"]["code"], "upstream_unreachable");

@@ -25,11 +25,7 @@ pub struct CallBoard {
 impl CallBoard {
     /// Shows a call: an update of a call on screen replaces it in place, a new call is added last.
     pub fn upsert(&mut self, call: IncomingCall) {
-        if let Some(shown) = self
-            .calls
-            .iter_mut()
-            .find(|shown| shown.call_id == call.call_id)
-        {
+        if let Some(shown) = self.calls.iter_mut().find(|shown| shown.call_id == call.call_id) {
             *shown = call;
             return;
         }
@@ -57,34 +53,21 @@ impl CallBoard {
 #[wasm_bindgen]
 pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
     let host = Rc::new(Host::from_js(host)?);
-    let document = web_sys::window()
-        .and_then(|window| window.document())
-        .ok_or_else(|| JsError::new("no document"))?;
-    let body = document
-        .body()
-        .ok_or_else(|| JsError::new("no document body"))?;
-    let root: HtmlElement = document
-        .create_element("div")
-        .map_err(|_| JsError::new("cannot create the popups root"))?
-        .unchecked_into();
+    let document = web_sys::window().and_then(|window| window.document()).ok_or_else(|| JsError::new("no document"))?;
+    let body = document.body().ok_or_else(|| JsError::new("no document body"))?;
+    let root: HtmlElement =
+        document.create_element("div").map_err(|_| JsError::new("cannot create the popups root"))?.unchecked_into();
     root.set_class_name("kvoip-popups");
     root.set_attribute("lang", host.lang()).ok();
-    body.append_child(&root)
-        .map_err(|_| JsError::new("cannot attach the popups root"))?;
+    body.append_child(&root).map_err(|_| JsError::new("cannot attach the popups root"))?;
 
     let board = ArcRwSignal::new(CallBoard::default());
     let mounted = {
         let (board, i18n) = (board.clone(), host.i18n());
-        mount_to(root.clone(), move || {
-            view! { <CallPopups board i18n /> }.into_any()
-        })
+        mount_to(root.clone(), move || view! { <CallPopups board i18n /> }.into_any())
     };
     let stream = PushStream::start(host, move |call| board.update(|board| board.upsert(call)));
-    Ok(CallsHandle {
-        stream,
-        mounted: Some(mounted),
-        root,
-    })
+    Ok(CallsHandle { stream, mounted: Some(mounted), root })
 }
 
 /// The running call popups, kept by script.js until `destroy`.
@@ -153,20 +136,11 @@ pub fn CallCard(
     let status = read(|call| Some(call.status.as_str().to_owned()));
     let status_class = {
         let status = status.clone();
-        move || {
-            format!(
-                "kvoip-popup__status kvoip-popup__status--{}",
-                status().unwrap_or_default()
-            )
-        }
+        move || format!("kvoip-popup__status kvoip-popup__status--{}", status().unwrap_or_default())
     };
     let status_text = {
         let i18n = i18n.clone();
-        move || {
-            status()
-                .map(|status| i18n.t("status", &status))
-                .unwrap_or_default()
-        }
+        move || status().map(|status| i18n.t("status", &status)).unwrap_or_default()
     };
     let (to_label, extension_label) = (i18n.t("popup", "to"), i18n.t("popup", "extension"));
     let close_label = i18n.t("popup", "close");

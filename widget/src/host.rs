@@ -31,33 +31,19 @@ pub struct Host {
 impl Host {
     /// Reads the host object once; its `strings` are copied, its `request` is kept to be called later.
     pub fn from_js(object: JsValue) -> Result<Host, HostError> {
-        let member = |name: &'static str| {
-            Reflect::get(&object, &JsValue::from_str(name)).map_err(|_| HostError::Missing(name))
-        };
-        let request = member("request")?
-            .dyn_into::<Function>()
-            .map_err(|_| HostError::Missing("request"))?;
-        let api_base = member("apiBase")?
-            .as_string()
-            .ok_or(HostError::Missing("apiBase"))?
-            .trim_end_matches('/')
-            .to_owned();
-        let lang = member("lang")?
-            .as_string()
-            .unwrap_or_else(|| "en".to_owned());
+        let member =
+            |name: &'static str| Reflect::get(&object, &JsValue::from_str(name)).map_err(|_| HostError::Missing(name));
+        let request = member("request")?.dyn_into::<Function>().map_err(|_| HostError::Missing("request"))?;
+        let api_base =
+            member("apiBase")?.as_string().ok_or(HostError::Missing("apiBase"))?.trim_end_matches('/').to_owned();
+        let lang = member("lang")?.as_string().unwrap_or_else(|| "en".to_owned());
         let strings = member("strings")
             .ok()
             .and_then(|strings| JSON::stringify(&strings).ok())
             .and_then(|text| text.as_string())
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or(Value::Null);
-        Ok(Host {
-            object,
-            request,
-            api_base,
-            lang,
-            i18n: I18n::new(strings),
-        })
+        Ok(Host { object, request, api_base, lang, i18n: I18n::new(strings) })
     }
 
     /// The server's public base URL, without a trailing slash.
@@ -90,24 +76,16 @@ impl Host {
     ) -> Result<(u16, Value), HostError> {
         let body = match body {
             Some(body) => {
-                let text =
-                    serde_json::to_string(body).map_err(|e| HostError::Encode(e.to_string()))?;
+                let text = serde_json::to_string(body).map_err(|e| HostError::Encode(e.to_string()))?;
                 JSON::parse(&text).map_err(|e| HostError::Encode(describe(&e)))?
             }
             None => JsValue::NULL,
         };
         let promise = self
             .request
-            .call3(
-                &self.object,
-                &JsValue::from_str(method),
-                &JsValue::from_str(path),
-                &body,
-            )
+            .call3(&self.object, &JsValue::from_str(method), &JsValue::from_str(path), &body)
             .map_err(|e| HostError::Request(describe(&e)))?;
-        let reply = JsFuture::from(Promise::resolve(&promise))
-            .await
-            .map_err(|e| HostError::Request(describe(&e)))?;
+        let reply = JsFuture::from(Promise::resolve(&promise)).await.map_err(|e| HostError::Request(describe(&e)))?;
         let status = Reflect::get(&reply, &JsValue::from_str("status"))
             .ok()
             .and_then(|status| status.as_f64())

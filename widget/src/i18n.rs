@@ -16,9 +16,7 @@ pub struct I18n {
 impl I18n {
     /// Wraps the whole i18n object of the current language (`{"settings": {...}, "errors": {...}, ...}`).
     pub fn new(strings: Value) -> Self {
-        I18n {
-            strings: Arc::new(strings),
-        }
+        I18n { strings: Arc::new(strings) }
     }
 
     /// The text for `section.key`; falls back to English, then to the key itself so a gap is visible, not blank.
@@ -35,11 +33,7 @@ fn english() -> &'static Value {
 }
 
 fn lookup<'a>(strings: &'a Value, section: &str, key: &str) -> Option<&'a str> {
-    strings
-        .get(section)?
-        .get(key)?
-        .as_str()
-        .filter(|text| !text.is_empty())
+    strings.get(section)?.get(key)?.as_str().filter(|text| !text.is_empty())
 }
 
 #[cfg(test)]
@@ -79,10 +73,7 @@ mod tests {
         let mut english_keys = Vec::new();
         keys(english(), "", &mut english_keys);
         assert!(english_keys.contains(&"errors.wasm_failed".to_owned()));
-        for file in [
-            include_str!("../../i18n/es.json"),
-            include_str!("../../i18n/pt.json"),
-        ] {
+        for file in [include_str!("../../i18n/es.json"), include_str!("../../i18n/pt.json")] {
             let mut other = Vec::new();
             keys(&serde_json::from_str(file).unwrap(), "", &mut other);
             assert_eq!(other, english_keys);

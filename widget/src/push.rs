@@ -71,8 +71,7 @@ impl Shared {
         let promise = Promise::new(&mut |resolve, _reject| {
             if let (Some(timeout), Some(window)) = (timeout, web_sys::window()) {
                 let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-                let _ =
-                    window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, millis);
+                let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, millis);
             }
             *self.wake.borrow_mut() = Some(resolve);
         });
@@ -129,18 +128,11 @@ async fn listen(
     backoff: &Rc<RefCell<Backoff>>,
     ticket: &str,
 ) {
-    let url = format!(
-        "{}{}?ticket={}",
-        host.api_base(),
-        paths::PUSH_EVENTS,
-        js_sys::encode_uri_component(ticket)
-    );
+    let url = format!("{}{}?ticket={}", host.api_base(), paths::PUSH_EVENTS, js_sys::encode_uri_component(ticket));
     let source = match EventSource::new(&url) {
         Ok(source) => source,
         Err(error) => {
-            web_sys::console::warn_1(
-                &format!("kvoip: cannot open the push stream: {}", describe(&error)).into(),
-            );
+            web_sys::console::warn_1(&format!("kvoip: cannot open the push stream: {}", describe(&error)).into());
             return;
         }
     };
@@ -152,9 +144,7 @@ async fn listen(
             };
             match serde_json::from_str::<IncomingCall>(&data) {
                 Ok(call) => on_call(call),
-                Err(error) => web_sys::console::warn_1(
-                    &format!("kvoip: unreadable call event: {error}").into(),
-                ),
+                Err(error) => web_sys::console::warn_1(&format!("kvoip: unreadable call event: {error}").into()),
             }
         })
     };
@@ -167,8 +157,7 @@ async fn listen(
         let shared = Rc::clone(shared);
         Closure::<dyn Fn()>::new(move || shared.wake())
     };
-    let _ =
-        source.add_event_listener_with_callback(CALL_EVENT, on_message.as_ref().unchecked_ref());
+    let _ = source.add_event_listener_with_callback(CALL_EVENT, on_message.as_ref().unchecked_ref());
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     *shared.source.borrow_mut() = Some(source.clone());
@@ -178,8 +167,7 @@ async fn listen(
     source.close();
     source.set_onopen(None);
     source.set_onerror(None);
-    let _ =
-        source.remove_event_listener_with_callback(CALL_EVENT, on_message.as_ref().unchecked_ref());
+    let _ = source.remove_event_listener_with_callback(CALL_EVENT, on_message.as_ref().unchecked_ref());
     shared.source.borrow_mut().take();
 }
 

@@ -70,12 +70,9 @@ impl SaveOutcome {
     /// Classifies a `PUT /widget/v1/settings` reply (`status` 0 = the network failed).
     pub fn from_reply(status: u16, body: Value) -> Self {
         match status {
-            200 => serde_json::from_value(body)
-                .map_or(SaveOutcome::Failed(Problem::Server), SaveOutcome::Saved),
+            200 => serde_json::from_value(body).map_or(SaveOutcome::Failed(Problem::Server), SaveOutcome::Saved),
             422 => match serde_json::from_value::<ErrorBody>(body) {
-                Ok(refusal) if !refusal.error.fields.is_empty() => {
-                    SaveOutcome::Refused(refusal.error.fields)
-                }
+                Ok(refusal) if !refusal.error.fields.is_empty() => SaveOutcome::Refused(refusal.error.fields),
                 _ => SaveOutcome::Failed(Problem::Server),
             },
             0 => SaveOutcome::Failed(Problem::Network),
@@ -96,12 +93,7 @@ pub fn load_outcome(status: u16, body: Value) -> Result<SettingsView, Problem> {
 }
 
 /// What the form submits. An empty password field means "keep the stored one" when one is on file.
-pub fn settings_input(
-    active: bool,
-    voip_login: &str,
-    voip_password: &str,
-    has_password: bool,
-) -> SettingsInput {
+pub fn settings_input(active: bool, voip_login: &str, voip_password: &str, has_password: bool) -> SettingsInput {
     let keep_stored = voip_password.is_empty() && has_password;
     SettingsInput {
         active,
@@ -163,12 +155,8 @@ impl SettingsModel {
     /// Validates and sends the form; `true` only when the server stored it.
     pub async fn save(&self, host: &Host, active: bool) -> bool {
         let has_password = self.stored.with_untracked(|stored| stored.has_password);
-        let input = settings_input(
-            active,
-            &self.voip_login.get_untracked(),
-            &self.voip_password.get_untracked(),
-            has_password,
-        );
+        let input =
+            settings_input(active, &self.voip_login.get_untracked(), &self.voip_password.get_untracked(), has_password);
         let refused = input.validate(has_password);
         if !refused.is_empty() {
             self.errors.set(refused);
@@ -203,19 +191,9 @@ impl SettingsModel {
         self.stored.set(view);
     }
 
-    fn error_for(
-        &self,
-        field: &'static str,
-    ) -> impl Fn() -> Option<ValidationCode> + Send + Sync + use<> {
+    fn error_for(&self, field: &'static str) -> impl Fn() -> Option<ValidationCode> + Send + Sync + use<> {
         let errors = self.errors.clone();
-        move || {
-            errors.with(|errors| {
-                errors
-                    .iter()
-                    .find(|error| error.field == field)
-                    .map(|error| error.code)
-            })
-        }
+        move || errors.with(|errors| errors.iter().find(|error| error.field == field).map(|error| error.code))
     }
 
     fn is_refused(&self, field: &'static str) -> impl Fn() -> bool + Send + Sync + use<> {
@@ -231,17 +209,11 @@ pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle
     let model = SettingsModel::default();
     let mounted = {
         let (model, i18n, lang) = (model.clone(), host.i18n(), host.lang().to_owned());
-        mount_to(root, move || {
-            view! { <SettingsForm model i18n lang /> }.into_any()
-        })
+        mount_to(root, move || view! { <SettingsForm model i18n lang /> }.into_any())
     };
     let loader = (model.clone(), Rc::clone(&host));
     wasm_bindgen_futures::spawn_local(async move { loader.0.load(&loader.1).await });
-    Ok(SettingsHandle {
-        model,
-        host,
-        mounted: Some(mounted),
-    })
+    Ok(SettingsHandle { model, host, mounted: Some(mounted) })
 }
 
 /// The mounted settings form, kept by script.js until the modal goes away.
@@ -258,9 +230,7 @@ impl SettingsHandle {
     /// Validates and saves the form (`active` is Kommo's flag); resolves `true` only when the server stored it.
     pub fn save(&self, active: bool) -> js_sys::Promise {
         let (model, host) = (self.model.clone(), Rc::clone(&self.host));
-        wasm_bindgen_futures::future_to_promise(async move {
-            Ok(JsValue::from_bool(model.save(&host, active).await))
-        })
+        wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from_bool(model.save(&host, active).await)) })
     }
 
     /// Removes the form from the page. Safe to call twice.
@@ -283,11 +253,7 @@ pub fn SettingsForm(
     let password_placeholder = {
         let stored = model.stored.clone();
         let saved = t("settings", "voip_password_saved");
-        move || {
-            stored
-                .with(|stored| stored.has_password)
-                .then(|| saved.clone())
-        }
+        move || stored.with(|stored| stored.has_password).then(|| saved.clone())
     };
     let webhook_url = {
         let stored = model.stored.clone();
@@ -296,13 +262,7 @@ pub fn SettingsForm(
     let status_text = {
         let status = model.status.clone();
         let i18n = i18n.clone();
-        move || {
-            status
-                .get()
-                .message()
-                .map(|(section, key)| i18n.t(section, key))
-                .unwrap_or_default()
-        }
+        move || status.get().message().map(|(section, key)| i18n.t(section, key)).unwrap_or_default()
     };
     let status_class = {
         let status = model.status.clone();
@@ -393,22 +353,10 @@ mod tests {
 
     #[test]
     fn an_empty_password_keeps_the_stored_one_only_when_one_is_on_file() {
-        assert_eq!(
-            settings_input(true, " alice ", "", true).voip_password,
-            None
-        );
-        assert_eq!(
-            settings_input(true, "alice", "", false).voip_password,
-            Some(String::new())
-        );
-        assert_eq!(
-            settings_input(true, "alice", "s3", true).voip_password,
-            Some("s3".to_owned())
-        );
-        assert_eq!(
-            settings_input(true, " alice ", "", true).voip_login,
-            "alice"
-        );
+        assert_eq!(settings_input(true, " alice ", "", true).voip_password, None);
+        assert_eq!(settings_input(true, "alice", "", false).voip_password, Some(String::new()));
+        assert_eq!(settings_input(true, "alice", "s3", true).voip_password, Some("s3".to_owned()));
+        assert_eq!(settings_input(true, " alice ", "", true).voip_login, "alice");
     }
 
     #[test]
@@ -422,45 +370,29 @@ mod tests {
     #[test]
     fn save_replies_are_classified_by_status() {
         let view = json!({"active": true, "voip_login": "alice", "has_password": true, "webhook_url": "http://x/hooks/voip/h"});
-        let SaveOutcome::Saved(saved) = SaveOutcome::from_reply(200, view) else {
-            panic!("not saved")
-        };
+        let SaveOutcome::Saved(saved) = SaveOutcome::from_reply(200, view) else { panic!("not saved") };
         assert_eq!(saved.webhook_url.as_deref(), Some("http://x/hooks/voip/h"));
 
         let refusal = json!({"error": {"code": "validation", "message": "m",
             "fields": [{"field": "voip_login", "code": "too_long"}]}});
-        let SaveOutcome::Refused(fields) = SaveOutcome::from_reply(422, refusal) else {
-            panic!("not refused")
-        };
-        assert_eq!(
-            (fields[0].field.as_str(), fields[0].code),
-            ("voip_login", ValidationCode::TooLong)
-        );
+        let SaveOutcome::Refused(fields) = SaveOutcome::from_reply(422, refusal) else { panic!("not refused") };
+        assert_eq!((fields[0].field.as_str(), fields[0].code), ("voip_login", ValidationCode::TooLong));
 
         let cases = [
-            (
-                422,
-                json!({"error": {"code": "validation", "message": "m"}}),
-                Problem::Server,
-            ),
+            (422, json!({"error": {"code": "validation", "message": "m"}}), Problem::Server),
             (401, Value::Null, Problem::Unauthorized),
             (0, Value::Null, Problem::Network),
             (500, Value::Null, Problem::Server),
             (200, json!({"unexpected": true}), Problem::Server),
         ];
         for (status, body, problem) in cases {
-            assert_eq!(
-                SaveOutcome::from_reply(status, body),
-                SaveOutcome::Failed(problem),
-                "status {status}"
-            );
+            assert_eq!(SaveOutcome::from_reply(status, body), SaveOutcome::Failed(problem), "status {status}");
         }
     }
 
     #[test]
     fn load_replies_are_classified_by_status() {
-        let view =
-            json!({"active": false, "voip_login": "", "has_password": false, "webhook_url": null});
+        let view = json!({"active": false, "voip_login": "", "has_password": false, "webhook_url": null});
         assert_eq!(load_outcome(200, view), Ok(SettingsView::default()));
         assert_eq!(load_outcome(401, Value::Null), Err(Problem::Unauthorized));
         assert_eq!(load_outcome(0, Value::Null), Err(Problem::Network));

@@ -18,11 +18,7 @@ pub struct Violation {
 
 impl Violation {
     fn new(file: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Self {
-            file: file.into(),
-            problem: problem.into(),
-            fix: fix.into(),
-        }
+        Self { file: file.into(), problem: problem.into(), fix: fix.into() }
     }
 }
 
@@ -74,24 +70,19 @@ fn read_files(zip_bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, Violation> 
             "rebuild it with `cargo xtask package` (or `zip -r widget.zip .` inside the widget folder)",
         )
     };
-    let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes))
-        .map_err(|e| unreadable(format!("not a readable zip ({e})")))?;
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(|e| unreadable(format!("not a readable zip ({e})")))?;
     let mut files = BTreeMap::new();
     for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|e| unreadable(format!("entry #{index} is unreadable ({e})")))?;
+        let mut entry =
+            archive.by_index(index).map_err(|e| unreadable(format!("entry #{index} is unreadable ({e})")))?;
         if entry.is_dir() {
             continue;
         }
-        let name = entry
-            .name()
-            .map_err(|e| unreadable(format!("entry #{index} has an unreadable name ({e})")))?
-            .into_owned();
+        let name =
+            entry.name().map_err(|e| unreadable(format!("entry #{index} has an unreadable name ({e})")))?.into_owned();
         let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| unreadable(format!("{name} cannot be decompressed ({e})")))?;
+        entry.read_to_end(&mut bytes).map_err(|e| unreadable(format!("{name} cannot be decompressed ({e})")))?;
         files.insert(name, bytes);
     }
     Ok(files)
@@ -135,9 +126,7 @@ fn missing_manifest(files: &BTreeMap<String, Vec<u8>>) -> Violation {
             format!(
                 "every file is inside the folder `{folder}/`, but Kommo reads manifest.json, script.js, i18n/ and images/ only at the archive root"
             ),
-            format!(
-                "zip the folder's contents, not the folder: `cd {folder} && zip -r ../widget.zip .`"
-            ),
+            format!("zip the folder's contents, not the folder: `cd {folder} && zip -r ../widget.zip .`"),
         );
     }
     Violation::new(
@@ -149,9 +138,8 @@ fn missing_manifest(files: &BTreeMap<String, Vec<u8>>) -> Violation {
 
 fn check_text_encoding(files: &BTreeMap<String, Vec<u8>>, violations: &mut Vec<Violation>) {
     for (name, bytes) in files {
-        let is_text = name
-            .rsplit_once('.')
-            .is_some_and(|(_, ext)| TEXT_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()));
+        let is_text =
+            name.rsplit_once('.').is_some_and(|(_, ext)| TEXT_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()));
         if !is_text {
             continue;
         }
@@ -164,10 +152,7 @@ fn check_text_encoding(files: &BTreeMap<String, Vec<u8>>, violations: &mut Vec<V
         } else if let Err(e) = std::str::from_utf8(bytes) {
             violations.push(Violation::new(
                 name,
-                format!(
-                    "is not valid UTF-8 (first bad byte at offset {})",
-                    e.valid_up_to()
-                ),
+                format!("is not valid UTF-8 (first bad byte at offset {})", e.valid_up_to()),
                 "re-save it as UTF-8 without BOM",
             ));
         }
@@ -175,11 +160,7 @@ fn check_text_encoding(files: &BTreeMap<String, Vec<u8>>, violations: &mut Vec<V
 }
 
 /// Parses a JSON file of the archive, reporting syntax errors. A BOM is skipped here (reported by the encoding rule).
-fn parse_json_file(
-    files: &BTreeMap<String, Vec<u8>>,
-    name: &str,
-    violations: &mut Vec<Violation>,
-) -> Option<Value> {
+fn parse_json_file(files: &BTreeMap<String, Vec<u8>>, name: &str, violations: &mut Vec<Violation>) -> Option<Value> {
     let bytes = files.get(name)?;
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     match serde_json::from_slice(bytes) {
@@ -196,8 +177,7 @@ fn parse_json_file(
 }
 
 fn check_manifest(manifest: &Map<String, Value>, violations: &mut Vec<Violation>) {
-    let mut problem =
-        |problem: String, fix: &str| violations.push(Violation::new(MANIFEST, problem, fix));
+    let mut problem = |problem: String, fix: &str| violations.push(Violation::new(MANIFEST, problem, fix));
     let Some(widget) = manifest.get("widget").and_then(Value::as_object) else {
         problem(
             "has no `widget` object".into(),
@@ -225,27 +205,18 @@ fn check_manifest(manifest: &Map<String, Value>, violations: &mut Vec<Violation>
         ),
     }
     if widget.get("interface_version").and_then(Value::as_i64) != Some(2) {
-        problem(
-            "widget.interface_version is missing or not 2".into(),
-            "set \"interface_version\": 2",
-        );
+        problem("widget.interface_version is missing or not 2".into(), "set \"interface_version\": 2");
     }
     for key in ["init_once", "installation"] {
         if !widget.get(key).is_some_and(Value::is_boolean) {
-            problem(
-                format!("widget.{key} is missing or not a boolean"),
-                &format!("set \"{key}\": true or false"),
-            );
+            problem(format!("widget.{key} is missing or not a boolean"), &format!("set \"{key}\": true or false"));
         }
     }
     match widget.get("locale").and_then(Value::as_array) {
         Some(locales) if !locales.is_empty() && locales.iter().all(is_language_code) => {
             let distinct: BTreeSet<_> = locales.iter().filter_map(Value::as_str).collect();
             if distinct.len() != locales.len() {
-                problem(
-                    "widget.locale lists a language twice".into(),
-                    "list each language once",
-                );
+                problem("widget.locale lists a language twice".into(), "list each language once");
             }
         }
         _ => problem(
@@ -255,9 +226,7 @@ fn check_manifest(manifest: &Map<String, Value>, violations: &mut Vec<Violation>
     }
     let support = widget.get("support").and_then(Value::as_object);
     let link = support.and_then(|s| s.get("link")).and_then(Value::as_str);
-    if !link.is_some_and(|l| {
-        (l.starts_with("https://") || l.starts_with("http://")) && l.len() > "https://".len()
-    }) {
+    if !link.is_some_and(|l| (l.starts_with("https://") || l.starts_with("http://")) && l.len() > "https://".len()) {
         problem(
             "widget.support.link is missing or not an http(s) URL".into(),
             "add \"support\": {\"link\": \"https://…\", \"email\": \"…\"}",
@@ -273,29 +242,18 @@ fn check_manifest(manifest: &Map<String, Value>, violations: &mut Vec<Violation>
     check_locations_and_settings(manifest, &mut problem);
 }
 
-fn check_locations_and_settings(
-    manifest: &Map<String, Value>,
-    problem: &mut impl FnMut(String, &str),
-) {
+fn check_locations_and_settings(manifest: &Map<String, Value>, problem: &mut impl FnMut(String, &str)) {
     if let Some(locations) = manifest.get("locations") {
-        let Some(locations) = locations
-            .as_array()
-            .filter(|l| l.iter().all(Value::is_string))
-        else {
+        let Some(locations) = locations.as_array().filter(|l| l.iter().all(Value::is_string)) else {
             problem(
                 "locations is not an array of strings".into(),
                 "list locations like [\"everywhere\", \"ccard-1\", \"settings\"]",
             );
             return;
         };
-        let wants_advanced = locations
-            .iter()
-            .any(|l| l.as_str() == Some("advanced_settings"));
+        let wants_advanced = locations.iter().any(|l| l.as_str() == Some("advanced_settings"));
         if wants_advanced
-            && !manifest
-                .get("advanced")
-                .and_then(|a| a.get("title"))
-                .is_some_and(|t| is_non_empty_string(Some(t)))
+            && !manifest.get("advanced").and_then(|a| a.get("title")).is_some_and(|t| is_non_empty_string(Some(t)))
         {
             problem(
                 "locations has advanced_settings but there is no advanced.title".into(),
@@ -323,18 +281,12 @@ fn check_locations_and_settings(
         match field.get("type").and_then(Value::as_str) {
             Some(kind) if SETTINGS_FIELD_TYPES.contains(&kind) => {}
             other => problem(
-                format!(
-                    "settings.{code}.type is {}",
-                    other.map_or("missing".to_owned(), |t| format!("\"{t}\""))
-                ),
+                format!("settings.{code}.type is {}", other.map_or("missing".to_owned(), |t| format!("\"{t}\""))),
                 &format!("use one of {}", SETTINGS_FIELD_TYPES.join(", ")),
             ),
         }
         if field.get("required").is_some_and(|r| !r.is_boolean()) {
-            problem(
-                format!("settings.{code}.required is not a boolean"),
-                "set it to true or false",
-            );
+            problem(format!("settings.{code}.required is not a boolean"), "set it to true or false");
         }
     }
 }
@@ -356,22 +308,12 @@ fn named_i18n_keys(manifest: &Map<String, Value>) -> Vec<(String, String)> {
             add(format!("settings.{code}.name"), field.get("name"));
         }
     }
-    add(
-        "advanced.title".into(),
-        manifest.get("advanced").and_then(|a| a.get("title")),
-    );
-    add(
-        "tour.tour_description".into(),
-        manifest.get("tour").and_then(|t| t.get("tour_description")),
-    );
+    add("advanced.title".into(), manifest.get("advanced").and_then(|a| a.get("title")));
+    add("tour.tour_description".into(), manifest.get("tour").and_then(|t| t.get("tour_description")));
     keys
 }
 
-fn check_i18n(
-    files: &BTreeMap<String, Vec<u8>>,
-    manifest: &Map<String, Value>,
-    violations: &mut Vec<Violation>,
-) {
+fn check_i18n(files: &BTreeMap<String, Vec<u8>>, manifest: &Map<String, Value>, violations: &mut Vec<Violation>) {
     let locales: BTreeSet<&str> = manifest
         .get("widget")
         .and_then(|w| w.get("locale"))
@@ -402,24 +344,16 @@ fn check_i18n(
         }
     }
 
-    let leaf_keys: BTreeMap<&String, BTreeSet<String>> = parsed
-        .iter()
-        .map(|(name, object)| (name, leaf_paths(object)))
-        .collect();
+    let leaf_keys: BTreeMap<&String, BTreeSet<String>> =
+        parsed.iter().map(|(name, object)| (name, leaf_paths(object))).collect();
     let all_keys: BTreeSet<&String> = leaf_keys.values().flatten().collect();
     for (name, keys) in &leaf_keys {
-        let missing: Vec<&str> = all_keys
-            .iter()
-            .filter(|k| !keys.contains(**k))
-            .map(|k| k.as_str())
-            .collect();
+        let missing: Vec<&str> = all_keys.iter().filter(|k| !keys.contains(**k)).map(|k| k.as_str()).collect();
         if missing.is_empty() {
             continue;
         }
-        let owner = leaf_keys
-            .iter()
-            .find(|(_, other)| other.contains(missing[0]))
-            .map_or("", |(other, _)| other.as_str());
+        let owner =
+            leaf_keys.iter().find(|(_, other)| other.contains(missing[0])).map_or("", |(other, _)| other.as_str());
         violations.push(Violation::new(
             *name,
             format!(
@@ -452,8 +386,10 @@ fn check_i18n(
                 )),
             }
         }
-        let empty: Vec<String> =
-            leaf_paths(object).into_iter().filter(|path| matches!(lookup(object, path), Some(Value::String(s)) if s.trim().is_empty())).collect();
+        let empty: Vec<String> = leaf_paths(object)
+            .into_iter()
+            .filter(|path| matches!(lookup(object, path), Some(Value::String(s)) if s.trim().is_empty()))
+            .collect();
         if !empty.is_empty() {
             let empty: Vec<&str> = empty.iter().map(String::as_str).collect();
             violations.push(Violation::new(
@@ -471,15 +407,7 @@ fn leaf_paths(object: &Map<String, Value>) -> BTreeSet<String> {
         match value {
             Value::Object(object) => {
                 for (key, child) in object {
-                    walk(
-                        &if prefix.is_empty() {
-                            key.clone()
-                        } else {
-                            format!("{prefix}.{key}")
-                        },
-                        child,
-                        out,
-                    );
+                    walk(&if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") }, child, out);
                 }
             }
             _ => {
@@ -495,9 +423,7 @@ fn leaf_paths(object: &Map<String, Value>) -> BTreeSet<String> {
 }
 
 fn lookup<'a>(object: &'a Map<String, Value>, dotted: &str) -> Option<&'a Value> {
-    let (first, rest) = dotted
-        .split_once('.')
-        .map_or((dotted, None), |(first, rest)| (first, Some(rest)));
+    let (first, rest) = dotted.split_once('.').map_or((dotted, None), |(first, rest)| (first, Some(rest)));
     let value = object.get(first)?;
     match rest {
         None => Some(value),
@@ -505,11 +431,7 @@ fn lookup<'a>(object: &'a Map<String, Value>, dotted: &str) -> Option<&'a Value>
     }
 }
 
-fn check_images(
-    files: &BTreeMap<String, Vec<u8>>,
-    manifest: &Map<String, Value>,
-    violations: &mut Vec<Violation>,
-) {
+fn check_images(files: &BTreeMap<String, Vec<u8>>, manifest: &Map<String, Value>, violations: &mut Vec<Violation>) {
     let dp = manifest.contains_key("dp").then_some(DP_LOGO);
     for (logo, width, height) in LOGOS.into_iter().chain(dp) {
         let name = format!("images/{logo}");
@@ -537,11 +459,7 @@ fn check_images(
         if bytes.len() > LOGO_MAX_BYTES {
             violations.push(Violation::new(
                 &name,
-                format!(
-                    "is {} bytes, over Kommo's limit of {} bytes (300 KB) per logo",
-                    bytes.len(),
-                    LOGO_MAX_BYTES
-                ),
+                format!("is {} bytes, over Kommo's limit of {} bytes (300 KB) per logo", bytes.len(), LOGO_MAX_BYTES),
                 "reduce colours or compress it harder",
             ));
         }
@@ -560,55 +478,36 @@ pub fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
 
 /// `MAJOR.MINOR.PATCH`, numbers without leading zeros, with optional `-pre` and `+build` parts.
 fn is_semver(version: &str) -> bool {
-    let (version, build) = version
-        .split_once('+')
-        .map_or((version, None), |(v, b)| (v, Some(b)));
-    let (core, pre) = version
-        .split_once('-')
-        .map_or((version, None), |(c, p)| (c, Some(p)));
+    let (version, build) = version.split_once('+').map_or((version, None), |(v, b)| (v, Some(b)));
+    let (core, pre) = version.split_once('-').map_or((version, None), |(c, p)| (c, Some(p)));
     let number = |part: &str| {
-        !part.is_empty()
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && (part == "0" || !part.starts_with('0'))
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) && (part == "0" || !part.starts_with('0'))
     };
     let identifiers = |text: &str| {
-        text.split('.')
-            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        text.split('.').all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
     };
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| number(p))
-        && pre.is_none_or(identifiers)
-        && build.is_none_or(identifiers)
+    parts.len() == 3 && parts.iter().all(|p| number(p)) && pre.is_none_or(identifiers) && build.is_none_or(identifiers)
 }
 
 fn is_language_code(value: &Value) -> bool {
-    value.as_str().is_some_and(|code| {
-        (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase())
-    })
+    value.as_str().is_some_and(|code| (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 fn is_plausible_email(email: &str) -> bool {
-    email.split_once('@').is_some_and(|(user, domain)| {
-        !user.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace)
-    })
+    email
+        .split_once('@')
+        .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace))
 }
 
 fn is_non_empty_string(value: Option<&Value>) -> bool {
-    value
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.trim().is_empty())
+    value.and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())
 }
 
 /// The first few items of a list, for messages that must stay one line.
 fn abbreviated(items: &[&str]) -> String {
     const SHOWN: usize = 6;
-    let shown = items
-        .iter()
-        .take(SHOWN)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let shown = items.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
     match items.len().saturating_sub(SHOWN) {
         0 => shown,
         more => format!("{shown} and {more} more"),
@@ -660,18 +559,9 @@ mod tests {
     fn valid_files() -> BTreeMap<String, Vec<u8>> {
         let mut files = BTreeMap::new();
         files.insert(MANIFEST.to_owned(), manifest().to_string().into_bytes());
-        files.insert(
-            "script.js".to_owned(),
-            b"define([], function () {});".to_vec(),
-        );
-        files.insert(
-            "i18n/en.json".to_owned(),
-            i18n("Phone").to_string().into_bytes(),
-        );
-        files.insert(
-            "i18n/es.json".to_owned(),
-            i18n("Teléfono").to_string().into_bytes(),
-        );
+        files.insert("script.js".to_owned(), b"define([], function () {});".to_vec());
+        files.insert("i18n/en.json".to_owned(), i18n("Phone").to_string().into_bytes());
+        files.insert("i18n/es.json".to_owned(), i18n("Teléfono").to_string().into_bytes());
         for (logo, width, height) in LOGOS {
             files.insert(format!("images/{logo}"), png_header(width, height));
         }
@@ -696,10 +586,7 @@ mod tests {
         assert_eq!(violations.len(), 1, "{violations:#?}");
         assert!(violations[0].starts_with(starts_with), "{violations:#?}");
         assert!(violations[0].contains(mentions), "{violations:#?}");
-        assert!(
-            violations[0].contains(" — "),
-            "a violation says how to fix it: {violations:#?}"
-        );
+        assert!(violations[0].contains(" — "), "a violation says how to fix it: {violations:#?}");
     }
 
     #[test]
@@ -709,24 +596,15 @@ mod tests {
 
     #[test]
     fn bytes_that_are_not_a_zip_are_reported() {
-        let violations: Vec<String> = check(b"not a zip")
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_one_violation(
-            &violations,
-            "<archive>: not a readable zip",
-            "cargo xtask package",
-        );
+        let violations: Vec<String> = check(b"not a zip").iter().map(ToString::to_string).collect();
+        assert_one_violation(&violations, "<archive>: not a readable zip", "cargo xtask package");
     }
 
     #[test]
     fn a_wrapping_folder_is_rejected_with_a_hint() {
         let violations = check_with(|files| {
-            *files = std::mem::take(files)
-                .into_iter()
-                .map(|(name, bytes)| (format!("mywidget/{name}"), bytes))
-                .collect();
+            *files =
+                std::mem::take(files).into_iter().map(|(name, bytes)| (format!("mywidget/{name}"), bytes)).collect();
         });
         assert_one_violation(
             &violations,
@@ -738,20 +616,11 @@ mod tests {
     #[test]
     fn a_wrapping_folder_zipped_by_macos_finder_is_recognised() {
         let violations = check_with(|files| {
-            *files = std::mem::take(files)
-                .into_iter()
-                .map(|(name, bytes)| (format!("mywidget/{name}"), bytes))
-                .collect();
-            files.insert(
-                "__MACOSX/mywidget/._manifest.json".to_owned(),
-                vec![0, 5, 22, 7],
-            );
+            *files =
+                std::mem::take(files).into_iter().map(|(name, bytes)| (format!("mywidget/{name}"), bytes)).collect();
+            files.insert("__MACOSX/mywidget/._manifest.json".to_owned(), vec![0, 5, 22, 7]);
         });
-        assert_one_violation(
-            &violations,
-            "mywidget/: every file is inside the folder",
-            "zip the folder's contents",
-        );
+        assert_one_violation(&violations, "mywidget/: every file is inside the folder", "zip the folder's contents");
     }
 
     #[test]
@@ -759,11 +628,7 @@ mod tests {
         let violations = check_with(|files| {
             files.remove(MANIFEST);
         });
-        assert_one_violation(
-            &violations,
-            "manifest.json: missing at the archive root",
-            "add manifest.json",
-        );
+        assert_one_violation(&violations, "manifest.json: missing at the archive root", "add manifest.json");
     }
 
     #[test]
@@ -771,11 +636,7 @@ mod tests {
         let violations = check_with(|files| {
             files.insert(MANIFEST.to_owned(), b"{\"widget\": {},}".to_vec());
         });
-        assert_one_violation(
-            &violations,
-            "manifest.json: is not valid JSON",
-            "trailing commas",
-        );
+        assert_one_violation(&violations, "manifest.json: is not valid JSON", "trailing commas");
     }
 
     #[test]
@@ -791,19 +652,10 @@ mod tests {
             "installation",
         ] {
             let violations = check_with(|files| {
-                edit_json(files, MANIFEST, |m| {
-                    m["widget"]
-                        .as_object_mut()
-                        .unwrap()
-                        .remove(field)
-                        .map(drop)
-                        .unwrap()
-                })
+                edit_json(files, MANIFEST, |m| m["widget"].as_object_mut().unwrap().remove(field).map(drop).unwrap())
             });
             assert!(
-                violations
-                    .iter()
-                    .any(|v| v.starts_with(&format!("manifest.json: widget.{field} is missing"))),
+                violations.iter().any(|v| v.starts_with(&format!("manifest.json: widget.{field} is missing"))),
                 "{field}: {violations:#?}"
             );
         }
@@ -811,81 +663,45 @@ mod tests {
 
     #[test]
     fn a_version_that_is_not_semver_is_reported() {
-        let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| m["widget"]["version"] = json!("1.0"))
-        });
+        let violations = check_with(|files| edit_json(files, MANIFEST, |m| m["widget"]["version"] = json!("1.0")));
         assert_one_violation(
             &violations,
             "manifest.json: widget.version \"1.0\" is not a semantic version",
             "MAJOR.MINOR.PATCH",
         );
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1+build.5"));
-        assert!(
-            !is_semver("01.2.3")
-                && !is_semver("1.2.3.4")
-                && !is_semver("v1.2.3")
-                && !is_semver("1.2.3-")
-        );
+        assert!(!is_semver("01.2.3") && !is_semver("1.2.3.4") && !is_semver("v1.2.3") && !is_semver("1.2.3-"));
     }
 
     #[test]
     fn interface_version_other_than_2_is_reported() {
-        let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| {
-                m["widget"]["interface_version"] = json!(1)
-            })
-        });
-        assert_one_violation(
-            &violations,
-            "manifest.json: widget.interface_version",
-            "\"interface_version\": 2",
-        );
+        let violations =
+            check_with(|files| edit_json(files, MANIFEST, |m| m["widget"]["interface_version"] = json!(1)));
+        assert_one_violation(&violations, "manifest.json: widget.interface_version", "\"interface_version\": 2");
     }
 
     #[test]
     fn support_link_and_email_are_required() {
         let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| {
-                m["widget"]["support"] = json!({"link": "example.com", "email": "nobody"})
-            })
+            edit_json(files, MANIFEST, |m| m["widget"]["support"] = json!({"link": "example.com", "email": "nobody"}))
         });
         assert_eq!(violations.len(), 2, "{violations:#?}");
-        assert!(
-            violations[0].starts_with("manifest.json: widget.support.link"),
-            "{violations:#?}"
-        );
-        assert!(
-            violations[1].starts_with("manifest.json: widget.support.email"),
-            "{violations:#?}"
-        );
+        assert!(violations[0].starts_with("manifest.json: widget.support.link"), "{violations:#?}");
+        assert!(violations[1].starts_with("manifest.json: widget.support.email"), "{violations:#?}");
     }
 
     #[test]
     fn an_unknown_settings_field_type_is_reported() {
-        let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| {
-                m["settings"]["panel"]["type"] = json!("password")
-            })
-        });
-        assert_one_violation(
-            &violations,
-            "manifest.json: settings.panel.type is \"password\"",
-            "custom",
-        );
+        let violations =
+            check_with(|files| edit_json(files, MANIFEST, |m| m["settings"]["panel"]["type"] = json!("password")));
+        assert_one_violation(&violations, "manifest.json: settings.panel.type is \"password\"", "custom");
     }
 
     #[test]
     fn advanced_settings_location_needs_an_advanced_title() {
-        let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| {
-                m["locations"] = json!(["advanced_settings"])
-            })
-        });
-        assert_one_violation(
-            &violations,
-            "manifest.json: locations has advanced_settings",
-            "advanced.title",
-        );
+        let violations =
+            check_with(|files| edit_json(files, MANIFEST, |m| m["locations"] = json!(["advanced_settings"])));
+        assert_one_violation(&violations, "manifest.json: locations has advanced_settings", "advanced.title");
     }
 
     #[test]
@@ -895,49 +711,28 @@ mod tests {
             bytes.extend_from_slice(&files["i18n/es.json"]);
             files.insert("i18n/es.json".to_owned(), bytes);
         });
-        assert_one_violation(
-            &violations,
-            "i18n/es.json: starts with a UTF-8 byte-order mark",
-            "without BOM",
-        );
+        assert_one_violation(&violations, "i18n/es.json: starts with a UTF-8 byte-order mark", "without BOM");
     }
 
     #[test]
     fn text_that_is_not_utf8_is_reported() {
         let violations = check_with(|files| {
-            files.insert(
-                "style.css".to_owned(),
-                b".kvoip { content: \"\xE9\"; }".to_vec(),
-            );
+            files.insert("style.css".to_owned(), b".kvoip { content: \"\xE9\"; }".to_vec());
         });
-        assert_one_violation(
-            &violations,
-            "style.css: is not valid UTF-8",
-            "UTF-8 without BOM",
-        );
+        assert_one_violation(&violations, "style.css: is not valid UTF-8", "UTF-8 without BOM");
     }
 
     #[test]
     fn a_locale_without_its_i18n_file_is_reported() {
-        let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| {
-                m["widget"]["locale"] = json!(["en", "es", "pt"])
-            })
-        });
-        assert_one_violation(
-            &violations,
-            "i18n/pt.json: missing, but manifest widget.locale lists \"pt\"",
-            "add it",
-        );
+        let violations =
+            check_with(|files| edit_json(files, MANIFEST, |m| m["widget"]["locale"] = json!(["en", "es", "pt"])));
+        assert_one_violation(&violations, "i18n/pt.json: missing, but manifest widget.locale lists \"pt\"", "add it");
     }
 
     #[test]
     fn i18n_files_with_different_keys_are_reported() {
-        let violations = check_with(|files| {
-            edit_json(files, "i18n/en.json", |t| {
-                t["popup"] = json!({"close": "Close"})
-            })
-        });
+        let violations =
+            check_with(|files| edit_json(files, "i18n/en.json", |t| t["popup"] = json!({"close": "Close"})));
         assert_one_violation(
             &violations,
             "i18n/es.json: lacks keys the other language files have: popup.close",
@@ -952,21 +747,20 @@ mod tests {
             edit_json(files, "i18n/es.json", |t| t["settings"] = json!({}));
         });
         assert_eq!(violations.len(), 2, "{violations:#?}");
-        assert!(violations[0].starts_with(
-            "i18n/en.json: key settings.panel (named by manifest settings.panel.name) is missing"
-        ));
+        assert!(
+            violations[0]
+                .starts_with("i18n/en.json: key settings.panel (named by manifest settings.panel.name) is missing")
+        );
         assert!(violations[1].starts_with("i18n/es.json: key settings.panel"));
     }
 
     #[test]
     fn a_key_the_manifest_names_must_not_be_empty() {
-        let violations = check_with(|files| {
-            edit_json(files, "i18n/es.json", |t| t["widget"]["name"] = json!(" "))
-        });
+        let violations = check_with(|files| edit_json(files, "i18n/es.json", |t| t["widget"]["name"] = json!(" ")));
         assert!(
-            violations.iter().any(|v| v.starts_with(
-                "i18n/es.json: key widget.name (named by manifest widget.name) is empty"
-            )),
+            violations
+                .iter()
+                .any(|v| v.starts_with("i18n/es.json: key widget.name (named by manifest widget.name) is empty")),
             "{violations:#?}"
         );
     }
@@ -1010,24 +804,13 @@ mod tests {
             big.resize(LOGO_MAX_BYTES + 1, 0);
             files.insert("images/logo_main.png".to_owned(), big);
         });
-        assert_one_violation(
-            &violations,
-            "images/logo_main.png: is 307201 bytes, over Kommo's limit",
-            "compress",
-        );
+        assert_one_violation(&violations, "images/logo_main.png: is 307201 bytes, over Kommo's limit", "compress");
     }
 
     #[test]
     fn the_digital_pipeline_logo_is_required_only_with_dp() {
-        let violations = check_with(|files| {
-            edit_json(files, MANIFEST, |m| {
-                m["dp"] = json!({"action_multiple": false})
-            })
-        });
-        assert_one_violation(
-            &violations,
-            "images/logo_dp.png: missing (Kommo needs a 174x109 PNG)",
-            "add it",
-        );
+        let violations =
+            check_with(|files| edit_json(files, MANIFEST, |m| m["dp"] = json!({"action_multiple": false})));
+        assert_one_violation(&violations, "images/logo_dp.png: missing (Kommo needs a 174x109 PNG)", "add it");
     }
 }

@@ -21,9 +21,7 @@ fn parse(text: &str) -> BTreeMap<String, String> {
         .filter_map(|line| line.strip_prefix("export ").unwrap_or(line).split_once('='))
         .map(|(key, value)| {
             let value = value.trim();
-            let unquoted = ['"', '\'']
-                .iter()
-                .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+            let unquoted = ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
             (key.trim().to_owned(), unquoted.unwrap_or(value).to_owned())
         })
         .collect()
@@ -34,9 +32,7 @@ pub fn setting(root: &Path, key: &str) -> Result<Option<String>> {
     if let Some(value) = std::env::var(key).ok().filter(|v| !v.is_empty()) {
         return Ok(Some(value));
     }
-    Ok(read(&root.join(".env"))?
-        .remove(key)
-        .filter(|v| !v.is_empty()))
+    Ok(read(&root.join(".env"))?.remove(key).filter(|v| !v.is_empty()))
 }
 
 #[cfg(test)]
@@ -45,9 +41,7 @@ mod tests {
 
     #[test]
     fn parse_skips_comments_and_unquotes_values() {
-        let vars = parse(
-            "# local\nKOMMO_CLIENT_ID=abc\nexport RUST_LOG = \"info\"\nEMPTY=\nSECRET_KEYS='k1:AAA='\n",
-        );
+        let vars = parse("# local\nKOMMO_CLIENT_ID=abc\nexport RUST_LOG = \"info\"\nEMPTY=\nSECRET_KEYS='k1:AAA='\n");
         assert_eq!(vars["KOMMO_CLIENT_ID"], "abc");
         assert_eq!(vars["RUST_LOG"], "info");
         assert_eq!(vars["EMPTY"], "");

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tiny_skia::{
-    Color, FillRule, GradientStop, LineCap, LinearGradient, Paint, Path as SkPath, PathBuilder,
-    Pixmap, Point, RadialGradient, Shader, SpreadMode, Stroke, Transform,
+    Color, FillRule, GradientStop, LineCap, LinearGradient, Paint, Path as SkPath, PathBuilder, Pixmap, Point,
+    RadialGradient, Shader, SpreadMode, Stroke, Transform,
 };
 
 use crate::archive_rules::LOGOS;
@@ -35,12 +35,7 @@ pub fn draw_all() -> Result<Vec<(&'static str, Vec<u8>)>> {
         .iter()
         .map(|&(name, width, height)| {
             let pixmap = draw(width, height).with_context(|| format!("drawing {name}"))?;
-            Ok((
-                name,
-                pixmap
-                    .encode_png()
-                    .with_context(|| format!("encoding {name}"))?,
-            ))
+            Ok((name, pixmap.encode_png().with_context(|| format!("encoding {name}"))?))
         })
         .collect()
 }
@@ -55,12 +50,7 @@ fn draw(width: u32, height: u32) -> Option<Pixmap> {
         // Wide banner: glyph on the left, waveform filling the rest.
         let glyph_size = h * 0.78;
         let left = (h - glyph_size) / 2.0 + w * 0.02;
-        halo(
-            &mut pixmap,
-            left + glyph_size / 2.0,
-            h / 2.0,
-            glyph_size * 0.62,
-        )?;
+        halo(&mut pixmap, left + glyph_size / 2.0, h / 2.0, glyph_size * 0.62)?;
         glyph(&mut pixmap, left, (h - glyph_size) / 2.0, glyph_size)?;
         let wave_left = left + glyph_size + h * 0.18;
         waveform(&mut pixmap, wave_left, w - h * 0.3, h / 2.0, h * 0.62)?;
@@ -68,28 +58,12 @@ fn draw(width: u32, height: u32) -> Option<Pixmap> {
         // Landscape card: glyph left of centre, a short waveform to its right.
         let glyph_size = h * 0.62;
         let left = w * 0.1;
-        halo(
-            &mut pixmap,
-            left + glyph_size / 2.0,
-            h / 2.0,
-            glyph_size * 0.72,
-        )?;
+        halo(&mut pixmap, left + glyph_size / 2.0, h / 2.0, glyph_size * 0.72)?;
         glyph(&mut pixmap, left, (h - glyph_size) / 2.0, glyph_size)?;
-        waveform(
-            &mut pixmap,
-            left + glyph_size + w * 0.06,
-            w * 0.9,
-            h / 2.0,
-            h * 0.5,
-        )?;
+        waveform(&mut pixmap, left + glyph_size + w * 0.06, w * 0.9, h / 2.0, h * 0.5)?;
     } else {
         let glyph_size = w * 0.66;
-        glyph(
-            &mut pixmap,
-            (w - glyph_size) / 2.0,
-            (h - glyph_size) / 2.0,
-            glyph_size,
-        )?;
+        glyph(&mut pixmap, (w - glyph_size) / 2.0, (h - glyph_size) / 2.0, glyph_size)?;
     }
     Some(pixmap)
 }
@@ -110,11 +84,7 @@ fn solid(color: Color) -> Paint<'static> {
 }
 
 fn shaded(shader: Shader<'static>) -> Paint<'static> {
-    Paint {
-        shader,
-        anti_alias: true,
-        ..Paint::default()
-    }
+    Paint { shader, anti_alias: true, ..Paint::default() }
 }
 
 /// The rounded background: a diagonal blue→cyan gradient with a soft light from the top-left.
@@ -123,39 +93,21 @@ fn tile(pixmap: &mut Pixmap, w: f32, h: f32, radius: f32) -> Option<()> {
     let gradient = LinearGradient::new(
         Point::from_xy(0.0, 0.0),
         Point::from_xy(w, h),
-        vec![
-            GradientStop::new(0.0, color(DEEP_BLUE, 1.0)),
-            GradientStop::new(1.0, color(CYAN, 1.0)),
-        ],
+        vec![GradientStop::new(0.0, color(DEEP_BLUE, 1.0)), GradientStop::new(1.0, color(CYAN, 1.0))],
         SpreadMode::Pad,
         Transform::identity(),
     )?;
-    pixmap.fill_path(
-        &shape,
-        &shaded(gradient),
-        FillRule::Winding,
-        Transform::identity(),
-        None,
-    );
+    pixmap.fill_path(&shape, &shaded(gradient), FillRule::Winding, Transform::identity(), None);
     let light = RadialGradient::new(
         Point::from_xy(w * 0.2, 0.0),
         0.0,
         Point::from_xy(w * 0.2, 0.0),
         w.max(h) * 0.9,
-        vec![
-            GradientStop::new(0.0, color((255, 255, 255), 0.22)),
-            GradientStop::new(1.0, color((255, 255, 255), 0.0)),
-        ],
+        vec![GradientStop::new(0.0, color((255, 255, 255), 0.22)), GradientStop::new(1.0, color((255, 255, 255), 0.0))],
         SpreadMode::Pad,
         Transform::identity(),
     )?;
-    pixmap.fill_path(
-        &shape,
-        &shaded(light),
-        FillRule::Winding,
-        Transform::identity(),
-        None,
-    );
+    pixmap.fill_path(&shape, &shaded(light), FillRule::Winding, Transform::identity(), None);
     Some(())
 }
 
@@ -185,11 +137,7 @@ fn glyph(pixmap: &mut Pixmap, left: f32, top: f32, size: f32) -> Option<()> {
     let shadow_at = at.post_translate(0.0, size * 0.025);
     let handset = handset()?;
     let waves = waves()?;
-    let wave_stroke = Stroke {
-        width: 7.0,
-        line_cap: LineCap::Round,
-        ..Stroke::default()
-    };
+    let wave_stroke = Stroke { width: 7.0, line_cap: LineCap::Round, ..Stroke::default() };
     let shadow = solid(Color::from_rgba8(0x0b, 0x2a, 0x6b, 64));
     pixmap.fill_path(&handset, &shadow, FillRule::Winding, shadow_at, None);
     pixmap.stroke_path(&waves, &shadow, &wave_stroke, shadow_at, None);
@@ -204,14 +152,7 @@ fn handset() -> Option<SkPath> {
     let mut grip = PathBuilder::new();
     grip.move_to(24.0, 26.0);
     grip.cubic_to(22.0, 50.0, 48.0, 77.0, 72.0, 75.0);
-    let grip = grip.finish()?.stroke(
-        &Stroke {
-            width: 15.0,
-            line_cap: LineCap::Round,
-            ..Stroke::default()
-        },
-        1.0,
-    )?;
+    let grip = grip.finish()?.stroke(&Stroke { width: 15.0, line_cap: LineCap::Round, ..Stroke::default() }, 1.0)?;
     let mut shape = PathBuilder::new();
     shape.push_path(&grip);
     shape.push_path(&rotated_rounded_rect(31.0, 21.0, 30.0, 17.0, 8.0, -38.0)?);
@@ -230,9 +171,7 @@ fn waves() -> Option<SkPath> {
 
 /// A voice waveform: rounded bars between `left` and `right`, centred on `cy`, at most `height` tall.
 fn waveform(pixmap: &mut Pixmap, left: f32, right: f32, cy: f32, height: f32) -> Option<()> {
-    const LEVELS: [f32; 13] = [
-        0.22, 0.42, 0.7, 0.5, 0.9, 1.0, 0.64, 0.82, 0.46, 0.72, 0.38, 0.56, 0.26,
-    ];
+    const LEVELS: [f32; 13] = [0.22, 0.42, 0.7, 0.5, 0.9, 1.0, 0.64, 0.82, 0.46, 0.72, 0.38, 0.56, 0.26];
     let pitch = (right - left) / LEVELS.len() as f32;
     let bar = pitch * 0.52;
     for (i, level) in LEVELS.iter().enumerate() {
@@ -240,13 +179,7 @@ fn waveform(pixmap: &mut Pixmap, left: f32, right: f32, cy: f32, height: f32) ->
         let x = left + pitch * i as f32 + (pitch - bar) / 2.0;
         let alpha = if i % 2 == 0 { 0.95 } else { 0.7 };
         let shape = rounded_rect(x, cy - bar_height / 2.0, bar, bar_height, bar / 2.0)?;
-        pixmap.fill_path(
-            &shape,
-            &white(alpha),
-            FillRule::Winding,
-            Transform::identity(),
-            None,
-        );
+        pixmap.fill_path(&shape, &white(alpha), FillRule::Winding, Transform::identity(), None);
     }
     Some(())
 }
@@ -330,11 +263,7 @@ mod tests {
     #[test]
     fn every_logo_has_its_kommo_size_and_is_not_blank() {
         for ((name, png), (_, width, height)) in draw_all().unwrap().into_iter().zip(LOGOS) {
-            assert_eq!(
-                crate::archive_rules::png_size(&png),
-                Some((width, height)),
-                "{name}"
-            );
+            assert_eq!(crate::archive_rules::png_size(&png), Some((width, height)), "{name}");
             let pixmap = Pixmap::decode_png(&png).unwrap();
             let pixels = pixmap.pixels();
             let white = pixels
@@ -342,14 +271,8 @@ mod tests {
                 .filter(|p| p.red() > 240 && p.green() > 240 && p.blue() > 240 && p.alpha() == 255)
                 .count();
             let opaque = pixels.iter().filter(|p| p.alpha() == 255).count();
-            assert!(
-                white * 20 > pixels.len(),
-                "{name}: the white glyph covers too little"
-            );
-            assert!(
-                opaque * 10 > pixels.len() * 8,
-                "{name}: the tile covers too little"
-            );
+            assert!(white * 20 > pixels.len(), "{name}: the white glyph covers too little");
+            assert!(opaque * 10 > pixels.len() * 8, "{name}: the tile covers too little");
         }
     }
 }

@@ -16,29 +16,18 @@ pub fn free_port() -> Result<u16> {
 
 /// `http://host:port[/...]` → `host:port`.
 fn authority(url: &str) -> Result<&str> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url} is not an http:// URL"))?;
+    let rest = url.strip_prefix("http://").with_context(|| format!("{url} is not an http:// URL"))?;
     Ok(rest.split('/').next().unwrap_or(rest))
 }
 
 /// The status code of `GET url` (plain HTTP/1.1, one connection, no redirects).
 pub fn get_status(url: &str) -> Result<u16> {
     let authority = authority(url)?;
-    let path = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
-        .unwrap_or("/");
-    let address = authority
-        .to_socket_addrs()?
-        .next()
-        .with_context(|| format!("resolving {authority}"))?;
+    let path = url.strip_prefix("http://").and_then(|rest| rest.find('/').map(|i| &rest[i..])).unwrap_or("/");
+    let address = authority.to_socket_addrs()?.next().with_context(|| format!("resolving {authority}"))?;
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
     let mut head = [0u8; 64];
     let read = stream.read(&mut head)?;
     let status_line = String::from_utf8_lossy(&head[..read]);
@@ -55,10 +44,7 @@ pub fn wait_until_ok(url: &str, service: &mut Service, timeout: Duration) -> Res
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
         if let Some(status) = service.exited() {
-            bail!(
-                "{} stopped ({status}) before {url} answered",
-                service.name()
-            );
+            bail!("{} stopped ({status}) before {url} answered", service.name());
         }
         match get_status(url) {
             Ok(200) => return Ok(()),
@@ -67,10 +53,7 @@ pub fn wait_until_ok(url: &str, service: &mut Service, timeout: Duration) -> Res
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    bail!(
-        "{url} did not answer 200 within {}s ({last})",
-        timeout.as_secs()
-    )
+    bail!("{url} did not answer 200 within {}s ({last})", timeout.as_secs())
 }
 
 #[cfg(test)]
@@ -85,18 +68,11 @@ mod tests {
             let (mut stream, _) = listener.accept().unwrap();
             let mut request = [0u8; 256];
             let read = stream.read(&mut request).unwrap();
-            stream
-                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-                .unwrap();
+            stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
             String::from_utf8_lossy(&request[..read]).into_owned()
         });
         assert_eq!(get_status(&url).unwrap(), 204);
-        assert!(
-            server
-                .join()
-                .unwrap()
-                .starts_with("GET /health HTTP/1.1\r\n")
-        );
+        assert!(server.join().unwrap().starts_with("GET /health HTTP/1.1\r\n"));
     }
 
     #[test]

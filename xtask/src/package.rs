@@ -28,26 +28,19 @@ pub fn command(root: &Path, args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--api-base" => api_base = Some(value()?.clone()),
             "--out" => out = Some(PathBuf::from(value()?)),
-            other => bail!(
-                "unknown argument {other}; usage: cargo xtask package [--api-base URL] [--out PATH]"
-            ),
+            other => bail!("unknown argument {other}; usage: cargo xtask package [--api-base URL] [--out PATH]"),
         }
     }
     let api_base = resolve_api_base(root, api_base)?;
     build_widget(root)?;
-    write_archive(
-        root,
-        &api_base,
-        &out.unwrap_or_else(|| root.join(DEFAULT_OUT)),
-    )
+    write_archive(root, &api_base, &out.unwrap_or_else(|| root.join(DEFAULT_OUT)))
 }
 
 /// The `--api-base` given, else `PUBLIC_BASE_URL` (environment, then `.env`), else the local default.
 pub fn resolve_api_base(root: &Path, explicit: Option<String>) -> Result<String> {
     let chosen = match explicit {
         Some(value) => value,
-        None => env_file::setting(root, "PUBLIC_BASE_URL")?
-            .unwrap_or_else(|| DEFAULT_API_BASE.to_owned()),
+        None => env_file::setting(root, "PUBLIC_BASE_URL")?.unwrap_or_else(|| DEFAULT_API_BASE.to_owned()),
     };
     normalize_api_base(&chosen)
 }
@@ -55,19 +48,10 @@ pub fn resolve_api_base(root: &Path, explicit: Option<String>) -> Result<String>
 /// `scheme://host[:port]` without a trailing slash; it is pasted into a JS string, so nothing that could escape it.
 fn normalize_api_base(url: &str) -> Result<String> {
     let url = url.trim().trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        bail!("API base {url:?} must start with http:// or https://")
-    };
-    let host_chars_only = rest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    ensure!(
-        !rest.is_empty() && host_chars_only,
-        "API base {url:?} must be scheme://host[:port], without a path"
-    );
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else { bail!("API base {url:?} must start with http:// or https://") };
+    let host_chars_only = rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    ensure!(!rest.is_empty() && host_chars_only, "API base {url:?} must be scheme://host[:port], without a path");
     Ok(url.to_owned())
 }
 
@@ -79,12 +63,7 @@ pub fn build_widget(root: &Path) -> Result<()> {
         "{} is missing: run `cargo xtask tools` (npm ci installs binaryen 132)",
         wasm_opt.display()
     );
-    process::run(
-        Command::new("trunk")
-            .arg("build")
-            .current_dir(root)
-            .env("PATH", process::path_with_node_tools(root)?),
-    )
+    process::run(Command::new("trunk").arg("build").current_dir(root).env("PATH", process::path_with_node_tools(root)?))
 }
 
 /// Zips the built widget into `out`, prints its sizes, and fails if it breaks any Kommo rule.
@@ -92,34 +71,20 @@ pub fn write_archive(root: &Path, api_base: &str, out: &Path) -> Result<()> {
     let files = archive_files(root, api_base)?;
     let zip = zip_files(&files)?;
     if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     std::fs::write(out, &zip).with_context(|| format!("writing {}", out.display()))?;
 
     let wasm = &files["widget_bg.wasm"];
     println!("packaged {} for API base {api_base}", out.display());
-    println!(
-        "  widget_bg.wasm: {} raw, {} gzipped",
-        kib(wasm.len()),
-        kib(gzipped_len(wasm)?)
-    );
-    println!(
-        "  archive:        {} ({} files)",
-        kib(zip.len()),
-        files.len()
-    );
+    println!("  widget_bg.wasm: {} raw, {} gzipped", kib(wasm.len()), kib(gzipped_len(wasm)?));
+    println!("  archive:        {} ({} files)", kib(zip.len()), files.len());
 
     let violations = archive_rules::check(&zip);
     for violation in &violations {
         eprintln!("{violation}");
     }
-    ensure!(
-        violations.is_empty(),
-        "{} breaks {} Kommo archive rule(s)",
-        out.display(),
-        violations.len()
-    );
+    ensure!(violations.is_empty(), "{} breaks {} Kommo archive rule(s)", out.display(), violations.len());
     Ok(())
 }
 
@@ -135,16 +100,12 @@ fn archive_files(root: &Path, api_base: &str) -> Result<BTreeMap<String, Vec<u8>
     check_manifest_version(root, &manifest)?;
     files.insert("manifest.json".to_owned(), manifest);
 
-    let script =
-        String::from_utf8(read("widget/script.js")?).context("widget/script.js is not UTF-8")?;
+    let script = String::from_utf8(read("widget/script.js")?).context("widget/script.js is not UTF-8")?;
     ensure!(
         script.contains(API_BASE_PLACEHOLDER),
         "widget/script.js lacks the placeholder {API_BASE_PLACEHOLDER} for the API base"
     );
-    files.insert(
-        "script.js".to_owned(),
-        script.replace(API_BASE_PLACEHOLDER, api_base).into_bytes(),
-    );
+    files.insert("script.js".to_owned(), script.replace(API_BASE_PLACEHOLDER, api_base).into_bytes());
     files.insert("style.css".to_owned(), read("widget/style.css")?);
     for built in ["widget.js", "widget_bg.wasm"] {
         let bytes = read(&format!("{TRUNK_DIST}/{built}"))
@@ -153,10 +114,7 @@ fn archive_files(root: &Path, api_base: &str) -> Result<BTreeMap<String, Vec<u8>
     }
     for (folder, extension) in [("i18n", "json"), ("images", "png")] {
         for name in files_with_extension(&root.join(folder), extension)? {
-            files.insert(
-                format!("{folder}/{name}"),
-                read(&format!("{folder}/{name}"))?,
-            );
+            files.insert(format!("{folder}/{name}"), read(&format!("{folder}/{name}"))?);
         }
     }
     Ok(files)
@@ -164,8 +122,7 @@ fn archive_files(root: &Path, api_base: &str) -> Result<BTreeMap<String, Vec<u8>
 
 /// Kommo updates a widget only when `widget.version` grows; it follows the workspace version so one bump does both.
 fn check_manifest_version(root: &Path, manifest: &[u8]) -> Result<()> {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(manifest).context("manifest.json is not valid JSON")?;
+    let manifest: serde_json::Value = serde_json::from_slice(manifest).context("manifest.json is not valid JSON")?;
     let version = manifest["widget"]["version"].as_str().unwrap_or_default();
     let workspace_version = workspace::version(root)?;
     ensure!(
@@ -236,63 +193,33 @@ mod tests {
     /// and `custom` is its type for a form the widget renders itself. The field stores nothing.
     #[test]
     fn the_manifest_declares_no_settings_field_that_could_hold_a_secret() {
-        let manifest: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(workspace::root().join("manifest.json")).unwrap(),
-        )
-        .unwrap();
-        let settings = manifest["settings"]
-            .as_object()
-            .expect("manifest.json has a settings object");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(workspace::root().join("manifest.json")).unwrap()).unwrap();
+        let settings = manifest["settings"].as_object().expect("manifest.json has a settings object");
         for (code, field) in settings {
-            assert_eq!(
-                field["type"], "custom",
-                "settings.{code}: only custom fields, rendered by the wasm"
-            );
-            assert_eq!(
-                field["required"], false,
-                "settings.{code}: nothing for Kommo to demand"
-            );
+            assert_eq!(field["type"], "custom", "settings.{code}: only custom fields, rendered by the wasm");
+            assert_eq!(field["required"], false, "settings.{code}: nothing for Kommo to demand");
         }
     }
 
     #[test]
     fn zips_are_byte_for_byte_reproducible_and_sorted() {
-        let files: BTreeMap<String, Vec<u8>> = [
-            ("script.js", "a"),
-            ("i18n/en.json", "{}"),
-            ("manifest.json", "{}"),
-        ]
-        .map(|(n, c)| (n.to_owned(), c.as_bytes().to_vec()))
-        .into();
+        let files: BTreeMap<String, Vec<u8>> = [("script.js", "a"), ("i18n/en.json", "{}"), ("manifest.json", "{}")]
+            .map(|(n, c)| (n.to_owned(), c.as_bytes().to_vec()))
+            .into();
         let zip = zip_files(&files).unwrap();
         assert_eq!(zip, zip_files(&files).unwrap());
         let mut archive = zip::ZipArchive::new(Cursor::new(zip)).unwrap();
-        let names: Vec<String> = (0..archive.len())
-            .map(|i| archive.by_index(i).unwrap().name().unwrap().into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            ["i18n/", "i18n/en.json", "manifest.json", "script.js"]
-        );
+        let names: Vec<String> =
+            (0..archive.len()).map(|i| archive.by_index(i).unwrap().name().unwrap().into_owned()).collect();
+        assert_eq!(names, ["i18n/", "i18n/en.json", "manifest.json", "script.js"]);
     }
 
     #[test]
     fn api_base_is_normalized_and_cannot_escape_the_js_string() {
-        assert_eq!(
-            normalize_api_base("https://voip.example.com/").unwrap(),
-            "https://voip.example.com"
-        );
-        assert_eq!(
-            normalize_api_base("http://127.0.0.1:8080").unwrap(),
-            "http://127.0.0.1:8080"
-        );
-        for bad in [
-            "ftp://x",
-            "127.0.0.1:8080",
-            "https://x/api",
-            "https://x'+alert(1)+'",
-            "https://",
-        ] {
+        assert_eq!(normalize_api_base("https://voip.example.com/").unwrap(), "https://voip.example.com");
+        assert_eq!(normalize_api_base("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080");
+        for bad in ["ftp://x", "127.0.0.1:8080", "https://x/api", "https://x'+alert(1)+'", "https://"] {
             assert!(normalize_api_base(bad).is_err(), "{bad}");
         }
     }

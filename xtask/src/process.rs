@@ -23,9 +23,7 @@ pub fn describe(command: &Command) -> String {
 pub fn run(command: &mut Command) -> Result<()> {
     let description = describe(command);
     eprintln!("$ {description}");
-    let status = command
-        .status()
-        .with_context(|| format!("starting `{description}`"))?;
+    let status = command.status().with_context(|| format!("starting `{description}`"))?;
     if !status.success() {
         bail!("`{description}` failed ({status})");
     }
@@ -35,10 +33,7 @@ pub fn run(command: &mut Command) -> Result<()> {
 /// Runs `command` quietly and returns its trimmed stdout; `None` if it cannot start or fails.
 pub fn stdout_of(command: &mut Command) -> Option<String> {
     let output = command.stderr(Stdio::null()).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// `PATH` with `<root>/node_modules/.bin` first, so npm's tools (binaryen's wasm-opt 132) win over Debian's.
@@ -59,13 +54,8 @@ impl Service {
     pub fn spawn(name: &str, command: &mut Command) -> Result<Self> {
         let description = describe(command);
         eprintln!("$ {description} &");
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name}: `{description}`"))?;
-        Ok(Self {
-            name: name.to_owned(),
-            child,
-        })
+        let child = command.spawn().with_context(|| format!("starting {name}: `{description}`"))?;
+        Ok(Self { name: name.to_owned(), child })
     }
 
     pub fn name(&self) -> &str {

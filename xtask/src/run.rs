@@ -34,17 +34,7 @@ pub fn command(root: &Path) -> Result<()> {
     // Server and local Kommo are built in one invocation, then started directly: `cargo run -p` of each
     // would re-resolve features per package and rebuild shared dependencies.
     let mut build = Command::new("cargo");
-    build
-        .args([
-            "build",
-            "--profile",
-            "release-server",
-            "-p",
-            "server",
-            "--bin",
-            "server",
-        ])
-        .current_dir(root);
+    build.args(["build", "--profile", "release-server", "-p", "server", "--bin", "server"]).current_dir(root);
     if local {
         build.args(["-p", "sandbox", "--bin", "sandbox"]);
     }
@@ -56,24 +46,16 @@ pub fn command(root: &Path) -> Result<()> {
     if local {
         let secrets = dev_secrets(root)?;
         server_env.insert("KOMMO_CLIENT_ID", LOCAL_CLIENT_ID.to_owned());
-        server_env.insert(
-            "KOMMO_CLIENT_SECRET",
-            secrets["KOMMO_CLIENT_SECRET"].clone(),
-        );
+        server_env.insert("KOMMO_CLIENT_SECRET", secrets["KOMMO_CLIENT_SECRET"].clone());
         server_env.insert("SECRET_KEYS", secrets["SECRET_KEYS"].clone());
         server_env.insert("CORS_EXTRA_ORIGINS", SANDBOX_URL.to_owned());
     }
     std::fs::create_dir_all(root.join("data")).context("creating data/")?;
 
     // The public base may be a proxy's address; health is asked where the server itself listens.
-    let bind =
-        env_file::setting(root, "BIND_ADDR")?.unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
-    let mut server = Service::spawn(
-        "server",
-        Command::new(binaries.join("server"))
-            .current_dir(root)
-            .envs(&server_env),
-    )?;
+    let bind = env_file::setting(root, "BIND_ADDR")?.unwrap_or_else(|| DEFAULT_BIND_ADDR.to_owned());
+    let mut server =
+        Service::spawn("server", Command::new(binaries.join("server")).current_dir(root).envs(&server_env))?;
     wait_until_ok(&format!("http://{bind}/health"), &mut server, STARTUP)
         .context("the server did not become healthy")?;
     println!("server listening on {bind}, public base {public_base}");
@@ -89,15 +71,11 @@ pub fn command(root: &Path) -> Result<()> {
             .env("KOMMO_CLIENT_SECRET", &server_env["KOMMO_CLIENT_SECRET"])
             .env("PUBLIC_BASE_URL", &public_base);
         let mut sandbox = Service::spawn("local Kommo", &mut sandbox_command)?;
-        wait_until_ok(&format!("{SANDBOX_URL}/"), &mut sandbox, STARTUP)
-            .context("the local Kommo did not start")?;
+        wait_until_ok(&format!("{SANDBOX_URL}/"), &mut sandbox, STARTUP).context("the local Kommo did not start")?;
         services.push(sandbox);
         println!("Open {SANDBOX_URL}/ to see the widget in the local Kommo");
     } else {
-        println!(
-            "Kommo credentials found: upload {} to your Kommo integration",
-            archive.display()
-        );
+        println!("Kommo credentials found: upload {} to your Kommo integration", archive.display());
     }
     println!("Ctrl-C stops everything.");
     supervise(services)

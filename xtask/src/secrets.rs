@@ -15,10 +15,7 @@ fn random_bytes(n: usize) -> Result<Vec<u8>> {
 
 /// A client secret like Kommo's: 64 hex characters.
 pub fn client_secret() -> Result<String> {
-    Ok(random_bytes(32)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(random_bytes(32)?.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// `SECRET_KEYS` with one active key: `kid:base64-of-32-bytes`.
@@ -31,15 +28,10 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let group = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        let group = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(char::from(
-                    ALPHABET[(group >> (18 - 6 * i) & 0x3f) as usize],
-                ));
+                out.push(char::from(ALPHABET[(group >> (18 - 6 * i) & 0x3f) as usize]));
             } else {
                 out.push('=');
             }

@@ -31,11 +31,7 @@ pub fn command(root: &Path) -> Result<()> {
         let started = Instant::now();
         let result = action();
         let passed = result.is_ok();
-        outcomes.push(Outcome {
-            name,
-            took: started.elapsed(),
-            result,
-        });
+        outcomes.push(Outcome { name, took: started.elapsed(), result });
         passed
     };
 
@@ -46,24 +42,14 @@ pub fn command(root: &Path) -> Result<()> {
             });
             step("package + check dist/widget.zip", &mut || {
                 package::build_widget(root)?;
-                package::write_archive(
-                    root,
-                    &package::resolve_api_base(root, None)?,
-                    &root.join(package::DEFAULT_OUT),
-                )
+                package::write_archive(root, &package::resolve_api_base(root, None)?, &root.join(package::DEFAULT_OUT))
             })
         }
         && step("build server and local Kommo", &mut || {
-            process::run(
-                Command::new("cargo")
-                    .args(["build", "-p", "server", "-p", "sandbox"])
-                    .current_dir(root),
-            )
+            process::run(Command::new("cargo").args(["build", "-p", "server", "-p", "sandbox"]).current_dir(root))
         });
     if ready {
-        step("browser tests (node --test sandbox/browser/)", &mut || {
-            browser_tests(root)
-        });
+        step("browser tests (node --test sandbox/browser/)", &mut || browser_tests(root));
     }
 
     summarize(&outcomes)
@@ -85,8 +71,7 @@ fn browser_tests(root: &Path) -> Result<()> {
     }
     let client_secret = secrets::client_secret()?;
     let log = |name: &str| -> Result<(File, File)> {
-        let file = File::create(dir.join(format!("{name}.log")))
-            .with_context(|| format!("creating {name}.log"))?;
+        let file = File::create(dir.join(format!("{name}.log"))).with_context(|| format!("creating {name}.log"))?;
         Ok((file.try_clone()?, file))
     };
 
@@ -120,10 +105,8 @@ fn browser_tests(root: &Path) -> Result<()> {
             .stderr(err),
     )?;
     let logs = format!("logs: {BROWSER_TEST_DIR}/server.log, {BROWSER_TEST_DIR}/sandbox.log");
-    wait_until_ok(&format!("{server_url}/health"), &mut server, STARTUP)
-        .with_context(|| logs.clone())?;
-    wait_until_ok(&format!("{sandbox_url}/"), &mut sandbox, STARTUP)
-        .with_context(|| logs.clone())?;
+    wait_until_ok(&format!("{server_url}/health"), &mut server, STARTUP).with_context(|| logs.clone())?;
+    wait_until_ok(&format!("{sandbox_url}/"), &mut sandbox, STARTUP).with_context(|| logs.clone())?;
 
     let result = process::run(
         Command::new("node")
@@ -143,16 +126,8 @@ fn browser_tests(root: &Path) -> Result<()> {
 fn summarize(outcomes: &[Outcome]) -> Result<()> {
     println!("\n=== summary");
     for outcome in outcomes {
-        let verdict = if outcome.result.is_ok() {
-            "ok  "
-        } else {
-            "FAIL"
-        };
-        println!(
-            "{verdict} {:>6.1}s  {}",
-            outcome.took.as_secs_f64(),
-            outcome.name
-        );
+        let verdict = if outcome.result.is_ok() { "ok  " } else { "FAIL" };
+        println!("{verdict} {:>6.1}s  {}", outcome.took.as_secs_f64(), outcome.name);
     }
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
     for outcome in &failed {
@@ -163,9 +138,6 @@ fn summarize(outcomes: &[Outcome]) -> Result<()> {
     if !failed.is_empty() {
         bail!("{} of {} steps failed", failed.len(), outcomes.len());
     }
-    println!(
-        "\nall {} steps passed; screenshots in test-output/",
-        outcomes.len()
-    );
+    println!("\nall {} steps passed; screenshots in test-output/", outcomes.len());
     Ok(())
 }

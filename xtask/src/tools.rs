@@ -24,8 +24,7 @@ pub fn command(root: &Path) -> Result<()> {
 
 fn wasm_target() -> Result<()> {
     let installed =
-        process::stdout_of(Command::new("rustup").args(["target", "list", "--installed"]))
-            .unwrap_or_default();
+        process::stdout_of(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if installed.lines().any(|line| line.trim() == WASM_TARGET) {
         println!("ok: rust target {WASM_TARGET}");
         return Ok(());
@@ -39,17 +38,8 @@ fn trunk() -> Result<()> {
         println!("ok: trunk {TRUNK_VERSION}");
         return Ok(());
     }
-    println!(
-        "trunk {TRUNK_VERSION} needed, found {}",
-        found.as_deref().unwrap_or("none")
-    );
-    process::run(Command::new("cargo").args([
-        "install",
-        "trunk",
-        "--version",
-        TRUNK_VERSION,
-        "--locked",
-    ]))
+    println!("trunk {TRUNK_VERSION} needed, found {}", found.as_deref().unwrap_or("none"));
+    process::run(Command::new("cargo").args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]))
 }
 
 /// The CLI must be exactly the wasm-bindgen version in Cargo.lock, or Trunk's bindgen step fails.
@@ -60,10 +50,7 @@ fn wasm_bindgen_cli(root: &Path) -> Result<()> {
         println!("ok: wasm-bindgen-cli {version}");
         return Ok(());
     }
-    println!(
-        "wasm-bindgen-cli {version} needed, found {}",
-        found.as_deref().unwrap_or("none")
-    );
+    println!("wasm-bindgen-cli {version} needed, found {}", found.as_deref().unwrap_or("none"));
     // Without --locked: the CLI's own lock names a crate version this registry lacks (TOOLCHAIN.md).
     process::run(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &version]))
 }
@@ -72,17 +59,13 @@ fn wasm_bindgen_cli(root: &Path) -> Result<()> {
 fn npm_packages(root: &Path) -> Result<()> {
     let lock = modified(&root.join("package-lock.json")).context("package-lock.json is missing")?;
     // npm writes node_modules/.package-lock.json on every install; the folder's own time is the fallback.
-    let installed = modified(&root.join("node_modules/.package-lock.json"))
-        .or_else(|| modified(&root.join("node_modules")));
+    let installed =
+        modified(&root.join("node_modules/.package-lock.json")).or_else(|| modified(&root.join("node_modules")));
     if installed.is_some_and(|installed| installed >= lock) {
         println!("ok: node_modules (npm ci is up to date)");
         return Ok(());
     }
-    process::run(
-        Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(root),
-    )
+    process::run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(root))
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -95,14 +78,7 @@ fn chromium() -> Result<()> {
         return Ok(());
     }
     let whoami = process::stdout_of(Command::new("id").arg("-u")).unwrap_or_default();
-    ensure!(
-        whoami == "0",
-        "{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) as root"
-    );
+    ensure!(whoami == "0", "{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) as root");
     process::run(Command::new("apt-get").arg("update"))?;
-    process::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    process::run(Command::new("apt-get").args(["install", "-y", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive"))
 }

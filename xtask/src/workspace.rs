@@ -15,10 +15,8 @@ pub fn root() -> PathBuf {
 /// `[workspace.package] version` of the root `Cargo.toml`.
 pub fn version(root: &Path) -> Result<String> {
     let path = root.join("Cargo.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    workspace_version(&text)
-        .with_context(|| format!("{} has no [workspace.package] version", path.display()))
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    workspace_version(&text).with_context(|| format!("{} has no [workspace.package] version", path.display()))
 }
 
 fn workspace_version(cargo_toml: &str) -> Option<String> {
@@ -38,18 +36,13 @@ fn workspace_version(cargo_toml: &str) -> Option<String> {
 /// The single version of `package` that `Cargo.lock` pins.
 pub fn locked_version(root: &Path, package: &str) -> Result<String> {
     let path = root.join("Cargo.lock");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut versions = lock_versions(&text, package);
     versions.dedup();
     match versions.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("{} does not lock {package}", path.display()),
-        many => bail!(
-            "{} locks several versions of {package}: {}",
-            path.display(),
-            many.join(", ")
-        ),
+        many => bail!("{} locks several versions of {package}: {}", path.display(), many.join(", ")),
     }
 }
 
@@ -73,11 +66,7 @@ fn lock_versions(cargo_lock: &str, package: &str) -> Vec<String> {
 
 /// `key = "value"` → `value` (the simple string assignments Cargo writes).
 fn toml_string_value(line: &str, key: &str) -> Option<String> {
-    let rest = line
-        .strip_prefix(key)?
-        .trim_start()
-        .strip_prefix('=')?
-        .trim();
+    let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
     Some(rest.strip_prefix('"')?.strip_suffix('"')?.to_owned())
 }
 
