@@ -21,6 +21,9 @@ pub struct KommoIdentity {
     pub kommo_account_id: i64,
     pub user_id: i64,
     pub subdomain: String,
+    /// The token's `jti`: each token is accepted once.
+    pub token_id: String,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +34,9 @@ pub enum TokenError {
     TooLarge,
     #[error("the token is invalid: {0}")]
     Invalid(&'static str),
+    /// The token was fine, but its account has not connected the integration (or disabled it).
+    #[error("this Kommo account has not connected the integration")]
+    NotInstalled,
 }
 
 /// The claims Kommo puts in a disposable token. Numeric claims are typed as integers, so a claim
@@ -38,7 +44,6 @@ pub enum TokenError {
 #[derive(Debug, Deserialize)]
 struct DisposableClaims {
     iss: String,
-    #[allow(dead_code, reason = "required to be present; replay protection will use it")]
     jti: String,
     iat: i64,
     nbf: i64,
@@ -98,7 +103,16 @@ impl TokenVerifier {
         if claims.account_id <= 0 || claims.user_id <= 0 {
             return Err(TokenError::Invalid("account or user id is not positive"));
         }
-        Ok(KommoIdentity { kommo_account_id: claims.account_id, user_id: claims.user_id, subdomain: claims.subdomain })
+        if claims.jti.is_empty() || claims.jti.len() > 128 {
+            return Err(TokenError::Invalid("token id is missing or too long"));
+        }
+        Ok(KommoIdentity {
+            kommo_account_id: claims.account_id,
+            user_id: claims.user_id,
+            subdomain: claims.subdomain,
+            token_id: claims.jti,
+            expires_at: claims.exp,
+        })
     }
 }
 
@@ -156,10 +170,17 @@ mod tests {
 
     #[test]
     fn kommo_shaped_token_names_its_account_and_user() {
-        let identity = verifier().verify(&with(|_| {})).unwrap();
+        let token = with(|_| {});
+        let identity = verifier().verify(&token).unwrap();
         assert_eq!(
             identity,
-            KommoIdentity { kommo_account_id: 12345678, user_id: 987654, subdomain: "example".into() }
+            KommoIdentity {
+                kommo_account_id: 12345678,
+                user_id: 987654,
+                subdomain: "example".into(),
+                token_id: "2b6a1f4e-7d0a-4c52-9b1e-5f7c1d2e3a4b".into(),
+                expires_at: claims()["exp"].as_i64().unwrap(),
+            }
         );
     }
 

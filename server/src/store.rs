@@ -137,24 +137,15 @@ impl Store {
         self.pool.close().await;
     }
 
-    /// Finds or creates the account Kommo names in a verified token, keeping its subdomain current.
-    pub async fn account_from_kommo(&self, kommo_account_id: i64, subdomain: &str) -> sqlx::Result<AccountId> {
-        let now = unix_now();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (kommo_account_id, subdomain, api_domain, created_at, updated_at)
-             VALUES (?1, ?2, ?2 || '.kommo.com', ?3, ?3)
-             ON CONFLICT (kommo_account_id) DO UPDATE
-                SET subdomain = excluded.subdomain,
-                    updated_at = CASE WHEN accounts.subdomain = excluded.subdomain
-                                      THEN accounts.updated_at ELSE excluded.updated_at END
-             RETURNING id",
-        )
-        .bind(kommo_account_id)
-        .bind(subdomain)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(AccountId(id))
+    /// Keeps an account's subdomain current (Kommo lets accounts rename; the id is stable).
+    pub async fn rename_account(&self, account: AccountId, subdomain: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE accounts SET subdomain = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(account.0)
+            .bind(subdomain)
+            .bind(unix_now())
+            .execute(&self.pool)
+            .await
+            .map(drop)
     }
 
     pub async fn settings(&self, account: AccountId) -> sqlx::Result<Option<SettingsRow>> {

@@ -40,7 +40,17 @@ fn config(db_url: &str) -> Config {
     Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned())).unwrap()
 }
 
+/// A server on a fresh SQLite file where ALICE's and BOB's accounts have installed the integration.
 async fn start() -> TestServer {
+    let server = start_empty().await;
+    for (kommo_account_id, _, subdomain) in [ALICE, BOB] {
+        let api_domain = format!("{subdomain}.kommo.com");
+        server.store.install_account(kommo_account_id, subdomain, &api_domain, None).await.unwrap();
+    }
+    server
+}
+
+async fn start_empty() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
     let store = Store::connect(&db_url).await.unwrap();
@@ -48,11 +58,14 @@ async fn start() -> TestServer {
     TestServer { router, store, _dir: dir, db_url }
 }
 
-/// A disposable token as Kommo issues it for `account_id` / `user_id` of `subdomain`.
+/// A disposable token as Kommo issues it for `account_id` / `user_id` of `subdomain`, each with
+/// its own `jti`.
 fn token(account_id: i64, user_id: i64, subdomain: &str) -> String {
+    static MINTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = MINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let now = unix_now();
     let claims = json!({
-        "iss": format!("https://{subdomain}.kommo.com"), "aud": BASE, "jti": format!("jti-{account_id}-{user_id}-{now}"),
+        "iss": format!("https://{subdomain}.kommo.com"), "aud": BASE, "jti": format!("jti-{account_id}-{user_id}-{serial}"),
         "iat": now, "nbf": now, "exp": now + 1800, "account_id": account_id, "user_id": user_id,
         "subdomain": subdomain, "client_uuid": CLIENT_ID, "is_admin": true
     });
@@ -243,7 +256,6 @@ async fn widget_requests_without_a_valid_token_are_refused_and_change_nothing() 
     let huge = "a".repeat(10 * 1024);
     let reply = server.widget(Method::GET, "/widget/v1/settings", Some(&huge), None).await;
     assert_eq!(reply.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
-    assert_eq!(server.count("accounts").await, 0);
     assert_eq!(server.count("widget_settings").await, 0);
 }
 
@@ -271,9 +283,11 @@ async fn a_changed_subdomain_updates_the_account_instead_of_creating_another() {
     let renamed =
         server.widget(Method::GET, "/widget/v1/settings", Some(&token(ALICE.0, ALICE.1, "alpha-renamed")), None).await;
     assert_eq!(renamed.body["voip_login"], "agent");
-    assert_eq!(server.count("accounts").await, 1);
-    let subdomain: String =
-        sqlx::query_scalar("SELECT subdomain FROM accounts").fetch_one(server.store.pool()).await.unwrap();
+    assert_eq!(server.count("accounts").await, 2);
+    let subdomain: String = sqlx::query_scalar("SELECT subdomain FROM accounts WHERE kommo_account_id = 1001")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
     assert_eq!(subdomain, "alpha-renamed");
 }
 
@@ -439,6 +453,7 @@ async fn shutdown_ends_open_push_streams_and_stops_the_server() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("serve.sqlite").display());
+    Store::connect(&db_url).await.unwrap().install_account(ALICE.0, ALICE.2, "alpha.kommo.com", None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -466,4 +481,123 @@ async fn shutdown_ends_open_push_streams_and_stops_the_server() {
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(5), server).await;
     assert!(matches!(stopped, Ok(Ok(Ok(())))), "the server stops promptly with a push stream open");
+}
+
+#[tokio::test]
+async fn a_token_of_an_account_that_never_installed_is_refused_and_creates_nothing() {
+    let server = start().await;
+    let stranger = (3003, 701, "charlie");
+    let reply = server.save(stranger, json!({"active": true, "voip_login": "x", "voip_password": "y"})).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.body["error"]["code"], "not_installed");
+    let ticket = server.widget(Method::POST, "/widget/v1/push/ticket", Some(&token_of(stranger)), None).await;
+    assert_eq!(ticket.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(server.count("accounts").await, 2);
+    assert_eq!(server.count("widget_settings").await, 0);
+}
+
+#[tokio::test]
+async fn a_disposable_token_works_once() {
+    let server = start().await;
+    let token = token_of(ALICE);
+    let first = server.widget(Method::GET, "/widget/v1/settings", Some(&token), None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let replay = server
+        .widget(
+            Method::PUT,
+            "/widget/v1/settings",
+            Some(&token),
+            Some(json!({"active": true, "voip_login": "a", "voip_password": "b"})),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(replay.body["error"]["message"], "the token is invalid: token already used");
+    assert_eq!(server.count("widget_settings").await, 0);
+}
+
+#[tokio::test]
+async fn connection_state_tells_the_widget_whether_kommo_is_connected() {
+    let server = start().await;
+    let installed = server.widget(Method::GET, "/widget/v1/connection", Some(&token_of(ALICE)), None).await;
+    assert_eq!(installed.status, StatusCode::OK);
+    assert_eq!(installed.body["state"], "installed");
+    assert_eq!(installed.body["subdomain"], "alpha");
+    assert_eq!(installed.body["reauthorize_url"], "https://voip.example.org/oauth/kommo/start");
+
+    let stranger = server.widget(Method::GET, "/widget/v1/connection", Some(&token(3003, 1, "charlie")), None).await;
+    assert_eq!(stranger.status, StatusCode::OK);
+    assert_eq!(stranger.body["state"], "not_installed");
+    assert_eq!(server.count("accounts").await, 2, "asking does not create an account");
+
+    let unauthenticated = server.widget(Method::GET, "/widget/v1/connection", None, None).await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn disable_hook(server: &TestServer, client_uuid: &str, account_id: &str, signature: &str) -> Reply {
+    let uri = format!("/oauth/kommo/disable?client_uuid={client_uuid}&account_id={account_id}&signature={signature}");
+    server.send(Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+#[tokio::test]
+async fn the_disable_hook_with_a_valid_signature_wipes_tokens_and_stops_the_widget() {
+    let server = start().await;
+    server.save(ALICE, json!({"active": true, "voip_login": "agent", "voip_password": "pw"})).await;
+    let alice: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE kommo_account_id = 1001")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    server
+        .store
+        .store_tokens(server::store::AccountId(alice), "v1.k1.sealed-a", "v1.k1.sealed-r", unix_now() + 3600)
+        .await
+        .unwrap();
+
+    let signature = server::oauth::disable_signature(CLIENT_SECRET, CLIENT_ID, "1001");
+    let reply = disable_hook(&server, CLIENT_ID, "1001", &signature).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    assert_eq!(server.count("kommo_auth_tokens").await, 0);
+    let state: String = sqlx::query_scalar("SELECT state FROM accounts WHERE id = ?1")
+        .bind(alice)
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(state, "disabled");
+    let widget = server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(ALICE)), None).await;
+    assert_eq!(widget.status, StatusCode::UNAUTHORIZED);
+    let connection = server.widget(Method::GET, "/widget/v1/connection", Some(&token_of(ALICE)), None).await;
+    assert_eq!(connection.body["state"], "disabled");
+    let bob = server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(BOB)), None).await;
+    assert_eq!(bob.status, StatusCode::OK, "other accounts are untouched");
+}
+
+#[tokio::test]
+async fn the_disable_hook_with_a_bad_signature_changes_nothing() {
+    let server = start().await;
+    let alice = server::store::AccountId(
+        sqlx::query_scalar("SELECT id FROM accounts WHERE kommo_account_id = 1001")
+            .fetch_one(server.store.pool())
+            .await
+            .unwrap(),
+    );
+    server.store.store_tokens(alice, "v1.k1.sealed-a", "v1.k1.sealed-r", unix_now() + 3600).await.unwrap();
+    let good = server::oauth::disable_signature(CLIENT_SECRET, CLIENT_ID, "1001");
+    let mut flipped = good.clone();
+    flipped.replace_range(0..1, if good.starts_with('0') { "1" } else { "0" });
+    let cases = [
+        (CLIENT_ID, "1001", flipped.as_str()),
+        (CLIENT_ID, "1001", "not-hex"),
+        (CLIENT_ID, "1001", ""),
+        (CLIENT_ID, "2002", good.as_str()),
+        ("someone-else", "1001", good.as_str()),
+        (CLIENT_ID, "1001", &server::oauth::disable_signature("wrong-secret", CLIENT_ID, "1001")),
+    ];
+    for (client_uuid, account_id, signature) in cases {
+        let reply = disable_hook(&server, client_uuid, account_id, signature).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{client_uuid} {account_id} {signature}");
+    }
+    assert_eq!(server.count("kommo_auth_tokens").await, 1);
+    let states: Vec<String> =
+        sqlx::query_scalar("SELECT state FROM accounts").fetch_all(server.store.pool()).await.unwrap();
+    assert_eq!(states, vec!["installed", "installed"]);
 }

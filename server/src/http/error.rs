@@ -54,6 +54,13 @@ impl IntoResponse for ApiError {
                 "The X-Auth-Token header is too large.".to_owned(),
                 Vec::new(),
             ),
+            ApiError::Unauthorized(TokenError::NotInstalled) => (
+                StatusCode::UNAUTHORIZED,
+                "not_installed",
+                "This Kommo account has not connected the integration; an admin must install or re-authorize it."
+                    .to_owned(),
+                Vec::new(),
+            ),
             ApiError::Unauthorized(reason) => {
                 tracing::info!(%reason, "widget request refused");
                 (StatusCode::UNAUTHORIZED, "unauthorized", reason.to_string(), Vec::new())

@@ -84,6 +84,9 @@ pub fn app(state: AppState) -> Router {
         widget::router().layer(DefaultBodyLimit::max(MAX_WIDGET_BODY)).layer(cors(state.cors_extra_origins.clone()));
     Router::new()
         .route("/health", get(health))
+        .route(oauth::CALLBACK_PATH, get(oauth::callback))
+        .route(oauth::START_PATH, get(oauth::start))
+        .route(oauth::DISABLE_PATH, get(oauth::disable))
         .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
         .merge(widget_api)
         .layer(

@@ -15,16 +15,17 @@ use futures_util::Stream;
 use secrecy::SecretString;
 use serde::Deserialize;
 use shared::SettingsInput;
-use shared::api::{CALL_EVENT, PushTicket, SettingsView, paths};
+use shared::api::{CALL_EVENT, ConnectionState, ConnectionView, KommoUserView, PushTicket, SettingsView, paths};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::TokenError;
+use crate::auth::{KommoIdentity, TokenError};
 use crate::crypto::{SealContext, random_token};
+use crate::oauth;
 use crate::push::{Subscriber, TICKET_TTL};
-use crate::store::{AccountId, SettingsRow, SettingsWrite};
+use crate::store::{AccountId, AccountState, SettingsRow, SettingsWrite};
 
 /// Where the sealed VoIP password lives; also its AEAD binding.
 const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
@@ -36,9 +37,29 @@ pub fn router() -> Router<AppState> {
         .route(paths::SETTINGS, get(get_settings).put(put_settings))
         .route(paths::PUSH_TICKET, post(push_ticket))
         .route(paths::PUSH_EVENTS, get(push_events))
+        .route(paths::CONNECTION, get(connection))
+        .route(paths::USERS, get(users))
 }
 
-/// A widget request whose disposable token verified.
+/// A verified disposable token, accepted once (its `jti` is remembered until it expires).
+#[derive(Debug, Clone)]
+pub struct VerifiedToken(pub KommoIdentity);
+
+impl FromRequestParts<AppState> for VerifiedToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTH_HEADER).ok_or(TokenError::Missing)?;
+        let token = header.to_str().map_err(|_| TokenError::Invalid("not text"))?;
+        let identity = state.verifier.verify(token)?;
+        if !state.store.remember_token_id(&identity.token_id, identity.expires_at).await? {
+            return Err(TokenError::Invalid("token already used").into());
+        }
+        Ok(VerifiedToken(identity))
+    }
+}
+
+/// A widget request from a connected account: the account and user come from the verified token.
 #[derive(Debug, Clone, Copy)]
 pub struct WidgetAuth {
     pub account: AccountId,
@@ -49,14 +70,52 @@ impl FromRequestParts<AppState> for WidgetAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTH_HEADER).ok_or(TokenError::Missing)?;
-        let token = header.to_str().map_err(|_| TokenError::Invalid("not text"))?;
-        let identity = state.verifier.verify(token)?;
-        // Until the OAuth install lands, a token Kommo signed for our integration is what makes an
-        // account known to us; the subdomain is kept current from it.
-        let account = state.store.account_from_kommo(identity.kommo_account_id, &identity.subdomain).await?;
+        let VerifiedToken(identity) = VerifiedToken::from_request_parts(parts, state).await?;
+        let account =
+            state.store.account_by_kommo_id(identity.kommo_account_id).await?.ok_or(TokenError::NotInstalled)?;
+        let info = state.store.account(account).await?.ok_or(TokenError::NotInstalled)?;
+        if info.state == AccountState::Disabled {
+            return Err(TokenError::NotInstalled.into());
+        }
+        if info.subdomain != identity.subdomain {
+            // Kommo signed the new name: keep it current (the account id never changes).
+            state.store.rename_account(account, &identity.subdomain).await?;
+        }
         Ok(WidgetAuth { account, user_id: identity.user_id })
     }
+}
+
+async fn connection(
+    State(state): State<AppState>,
+    VerifiedToken(identity): VerifiedToken,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let info = match state.store.account_by_kommo_id(identity.kommo_account_id).await? {
+        Some(account) => state.store.account(account).await?,
+        None => None,
+    };
+    let (connection_state, reason) = match info {
+        None => (ConnectionState::NotInstalled, None),
+        Some(info) => {
+            let connection_state = match info.state {
+                AccountState::Installed => ConnectionState::Installed,
+                AccountState::NeedsReauth => ConnectionState::NeedsReauth,
+                AccountState::Suspended => ConnectionState::Suspended,
+                AccountState::Disabled => ConnectionState::Disabled,
+            };
+            (connection_state, info.state_reason)
+        }
+    };
+    Ok(Json(ConnectionView {
+        state: connection_state,
+        subdomain: identity.subdomain,
+        reason,
+        reauthorize_url: format!("{}{}", state.public_base_url, oauth::START_PATH),
+    }))
+}
+
+async fn users(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<Vec<KommoUserView>>, ApiError> {
+    let users = state.installer.kommo.active_users(auth.account).await?;
+    Ok(Json(users.into_iter().map(|user| KommoUserView { id: user.id, name: user.name, email: user.email }).collect()))
 }
 
 fn view(state: &AppState, row: Option<SettingsRow>) -> SettingsView {
