@@ -269,7 +269,18 @@ define(['jquery'], function ($) {
       box.className = 'kvoip-error';
       box.setAttribute('role', 'alert');
       box.style.color = '#c13c3c'; // readable even when style.css could not be loaded either
-      box.textContent = text('errors', 'wasm_failed') + ' ' + (state.failure || '');
+      box.textContent = text('errors', 'wasm_failed');
+      if (state.failure) {
+        // The browser's own (English, technical) reason, kept apart from the translated sentence
+        // so that support can read it without it reading as part of the message.
+        var detail = document.createElement('div');
+        detail.className = 'kvoip-error__detail';
+        detail.style.marginTop = '6px';
+        detail.style.fontSize = '12px';
+        detail.style.color = '#8a6d6d';
+        detail.textContent = text('errors', 'details') + ': ' + state.failure;
+        box.appendChild(detail);
+      }
       root.appendChild(box);
     }
 
