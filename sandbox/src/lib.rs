@@ -1,14 +1,17 @@
-//! The local Kommo: a real HTTP stand-in for the Kommo page that hosts widgets and for a VoIP provider.
+//! The local Kommo: a real HTTP stand-in for the Kommo page that hosts widgets, for Kommo's OAuth and REST
+//! API, and for a VoIP provider.
 //!
 //! It serves the widget archive (`dist/widget.zip`) the way Kommo would after an upload, a host page that
 //! loads `script.js` through RequireJS and drives its callbacks in Kommo's order, mints Kommo-shaped
-//! disposable JWTs for the page's `$authorizedAjax`, and posts provider events to the server's webhooks.
+//! disposable JWTs for the page's `$authorizedAjax`, answers the server's OAuth and API v4 calls
+//! ([`kommo_api`]), and posts provider events to the server's webhooks.
 //!
 //! Invariant: nothing here talks to the internet; the provider stand-in only posts to loopback or to the
-//! server's own origin.
+//! server's own origin, and Kommo's install and disable requests go to the server's public base URL.
 
 pub mod archive;
 mod error;
+pub mod kommo_api;
 mod page;
 pub mod provider;
 pub mod token;
@@ -29,13 +32,17 @@ pub struct Config {
     pub vendor: Vendor,
     /// The Kommo account, user and integration the page acts as.
     pub kommo: Kommo,
+    /// How the Kommo OAuth and API stand-in behaves.
+    pub stand_in: kommo_api::Settings,
 }
 
 /// Shared by every handler.
 struct AppState {
     config: Config,
-    /// Posts provider events; plain HTTP only, no redirects followed.
+    /// Posts provider events and Kommo's install and disable requests; plain HTTP only, no redirects followed.
     http: reqwest::Client,
+    /// Kommo's OAuth and API: accounts, codes, tokens, windows, faults, counters.
+    stand_in: kommo_api::StandIn,
 }
 
 type State = Arc<AppState>;
@@ -47,7 +54,8 @@ pub fn app(config: Config) -> Router {
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .expect("an HTTP client without TLS always builds");
-    let state = Arc::new(AppState { config, http });
+    let stand_in = kommo_api::StandIn::new(config.stand_in.clone(), &config.kommo);
+    let state = Arc::new(AppState { config, http, stand_in });
     Router::new()
         .route("/", get(page::host_page))
         .route("/sandbox/host.js", get(page::host_script))
@@ -57,5 +65,6 @@ pub fn app(config: Config) -> Router {
         .route("/sandbox/provider/call", post(provider::call_handler))
         .route("/vendor/{name}", get(archive::vendor_handler))
         .route("/widget/{*path}", get(archive::widget_file_handler))
+        .merge(kommo_api::routes())
         .with_state(state)
 }

@@ -1,9 +1,10 @@
 //! The `sandbox` binary: reads the local Kommo's configuration from the environment and serves it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sandbox::{Archive, Config, Kommo, Vendor, app, token};
+use sandbox::{Archive, Config, Kommo, Vendor, app, kommo_api, token};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
@@ -18,6 +19,14 @@ fn number(name: &str, default: u64) -> anyhow::Result<u64> {
         None => Ok(default),
         Some(text) => text.trim().parse().with_context(|| format!("{name}=`{text}` is not a positive integer")),
     }
+}
+
+fn positive(name: &str, default: u64) -> anyhow::Result<u64> {
+    let value = number(name, default)?;
+    if value == 0 {
+        bail!("{name} must be at least 1");
+    }
+    Ok(value)
 }
 
 fn config() -> anyhow::Result<(String, Config)> {
@@ -44,7 +53,13 @@ fn config() -> anyhow::Result<(String, Config)> {
         account_id: number("SANDBOX_ACCOUNT_ID", 31_000_001)?,
         user_id: number("SANDBOX_USER_ID", 5_500_001)?,
     };
-    Ok((addr, Config { archive, vendor, kommo }))
+    let stand_in = kommo_api::Settings {
+        // Filled in with the bound address once listening, unless set explicitly.
+        api_host: var("SANDBOX_API_HOST").unwrap_or_default(),
+        access_token_ttl: Duration::from_secs(positive("SANDBOX_ACCESS_TOKEN_TTL", 86_400)?),
+        code_ttl: Duration::from_secs(positive("SANDBOX_CODE_TTL", 20 * 60)?),
+    };
+    Ok((addr, Config { archive, vendor, kommo, stand_in }))
 }
 
 async fn shutdown_signal() {
@@ -87,11 +102,14 @@ async fn serve() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let (addr, config) = config()?;
+    let (addr, mut config) = config()?;
     let version = config.archive.version().to_owned();
     let listener =
         tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding SANDBOX_ADDR={addr}"))?;
     let local = listener.local_addr()?;
+    if config.stand_in.api_host.is_empty() {
+        config.stand_in.api_host = local.to_string();
+    }
     tracing::info!(widget.version = %version, account.id = config.kommo.account_id, "the local Kommo is ready");
     // One plain line on stdout so tools starting the sandbox on port 0 can learn its address.
     println!("sandbox listening on http://{local}/");

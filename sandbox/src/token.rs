@@ -87,7 +87,7 @@ impl Kommo {
 }
 
 /// A Kommo subdomain: lowercase letters, digits and dashes, as in `{subdomain}.kommo.com`.
-fn is_subdomain(text: &str) -> bool {
+pub(crate) fn is_subdomain(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 63
         && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

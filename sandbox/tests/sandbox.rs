@@ -55,6 +55,7 @@ fn config() -> Config {
             account_id: 31_000_001,
             user_id: 5_500_001,
         },
+        stand_in: sandbox::kommo_api::Settings::default(),
     }
 }
 

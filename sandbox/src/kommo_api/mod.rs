@@ -1,0 +1,133 @@
+//! The Kommo stand-in: Kommo's OAuth (token endpoint, consent page, install and disable requests) and the
+//! slice of REST API v4 the server reads (`/api/v4/account`, `/api/v4/users`), in Kommo's wire format and
+//! with its limits, plus control endpoints under `/sandbox/kommo/` for tests.
+//!
+//! Every account shares this listener as its API host (Kommo would use `{subdomain}.kommo.com`); the account
+//! of an API request is the one its access token was issued for, as on Kommo.
+
+mod control;
+pub mod ledger;
+mod oauth;
+mod problem;
+mod rest;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::token::Kommo;
+use ledger::{Account, Ledger, default_users};
+
+/// `User-Agent` of Kommo's server-to-server requests (install code, disable hook).
+pub const KOMMO_USER_AGENT: &str = "amoService-oAuth-Code-Sender/1.0";
+/// Where the server receives codes, relative to its public base URL.
+pub const CALLBACK_PATH: &str = "/oauth/kommo/callback";
+/// The server's disable hook, relative to its public base URL.
+pub const DISABLE_PATH: &str = "/oauth/kommo/disable";
+
+/// How the stand-in behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `host:port` the server reaches this stand-in at: sent as `referer`, used in `_links`.
+    pub api_host: String,
+    /// Lifetime of access tokens (`expires_in`); Kommo's is 24 h.
+    pub access_token_ttl: Duration,
+    /// Lifetime of authorization codes; Kommo's is 20 minutes.
+    pub code_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            api_host: "127.0.0.1:8090".to_owned(),
+            access_token_ttl: Duration::from_secs(86_400),
+            code_ttl: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+/// The stand-in's settings and memory.
+pub struct StandIn {
+    pub settings: Settings,
+    ledger: Mutex<Ledger>,
+    /// The page's user: an admin in every account created without a user list.
+    admin_id: u64,
+    default_subdomain: String,
+}
+
+impl StandIn {
+    /// A stand-in holding the configured default account.
+    pub fn new(settings: Settings, kommo: &Kommo) -> StandIn {
+        let stand_in = StandIn {
+            settings,
+            ledger: Mutex::default(),
+            admin_id: kommo.user_id,
+            default_subdomain: kommo.subdomain.clone(),
+        };
+        stand_in.ensure_account(kommo.account_id, None);
+        stand_in
+    }
+
+    /// The ledger; a panic elsewhere never makes it unusable for the other tests.
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates the account with default users unless it exists (the host page acts as any account id).
+    pub fn ensure_account(&self, id: u64, subdomain: Option<&str>) {
+        let account = self.new_account(id, subdomain.unwrap_or(&self.default_subdomain), None, None, None);
+        self.ledger().add_account(account);
+    }
+
+    fn new_account(
+        &self,
+        id: u64,
+        subdomain: &str,
+        name: Option<String>,
+        country: Option<String>,
+        users: Option<Vec<ledger::User>>,
+    ) -> Account {
+        Account {
+            id,
+            subdomain: subdomain.to_owned(),
+            name: name.unwrap_or_else(|| format!("Sandbox account {id}")),
+            country: country.unwrap_or_else(|| "BR".to_owned()),
+            created_at: unix_now(),
+            users: users.unwrap_or_else(|| default_users(id, self.admin_id)),
+        }
+    }
+
+    /// `http://{api_host}`: the base of `_links`.
+    pub fn api_base(&self) -> String {
+        format!("http://{}", self.settings.api_host)
+    }
+
+    pub fn installed(&self, account_id: u64) -> bool {
+        self.ledger().installed(account_id)
+    }
+}
+
+/// The routes of the stand-in, merged into the sandbox's router.
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/oauth2/access_token", post(oauth::access_token))
+        .route("/oauth", get(oauth::consent_page).post(oauth::consent_decision))
+        .route("/api/v4/account", get(rest::account))
+        .route("/api/v4/users", get(rest::users))
+        .route("/api/v4/{*rest}", get(rest::unknown).post(rest::unknown).patch(rest::unknown).delete(rest::unknown))
+        .route("/sandbox/kommo/accounts", post(control::create_account).get(control::list_accounts))
+        .route("/sandbox/kommo/accounts/{id}", get(control::show_account))
+        .route("/sandbox/kommo/install", post(control::install))
+        .route("/sandbox/kommo/disable", post(control::disable))
+        .route("/sandbox/kommo/expire", post(control::expire))
+        .route("/sandbox/kommo/faults", post(control::add_fault))
+        .route("/sandbox/kommo/faults", delete(control::clear_faults))
+        .route("/sandbox/kommo/stats", get(control::stats))
+        .route("/sandbox/kommo/reset-stats", post(control::reset_stats))
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default()
+}
