@@ -85,11 +85,14 @@ pub fn command(root: &Path) -> Result<()> {
 fn supervise(mut services: Vec<Service>) -> Result<()> {
     loop {
         for service in &mut services {
-            if let Some(status) = service.exited() {
-                let name = service.name().to_owned();
-                drop(services);
+            let Some(status) = service.exited() else { continue };
+            let name = service.name().to_owned();
+            drop(services);
+            if !status.success() {
                 bail!("{name} stopped ({status})");
             }
+            println!("{name} stopped; everything else is stopped too");
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
