@@ -2,6 +2,7 @@
 
 mod error;
 mod hooks;
+mod openapi;
 mod widget;
 
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         widget::router().layer(DefaultBodyLimit::max(MAX_WIDGET_BODY)).layer(cors(state.cors_extra_origins.clone()));
     Router::new()
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::document))
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .route(oauth::START_PATH, get(oauth::start))
         .route(oauth::DISABLE_PATH, get(oauth::disable))
