@@ -14,7 +14,7 @@ define(['jquery'], function ($) {
   var API_BASE = '__KVOIP_API_BASE__';
   var STYLE_ID = 'kvoip-style';
   var LANGS = ['en', 'es', 'pt'];
-  var I18N_SECTIONS = ['widget', 'settings', 'errors', 'popup', 'status'];
+  var I18N_SECTIONS = ['widget', 'settings', 'connection', 'errors', 'popup', 'status'];
 
   var CustomWidget = function () {
     var self = this;

@@ -72,11 +72,29 @@ mod tests {
         }
         let mut english_keys = Vec::new();
         keys(english(), "", &mut english_keys);
-        assert!(english_keys.contains(&"errors.wasm_failed".to_owned()));
+        let required = [
+            "errors.wasm_failed",
+            "errors.kommo_unavailable",
+            "connection.title",
+            "connection.installed",
+            "connection.needs_reauth",
+            "connection.not_installed",
+            "connection.suspended",
+            "connection.disabled",
+            "connection.reauthorize",
+            "connection.checking",
+            "connection.unknown",
+        ];
+        for key in required {
+            assert!(english_keys.contains(&key.to_owned()), "{key} is missing");
+        }
         for file in [include_str!("../../i18n/es.json"), include_str!("../../i18n/pt.json")] {
+            let strings: Value = serde_json::from_str(file).unwrap();
             let mut other = Vec::new();
-            keys(&serde_json::from_str(file).unwrap(), "", &mut other);
+            keys(&strings, "", &mut other);
             assert_eq!(other, english_keys);
+            let installed = strings["connection"]["installed"].as_str().unwrap();
+            assert!(installed.contains("#SUBDOMAIN#"), "connection.installed lacks #SUBDOMAIN#: {installed}");
         }
     }
 }

@@ -4,9 +4,11 @@
 //! and [`calls::start_calls`] → [`calls::CallsHandle`].
 //!
 //! Invariant: the wasm reaches Kommo only through the host object script.js passes in ([`host::Host`]);
-//! it talks to our server through that host, except for the push stream (an `EventSource` on a ticket).
+//! it talks to our server through that host, except for the push stream (an `EventSource` on a ticket) and
+//! the Kommo authorization popup (`window.open` on the server's re-authorize URL, see [`connection`]).
 
 pub mod calls;
+pub mod connection;
 pub mod host;
 pub mod i18n;
 pub mod push;

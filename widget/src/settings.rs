@@ -1,16 +1,19 @@
 //! The settings form: what the admin edits, how a save is validated and sent, and how the server's answer is shown.
 
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use leptos::mount::mount_to;
 use leptos::prelude::*;
 use serde_json::Value;
-use shared::api::{ErrorBody, SettingsView, paths};
+use shared::api::{ConnectionState, ErrorBody, SettingsView, paths};
 use shared::{FieldError, SettingsInput, ValidationCode};
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
 
 use crate::Mounted;
+use crate::connection::{self, Connection, ConnectionSection, PollStep, ReauthorizePoll};
 use crate::host::Host;
 use crate::i18n::I18n;
 
@@ -31,6 +34,27 @@ pub enum Problem {
     Server,
     Network,
     LoadFailed,
+    /// The account's Kommo connection is not usable (not installed, expired, suspended, disabled):
+    /// the connection section says what to do.
+    Connection(ConnectionState),
+    /// Kommo itself is not answering for now.
+    KommoUnavailable,
+}
+
+impl Problem {
+    /// Classifies a failed reply by status and error code; `fallback` stands for any other failure.
+    pub fn from_reply(status: u16, body: &Value, fallback: Problem) -> Problem {
+        let code = serde_json::from_value::<ErrorBody>(body.clone()).map(|body| body.error.code).unwrap_or_default();
+        match (status, code.as_str()) {
+            (0, _) => Problem::Network,
+            (401, "not_installed") | (409, "kommo_not_connected") => Problem::Connection(ConnectionState::NotInstalled),
+            (401, _) => Problem::Unauthorized,
+            (409, "kommo_needs_reauth") => Problem::Connection(ConnectionState::NeedsReauth),
+            (409, "kommo_suspended") => Problem::Connection(ConnectionState::Suspended),
+            (503, "kommo_unavailable") => Problem::KommoUnavailable,
+            _ => fallback,
+        }
+    }
 }
 
 impl Status {
@@ -45,6 +69,8 @@ impl Status {
             Status::Failed(Problem::Server) => Some(("errors", "server")),
             Status::Failed(Problem::Network) => Some(("errors", "network")),
             Status::Failed(Problem::LoadFailed) => Some(("errors", "load_failed")),
+            Status::Failed(Problem::Connection(state)) => Some(("connection", connection::state_key(state))),
+            Status::Failed(Problem::KommoUnavailable) => Some(("errors", "kommo_unavailable")),
         }
     }
 
@@ -56,6 +82,20 @@ impl Status {
             Status::Failed(_) => "error",
         }
     }
+}
+
+/// The status line's text. A connection problem reads as the connection section does: `<title>: <state>`,
+/// with the state the section has since reloaded when it is more precise (a 401 `not_installed` also
+/// stands for an account disabled in Kommo).
+pub fn status_text(status: Status, connection: &Connection, i18n: &I18n) -> String {
+    let Status::Failed(Problem::Connection(state)) = status else {
+        return status.message().map(|(section, key)| i18n.t(section, key)).unwrap_or_default();
+    };
+    let (state, subdomain) = match connection {
+        Connection::Known(view) if view.state != ConnectionState::Installed => (view.state, view.subdomain.as_str()),
+        _ => (state, ""),
+    };
+    format!("{}: {}", i18n.t("connection", "title"), connection::state_text(state, subdomain, i18n))
 }
 
 /// How the server answered a save.
@@ -75,9 +115,7 @@ impl SaveOutcome {
                 Ok(refusal) if !refusal.error.fields.is_empty() => SaveOutcome::Refused(refusal.error.fields),
                 _ => SaveOutcome::Failed(Problem::Server),
             },
-            0 => SaveOutcome::Failed(Problem::Network),
-            401 => SaveOutcome::Failed(Problem::Unauthorized),
-            _ => SaveOutcome::Failed(Problem::Server),
+            _ => SaveOutcome::Failed(Problem::from_reply(status, &body, Problem::Server)),
         }
     }
 }
@@ -86,9 +124,7 @@ impl SaveOutcome {
 pub fn load_outcome(status: u16, body: Value) -> Result<SettingsView, Problem> {
     match status {
         200 => serde_json::from_value(body).map_err(|_| Problem::LoadFailed),
-        0 => Err(Problem::Network),
-        401 => Err(Problem::Unauthorized),
-        _ => Err(Problem::LoadFailed),
+        _ => Err(Problem::from_reply(status, &body, Problem::LoadFailed)),
     }
 }
 
@@ -119,6 +155,10 @@ pub struct SettingsModel {
     pub stored: ArcRwSignal<SettingsView>,
     pub errors: ArcRwSignal<Vec<FieldError>>,
     pub status: ArcRwSignal<Status>,
+    /// What the connection section shows.
+    pub connection: ArcRwSignal<Connection>,
+    /// Bumped by each re-authorize click and by unmounting: a following loop of an older number ends.
+    pub follow_generation: Arc<AtomicU32>,
 }
 
 impl Default for SettingsModel {
@@ -129,6 +169,8 @@ impl Default for SettingsModel {
             stored: ArcRwSignal::new(SettingsView::default()),
             errors: ArcRwSignal::new(Vec::new()),
             status: ArcRwSignal::new(Status::Loading),
+            connection: ArcRwSignal::new(Connection::Checking),
+            follow_generation: Arc::new(AtomicU32::new(0)),
         }
     }
 }
@@ -150,6 +192,56 @@ impl SettingsModel {
             }
             Err(problem) => self.status.set(Status::Failed(problem)),
         }
+    }
+
+    /// Asks the server where the Kommo connection stands. A failed re-check keeps what was known.
+    pub async fn load_connection(&self, host: &Host) {
+        let reply = host.request("GET", paths::CONNECTION, None::<&()>).await;
+        let (status, body) = reply.unwrap_or((0, Value::Null));
+        let connection = Connection::from_reply(status, body);
+        if connection == Connection::Unknown && self.connection.with_untracked(|known| known.state().is_some()) {
+            return;
+        }
+        let connected_now = connection.is_installed() && !self.connection.with_untracked(Connection::is_installed);
+        self.connection.set(connection);
+        // The settings could not load (or save) for want of a connection: now they can.
+        let refused_for_connection =
+            self.status.with_untracked(|status| matches!(status, Status::Failed(Problem::Connection(_))));
+        if connected_now && refused_for_connection {
+            self.load(host).await;
+        }
+    }
+
+    /// Opens Kommo's consent page (inside the click, so the browser allows the popup) and follows the
+    /// authorization until the connection is installed, for at most two minutes.
+    pub fn reauthorize(&self, host: &Rc<Host>, url: &str) {
+        let popup = connection::open_popup(url);
+        let generation = self.follow_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let (model, host) = (self.clone(), Rc::clone(host));
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut poll = ReauthorizePoll::new(popup.is_some());
+            loop {
+                connection::sleep(connection::POLL_TICK).await;
+                if model.follow_generation.load(Ordering::Relaxed) != generation {
+                    return; // clicked again, or unmounted
+                }
+                match poll.step(popup.as_ref().is_some_and(connection::popup_closed)) {
+                    PollStep::Wait => {}
+                    PollStep::Recheck => {
+                        model.load_connection(&host).await;
+                        if model.connection.with_untracked(Connection::is_installed) {
+                            return;
+                        }
+                    }
+                    PollStep::Stop => return,
+                }
+            }
+        });
+    }
+
+    /// Ends any following of an authorization.
+    pub fn stop_following(&self) {
+        self.follow_generation.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Validates and sends the form; `true` only when the server stored it.
@@ -180,6 +272,10 @@ impl SettingsModel {
             }
             SaveOutcome::Failed(problem) => {
                 self.status.set(Status::Failed(problem));
+                if matches!(problem, Problem::Connection(_)) {
+                    // The section above may be stale: let it say what the server now knows.
+                    self.load_connection(host).await;
+                }
                 false
             }
         }
@@ -202,17 +298,20 @@ impl SettingsModel {
     }
 }
 
-/// Renders the settings form into `root` (script.js's `div.kvoip-settings`) and loads the stored settings.
+/// Renders the settings form into `root` (script.js's `div.kvoip-settings`), loads the stored settings
+/// and the Kommo connection state.
 #[wasm_bindgen]
 pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle, JsError> {
     let host = Rc::new(Host::from_js(host)?);
     let model = SettingsModel::default();
     let mounted = {
-        let (model, i18n, lang) = (model.clone(), host.i18n(), host.lang().to_owned());
-        mount_to(root, move || view! { <SettingsForm model i18n lang /> }.into_any())
+        let (model, host) = (model.clone(), Rc::clone(&host));
+        mount_to(root, move || view! { <SettingsForm model host /> }.into_any())
     };
     let loader = (model.clone(), Rc::clone(&host));
     wasm_bindgen_futures::spawn_local(async move { loader.0.load(&loader.1).await });
+    let checker = (model.clone(), Rc::clone(&host));
+    wasm_bindgen_futures::spawn_local(async move { checker.0.load_connection(&checker.1).await });
     Ok(SettingsHandle { model, host, mounted: Some(mounted) })
 }
 
@@ -233,8 +332,9 @@ impl SettingsHandle {
         wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from_bool(model.save(&host, active).await)) })
     }
 
-    /// Removes the form from the page. Safe to call twice.
+    /// Removes the form from the page and stops following an authorization. Safe to call twice.
     pub fn unmount(&mut self) {
+        self.model.stop_following();
         self.mounted.take();
     }
 }
@@ -244,12 +344,18 @@ impl SettingsHandle {
 pub fn SettingsForm(
     /// The form's state; `SettingsHandle` holds the same model to save it.
     model: SettingsModel,
-    /// Strings of the current language.
-    i18n: I18n,
-    /// The Kommo interface language, set as the form's `lang`.
-    lang: String,
+    /// The host object: strings, language, and the requests the re-authorize button leads to.
+    host: Rc<Host>,
 ) -> impl IntoView {
+    let (i18n, lang) = (host.i18n(), host.lang().to_owned());
     let t = |section: &str, key: &str| i18n.t(section, key);
+    let on_reauthorize = {
+        // The host is not `Send`; the section's button only needs a handle to it.
+        let (model, host) = (model.clone(), StoredValue::new_local(host));
+        move |url: String| {
+            let _ = host.try_with_value(|host| model.reauthorize(host, &url));
+        }
+    };
     let password_placeholder = {
         let stored = model.stored.clone();
         let saved = t("settings", "voip_password_saved");
@@ -260,9 +366,9 @@ pub fn SettingsForm(
         move || stored.with(|stored| stored.webhook_url.clone())
     };
     let status_text = {
-        let status = model.status.clone();
+        let (status, connection) = (model.status.clone(), model.connection.clone());
         let i18n = i18n.clone();
-        move || status.get().message().map(|(section, key)| i18n.t(section, key)).unwrap_or_default()
+        move || connection.with(|connection| status_text(status.get(), connection, &i18n))
     };
     let status_class = {
         let status = model.status.clone();
@@ -275,6 +381,7 @@ pub fn SettingsForm(
 
     view! {
         <div class="kvoip-form" lang=lang>
+            <ConnectionSection connection=model.connection.clone() i18n=i18n.clone() on_reauthorize />
             <h3 class="kvoip-form__title">{t("settings", "title")}</h3>
             <p class="kvoip-form__intro">{t("settings", "intro")}</p>
             <FieldErrorLine field="active" code=model.error_for("active") i18n=i18n.clone() />
@@ -387,6 +494,70 @@ mod tests {
         ];
         for (status, body, problem) in cases {
             assert_eq!(SaveOutcome::from_reply(status, body), SaveOutcome::Failed(problem), "status {status}");
+        }
+    }
+
+    #[test]
+    fn an_account_without_the_integration_is_told_about_the_connection_not_unauthorized() {
+        let not_installed = json!({"error": {"code": "not_installed", "message": "m"}});
+        let expected = Problem::Connection(ConnectionState::NotInstalled);
+        assert_eq!(SaveOutcome::from_reply(401, not_installed.clone()), SaveOutcome::Failed(expected));
+        assert_eq!(load_outcome(401, not_installed), Err(expected));
+        let other = json!({"error": {"code": "unauthorized", "message": "m"}});
+        assert_eq!(SaveOutcome::from_reply(401, other), SaveOutcome::Failed(Problem::Unauthorized));
+    }
+
+    #[test]
+    fn kommo_side_failures_are_classified_by_code() {
+        let error = |code: &str| json!({"error": {"code": code, "message": "m"}});
+        let cases = [
+            (409, "kommo_needs_reauth", Problem::Connection(ConnectionState::NeedsReauth)),
+            (409, "kommo_not_connected", Problem::Connection(ConnectionState::NotInstalled)),
+            (409, "kommo_suspended", Problem::Connection(ConnectionState::Suspended)),
+            (503, "kommo_unavailable", Problem::KommoUnavailable),
+            (409, "conflict", Problem::Server),
+            (503, "overloaded", Problem::Server),
+        ];
+        for (status, code, problem) in cases {
+            assert_eq!(SaveOutcome::from_reply(status, error(code)), SaveOutcome::Failed(problem), "{code}");
+        }
+        assert_eq!(load_outcome(503, error("kommo_unavailable")), Err(Problem::KommoUnavailable));
+    }
+
+    #[test]
+    fn a_connection_problem_reads_like_the_connection_section() {
+        let i18n = I18n::new(Value::Null);
+        let problem = Status::Failed(Problem::Connection(ConnectionState::NotInstalled));
+        assert_eq!(status_text(problem, &Connection::Checking, &i18n), "Kommo connection: Not connected yet");
+        let disabled = Connection::Known(shared::api::ConnectionView {
+            state: ConnectionState::Disabled,
+            subdomain: "acme".to_owned(),
+            reason: None,
+            reauthorize_url: "https://voip.example/oauth/kommo/start".to_owned(),
+        });
+        assert_eq!(status_text(problem, &disabled, &i18n), "Kommo connection: Disabled in Kommo");
+        assert_eq!(
+            status_text(Status::Failed(Problem::Unauthorized), &disabled, &i18n),
+            i18n.t("errors", "unauthorized")
+        );
+        assert_eq!(status_text(Status::Idle, &disabled, &i18n), "");
+    }
+
+    #[test]
+    fn every_status_message_has_an_english_text() {
+        let i18n = I18n::new(Value::Null);
+        let problems = [
+            Problem::Unauthorized,
+            Problem::Server,
+            Problem::Network,
+            Problem::LoadFailed,
+            Problem::KommoUnavailable,
+            Problem::Connection(ConnectionState::NeedsReauth),
+        ];
+        let statuses = [Status::Loading, Status::Saving, Status::Saved].into_iter().chain(problems.map(Status::Failed));
+        for status in statuses {
+            let (section, key) = status.message().unwrap();
+            assert_ne!(i18n.t(section, key), format!("{section}.{key}"), "{status:?}");
         }
     }
 
