@@ -94,7 +94,15 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
         .filter(|area| !area.is_empty() && area.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
         .unwrap_or("lcard");
     let kommo = &state.config.kommo;
-    let boot = boot(&state.config.archive, kommo, lang, area, options.account.unwrap_or(kommo.account_id));
+    let account_id = options.account.unwrap_or(kommo.account_id);
+    // Kommo installs a widget before it loads it: the account exists on the Kommo stand-in, and the page
+    // script sends the install request first unless the account already holds a live grant.
+    state.stand_in.ensure_account(account_id, None);
+    let mut boot = boot(&state.config.archive, kommo, lang, area, account_id);
+    boot["install"] = json!({
+        "installed": state.stand_in.installed(account_id),
+        "connection_url": format!("{}/widget/v1/connection", kommo.audience),
+    });
     // `<` escaped so the JSON can never close its <script> element.
     let boot_json = boot.to_string().replace('<', "\\u003c");
     let strings = &boot["strings"];

@@ -251,6 +251,10 @@ async fn host_page_can_act_as_another_account() {
     let (_, _, body) = get("/?account=77", None).await;
     let html = String::from_utf8(body.to_vec()).unwrap();
     assert!(html.contains(r#""account":{"id":77,"#), "{html}");
+    // The page installs a fresh account before loading the widget, then waits for the server's connection.
+    assert!(
+        html.contains(r#""install":{"connection_url":"http://127.0.0.1:8080/widget/v1/connection","installed":false}"#)
+    );
 }
 
 #[test]

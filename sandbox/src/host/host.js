@@ -1,9 +1,12 @@
 //! The local Kommo's page script: builds Kommo's widget object around the archive's script.js and drives its callbacks.
 //
-// What tests read: window.__sandbox = {calls, results, thrown, lastSave, saving, ready, loadError, widget, tokenAs}.
+// What tests read: window.__sandbox = {calls, results, thrown, lastSave, saving, ready, loadError, widget, tokenAs,
+// install}.
 // - calls: callback names in the order they were called; results: what render/init/bind_actions returned.
 // - lastSave: {seq, active, result} of the last onSave; saving: true while one is pending.
 // - tokenAs: optional {account_id, user_id, subdomain} the next disposable tokens speak for.
+// - install: {requested, status, connection, done}: the install request the page had the Kommo stand-in send
+//   before loading the widget, the server's answer, and the last connection state the server reported.
 (function () {
   'use strict';
 
@@ -63,25 +66,73 @@
           lang: boot.lang
         };
       },
-      // Like Kommo's: fetch a fresh disposable JWT, then $.ajax with X-Auth-Token; returns a jQuery promise
-      // that settles with $.ajax's arguments ((data, textStatus, jqXHR) or (jqXHR, textStatus, error)).
-      $authorizedAjax: function (options) {
-        var deferred = $.Deferred();
-        $.ajax({
-          url: '/sandbox/token',
-          type: 'POST',
-          contentType: 'application/json',
-          data: JSON.stringify(recorder.tokenAs || {}),
-          dataType: 'json'
-        }).done(function (minted) {
-          var request = $.extend({}, options);
-          request.headers = $.extend({}, options.headers, { 'X-Auth-Token': minted.token });
-          $.ajax(request).done(deferred.resolve).fail(deferred.reject);
-        }).fail(deferred.reject);
-        return deferred.promise();
-      }
+      $authorizedAjax: function (options) { return authorizedAjax($, options); }
     };
     return helpers;
+  }
+
+  // Like Kommo's: fetch a fresh disposable JWT, then $.ajax with X-Auth-Token; returns a jQuery promise
+  // that settles with $.ajax's arguments ((data, textStatus, jqXHR) or (jqXHR, textStatus, error)).
+  function authorizedAjax($, options) {
+    var deferred = $.Deferred();
+    $.ajax({
+      url: '/sandbox/token',
+      type: 'POST',
+      contentType: 'application/json',
+      data: JSON.stringify(recorder.tokenAs || {}),
+      dataType: 'json'
+    }).done(function (minted) {
+      var request = $.extend({}, options);
+      request.headers = $.extend({}, options.headers, { 'X-Auth-Token': minted.token });
+      $.ajax(request).done(deferred.resolve).fail(deferred.reject);
+    }).fail(deferred.reject);
+    return deferred.promise();
+  }
+
+  // Kommo installs a widget before loading it: its server-to-server install request carries an
+  // authorization code, which the server exchanges in the background. So: ask the Kommo stand-in to send
+  // that request unless the account already holds a live grant, then wait (at most ~5 s) until the server
+  // reports the account installed. A server without GET /widget/v1/connection (404), or one that refused
+  // the install request, is not waited for. Never rejects.
+  var INSTALL_WAIT_MS = 5000;
+  function ensureInstalled($) {
+    var install = boot.install || {};
+    var report = recorder.install = { requested: false, status: null, connection: null, done: false };
+    var sent = install.installed ? Promise.resolve(true) : fetch('/sandbox/kommo/install', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ account_id: boot.account.id })
+    }).then(function (response) {
+      report.requested = true;
+      return response.json().then(function (answer) {
+        report.status = response.ok ? answer.status : response.status;
+        return response.ok && answer.status >= 200 && answer.status < 300;
+      });
+    }).catch(function (error) {
+      report.error = String(error);
+      return false;
+    });
+    return sent.then(function (accepted) {
+      if (!accepted || !install.connection_url) return undefined;
+      var deadline = Date.now() + INSTALL_WAIT_MS;
+      return new Promise(function (resolve) {
+        function again() {
+          if (Date.now() >= deadline) resolve(); else setTimeout(poll, 150);
+        }
+        function poll() {
+          authorizedAjax($, { url: install.connection_url, type: 'GET', dataType: 'json' })
+            .done(function (body) {
+              report.connection = body && body.state;
+              if (report.connection === 'installed') resolve(); else again();
+            })
+            .fail(function (jqXHR) {
+              report.connection = 'HTTP ' + (jqXHR && jqXHR.status);
+              if (jqXHR && jqXHR.status === 404) resolve(); else again();
+            });
+        }
+        poll();
+      });
+    }).then(function () { report.done = true; });
   }
 
   // Calls one callback as Kommo does; an exception is recorded and then surfaces as an uncaught page error.
@@ -266,16 +317,20 @@
     languageLinks();
     document.getElementById('sandbox-call-form').addEventListener('submit', simulateCall);
     require(['jquery'], function ($) {
-      require([boot.script_url], function (Widget) {
-        if (typeof Widget !== 'function') {
-          recorder.loadError = 'script.js did not define a widget constructor';
-          return;
-        }
-        start($, Widget);
-      }, function (error) {
-        recorder.loadError = String(error);
-        document.getElementById('sandbox-calls').textContent = 'script.js failed to load: ' + error;
-      });
+      ensureInstalled($).then(function () { loadWidget($); });
     });
   });
+
+  function loadWidget($) {
+    require([boot.script_url], function (Widget) {
+      if (typeof Widget !== 'function') {
+        recorder.loadError = 'script.js did not define a widget constructor';
+        return;
+      }
+      start($, Widget);
+    }, function (error) {
+      recorder.loadError = String(error);
+      document.getElementById('sandbox-calls').textContent = 'script.js failed to load: ' + error;
+    });
+  }
 })();

@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::{delete, get, post};
 
+pub use control::disable_signature;
+
 use crate::token::Kommo;
 use ledger::{Account, Ledger, default_users};
 
