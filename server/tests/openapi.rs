@@ -121,6 +121,39 @@ async fn every_documented_operation_is_routed() {
     assert!(unrouted.is_empty(), "documented in server/openapi.json but not routed: {unrouted:?}");
 }
 
+/// Follows a local `$ref` (`#/components/...`), or returns the value itself.
+fn dereference<'a>(document: &'a Value, value: &'a Value) -> &'a Value {
+    match value["$ref"].as_str() {
+        Some(reference) => document.pointer(reference.trim_start_matches('#')).expect("the reference resolves"),
+        None => value,
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_credentials_gets_a_documented_answer() {
+    let server = router().await;
+    let document = document();
+    for (method, path) in documented_operations(&document) {
+        let (status, content_type, body) = server.send(&method, &concrete(&path)).await;
+        let operation = &document["paths"][&path][method.to_lowercase()];
+        let response = operation["responses"]
+            .get(status.as_str())
+            .unwrap_or_else(|| panic!("{method} {path} answered {status}, which the document does not list"));
+        let content = dereference(&document, response).get("content").and_then(Value::as_object);
+        match (content, content_type) {
+            (Some(content), Some(content_type)) => {
+                let media_type = content_type.split(';').next().unwrap().trim();
+                assert!(
+                    content.contains_key(media_type),
+                    "{method} {path} answered {status} as {media_type}, which the document does not list"
+                );
+            }
+            (None, _) => assert!(body.is_empty(), "{method} {path} answered {status} with an undocumented body"),
+            (Some(_), None) => panic!("{method} {path} answered {status} without a content type"),
+        }
+    }
+}
+
 /// The text of a file of the workspace, relative to the server crate.
 fn source(relative: &str) -> String {
     let path = manifest_dir().join(relative);
