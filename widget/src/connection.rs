@@ -213,10 +213,12 @@ pub fn ConnectionSection(
             <h4 class="kvoip-connection__title">{i18n.t("connection", "title")}</h4>
             <div class="kvoip-connection__row">
                 <span class="kvoip-connection__dot" aria-hidden="true"></span>
-                <span class="kvoip-connection__text" role="status" aria-live="polite">{text}</span>
+                <div class="kvoip-connection__body">
+                    <p class="kvoip-connection__text" role="status" aria-live="polite">{text}</p>
+                    {reason}
+                </div>
                 {button}
             </div>
-            {reason}
         </section>
     }
 }
