@@ -49,6 +49,9 @@ pub fn command(root: &Path) -> Result<()> {
         server_env.insert("KOMMO_CLIENT_SECRET", secrets["KOMMO_CLIENT_SECRET"].clone());
         server_env.insert("SECRET_KEYS", secrets["SECRET_KEYS"].clone());
         server_env.insert("CORS_EXTRA_ORIGINS", SANDBOX_URL.to_owned());
+        // The local Kommo also installs the widget: it receives our client secret and hosts the consent page.
+        server_env.insert("KOMMO_ALLOWED_HOSTS", SANDBOX_URL.to_owned());
+        server_env.insert("KOMMO_CONSENT_URL", format!("{SANDBOX_URL}/oauth"));
     }
     std::fs::create_dir_all(root.join("data")).context("creating data/")?;
 

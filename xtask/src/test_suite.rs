@@ -87,6 +87,9 @@ fn browser_tests(root: &Path) -> Result<()> {
             .env("KOMMO_CLIENT_SECRET", &client_secret)
             .env("SECRET_KEYS", secrets::secret_keys("test1")?)
             .env("CORS_EXTRA_ORIGINS", &sandbox_url)
+            // The local Kommo is also the Kommo that installs the widget (OAuth code → our client secret).
+            .env("KOMMO_ALLOWED_HOSTS", &sandbox_url)
+            .env("KOMMO_CONSENT_URL", format!("{sandbox_url}/oauth"))
             .env("RUST_LOG", "info")
             .stdout(out)
             .stderr(err),
@@ -116,6 +119,9 @@ fn browser_tests(root: &Path) -> Result<()> {
             .env("SANDBOX_URL", &sandbox_url)
             .env("TEST_OUTPUT_DIR", root.join("test-output"))
             .env("CHROMIUM", CHROMIUM)
+            // Some tests mint Kommo-shaped disposable tokens themselves.
+            .env("KOMMO_CLIENT_ID", CLIENT_ID)
+            .env("KOMMO_CLIENT_SECRET", &client_secret)
             .stdin(Stdio::null()),
     );
     // Dropping the services stops them, whatever the outcome.
