@@ -19,7 +19,7 @@ pub struct Kommo {
     pub client_id: String,
     /// The integration secret: the HS256 key.
     pub client_secret: String,
-    /// `aud`: scheme + host[:port] of the server's public base URL.
+    /// `aud`: `scheme://host[:port]` of the server's public base URL.
     pub audience: String,
     pub subdomain: String,
     pub account_id: u64,

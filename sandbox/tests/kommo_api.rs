@@ -427,3 +427,29 @@ async fn stats_count_by_method_and_path_and_reset() {
     assert_eq!(stats["requests"], json!({}));
     assert_eq!(stats["code_grants"], 0);
 }
+
+#[tokio::test]
+async fn concurrent_refreshes_with_one_token_are_each_served_and_counted() {
+    // What a client without single-flight does: the stand-in serves each (Kommo's grace) and counts each, so a
+    // test of the server can assert that exactly one refresh reached Kommo.
+    let kommo = Harness::start().await;
+    let pair = kommo.connected(211).await;
+    let old = token(&pair, "refresh_token");
+    let answers = refresh_concurrently(&kommo, &old, 5).await;
+    assert!(answers.iter().all(|status| *status == 200), "{answers:?}");
+    let stats = kommo.stats().await;
+    assert_eq!(stats["refresh_grants"], 5);
+    assert_eq!(stats["invalid_grant"], 0);
+}
+
+async fn refresh_concurrently(kommo: &Harness, refresh_token: &str, n: usize) -> Vec<u16> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let request = kommo.http.post(format!("{}/oauth2/access_token", kommo.kommo)).json(&json!({
+            "client_id": CLIENT_ID, "client_secret": SECRET, "grant_type": "refresh_token",
+            "refresh_token": refresh_token, "redirect_uri": kommo.redirect_uri(),
+        }));
+        tasks.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    tasks.join_all().await
+}

@@ -4,6 +4,24 @@
 //!
 //! Every account shares this listener as its API host (Kommo would use `{subdomain}.kommo.com`); the account
 //! of an API request is the one its access token was issued for, as on Kommo.
+//!
+//! | Endpoint | What it does |
+//! |---|---|
+//! | `POST /oauth2/access_token` | JSON `{client_id, client_secret, grant_type, code\|refresh_token, redirect_uri}` → `{token_type, expires_in, server_time, access_token, refresh_token}`. Wrong client → 401; redirect_uri ≠ `PUBLIC_BASE_URL/oauth/kommo/callback` → 400; codes single-use (a replay → 400 and the tokens from that code are revoked) and short-lived; refresh rotates, the old refresh token works until the new one is first presented |
+//! | `GET /oauth?client_id&state&mode&account` | Consent page; Allow / Decline redirect to the Redirect URI with `code&state&referer&client_id` or `error=access_denied&state&client_id` |
+//! | `GET /api/v4/account`, `GET /api/v4/users?page&limit` | HAL JSON; users 1-based pages, `limit` ≤ 250 (else 422), an empty page is 204 |
+//! | any other `/api/v4/...` | Authenticated and counted, then 404 |
+//! | `POST /sandbox/kommo/accounts` `{id, subdomain, name?, country?, users?}` | Creates an account (201; 200 with the existing one) |
+//! | `GET /sandbox/kommo/accounts[/{id}]` | Accounts with `installed` (holds a live grant) |
+//! | `POST /sandbox/kommo/install` `{account_id, referer?}` | Kommo's install request to the server → `{status, elapsed_ms, code}` |
+//! | `POST /sandbox/kommo/disable` `{account_id, forge?}` | Revokes the account's grants, calls the signed disable hook → `{status, elapsed_ms, revoked_grants}` |
+//! | `POST /sandbox/kommo/expire` `{account_id}` | Every access token of the account expires now |
+//! | `POST /sandbox/kommo/faults` `{account_id?, status?, count?, retry_after?, delay_ms?, target?}`, `DELETE` | Queues (clears) faults; `target` is `api` (default), `oauth` or `any` |
+//! | `GET /sandbox/kommo/stats`, `POST /sandbox/kommo/reset-stats` | Counters (see [`ledger::Stats`]) |
+//!
+//! Bearer failures are 401, more than 7 requests of one account in any one-second window are 429 with
+//! `Retry-After: 1`; errors are `application/problem+json` `{title, type, status, detail}`. A token request
+//! counts against the account of its code or refresh token, in the same window as that account's API calls.
 
 mod control;
 pub mod ledger;
