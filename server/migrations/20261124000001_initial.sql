@@ -107,3 +107,10 @@ CREATE TABLE voip_calls (
     updated_at           BIGINT  NOT NULL,
     UNIQUE (account_id, call_id)
 );
+
+-- Request pacing towards Kommo, shared by every server process: the next free send slot per bucket
+-- (an account, or a host before the account exists), in unix milliseconds.
+CREATE TABLE kommo_rate (
+    bucket      TEXT    PRIMARY KEY,
+    next_at_ms  BIGINT  NOT NULL
+);

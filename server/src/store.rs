@@ -344,14 +344,23 @@ impl Store {
         .map(drop)
     }
 
-    /// Takes the account's refresh lease if nobody holds a live one. Atomic on its own (one
-    /// conditional UPDATE), so it works across server processes sharing the database.
-    pub async fn claim_refresh_lease(&self, account: AccountId, now: i64, until: i64) -> sqlx::Result<bool> {
+    /// Takes the account's refresh lease if nobody holds a live one and the stored refresh token is
+    /// still `observed` (compare-and-swap: a process that read the row before another one refreshed
+    /// must not refresh again with the old token). One conditional UPDATE, atomic on its own, so it
+    /// works across server processes sharing the database.
+    pub async fn claim_refresh_lease(
+        &self,
+        account: AccountId,
+        observed: &str,
+        now: i64,
+        until: i64,
+    ) -> sqlx::Result<bool> {
         let claimed = sqlx::query(
-            "UPDATE kommo_auth_tokens SET refreshing_until = ?3
-             WHERE account_id = ?1 AND (refreshing_until IS NULL OR refreshing_until < ?2)",
+            "UPDATE kommo_auth_tokens SET refreshing_until = ?4
+             WHERE account_id = ?1 AND refresh_token = ?2 AND (refreshing_until IS NULL OR refreshing_until < ?3)",
         )
         .bind(account.0)
+        .bind(observed)
         .bind(now)
         .bind(until)
         .execute(&self.pool)
@@ -365,6 +374,22 @@ impl Store {
             .execute(&self.pool)
             .await
             .map(drop)
+    }
+
+    /// Reserves the next send slot of `bucket`, `spacing_ms` after the previous one, and returns
+    /// its start (unix ms). One atomic statement, so processes sharing the database never take the
+    /// same slot: together they stay within the rate.
+    pub async fn reserve_send_slot(&self, bucket: &str, now_ms: i64, spacing_ms: i64) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO kommo_rate (bucket, next_at_ms) VALUES (?1, ?2 + ?3)
+             ON CONFLICT (bucket) DO UPDATE SET next_at_ms = MAX(kommo_rate.next_at_ms, ?2) + ?3
+             RETURNING next_at_ms - ?3",
+        )
+        .bind(bucket)
+        .bind(now_ms)
+        .bind(spacing_ms)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// Keeps a received authorization code (sealed) until it is exchanged.

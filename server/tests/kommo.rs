@@ -1,0 +1,490 @@
+//! The Kommo connection end to end: our server and the local Kommo's OAuth + API v4 stand-in, both on
+//! real loopback sockets. Install both ways, the forged referer, the refresh race in one and in two
+//! processes, 401/429/402 handling, the disable hook, and a canary: no secret in any log line or response.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use reqwest::StatusCode;
+use sandbox::kommo_api::Settings;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use server::config::Config;
+use server::crypto::{Keyring, SealContext};
+use server::http::AppState;
+use server::kommo::{ACCESS_TOKEN_COLUMN, KommoError, REFRESH_TOKEN_COLUMN};
+use server::store::{AccountId, Store};
+use tokio_util::sync::CancellationToken;
+
+const CLIENT_ID: &str = "canary-client-id-0000-4000-8000-000000000001";
+const CLIENT_SECRET: &str = "CANARY-client-secret-7f3a9d";
+const VOIP_PASSWORD: &str = "CANARY-voip-password-91b2c4";
+const KEY_B64: &str = "Q0FOQVJZLWtleS1ieXRlcy0zMi1sb25nLi4uLi4uLi4=";
+const ACCOUNT: u64 = 31_000_001;
+const ADMIN: u64 = 5_500_001;
+
+/// Everything our server logs in this test binary (one process: one global subscriber).
+fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    let logs = LOGS.get_or_init(Mutex::default);
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter("server=trace,tower_http=trace,info")
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .init();
+    });
+    logs
+}
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        logs().lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct World {
+    server: String,
+    kommo: String,
+    kommo_host: String,
+    db_url: String,
+    store: Store,
+    http: reqwest::Client,
+    /// Every body our server answered, for the canary check.
+    bodies: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+fn server_config(server: &str, kommo_host: &str, db_url: &str) -> Config {
+    let vars = [
+        ("KOMMO_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("KOMMO_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("SECRET_KEYS", format!("k1:{KEY_B64}")),
+        ("PUBLIC_BASE_URL", server.to_owned()),
+        ("DATABASE_URL", db_url.to_owned()),
+        ("KOMMO_ALLOWED_HOSTS", format!("*.kommo.com,http://{kommo_host}")),
+        ("KOMMO_CONSENT_URL", format!("http://{kommo_host}/oauth")),
+    ];
+    Config::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())).unwrap()
+}
+
+fn sandbox_config(server: &str, kommo_host: &str, access_token_ttl: Duration) -> sandbox::Config {
+    let manifest = br#"{"widget":{"name":"widget.name","short_description":"d","version":"1.0.0"},"settings":{}}"#;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("manifest.json", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(manifest).unwrap();
+    let archive = zip.finish().unwrap().into_inner();
+    sandbox::Config {
+        archive: sandbox::Archive::from_zip(&archive).unwrap(),
+        vendor: sandbox::Vendor { require_js: Bytes::new(), jquery_js: Bytes::new() },
+        kommo: sandbox::Kommo {
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: CLIENT_SECRET.to_owned(),
+            audience: server.to_owned(),
+            subdomain: "canary".to_owned(),
+            account_id: ACCOUNT,
+            user_id: ADMIN,
+        },
+        stand_in: Settings { api_host: kommo_host.to_owned(), access_token_ttl, code_ttl: Duration::from_secs(1200) },
+    }
+}
+
+async fn world() -> World {
+    world_with(Duration::from_secs(86_400)).await
+}
+
+async fn world_with(access_token_ttl: Duration) -> World {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("kommo.sqlite").display());
+    let server_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://{}", server_listener.local_addr().unwrap());
+    let kommo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kommo_host = kommo_listener.local_addr().unwrap().to_string();
+    let kommo_app = sandbox::app(sandbox_config(&server, &kommo_host, access_token_ttl));
+    tokio::spawn(async move { axum::serve(kommo_listener, kommo_app).await.unwrap() });
+    // Migrate before the server process starts, so the two never migrate the same file at once.
+    let store = Store::connect(&db_url).await.unwrap();
+    let config = server_config(&server, &kommo_host, &db_url);
+    tokio::spawn(async move { server::serve_on(server_listener, config, CancellationToken::new()).await.unwrap() });
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    World {
+        kommo: format!("http://{kommo_host}"),
+        server,
+        kommo_host,
+        db_url,
+        store,
+        http,
+        bodies: Arc::default(),
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn kommo_control(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}{path}", self.kommo)).json(&body).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    async fn stats(&self) -> Value {
+        self.http.get(format!("{}/sandbox/kommo/stats", self.kommo)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn token(&self, account: u64) -> String {
+        let body = json!({"account_id": account, "user_id": ADMIN, "subdomain": format!("acct{account}")});
+        let response = self.http.post(format!("{}/sandbox/token", self.kommo)).json(&body).send().await.unwrap();
+        let reply: Value = response.json().await.unwrap();
+        reply["token"].as_str().expect("the local Kommo mints a token").to_owned()
+    }
+
+    /// A widget API call with a fresh disposable token; the body is kept for the canary check.
+    async fn widget(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        account: u64,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.server))
+            .header("X-Auth-Token", self.token(account).await);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        self.bodies.lock().unwrap().push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Kommo's install request, then waits until the server connected the account.
+    async fn install(&self, id: u64) -> AccountId {
+        let reply = self.kommo_control("/sandbox/kommo/install", json!({"account_id": id})).await;
+        assert_eq!(reply["status"], 200, "the Redirect URI answers Kommo at once");
+        assert!(reply["elapsed_ms"].as_u64().unwrap() < 3000, "within Kommo's 3 s");
+        for _ in 0..100 {
+            if let Some(account) = self.store.account_by_kommo_id(id as i64).await.unwrap()
+                && self.store.tokens(account).await.unwrap().is_some()
+            {
+                return account;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("account {id} was not connected");
+    }
+
+    /// A second server process on the same database (its own pool, locks and Kommo client).
+    async fn other_process(&self) -> AppState {
+        let store = Store::connect(&self.db_url).await.unwrap();
+        AppState::new(server_config(&self.server, &self.kommo_host, &self.db_url), store, CancellationToken::new())
+    }
+
+    async fn make_tokens_stale(&self, account: AccountId, kommo_id: u64) {
+        self.kommo_control("/sandbox/kommo/expire", json!({"account_id": kommo_id})).await;
+        sqlx::query("UPDATE kommo_auth_tokens SET expires_at = 0 WHERE account_id = ?1")
+            .bind(account.0)
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
+
+    /// The canary: no secret we handled appears in any log line or response body so far.
+    async fn assert_no_secret_leaked(&self, extra: &[String]) {
+        let keyring = Keyring::parse(&format!("k1:{KEY_B64}")).unwrap();
+        let mut secrets: Vec<String> = vec![CLIENT_SECRET.into(), VOIP_PASSWORD.into(), KEY_B64.into()];
+        secrets.extend_from_slice(extra);
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT account_id, access_token, refresh_token FROM kommo_auth_tokens")
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap();
+        for (account_id, access, refresh) in rows {
+            for (column, sealed) in [(ACCESS_TOKEN_COLUMN, access), (REFRESH_TOKEN_COLUMN, refresh)] {
+                let token = keyring.open(SealContext { column, account_id }, &sealed).unwrap();
+                secrets.push(token.expose_secret().to_owned());
+                assert!(!sealed.contains(token.expose_secret()), "tokens are sealed at rest");
+            }
+        }
+        let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+        assert!(!logs.is_empty(), "the server's logs were captured");
+        let bodies = self.bodies.lock().unwrap().join("\n");
+        for secret in secrets.iter().filter(|secret| secret.len() >= 8) {
+            assert!(!logs.contains(secret.as_str()), "a secret appears in the logs: {}…", &secret[..6]);
+            assert!(!bodies.contains(secret.as_str()), "a secret appears in a response: {}…", &secret[..6]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kommos_install_request_connects_the_account_and_the_widget_sees_it() {
+    let world = world().await;
+    let (status, before) = world.widget(reqwest::Method::GET, "/widget/v1/connection", ACCOUNT, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(before["state"], "not_installed");
+
+    let account = world.install(ACCOUNT).await;
+    let (_, after) = world.widget(reqwest::Method::GET, "/widget/v1/connection", ACCOUNT, None).await;
+    assert_eq!(after["state"], "installed");
+    let info = world.store.account(account).await.unwrap().unwrap();
+    assert_eq!(info.kommo_account_id, ACCOUNT as i64, "the account id comes from /api/v4/account");
+    assert_eq!(info.api_domain, world.kommo_host);
+
+    let (status, users) = world.widget(reqwest::Method::GET, "/widget/v1/users", ACCOUNT, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let users = users.as_array().unwrap();
+    assert!(!users.is_empty());
+    assert!(users.iter().any(|user| user["id"] == ADMIN));
+
+    let (status, saved) = world
+        .widget(
+            reqwest::Method::PUT,
+            "/widget/v1/settings",
+            ACCOUNT,
+            Some(json!({"active": true, "voip_login": "agent", "voip_password": VOIP_PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    world.assert_no_secret_leaked(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_install_after_a_subdomain_change_updates_the_same_account() {
+    let world = world().await;
+    let first = world.install(ACCOUNT).await;
+    world.kommo_control("/sandbox/kommo/accounts", json!({"id": ACCOUNT, "subdomain": "renamed"})).await;
+    let second = world.install(ACCOUNT).await;
+    assert_eq!(first, second);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(world.store.pool()).await.unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_referer_causes_no_outbound_request_and_stores_nothing() {
+    let world = world().await;
+    for referer in ["evil.example", "127.0.0.1:1", "acme.kommo.com.evil.example", "evil.example/acme.kommo.com"] {
+        let reply =
+            world.kommo_control("/sandbox/kommo/install", json!({"account_id": ACCOUNT, "referer": referer})).await;
+        assert_eq!(reply["status"], 400, "{referer}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = world.stats().await;
+    assert_eq!(stats["code_grants"], 0);
+    assert!(stats["requests"].get("POST /oauth2/access_token").is_none(), "{stats}");
+    let codes: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM oauth_codes").fetch_one(world.store.pool()).await.unwrap();
+    assert_eq!(codes, 0);
+    world.assert_no_secret_leaked(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_callers_on_an_expired_token_cause_exactly_one_refresh() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let state = world.other_process().await;
+    world.make_tokens_stale(account, ACCOUNT).await;
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+
+    let kommo = state.installer.kommo.clone();
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let kommo = kommo.clone();
+            tokio::spawn(async move { kommo.access_token(account, None).await.map(|t| t.expose_secret().to_owned()) })
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for caller in callers {
+        tokens.push(caller.await.unwrap().expect("every caller gets a token"));
+    }
+    tokens.dedup();
+    assert_eq!(tokens.len(), 1, "all callers got the same new access token");
+    let stats = world.stats().await;
+    assert_eq!(stats["refresh_grants"], 1, "{stats}");
+    assert_eq!(stats["invalid_grant"], 0);
+    world.assert_no_secret_leaked(&tokens).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_sharing_the_database_refresh_once_between_them() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let first = world.other_process().await;
+    let second = world.other_process().await;
+    world.make_tokens_stale(account, ACCOUNT).await;
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+
+    let mut callers = Vec::new();
+    for _ in 0..10 {
+        for process in [&first, &second] {
+            let kommo = process.installer.kommo.clone();
+            callers.push(tokio::spawn(async move { kommo.get(account, "/api/v4/account").await }));
+        }
+    }
+    for caller in callers {
+        let body = caller.await.unwrap().expect("every call succeeds").expect("the account exists");
+        assert_eq!(body["id"], ACCOUNT);
+    }
+    let stats = world.stats().await;
+    assert_eq!(stats["refresh_grants"], 1, "{stats}");
+    assert_eq!(stats["invalid_grant"], 0);
+    assert!(stats["accounts"][ACCOUNT.to_string()]["max_requests_per_second"].as_u64().unwrap() <= 7, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_on_a_call_refreshes_once_and_retries() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let state = world.other_process().await;
+    // Kommo expired the token early (e.g. revoked on its side): our stored expiry still looks fine.
+    world.kommo_control("/sandbox/kommo/expire", json!({"account_id": ACCOUNT})).await;
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+    let body = state.installer.kommo.get(account, "/api/v4/account").await.unwrap().unwrap();
+    assert_eq!(body["id"], ACCOUNT);
+    let stats = world.stats().await;
+    assert_eq!(stats["refresh_grants"], 1);
+    assert_eq!(stats["unauthorized"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_marks_the_account_for_re_authorization() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let state = world.other_process().await;
+    world.make_tokens_stale(account, ACCOUNT).await;
+    world.kommo_control("/sandbox/kommo/faults", json!({"status": 400, "count": 1, "target": "oauth"})).await;
+    let error = state.installer.kommo.get(account, "/api/v4/account").await.unwrap_err();
+    assert_eq!(error, KommoError::NeedsReauth);
+    let (_, connection) = world.widget(reqwest::Method::GET, "/widget/v1/connection", ACCOUNT, None).await;
+    assert_eq!(connection["state"], "needs_reauth");
+    let (status, users) = world.widget(reqwest::Method::GET, "/widget/v1/users", ACCOUNT, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(users["error"]["code"], "kommo_needs_reauth");
+    // Parked: no further traffic to Kommo for this account until it is re-authorized.
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+    assert_eq!(state.installer.kommo.get(account, "/api/v4/account").await.unwrap_err(), KommoError::NeedsReauth);
+    assert_eq!(world.stats().await["requests"], json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_429_is_waited_out_and_a_402_suspends_the_account() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let state = world.other_process().await;
+    world.kommo_control("/sandbox/kommo/faults", json!({"status": 429, "count": 1, "retry_after": 1})).await;
+    let started = std::time::Instant::now();
+    assert!(state.installer.kommo.get(account, "/api/v4/account").await.unwrap().is_some());
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was honoured");
+
+    world.kommo_control("/sandbox/kommo/faults", json!({"status": 500, "count": 1})).await;
+    assert!(matches!(state.installer.kommo.get(account, "/api/v4/account").await, Err(KommoError::Transient(_))));
+
+    world.kommo_control("/sandbox/kommo/faults", json!({"status": 402, "count": 1})).await;
+    assert!(matches!(state.installer.kommo.get(account, "/api/v4/account").await, Err(KommoError::Suspended(_))));
+    let (_, connection) = world.widget(reqwest::Method::GET, "/widget/v1/connection", ACCOUNT, None).await;
+    assert_eq!(connection["state"], "suspended");
+    assert!(connection["reason"].as_str().unwrap().contains("402"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_flow_connects_only_the_browser_that_started_it() {
+    let world = world().await;
+    // The browser starts at our server and is sent to Kommo's consent page with a fresh state.
+    let start = world.http.get(format!("{}/oauth/kommo/start", world.server)).send().await.unwrap();
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let consent = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(consent.origin().ascii_serialization(), world.kommo);
+    let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    assert!(state.len() >= 22, "at least 128 bits of state");
+
+    // The admin allows access: Kommo redirects the browser back with a code.
+    let decision = world
+        .http
+        .post(format!("{}/oauth", world.kommo))
+        .form(&[("client_id", CLIENT_ID), ("state", &state), ("decision", "allow"), ("account", &ACCOUNT.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let back = decision.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.starts_with(&format!("{}/oauth/kommo/callback?", world.server)), "{back}");
+
+    // Without the cookie (another browser), the state does not count; with it, once.
+    let stranger = world.http.get(&back).send().await.unwrap();
+    assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
+    let start_again = world.http.get(format!("{}/oauth/kommo/start", world.server)).send().await.unwrap();
+    let cookie_again = start_again.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let consent = reqwest::Url::parse(start_again.headers()["location"].to_str().unwrap()).unwrap();
+    let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let decision = world
+        .http
+        .post(format!("{}/oauth", world.kommo))
+        .form(&[("client_id", CLIENT_ID), ("state", &state), ("decision", "allow"), ("account", &ACCOUNT.to_string())])
+        .send()
+        .await
+        .unwrap();
+    let back = decision.headers()["location"].to_str().unwrap().to_owned();
+    let page = world.http.get(&back).header("cookie", &cookie_again).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(page.text().await.unwrap().contains("Kommo is connected"));
+    let replay = world.http.get(&back).header("cookie", &cookie_again).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST, "a state works once");
+    assert!(world.store.account_by_kommo_id(ACCOUNT as i64).await.unwrap().is_some());
+    let _ = cookie;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_consent_connects_nothing() {
+    let world = world().await;
+    let start = world.http.get(format!("{}/oauth/kommo/start", world.server)).send().await.unwrap();
+    let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let consent = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let decision = world
+        .http
+        .post(format!("{}/oauth", world.kommo))
+        .form(&[
+            ("client_id", CLIENT_ID),
+            ("state", &state),
+            ("decision", "decline"),
+            ("account", &ACCOUNT.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = decision.headers()["location"].to_str().unwrap().to_owned();
+    assert!(back.contains("error=access_denied"), "{back}");
+    let page = world.http.get(&back).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("declined"));
+    assert!(world.store.account_by_kommo_id(ACCOUNT as i64).await.unwrap().is_none());
+    assert_eq!(world.stats().await["code_grants"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kommos_disable_hook_wipes_the_tokens_and_a_forged_one_changes_nothing() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let forged = world.kommo_control("/sandbox/kommo/disable", json!({"account_id": ACCOUNT, "forge": true})).await;
+    assert_eq!(forged["status"], 403);
+    assert!(world.store.tokens(account).await.unwrap().is_some());
+
+    let real = world.kommo_control("/sandbox/kommo/disable", json!({"account_id": ACCOUNT})).await;
+    assert_eq!(real["status"], 200);
+    assert!(world.store.tokens(account).await.unwrap().is_none());
+    let (status, body) = world.widget(reqwest::Method::GET, "/widget/v1/settings", ACCOUNT, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "not_installed");
+    world.assert_no_secret_leaked(&[]).await;
+}
