@@ -27,7 +27,9 @@ pub fn get_status(url: &str) -> Result<u16> {
     let address = authority.to_socket_addrs()?.next().with_context(|| format!("resolving {authority}"))?;
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+    // One write: a request sent in pieces can be answered and reset after the first piece.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut head = [0u8; 64];
     let read = stream.read(&mut head)?;
     let status_line = String::from_utf8_lossy(&head[..read]);
@@ -66,10 +68,17 @@ mod tests {
         let url = format!("http://{}/health", listener.local_addr().unwrap());
         let server = std::thread::spawn(move || {
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0u8; 256];
-            let read = stream.read(&mut request).unwrap();
+            // Read the whole request head before answering, as a real server does; closing with
+            // unread bytes would reset the connection under the client.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut chunk).unwrap();
+                assert!(read > 0, "the client closed before sending a whole request");
+                request.extend_from_slice(&chunk[..read]);
+            }
             stream.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").unwrap();
-            String::from_utf8_lossy(&request[..read]).into_owned()
+            String::from_utf8_lossy(&request).into_owned()
         });
         assert_eq!(get_status(&url).unwrap(), 204);
         assert!(server.join().unwrap().starts_with("GET /health HTTP/1.1\r\n"));
