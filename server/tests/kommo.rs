@@ -488,3 +488,39 @@ async fn kommos_disable_hook_wipes_the_tokens_and_a_forged_one_changes_nothing()
     assert_eq!(body["error"]["code"], "not_installed");
     world.assert_no_secret_leaked(&[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_install_survives_a_failing_kommo_and_is_finished_by_another_process() {
+    let world = world().await;
+    // Kommo's token endpoint fails once: the install request is still answered at once, the code is kept.
+    world.kommo_control("/sandbox/kommo/faults", json!({"status": 503, "count": 1, "target": "oauth"})).await;
+    let reply = world.kommo_control("/sandbox/kommo/install", json!({"account_id": ACCOUNT})).await;
+    assert_eq!(reply["status"], 200);
+    let mut pending = 0;
+    for _ in 0..50 {
+        pending = sqlx::query_scalar("SELECT COUNT(*) FROM oauth_codes WHERE state = 'pending' AND attempts = 1")
+            .fetch_one(world.store.pool())
+            .await
+            .unwrap();
+        if pending == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(pending, 1, "the failed exchange left the code pending for a retry");
+    let sealed: String =
+        sqlx::query_scalar("SELECT code FROM oauth_codes").fetch_one(world.store.pool()).await.unwrap();
+    assert!(!sealed.contains(reply["code"].as_str().unwrap()), "the code is sealed at rest");
+
+    // A restarted (or another) server process picks it up.
+    let restarted = world.other_process().await;
+    assert_eq!(restarted.installer.exchange_pending(None).await, 1);
+    let account = world.store.account_by_kommo_id(ACCOUNT as i64).await.unwrap().expect("connected");
+    assert!(world.store.tokens(account).await.unwrap().is_some());
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM oauth_codes").fetch_one(world.store.pool()).await.unwrap();
+    assert_eq!(state, "done");
+    let code: String = sqlx::query_scalar("SELECT code FROM oauth_codes").fetch_one(world.store.pool()).await.unwrap();
+    assert_eq!(code, "", "a used code is erased");
+    world.assert_no_secret_leaked(&[reply["code"].as_str().unwrap().to_owned()]).await;
+}
