@@ -524,3 +524,74 @@ async fn an_install_survives_a_failing_kommo_and_is_finished_by_another_process(
     assert_eq!(code, "", "a used code is erased");
     world.assert_no_secret_leaked(&[reply["code"].as_str().unwrap().to_owned()]).await;
 }
+
+/// A `server` binary started as its own OS process; killed when dropped.
+struct ServerProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl World {
+    /// Starts the real server binary on its own port, on this world's database and Kommo, as one more
+    /// replica behind the same public URL.
+    async fn spawn_binary(&self) -> ServerProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("PUBLIC_BASE_URL", &self.server)
+            .env("DATABASE_URL", &self.db_url)
+            .env("KOMMO_CLIENT_ID", CLIENT_ID)
+            .env("KOMMO_CLIENT_SECRET", CLIENT_SECRET)
+            .env("SECRET_KEYS", format!("k1:{KEY_B64}"))
+            .env("KOMMO_ALLOWED_HOSTS", format!("http://{}", self.kommo_host))
+            .env("KOMMO_CONSENT_URL", format!("{}/oauth", self.kommo))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the server binary starts");
+        let process = ServerProcess { child, url: format!("http://127.0.0.1:{port}") };
+        for _ in 0..100 {
+            if let Ok(response) = self.http.get(format!("{}/health", process.url)).send().await
+                && response.status() == StatusCode::OK
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server binary did not answer /health");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_binaries_sharing_the_database_refresh_once_between_them() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let replicas = [world.spawn_binary().await, world.spawn_binary().await];
+    world.make_tokens_stale(account, ACCOUNT).await;
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+
+    let mut requests = Vec::new();
+    for _ in 0..10 {
+        for replica in &replicas {
+            let request = world
+                .http
+                .get(format!("{}/widget/v1/users", replica.url))
+                .header("X-Auth-Token", world.token(ACCOUNT).await);
+            requests.push(tokio::spawn(async move { request.send().await.map(|response| response.status()) }));
+        }
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap(), StatusCode::OK);
+    }
+    let stats = world.stats().await;
+    assert_eq!(stats["refresh_grants"], 1, "{stats}");
+    assert_eq!(stats["invalid_grant"], 0);
+    assert!(stats["accounts"][ACCOUNT.to_string()]["max_requests_per_second"].as_u64().unwrap() <= 7, "{stats}");
+}
