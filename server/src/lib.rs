@@ -7,7 +7,9 @@ pub mod crypto;
 pub mod http;
 pub mod kommo;
 pub mod oauth;
+pub mod provider;
 pub mod push;
+pub mod signing;
 pub mod store;
 
 use anyhow::Context;

@@ -1,0 +1,634 @@
+//! The one VoIP provider client: checks an admin's credentials and originates calls, only towards
+//! addresses the egress policy allows (no server-side request forgery), with failures classified in
+//! [`ProviderError`].
+//!
+//! The admin chooses the provider URL, so every request is guarded twice: the URL statically
+//! (scheme, no userinfo, no forbidden literal IP, which the connector would use without resolving),
+//! and each resolved address at connect time by [`GuardedResolver`], so that a name which later
+//! resolves to 127.0.0.1 or 169.254.169.254 (DNS rebinding) is refused before a byte is sent.
+//! Redirects are never followed and proxies are never used: the address checked is the address
+//! connected to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::{Method, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// For the whole exchange: resolve, connect, TLS, request and the response body.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A provider's answer is a small JSON object; more than this is refused unread.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+const MAX_URL_LEN: usize = 2048;
+/// Bounds on the identifiers a provider returns (we store and display them).
+const MAX_ID_LEN: usize = 128;
+const MAX_NAME_LEN: usize = 256;
+
+/// Where provider requests may go. The default is the production rule: https to public addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EgressPolicy {
+    /// Allows http, loopback and private-network addresses: an explicit operator setting
+    /// (`PROVIDER_ALLOW_INSECURE_LOCAL=true`) for the local provider stand-in. Link-local and
+    /// metadata addresses stay forbidden even then.
+    pub allow_insecure_local: bool,
+}
+
+impl EgressPolicy {
+    pub fn allows(self, ip: IpAddr) -> bool {
+        match address_scope(ip) {
+            AddressScope::Public => true,
+            AddressScope::Local => self.allow_insecure_local,
+            AddressScope::Forbidden => false,
+        }
+    }
+}
+
+/// What an IP address reaches, for the egress policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressScope {
+    /// Globally routable unicast.
+    Public,
+    /// This host or a private network (loopback, RFC 1918, CGNAT, IPv6 unique-local).
+    Local,
+    /// Never a provider: unspecified, link-local and cloud metadata, broadcast, multicast,
+    /// documentation, benchmarking, reserved and translation ranges.
+    Forbidden,
+}
+
+/// Classifies `ip`. IPv4 embedded in IPv6 (mapped, NAT64, 6to4) is classified as its IPv4 address,
+/// except that a translated one is only ever public or forbidden.
+pub fn address_scope(ip: IpAddr) -> AddressScope {
+    match ip {
+        IpAddr::V4(v4) => ipv4_scope(v4),
+        IpAddr::V6(v6) => ipv6_scope(v6),
+    }
+}
+
+fn ipv4_scope(ip: Ipv4Addr) -> AddressScope {
+    use AddressScope::{Forbidden, Local, Public};
+    // Cloud metadata services that sit outside the link-local range (Alibaba, Oracle).
+    if ip == Ipv4Addr::new(100, 100, 100, 200) || ip == Ipv4Addr::new(192, 0, 0, 192) {
+        return Forbidden;
+    }
+    match ip.octets() {
+        [0, ..] => Forbidden,                              // "this network", includes 0.0.0.0
+        [10, ..] | [127, ..] => Local,                     // private, loopback
+        [100, 64..=127, ..] => Local,                      // shared address space (CGNAT)
+        [169, 254, ..] => Forbidden,                       // link-local, includes 169.254.169.254
+        [172, 16..=31, ..] | [192, 168, ..] => Local,      // private
+        [192, 0, 0, _] => Forbidden,                       // IETF protocol assignments
+        [192, 0, 2, _] => Forbidden,                       // documentation (TEST-NET-1)
+        [192, 88, 99, _] => Forbidden,                     // 6to4 relay anycast
+        [198, 18..=19, ..] => Forbidden,                   // benchmarking
+        [198, 51, 100, _] | [203, 0, 113, _] => Forbidden, // documentation (TEST-NET-2, -3)
+        [224..=255, ..] => Forbidden,                      // multicast, reserved, broadcast
+        _ => Public,
+    }
+}
+
+fn ipv6_scope(ip: Ipv6Addr) -> AddressScope {
+    use AddressScope::{Forbidden, Local, Public};
+    let segments = ip.segments();
+    let embedded_public = |v4: Ipv4Addr| if ipv4_scope(v4) == Public { Public } else { Forbidden };
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return ipv4_scope(v4);
+    }
+    if ip == Ipv6Addr::LOCALHOST {
+        return Local;
+    }
+    // AWS's IPv6 metadata service, inside the unique-local range.
+    if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        return Forbidden;
+    }
+    let [a, b, ..] = segments;
+    match a {
+        // NAT64 well-known prefix 64:ff9b::/96: an IPv4 address behind a translator.
+        0x0064 if b == 0xff9b && segments[2..6] == [0, 0, 0, 0] => embedded_public(v4_at(&segments, 6)),
+        // 6to4 2002::/16: an IPv4 address in segments 1 and 2.
+        0x2002 => embedded_public(v4_at(&segments, 1)),
+        // IETF protocol assignments (Teredo, benchmarking, ORCHID), documentation.
+        0x2001 if b < 0x0200 => Forbidden,
+        0x2001 if b == 0x0db8 => Forbidden,
+        0x3fff if b < 0x1000 => Forbidden,
+        // Global unicast 2000::/3.
+        0x2000..=0x3fff => Public,
+        // Unique local fc00::/7.
+        0xfc00..=0xfdff => Local,
+        // The unspecified address, IPv4-compatible and the remaining special-purpose ranges,
+        // link-local fe80::/10, site-local fec0::/10, multicast ff00::/8, unassigned space.
+        _ => Forbidden,
+    }
+}
+
+fn v4_at(segments: &[u16; 8], index: usize) -> Ipv4Addr {
+    let [high, low] = [segments[index], segments[index + 1]];
+    Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+}
+
+/// How we authenticate to the provider.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// HTTP Basic.
+    Password { login: String, password: SecretString },
+    /// `Authorization: Bearer <key>`.
+    ApiKey { key: SecretString },
+}
+
+/// The provider account the credentials belong to (`GET /v1/account`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderAccount {
+    pub account_id: String,
+    pub name: String,
+}
+
+/// Why a provider call failed. No variant carries credentials, a URL or a response body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The egress policy refused the destination; nothing was sent.
+    #[error("the provider address is not allowed: {0}")]
+    ForbiddenAddress(String),
+    /// The provider URL is unusable (not a URL, not https, userinfo, query); nothing was sent.
+    #[error("the provider URL is not valid: {0}")]
+    InvalidUrl(&'static str),
+    /// The credentials cannot be put in a header (a login with `:`, control characters); nothing
+    /// was sent.
+    #[error("the credentials cannot be sent: {0}")]
+    InvalidCredentials(&'static str),
+    /// Name resolution, connection, TLS or the time limit failed.
+    #[error("the provider is unreachable: {0}")]
+    Unreachable(String),
+    /// 401 or 403.
+    #[error("the provider refused the credentials")]
+    CredentialsRefused,
+    /// Any other 4xx, and 3xx (redirects are not followed).
+    #[error("the provider rejected the request (HTTP {status})")]
+    Rejected { status: u16 },
+    /// 5xx.
+    #[error("the provider failed (HTTP {status})")]
+    ProviderFailed { status: u16 },
+    /// A success status with a body that is not the contract's.
+    #[error("the provider's answer is not understood: {0}")]
+    BadResponse(&'static str),
+}
+
+/// Checks a provider URL against `policy` without sending anything, and returns it parsed. Names
+/// are checked again when resolved, so passing here does not make a name trusted.
+pub fn provider_base_url(raw: &str, policy: EgressPolicy) -> Result<Url, ProviderError> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(ProviderError::InvalidUrl("too long"));
+    }
+    let url = Url::parse(raw.trim()).map_err(|_| ProviderError::InvalidUrl("not an absolute URL"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_insecure_local => {}
+        _ => return Err(ProviderError::InvalidUrl("the scheme must be https")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ProviderError::InvalidUrl("credentials do not belong in the URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ProviderError::InvalidUrl("a query or fragment is not allowed"));
+    }
+    // The URL parser has already normalised IPv4 spellings (`2130706433`, `0x7f.1`) to dotted quads.
+    let host = url.host_str().ok_or(ProviderError::InvalidUrl("a host is required"))?;
+    let literal = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')).unwrap_or(host);
+    if let Ok(ip) = literal.parse::<IpAddr>()
+        && !policy.allows(ip)
+    {
+        return Err(ProviderError::ForbiddenAddress(ip.to_string()));
+    }
+    Ok(url)
+}
+
+/// Resolves with the system resolver (through tokio) and keeps only the addresses the policy
+/// allows; fails when none is left. Every name reqwest connects to goes through here.
+struct GuardedResolver {
+    policy: EgressPolicy,
+}
+
+/// A name resolved only to forbidden addresses. Found again in the error chain by [`transport`].
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves only to addresses that are not allowed")]
+struct ForbiddenResolution {
+    host: String,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let allowed = permitted_addresses(resolved, policy);
+            if allowed.is_empty() {
+                return Err(Box::new(ForbiddenResolution { host }) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+fn permitted_addresses(resolved: impl IntoIterator<Item = SocketAddr>, policy: EgressPolicy) -> Vec<SocketAddr> {
+    resolved.into_iter().filter(|address| policy.allows(address.ip())).collect()
+}
+
+#[derive(Clone)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+    policy: EgressPolicy,
+}
+
+impl ProviderClient {
+    pub fn new(policy: EgressPolicy) -> ProviderClient {
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { policy }))
+            // A proxy would resolve the name itself, out of the resolver's sight.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(!policy.allow_insecure_local)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("kommo-voip/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client configuration is valid");
+        ProviderClient { http, policy }
+    }
+
+    pub fn policy(&self) -> EgressPolicy {
+        self.policy
+    }
+
+    /// `GET {provider_url}/v1/account`: whether the provider accepts `credentials`, and for which
+    /// of its accounts.
+    pub async fn check_credentials(
+        &self,
+        provider_url: &str,
+        credentials: &Credentials,
+    ) -> Result<ProviderAccount, ProviderError> {
+        #[derive(Deserialize)]
+        struct Account {
+            account_id: Identifier,
+            name: String,
+        }
+        let response = self.send(Method::GET, provider_url, "/v1/account", credentials, None).await?;
+        let account: Account = read_success(response).await?;
+        let account_id = account.account_id.into_string();
+        if account_id.is_empty() || account_id.len() > MAX_ID_LEN {
+            return Err(ProviderError::BadResponse("the account id is empty or too long"));
+        }
+        if account.name.len() > MAX_NAME_LEN {
+            return Err(ProviderError::BadResponse("the account name is too long"));
+        }
+        Ok(ProviderAccount { account_id, name: account.name })
+    }
+
+    /// `POST {provider_url}/v1/calls`: asks the provider to ring `extension` and connect it to
+    /// `to`. Returns the provider's call id.
+    pub async fn originate(
+        &self,
+        provider_url: &str,
+        credentials: &Credentials,
+        extension: &str,
+        to: &str,
+    ) -> Result<String, ProviderError> {
+        #[derive(Deserialize)]
+        struct Call {
+            call_id: Identifier,
+        }
+        let body = serde_json::json!({ "extension": extension, "to": to });
+        let response = self.send(Method::POST, provider_url, "/v1/calls", credentials, Some(&body)).await?;
+        let call: Call = read_success(response).await?;
+        let call_id = call.call_id.into_string();
+        if call_id.is_empty() || call_id.len() > MAX_ID_LEN {
+            return Err(ProviderError::BadResponse("the call id is empty or too long"));
+        }
+        Ok(call_id)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        provider_url: &str,
+        path: &str,
+        credentials: &Credentials,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut url = provider_base_url(provider_url, self.policy)?;
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        let mut request = self.http.request(method, url).header(reqwest::header::ACCEPT, "application/json");
+        request = match credentials {
+            Credentials::Password { login, password } => {
+                if login.is_empty() || !is_header_safe(login) || login.contains(':') {
+                    return Err(ProviderError::InvalidCredentials(
+                        "the login is empty or has ':' or control characters",
+                    ));
+                }
+                request.basic_auth(login, Some(password.expose_secret()))
+            }
+            Credentials::ApiKey { key } => {
+                let key = key.expose_secret();
+                if key.is_empty() || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+                    return Err(ProviderError::InvalidCredentials(
+                        "the API key must be printable ASCII without spaces",
+                    ));
+                }
+                request.bearer_auth(key)
+            }
+        };
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        // Refusal bodies are not read: they may echo what we sent.
+        Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::CredentialsRefused,
+            status if status.is_server_error() => ProviderError::ProviderFailed { status: status.as_u16() },
+            status => ProviderError::Rejected { status: status.as_u16() },
+        })
+    }
+}
+
+/// The provider's identifiers are strings by contract; numbers are accepted and kept as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Identifier {
+    Text(String),
+    Number(u64),
+}
+
+impl Identifier {
+    fn into_string(self) -> String {
+        match self {
+            Identifier::Text(text) => text,
+            Identifier::Number(number) => number.to_string(),
+        }
+    }
+}
+
+/// Printable text without control characters (a header value would refuse or split on them).
+fn is_header_safe(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
+/// Reads a successful response's JSON body, at most [`MAX_RESPONSE_BYTES`].
+async fn read_success<T: DeserializeOwned>(mut response: reqwest::Response) -> Result<T, ProviderError> {
+    if response.content_length().is_some_and(|length| length > MAX_RESPONSE_BYTES as u64) {
+        return Err(ProviderError::BadResponse("the body is too large"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(ProviderError::BadResponse("the body is too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|_| ProviderError::BadResponse("the body is not the expected JSON"))
+}
+
+/// Classifies a transport failure. The text comes from the innermost cause (an I/O, DNS or TLS
+/// error), never from reqwest's own message, which names the URL.
+fn transport(error: reqwest::Error) -> ProviderError {
+    let mut innermost: &(dyn std::error::Error + 'static) = &error;
+    while let Some(source) = innermost.source() {
+        if let Some(refusal) = source.downcast_ref::<ForbiddenResolution>() {
+            return ProviderError::ForbiddenAddress(refusal.to_string());
+        }
+        innermost = source;
+    }
+    if error.is_timeout() {
+        return ProviderError::Unreachable("timed out".into());
+    }
+    if error.is_builder() {
+        return ProviderError::InvalidUrl("the request could not be built");
+    }
+    if std::ptr::addr_eq(innermost, &error) {
+        return ProviderError::Unreachable("connection failed".into());
+    }
+    ProviderError::Unreachable(format!("connection failed: {innermost}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STRICT: EgressPolicy = EgressPolicy { allow_insecure_local: false };
+    const LOCAL: EgressPolicy = EgressPolicy { allow_insecure_local: true };
+
+    #[test]
+    fn ipv4_addresses_are_classified() {
+        use AddressScope::{Forbidden, Local, Public};
+        for (address, scope) in [
+            ("0.0.0.0", Forbidden),
+            ("0.1.2.3", Forbidden),
+            ("1.1.1.1", Public),
+            ("8.8.8.8", Public),
+            ("9.255.255.255", Public),
+            ("10.0.0.1", Local),
+            ("10.255.255.255", Local),
+            ("11.0.0.0", Public),
+            ("100.63.255.255", Public),
+            ("100.64.0.1", Local),
+            ("100.127.255.255", Local),
+            ("100.128.0.0", Public),
+            ("100.100.100.200", Forbidden),
+            ("126.255.255.255", Public),
+            ("127.0.0.1", Local),
+            ("127.255.255.254", Local),
+            ("128.0.0.1", Public),
+            ("169.253.255.255", Public),
+            ("169.254.0.1", Forbidden),
+            ("169.254.169.254", Forbidden),
+            ("169.254.170.2", Forbidden),
+            ("169.255.0.0", Public),
+            ("172.15.255.255", Public),
+            ("172.16.0.1", Local),
+            ("172.31.255.255", Local),
+            ("172.32.0.0", Public),
+            ("192.0.0.1", Forbidden),
+            ("192.0.0.192", Forbidden),
+            ("192.0.1.1", Public),
+            ("192.0.2.1", Forbidden),
+            ("192.88.99.1", Forbidden),
+            ("192.167.255.255", Public),
+            ("192.168.0.1", Local),
+            ("192.168.255.255", Local),
+            ("192.169.0.0", Public),
+            ("198.17.255.255", Public),
+            ("198.18.0.1", Forbidden),
+            ("198.19.255.255", Forbidden),
+            ("198.20.0.0", Public),
+            ("198.51.100.7", Forbidden),
+            ("203.0.113.9", Forbidden),
+            ("203.0.114.0", Public),
+            ("223.255.255.255", Public),
+            ("224.0.0.1", Forbidden),
+            ("239.255.255.250", Forbidden),
+            ("240.0.0.1", Forbidden),
+            ("255.255.255.255", Forbidden),
+        ] {
+            assert_eq!(address_scope(address.parse().unwrap()), scope, "{address}");
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_are_classified() {
+        use AddressScope::{Forbidden, Local, Public};
+        for (address, scope) in [
+            ("::", Forbidden),
+            ("::1", Local),
+            ("::2", Forbidden),
+            ("::127.0.0.1", Forbidden),
+            ("::8.8.8.8", Forbidden),
+            ("100::1", Forbidden),
+            ("2001::1", Forbidden),
+            ("2001:2::1", Forbidden),
+            ("2001:10::1", Forbidden),
+            ("2001:1ff:ffff::1", Forbidden),
+            ("2001:200::1", Public),
+            ("2001:db8::1", Forbidden),
+            ("2001:db9::1", Public),
+            ("2001:4860:4860::8888", Public),
+            ("2606:4700:4700::1111", Public),
+            ("2002:0808:0808::1", Public),
+            ("2002:7f00:0001::1", Forbidden),
+            ("2002:a9fe:a9fe::1", Forbidden),
+            ("2002:c0a8:0001::1", Forbidden),
+            ("3fff::1", Forbidden),
+            ("3fff:fff::1", Forbidden),
+            ("3fff:1000::1", Public),
+            ("4000::1", Forbidden),
+            ("64:ff9b::808:808", Public),
+            ("64:ff9b::7f00:1", Forbidden),
+            ("64:ff9b::a9fe:a9fe", Forbidden),
+            ("64:ff9b:1::808:808", Forbidden),
+            ("fc00::1", Local),
+            ("fd12:3456::1", Local),
+            ("fd00:ec2::254", Forbidden),
+            ("fe80::1", Forbidden),
+            ("febf::1", Forbidden),
+            ("fec0::1", Forbidden),
+            ("ff02::1", Forbidden),
+            ("ff0e::1", Forbidden),
+        ] {
+            assert_eq!(address_scope(address.parse().unwrap()), scope, "{address}");
+        }
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_addresses_are_classified_as_their_ipv4_address() {
+        use AddressScope::{Forbidden, Local, Public};
+        for (address, scope) in [
+            ("::ffff:127.0.0.1", Local),
+            ("::ffff:7f00:1", Local),
+            ("::ffff:10.1.2.3", Local),
+            ("::ffff:192.168.1.1", Local),
+            ("::ffff:169.254.169.254", Forbidden),
+            ("::ffff:0.0.0.0", Forbidden),
+            ("::ffff:255.255.255.255", Forbidden),
+            ("::ffff:100.100.100.200", Forbidden),
+            ("::ffff:8.8.8.8", Public),
+        ] {
+            assert_eq!(address_scope(address.parse().unwrap()), scope, "{address}");
+        }
+    }
+
+    #[test]
+    fn the_default_policy_allows_only_public_addresses() {
+        for forbidden in ["127.0.0.1", "::1", "10.0.0.1", "169.254.169.254", "fd00:ec2::254", "::ffff:127.0.0.1"] {
+            assert!(!STRICT.allows(forbidden.parse().unwrap()), "{forbidden}");
+        }
+        assert!(STRICT.allows("8.8.8.8".parse().unwrap()));
+        assert!(STRICT.allows("2001:4860:4860::8888".parse().unwrap()));
+        assert_eq!(EgressPolicy::default(), STRICT);
+    }
+
+    #[test]
+    fn the_local_policy_adds_loopback_and_private_networks_but_never_metadata() {
+        for allowed in ["127.0.0.1", "::1", "10.0.0.1", "192.168.1.1", "::ffff:127.0.0.1", "fd12::1", "8.8.8.8"] {
+            assert!(LOCAL.allows(allowed.parse().unwrap()), "{allowed}");
+        }
+        for forbidden in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "0.0.0.0", "::", "fe80::1"] {
+            assert!(!LOCAL.allows(forbidden.parse().unwrap()), "{forbidden}");
+        }
+    }
+
+    #[test]
+    fn provider_urls_are_checked_before_anything_is_sent() {
+        assert!(provider_base_url("https://voip.example.com", STRICT).is_ok());
+        assert!(provider_base_url("https://voip.example.com/api/", STRICT).is_ok());
+        assert!(provider_base_url("https://8.8.8.8:8443", STRICT).is_ok());
+        for (raw, expected) in [
+            ("http://voip.example.com", ProviderError::InvalidUrl("the scheme must be https")),
+            ("ftp://voip.example.com", ProviderError::InvalidUrl("the scheme must be https")),
+            ("voip.example.com", ProviderError::InvalidUrl("not an absolute URL")),
+            (
+                "https://admin:hunter2@voip.example.com",
+                ProviderError::InvalidUrl("credentials do not belong in the URL"),
+            ),
+            ("https://admin@voip.example.com", ProviderError::InvalidUrl("credentials do not belong in the URL")),
+            ("https://voip.example.com/?a=b", ProviderError::InvalidUrl("a query or fragment is not allowed")),
+            ("https://127.0.0.1", ProviderError::ForbiddenAddress("127.0.0.1".into())),
+            ("https://2130706433", ProviderError::ForbiddenAddress("127.0.0.1".into())),
+            ("https://0x7f.1", ProviderError::ForbiddenAddress("127.0.0.1".into())),
+            ("https://169.254.169.254/latest/meta-data", ProviderError::ForbiddenAddress("169.254.169.254".into())),
+            ("https://[::1]:8443", ProviderError::ForbiddenAddress("::1".into())),
+            ("https://[::ffff:127.0.0.1]", ProviderError::ForbiddenAddress("::ffff:127.0.0.1".into())),
+            ("https://[::ffff:169.254.169.254]", ProviderError::ForbiddenAddress("::ffff:169.254.169.254".into())),
+            ("https://[fd00:ec2::254]", ProviderError::ForbiddenAddress("fd00:ec2::254".into())),
+            ("https://0.0.0.0", ProviderError::ForbiddenAddress("0.0.0.0".into())),
+            ("https://10.0.0.5", ProviderError::ForbiddenAddress("10.0.0.5".into())),
+        ] {
+            assert_eq!(provider_base_url(raw, STRICT).unwrap_err(), expected, "{raw}");
+        }
+        let with_password = provider_base_url("https://admin:hunter2@voip.example.com", STRICT).unwrap_err();
+        assert!(!with_password.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_local_policy_allows_http_to_loopback_but_not_metadata() {
+        assert!(provider_base_url("http://127.0.0.1:8090", LOCAL).is_ok());
+        assert!(provider_base_url("http://localhost:8090", LOCAL).is_ok());
+        assert_eq!(
+            provider_base_url("http://169.254.169.254", LOCAL).unwrap_err(),
+            ProviderError::ForbiddenAddress("169.254.169.254".into())
+        );
+        assert!(provider_base_url("ftp://127.0.0.1", LOCAL).is_err());
+    }
+
+    #[test]
+    fn resolved_addresses_are_filtered_by_the_policy() {
+        let resolved: Vec<SocketAddr> =
+            ["127.0.0.1:0", "8.8.8.8:0", "[::ffff:169.254.169.254]:0", "[2001:4860::1]:0", "169.254.169.254:0"]
+                .iter()
+                .map(|address| address.parse().unwrap())
+                .collect();
+        let public: Vec<SocketAddr> = vec!["8.8.8.8:0".parse().unwrap(), "[2001:4860::1]:0".parse().unwrap()];
+        assert_eq!(permitted_addresses(resolved.clone(), STRICT), public);
+        assert_eq!(permitted_addresses(resolved, LOCAL).len(), 3);
+        assert!(permitted_addresses(["127.0.0.1:0".parse().unwrap()], STRICT).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_that_resolves_only_to_loopback() {
+        let resolver = GuardedResolver { policy: STRICT };
+        let Err(error) = resolver.resolve("localhost".parse().unwrap()).await else {
+            panic!("localhost resolved under the default policy");
+        };
+        assert!(error.downcast_ref::<ForbiddenResolution>().is_some(), "{error}");
+        let local = GuardedResolver { policy: LOCAL };
+        let Ok(addresses) = local.resolve("localhost".parse().unwrap()).await else {
+            panic!("localhost did not resolve under the local policy");
+        };
+        assert!(addresses.into_iter().all(|address| address.ip().is_loopback()));
+    }
+}
