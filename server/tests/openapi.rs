@@ -451,12 +451,32 @@ fn enums_match_the_shared_types() {
         ValidationCode::TooLong,
         ValidationCode::NotActive,
         ValidationCode::ControlCharacters,
+        ValidationCode::InvalidUrl,
+        ValidationCode::NotHttps,
+        ValidationCode::CredentialsInUrl,
+        ValidationCode::ForbiddenAddress,
+        ValidationCode::OutOfRange,
+        ValidationCode::Duplicate,
+        ValidationCode::UnknownUser,
+        ValidationCode::Incomplete,
+        ValidationCode::TooMany,
+        ValidationCode::InvalidExtension,
     ];
     codes.iter().for_each(|code| match code {
         ValidationCode::Required
         | ValidationCode::TooLong
         | ValidationCode::NotActive
-        | ValidationCode::ControlCharacters => {}
+        | ValidationCode::ControlCharacters
+        | ValidationCode::InvalidUrl
+        | ValidationCode::NotHttps
+        | ValidationCode::CredentialsInUrl
+        | ValidationCode::ForbiddenAddress
+        | ValidationCode::OutOfRange
+        | ValidationCode::Duplicate
+        | ValidationCode::UnknownUser
+        | ValidationCode::Incomplete
+        | ValidationCode::TooMany
+        | ValidationCode::InvalidExtension => {}
     });
     assert_eq!(enum_values(&document, "ValidationCode"), wire_names(&codes));
 }

@@ -6,7 +6,12 @@
 
 pub mod api;
 pub mod call;
+pub mod integration;
 pub mod settings;
 
 pub use call::{CallStatus, FromWebhook};
+pub use integration::{
+    CallHandling, ExtensionEntry, ExtensionMap, IntegrationSettings, IntegrationSettingsView, ValidationContext,
+    VoipCredentials,
+};
 pub use settings::{FieldError, SettingsInput, ValidationCode};

@@ -29,6 +29,26 @@ pub enum ValidationCode {
     TooLong,
     NotActive,
     ControlCharacters,
+    /// Not a URL we can read: `https://host[:port][/path]`, ASCII only, no query or fragment.
+    InvalidUrl,
+    /// The scheme is not `https`.
+    NotHttps,
+    /// A URL carries a login or password (`user:pass@`); they belong in their own fields.
+    CredentialsInUrl,
+    /// The host is a loopback, private, link-local, metadata or otherwise non-public address or name.
+    ForbiddenAddress,
+    /// A number outside its allowed range (including non-positive ids).
+    OutOfRange,
+    /// The same value appears twice where it must be unique.
+    Duplicate,
+    /// The user is not among the account's active Kommo users.
+    UnknownUser,
+    /// One of two fields that go together is missing.
+    Incomplete,
+    /// A list has more entries than allowed.
+    TooMany,
+    /// An extension holds something other than digits, `*`, `#` and `+`.
+    InvalidExtension,
 }
 
 impl ValidationCode {
@@ -39,6 +59,16 @@ impl ValidationCode {
             ValidationCode::TooLong => "This value is too long.",
             ValidationCode::NotActive => "The widget must be active to be configured.",
             ValidationCode::ControlCharacters => "This value contains invisible control characters.",
+            ValidationCode::InvalidUrl => "This is not a valid address (https://host/path, without ? or #).",
+            ValidationCode::NotHttps => "The address must start with https://.",
+            ValidationCode::CredentialsInUrl => "Put the login and password in their own fields, not in the address.",
+            ValidationCode::ForbiddenAddress => "This address is not reachable from the internet and cannot be used.",
+            ValidationCode::OutOfRange => "This value is out of the allowed range.",
+            ValidationCode::Duplicate => "This value is already used in another row.",
+            ValidationCode::UnknownUser => "This user is not an active user of the Kommo account.",
+            ValidationCode::Incomplete => "Fill in this field too, or clear the related one.",
+            ValidationCode::TooMany => "This list has too many entries.",
+            ValidationCode::InvalidExtension => "An extension may contain only digits, *, # and +.",
         }
     }
 }
@@ -82,7 +112,7 @@ impl SettingsInput {
     }
 }
 
-fn check_text(value: &str, max_len: usize) -> Option<ValidationCode> {
+pub(crate) fn check_text(value: &str, max_len: usize) -> Option<ValidationCode> {
     if value.trim().is_empty() {
         return Some(ValidationCode::Required);
     }
