@@ -4,7 +4,8 @@
 //! It serves the widget archive (`dist/widget.zip`) the way Kommo would after an upload, a host page that
 //! loads `script.js` through RequireJS and drives its callbacks in Kommo's order, mints Kommo-shaped
 //! disposable JWTs for the page's `$authorizedAjax`, answers the server's OAuth and API v4 calls
-//! ([`kommo_api`]), and posts provider events to the server's webhooks.
+//! ([`kommo_api`]), and stands in for the VoIP provider ([`voip`]): its API at `/voip/v1/...` and signed
+//! events posted to the server's webhooks.
 //!
 //! Invariant: nothing here talks to the internet; the provider stand-in only posts to loopback or to the
 //! server's own origin, and Kommo's install and disable requests go to the server's public base URL.
@@ -15,6 +16,7 @@ pub mod kommo_api;
 mod page;
 pub mod provider;
 pub mod token;
+pub mod voip;
 
 use std::sync::Arc;
 
@@ -43,19 +45,27 @@ struct AppState {
     http: reqwest::Client,
     /// Kommo's OAuth and API: accounts, codes, tokens, windows, faults, counters.
     stand_in: kommo_api::StandIn,
+    /// The VoIP provider: accounts, originated calls, faults, counters.
+    voip: voip::Provider,
 }
 
 type State = Arc<AppState>;
 
-/// The sandbox's whole HTTP surface; the binary serves it and the tests drive it.
+/// The sandbox's whole HTTP surface with the VoIP provider's default account; the tests drive it.
 pub fn app(config: Config) -> Router {
+    app_with_provider(config, voip::Settings::default())
+}
+
+/// The sandbox's whole HTTP surface with the given provider account; the binary serves it.
+pub fn app_with_provider(config: Config, provider: voip::Settings) -> Router {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .expect("an HTTP client without TLS always builds");
     let stand_in = kommo_api::StandIn::new(config.stand_in.clone(), &config.kommo);
-    let state = Arc::new(AppState { config, http, stand_in });
+    let voip = voip::Provider::new(provider);
+    let state = Arc::new(AppState { config, http, stand_in, voip });
     Router::new()
         .route("/", get(page::host_page))
         .route("/sandbox/host.js", get(page::host_script))
@@ -66,5 +76,6 @@ pub fn app(config: Config) -> Router {
         .route("/vendor/{name}", get(archive::vendor_handler))
         .route("/widget/{*path}", get(archive::widget_file_handler))
         .merge(kommo_api::routes())
+        .merge(voip::routes())
         .with_state(state)
 }

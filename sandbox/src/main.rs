@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sandbox::{Archive, Config, Kommo, Vendor, app, kommo_api, token};
+use sandbox::{Archive, Config, Kommo, Vendor, app_with_provider, kommo_api, token, voip};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
@@ -27,6 +27,21 @@ fn positive(name: &str, default: u64) -> anyhow::Result<u64> {
         bail!("{name} must be at least 1");
     }
     Ok(value)
+}
+
+/// The provider account the VoIP stand-in knows from the start.
+fn provider() -> anyhow::Result<voip::Settings> {
+    let defaults = voip::Settings::default();
+    let settings = voip::Settings {
+        login: var("SANDBOX_VOIP_LOGIN").unwrap_or(defaults.login),
+        password: var("SANDBOX_VOIP_PASSWORD").unwrap_or(defaults.password),
+        api_key: var("SANDBOX_VOIP_API_KEY").unwrap_or(defaults.api_key),
+        ..defaults
+    };
+    if settings.login.contains(':') {
+        bail!("SANDBOX_VOIP_LOGIN must hold no `:` (it is sent as HTTP Basic)");
+    }
+    Ok(settings)
 }
 
 fn config() -> anyhow::Result<(String, Config)> {
@@ -103,6 +118,7 @@ async fn serve() -> anyhow::Result<()> {
         )
         .init();
     let (addr, mut config) = config()?;
+    let provider = provider()?;
     let version = config.archive.version().to_owned();
     let listener =
         tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding SANDBOX_ADDR={addr}"))?;
@@ -113,6 +129,6 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(widget.version = %version, account.id = config.kommo.account_id, "the local Kommo is ready");
     // One plain line on stdout so tools starting the sandbox on port 0 can learn its address.
     println!("sandbox listening on http://{local}/");
-    axum::serve(listener, app(config)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app_with_provider(config, provider)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }

@@ -46,7 +46,7 @@ impl ProviderCall {
 
 /// The sandbox posts only over plain HTTP to this machine or to the server's own origin, so it can never be
 /// used to reach anything else.
-fn allowed_target(url: &reqwest::Url, server_origin: &str) -> bool {
+pub(crate) fn allowed_target(url: &reqwest::Url, server_origin: &str) -> bool {
     if url.scheme() != "http" {
         return false;
     }

@@ -1,0 +1,181 @@
+//! The provider API our server calls: `GET /v1/account` to check credentials, `POST /v1/calls` to originate.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Account, Book, OriginatedCall, problem};
+
+/// What a real provider says when it does not know the caller.
+const WWW_AUTHENTICATE: &str = r#"Basic realm="sandbox-voip", Bearer"#;
+
+/// The credentials of a request, as sent.
+enum Credentials {
+    Basic { login: String, password: String },
+    Bearer(String),
+}
+
+fn credentials(headers: &HeaderMap) -> Option<Credentials> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Credentials::Bearer(rest.to_owned()));
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(rest).ok()?).ok()?;
+    let (login, password) = decoded.split_once(':')?;
+    Some(Credentials::Basic { login: login.to_owned(), password: password.to_owned() })
+}
+
+fn account_of(book: &Book, headers: &HeaderMap) -> Option<Account> {
+    let account = match credentials(headers)? {
+        Credentials::Basic { login, password } => book.by_basic(&login, &password),
+        Credentials::Bearer(key) => book.by_api_key(&key),
+    };
+    account.cloned()
+}
+
+fn unauthorized() -> Response {
+    let mut response = problem(StatusCode::UNAUTHORIZED, "Unknown credentials: send HTTP Basic or a Bearer API key");
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE));
+    response
+}
+
+/// Applies the oldest queued fault: waits its delay, then answers its status if it names one.
+async fn injected_fault(state: &crate::State, route: &str) -> Option<Response> {
+    let fault = state.voip.book().take_fault()?;
+    if let Some(delay) = fault.delay_ms {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = StatusCode::from_u16(fault.status?).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    state.voip.book().count(route, "fault");
+    Some(problem(status, "Injected fault"))
+}
+
+/// A queued fault first, then the credentials; a refusal is counted.
+async fn admit(state: &crate::State, route: &str, headers: &HeaderMap) -> Result<Account, Response> {
+    if let Some(fault) = injected_fault(state, route).await {
+        return Err(fault);
+    }
+    let mut book = state.voip.book();
+    match account_of(&book, headers) {
+        Some(account) => Ok(account),
+        None => {
+            book.count(route, "unauthorized");
+            Err(unauthorized())
+        }
+    }
+}
+
+/// `GET /voip/v1/account`: whose credentials these are.
+pub(super) async fn account(State(state): State<crate::State>, headers: HeaderMap) -> Response {
+    const ROUTE: &str = "GET /voip/v1/account";
+    let account = match admit(&state, ROUTE, &headers).await {
+        Ok(account) => account,
+        Err(refusal) => return refusal,
+    };
+    state.voip.book().count(ROUTE, "ok");
+    Json(json!({ "account_id": account.account_id, "name": account.name })).into_response()
+}
+
+#[derive(Deserialize)]
+struct Originate {
+    extension: String,
+    to: String,
+}
+
+/// A number a provider can dial: digits with an optional leading `+` and the separators people type (space,
+/// `-`, `.`, parentheses), 3 to 15 digits (E.164's most).
+fn dialable(number: &str) -> bool {
+    let number = number.trim();
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    let only_digits_and_separators = digits.chars().all(|c| c.is_ascii_digit() || " -.()".contains(c));
+    let count = digits.chars().filter(char::is_ascii_digit).count();
+    only_digits_and_separators && (3..=15).contains(&count)
+}
+
+/// `POST /voip/v1/calls` `{extension, to}`: rings the extension, then dials `to`; 201 `{call_id}`.
+pub(super) async fn originate(State(state): State<crate::State>, headers: HeaderMap, body: Bytes) -> Response {
+    const ROUTE: &str = "POST /voip/v1/calls";
+    let account = match admit(&state, ROUTE, &headers).await {
+        Ok(account) => account,
+        Err(refusal) => return refusal,
+    };
+    let mut book = state.voip.book();
+    let request: Originate = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            book.count(ROUTE, "bad_request");
+            return problem(StatusCode::BAD_REQUEST, &format!("The body must be {{extension, to}}: {error}"));
+        }
+    };
+    if !account.extensions.contains(&request.extension) {
+        book.count(ROUTE, "unknown_extension");
+        return problem(StatusCode::NOT_FOUND, &format!("No extension {} in this account", request.extension));
+    }
+    if !dialable(&request.to) {
+        book.count(ROUTE, "bad_number");
+        return problem(StatusCode::UNPROCESSABLE_ENTITY, "`to` is not a dialable number");
+    }
+    let call = OriginatedCall {
+        call_id: format!("call_{}", uuid::Uuid::new_v4().simple()),
+        account_id: account.account_id,
+        extension: request.extension,
+        to: request.to,
+        at: crate::kommo_api::unix_now(),
+    };
+    let call_id = call.call_id.clone();
+    book.count(ROUTE, "ok");
+    book.stats.calls.push(call);
+    tracing::info!(call.id = %call_id, "originated a call");
+    (StatusCode::CREATED, Json(json!({ "call_id": call_id }))).into_response()
+}
+
+/// Any other `/voip/...` request: counted, then 404 (after a queued fault, like every provider request).
+pub(super) async fn unknown(State(state): State<crate::State>, method: Method, uri: Uri) -> Response {
+    let route = format!("{method} {}", uri.path());
+    if let Some(fault) = injected_fault(&state, &route).await {
+        return fault;
+    }
+    state.voip.book().count(&route, "not_found");
+    problem(StatusCode::NOT_FOUND, "No such provider endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialable_numbers_are_digits_with_the_usual_separators() {
+        for number in ["+5511999990000", "5511999990000", "+55 (11) 99999-0000", "102", "+1.202.555.0100"] {
+            assert!(dialable(number), "{number}");
+        }
+        for number in ["", "+", "12", "abc", "+55 11 9999x0000", "++5511999990000", "+1234567890123456"] {
+            assert!(!dialable(number), "{number}");
+        }
+    }
+
+    #[test]
+    fn basic_and_bearer_credentials_are_read_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        let basic = format!("basic {}", STANDARD.encode("agent:pa:ss"));
+        headers.insert(header::AUTHORIZATION, basic.parse().unwrap());
+        assert!(matches!(credentials(&headers),
+            Some(Credentials::Basic { login, password }) if login == "agent" && password == "pa:ss"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("BEARER key-1"));
+        assert!(matches!(credentials(&headers), Some(Credentials::Bearer(key)) if key == "key-1"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Digest x"));
+        assert!(credentials(&headers).is_none());
+    }
+}

@@ -1,0 +1,163 @@
+//! Control endpoints under `/sandbox/voip/`: provider accounts, injected faults, counters, and signed
+//! webhook deliveries to our server.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Account, DEFAULT_EXTENSIONS, EventInput, Fault, Secret, SentWebhook};
+use crate::error::SandboxError;
+
+/// `POST /sandbox/voip/accounts` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewAccount {
+    login: String,
+    password: Option<String>,
+    api_key: Option<String>,
+    /// 101 to 105 by default.
+    extensions: Option<Vec<String>>,
+    /// `voip-{login}` by default.
+    account_id: Option<String>,
+    name: Option<String>,
+}
+
+/// Adds a provider account (201 with it, secrets left out); 400 when it could never sign in or clashes.
+pub(crate) async fn create_account(
+    State(state): State<crate::State>,
+    Json(request): Json<NewAccount>,
+) -> Result<(StatusCode, Json<Value>), SandboxError> {
+    let login = request.login.trim().to_owned();
+    if login.is_empty() || login.contains(':') {
+        return Err(SandboxError::BadRequest("login must be non-empty and hold no `:` (HTTP Basic)".into()));
+    }
+    let given = |value: Option<String>| value.filter(|value| !value.is_empty());
+    let (password, api_key) = (given(request.password), given(request.api_key));
+    if password.is_none() && api_key.is_none() {
+        return Err(SandboxError::BadRequest("an account needs a password, an api_key, or both".into()));
+    }
+    let account = Account {
+        account_id: request.account_id.unwrap_or_else(|| format!("voip-{login}")),
+        name: request.name.unwrap_or_else(|| format!("Sandbox VoIP {login}")),
+        login,
+        password,
+        api_key,
+        extensions: request.extensions.unwrap_or_else(|| DEFAULT_EXTENSIONS.map(str::to_owned).to_vec()),
+    };
+    let view = serde_json::to_value(&account).unwrap_or_default();
+    state.voip.book().add_account(account).map_err(SandboxError::BadRequest)?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `GET /sandbox/voip/accounts`: every account without its password and API key.
+pub(crate) async fn list_accounts(State(state): State<crate::State>) -> Json<Value> {
+    Json(serde_json::to_value(&state.voip.book().accounts).unwrap_or_default())
+}
+
+/// `POST /sandbox/voip/faults`: queues a fault; faults are used in order, each for `count` requests.
+pub(crate) async fn add_fault(
+    State(state): State<crate::State>,
+    Json(fault): Json<Fault>,
+) -> Result<Json<Value>, SandboxError> {
+    if let Some(status) = fault.status
+        && !(400..=599).contains(&status)
+    {
+        return Err(SandboxError::BadRequest(format!("status {status} is not an error status (400-599)")));
+    }
+    if fault.status.is_none() && fault.delay_ms.is_none() {
+        return Err(SandboxError::BadRequest("a fault needs a status, a delay_ms, or both".into()));
+    }
+    let mut book = state.voip.book();
+    if fault.count > 0 {
+        book.faults.push_back(fault);
+    }
+    Ok(Json(json!({ "queued": book.faults.len() })))
+}
+
+/// `DELETE /sandbox/voip/faults`: drops every queued fault.
+pub(crate) async fn clear_faults(State(state): State<crate::State>) -> StatusCode {
+    state.voip.book().faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// `GET /sandbox/voip/stats`.
+pub(crate) async fn stats(State(state): State<crate::State>) -> Json<Value> {
+    Json(serde_json::to_value(&state.voip.book().stats).unwrap_or_default())
+}
+
+/// `POST /sandbox/voip/reset-stats`.
+pub(crate) async fn reset_stats(State(state): State<crate::State>) -> StatusCode {
+    state.voip.book().stats = super::Stats::default();
+    StatusCode::NO_CONTENT
+}
+
+/// `POST /sandbox/voip/send` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendRequest {
+    /// Where to post: the webhook URL the widget shows in its settings.
+    webhook_url: String,
+    /// `whsec_<base64>`: the signing secret our server gave the account.
+    secret: String,
+    event: EventInput,
+    /// `msg_<random>` by default; reuse one to send a retry of the same delivery.
+    webhook_id: Option<String>,
+    /// Seconds added to now for `webhook-timestamp` (negative for a stale delivery).
+    #[serde(default)]
+    timestamp_offset: i64,
+    /// Sent as `webhook-signature` instead of the real signature.
+    signature_override: Option<String>,
+}
+
+/// Posts the event with Standard Webhooks headers; answers `{status, body, webhook_id, timestamp, signature}`
+/// with the webhook's status and body (JSON when it is), 502 when the webhook cannot be reached at all.
+pub(crate) async fn send(
+    State(state): State<crate::State>,
+    Json(request): Json<SendRequest>,
+) -> Result<Json<Value>, SandboxError> {
+    let url = reqwest::Url::parse(request.webhook_url.trim())
+        .map_err(|error| SandboxError::BadRequest(format!("webhook_url: {error}")))?;
+    if !crate::provider::allowed_target(&url, &state.config.kommo.audience) {
+        return Err(SandboxError::BadRequest(
+            "webhook_url must be plain http to this machine or to the server's public base URL".to_owned(),
+        ));
+    }
+    let secret =
+        Secret::parse(&request.secret).map_err(|error| SandboxError::BadRequest(format!("secret: {error}")))?;
+    let webhook_id = request.webhook_id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+    let now = crate::kommo_api::unix_now();
+    let timestamp = now + request.timestamp_offset;
+    let event = request.event.event(&state.voip.default_account_id, now);
+    let call_id = event.call.call_id.clone();
+    let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
+    let signature = request.signature_override.unwrap_or_else(|| secret.sign(&webhook_id, timestamp, &body));
+    let header_value = |name: &str, value: &str| {
+        HeaderValue::from_str(value).map_err(|_| SandboxError::BadRequest(format!("{name} is not a header value")))
+    };
+    let response = state
+        .http
+        .post(url)
+        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header("webhook-id", header_value("webhook_id", &webhook_id)?)
+        .header("webhook-timestamp", HeaderValue::from(timestamp))
+        .header("webhook-signature", header_value("signature_override", &signature)?)
+        .body(body)
+        .send()
+        .await
+        .map_err(|error| SandboxError::Upstream(format!("posting the provider event failed: {error}")))?;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    tracing::info!(call.id = %call_id, upstream.status = status, "posted a signed provider event");
+    let sent = SentWebhook { webhook_id: webhook_id.clone(), call_id, status };
+    state.voip.book().stats.webhooks.push(sent);
+    Ok(Json(json!({
+        "status": status,
+        "body": answer,
+        "webhook_id": webhook_id,
+        "timestamp": timestamp,
+        "signature": signature,
+    })))
+}

@@ -1,0 +1,363 @@
+//! The VoIP provider stand-in: the provider API our server calls (`{provider_url}/v1/...`, with
+//! `provider_url` = `http://<sandbox>/voip`), signed Standard Webhooks deliveries to our webhook URL, and
+//! control endpoints under `/sandbox/voip/` for tests.
+//!
+//! | Endpoint | What it does |
+//! |---|---|
+//! | `GET /voip/v1/account` | HTTP Basic (login + password) or `Authorization: Bearer <api key>` → 200 `{account_id, name}`; else 401 |
+//! | `POST /voip/v1/calls` `{extension, to}` | Same auth → 201 `{call_id}` and the call is recorded; 404 an extension the account lacks; 422 a malformed number; 400 a body that is not that JSON |
+//! | any other `/voip/...` | Counted, then 404 |
+//! | `POST /sandbox/voip/accounts` `{login, password?, api_key?, extensions?, account_id?, name?}` | Adds a provider account (201) |
+//! | `GET /sandbox/voip/accounts` | The accounts, without their secrets |
+//! | `POST /sandbox/voip/faults` `{status?, count?, delay_ms?}`, `DELETE` | Queues (clears) faults for the next `/voip/...` requests |
+//! | `GET /sandbox/voip/stats`, `POST /sandbox/voip/reset-stats` | Requests by `METHOD /path` and outcome, originated calls, sent webhooks |
+//! | `POST /sandbox/voip/send` `{webhook_url, secret, event, webhook_id?, timestamp_offset?, signature_override?}` | Posts a signed event → `{status, body, webhook_id, timestamp, signature}` |
+//!
+//! Errors of the provider API are `application/problem+json` `{title, type, status, detail}`. Faults apply
+//! before authentication, the way an outage would.
+
+mod api;
+mod control;
+pub mod signature;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::{Deserialize, Serialize};
+use shared::{CallStatus, FromWebhook};
+
+pub use signature::{Secret, SecretError};
+
+/// The extensions every account has unless it is created with its own list.
+pub const DEFAULT_EXTENSIONS: [&str; 5] = ["101", "102", "103", "104", "105"];
+
+/// The configured provider account (`SANDBOX_VOIP_*`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The provider's id of the account: `/v1/account`'s `account_id`, the webhooks' `voipAccountId`.
+    pub account_id: String,
+    pub name: String,
+    pub login: String,
+    pub password: String,
+    pub api_key: String,
+    pub extensions: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            account_id: crate::provider::DEFAULT_VOIP_ACCOUNT_ID.to_owned(),
+            name: "Sandbox VoIP".to_owned(),
+            login: "agent".to_owned(),
+            password: "sandbox-voip-password".to_owned(),
+            api_key: "sandbox-voip-api-key".to_owned(),
+            extensions: DEFAULT_EXTENSIONS.map(str::to_owned).to_vec(),
+        }
+    }
+}
+
+/// One provider account; a request is its account's when either its Basic pair or its API key matches.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub account_id: String,
+    pub name: String,
+    pub login: String,
+    #[serde(skip)]
+    pub password: Option<String>,
+    #[serde(skip)]
+    pub api_key: Option<String>,
+    pub extensions: Vec<String>,
+}
+
+/// `POST /sandbox/voip/faults`: the next `count` `/voip/...` requests answer `status` and/or wait `delay_ms`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// The status to answer; none means the request is only delayed and then served normally.
+    pub status: Option<u16>,
+    #[serde(default = "one")]
+    pub count: u32,
+    pub delay_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A click-to-call the provider accepted.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginatedCall {
+    pub call_id: String,
+    pub account_id: String,
+    pub extension: String,
+    /// The number as our server sent it.
+    pub to: String,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// One delivery of `/sandbox/voip/send`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentWebhook {
+    pub webhook_id: String,
+    pub call_id: String,
+    /// The webhook's HTTP status.
+    pub status: u16,
+}
+
+/// What tests assert on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// `METHOD /path` → outcome (`ok`, `unauthorized`, `unknown_extension`, `bad_number`, `bad_request`,
+    /// `not_found`, `fault`) → count.
+    pub requests: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    pub calls: Vec<OriginatedCall>,
+    pub webhooks: Vec<SentWebhook>,
+}
+
+/// The stand-in's memory.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    accounts: Vec<Account>,
+    faults: VecDeque<Fault>,
+    stats: Stats,
+}
+
+impl Book {
+    /// The account whose Basic pair matches; an account without a password never matches Basic.
+    fn by_basic(&self, login: &str, password: &str) -> Option<&Account> {
+        self.accounts.iter().find(|account| account.login == login && account.password.as_deref() == Some(password))
+    }
+
+    fn by_api_key(&self, key: &str) -> Option<&Account> {
+        self.accounts.iter().find(|account| account.api_key.as_deref() == Some(key))
+    }
+
+    /// Adds the account unless its login, API key or account id is already someone's; then says whose.
+    fn add_account(&mut self, account: Account) -> Result<(), String> {
+        for existing in &self.accounts {
+            if existing.login == account.login {
+                return Err(format!("login `{}` is taken", account.login));
+            }
+            if existing.account_id == account.account_id {
+                return Err(format!("account_id `{}` is taken", account.account_id));
+            }
+            if account.api_key.is_some() && existing.api_key == account.api_key {
+                return Err(format!("that api_key is account `{}`'s", existing.account_id));
+            }
+        }
+        self.accounts.push(account);
+        Ok(())
+    }
+
+    /// Uses up one request of the oldest queued fault.
+    fn take_fault(&mut self) -> Option<Fault> {
+        let fault = self.faults.front_mut()?;
+        fault.count -= 1;
+        let taken = fault.clone();
+        if fault.count == 0 {
+            self.faults.pop_front();
+        }
+        Some(taken)
+    }
+
+    fn count(&mut self, route: &str, outcome: &'static str) {
+        *self.stats.requests.entry(route.to_owned()).or_default().entry(outcome).or_default() += 1;
+    }
+}
+
+/// The provider stand-in's settings and memory.
+pub struct Provider {
+    /// The configured account's id: the `voipAccountId` of events that name none.
+    default_account_id: String,
+    book: Mutex<Book>,
+}
+
+impl Provider {
+    pub fn new(settings: Settings) -> Provider {
+        let account = Account {
+            account_id: settings.account_id.clone(),
+            name: settings.name,
+            login: settings.login,
+            password: Some(settings.password),
+            api_key: Some(settings.api_key),
+            extensions: settings.extensions,
+        };
+        let mut book = Book::default();
+        book.accounts.push(account);
+        Provider { default_account_id: settings.account_id, book: Mutex::new(book) }
+    }
+
+    /// The memory; a panic elsewhere never makes it unusable for the other tests.
+    pub(crate) fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `type` of a provider event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "call.ringing")]
+    Ringing,
+    #[serde(rename = "call.answered")]
+    Answered,
+    #[serde(rename = "call.ended")]
+    Ended,
+    #[serde(rename = "call.missed")]
+    Missed,
+    #[serde(rename = "call.recording_ready")]
+    RecordingReady,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+/// A provider event on the wire: `FromWebhook` plus the contract's optional fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderEvent {
+    #[serde(flatten)]
+    pub call: FromWebhook,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EventType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// Seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording_url: Option<String>,
+}
+
+/// The `event` of `POST /sandbox/voip/send`, in the wire's camelCase; left-out ids and times are filled in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventInput {
+    /// Reuse an id to send a later event of the same call; a fresh one by default.
+    pub call_id: Option<String>,
+    /// The configured account's id by default.
+    pub voip_account_id: Option<String>,
+    pub from: String,
+    pub to: String,
+    pub status: CallStatus,
+    /// Now by default.
+    pub start_time: Option<i64>,
+    pub extension: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<EventType>,
+    pub direction: Option<Direction>,
+    pub duration: Option<u64>,
+    pub recording_url: Option<String>,
+}
+
+impl EventInput {
+    pub fn event(self, default_account_id: &str, now: i64) -> ProviderEvent {
+        ProviderEvent {
+            call: FromWebhook {
+                call_id: self.call_id.unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
+                voip_account_id: self.voip_account_id.unwrap_or_else(|| default_account_id.to_owned()),
+                from: self.from,
+                to: self.to,
+                status: self.status,
+                start_time: self.start_time.unwrap_or(now),
+                extension: self.extension,
+            },
+            kind: self.kind,
+            direction: self.direction,
+            duration: self.duration,
+            recording_url: self.recording_url,
+        }
+    }
+}
+
+/// A provider error: `application/problem+json` `{title, type, status, detail}`.
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "type": format!("https://httpstatus.es/{}", status.as_u16()),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let content_type = HeaderValue::from_static("application/problem+json");
+    (status, [(header::CONTENT_TYPE, content_type)], body.to_string()).into_response()
+}
+
+/// The routes of the stand-in, merged into the sandbox's router.
+pub(crate) fn routes() -> Router<crate::State> {
+    Router::new()
+        .route("/voip/v1/account", get(api::account))
+        .route("/voip/v1/calls", post(api::originate))
+        .route("/voip/{*rest}", any(api::unknown))
+        .route("/sandbox/voip/accounts", post(control::create_account).get(control::list_accounts))
+        .route("/sandbox/voip/faults", post(control::add_fault).delete(control::clear_faults))
+        .route("/sandbox/voip/stats", get(control::stats))
+        .route("/sandbox/voip/reset-stats", post(control::reset_stats))
+        .route("/sandbox/voip/send", post(control::send))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(login: &str, password: Option<&str>, api_key: Option<&str>) -> Account {
+        Account {
+            account_id: format!("voip-{login}"),
+            name: login.to_owned(),
+            login: login.to_owned(),
+            password: password.map(str::to_owned),
+            api_key: api_key.map(str::to_owned),
+            extensions: vec!["101".to_owned()],
+        }
+    }
+
+    #[test]
+    fn an_account_without_a_password_never_matches_basic() {
+        let mut book = Book::default();
+        book.add_account(account("keyonly", None, Some("k1"))).unwrap();
+        assert!(book.by_basic("keyonly", "").is_none());
+        assert_eq!(book.by_api_key("k1").unwrap().login, "keyonly");
+        assert!(book.add_account(account("keyonly", Some("p"), None)).is_err());
+        assert!(book.add_account(account("other", Some("p"), Some("k1"))).is_err());
+    }
+
+    #[test]
+    fn faults_are_used_in_order_each_for_its_count() {
+        let mut book = Book::default();
+        book.faults.push_back(Fault { status: Some(500), count: 2, delay_ms: None });
+        book.faults.push_back(Fault { status: None, count: 1, delay_ms: Some(5) });
+        assert_eq!(book.take_fault().unwrap().status, Some(500));
+        assert_eq!(book.take_fault().unwrap().status, Some(500));
+        assert_eq!(book.take_fault().unwrap().delay_ms, Some(5));
+        assert!(book.take_fault().is_none());
+    }
+
+    #[test]
+    fn the_event_serialises_the_contracts_optional_fields_only_when_given() {
+        let input: EventInput = serde_json::from_value(serde_json::json!({
+            "from": "+5511999990000", "to": "101", "status": "ended", "type": "call.ended",
+            "direction": "inbound", "duration": 42, "recordingUrl": "http://127.0.0.1/r.mp3"
+        }))
+        .unwrap();
+        let wire = serde_json::to_value(input.event("acct", 1_700_000_000)).unwrap();
+        assert_eq!(wire["voipAccountId"], "acct");
+        assert_eq!(wire["startTime"], 1_700_000_000);
+        assert_eq!(wire["type"], "call.ended");
+        assert_eq!(wire["direction"], "inbound");
+        assert_eq!(wire["duration"], 42);
+        assert_eq!(wire["recordingUrl"], "http://127.0.0.1/r.mp3");
+        let bare: EventInput =
+            serde_json::from_value(serde_json::json!({ "from": "1", "to": "2", "status": "ringing" })).unwrap();
+        let wire = serde_json::to_value(bare.event("acct", 1)).unwrap();
+        let mut keys: Vec<&str> = wire.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["callId", "extension", "from", "startTime", "status", "to", "voipAccountId"]);
+    }
+}
