@@ -36,6 +36,9 @@ pub const MAX_TASK_DUE_MINUTES: u32 = 7 * 24 * 60;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationSettings {
+    /// Kommo's `active` flag from `onSave({active})`: `true` for `'Y'`. Settings are only stored while
+    /// the widget is on.
+    pub active: bool,
     pub credentials: VoipCredentials,
     pub call_handling: CallHandling,
     pub extensions: ExtensionMap,
@@ -343,6 +346,7 @@ impl ExtensionMap {
 /// The settings as the server shows them to the settings modal: never a password or key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct IntegrationSettingsView {
+    pub active: bool,
     pub credentials: VoipCredentialsView,
     pub call_handling: CallHandling,
     pub extensions: ExtensionMap,
@@ -415,6 +419,9 @@ impl IntegrationSettings {
     /// Every refused field, in form order, so the UI can show all of them at once.
     pub fn validate(&self, ctx: &ValidationContext) -> Vec<FieldError> {
         let mut errors = Vec::new();
+        if !self.active {
+            push(&mut errors, "active", ValidationCode::NotActive);
+        }
         self.credentials.check(ctx, &mut errors);
         self.call_handling.check(ctx, &mut errors);
         self.extensions.check(ctx, &mut errors);
@@ -830,7 +837,7 @@ mod tests {
     }
 
     fn valid() -> IntegrationSettings {
-        IntegrationSettings { credentials: password(URL, "alice", Some("secret")), ..Default::default() }
+        IntegrationSettings { active: true, credentials: password(URL, "alice", Some("secret")), ..Default::default() }
     }
 
     fn users(ids: &[i64]) -> ValidationContext {
@@ -863,8 +870,15 @@ mod tests {
     }
 
     #[test]
+    fn settings_are_refused_while_the_widget_is_off() {
+        let settings = IntegrationSettings { active: false, ..valid() };
+        assert_eq!(refused(&settings, &ValidationContext::default()), owned(vec![("active", NotActive)]));
+    }
+
+    #[test]
     fn a_new_install_must_type_its_credentials() {
         let expected = owned(vec![
+            ("active", NotActive),
             ("credentials.provider_url", Required),
             ("credentials.login", Required),
             ("credentials.password", Required),
@@ -971,7 +985,7 @@ mod tests {
                 vec![("credentials.key", Required)],
             ),
             (
-                "omitted key not kept for a refused address",
+                "a refused address is the one error, whatever the key",
                 api_key("https://10.0.0.1", None),
                 stored(ApiKey, "https://10.0.0.1"),
                 vec![("credentials.provider_url", ForbiddenAddress)],
@@ -989,7 +1003,7 @@ mod tests {
             ),
         ];
         for (case, credentials, ctx, expected) in cases {
-            let settings = IntegrationSettings { credentials: credentials.clone(), ..Default::default() };
+            let settings = IntegrationSettings { credentials: credentials.clone(), ..valid() };
             assert_eq!(refused(&settings, &ctx), owned(expected.clone()), "{case}");
             let alone: Vec<_> = credentials.validate(&ctx).into_iter().map(|e| (e.field, e.code)).collect();
             assert_eq!(alone, owned(expected), "{case} (credentials alone)");
@@ -1444,6 +1458,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<IntegrationSettings>(&text).unwrap(), full);
 
         let view = IntegrationSettingsView {
+            active: true,
             credentials: full.credentials.view(false),
             call_handling: full.call_handling,
             extensions: full.extensions.clone(),

@@ -76,7 +76,8 @@ impl ValidationCode {
 /// One refused field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
-    /// The field's name as in [`SettingsInput`] (`active`, `voip_login`, `voip_password`).
+    /// The field's name as in [`SettingsInput`] (`active`, `voip_login`, `voip_password`), or its JSON path
+    /// in [`crate::integration::IntegrationSettings`] (`credentials.login`, `extensions.entries[2].user_id`).
     pub field: String,
     pub code: ValidationCode,
 }
