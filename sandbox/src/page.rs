@@ -206,6 +206,7 @@ const PAGE: &str = r##"<!doctype html>
         <label>From<input name="from" id="sandbox-call-from" value="+5511999990000"></label>
         <label>To<input name="to" id="sandbox-call-to" value="+5511333330000"></label>
         <label>Extension<input name="extension" id="sandbox-call-extension" value="101"></label>
+        <label>Webhook secret<input name="secret" id="sandbox-call-secret" placeholder="whsec_… (unsigned when empty)"></label>
         <label>Status<select name="status" id="sandbox-call-status">
           <option>ringing</option><option>answered</option><option>ended</option>
           <option>missed</option><option>busy</option><option>failed</option>

@@ -1,15 +1,17 @@
-//! The VoIP provider stand-in: turns a simple request into a `shared::FromWebhook` posted to a webhook URL.
+//! The VoIP provider stand-in: turns a simple request into a `shared::FromWebhook` posted to a webhook URL,
+//! signed with Standard Webhooks headers when the request carries the webhook secret.
 
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use shared::{CallStatus, FromWebhook};
 
 use crate::error::SandboxError;
+use crate::voip::Secret;
 
 /// The provider-side account every simulated call belongs to unless the request names one.
 pub const DEFAULT_VOIP_ACCOUNT_ID: &str = "sandbox-voip";
@@ -27,19 +29,21 @@ pub struct ProviderCall {
     pub to: String,
     pub status: CallStatus,
     pub extension: Option<String>,
+    /// `whsec_...`: when given, the event carries `webhook-id`, `webhook-timestamp` and `webhook-signature`.
+    pub secret: Option<String>,
 }
 
 impl ProviderCall {
     /// The event as the provider would send it, ringing since `now` (unix seconds).
-    pub fn event(self, now: i64) -> FromWebhook {
+    pub fn event(&self, now: i64) -> FromWebhook {
         FromWebhook {
-            call_id: self.call_id.unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
-            voip_account_id: self.voip_account_id.unwrap_or_else(|| DEFAULT_VOIP_ACCOUNT_ID.to_owned()),
-            from: self.from,
-            to: self.to,
+            call_id: self.call_id.clone().unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
+            voip_account_id: self.voip_account_id.clone().unwrap_or_else(|| DEFAULT_VOIP_ACCOUNT_ID.to_owned()),
+            from: self.from.clone(),
+            to: self.to.clone(),
             status: self.status,
             start_time: now,
-            extension: self.extension,
+            extension: self.extension.clone(),
         }
     }
 }
@@ -76,10 +80,19 @@ pub(crate) async fn call_handler(
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default();
     let event = call.event(now);
     let call_id = event.call_id.clone();
-    let response = state
-        .http
-        .post(url)
-        .json(&event)
+    let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
+    let mut request = state.http.post(url).header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(secret) = call.secret.as_deref().filter(|secret| !secret.trim().is_empty()) {
+        let secret = Secret::parse(secret).map_err(|error| SandboxError::BadRequest(format!("secret: {error}")))?;
+        let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let signature = secret.sign(&webhook_id, now, &body);
+        request = request
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", now)
+            .header("webhook-signature", signature);
+    }
+    let response = request
+        .body(body)
         .send()
         .await
         .map_err(|error| SandboxError::Upstream(format!("posting the provider event failed: {error}")))?;

@@ -340,3 +340,21 @@ async fn the_unsigned_provider_call_still_posts_a_plain_from_webhook() {
     let call: shared::FromWebhook = serde_json::from_slice(&body).unwrap();
     assert_eq!(call.voip_account_id, "sandbox-voip");
 }
+
+#[tokio::test]
+async fn the_provider_call_signs_when_given_the_secret() {
+    let kommo = Harness::start().await;
+    let (webhook_url, deliveries) = listener(200).await;
+    let body = json!({ "webhook_url": webhook_url, "from": "+5511999990000", "to": "101", "status": "ringing",
+                       "secret": WHSEC });
+    assert_eq!(kommo.post("/sandbox/provider/call", body).await.status(), 200);
+    let (headers, body) = deliveries.lock().unwrap().pop().unwrap();
+    let (id, timestamp) = (header(&headers, "webhook-id"), header(&headers, "webhook-timestamp").parse().unwrap());
+    assert!(id.starts_with("msg_"), "{id}");
+    assert_eq!(header(&headers, "webhook-signature"), Secret::parse(WHSEC).unwrap().sign(id, timestamp, &body));
+    let call: shared::FromWebhook = serde_json::from_slice(&body).unwrap();
+    assert_eq!(call.start_time, timestamp);
+
+    let unsigned = json!({ "webhook_url": webhook_url, "from": "1", "to": "2", "status": "ringing", "secret": "x!" });
+    assert_eq!(kommo.post("/sandbox/provider/call", unsigned).await.status(), 400);
+}

@@ -285,6 +285,7 @@
       status: field('sandbox-call-status')
     };
     if (field('sandbox-call-extension')) body.extension = field('sandbox-call-extension');
+    if (field('sandbox-call-secret')) body.secret = field('sandbox-call-secret');
     output.textContent = '…';
     fetch('/sandbox/provider/call', {
       method: 'POST',
