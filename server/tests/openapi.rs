@@ -461,6 +461,9 @@ fn enums_match_the_shared_types() {
         ValidationCode::Incomplete,
         ValidationCode::TooMany,
         ValidationCode::InvalidExtension,
+        ValidationCode::CredentialsRefused,
+        ValidationCode::Unreachable,
+        ValidationCode::ProviderError,
     ];
     codes.iter().for_each(|code| match code {
         ValidationCode::Required
@@ -476,7 +479,10 @@ fn enums_match_the_shared_types() {
         | ValidationCode::UnknownUser
         | ValidationCode::Incomplete
         | ValidationCode::TooMany
-        | ValidationCode::InvalidExtension => {}
+        | ValidationCode::InvalidExtension
+        | ValidationCode::CredentialsRefused
+        | ValidationCode::Unreachable
+        | ValidationCode::ProviderError => {}
     });
     assert_eq!(enum_values(&document, "ValidationCode"), wire_names(&codes));
 }

@@ -383,12 +383,16 @@ impl VoipCredentialsView {
     }
 }
 
-/// The address and signing secret an admin pastes into the provider. Shown in the settings modal (admins
-/// only) because it must be pasted; rotating it issues a new secret and the old one stops verifying.
+/// The address and signing secret an admin pastes into the provider. The secret is returned once, in the
+/// answer that creates or rotates it (it must be pasted somewhere); afterwards only a hint of it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEndpoint {
     pub url: String,
-    pub signing_secret: String,
+    /// `whsec_...`, only in the answer that issued it.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+    /// The secret's last characters, so an admin can tell which one the provider has.
+    pub signing_secret_hint: String,
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1464,7 +1468,8 @@ mod tests {
             extensions: full.extensions.clone(),
             webhook: Some(WebhookEndpoint {
                 url: "https://voip.example.com/hooks/voip/abc".into(),
-                signing_secret: "s".into(),
+                signing_secret: Some("whsec_c2VjcmV0".into()),
+                signing_secret_hint: "…VjcmV0".into(),
             }),
         };
         let text = serde_json::to_string(&view).unwrap();

@@ -49,6 +49,12 @@ pub enum ValidationCode {
     TooMany,
     /// An extension holds something other than digits, `*`, `#` and `+`.
     InvalidExtension,
+    /// The VoIP provider refused the login and password or the API key (the server's check).
+    CredentialsRefused,
+    /// The VoIP provider did not answer at that address (the server's check).
+    Unreachable,
+    /// The VoIP provider answered with an error (the server's check).
+    ProviderError,
 }
 
 impl ValidationCode {
@@ -69,6 +75,9 @@ impl ValidationCode {
             ValidationCode::Incomplete => "Fill in this field too, or clear the related one.",
             ValidationCode::TooMany => "This list has too many entries.",
             ValidationCode::InvalidExtension => "An extension may contain only digits, *, # and +.",
+            ValidationCode::CredentialsRefused => "The VoIP provider refused these credentials.",
+            ValidationCode::Unreachable => "The VoIP provider did not answer at this address.",
+            ValidationCode::ProviderError => "The VoIP provider answered with an error; try again later.",
         }
     }
 }
