@@ -352,6 +352,10 @@ pub struct IntegrationSettingsView {
     pub extensions: ExtensionMap,
     /// Where the provider posts call events, once the server has issued one.
     pub webhook: Option<WebhookEndpoint>,
+    /// The operator lets this server call a local provider over http (the local Kommo's stand-in):
+    /// the widget validates with the same [`ValidationContext::allow_insecure_local`] as the server.
+    #[serde(default)]
+    pub allow_insecure_provider: bool,
 }
 
 /// [`VoipCredentials`] without the secret.
@@ -1471,6 +1475,7 @@ mod tests {
                 signing_secret: Some("whsec_c2VjcmV0".into()),
                 signing_secret_hint: "…VjcmV0".into(),
             }),
+            allow_insecure_provider: false,
         };
         let text = serde_json::to_string(&view).unwrap();
         assert_eq!(serde_json::from_str::<IntegrationSettingsView>(&text).unwrap(), view);
