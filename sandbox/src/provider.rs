@@ -44,6 +44,10 @@ impl ProviderCall {
             status: self.status,
             start_time: now,
             extension: self.extension.clone(),
+            event_type: None,
+            direction: None,
+            duration: None,
+            recording_url: None,
         }
     }
 }

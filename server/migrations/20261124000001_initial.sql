@@ -59,17 +59,31 @@ CREATE TABLE used_token_ids (
 CREATE INDEX used_token_ids_expiry ON used_token_ids (expires_at);
 
 CREATE TABLE widget_settings (
-    account_id          INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
-    active              BOOLEAN NOT NULL DEFAULT FALSE,
-    voip_login          TEXT    NOT NULL DEFAULT '',
-    -- The VoIP password, sealed and bound to this account and column.
-    voip_token          TEXT,
+    account_id               INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    -- Kommo's `active` flag: while false, provider webhooks are refused and nothing is processed.
+    active                   BOOLEAN NOT NULL DEFAULT FALSE,
+    -- How we sign in to the VoIP provider: password (HTTP Basic) or api_key (Bearer).
+    credential_method        TEXT    NOT NULL DEFAULT 'password' CHECK (credential_method IN ('password', 'api_key')),
+    provider_url             TEXT    NOT NULL DEFAULT '',
+    voip_login               TEXT    NOT NULL DEFAULT '',
+    -- The VoIP password or API key, sealed and bound to this account and column.
+    voip_token               TEXT,
+    -- The provider's own account id, as its credentials check named it.
+    voip_account_id          TEXT,
     -- Unguessable id in the provider webhook URL: /hooks/voip/{hook_id}.
-    hook_id             TEXT    NOT NULL UNIQUE,
-    -- Call-handling configuration (JSON), filled by the settings issue.
-    config              TEXT    NOT NULL DEFAULT '{}',
-    updated_by_user_id  BIGINT,
-    updated_at          BIGINT  NOT NULL
+    hook_id                  TEXT    NOT NULL UNIQUE,
+    -- Standard Webhooks signing secret (sealed), the last characters of it, and the previous one,
+    -- which keeps verifying until previous_secret_until after a rotation.
+    webhook_secret           TEXT    NOT NULL,
+    webhook_secret_hint      TEXT    NOT NULL,
+    previous_webhook_secret  TEXT,
+    previous_secret_until    BIGINT,
+    -- Call-handling configuration (shared::CallHandling as JSON).
+    config                   TEXT    NOT NULL DEFAULT '{}',
+    -- Kommo user for calls on extensions that are not mapped in voip_users.
+    fallback_user_id         BIGINT,
+    updated_by_user_id       BIGINT,
+    updated_at               BIGINT  NOT NULL
 );
 
 CREATE TABLE voip_users (

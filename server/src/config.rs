@@ -7,6 +7,7 @@ use secrecy::SecretString;
 
 use crate::crypto::Keyring;
 use crate::kommo::KommoHosts;
+use crate::provider::EgressPolicy;
 
 /// Everything the server needs to start. Each module receives only its own part.
 #[derive(Debug)]
@@ -27,6 +28,9 @@ pub struct Config {
     pub kommo_hosts: KommoHosts,
     /// Kommo's consent page (`https://www.kommo.com/oauth`).
     pub kommo_consent_url: String,
+    /// Which VoIP provider addresses we may call (https to public addresses, unless the operator
+    /// allows a local stand-in).
+    pub provider_egress: EgressPolicy,
 }
 
 /// The integration's identity in Kommo.
@@ -81,6 +85,13 @@ impl Config {
             .unwrap_or_else(|| "https://www.kommo.com/oauth".into())
             .trim_end_matches('/')
             .to_owned();
+        let provider_egress = EgressPolicy {
+            allow_insecure_local: match var("PROVIDER_ALLOW_INSECURE_LOCAL").as_deref() {
+                None | Some("false") | Some("0") => false,
+                Some("true") | Some("1") => true,
+                Some(other) => bail!("PROVIDER_ALLOW_INSECURE_LOCAL must be true or false, got {other:?}"),
+            },
+        };
         Ok(Config {
             bind_addr,
             public_base_url,
@@ -90,6 +101,7 @@ impl Config {
             cors_extra_origins,
             kommo_hosts,
             kommo_consent_url,
+            provider_egress,
         })
     }
 }

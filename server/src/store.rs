@@ -83,21 +83,49 @@ pub const PENDING_CODE_ACCOUNT: i64 = 0;
 #[derive(Debug, Clone, FromRow)]
 pub struct SettingsRow {
     pub active: bool,
+    pub credential_method: String,
+    pub provider_url: String,
     pub voip_login: String,
-    /// The sealed VoIP password (see `crypto`), if one was saved.
+    /// The sealed VoIP password or API key (see `crypto`), if one was saved.
     pub voip_token: Option<String>,
     pub hook_id: String,
+    pub webhook_secret_hint: String,
+    /// `shared::CallHandling` as JSON.
+    pub config: String,
+    pub fallback_user_id: Option<i64>,
 }
 
-/// What a settings save writes.
+/// What a settings save writes (with `active` on).
 pub struct SettingsWrite<'a> {
-    pub active: bool,
+    pub credential_method: &'a str,
+    pub provider_url: &'a str,
     pub voip_login: &'a str,
-    /// A newly sealed password, or `None` to keep the stored one.
-    pub sealed_password: Option<String>,
-    /// Used only when the account has no hook id yet.
-    pub new_hook_id: &'a str,
+    /// A newly sealed password or key, or `None` to keep the stored one.
+    pub sealed_secret: Option<String>,
+    pub voip_account_id: &'a str,
+    pub config: String,
+    pub fallback_user_id: Option<i64>,
+    pub extensions: Vec<(String, i64)>,
     pub user_id: i64,
+    /// Used only when the account has no webhook endpoint yet.
+    pub new_endpoint: NewEndpoint,
+}
+
+/// A webhook endpoint to create: its id and its sealed signing secret.
+pub struct NewEndpoint {
+    pub hook_id: String,
+    pub sealed_secret: String,
+    pub hint: String,
+}
+
+/// The verifying secrets of a webhook endpoint: the current one and, for a while after a rotation,
+/// the previous one.
+#[derive(Debug, Clone)]
+pub struct HookSecrets {
+    pub account: AccountId,
+    pub active: bool,
+    pub current: String,
+    pub previous: Option<String>,
 }
 
 pub fn unix_now() -> i64 {
@@ -149,44 +177,138 @@ impl Store {
     }
 
     pub async fn settings(&self, account: AccountId) -> sqlx::Result<Option<SettingsRow>> {
-        sqlx::query_as("SELECT active, voip_login, voip_token, hook_id FROM widget_settings WHERE account_id = ?1")
-            .bind(account.0)
-            .fetch_optional(&self.pool)
-            .await
-    }
-
-    /// Writes the account's settings in one statement, so two concurrent saves leave one of them
-    /// whole (never a mix), and keeps the stored password and hook id unless replaced.
-    pub async fn save_settings(&self, account: AccountId, write: SettingsWrite<'_>) -> sqlx::Result<SettingsRow> {
         sqlx::query_as(
-            "INSERT INTO widget_settings (account_id, active, voip_login, voip_token, hook_id, updated_by_user_id, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT (account_id) DO UPDATE
-                SET active = excluded.active,
-                    voip_login = excluded.voip_login,
-                    voip_token = COALESCE(excluded.voip_token, widget_settings.voip_token),
-                    updated_by_user_id = excluded.updated_by_user_id,
-                    updated_at = excluded.updated_at
-             RETURNING active, voip_login, voip_token, hook_id",
+            "SELECT active, credential_method, provider_url, voip_login, voip_token, hook_id, webhook_secret_hint,
+                    config, fallback_user_id
+             FROM widget_settings WHERE account_id = ?1",
         )
         .bind(account.0)
-        .bind(write.active)
-        .bind(write.voip_login)
-        .bind(write.sealed_password)
-        .bind(write.new_hook_id)
-        .bind(write.user_id)
-        .bind(unix_now())
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
     }
 
-    /// Resolves a webhook path to its account. Unknown ids give `None`.
-    pub async fn account_for_hook(&self, hook_id: &str) -> sqlx::Result<Option<AccountId>> {
-        let id: Option<i64> = sqlx::query_scalar("SELECT account_id FROM widget_settings WHERE hook_id = ?1")
-            .bind(hook_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(id.map(AccountId))
+    /// The account's extension map, in the order it was entered.
+    pub async fn extensions(&self, account: AccountId) -> sqlx::Result<Vec<(String, i64)>> {
+        sqlx::query_as("SELECT extension_id, kommo_user_id FROM voip_users WHERE account_id = ?1 ORDER BY id")
+            .bind(account.0)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Writes the account's settings and extension map in one transaction, so two concurrent saves
+    /// leave one of them whole (never a mix). The stored secret is kept unless replaced, and the
+    /// webhook endpoint is created once. Returns whether the endpoint was created by this save.
+    pub async fn save_settings(&self, account: AccountId, write: SettingsWrite<'_>) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let created: bool = sqlx::query_scalar(
+            "INSERT INTO widget_settings (account_id, active, credential_method, provider_url, voip_login, voip_token,
+                                          voip_account_id, hook_id, webhook_secret, webhook_secret_hint, config,
+                                          fallback_user_id, updated_by_user_id, updated_at)
+             VALUES (?1, TRUE, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (account_id) DO UPDATE
+                SET active = TRUE,
+                    credential_method = excluded.credential_method,
+                    provider_url = excluded.provider_url,
+                    voip_login = excluded.voip_login,
+                    voip_token = COALESCE(excluded.voip_token, widget_settings.voip_token),
+                    voip_account_id = excluded.voip_account_id,
+                    config = excluded.config,
+                    fallback_user_id = excluded.fallback_user_id,
+                    updated_by_user_id = excluded.updated_by_user_id,
+                    updated_at = excluded.updated_at
+             RETURNING hook_id = ?7",
+        )
+        .bind(account.0)
+        .bind(write.credential_method)
+        .bind(write.provider_url)
+        .bind(write.voip_login)
+        .bind(write.sealed_secret)
+        .bind(write.voip_account_id)
+        .bind(&write.new_endpoint.hook_id)
+        .bind(&write.new_endpoint.sealed_secret)
+        .bind(&write.new_endpoint.hint)
+        .bind(&write.config)
+        .bind(write.fallback_user_id)
+        .bind(write.user_id)
+        .bind(unix_now())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM voip_users WHERE account_id = ?1").bind(account.0).execute(&mut *tx).await?;
+        for (extension, user_id) in &write.extensions {
+            sqlx::query("INSERT INTO voip_users (account_id, kommo_user_id, extension_id) VALUES (?1, ?2, ?3)")
+                .bind(account.0)
+                .bind(user_id)
+                .bind(extension)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Turns call processing off for the account (Kommo's `active: 'N'`), keeping everything else.
+    pub async fn deactivate(&self, account: AccountId, user_id: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE widget_settings SET active = FALSE, updated_by_user_id = ?2, updated_at = ?3 WHERE account_id = ?1",
+        )
+        .bind(account.0)
+        .bind(user_id)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// Replaces the webhook signing secret; the current one keeps verifying until `previous_until`.
+    /// Returns false when the account has no endpoint yet.
+    pub async fn rotate_webhook_secret(
+        &self,
+        account: AccountId,
+        sealed_secret: &str,
+        hint: &str,
+        previous_until: i64,
+    ) -> sqlx::Result<bool> {
+        let rotated = sqlx::query(
+            "UPDATE widget_settings
+                SET previous_webhook_secret = webhook_secret, previous_secret_until = ?4,
+                    webhook_secret = ?2, webhook_secret_hint = ?3, updated_at = ?5
+             WHERE account_id = ?1",
+        )
+        .bind(account.0)
+        .bind(sealed_secret)
+        .bind(hint)
+        .bind(previous_until)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(rotated.rows_affected() == 1)
+    }
+
+    /// Resolves a webhook path to its account and verifying secrets. Unknown ids give `None`.
+    pub async fn hook(&self, hook_id: &str) -> sqlx::Result<Option<HookSecrets>> {
+        #[derive(FromRow)]
+        struct Row {
+            account_id: i64,
+            active: bool,
+            webhook_secret: String,
+            previous_webhook_secret: Option<String>,
+            previous_secret_until: Option<i64>,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT account_id, active, webhook_secret, previous_webhook_secret, previous_secret_until
+             FROM widget_settings WHERE hook_id = ?1",
+        )
+        .bind(hook_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| HookSecrets {
+            account: AccountId(row.account_id),
+            active: row.active,
+            current: row.webhook_secret,
+            previous: row
+                .previous_webhook_secret
+                .filter(|_| row.previous_secret_until.is_some_and(|until| until >= unix_now())),
+        }))
     }
 
     /// Records a provider event: the first event of a call inserts it, later ones update its status.
@@ -195,11 +317,14 @@ impl Store {
         let now = unix_now();
         sqlx::query(
             "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, extension,
-                                     status, started_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+                                     status, started_at, direction, duration, recording_url, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?9, ?9)
              ON CONFLICT (account_id, call_id) DO UPDATE
                 SET status = excluded.status,
                     extension = COALESCE(excluded.extension, voip_calls.extension),
+                    direction = COALESCE(excluded.direction, voip_calls.direction),
+                    duration = COALESCE(excluded.duration, voip_calls.duration),
+                    recording_url = COALESCE(excluded.recording_url, voip_calls.recording_url),
                     updated_at = excluded.updated_at",
         )
         .bind(account.0)
@@ -211,6 +336,9 @@ impl Store {
         .bind(event.status.as_str())
         .bind(event.start_time)
         .bind(now)
+        .bind(event.direction.map(|direction| direction.as_str()))
+        .bind(event.duration)
+        .bind(&event.recording_url)
         .execute(&self.pool)
         .await
         .map(drop)

@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use server::config::Config;
 use server::http::{AppState, app};
-use server::store::{Store, unix_now};
+use server::store::{NewEndpoint, SettingsWrite, Store, unix_now};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -25,7 +25,6 @@ struct TestServer {
     router: Router,
     store: Store,
     _dir: tempfile::TempDir,
-    db_url: String,
 }
 
 fn config(db_url: &str) -> Config {
@@ -55,7 +54,7 @@ async fn start_empty() -> TestServer {
     let db_url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
     let store = Store::connect(&db_url).await.unwrap();
     let router = app(AppState::new(config(&db_url), store.clone(), CancellationToken::new()));
-    TestServer { router, store, _dir: dir, db_url }
+    TestServer { router, store, _dir: dir }
 }
 
 /// A disposable token as Kommo issues it for `account_id` / `user_id` of `subdomain`, each with
@@ -126,11 +125,29 @@ impl TestServer {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.store.pool()).await.unwrap()
     }
 
+    /// Configures `who`'s account through the store (the settings API itself, with its Kommo and
+    /// provider checks, is tested in tests/settings.rs) and returns its webhook path.
     async fn webhook_path(&self, who: (i64, i64, &str)) -> String {
-        let reply = self.save(who, json!({"active": true, "voip_login": "agent", "voip_password": "pw"})).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-        let url = reply.body["webhook_url"].as_str().unwrap().to_owned();
-        url.strip_prefix(BASE).unwrap().to_owned()
+        let account = self.store.account_by_kommo_id(who.0).await.unwrap().expect("the account is installed");
+        let hook_id = format!("hook-{}-{}", who.0, unix_now());
+        let write = SettingsWrite {
+            credential_method: "password",
+            provider_url: "https://voip.example.org/api",
+            voip_login: "agent",
+            sealed_secret: None,
+            voip_account_id: "va-1",
+            config: "{}".into(),
+            fallback_user_id: None,
+            extensions: Vec::new(),
+            user_id: who.1,
+            new_endpoint: NewEndpoint {
+                hook_id: hook_id.clone(),
+                sealed_secret: "v1.k1.sealed".into(),
+                hint: "…abcd".into(),
+            },
+        };
+        self.store.save_settings(account, write).await.unwrap();
+        format!("/hooks/voip/{hook_id}")
     }
 }
 
@@ -145,87 +162,6 @@ async fn health_reports_ok_on_a_fresh_database() {
     let reply = server.send(Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, json!({"status": "ok"}));
-}
-
-#[tokio::test]
-async fn saved_settings_come_back_without_the_password_and_survive_a_restart() {
-    let server = start().await;
-    let reply =
-        server.save(ALICE, json!({"active": true, "voip_login": " agent-7 ", "voip_password": "Sup3r-s3cret"})).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    assert_eq!(reply.body["voip_login"], "agent-7");
-    assert_eq!(reply.body["has_password"], true);
-    assert!(reply.body["webhook_url"].as_str().unwrap().starts_with("https://voip.example.org/hooks/voip/"));
-    assert!(!reply.text.contains("Sup3r-s3cret"));
-
-    let stored: String =
-        sqlx::query_scalar("SELECT voip_token FROM widget_settings").fetch_one(server.store.pool()).await.unwrap();
-    assert!(stored.starts_with("v1.k1."), "the password is sealed at rest");
-    assert!(!stored.contains("Sup3r-s3cret"));
-
-    // A new process on the same file sees the same settings.
-    let reopened = Store::connect(&server.db_url).await.unwrap();
-    let again = app(AppState::new(config(&server.db_url), reopened, CancellationToken::new()));
-    let request =
-        Request::get("/widget/v1/settings").header("X-Auth-Token", token_of(ALICE)).body(Body::empty()).unwrap();
-    let response = again.oneshot(request).await.unwrap();
-    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
-    assert_eq!(body, reply.body);
-}
-
-#[tokio::test]
-async fn saving_without_a_password_keeps_the_stored_one_and_the_webhook_url() {
-    let server = start().await;
-    let first = server.save(ALICE, json!({"active": true, "voip_login": "agent", "voip_password": "one"})).await;
-    let before: String =
-        sqlx::query_scalar("SELECT voip_token FROM widget_settings").fetch_one(server.store.pool()).await.unwrap();
-    let second = server.save(ALICE, json!({"active": true, "voip_login": "agent-2"})).await;
-    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
-    assert_eq!(second.body["voip_login"], "agent-2");
-    assert_eq!(second.body["has_password"], true);
-    assert_eq!(second.body["webhook_url"], first.body["webhook_url"]);
-    let after: String =
-        sqlx::query_scalar("SELECT voip_token FROM widget_settings").fetch_one(server.store.pool()).await.unwrap();
-    assert_eq!(before, after);
-}
-
-#[tokio::test]
-async fn invalid_settings_get_field_errors_and_change_nothing() {
-    let server = start().await;
-    let cases = [
-        (
-            json!({"active": true, "voip_login": "", "voip_password": "pw"}),
-            json!([{"field": "voip_login", "code": "required"}]),
-        ),
-        (json!({"active": true, "voip_login": "agent"}), json!([{"field": "voip_password", "code": "required"}])),
-        (
-            json!({"active": false, "voip_login": "agent", "voip_password": "pw"}),
-            json!([{"field": "active", "code": "not_active"}]),
-        ),
-        (
-            json!({"active": true, "voip_login": "a".repeat(129), "voip_password": "pw"}),
-            json!([{"field": "voip_login", "code": "too_long"}]),
-        ),
-    ];
-    for (body, fields) in cases {
-        let reply = server.save(ALICE, body.clone()).await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        assert_eq!(reply.body["error"]["code"], "validation");
-        assert_eq!(reply.body["error"]["fields"], fields, "{body}");
-    }
-    for (body, status) in [
-        (json!({"active": true, "voip_login": "a", "voip_password": "b", "account_id": 2002}), StatusCode::BAD_REQUEST),
-        (Value::String("not an object".into()), StatusCode::BAD_REQUEST),
-    ] {
-        let reply = server.save(ALICE, body).await;
-        assert_eq!(reply.status, status);
-        assert_eq!(reply.body["error"]["code"], "bad_request");
-    }
-    let oversized = json!({"active": true, "voip_login": "a", "voip_password": "x".repeat(20_000)});
-    let reply = server.save(ALICE, oversized).await;
-    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(reply.body["error"]["code"], "payload_too_large");
-    assert_eq!(server.count("widget_settings").await, 0);
 }
 
 #[tokio::test]
@@ -260,29 +196,12 @@ async fn widget_requests_without_a_valid_token_are_refused_and_change_nothing() 
 }
 
 #[tokio::test]
-async fn accounts_never_see_each_others_settings() {
-    let server = start().await;
-    server.save(ALICE, json!({"active": true, "voip_login": "alice-agent", "voip_password": "a"})).await;
-    let bob = server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(BOB)), None).await;
-    assert_eq!(bob.status, StatusCode::OK);
-    assert_eq!(bob.body, json!({"active": false, "voip_login": "", "has_password": false, "webhook_url": null}));
-    server.save(BOB, json!({"active": true, "voip_login": "bob-agent", "voip_password": "b"})).await;
-    let alice = server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(ALICE)), None).await;
-    assert_eq!(alice.body["voip_login"], "alice-agent");
-    assert_ne!(
-        alice.body["webhook_url"],
-        server.widget(Method::GET, "/widget/v1/settings", Some(&token_of(BOB)), None).await.body["webhook_url"]
-    );
-    assert_eq!(server.count("accounts").await, 2);
-}
-
-#[tokio::test]
 async fn a_changed_subdomain_updates_the_account_instead_of_creating_another() {
     let server = start().await;
-    server.save(ALICE, json!({"active": true, "voip_login": "agent", "voip_password": "a"})).await;
+    server.webhook_path(ALICE).await;
     let renamed =
         server.widget(Method::GET, "/widget/v1/settings", Some(&token(ALICE.0, ALICE.1, "alpha-renamed")), None).await;
-    assert_eq!(renamed.body["voip_login"], "agent");
+    assert_eq!(renamed.body["credentials"]["login"], "agent");
     assert_eq!(server.count("accounts").await, 2);
     let subdomain: String = sqlx::query_scalar("SELECT subdomain FROM accounts WHERE kommo_account_id = 1001")
         .fetch_one(server.store.pool())
@@ -541,7 +460,7 @@ async fn disable_hook(server: &TestServer, client_uuid: &str, account_id: &str, 
 #[tokio::test]
 async fn the_disable_hook_with_a_valid_signature_wipes_tokens_and_stops_the_widget() {
     let server = start().await;
-    server.save(ALICE, json!({"active": true, "voip_login": "agent", "voip_password": "pw"})).await;
+    server.webhook_path(ALICE).await;
     let alice: i64 = sqlx::query_scalar("SELECT id FROM accounts WHERE kommo_account_id = 1001")
         .fetch_one(server.store.pool())
         .await

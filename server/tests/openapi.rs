@@ -15,8 +15,13 @@ use serde_json::Value;
 use server::config::Config;
 use server::http::{AppState, app};
 use server::store::Store;
-use shared::api::{ConnectionState, ConnectionView, ErrorBody, IncomingCall, KommoUserView, PushTicket, SettingsView};
-use shared::{CallStatus, FieldError, FromWebhook, SettingsInput, ValidationCode};
+use shared::api::{
+    ConnectionCheck, ConnectionState, ConnectionView, ErrorBody, IncomingCall, KommoUserView, PushTicket,
+};
+use shared::{
+    CallStatus, FieldError, FromWebhook, IntegrationSettings, IntegrationSettingsView, ValidationCode, VoipCredentials,
+    WebhookEndpoint,
+};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -326,8 +331,11 @@ type RoundTrip = fn(&Value) -> Result<Value, String>;
 fn wire_types() -> BTreeMap<&'static str, RoundTrip> {
     BTreeMap::from([
         ("FromWebhook", round_trip::<FromWebhook> as RoundTrip),
-        ("SettingsInput", round_trip::<SettingsInput>),
-        ("SettingsView", round_trip::<SettingsView>),
+        ("IntegrationSettings", round_trip::<IntegrationSettings>),
+        ("IntegrationSettingsView", round_trip::<IntegrationSettingsView>),
+        ("VoipCredentials", round_trip::<VoipCredentials>),
+        ("WebhookEndpoint", round_trip::<WebhookEndpoint>),
+        ("ConnectionCheck", round_trip::<ConnectionCheck>),
         ("ConnectionView", round_trip::<ConnectionView>),
         ("KommoUserView", round_trip::<KommoUserView>),
         ("PushTicket", round_trip::<PushTicket>),
@@ -369,21 +377,32 @@ fn examples(document: &Value) -> Vec<(String, Value)> {
 fn examples_are_real_wire_values() {
     let document = document();
     let found = examples(&document);
-    for required in ["SettingsInput", "SettingsView", "FromWebhook", "ErrorBody"] {
+    for required in ["IntegrationSettings", "IntegrationSettingsView", "FromWebhook", "ErrorBody"] {
         assert!(found.iter().any(|(name, _)| name == required), "{required} has no example");
     }
     let wire_types = wire_types();
     for (name, example) in &found {
         let schema = &document["components"]["schemas"][name];
-        // The schema's own shape: no property it does not declare, every property it requires.
-        let properties = schema["properties"].as_object().unwrap();
+        // The schema's own shape: no property it does not declare, every property it requires (for a
+        // `oneOf`, in one of its branches).
+        let branches: Vec<&Value> = match schema["oneOf"].as_array() {
+            Some(branches) => branches.iter().collect(),
+            None => vec![schema],
+        };
         let example_object = example.as_object().unwrap();
-        for key in example_object.keys() {
-            assert!(properties.contains_key(key), "{name} example has `{key}`, which the schema does not declare");
-        }
-        for key in schema["required"].as_array().into_iter().flatten() {
-            assert!(example_object.contains_key(key.as_str().unwrap()), "{name} example lacks required {key}");
-        }
+        let fits = |branch: &Value| {
+            let properties = branch["properties"].as_object().unwrap();
+            example_object.keys().all(|key| properties.contains_key(key))
+                && branch["required"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|key| example_object.contains_key(key.as_str().unwrap()))
+        };
+        assert!(
+            branches.into_iter().any(fits),
+            "{name} example declares a property its schema does not, or lacks a required one: {example}"
+        );
         let Some(round_trip) = wire_types.get(name.as_str()) else {
             assert!(name == "HealthStatus", "{name} has an example but no Rust type in this test");
             continue;

@@ -8,6 +8,8 @@ use crate::{CallStatus, FieldError};
 /// Paths of the widget API, relative to the server's public base URL.
 pub mod paths {
     pub const SETTINGS: &str = "/widget/v1/settings";
+    pub const SETTINGS_CHECK: &str = "/widget/v1/settings/check";
+    pub const WEBHOOK_SECRET: &str = "/widget/v1/settings/webhook-secret";
     pub const PUSH_TICKET: &str = "/widget/v1/push/ticket";
     pub const PUSH_EVENTS: &str = "/widget/v1/push/events";
     pub const CONNECTION: &str = "/widget/v1/connection";
@@ -95,4 +97,11 @@ pub struct ErrorDetail {
     /// Field-level refusals for `validation` errors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
+}
+
+/// `POST /widget/v1/settings/check`: the provider accepted the credentials, for this account of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCheck {
+    pub account_id: String,
+    pub name: String,
 }

@@ -22,6 +22,49 @@ pub struct FromWebhook {
     /// The internal extension the call rings on, when the provider knows it.
     #[serde(default)]
     pub extension: Option<String>,
+    /// What happened, in the provider contract's terms (`call.ringing`, ...), when the provider says.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<CallEventType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<CallDirection>,
+    /// Seconds of conversation, once the call ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// Where the provider keeps the call's recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_url: Option<String>,
+}
+
+/// The `type` of a provider event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CallEventType {
+    #[serde(rename = "call.ringing")]
+    Ringing,
+    #[serde(rename = "call.answered")]
+    Answered,
+    #[serde(rename = "call.ended")]
+    Ended,
+    #[serde(rename = "call.missed")]
+    Missed,
+    #[serde(rename = "call.recording_ready")]
+    RecordingReady,
+}
+
+/// Who placed the call, seen from the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallDirection {
+    Inbound,
+    Outbound,
+}
+
+impl CallDirection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallDirection::Inbound => "inbound",
+            CallDirection::Outbound => "outbound",
+        }
+    }
 }
 
 /// Where a call stands, as reported by the provider.
@@ -52,6 +95,9 @@ impl CallStatus {
 /// Longest text field we accept from a provider; longer values are refused, not truncated.
 pub const MAX_WEBHOOK_FIELD_LEN: usize = 128;
 
+/// Longest recording link we accept.
+pub const MAX_RECORDING_URL_LEN: usize = 2048;
+
 /// A schema violation in a provider event, naming the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("field `{field}`: {problem}")]
@@ -70,6 +116,14 @@ impl FromWebhook {
             ("to", Some(&self.to)),
             ("extension", self.extension.as_deref()),
         ];
+        if let Some(url) = &self.recording_url
+            && (url.len() > MAX_RECORDING_URL_LEN || !(url.starts_with("https://") || url.starts_with("http://")))
+        {
+            return Err(WebhookFieldError {
+                field: "recordingUrl",
+                problem: "must be an http(s) URL of at most 2048 characters",
+            });
+        }
         for (field, value) in texts {
             let Some(value) = value else { continue };
             if value.trim().is_empty() {
@@ -99,7 +153,30 @@ mod tests {
             status: CallStatus::Ringing,
             start_time: 1_700_000_000,
             extension: Some("101".into()),
+            event_type: None,
+            direction: None,
+            duration: None,
+            recording_url: None,
         }
+    }
+
+    #[test]
+    fn the_contracts_optional_fields_parse_and_stay_off_the_wire_when_absent() {
+        let event: FromWebhook = serde_json::from_str(
+            r#"{"callId":"c-1","voipAccountId":"va-1","from":"+5511999990000","to":"+5511333330000",
+                "status":"ended","startTime":1700000000,"extension":"101","type":"call.ended",
+                "direction":"inbound","duration":42,"recordingUrl":"https://rec.example.org/c-1.mp3"}"#,
+        )
+        .unwrap();
+        assert_eq!(event.event_type, Some(CallEventType::Ended));
+        assert_eq!(event.direction, Some(CallDirection::Inbound));
+        assert_eq!(event.duration, Some(42));
+        assert_eq!(event.validate(), Ok(()));
+        let plain = serde_json::to_value(sample()).unwrap();
+        assert!(plain.get("type").is_none() && plain.get("recordingUrl").is_none());
+        let mut bad = sample();
+        bad.recording_url = Some("javascript:alert(1)".into());
+        assert_eq!(bad.validate().unwrap_err().field, "recordingUrl");
     }
 
     #[test]

@@ -9,9 +9,11 @@ pub mod call;
 pub mod integration;
 pub mod settings;
 
-pub use call::{CallStatus, FromWebhook};
+pub use call::{CallDirection, CallEventType, CallStatus, FromWebhook};
 pub use integration::{
-    CallHandling, ExtensionEntry, ExtensionMap, IntegrationSettings, IntegrationSettingsView, ValidationContext,
-    VoipCredentials,
+    CallHandling, CredentialMethod, ExtensionEntry, ExtensionMap, IntegrationSettings, IntegrationSettingsView,
+    KnownIncoming, LeadPlacement, MissedCall, OutgoingToNewNumber, StoredSecret, TaskResponsible, UnknownCallerEntity,
+    UnknownIncoming, UnsortedAccept, ValidationContext, VoipCredentials, VoipCredentialsView, WebhookEndpoint,
+    WidgetBehaviour,
 };
 pub use settings::{FieldError, SettingsInput, ValidationCode};

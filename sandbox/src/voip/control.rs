@@ -130,7 +130,7 @@ pub(crate) async fn send(
     let now = crate::kommo_api::unix_now();
     let timestamp = now + request.timestamp_offset;
     let event = request.event.event(&state.voip.default_account_id, now);
-    let call_id = event.call.call_id.clone();
+    let call_id = event.call_id.clone();
     let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
     let signature = request.signature_override.unwrap_or_else(|| secret.sign(&webhook_id, timestamp, &body));
     let header_value = |name: &str, value: &str| {

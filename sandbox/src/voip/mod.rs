@@ -28,7 +28,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use serde::{Deserialize, Serialize};
-use shared::{CallStatus, FromWebhook};
+use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
 
 pub use signature::{Secret, SecretError};
 
@@ -198,44 +198,8 @@ impl Provider {
     }
 }
 
-/// `type` of a provider event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventType {
-    #[serde(rename = "call.ringing")]
-    Ringing,
-    #[serde(rename = "call.answered")]
-    Answered,
-    #[serde(rename = "call.ended")]
-    Ended,
-    #[serde(rename = "call.missed")]
-    Missed,
-    #[serde(rename = "call.recording_ready")]
-    RecordingReady,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Inbound,
-    Outbound,
-}
-
-/// A provider event on the wire: `FromWebhook` plus the contract's optional fields.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderEvent {
-    #[serde(flatten)]
-    pub call: FromWebhook,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<EventType>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub direction: Option<Direction>,
-    /// Seconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recording_url: Option<String>,
-}
+/// A provider event on the wire: `FromWebhook` with the contract's optional fields.
+pub type ProviderEvent = FromWebhook;
 
 /// The `event` of `POST /sandbox/voip/send`, in the wire's camelCase; left-out ids and times are filled in.
 #[derive(Debug, Clone, Deserialize)]
@@ -252,27 +216,25 @@ pub struct EventInput {
     pub start_time: Option<i64>,
     pub extension: Option<String>,
     #[serde(rename = "type")]
-    pub kind: Option<EventType>,
-    pub direction: Option<Direction>,
+    pub kind: Option<CallEventType>,
+    pub direction: Option<CallDirection>,
     pub duration: Option<u64>,
     pub recording_url: Option<String>,
 }
 
 impl EventInput {
     pub fn event(self, default_account_id: &str, now: i64) -> ProviderEvent {
-        ProviderEvent {
-            call: FromWebhook {
-                call_id: self.call_id.unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
-                voip_account_id: self.voip_account_id.unwrap_or_else(|| default_account_id.to_owned()),
-                from: self.from,
-                to: self.to,
-                status: self.status,
-                start_time: self.start_time.unwrap_or(now),
-                extension: self.extension,
-            },
-            kind: self.kind,
+        FromWebhook {
+            call_id: self.call_id.unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
+            voip_account_id: self.voip_account_id.unwrap_or_else(|| default_account_id.to_owned()),
+            from: self.from,
+            to: self.to,
+            status: self.status,
+            start_time: self.start_time.unwrap_or(now),
+            extension: self.extension,
+            event_type: self.kind,
             direction: self.direction,
-            duration: self.duration,
+            duration: self.duration.map(|seconds| u32::try_from(seconds).unwrap_or(u32::MAX)),
             recording_url: self.recording_url,
         }
     }

@@ -22,6 +22,9 @@ pub enum ApiError {
     NotFound,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The request conflicts with the account's state: a stable code and a safe message.
+    #[error("conflict: {0}")]
+    Conflict(&'static str, &'static str),
     #[error("Kommo: {0}")]
     Kommo(#[from] KommoError),
     #[error("payload too large")]
@@ -69,6 +72,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "validation", "Some fields are invalid.".to_owned(), fields)
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message, Vec::new()),
+            ApiError::Conflict(code, message) => (StatusCode::CONFLICT, code, message.to_owned(), Vec::new()),
             ApiError::Forbidden(reason) => {
                 tracing::info!(%reason, "request refused");
                 (StatusCode::FORBIDDEN, "forbidden", "Forbidden.".to_owned(), Vec::new())

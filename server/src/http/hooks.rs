@@ -23,7 +23,12 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body?;
-    let account = state.store.account_for_hook(&hook_id).await?.ok_or(ApiError::NotFound)?;
+    let hook = state.store.hook(&hook_id).await?.ok_or(ApiError::NotFound)?;
+    if !hook.active {
+        // Kommo's "disable" (active: 'N') stops call processing for the account.
+        return Err(ApiError::Conflict("integration_inactive", "The integration is turned off for this account."));
+    }
+    let account = hook.account;
     let event: FromWebhook = serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
     event.validate().map_err(|error| ApiError::BadRequest(error.to_string()))?;
 

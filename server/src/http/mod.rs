@@ -3,6 +3,7 @@
 mod error;
 mod hooks;
 mod openapi;
+mod settings;
 mod widget;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::config::Config;
 use crate::crypto::Keyring;
 use crate::kommo::{KommoClient, OAuthClient};
 use crate::oauth::{self, Installer};
+use crate::provider::ProviderClient;
 use crate::push::Hub;
 use crate::store::Store;
 
@@ -49,6 +51,8 @@ pub struct AppState {
     /// Keys the disable hook's HMAC (and, inside the verifier and client, the rest).
     pub client_secret: Arc<SecretString>,
     pub consent_url: Arc<str>,
+    /// The one VoIP provider client (with the egress policy).
+    pub provider: ProviderClient,
     cors_extra_origins: Arc<[String]>,
 }
 
@@ -74,6 +78,7 @@ impl AppState {
             client_id: config.kommo.client_id.into(),
             client_secret: Arc::new(config.kommo.client_secret),
             consent_url: config.kommo_consent_url.into(),
+            provider: ProviderClient::new(config.provider_egress),
             cors_extra_origins: config.cors_extra_origins.into(),
         }
     }
@@ -81,8 +86,10 @@ impl AppState {
 
 /// Builds the application: widget API (CORS for Kommo's origins), provider webhooks, health.
 pub fn app(state: AppState) -> Router {
-    let widget_api =
-        widget::router().layer(DefaultBodyLimit::max(MAX_WIDGET_BODY)).layer(cors(state.cors_extra_origins.clone()));
+    let widget_api = widget::router()
+        .merge(settings::router())
+        .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY))
+        .layer(cors(state.cors_extra_origins.clone()));
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::document))

@@ -4,37 +4,29 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
-use secrecy::SecretString;
 use serde::Deserialize;
-use shared::SettingsInput;
-use shared::api::{CALL_EVENT, ConnectionState, ConnectionView, KommoUserView, PushTicket, SettingsView, paths};
+use shared::api::{CALL_EVENT, ConnectionState, ConnectionView, KommoUserView, PushTicket, paths};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::{KommoIdentity, TokenError};
-use crate::crypto::{SealContext, random_token};
 use crate::oauth;
 use crate::push::{Subscriber, TICKET_TTL};
-use crate::store::{AccountId, AccountState, SettingsRow, SettingsWrite};
+use crate::store::{AccountId, AccountState};
 
-/// Where the sealed VoIP password lives; also its AEAD binding.
-const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
 /// Header that `$authorizedAjax` fills with the disposable token.
 pub const AUTH_HEADER: &str = "x-auth-token";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(paths::SETTINGS, get(get_settings).put(put_settings))
         .route(paths::PUSH_TICKET, post(push_ticket))
         .route(paths::PUSH_EVENTS, get(push_events))
         .route(paths::CONNECTION, get(connection))
@@ -116,58 +108,6 @@ async fn connection(
 async fn users(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<Vec<KommoUserView>>, ApiError> {
     let users = state.installer.kommo.active_users(auth.account).await?;
     Ok(Json(users.into_iter().map(|user| KommoUserView { id: user.id, name: user.name, email: user.email }).collect()))
-}
-
-fn view(state: &AppState, row: Option<SettingsRow>) -> SettingsView {
-    let Some(row) = row else {
-        return SettingsView::default();
-    };
-    SettingsView {
-        active: row.active,
-        voip_login: row.voip_login,
-        has_password: row.voip_token.is_some(),
-        webhook_url: Some(format!("{}/hooks/voip/{}", state.public_base_url, row.hook_id)),
-    }
-}
-
-async fn get_settings(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<SettingsView>, ApiError> {
-    let row = state.store.settings(auth.account).await?;
-    Ok(Json(view(&state, row)))
-}
-
-async fn put_settings(
-    State(state): State<AppState>,
-    auth: WidgetAuth,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<SettingsView>, ApiError> {
-    let input: SettingsInput =
-        serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("settings body: {error}")))?;
-    let stored = state.store.settings(auth.account).await?;
-    let password_on_file = stored.as_ref().is_some_and(|row| row.voip_token.is_some());
-    let errors = input.validate(password_on_file);
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let sealed_password = input.voip_password.map(|password| {
-        let context = SealContext { column: VOIP_TOKEN_COLUMN, account_id: auth.account.0 };
-        state.keyring.seal(context, &SecretString::from(password))
-    });
-    let new_hook_id = random_token(24);
-    let row = state
-        .store
-        .save_settings(
-            auth.account,
-            SettingsWrite {
-                active: input.active,
-                voip_login: input.voip_login.trim(),
-                sealed_password,
-                new_hook_id: &new_hook_id,
-                user_id: auth.user_id,
-            },
-        )
-        .await?;
-    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "settings saved");
-    Ok(Json(view(&state, Some(row))))
 }
 
 async fn push_ticket(State(state): State<AppState>, auth: WidgetAuth) -> Json<PushTicket> {

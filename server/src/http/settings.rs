@@ -1,0 +1,276 @@
+//! The settings the admin edits in the widget's modal (`/widget/v1/settings*`): read, save (re-validated
+//! with the shared rules, then checked against the VoIP provider before anything is stored), check the
+//! provider connection, rotate the webhook signing secret.
+
+use std::collections::BTreeSet;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use secrecy::{ExposeSecret, SecretString};
+use shared::api::{ConnectionCheck, paths};
+use shared::{
+    CallHandling, CredentialMethod, ExtensionEntry, ExtensionMap, FieldError, IntegrationSettings,
+    IntegrationSettingsView, StoredSecret, ValidationCode, ValidationContext, VoipCredentials, VoipCredentialsView,
+    WebhookEndpoint,
+};
+
+use super::AppState;
+use super::error::ApiError;
+use super::widget::WidgetAuth;
+use crate::crypto::{SealContext, random_token};
+use crate::provider::{Credentials, ProviderAccount, ProviderError};
+use crate::signing::WebhookSecret;
+use crate::store::{AccountId, NewEndpoint, SettingsRow, SettingsWrite, unix_now};
+
+/// Where the sealed VoIP password or API key lives; also its AEAD binding.
+const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
+/// Where the sealed webhook signing secrets live.
+const WEBHOOK_SECRET_COLUMN: &str = "widget_settings.webhook_secret";
+/// After a rotation the previous signing secret keeps verifying this long, so the admin can update
+/// the provider without losing calls.
+const PREVIOUS_SECRET_GRACE_SECS: i64 = 24 * 3600;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::SETTINGS, get(read).put(save))
+        .route(paths::SETTINGS_CHECK, post(check))
+        .route(paths::WEBHOOK_SECRET, post(rotate_secret))
+}
+
+async fn read(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<IntegrationSettingsView>, ApiError> {
+    Ok(Json(view(&state, auth.account, None).await?))
+}
+
+async fn save(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IntegrationSettingsView>, ApiError> {
+    let input: IntegrationSettings =
+        serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("settings body: {error}")))?;
+    if !input.active {
+        // Kommo's "disable": stop processing; nothing else is validated or changed.
+        state.store.deactivate(auth.account, auth.user_id).await?;
+        tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "call processing turned off");
+        return Ok(Json(view(&state, auth.account, None).await?));
+    }
+    let stored = state.store.settings(auth.account).await?;
+    // The mapping is validated against the account's real users: without them nothing is stored.
+    let users = state.installer.kommo.active_users(auth.account).await?;
+    let ctx = ValidationContext {
+        active_user_ids: Some(users.iter().map(|user| user.id).collect::<BTreeSet<i64>>()),
+        stored_secret: stored.as_ref().and_then(stored_secret),
+        allow_insecure_local: state.provider.policy().allow_insecure_local,
+    };
+    let errors = input.validate(&ctx);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (credentials, new_secret) = provider_credentials(&state, auth.account, &input.credentials, stored.as_ref())?;
+    let provider_account = check_with_provider(&state, &input.credentials, &credentials).await?;
+
+    let sealed_secret = new_secret.map(|secret| state.keyring.seal(token_context(auth.account), &secret));
+    let (login, method) = match &input.credentials {
+        VoipCredentials::Password { login, .. } => (login.trim(), "password"),
+        VoipCredentials::ApiKey { .. } => ("", "api_key"),
+    };
+    let signing_secret = WebhookSecret::generate().to_text();
+    let write = SettingsWrite {
+        credential_method: method,
+        provider_url: input.credentials.provider_url().trim(),
+        voip_login: login,
+        sealed_secret,
+        voip_account_id: &provider_account.account_id,
+        config: serde_json::to_string(&input.call_handling).expect("CallHandling always serialises"),
+        fallback_user_id: input.extensions.fallback_user_id,
+        extensions: input
+            .extensions
+            .entries
+            .iter()
+            .map(|entry| (entry.extension.trim().to_owned(), entry.user_id))
+            .collect(),
+        user_id: auth.user_id,
+        new_endpoint: NewEndpoint {
+            hook_id: random_token(24),
+            sealed_secret: state.keyring.seal(secret_context(auth.account), &signing_secret),
+            hint: hint(&signing_secret),
+        },
+    };
+    let created = state.store.save_settings(auth.account, write).await?;
+    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "settings saved");
+    // The signing secret is shown once: in the answer of the save that issued it.
+    Ok(Json(view(&state, auth.account, created.then_some(signing_secret)).await?))
+}
+
+/// `POST /widget/v1/settings/check`: are these credentials accepted by the provider? (Nothing is stored.)
+async fn check(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ConnectionCheck>, ApiError> {
+    let input: VoipCredentials =
+        serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("credentials body: {error}")))?;
+    let stored = state.store.settings(auth.account).await?;
+    let ctx = ValidationContext {
+        active_user_ids: None,
+        stored_secret: stored.as_ref().and_then(stored_secret),
+        allow_insecure_local: state.provider.policy().allow_insecure_local,
+    };
+    let errors = input.validate(&ctx);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let (credentials, _) = provider_credentials(&state, auth.account, &input, stored.as_ref())?;
+    let account = check_with_provider(&state, &input, &credentials).await?;
+    Ok(Json(ConnectionCheck { account_id: account.account_id, name: account.name }))
+}
+
+/// `POST /widget/v1/settings/webhook-secret`: a new signing secret, shown once; the previous one keeps
+/// verifying for a day.
+async fn rotate_secret(State(state): State<AppState>, auth: WidgetAuth) -> Result<impl IntoResponse, ApiError> {
+    let secret = WebhookSecret::generate().to_text();
+    let sealed = state.keyring.seal(secret_context(auth.account), &secret);
+    let rotated = state
+        .store
+        .rotate_webhook_secret(auth.account, &sealed, &hint(&secret), unix_now() + PREVIOUS_SECRET_GRACE_SECS)
+        .await?;
+    if !rotated {
+        return Err(ApiError::Conflict("settings_missing", "Save the settings first: the webhook is created then."));
+    }
+    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "webhook signing secret rotated");
+    let row = state.store.settings(auth.account).await?.ok_or(ApiError::NotFound)?;
+    let endpoint = endpoint(&state, &row, Some(secret));
+    Ok((StatusCode::OK, Json(endpoint)))
+}
+
+async fn view(
+    state: &AppState,
+    account: AccountId,
+    issued_secret: Option<SecretString>,
+) -> Result<IntegrationSettingsView, ApiError> {
+    let allow_insecure_provider = state.provider.policy().allow_insecure_local;
+    let Some(row) = state.store.settings(account).await? else {
+        return Ok(IntegrationSettingsView { allow_insecure_provider, ..IntegrationSettingsView::default() });
+    };
+    let has_secret = row.voip_token.is_some();
+    let credentials = match row.credential_method.as_str() {
+        "api_key" => VoipCredentialsView::ApiKey { provider_url: row.provider_url.clone(), has_key: has_secret },
+        _ => VoipCredentialsView::Password {
+            provider_url: row.provider_url.clone(),
+            login: row.voip_login.clone(),
+            has_password: has_secret,
+        },
+    };
+    let call_handling: CallHandling = serde_json::from_str(&row.config).unwrap_or_default();
+    let entries = state
+        .store
+        .extensions(account)
+        .await?
+        .into_iter()
+        .map(|(extension, user_id)| ExtensionEntry { extension, user_id })
+        .collect();
+    Ok(IntegrationSettingsView {
+        active: row.active,
+        credentials,
+        call_handling,
+        extensions: ExtensionMap { entries, fallback_user_id: row.fallback_user_id },
+        webhook: Some(endpoint(state, &row, issued_secret)),
+        allow_insecure_provider,
+    })
+}
+
+fn endpoint(state: &AppState, row: &SettingsRow, issued_secret: Option<SecretString>) -> WebhookEndpoint {
+    WebhookEndpoint {
+        url: format!("{}/hooks/voip/{}", state.public_base_url, row.hook_id),
+        signing_secret: issued_secret.map(|secret| secret.expose_secret().to_owned()),
+        signing_secret_hint: row.webhook_secret_hint.clone(),
+    }
+}
+
+fn stored_secret(row: &SettingsRow) -> Option<StoredSecret> {
+    row.voip_token.as_ref()?;
+    let method = if row.credential_method == "api_key" { CredentialMethod::ApiKey } else { CredentialMethod::Password };
+    Some(StoredSecret { method, provider_url: row.provider_url.clone() })
+}
+
+/// The credentials to send to the provider: the typed secret, or the stored one (validation already
+/// made sure it was entered for this method and provider). Also returns the new secret, if typed.
+fn provider_credentials(
+    state: &AppState,
+    account: AccountId,
+    input: &VoipCredentials,
+    stored: Option<&SettingsRow>,
+) -> Result<(Credentials, Option<SecretString>), ApiError> {
+    let typed = match input {
+        VoipCredentials::Password { password, .. } => password.clone(),
+        VoipCredentials::ApiKey { key, .. } => key.clone(),
+    }
+    .map(SecretString::from);
+    let secret = match &typed {
+        Some(secret) => secret.clone(),
+        None => {
+            let sealed = stored.and_then(|row| row.voip_token.as_deref()).ok_or_else(|| {
+                ApiError::Internal(anyhow::anyhow!("validation passed without a typed or stored secret"))
+            })?;
+            state
+                .keyring
+                .open(token_context(account), sealed)
+                .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("stored VoIP secret")))?
+        }
+    };
+    let credentials = match input {
+        VoipCredentials::Password { login, .. } => {
+            Credentials::Password { login: login.trim().to_owned(), password: secret }
+        }
+        VoipCredentials::ApiKey { .. } => Credentials::ApiKey { key: secret },
+    };
+    Ok((credentials, typed))
+}
+
+/// Asks the provider; its refusals become field errors the admin can act on.
+async fn check_with_provider(
+    state: &AppState,
+    input: &VoipCredentials,
+    credentials: &Credentials,
+) -> Result<ProviderAccount, ApiError> {
+    let url = input.provider_url().trim().trim_end_matches('/');
+    let secret_field = match input {
+        VoipCredentials::Password { .. } => "credentials.password",
+        VoipCredentials::ApiKey { .. } => "credentials.key",
+    };
+    state.provider.check_credentials(url, credentials).await.map_err(|error| {
+        tracing::info!(%error, "VoIP provider check failed");
+        let (field, code) = match error {
+            ProviderError::ForbiddenAddress(_) => ("credentials.provider_url", ValidationCode::ForbiddenAddress),
+            ProviderError::InvalidUrl(_) => ("credentials.provider_url", ValidationCode::InvalidUrl),
+            ProviderError::Unreachable(_) => ("credentials.provider_url", ValidationCode::Unreachable),
+            ProviderError::InvalidCredentials(_) | ProviderError::CredentialsRefused => {
+                (secret_field, ValidationCode::CredentialsRefused)
+            }
+            ProviderError::Rejected { .. } | ProviderError::ProviderFailed { .. } | ProviderError::BadResponse(_) => {
+                ("credentials.provider_url", ValidationCode::ProviderError)
+            }
+        };
+        ApiError::Validation(vec![FieldError { field: field.to_owned(), code }])
+    })
+}
+
+fn token_context(account: AccountId) -> SealContext<'static> {
+    SealContext { column: VOIP_TOKEN_COLUMN, account_id: account.0 }
+}
+
+fn secret_context(account: AccountId) -> SealContext<'static> {
+    SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: account.0 }
+}
+
+/// The last characters of a secret, enough to tell two apart.
+fn hint(secret: &SecretString) -> String {
+    let text = secret.expose_secret();
+    let tail: String = text.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
+}

@@ -1,0 +1,253 @@
+//! The test harness shared by the server's end-to-end tests: our server and the local Kommo (Kommo's
+//! OAuth + API v4 stand-in and the VoIP provider stand-in), each on a real loopback socket, with every
+//! server log line captured for the canary checks.
+
+#![allow(dead_code, reason = "each test binary uses part of the harness")]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use reqwest::StatusCode;
+use sandbox::kommo_api::Settings;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use server::config::Config;
+use server::crypto::{Keyring, SealContext};
+use server::http::AppState;
+use server::kommo::{ACCESS_TOKEN_COLUMN, REFRESH_TOKEN_COLUMN};
+use server::store::{AccountId, Store};
+use tokio_util::sync::CancellationToken;
+
+pub const CLIENT_ID: &str = "canary-client-id-0000-4000-8000-000000000001";
+pub const CLIENT_SECRET: &str = "CANARY-client-secret-7f3a9d";
+pub const VOIP_PASSWORD: &str = "CANARY-voip-password-91b2c4";
+pub const KEY_B64: &str = "Q0FOQVJZLWtleS1ieXRlcy0zMi1sb25nLi4uLi4uLi4=";
+pub const ACCOUNT: u64 = 31_000_001;
+pub const ADMIN: u64 = 5_500_001;
+
+/// Everything our server logs in this test binary (one process: one global subscriber).
+pub fn logs() -> &'static Mutex<Vec<u8>> {
+    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    let logs = LOGS.get_or_init(Mutex::default);
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter("server=trace,tower_http=trace,info")
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .init();
+    });
+    logs
+}
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        logs().lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct World {
+    pub server: String,
+    pub kommo: String,
+    pub kommo_host: String,
+    pub db_url: String,
+    pub store: Store,
+    pub http: reqwest::Client,
+    /// Every body our server answered, for the canary check.
+    pub bodies: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn server_config(server: &str, kommo_host: &str, db_url: &str) -> Config {
+    let vars = [
+        ("KOMMO_CLIENT_ID", CLIENT_ID.to_owned()),
+        ("KOMMO_CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+        ("SECRET_KEYS", format!("k1:{KEY_B64}")),
+        ("PUBLIC_BASE_URL", server.to_owned()),
+        ("DATABASE_URL", db_url.to_owned()),
+        ("KOMMO_ALLOWED_HOSTS", format!("*.kommo.com,http://{kommo_host}")),
+        ("KOMMO_CONSENT_URL", format!("http://{kommo_host}/oauth")),
+        ("PROVIDER_ALLOW_INSECURE_LOCAL", "true".to_owned()),
+    ];
+    Config::from_lookup(|name| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.clone())).unwrap()
+}
+
+pub fn sandbox_config(server: &str, kommo_host: &str, access_token_ttl: Duration) -> sandbox::Config {
+    let manifest = br#"{"widget":{"name":"widget.name","short_description":"d","version":"1.0.0"},"settings":{}}"#;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("manifest.json", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(manifest).unwrap();
+    let archive = zip.finish().unwrap().into_inner();
+    sandbox::Config {
+        archive: sandbox::Archive::from_zip(&archive).unwrap(),
+        vendor: sandbox::Vendor { require_js: Bytes::new(), jquery_js: Bytes::new() },
+        kommo: sandbox::Kommo {
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: CLIENT_SECRET.to_owned(),
+            audience: server.to_owned(),
+            subdomain: "canary".to_owned(),
+            account_id: ACCOUNT,
+            user_id: ADMIN,
+        },
+        stand_in: Settings { api_host: kommo_host.to_owned(), access_token_ttl, code_ttl: Duration::from_secs(1200) },
+    }
+}
+
+pub async fn world() -> World {
+    world_with(Duration::from_secs(86_400)).await
+}
+
+pub async fn world_with(access_token_ttl: Duration) -> World {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("kommo.sqlite").display());
+    let server_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = format!("http://{}", server_listener.local_addr().unwrap());
+    let kommo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let kommo_host = kommo_listener.local_addr().unwrap().to_string();
+    let provider = sandbox::voip::Settings { password: VOIP_PASSWORD.to_owned(), ..sandbox::voip::Settings::default() };
+    let kommo_app = sandbox::app_with_provider(sandbox_config(&server, &kommo_host, access_token_ttl), provider);
+    tokio::spawn(async move { axum::serve(kommo_listener, kommo_app).await.unwrap() });
+    // Migrate before the server process starts, so the two never migrate the same file at once.
+    let store = Store::connect(&db_url).await.unwrap();
+    let config = server_config(&server, &kommo_host, &db_url);
+    tokio::spawn(async move { server::serve_on(server_listener, config, CancellationToken::new()).await.unwrap() });
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    World {
+        kommo: format!("http://{kommo_host}"),
+        server,
+        kommo_host,
+        db_url,
+        store,
+        http,
+        bodies: Arc::default(),
+        _dir: dir,
+    }
+}
+
+impl World {
+    pub async fn kommo_control(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}{path}", self.kommo)).json(&body).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.http.get(format!("{}/sandbox/kommo/stats", self.kommo)).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn token(&self, account: u64) -> String {
+        let body = json!({"account_id": account, "user_id": ADMIN, "subdomain": format!("acct{account}")});
+        let response = self.http.post(format!("{}/sandbox/token", self.kommo)).json(&body).send().await.unwrap();
+        let reply: Value = response.json().await.unwrap();
+        reply["token"].as_str().expect("the local Kommo mints a token").to_owned()
+    }
+
+    /// A widget API call with a fresh disposable token; the body is kept for the canary check.
+    pub async fn widget(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        account: u64,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.server))
+            .header("X-Auth-Token", self.token(account).await);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        self.bodies.lock().unwrap().push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Kommo's install request, then waits until the server connected the account.
+    pub async fn install(&self, id: u64) -> AccountId {
+        let reply = self.kommo_control("/sandbox/kommo/install", json!({"account_id": id})).await;
+        assert_eq!(reply["status"], 200, "the Redirect URI answers Kommo at once");
+        assert!(reply["elapsed_ms"].as_u64().unwrap() < 3000, "within Kommo's 3 s");
+        for _ in 0..100 {
+            if let Some(account) = self.store.account_by_kommo_id(id as i64).await.unwrap()
+                && self.store.tokens(account).await.unwrap().is_some()
+            {
+                return account;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("account {id} was not connected");
+    }
+
+    /// A second server process on the same database (its own pool, locks and Kommo client).
+    pub async fn other_process(&self) -> AppState {
+        let store = Store::connect(&self.db_url).await.unwrap();
+        AppState::new(server_config(&self.server, &self.kommo_host, &self.db_url), store, CancellationToken::new())
+    }
+
+    pub async fn make_tokens_stale(&self, account: AccountId, kommo_id: u64) {
+        self.kommo_control("/sandbox/kommo/expire", json!({"account_id": kommo_id})).await;
+        sqlx::query("UPDATE kommo_auth_tokens SET expires_at = 0 WHERE account_id = ?1")
+            .bind(account.0)
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
+
+    /// The canary: no secret we handled appears in any log line or response body so far.
+    pub async fn assert_no_secret_leaked(&self, extra: &[String]) {
+        let keyring = Keyring::parse(&format!("k1:{KEY_B64}")).unwrap();
+        let mut secrets: Vec<String> = vec![CLIENT_SECRET.into(), VOIP_PASSWORD.into(), KEY_B64.into()];
+        secrets.extend_from_slice(extra);
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT account_id, access_token, refresh_token FROM kommo_auth_tokens")
+                .fetch_all(self.store.pool())
+                .await
+                .unwrap();
+        for (account_id, access, refresh) in rows {
+            for (column, sealed) in [(ACCESS_TOKEN_COLUMN, access), (REFRESH_TOKEN_COLUMN, refresh)] {
+                let token = keyring.open(SealContext { column, account_id }, &sealed).unwrap();
+                secrets.push(token.expose_secret().to_owned());
+                assert!(!sealed.contains(token.expose_secret()), "tokens are sealed at rest");
+            }
+        }
+        let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+        assert!(!logs.is_empty(), "the server's logs were captured");
+        let bodies = self.bodies.lock().unwrap().join("\n");
+        for secret in secrets.iter().filter(|secret| secret.len() >= 8) {
+            assert!(!logs.contains(secret.as_str()), "a secret appears in the logs: {}…", &secret[..6]);
+            assert!(!bodies.contains(secret.as_str()), "a secret appears in a response: {}…", &secret[..6]);
+        }
+    }
+}
+
+impl World {
+    /// The provider address of the local Kommo's VoIP stand-in.
+    pub fn provider_url(&self) -> String {
+        format!("{}/voip", self.kommo)
+    }
+
+    /// Valid settings for the local provider: login `agent` with the (canary) password.
+    pub fn valid_settings(&self) -> shared::IntegrationSettings {
+        shared::IntegrationSettings {
+            active: true,
+            credentials: shared::VoipCredentials::Password {
+                provider_url: self.provider_url(),
+                login: "agent".into(),
+                password: Some(VOIP_PASSWORD.into()),
+            },
+            call_handling: shared::CallHandling::default(),
+            extensions: shared::ExtensionMap::default(),
+        }
+    }
+}
