@@ -52,6 +52,8 @@ pub fn command(root: &Path) -> Result<()> {
         // The local Kommo also installs the widget: it receives our client secret and hosts the consent page.
         server_env.insert("KOMMO_ALLOWED_HOSTS", SANDBOX_URL.to_owned());
         server_env.insert("KOMMO_CONSENT_URL", format!("{SANDBOX_URL}/oauth"));
+        // The local Kommo's VoIP provider answers on loopback over http.
+        server_env.insert("PROVIDER_ALLOW_INSECURE_LOCAL", "true".to_owned());
     }
     std::fs::create_dir_all(root.join("data")).context("creating data/")?;
 

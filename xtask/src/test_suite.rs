@@ -90,6 +90,8 @@ fn browser_tests(root: &Path) -> Result<()> {
             // The local Kommo is also the Kommo that installs the widget (OAuth code → our client secret).
             .env("KOMMO_ALLOWED_HOSTS", &sandbox_url)
             .env("KOMMO_CONSENT_URL", format!("{sandbox_url}/oauth"))
+            // The local Kommo's VoIP provider answers on loopback over http.
+            .env("PROVIDER_ALLOW_INSECURE_LOCAL", "true")
             .env("RUST_LOG", "info")
             .stdout(out)
             .stderr(err),
