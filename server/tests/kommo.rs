@@ -181,74 +181,57 @@ async fn a_short_429_is_waited_out_and_a_402_suspends_the_account() {
     assert!(connection["reason"].as_str().unwrap().contains("402"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_consent_flow_connects_only_the_browser_that_started_it() {
-    let world = world().await;
-    // The browser starts at our server and is sent to Kommo's consent page with a fresh state.
+/// A browser starting the consent flow at our server: the cookie it was given and the `state` Kommo's
+/// consent page received.
+async fn start_consent(world: &World) -> (String, String) {
     let start = world.http.get(format!("{}/oauth/kommo/start", world.server)).send().await.unwrap();
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
     let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let consent = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
     assert_eq!(consent.origin().ascii_serialization(), world.kommo);
     let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    assert!(state.len() >= 22, "at least 128 bits of state");
+    (cookie, state)
+}
 
-    // The admin allows access: Kommo redirects the browser back with a code.
-    let decision = world
+/// The admin's answer on Kommo's consent page; returns where Kommo sends the browser back.
+async fn decide(world: &World, state: &str, decision: &str) -> String {
+    let response = world
         .http
         .post(format!("{}/oauth", world.kommo))
-        .form(&[("client_id", CLIENT_ID), ("state", &state), ("decision", "allow"), ("account", &ACCOUNT.to_string())])
+        .form(&[("client_id", CLIENT_ID), ("state", state), ("decision", decision), ("account", &ACCOUNT.to_string())])
         .send()
         .await
         .unwrap();
-    let back = decision.headers()["location"].to_str().unwrap().to_owned();
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_flow_connects_only_the_browser_that_started_it() {
+    let world = world().await;
+    let (_, state) = start_consent(&world).await;
+    assert!(state.len() >= 22, "at least 128 bits of state");
+    let back = decide(&world, &state, "allow").await;
     assert!(back.starts_with(&format!("{}/oauth/kommo/callback?", world.server)), "{back}");
 
     // Without the cookie (another browser), the state does not count; with it, once.
     let stranger = world.http.get(&back).send().await.unwrap();
     assert_eq!(stranger.status(), StatusCode::BAD_REQUEST);
-    let start_again = world.http.get(format!("{}/oauth/kommo/start", world.server)).send().await.unwrap();
-    let cookie_again = start_again.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let consent = reqwest::Url::parse(start_again.headers()["location"].to_str().unwrap()).unwrap();
-    let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    let decision = world
-        .http
-        .post(format!("{}/oauth", world.kommo))
-        .form(&[("client_id", CLIENT_ID), ("state", &state), ("decision", "allow"), ("account", &ACCOUNT.to_string())])
-        .send()
-        .await
-        .unwrap();
-    let back = decision.headers()["location"].to_str().unwrap().to_owned();
-    let page = world.http.get(&back).header("cookie", &cookie_again).send().await.unwrap();
+    let (cookie, state) = start_consent(&world).await;
+    let back = decide(&world, &state, "allow").await;
+    let page = world.http.get(&back).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.headers()["referrer-policy"], "no-referrer");
     assert!(page.text().await.unwrap().contains("Kommo is connected"));
-    let replay = world.http.get(&back).header("cookie", &cookie_again).send().await.unwrap();
+    let replay = world.http.get(&back).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST, "a state works once");
     assert!(world.store.account_by_kommo_id(ACCOUNT as i64).await.unwrap().is_some());
-    let _ = cookie;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_consent_connects_nothing() {
     let world = world().await;
-    let start = world.http.get(format!("{}/oauth/kommo/start", world.server)).send().await.unwrap();
-    let cookie = start.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let consent = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
-    let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    let decision = world
-        .http
-        .post(format!("{}/oauth", world.kommo))
-        .form(&[
-            ("client_id", CLIENT_ID),
-            ("state", &state),
-            ("decision", "decline"),
-            ("account", &ACCOUNT.to_string()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let back = decision.headers()["location"].to_str().unwrap().to_owned();
+    let (cookie, state) = start_consent(&world).await;
+    let back = decide(&world, &state, "decline").await;
     assert!(back.contains("error=access_denied"), "{back}");
     let page = world.http.get(&back).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);

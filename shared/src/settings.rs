@@ -58,6 +58,27 @@ pub enum ValidationCode {
 }
 
 impl ValidationCode {
+    /// Every code, for tests and documents that must cover them all.
+    pub const ALL: [ValidationCode; 17] = [
+        ValidationCode::Required,
+        ValidationCode::TooLong,
+        ValidationCode::NotActive,
+        ValidationCode::ControlCharacters,
+        ValidationCode::InvalidUrl,
+        ValidationCode::NotHttps,
+        ValidationCode::CredentialsInUrl,
+        ValidationCode::ForbiddenAddress,
+        ValidationCode::OutOfRange,
+        ValidationCode::Duplicate,
+        ValidationCode::UnknownUser,
+        ValidationCode::Incomplete,
+        ValidationCode::TooMany,
+        ValidationCode::InvalidExtension,
+        ValidationCode::CredentialsRefused,
+        ValidationCode::Unreachable,
+        ValidationCode::ProviderError,
+    ];
+
     /// English text for logs and API clients that do not localise.
     pub fn message(self) -> &'static str {
         match self {
@@ -180,6 +201,20 @@ mod tests {
                 expected.into_iter().map(|(f, c)| (f.to_owned(), c)).collect();
             assert_eq!(got, expected, "for {settings:?} (password on file: {on_file})");
         }
+    }
+
+    #[test]
+    fn all_lists_every_code_once() {
+        // A new variant fails to compile here until it is named, the reminder to add it to ALL; the
+        // assertion checks that no code is listed twice.
+        let position = |code: ValidationCode| match code {
+            Required | TooLong | NotActive | ControlCharacters | InvalidUrl | NotHttps | CredentialsInUrl
+            | ForbiddenAddress | OutOfRange | Duplicate | UnknownUser | Incomplete | TooMany | InvalidExtension
+            | CredentialsRefused | Unreachable | ProviderError => ValidationCode::ALL.iter().position(|c| *c == code),
+        };
+        let listed: std::collections::BTreeSet<usize> =
+            ValidationCode::ALL.iter().filter_map(|c| position(*c)).collect();
+        assert_eq!(listed.len(), ValidationCode::ALL.len(), "no code is listed twice");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The one JSON error envelope (`shared::api::ErrorBody`) every endpoint answers with.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -46,6 +47,15 @@ impl From<BytesRejection> for ApiError {
             _ => ApiError::BadRequest(rejection.body_text()),
         }
     }
+}
+
+/// Reads a JSON request body as `T`: a size-capped body and a shape error both become the envelope,
+/// the latter naming what was being read (`what`) and the offending field.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("{what}: {error}")))
 }
 
 impl IntoResponse for ApiError {

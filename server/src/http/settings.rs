@@ -20,7 +20,7 @@ use shared::{
 };
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, json_body};
 use super::widget::WidgetAuth;
 use crate::crypto::{SealContext, random_token};
 use crate::provider::{Credentials, ProviderAccount, ProviderError};
@@ -51,8 +51,7 @@ async fn save(
     auth: WidgetAuth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IntegrationSettingsView>, ApiError> {
-    let input: IntegrationSettings =
-        serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("settings body: {error}")))?;
+    let input: IntegrationSettings = json_body(body, "settings body")?;
     if !input.active {
         // Kommo's "disable": stop processing; nothing else is validated or changed.
         state.store.deactivate(auth.account, auth.user_id).await?;
@@ -113,8 +112,7 @@ async fn check(
     auth: WidgetAuth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConnectionCheck>, ApiError> {
-    let input: VoipCredentials =
-        serde_json::from_slice(&body?).map_err(|error| ApiError::BadRequest(format!("credentials body: {error}")))?;
+    let input: VoipCredentials = json_body(body, "credentials body")?;
     let stored = state.store.settings(auth.account).await?;
     let ctx = ValidationContext {
         active_user_ids: None,
