@@ -358,7 +358,7 @@ define(['jquery'], function ($) {
               showFailure(state.settingsRoot);
               return false;
             }
-            // With active = false the wasm shows errors.not_active and resolves false without a request.
+            // With active = false the wasm stores the widget as off (call processing stops) without validating.
             return Promise.resolve(state.settings.save(active)).then(
               function (saved) {
                 return saved === true;

@@ -29,7 +29,7 @@ test('the callbacks run in Kommo order through RequireJS and render, init and bi
 test('the settings UI mounts into the modal body', async () => {
   const { page, context, errors } = await openWidget(browser);
   await openSettings(page);
-  await page.waitForSelector('.modal .modal-body .kvoip-settings input[name=voip_login]', { timeout: STEP_MS });
+  await page.waitForSelector('.modal .modal-body .kvoip-settings input[name="credentials.login"]', { timeout: STEP_MS });
   const calls = await page.evaluate(() => window.__sandbox.calls);
   assert.deepEqual(calls, ['render', 'init', 'bind_actions', 'settings']);
   const modalWidth = await page.$eval('.modal .modal-body', (body) => body.getBoundingClientRect().width);

@@ -58,7 +58,7 @@ test('a call to one account never pops up in another account', async () => {
   const url = await configure(mine.page);
   await mine.page.click('.modal .sandbox-modal__cancel');
   const other = await openWidget(browser);
-  await configure(other.page, 'agent-other');
+  await configure(other.page);
   await other.page.click('.modal .sandbox-modal__cancel');
   await streamOpen(mine.stream);
   await streamOpen(other.stream);

@@ -71,9 +71,27 @@ before(async () => {
   await install(ALICE);
   await install(BOB);
   const saved = await call('PUT', '/widget/v1/settings', await sign(claims(ALICE.account, ALICE.subdomain)),
-    { active: true, voip_login: 'alice-agent', voip_password: 'alice-password' });
+    settingsBody({ password: 'sandbox-voip-password' }));
   assert.equal(saved.status, 200, JSON.stringify(saved.json));
 });
+
+/** A settings body in the shape of `shared::IntegrationSettings`, signing in to the local Kommo's VoIP provider. */
+function settingsBody({ login = 'agent', password, extra = {} } = {}) {
+  return {
+    active: true,
+    credentials: { method: 'password', provider_url: `${SANDBOX_URL}/voip`, login, password },
+    call_handling: {
+      widget: { ringing_sound: true, call_feedback_modal: true, auto_open_card: false, call_quality_rating: false },
+      unknown_incoming: { create: 'unsorted', unsorted_accept: 'manual' },
+      known_incoming: { create_lead_when_no_active_lead: false, note_number_when_several: true },
+      missed: { create_task: true, due_in_minutes: 60, link_to_lead: true, responsible: { kind: 'contact_responsible' } },
+      outgoing_new: { create_contact_and_lead: true },
+      placement: { pipeline_id: null, status_id: null },
+    },
+    extensions: { entries: [], fallback_user_id: null },
+    ...extra,
+  };
+}
 
 async function aliceSettings() {
   const reply = await call('GET', '/widget/v1/settings', await sign(claims(ALICE.account, ALICE.subdomain)));
@@ -83,9 +101,9 @@ async function aliceSettings() {
 
 test('a Kommo-shaped token minted by an independent library is accepted and names its own account', async () => {
   const settings = await aliceSettings();
-  assert.equal(settings.voip_login, 'alice-agent');
-  assert.equal(settings.has_password, true);
-  assert.equal(JSON.stringify(settings).includes('alice-password'), false);
+  assert.equal(settings.credentials.login, 'agent');
+  assert.equal(settings.credentials.has_password, true);
+  assert.equal(JSON.stringify(settings).includes('sandbox-voip-password'), false);
 });
 
 test('every forged, expired or out-of-policy token is refused and changes nothing', async () => {
@@ -123,7 +141,7 @@ test('every forged, expired or out-of-policy token is refused and changes nothin
   ];
   for (const [name, token] of cases) {
     for (const [method, path, body] of [['GET', '/widget/v1/settings'],
-      ['PUT', '/widget/v1/settings', { active: true, voip_login: 'mallory', voip_password: 'x' }],
+      ['PUT', '/widget/v1/settings', settingsBody({ login: 'mallory', password: 'x' })],
       ['POST', '/widget/v1/push/ticket']]) {
       const reply = await call(method, path, token, body);
       assert.equal(reply.status, 401, `${name}: ${method} ${path} answered ${reply.status}`);
@@ -134,13 +152,13 @@ test('every forged, expired or out-of-policy token is refused and changes nothin
   assert.equal(missing.status, 401);
   const oversized = await call('GET', '/widget/v1/settings', 'a'.repeat(10 * 1024));
   assert.ok([400, 431].includes(oversized.status), `a 10 KB token answered ${oversized.status}`);
-  assert.equal((await aliceSettings()).voip_login, 'alice-agent', 'nothing changed');
+  assert.equal((await aliceSettings()).credentials.login, 'agent', 'nothing changed');
 });
 
 test('a token of an account that never installed is refused as not installed', async () => {
   const stranger = freshAccount();
   const reply = await call('PUT', '/widget/v1/settings', await sign(claims(stranger, 'jose-stranger')),
-    { active: true, voip_login: 'x', voip_password: 'y' });
+    settingsBody({ login: 'x', password: 'y' }));
   assert.equal(reply.status, 401);
   assert.equal(reply.json.error.code, 'not_installed');
 });
@@ -148,19 +166,19 @@ test('a token of an account that never installed is refused as not installed', a
 test('a replayed token is refused', async () => {
   const token = await sign(claims(ALICE.account, ALICE.subdomain));
   assert.equal((await call('GET', '/widget/v1/settings', token)).status, 200);
-  const replay = await call('PUT', '/widget/v1/settings', token, { active: true, voip_login: 'replayed', voip_password: 'x' });
+  const replay = await call('PUT', '/widget/v1/settings', token, settingsBody({ login: 'replayed', password: 'x' }));
   assert.equal(replay.status, 401);
-  assert.equal((await aliceSettings()).voip_login, 'alice-agent');
+  assert.equal((await aliceSettings()).credentials.login, 'agent');
 });
 
 test("account B's token never reads or writes account A's settings", async () => {
   const bobToken = () => sign(claims(BOB.account, BOB.subdomain));
   const bob = await call('GET', '/widget/v1/settings', await bobToken());
   assert.equal(bob.status, 200);
-  assert.equal(bob.json.voip_login, '');
-  assert.equal(bob.json.webhook_url, null);
+  assert.equal(bob.json.credentials.login, '');
+  assert.equal(bob.json.webhook, null);
   const injected = await call('PUT', '/widget/v1/settings', await bobToken(),
-    { active: true, voip_login: 'bob', voip_password: 'x', account_id: ALICE.account });
-  assert.equal(injected.status, 400, 'a body naming an account is refused');
-  assert.equal((await aliceSettings()).voip_login, 'alice-agent');
+    settingsBody({ login: 'bob', password: 'x', extra: { account_id: ALICE.account } }));
+  assert.ok([400, 422].includes(injected.status), `a body naming an account is refused (${injected.status})`);
+  assert.equal((await aliceSettings()).credentials.login, 'agent');
 });

@@ -1,80 +1,207 @@
-//! The settings flow against the real server: refusals with visible reasons, a valid save, and reading it back.
+//! The settings flow against the real server: refusals with visible reasons, a valid save, every option read back.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 
 import {
-  SERVER_URL, archiveStrings, launch, openSettings, openWidget, save, screenshot, waitForForm, webhookUrl,
+  PROVIDER, SERVER_URL, archiveStrings, fieldError, fillProvider, launch, modalScreenshot, openSettings, openWidget,
+  save, serverGet, userOptions, waitForForm, webhookUrl,
 } from './support.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-test('onSave is false and the fields show errors when the login is empty', async () => {
-  const { page, context, errors } = await openWidget(browser);
-  await openSettings(page);
-  await waitForForm(page);
+const input = (name) => `.kvoip-settings [name="${name}"]`;
+
+/** A loopback port nothing listens on. */
+function closedPort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function openForm(options) {
+  const opened = await openWidget(browser, options);
+  await openSettings(opened.page);
+  await waitForForm(opened.page);
+  return opened;
+}
+
+test('onSave is false and every refused field says why under its input', async () => {
+  const { page, context, errors } = await openForm();
+  const strings = await archiveStrings('en');
+  const users = await userOptions(page, 'extensions.fallback_user_id');
+  await page.click('.kvoip-add-extension');
+  await page.click('.kvoip-add-extension');
+  await page.fill(input('extensions.entries[0].extension'), '101');
+  await page.selectOption(input('extensions.entries[0].user_id'), users[0]);
+  await page.fill(input('extensions.entries[1].extension'), '101');
+  await page.fill(input('call_handling.placement.pipeline_id'), '5');
   assert.equal(await save(page), false);
-  const loginError = page.locator('.kvoip-field__error[data-field=voip_login]');
-  await loginError.waitFor({ state: 'visible' });
-  const strings = await archiveStrings('en');
-  assert.equal((await loginError.textContent()).trim(), strings.errors.required);
+  const expected = {
+    'credentials.provider_url': strings.errors.required,
+    'credentials.login': strings.errors.required,
+    'credentials.password': strings.errors.required,
+    'call_handling.placement.status_id': strings.errors.incomplete,
+    'extensions.entries[1].extension': strings.errors.duplicate,
+    'extensions.entries[1].user_id': strings.errors.required,
+  };
+  for (const [field, text] of Object.entries(expected)) assert.equal(await fieldError(page, field), text, field);
+  assert.equal((await page.textContent('.kvoip-settings .kvoip-status')).trim(), strings.settings.fix_fields);
   assert.ok(await page.$('.modal .kvoip-settings'), 'the modal stays open after a refused save');
-  await screenshot(page, 'settings-errors.png');
+  await modalScreenshot(page, 'settings-errors.png');
   assert.deepEqual(errors, []);
   await context.close();
 });
 
-test('onSave is false and says not_active when Active is unchecked', async () => {
-  const { page, context, errors } = await openWidget(browser);
-  await openSettings(page);
-  await waitForForm(page);
-  await page.fill('.kvoip-settings input[name=voip_login]', 'agent-7');
-  await page.fill('.kvoip-settings input[name=voip_password]', 'pw-123456');
-  assert.equal(await save(page, { active: false }), false);
+test('the provider refuses a wrong password: onSave is false with the reason under the password', async () => {
+  const { page, context, errors } = await openForm();
+  await fillProvider(page, { password: 'not-the-password' });
+  assert.equal(await save(page), false);
   const strings = await archiveStrings('en');
-  await page.locator('.modal .kvoip-settings', { hasText: strings.errors.not_active }).waitFor({ state: 'visible' });
+  assert.equal(await fieldError(page, 'credentials.password'), strings.errors.credentials_refused);
   assert.deepEqual(errors, []);
   await context.close();
 });
 
-test('onSave is true for a valid login and password and the reopened modal shows them from the server', async () => {
-  const { page, context, errors, account } = await openWidget(browser);
+test('an unreachable provider and a forbidden address are refused at the address', async () => {
+  const { page, context, errors } = await openForm();
+  const strings = await archiveStrings('en');
+  await fillProvider(page, { url: `http://127.0.0.1:${await closedPort()}/voip` });
+  assert.equal(await save(page), false);
+  assert.equal(await fieldError(page, 'credentials.provider_url'), strings.errors.unreachable);
+
+  await fillProvider(page, { url: 'https://169.254.169.254/' });
+  assert.equal(await save(page), false);
+  await page.locator('.kvoip-field__error[data-field="credentials.provider_url"]',
+    { hasText: strings.errors.forbidden_address }).waitFor({ state: 'visible' });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('"Check connection" names the provider account, or says why not', async () => {
+  const { page, context, errors } = await openForm();
+  const strings = await archiveStrings('en');
+  await fillProvider(page, { password: 'wrong' });
+  await page.click('.kvoip-check-connection');
+  assert.equal(await fieldError(page, 'credentials.password'), strings.errors.credentials_refused);
+  await fillProvider(page);
+  await page.click('.kvoip-check-connection');
+  const ok = page.locator('.kvoip-check-result--ok');
+  await ok.waitFor({ state: 'visible' });
+  const prefix = strings.settings.check_ok.split('#NAME#')[0];
+  assert.ok((await ok.textContent()).startsWith(prefix), await ok.textContent());
+  assert.equal(await page.$('.kvoip-field__error[data-field="credentials.password"]'), null);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('turning the widget off is stored as off without validating the form', async () => {
+  const { page, context, errors } = await openForm();
+  assert.equal(await save(page, { active: false }), true);
+  const stored = await serverGet(page, '/widget/v1/settings');
+  assert.equal(stored.status, 200, JSON.stringify(stored.body));
+  assert.equal(stored.body.active, false);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('every section is saved and comes back from the server; the signing secret is shown once', async () => {
+  const { page, context, errors, account } = await openForm();
+  const users = await userOptions(page, 'extensions.fallback_user_id');
+  assert.ok(users.length >= 2, `the account has active users: ${users}`);
+  await fillProvider(page);
+  for (const [name, on] of [['call_handling.widget.ringing_sound', false],
+    ['call_handling.widget.call_feedback_modal', false], ['call_handling.widget.auto_open_card', true],
+    ['call_handling.widget.call_quality_rating', true],
+    ['call_handling.known_incoming.create_lead_when_no_active_lead', true],
+    ['call_handling.known_incoming.note_number_when_several', false],
+    ['call_handling.missed.link_to_lead', false], ['call_handling.outgoing_new.create_contact_and_lead', false]]) {
+    await page.setChecked(input(name), on);
+  }
+  await page.check(`${input('call_handling.unknown_incoming.unsorted_accept')}[value=on_answer]`);
+  await page.check(`${input('call_handling.unknown_incoming.create')}[value=contact_and_lead]`);
+  await page.fill(input('call_handling.missed.due_in_minutes'), '15');
+  await page.check(`${input('call_handling.missed.responsible.kind')}[value=user]`);
+  await page.selectOption(input('call_handling.missed.responsible.user_id'), users[1]);
+  await page.fill(input('call_handling.placement.pipeline_id'), '4001');
+  await page.fill(input('call_handling.placement.status_id'), '142');
+  await page.click('.kvoip-add-extension');
+  await page.click('.kvoip-add-extension');
+  await page.click('.kvoip-add-extension');
+  await page.fill(input('extensions.entries[0].extension'), '101');
+  await page.selectOption(input('extensions.entries[0].user_id'), users[0]);
+  await page.fill(input('extensions.entries[1].extension'), '999');
+  await page.fill(input('extensions.entries[2].extension'), '102');
+  await page.selectOption(input('extensions.entries[2].user_id'), users[1]);
+  await page.click('.kvoip-extension:has([name="extensions.entries[1].extension"]) .kvoip-remove-extension');
+  await page.selectOption(input('extensions.fallback_user_id'), users[0]);
+  assert.equal(await save(page), true, await page.textContent('.modal .kvoip-settings').catch(() => ''));
+
+  // Reopened on the same page: the secret issued by that save is shown this once, in full.
   await openSettings(page);
   await waitForForm(page);
-  await page.fill('.kvoip-settings input[name=voip_login]', 'agent-42');
-  await page.fill('.kvoip-settings input[name=voip_password]', 'correct-horse');
-  assert.equal(await save(page), true);
-  assert.equal(await page.$('.modal'), null, 'Kommo closes the modal after a successful save');
+  const secret = page.locator('input.kvoip-webhook-secret');
+  await secret.waitFor({ state: 'visible' });
+  const issued = await secret.inputValue();
+  assert.match(issued, /^whsec_/);
+  await page.click('.kvoip-rotate-secret');
+  await page.waitForFunction((old) => {
+    const shown = document.querySelector('input.kvoip-webhook-secret');
+    return shown && shown.value.startsWith('whsec_') && shown.value !== old;
+  }, issued);
+  const rotated = await secret.inputValue();
+  await page.click('.modal .sandbox-modal__cancel');
+  await context.close();
 
   // A new page load: what the form shows can only come from the server.
-  await context.close();
-  const reloaded = await openWidget(browser, { account });
-  await openSettings(reloaded.page);
-  await reloaded.page.waitForFunction(
-    () => document.querySelector('.kvoip-settings input[name=voip_login]')?.value === 'agent-42', null,
-    { timeout: 20_000 });
-  await reloaded.page.waitForSelector('.kvoip-webhook-url', { timeout: 20_000 });
-  const url = await webhookUrl(reloaded.page);
-  assert.match(url, new RegExp(`^${SERVER_URL.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/hooks/voip/[^/]+$`));
-  assert.equal(await reloaded.page.inputValue('.kvoip-settings input[name=voip_password]'), '',
-    'the password never comes back');
+  const reloaded = await openForm({ account });
+  const p = reloaded.page;
+  await p.waitForFunction(() => document.querySelector('.kvoip-settings [name="credentials.login"]')?.value === 'agent');
+  assert.equal(await p.inputValue(input('credentials.provider_url')), PROVIDER.url);
+  assert.equal(await p.inputValue(input('credentials.password')), '', 'the password never comes back');
+  const expectChecked = {
+    'call_handling.widget.ringing_sound': false, 'call_handling.widget.call_feedback_modal': false,
+    'call_handling.widget.auto_open_card': true, 'call_handling.widget.call_quality_rating': true,
+    'call_handling.known_incoming.create_lead_when_no_active_lead': true,
+    'call_handling.known_incoming.note_number_when_several': false, 'call_handling.missed.create_task': true,
+    'call_handling.missed.link_to_lead': false, 'call_handling.outgoing_new.create_contact_and_lead': false,
+    [`call_handling.unknown_incoming.create"][value="contact_and_lead`]: true,
+    [`call_handling.unknown_incoming.unsorted_accept"][value="on_answer`]: true,
+    [`call_handling.missed.responsible.kind"][value="user`]: true,
+  };
+  for (const [name, checked] of Object.entries(expectChecked)) assert.equal(await p.isChecked(input(name)), checked, name);
+  await userOptions(p, 'extensions.fallback_user_id');
+  const values = {
+    'call_handling.missed.due_in_minutes': '15', 'call_handling.missed.responsible.user_id': users[1],
+    'call_handling.placement.pipeline_id': '4001', 'call_handling.placement.status_id': '142',
+    'extensions.entries[0].extension': '101', 'extensions.entries[0].user_id': users[0],
+    'extensions.entries[1].extension': '102', 'extensions.entries[1].user_id': users[1],
+    'extensions.fallback_user_id': users[0],
+  };
+  for (const [name, value] of Object.entries(values)) assert.equal(await p.inputValue(input(name)), value, name);
+  assert.equal(await p.$(input('extensions.entries[2].extension')), null, 'the removed row stays removed');
+  assert.match(await webhookUrl(p), new RegExp(`^${SERVER_URL.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/hooks/voip/[^/]+$`));
+  const hint = (await p.textContent('.kvoip-webhook-secret')).trim();
+  assert.equal(await p.$('input.kvoip-webhook-secret'), null, 'the secret is not shown again after a reload');
+  assert.ok(hint.startsWith('…') && rotated.endsWith(hint.slice(1)), `hint ${hint} of ${rotated}`);
   assert.deepEqual([...errors, ...reloaded.errors], []);
   await reloaded.context.close();
 });
 
 test('settings saved by one account are not shown to another account', async () => {
-  const mine = await openWidget(browser);
-  await openSettings(mine.page);
-  await waitForForm(mine.page);
-  await mine.page.fill('.kvoip-settings input[name=voip_login]', 'agent-private');
-  await mine.page.fill('.kvoip-settings input[name=voip_password]', 'private-pass');
+  const mine = await openForm();
+  await fillProvider(mine.page);
   assert.equal(await save(mine.page), true);
 
-  const other = await openWidget(browser);
-  await openSettings(other.page);
-  await waitForForm(other.page);
-  assert.equal(await other.page.inputValue('.kvoip-settings input[name=voip_login]'), '');
+  const other = await openForm();
+  assert.equal(await other.page.inputValue(input('credentials.login')), '');
   assert.equal(await other.page.$('.kvoip-webhook-url'), null, 'no webhook URL before the first save');
   assert.deepEqual([...mine.errors, ...other.errors], []);
   await mine.context.close();

@@ -84,7 +84,7 @@ export async function openSettings(page) {
  * inputs while loading and then overwrites them with what the server has, so typing earlier is lost.
  */
 export async function waitForForm(page) {
-  await page.waitForSelector('.kvoip-settings input[name=voip_login]', { timeout: STEP_MS });
+  await page.waitForSelector('.kvoip-settings input[name="credentials.login"]', { timeout: STEP_MS });
   await page.waitForFunction(() => {
     const status = document.querySelector('.kvoip-settings .kvoip-status');
     const loading = window.__sandbox.widget.langs.settings.loading;
@@ -105,12 +105,29 @@ export async function save(page, { active = true } = {}) {
   return result;
 }
 
+/** The local Kommo's VoIP provider stand-in and the credentials it accepts (sandbox/src/voip). */
+export const PROVIDER = { url: `${SANDBOX_URL}/voip`, login: 'agent', password: 'sandbox-voip-password' };
+
+/** Fills the VoIP provider section (login and password method). */
+export async function fillProvider(page, { url = PROVIDER.url, login = PROVIDER.login, password = PROVIDER.password } = {}) {
+  await page.check('.kvoip-settings input[name="credentials.method"][value=password]');
+  await page.fill('.kvoip-settings input[name="credentials.provider_url"]', url);
+  await page.fill('.kvoip-settings input[name="credentials.login"]', login);
+  await page.fill('.kvoip-settings input[name="credentials.password"]', password);
+}
+
+/** The visible error text under a field (by its JSON path), once it shows. */
+export async function fieldError(page, field) {
+  const line = page.locator(`.kvoip-settings .kvoip-field__error[data-field="${field}"]`);
+  await line.waitFor({ state: 'visible', timeout: STEP_MS });
+  return (await line.textContent()).trim();
+}
+
 /** Fills and saves valid credentials; resolves with the webhook URL the reopened settings show. */
-export async function configure(page, login = 'agent-101') {
+export async function configure(page) {
   await openSettings(page);
   await waitForForm(page);
-  await page.fill('.kvoip-settings input[name=voip_login]', login);
-  await page.fill('.kvoip-settings input[name=voip_password]', 's3cret-Pass');
+  await fillProvider(page);
   if (!(await save(page))) {
     const said = await page.textContent('.modal .kvoip-settings');
     throw new Error(`saving valid settings resolved false; the form says: ${said}`);
@@ -142,4 +159,31 @@ export async function screenshot(page, name) {
 export function widgetElements(page) {
   return page.evaluate(() => Array.from(document.querySelectorAll('[class*="kvoip-"], [id^="kvoip-"]'))
     .map((element) => element.id ? `#${element.id}` : `.${element.className}`));
+}
+
+/** A picture of the whole settings modal, however tall the form is. */
+export async function modalScreenshot(page, name) {
+  mkdirSync(OUTPUT_DIR, { recursive: true });
+  const file = path.join(OUTPUT_DIR, name);
+  await page.setViewportSize({ width: 1280, height: 3600 });
+  await page.waitForFunction(() => document.getAnimations().every((animation) => animation.playState !== 'running'),
+    null, { timeout: STEP_MS });
+  await page.locator('.modal .modal-body').screenshot({ path: file });
+  return file;
+}
+
+/** Asks our server, as the page's account, through the host's $authorizedAjax (as the widget does). */
+export function serverGet(page, apiPath) {
+  return page.evaluate((url) => new Promise((resolve) => {
+    window.__sandbox.widget.$authorizedAjax({ url, type: 'GET', dataType: 'json' })
+      .then((body) => resolve({ status: 200, body }), (xhr) => resolve({ status: xhr.status, body: xhr.responseJSON }));
+  }), `${SERVER_URL}${apiPath}`);
+}
+
+/** The ids of the users the widget offers in a user select, once the list has loaded. */
+export async function userOptions(page, selectName) {
+  const select = `.kvoip-settings select[name="${selectName}"]`;
+  await page.waitForFunction((selector) => (document.querySelector(selector)?.options.length ?? 0) > 1, select,
+    { timeout: STEP_MS });
+  return page.$$eval(`${select} option`, (options) => options.map((option) => option.value).filter(Boolean));
 }

@@ -84,6 +84,59 @@ mod tests {
             "connection.reauthorize",
             "connection.checking",
             "connection.unknown",
+            "settings.section_provider",
+            "settings.method_password",
+            "settings.method_api_key",
+            "settings.provider_url",
+            "settings.api_key",
+            "settings.api_key_saved",
+            "settings.check_connection",
+            "settings.checking",
+            "settings.check_ok",
+            "settings.check_refused",
+            "settings.section_widget",
+            "settings.ringing_sound",
+            "settings.call_feedback_modal",
+            "settings.auto_open_card",
+            "settings.call_quality_rating",
+            "settings.section_unknown",
+            "settings.unknown_contact_and_lead",
+            "settings.unknown_unsorted",
+            "settings.unsorted_accept",
+            "settings.unsorted_manual",
+            "settings.unsorted_on_answer",
+            "settings.section_known",
+            "settings.known_create_lead",
+            "settings.known_note_number",
+            "settings.section_missed",
+            "settings.missed_create_task",
+            "settings.missed_due",
+            "settings.missed_link_to_lead",
+            "settings.responsible",
+            "settings.responsible_contact",
+            "settings.responsible_extension",
+            "settings.responsible_user",
+            "settings.choose_user",
+            "settings.section_outgoing",
+            "settings.outgoing_create",
+            "settings.section_leads",
+            "settings.pipeline_id",
+            "settings.status_id",
+            "settings.leads_hint",
+            "settings.section_extensions",
+            "settings.extension",
+            "settings.extension_user",
+            "settings.add_extension",
+            "settings.remove_extension",
+            "settings.fallback_user",
+            "settings.no_fallback",
+            "settings.extensions_hint",
+            "settings.section_webhook",
+            "settings.webhook_secret",
+            "settings.webhook_secret_once",
+            "settings.rotate_secret",
+            "settings.webhook_after_save",
+            "settings.fix_fields",
         ];
         for key in required {
             assert!(english_keys.contains(&key.to_owned()), "{key} is missing");
@@ -95,6 +148,8 @@ mod tests {
             assert_eq!(other, english_keys);
             let installed = strings["connection"]["installed"].as_str().unwrap();
             assert!(installed.contains("#SUBDOMAIN#"), "connection.installed lacks #SUBDOMAIN#: {installed}");
+            let check_ok = strings["settings"]["check_ok"].as_str().unwrap();
+            assert!(check_ok.contains("#NAME#"), "settings.check_ok lacks #NAME#: {check_ok}");
         }
     }
 }

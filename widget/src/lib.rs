@@ -9,10 +9,12 @@
 
 pub mod calls;
 pub mod connection;
+pub mod form;
 pub mod host;
 pub mod i18n;
 pub mod push;
 pub mod settings;
+pub mod values;
 
 /// A mounted Leptos view; dropping it unmounts the view at once, so the handles keep it until they are told.
 type Mounted = leptos::mount::UnmountHandle<leptos::tachys::view::any_view::AnyViewState>;

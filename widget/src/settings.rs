@@ -1,21 +1,26 @@
 //! The settings form: what the admin edits, how a save is validated and sent, and how the server's answer is shown.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use leptos::mount::mount_to;
 use leptos::prelude::*;
+use serde::Deserialize;
 use serde_json::Value;
-use shared::api::{ConnectionState, ErrorBody, SettingsView, paths};
-use shared::{FieldError, SettingsInput, ValidationCode};
+use shared::api::{ConnectionState, ErrorBody, KommoUserView, paths};
+use shared::integration::WebhookEndpoint;
+use shared::{FieldError, IntegrationSettingsView, ValidationCode};
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
 
 use crate::Mounted;
-use crate::connection::{self, Connection, ConnectionSection, PollStep, ReauthorizePoll};
+use crate::connection::{self, Connection, PollStep, ReauthorizePoll};
+use crate::form::SettingsForm;
 use crate::host::Host;
 use crate::i18n::I18n;
+use crate::values::{FormValues, refusals, validation_context};
 
 /// What the status line under the form says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,8 @@ pub enum Status {
     Loading,
     Saving,
     Saved,
+    /// Some fields were refused; each says why under its input.
+    Invalid,
     Failed(Problem),
 }
 
@@ -65,6 +72,7 @@ impl Status {
             Status::Loading => Some(("settings", "loading")),
             Status::Saving => Some(("settings", "saving")),
             Status::Saved => Some(("settings", "save_ok")),
+            Status::Invalid => Some(("settings", "fix_fields")),
             Status::Failed(Problem::Unauthorized) => Some(("errors", "unauthorized")),
             Status::Failed(Problem::Server) => Some(("errors", "server")),
             Status::Failed(Problem::Network) => Some(("errors", "network")),
@@ -79,7 +87,7 @@ impl Status {
         match self {
             Status::Idle | Status::Loading | Status::Saving => "busy",
             Status::Saved => "ok",
-            Status::Failed(_) => "error",
+            Status::Invalid | Status::Failed(_) => "error",
         }
     }
 }
@@ -101,7 +109,7 @@ pub fn status_text(status: Status, connection: &Connection, i18n: &I18n) -> Stri
 /// How the server answered a save.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
-    Saved(SettingsView),
+    Saved(Box<IntegrationSettingsView>),
     Refused(Vec<FieldError>),
     Failed(Problem),
 }
@@ -110,32 +118,75 @@ impl SaveOutcome {
     /// Classifies a `PUT /widget/v1/settings` reply (`status` 0 = the network failed).
     pub fn from_reply(status: u16, body: Value) -> Self {
         match status {
-            200 => serde_json::from_value(body).map_or(SaveOutcome::Failed(Problem::Server), SaveOutcome::Saved),
-            422 => match serde_json::from_value::<ErrorBody>(body) {
-                Ok(refusal) if !refusal.error.fields.is_empty() => SaveOutcome::Refused(refusal.error.fields),
-                _ => SaveOutcome::Failed(Problem::Server),
+            200 => serde_json::from_value(body)
+                .map_or(SaveOutcome::Failed(Problem::Server), |view| SaveOutcome::Saved(Box::new(view))),
+            _ => match refusal(status, body) {
+                Ok(fields) => SaveOutcome::Refused(fields),
+                Err(problem) => SaveOutcome::Failed(problem),
             },
-            _ => SaveOutcome::Failed(Problem::from_reply(status, &body, Problem::Server)),
         }
     }
 }
 
+/// The refused fields of a 422 `validation` reply; any other failure as a [`Problem`].
+fn refusal(status: u16, body: Value) -> Result<Vec<FieldError>, Problem> {
+    if status == 422 {
+        return match serde_json::from_value::<ErrorBody>(body) {
+            Ok(refusal) if !refusal.error.fields.is_empty() => Ok(refusal.error.fields),
+            _ => Err(Problem::Server),
+        };
+    }
+    Err(Problem::from_reply(status, &body, Problem::Server))
+}
+
 /// Classifies a `GET /widget/v1/settings` reply.
-pub fn load_outcome(status: u16, body: Value) -> Result<SettingsView, Problem> {
+pub fn load_outcome(status: u16, body: Value) -> Result<IntegrationSettingsView, Problem> {
     match status {
         200 => serde_json::from_value(body).map_err(|_| Problem::LoadFailed),
         _ => Err(Problem::from_reply(status, &body, Problem::LoadFailed)),
     }
 }
 
-/// What the form submits. An empty password field means "keep the stored one" when one is on file.
-pub fn settings_input(active: bool, voip_login: &str, voip_password: &str, has_password: bool) -> SettingsInput {
-    let keep_stored = voip_password.is_empty() && has_password;
-    SettingsInput {
-        active,
-        voip_login: voip_login.trim().to_owned(),
-        voip_password: (!keep_stored).then(|| voip_password.to_owned()),
+/// The VoIP provider account the server signed in to (`POST /widget/v1/settings/check`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ProviderAccount {
+    pub account_id: String,
+    pub name: String,
+}
+
+/// Where "Check connection" stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckState {
+    Idle,
+    Checking,
+    Connected(String),
+    /// The credentials were refused; the fields say why.
+    Refused,
+    Failed(Problem),
+}
+
+impl CheckState {
+    /// Classifies a `POST /widget/v1/settings/check` reply, with the refused fields apart.
+    pub fn from_reply(status: u16, body: Value) -> (CheckState, Vec<FieldError>) {
+        match status {
+            200 => match serde_json::from_value::<ProviderAccount>(body) {
+                Ok(account) => (CheckState::Connected(account.name), Vec::new()),
+                Err(_) => (CheckState::Failed(Problem::Server), Vec::new()),
+            },
+            _ => match refusal(status, body) {
+                Ok(fields) => (CheckState::Refused, fields),
+                Err(problem) => (CheckState::Failed(problem), Vec::new()),
+            },
+        }
     }
+}
+
+/// Where "Rotate secret" stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateState {
+    Idle,
+    Rotating,
+    Failed(Problem),
 }
 
 /// The i18n key under `errors` for a validation code (its wire spelling, by contract).
@@ -146,15 +197,51 @@ pub fn error_key(code: ValidationCode) -> String {
         .unwrap_or_else(|| "server".to_owned())
 }
 
+thread_local! {
+    /// The last signing secret the server issued while this page is open. Kommo closes the modal after a
+    /// successful save, so the next opening of the settings shows it once more, then only its hint.
+    static ISSUED_SECRET: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Remembers a secret the server just issued.
+fn remember_issued(secret: &str) {
+    ISSUED_SECRET.with(|issued| *issued.borrow_mut() = Some(secret.to_owned()));
+}
+
+/// The last characters of the secret a hint stands for (the server writes `…abcd`).
+pub fn hint_tail(hint: &str) -> &str {
+    hint.trim_start_matches(['…', '.'])
+}
+
+/// The secret to show for a webhook: the one in the answer, else one issued earlier on this page that the
+/// hint still matches (taken, so it is shown once).
+fn secret_to_show(webhook: Option<&WebhookEndpoint>) -> Option<String> {
+    let webhook = webhook?;
+    if let Some(secret) = &webhook.signing_secret {
+        return Some(secret.clone());
+    }
+    let hint = hint_tail(&webhook.signing_secret_hint);
+    ISSUED_SECRET.with(|issued| {
+        let matches = issued.borrow().as_deref().is_some_and(|secret| !hint.is_empty() && secret.ends_with(hint));
+        if matches { issued.borrow_mut().take() } else { None }
+    })
+}
+
 /// The form's reactive state, shared by the view and by `SettingsHandle::save`.
 #[derive(Clone)]
 pub struct SettingsModel {
-    pub voip_login: ArcRwSignal<String>,
-    pub voip_password: ArcRwSignal<String>,
+    /// What the form shows and the admin edits.
+    pub values: ArcRwSignal<FormValues>,
     /// What the server last said is stored.
-    pub stored: ArcRwSignal<SettingsView>,
+    pub stored: ArcRwSignal<IntegrationSettingsView>,
+    /// The account's active Kommo users, once loaded.
+    pub users: ArcRwSignal<Option<Vec<KommoUserView>>>,
+    /// The webhook signing secret, only right after the server issued it (it is shown once).
+    pub fresh_secret: ArcRwSignal<Option<String>>,
     pub errors: ArcRwSignal<Vec<FieldError>>,
     pub status: ArcRwSignal<Status>,
+    pub check: ArcRwSignal<CheckState>,
+    pub rotate: ArcRwSignal<RotateState>,
     /// What the connection section shows.
     pub connection: ArcRwSignal<Connection>,
     /// Bumped by each re-authorize click and by unmounting: a following loop of an older number ends.
@@ -164,11 +251,14 @@ pub struct SettingsModel {
 impl Default for SettingsModel {
     fn default() -> Self {
         SettingsModel {
-            voip_login: ArcRwSignal::new(String::new()),
-            voip_password: ArcRwSignal::new(String::new()),
-            stored: ArcRwSignal::new(SettingsView::default()),
+            values: ArcRwSignal::new(FormValues::default()),
+            stored: ArcRwSignal::new(IntegrationSettingsView::default()),
+            users: ArcRwSignal::new(None),
+            fresh_secret: ArcRwSignal::new(None),
             errors: ArcRwSignal::new(Vec::new()),
             status: ArcRwSignal::new(Status::Loading),
+            check: ArcRwSignal::new(CheckState::Idle),
+            rotate: ArcRwSignal::new(RotateState::Idle),
             connection: ArcRwSignal::new(Connection::Checking),
             follow_generation: Arc::new(AtomicU32::new(0)),
         }
@@ -184,16 +274,30 @@ impl SettingsModel {
         match load_outcome(status, body) {
             Ok(view) => {
                 // Keep what the admin typed while the settings were loading.
-                if self.voip_login.with_untracked(String::is_empty) {
-                    self.voip_login.set(view.voip_login.clone());
+                if self.values.with_untracked(|values| *values == FormValues::default()) {
+                    self.values.set(FormValues::from_view(&view));
                 }
+                self.fresh_secret.set(secret_to_show(view.webhook.as_ref()));
                 self.stored.set(view);
                 self.status.set(Status::Idle);
             }
             Err(problem) => self.status.set(Status::Failed(problem)),
         }
+        if self.users.with_untracked(Option::is_none) {
+            self.load_users(host).await;
+        }
     }
 
+    /// Loads the account's active Kommo users for the user selects; without them the selects offer
+    /// only the users already chosen, and the server checks membership on save.
+    pub async fn load_users(&self, host: &Host) {
+        let reply = host.request("GET", paths::USERS, None::<&()>).await;
+        if let Ok((200, body)) = reply
+            && let Ok(users) = serde_json::from_value::<Vec<KommoUserView>>(body)
+        {
+            self.users.set(Some(users));
+        }
+    }
     /// Asks the server where the Kommo connection stands. A failed re-check keeps what was known.
     pub async fn load_connection(&self, host: &Host) {
         let reply = host.request("GET", paths::CONNECTION, None::<&()>).await;
@@ -244,30 +348,35 @@ impl SettingsModel {
         self.follow_generation.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Validates and sends the form; `true` only when the server stored it.
+    /// Sends the form; `true` only when the server stored it. Turning the widget off is stored as it is
+    /// (it stops call processing); turning it on validates everything first, here and on the server.
     pub async fn save(&self, host: &Host, active: bool) -> bool {
-        let has_password = self.stored.with_untracked(|stored| stored.has_password);
-        let input =
-            settings_input(active, &self.voip_login.get_untracked(), &self.voip_password.get_untracked(), has_password);
-        let refused = input.validate(has_password);
+        let (settings, refused) = if active {
+            let ctx = self.stored.with_untracked(|stored| {
+                self.users.with_untracked(|users| validation_context(stored, users.as_deref()))
+            });
+            self.values.with_untracked(|values| refusals(values, &ctx))
+        } else {
+            (self.values.with_untracked(|values| values.build(false).0), Vec::new())
+        };
         if !refused.is_empty() {
             self.errors.set(refused);
-            self.status.set(Status::Idle);
+            self.status.set(Status::Invalid);
             return false;
         }
         self.errors.set(Vec::new());
         self.status.set(Status::Saving);
-        let reply = host.request("PUT", paths::SETTINGS, Some(&input)).await;
+        let reply = host.request("PUT", paths::SETTINGS, Some(&settings)).await;
         let (status, body) = reply.unwrap_or((0, Value::Null));
         match SaveOutcome::from_reply(status, body) {
             SaveOutcome::Saved(view) => {
-                self.show_stored(view);
+                self.show_stored(*view);
                 self.status.set(Status::Saved);
                 true
             }
             SaveOutcome::Refused(fields) => {
                 self.errors.set(fields);
-                self.status.set(Status::Idle);
+                self.status.set(Status::Invalid);
                 false
             }
             SaveOutcome::Failed(problem) => {
@@ -281,22 +390,61 @@ impl SettingsModel {
         }
     }
 
-    fn show_stored(&self, view: SettingsView) {
-        self.voip_login.set(view.voip_login.clone());
-        self.voip_password.set(String::new());
+    /// Asks the server to sign in to the VoIP provider with the credentials as typed.
+    pub async fn check_connection(&self, host: &Host) {
+        let credentials = self.values.with_untracked(FormValues::credentials);
+        let ctx = self.stored.with_untracked(|stored| validation_context(stored, None));
+        let refused = credentials.validate(&ctx);
+        self.errors.update(|errors| errors.retain(|error| !error.field.starts_with("credentials.")));
+        if !refused.is_empty() {
+            self.errors.update(|errors| errors.extend(refused));
+            self.check.set(CheckState::Refused);
+            return;
+        }
+        self.check.set(CheckState::Checking);
+        let reply = host.request("POST", CHECK_PATH, Some(&credentials)).await;
+        let (status, body) = reply.unwrap_or((0, Value::Null));
+        let (state, fields) = CheckState::from_reply(status, body);
+        self.errors.update(|errors| errors.extend(fields));
+        self.check.set(state);
+    }
+
+    /// Asks the server for a new webhook signing secret and shows it once.
+    pub async fn rotate_secret(&self, host: &Host) {
+        self.rotate.set(RotateState::Rotating);
+        let reply = host.request("POST", ROTATE_PATH, None::<&()>).await;
+        let (status, body) = reply.unwrap_or((0, Value::Null));
+        let endpoint = match status {
+            200 => serde_json::from_value::<WebhookEndpoint>(body).map_err(|_| Problem::Server),
+            _ => Err(Problem::from_reply(status, &body, Problem::Server)),
+        };
+        match endpoint {
+            Ok(endpoint) => {
+                if let Some(secret) = &endpoint.signing_secret {
+                    remember_issued(secret);
+                }
+                self.fresh_secret.set(endpoint.signing_secret.clone());
+                self.stored.update(|stored| stored.webhook = Some(endpoint));
+                self.rotate.set(RotateState::Idle);
+            }
+            Err(problem) => self.rotate.set(RotateState::Failed(problem)),
+        }
+    }
+
+    fn show_stored(&self, view: IntegrationSettingsView) {
+        self.values.set(FormValues::from_view(&view));
+        if let Some(secret) = view.webhook.as_ref().and_then(|webhook| webhook.signing_secret.clone()) {
+            remember_issued(&secret);
+            self.fresh_secret.set(Some(secret));
+        }
         self.stored.set(view);
     }
-
-    fn error_for(&self, field: &'static str) -> impl Fn() -> Option<ValidationCode> + Send + Sync + use<> {
-        let errors = self.errors.clone();
-        move || errors.with(|errors| errors.iter().find(|error| error.field == field).map(|error| error.code))
-    }
-
-    fn is_refused(&self, field: &'static str) -> impl Fn() -> bool + Send + Sync + use<> {
-        let error_for = self.error_for(field);
-        move || error_for().is_some()
-    }
 }
+
+/// `POST` the credentials here to have the server sign in to the provider with them.
+pub const CHECK_PATH: &str = "/widget/v1/settings/check";
+/// `POST` here for a new webhook signing secret.
+pub const ROTATE_PATH: &str = "/widget/v1/settings/webhook-secret";
 
 /// Renders the settings form into `root` (script.js's `div.kvoip-settings`), loads the stored settings
 /// and the Kommo connection state.
@@ -339,151 +487,32 @@ impl SettingsHandle {
     }
 }
 
-/// The settings form rendered inside Kommo's settings modal.
-#[component]
-pub fn SettingsForm(
-    /// The form's state; `SettingsHandle` holds the same model to save it.
-    model: SettingsModel,
-    /// The host object: strings, language, and the requests the re-authorize button leads to.
-    host: Rc<Host>,
-) -> impl IntoView {
-    let (i18n, lang) = (host.i18n(), host.lang().to_owned());
-    let t = |section: &str, key: &str| i18n.t(section, key);
-    let on_reauthorize = {
-        // The host is not `Send`; the section's button only needs a handle to it.
-        let (model, host) = (model.clone(), StoredValue::new_local(host));
-        move |url: String| {
-            let _ = host.try_with_value(|host| model.reauthorize(host, &url));
-        }
-    };
-    let password_placeholder = {
-        let stored = model.stored.clone();
-        let saved = t("settings", "voip_password_saved");
-        move || stored.with(|stored| stored.has_password).then(|| saved.clone())
-    };
-    let webhook_url = {
-        let stored = model.stored.clone();
-        move || stored.with(|stored| stored.webhook_url.clone())
-    };
-    let status_text = {
-        let (status, connection) = (model.status.clone(), model.connection.clone());
-        let i18n = i18n.clone();
-        move || connection.with(|connection| status_text(status.get(), connection, &i18n))
-    };
-    let status_class = {
-        let status = model.status.clone();
-        move || format!("kvoip-status kvoip-status--{}", status.get().tone())
-    };
-    let (login, password) = (model.voip_login.clone(), model.voip_password.clone());
-    let (set_login, set_password) = (model.voip_login.clone(), model.voip_password.clone());
-    let webhook_label = t("settings", "webhook_url");
-    let webhook_hint = t("settings", "webhook_url_hint");
-
-    view! {
-        <div class="kvoip-form" lang=lang>
-            <ConnectionSection connection=model.connection.clone() i18n=i18n.clone() on_reauthorize />
-            <h3 class="kvoip-form__title">{t("settings", "title")}</h3>
-            <p class="kvoip-form__intro">{t("settings", "intro")}</p>
-            <FieldErrorLine field="active" code=model.error_for("active") i18n=i18n.clone() />
-            <div class="kvoip-field" class:kvoip-field--invalid=model.is_refused("voip_login")>
-                <label class="kvoip-field__label" for="kvoip-voip-login">{t("settings", "voip_login")}</label>
-                <input
-                    id="kvoip-voip-login"
-                    class="kvoip-field__input"
-                    type="text"
-                    name="voip_login"
-                    autocomplete="off"
-                    spellcheck="false"
-                    prop:value=move || login.get()
-                    on:input=move |event| set_login.set(event_target_value(&event))
-                />
-                <FieldErrorLine field="voip_login" code=model.error_for("voip_login") i18n=i18n.clone() />
-            </div>
-            <div class="kvoip-field" class:kvoip-field--invalid=model.is_refused("voip_password")>
-                <label class="kvoip-field__label" for="kvoip-voip-password">{t("settings", "voip_password")}</label>
-                <input
-                    id="kvoip-voip-password"
-                    class="kvoip-field__input"
-                    type="password"
-                    name="voip_password"
-                    autocomplete="new-password"
-                    placeholder=password_placeholder
-                    prop:value=move || password.get()
-                    on:input=move |event| set_password.set(event_target_value(&event))
-                />
-                <FieldErrorLine field="voip_password" code=model.error_for("voip_password") i18n=i18n.clone() />
-            </div>
-            {move || webhook_url().map(|url| view! {
-                <div class="kvoip-field kvoip-field--webhook">
-                    <label class="kvoip-field__label" for="kvoip-webhook-url">{webhook_label.clone()}</label>
-                    <input
-                        id="kvoip-webhook-url"
-                        class="kvoip-field__input kvoip-webhook-url"
-                        type="text"
-                        readonly
-                        prop:value=url
-                        on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()}
-                    />
-                    <p class="kvoip-field__hint">{webhook_hint.clone()}</p>
-                </div>
-            })}
-            <p class=status_class role="status" aria-live="polite">{status_text}</p>
-        </div>
-    }
-}
-
-/// The message under a field when it was refused; absent otherwise.
-#[component]
-pub fn FieldErrorLine(
-    /// The refused field's name as in `SettingsInput` (`active`, `voip_login`, `voip_password`).
-    field: &'static str,
-    /// Reads the field's current refusal, if any.
-    code: impl Fn() -> Option<ValidationCode> + Send + Sync + 'static,
-    /// Strings of the current language.
-    i18n: I18n,
-) -> impl IntoView {
-    move || {
-        code().map(|code| {
-            view! {
-                <p class="kvoip-field__error" data-field=field role="alert">
-                    {i18n.t("errors", &error_key(code))}
-                </p>
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
-    fn an_empty_password_keeps_the_stored_one_only_when_one_is_on_file() {
-        assert_eq!(settings_input(true, " alice ", "", true).voip_password, None);
-        assert_eq!(settings_input(true, "alice", "", false).voip_password, Some(String::new()));
-        assert_eq!(settings_input(true, "alice", "s3", true).voip_password, Some("s3".to_owned()));
-        assert_eq!(settings_input(true, " alice ", "", true).voip_login, "alice");
-    }
-
-    #[test]
-    fn an_inactive_widget_is_refused_before_any_request() {
-        let refused = settings_input(false, "alice", "s3", false).validate(false);
-        assert_eq!(refused.len(), 1);
-        assert_eq!(refused[0].field, "active");
-        assert_eq!(error_key(refused[0].code), "not_active");
-    }
-
-    #[test]
     fn save_replies_are_classified_by_status() {
-        let view = json!({"active": true, "voip_login": "alice", "has_password": true, "webhook_url": "http://x/hooks/voip/h"});
+        let view = serde_json::to_value(IntegrationSettingsView {
+            webhook: Some(WebhookEndpoint {
+                url: "http://x/hooks/voip/h".to_owned(),
+                signing_secret: Some("whsec_abc".to_owned()),
+                signing_secret_hint: "abc".to_owned(),
+            }),
+            ..IntegrationSettingsView::default()
+        })
+        .unwrap();
         let SaveOutcome::Saved(saved) = SaveOutcome::from_reply(200, view) else { panic!("not saved") };
-        assert_eq!(saved.webhook_url.as_deref(), Some("http://x/hooks/voip/h"));
+        assert_eq!(saved.webhook.and_then(|webhook| webhook.signing_secret).as_deref(), Some("whsec_abc"));
 
         let refusal = json!({"error": {"code": "validation", "message": "m",
-            "fields": [{"field": "voip_login", "code": "too_long"}]}});
+            "fields": [{"field": "credentials.password", "code": "credentials_refused"}]}});
         let SaveOutcome::Refused(fields) = SaveOutcome::from_reply(422, refusal) else { panic!("not refused") };
-        assert_eq!((fields[0].field.as_str(), fields[0].code), ("voip_login", ValidationCode::TooLong));
+        assert_eq!(
+            (fields[0].field.as_str(), fields[0].code),
+            ("credentials.password", ValidationCode::CredentialsRefused)
+        );
 
         let cases = [
             (422, json!({"error": {"code": "validation", "message": "m"}}), Problem::Server),
@@ -495,6 +524,33 @@ mod tests {
         for (status, body, problem) in cases {
             assert_eq!(SaveOutcome::from_reply(status, body), SaveOutcome::Failed(problem), "status {status}");
         }
+    }
+
+    #[test]
+    fn an_issued_secret_is_shown_once_more_while_its_hint_matches() {
+        let webhook = |secret: Option<&str>, hint: &str| WebhookEndpoint {
+            url: "http://x/hooks/voip/h".to_owned(),
+            signing_secret: secret.map(str::to_owned),
+            signing_secret_hint: hint.to_owned(),
+        };
+        remember_issued("whsec_abcd");
+        assert_eq!(secret_to_show(Some(&webhook(None, "zzzz"))), None, "another secret since");
+        assert_eq!(secret_to_show(Some(&webhook(None, "…abcd"))), Some("whsec_abcd".to_owned()));
+        assert_eq!(secret_to_show(Some(&webhook(None, "abcd"))), None, "shown once");
+        assert_eq!(secret_to_show(Some(&webhook(Some("whsec_new"), "_new"))), Some("whsec_new".to_owned()));
+        assert_eq!(secret_to_show(None), None);
+    }
+
+    #[test]
+    fn check_replies_name_the_provider_account_or_the_refused_fields() {
+        let connected = CheckState::from_reply(200, json!({"account_id": "a1", "name": "Acme VoIP"}));
+        assert_eq!(connected, (CheckState::Connected("Acme VoIP".to_owned()), Vec::new()));
+        let refusal = json!({"error": {"code": "validation", "message": "m",
+            "fields": [{"field": "credentials.provider_url", "code": "unreachable"}]}});
+        let (state, fields) = CheckState::from_reply(422, refusal);
+        assert_eq!(state, CheckState::Refused);
+        assert_eq!(fields[0].code, ValidationCode::Unreachable);
+        assert_eq!(CheckState::from_reply(0, Value::Null).0, CheckState::Failed(Problem::Network));
     }
 
     #[test]
@@ -554,7 +610,9 @@ mod tests {
             Problem::KommoUnavailable,
             Problem::Connection(ConnectionState::NeedsReauth),
         ];
-        let statuses = [Status::Loading, Status::Saving, Status::Saved].into_iter().chain(problems.map(Status::Failed));
+        let statuses = [Status::Loading, Status::Saving, Status::Saved, Status::Invalid]
+            .into_iter()
+            .chain(problems.map(Status::Failed));
         for status in statuses {
             let (section, key) = status.message().unwrap();
             assert_ne!(i18n.t(section, key), format!("{section}.{key}"), "{status:?}");
@@ -563,8 +621,9 @@ mod tests {
 
     #[test]
     fn load_replies_are_classified_by_status() {
-        let view = json!({"active": false, "voip_login": "", "has_password": false, "webhook_url": null});
-        assert_eq!(load_outcome(200, view), Ok(SettingsView::default()));
+        let view = serde_json::to_value(IntegrationSettingsView::default()).unwrap();
+        assert_eq!(load_outcome(200, view), Ok(IntegrationSettingsView::default()));
+        assert_eq!(load_outcome(200, json!({"active": false, "voip_login": ""})), Err(Problem::LoadFailed));
         assert_eq!(load_outcome(401, Value::Null), Err(Problem::Unauthorized));
         assert_eq!(load_outcome(0, Value::Null), Err(Problem::Network));
         assert_eq!(load_outcome(404, Value::Null), Err(Problem::LoadFailed));
@@ -578,10 +637,32 @@ mod tests {
             ValidationCode::TooLong,
             ValidationCode::NotActive,
             ValidationCode::ControlCharacters,
+            ValidationCode::InvalidUrl,
+            ValidationCode::NotHttps,
+            ValidationCode::CredentialsInUrl,
+            ValidationCode::ForbiddenAddress,
+            ValidationCode::OutOfRange,
+            ValidationCode::Duplicate,
+            ValidationCode::UnknownUser,
+            ValidationCode::Incomplete,
+            ValidationCode::TooMany,
+            ValidationCode::InvalidExtension,
+            ValidationCode::CredentialsRefused,
+            ValidationCode::Unreachable,
+            ValidationCode::ProviderError,
         ];
-        for code in codes {
-            let key = error_key(code);
-            assert_ne!(i18n.t("errors", &key), format!("errors.{key}"));
+        let files = [
+            include_str!("../../i18n/en.json"),
+            include_str!("../../i18n/es.json"),
+            include_str!("../../i18n/pt.json"),
+        ];
+        for file in files {
+            let strings: Value = serde_json::from_str(file).unwrap();
+            for code in codes {
+                let key = error_key(code);
+                assert!(strings["errors"][&key].as_str().is_some_and(|text| !text.is_empty()), "errors.{key}");
+                assert_ne!(i18n.t("errors", &key), format!("errors.{key}"));
+            }
         }
     }
 }

@@ -1,0 +1,633 @@
+//! The settings form's view: one section per part of `IntegrationSettings`, each input named by its JSON
+//! path (`credentials.login`, `extensions.entries[2].user_id`) and followed by its error line.
+
+use std::rc::Rc;
+
+use leptos::prelude::*;
+use shared::FieldError;
+use shared::api::KommoUserView;
+use shared::integration::{CredentialMethod, UnknownCallerEntity, UnsortedAccept};
+
+use crate::connection::ConnectionSection;
+use crate::host::Host;
+use crate::i18n::I18n;
+use crate::settings::{CheckState, RotateState, SettingsModel, Status, error_key, hint_tail, status_text};
+use crate::values::{FormValues, ResponsibleChoice};
+
+/// Reads and writes one value of the form.
+#[derive(Clone, Copy)]
+struct Lens<T> {
+    get: fn(&FormValues) -> T,
+    set: fn(&mut FormValues, T),
+}
+
+/// A [`Lens`] on a field path of [`FormValues`].
+macro_rules! lens {
+    ($($field:ident).+) => {
+        Lens { get: |values| values.$($field).+.clone(), set: |values, value| values.$($field).+ = value }
+    };
+}
+
+/// What every input needs: the values, the refusals, the users for the selects, the strings.
+#[derive(Clone)]
+struct Ctx {
+    values: ArcRwSignal<FormValues>,
+    errors: ArcRwSignal<Vec<FieldError>>,
+    users: ArcRwSignal<Option<Vec<KommoUserView>>>,
+    i18n: I18n,
+}
+
+impl Ctx {
+    fn t(&self, key: &str) -> String {
+        self.i18n.t("settings", key)
+    }
+
+    fn refused(&self, field: &'static str) -> impl Fn() -> bool + Send + Sync + 'static + use<> {
+        let errors = self.errors.clone();
+        move || errors.with(|errors| errors.iter().any(|error| error.field == field))
+    }
+}
+
+/// The element id of an input, from its field path.
+fn input_id(name: &str) -> String {
+    let name: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    format!("kvoip-{name}")
+}
+
+/// Fields whose refusals have an input of their own; any other refusal is listed above the status line.
+const PLACED_FIELDS: [&str; 12] = [
+    "credentials.provider_url",
+    "credentials.login",
+    "credentials.password",
+    "credentials.key",
+    "call_handling.missed.due_in_minutes",
+    "call_handling.missed.responsible.user_id",
+    "call_handling.placement.pipeline_id",
+    "call_handling.placement.status_id",
+    "extensions.entries",
+    "extensions.fallback_user_id",
+    "active",
+    "credentials.method",
+];
+
+fn placed(field: &str) -> bool {
+    PLACED_FIELDS.contains(&field) || field.starts_with("extensions.entries[")
+}
+
+/// The message under a field when it was refused; absent otherwise.
+fn error_line(ctx: Ctx, field: impl Fn() -> String + Send + Sync + 'static) -> impl IntoView {
+    let (errors, i18n) = (ctx.errors.clone(), ctx.i18n.clone());
+    move || {
+        let field = field();
+        let code = errors.with(|errors| errors.iter().find(|error| error.field == field).map(|error| error.code))?;
+        Some(view! {
+            <p class="kvoip-field__error" data-field=field role="alert">{i18n.t("errors", &error_key(code))}</p>
+        })
+    }
+}
+
+/// A labelled text, password or number input on a field path.
+fn text_field(
+    ctx: Ctx,
+    name: &'static str,
+    label: String,
+    kind: &'static str,
+    lens: Lens<String>,
+    saved: impl Fn() -> Option<String> + Send + Sync + 'static,
+) -> impl IntoView {
+    // A secret on file: dots stand for it, and the hint under the input says how to keep it.
+    let saved = ArcMemo::new(move |_| saved());
+    let placeholder = {
+        let saved = saved.clone();
+        move || saved.with(Option::is_some).then_some("••••••••")
+    };
+    let hint = move || saved.get().map(|text| view! { <p class="kvoip-field__hint">{text}</p> });
+    let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
+    let id = input_id(name);
+    view! {
+        <div class="kvoip-field" class:kvoip-field--invalid=ctx.refused(name)>
+            <label class="kvoip-field__label" for=id.clone()>{label}</label>
+            <input
+                id=id
+                class="kvoip-field__input"
+                type=kind
+                name=name
+                autocomplete=if kind == "password" { "new-password" } else { "off" }
+                spellcheck="false"
+                min=(kind == "number").then_some("0")
+                placeholder=placeholder
+                prop:value=move || values.with(lens.get)
+                on:input=move |event| set_values.update(|values| (lens.set)(values, event_target_value(&event)))
+            />
+            {hint}
+            {error_line(ctx.clone(), move || name.to_owned())}
+        </div>
+    }
+}
+
+fn checkbox(ctx: Ctx, name: &'static str, label: String, lens: Lens<bool>) -> impl IntoView {
+    let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
+    view! {
+        <label class="kvoip-check">
+            <input
+                type="checkbox"
+                class="kvoip-check__input"
+                name=name
+                prop:checked=move || values.with(lens.get)
+                on:change=move |event| set_values.update(|values| (lens.set)(values, event_target_checked(&event)))
+            />
+            <span class="kvoip-check__text">{label}</span>
+        </label>
+    }
+}
+
+/// Radios on one value; `disabled` greys them out while they do not apply.
+fn radios<T: Copy + PartialEq + Send + Sync + 'static>(
+    ctx: Ctx,
+    name: &'static str,
+    options: Vec<(T, &'static str, String)>,
+    lens: Lens<T>,
+    disabled: fn(&FormValues) -> bool,
+) -> impl IntoView {
+    let buttons = options
+        .into_iter()
+        .map(|(value, wire, label)| {
+            let (values, set_values, grey) = (ctx.values.clone(), ctx.values.clone(), ctx.values.clone());
+            let off = ctx.values.clone();
+            view! {
+                <label class="kvoip-check kvoip-check--radio" class:kvoip-check--off=move || grey.with(disabled)>
+                    <input
+                        type="radio"
+                        class="kvoip-check__input"
+                        name=name
+                        value=wire
+                        prop:checked=move || values.with(|values| (lens.get)(values) == value)
+                        prop:disabled=move || off.with(disabled)
+                        on:change=move |_| set_values.update(|values| (lens.set)(values, value))
+                    />
+                    <span class="kvoip-check__text">{label}</span>
+                </label>
+            }
+        })
+        .collect_view();
+    view! { <div class="kvoip-choices" role="radiogroup">{buttons}</div> }
+}
+
+/// A select over the account's active users; an id not (yet) among them is still offered, as `#id`.
+fn user_select(
+    ctx: Ctx,
+    name: impl Fn() -> String + Send + Sync + 'static,
+    id: Option<String>,
+    empty_label: String,
+    value: impl Fn(&FormValues) -> String + Send + Sync + 'static,
+    set: impl Fn(&mut FormValues, String) + Send + Sync + 'static,
+) -> impl IntoView {
+    let values = ctx.values.clone();
+    let current = ArcMemo::new(move |_| values.with(&value));
+    let users = ctx.users.clone();
+    let options = {
+        let current = current.clone();
+        move || {
+            let current = current.get();
+            let mut choices: Vec<(String, String)> = users
+                .with(|users| users.iter().flatten().map(|user| (user.id.to_string(), user.name.clone())).collect());
+            if !current.is_empty() && !choices.iter().any(|(id, _)| *id == current) {
+                choices.push((current.clone(), format!("#{current}")));
+            }
+            let empty_selected = current.is_empty();
+            let rest = choices
+                .into_iter()
+                .map(|(id, label)| {
+                    let selected = id == current;
+                    view! { <option value=id selected=selected>{label}</option> }
+                })
+                .collect_view();
+            view! {
+                <option value="" selected=empty_selected>{empty_label.clone()}</option>
+                {rest}
+            }
+        }
+    };
+    let set_values = ctx.values.clone();
+    view! {
+        <select
+            id=id
+            class="kvoip-field__input kvoip-select"
+            name=name
+            prop:value=move || current.get()
+            on:change=move |event| set_values.update(|values| set(values, event_target_value(&event)))
+        >
+            {options}
+        </select>
+    }
+}
+
+fn section(title: String, class: &'static str, body: impl IntoView) -> impl IntoView {
+    view! {
+        <section class=format!("kvoip-section {class}")>
+            <h4 class="kvoip-section__title">{title}</h4>
+            {body}
+        </section>
+    }
+}
+
+/// The settings form rendered inside Kommo's settings modal.
+#[component]
+pub fn SettingsForm(
+    /// The form's state; `SettingsHandle` holds the same model to save it.
+    model: SettingsModel,
+    /// The host object: strings, language, and the requests the buttons lead to.
+    host: Rc<Host>,
+) -> impl IntoView {
+    let (i18n, lang) = (host.i18n(), host.lang().to_owned());
+    let ctx = Ctx {
+        values: model.values.clone(),
+        errors: model.errors.clone(),
+        users: model.users.clone(),
+        i18n: i18n.clone(),
+    };
+    let host = StoredValue::new_local(host);
+    let on_reauthorize = {
+        let model = model.clone();
+        move |url: String| {
+            let _ = host.try_with_value(|host| model.reauthorize(host, &url));
+        }
+    };
+    let status_line = {
+        let (status, connection) = (model.status.clone(), model.connection.clone());
+        let i18n = i18n.clone();
+        move || connection.with(|connection| status_text(status.get(), connection, &i18n))
+    };
+    let status_class = {
+        let status = model.status.clone();
+        move || format!("kvoip-status kvoip-status--{}", status.get().tone())
+    };
+    let unplaced = {
+        let (errors, i18n) = (model.errors.clone(), i18n.clone());
+        move || {
+            errors
+                .get()
+                .into_iter()
+                .filter(|error| !placed(&error.field))
+                .map(|error| {
+                    let text = format!("{}: {}", error.field, i18n.t("errors", &error_key(error.code)));
+                    view! { <p class="kvoip-field__error" data-field=error.field role="alert">{text}</p> }
+                })
+                .collect_view()
+        }
+    };
+
+    view! {
+        <div class="kvoip-form" lang=lang>
+            <ConnectionSection connection=model.connection.clone() i18n=i18n.clone() on_reauthorize />
+            <h3 class="kvoip-form__title">{ctx.t("title")}</h3>
+            <p class="kvoip-form__intro">{ctx.t("intro")}</p>
+            {provider_section(&ctx, &model, host)}
+            {behaviour_sections(&ctx)}
+            {extensions_section(&ctx)}
+            {webhook_section(&ctx, &model, host)}
+            <div class="kvoip-form__errors">{unplaced}</div>
+            <p class=status_class role="status" aria-live="polite">{status_line}</p>
+        </div>
+    }
+}
+
+fn provider_section(
+    ctx: &Ctx,
+    model: &SettingsModel,
+    host: StoredValue<Rc<Host>, LocalStorage>,
+) -> impl IntoView + use<> {
+    let saved_hint = |key: &'static str, has: fn(&shared::integration::VoipCredentialsView) -> bool| {
+        let (stored, text) = (model.stored.clone(), ctx.t(key));
+        move || stored.with(|stored| has(&stored.credentials)).then(|| text.clone())
+    };
+    let has_password = |view: &shared::integration::VoipCredentialsView| {
+        matches!(view, shared::integration::VoipCredentialsView::Password { has_password: true, .. })
+    };
+    let has_key = |view: &shared::integration::VoipCredentialsView| {
+        matches!(view, shared::integration::VoipCredentialsView::ApiKey { has_key: true, .. })
+    };
+    let is_key = |values: &FormValues| values.method == CredentialMethod::ApiKey;
+    let (login_mode, password_mode) = (ctx.values.clone(), ctx.values.clone());
+    let check = {
+        let model = model.clone();
+        move |_| {
+            let model = model.clone();
+            let _ = host.try_with_value(|host| {
+                let host = Rc::clone(host);
+                wasm_bindgen_futures::spawn_local(async move { model.check_connection(&host).await });
+            });
+        }
+    };
+    let checking = {
+        let state = model.check.clone();
+        move || state.with(|state| *state == CheckState::Checking)
+    };
+    let check_result = {
+        let (state, connection, i18n) = (model.check.clone(), model.connection.clone(), ctx.i18n.clone());
+        move || {
+            let (tone, text) = match state.get() {
+                CheckState::Idle => return None,
+                CheckState::Checking => ("busy", i18n.t("settings", "checking")),
+                CheckState::Connected(name) => ("ok", i18n.t("settings", "check_ok").replace("#NAME#", &name)),
+                CheckState::Refused => ("error", i18n.t("settings", "check_refused")),
+                CheckState::Failed(problem) => {
+                    ("error", connection.with(|connection| status_text(Status::Failed(problem), connection, &i18n)))
+                }
+            };
+            Some(view! {
+                <span class=format!("kvoip-check-result kvoip-check-result--{tone}") role="status">{text}</span>
+            })
+        }
+    };
+    let methods = vec![
+        (CredentialMethod::Password, "password", ctx.t("method_password")),
+        (CredentialMethod::ApiKey, "api_key", ctx.t("method_api_key")),
+    ];
+    let body = view! {
+        {radios(ctx.clone(), "credentials.method", methods, lens!(method), |_| false)}
+        {text_field(ctx.clone(), "credentials.provider_url", ctx.t("provider_url"), "url", lens!(provider_url), || None)}
+        <div class="kvoip-row">
+            <div class="kvoip-row__cell" class:kvoip-hidden=move || login_mode.with(is_key)>
+                {text_field(ctx.clone(), "credentials.login", ctx.t("voip_login"), "text", lens!(login), || None)}
+            </div>
+            <div class="kvoip-row__cell" class:kvoip-hidden=move || password_mode.with(is_key)>
+                {text_field(ctx.clone(), "credentials.password", ctx.t("voip_password"), "password", lens!(password),
+                    saved_hint("voip_password_saved", has_password))}
+            </div>
+        </div>
+        <div class="kvoip-row__cell" class:kvoip-hidden={
+            let values = ctx.values.clone();
+            move || !values.with(is_key)
+        }>
+            {text_field(ctx.clone(), "credentials.key", ctx.t("api_key"), "password", lens!(key),
+                saved_hint("api_key_saved", has_key))}
+        </div>
+        <div class="kvoip-actions">
+            <button type="button" class="kvoip-button kvoip-check-connection" prop:disabled=checking on:click=check>
+                {ctx.t("check_connection")}
+            </button>
+            {check_result}
+        </div>
+    };
+    section(ctx.t("section_provider"), "kvoip-section--provider", body)
+}
+
+fn behaviour_sections(ctx: &Ctx) -> impl IntoView + use<> {
+    let widget = view! {
+        <div class="kvoip-grid">
+            {checkbox(ctx.clone(), "call_handling.widget.ringing_sound", ctx.t("ringing_sound"), lens!(handling.widget.ringing_sound))}
+            {checkbox(ctx.clone(), "call_handling.widget.call_feedback_modal", ctx.t("call_feedback_modal"),
+                lens!(handling.widget.call_feedback_modal))}
+            {checkbox(ctx.clone(), "call_handling.widget.auto_open_card", ctx.t("auto_open_card"), lens!(handling.widget.auto_open_card))}
+            {checkbox(ctx.clone(), "call_handling.widget.call_quality_rating", ctx.t("call_quality_rating"),
+                lens!(handling.widget.call_quality_rating))}
+        </div>
+    };
+    let unknown = view! {
+        {radios(ctx.clone(), "call_handling.unknown_incoming.create", vec![
+            (UnknownCallerEntity::ContactAndLead, "contact_and_lead", ctx.t("unknown_contact_and_lead")),
+            (UnknownCallerEntity::Unsorted, "unsorted", ctx.t("unknown_unsorted")),
+        ], lens!(handling.unknown_incoming.create), |_| false)}
+        <p class="kvoip-sublabel">{ctx.t("unsorted_accept")}</p>
+        <div class="kvoip-indent">
+            {radios(ctx.clone(), "call_handling.unknown_incoming.unsorted_accept", vec![
+                (UnsortedAccept::Manual, "manual", ctx.t("unsorted_manual")),
+                (UnsortedAccept::OnAnswer, "on_answer", ctx.t("unsorted_on_answer")),
+            ], lens!(handling.unknown_incoming.unsorted_accept),
+                |values| values.handling.unknown_incoming.create != UnknownCallerEntity::Unsorted)}
+        </div>
+    };
+    let known = view! {
+        {checkbox(ctx.clone(), "call_handling.known_incoming.create_lead_when_no_active_lead", ctx.t("known_create_lead"),
+            lens!(handling.known_incoming.create_lead_when_no_active_lead))}
+        {checkbox(ctx.clone(), "call_handling.known_incoming.note_number_when_several", ctx.t("known_note_number"),
+            lens!(handling.known_incoming.note_number_when_several))}
+    };
+    let chosen_user = ctx.values.clone();
+    let missed = view! {
+        {checkbox(ctx.clone(), "call_handling.missed.create_task", ctx.t("missed_create_task"), lens!(handling.missed.create_task))}
+        <div class="kvoip-row">
+            <div class="kvoip-row__cell">
+                {text_field(ctx.clone(), "call_handling.missed.due_in_minutes", ctx.t("missed_due"), "number",
+                    lens!(due_in_minutes), || None)}
+            </div>
+            <div class="kvoip-row__cell kvoip-row__cell--check">
+                {checkbox(ctx.clone(), "call_handling.missed.link_to_lead", ctx.t("missed_link_to_lead"),
+                    lens!(handling.missed.link_to_lead))}
+            </div>
+        </div>
+        <p class="kvoip-sublabel">{ctx.t("responsible")}</p>
+        {radios(ctx.clone(), "call_handling.missed.responsible.kind", vec![
+            (ResponsibleChoice::ContactResponsible, "contact_responsible", ctx.t("responsible_contact")),
+            (ResponsibleChoice::ExtensionUser, "extension_user", ctx.t("responsible_extension")),
+            (ResponsibleChoice::User, "user", ctx.t("responsible_user")),
+        ], lens!(responsible), |_| false)}
+        <div class="kvoip-field kvoip-indent" class:kvoip-hidden=move || chosen_user.with(|values| values.responsible != ResponsibleChoice::User)
+            class:kvoip-field--invalid=ctx.refused("call_handling.missed.responsible.user_id")>
+            {user_select(ctx.clone(), || "call_handling.missed.responsible.user_id".to_owned(), None, ctx.t("choose_user"),
+                |values| values.responsible_user_id.clone(), |values, id| values.responsible_user_id = id)}
+            {error_line(ctx.clone(), || "call_handling.missed.responsible.user_id".to_owned())}
+        </div>
+    };
+    let outgoing = checkbox(
+        ctx.clone(),
+        "call_handling.outgoing_new.create_contact_and_lead",
+        ctx.t("outgoing_create"),
+        lens!(handling.outgoing_new.create_contact_and_lead),
+    );
+    let leads = view! {
+        <div class="kvoip-row">
+            <div class="kvoip-row__cell">
+                {text_field(ctx.clone(), "call_handling.placement.pipeline_id", ctx.t("pipeline_id"), "number", lens!(pipeline_id), || None)}
+            </div>
+            <div class="kvoip-row__cell">
+                {text_field(ctx.clone(), "call_handling.placement.status_id", ctx.t("status_id"), "number", lens!(status_id), || None)}
+            </div>
+        </div>
+        <p class="kvoip-field__hint">{ctx.t("leads_hint")}</p>
+    };
+    view! {
+        {section(ctx.t("section_widget"), "kvoip-section--widget", widget)}
+        {section(ctx.t("section_unknown"), "kvoip-section--unknown", unknown)}
+        {section(ctx.t("section_known"), "kvoip-section--known", known)}
+        {section(ctx.t("section_missed"), "kvoip-section--missed", missed)}
+        {section(ctx.t("section_outgoing"), "kvoip-section--outgoing", outgoing)}
+        {section(ctx.t("section_leads"), "kvoip-section--leads", leads)}
+    }
+}
+
+fn extension_row(ctx: Ctx, id: u32) -> impl IntoView {
+    let index = {
+        let values = ctx.values.clone();
+        move || values.with(|values| values.row_index(id).unwrap_or(0))
+    };
+    let path = move |leaf: &'static str| {
+        let index = index.clone();
+        move || format!("extensions.entries[{}].{leaf}", index())
+    };
+    let (values, set_values, remove) = (ctx.values.clone(), ctx.values.clone(), ctx.values.clone());
+    let extension_invalid = {
+        let (errors, path) = (ctx.errors.clone(), path("extension"));
+        move || errors.with(|errors| errors.iter().any(|error| error.field == path()))
+    };
+    let user_invalid = {
+        let (errors, path) = (ctx.errors.clone(), path("user_id"));
+        move || errors.with(|errors| errors.iter().any(|error| error.field == path()))
+    };
+    view! {
+        <div class="kvoip-extension" data-row=id>
+            <div class="kvoip-extension__number" class:kvoip-field--invalid=extension_invalid>
+                <input
+                    class="kvoip-field__input"
+                    type="text"
+                    inputmode="tel"
+                    autocomplete="off"
+                    name=path("extension")
+                    aria-label=ctx.t("extension")
+                    placeholder="101"
+                    prop:value=move || {
+                        values.with(|values| values.rows.iter().find(|row| row.id == id).map(|row| row.extension.clone()))
+                    }
+                    on:input=move |event| set_values.update(|values| {
+                        if let Some(row) = values.row_mut(id) {
+                            row.extension = event_target_value(&event);
+                        }
+                    })
+                />
+                {error_line(ctx.clone(), path("extension"))}
+            </div>
+            <div class="kvoip-extension__user" class:kvoip-field--invalid=user_invalid>
+                {user_select(ctx.clone(), path("user_id"), None, ctx.t("choose_user"),
+                    move |values| values.rows.iter().find(|row| row.id == id).map(|row| row.user_id.clone()).unwrap_or_default(),
+                    move |values, user| if let Some(row) = values.row_mut(id) { row.user_id = user })}
+                {error_line(ctx.clone(), path("user_id"))}
+            </div>
+            <button
+                type="button"
+                class="kvoip-icon-button kvoip-remove-extension"
+                title=ctx.t("remove_extension")
+                aria-label=ctx.t("remove_extension")
+                on:click=move |_| remove.update(|values| values.remove_row(id))
+            >
+                "×"
+            </button>
+        </div>
+    }
+}
+
+fn extensions_section(ctx: &Ctx) -> impl IntoView + use<> {
+    let rows = {
+        let values = ctx.values.clone();
+        move || values.with(|values| values.rows.iter().map(|row| row.id).collect::<Vec<_>>())
+    };
+    let row_ctx = ctx.clone();
+    let add = ctx.values.clone();
+    let empty = {
+        let values = ctx.values.clone();
+        move || values.with(|values| values.rows.is_empty())
+    };
+    let body = view! {
+        <div class="kvoip-extension kvoip-extension--head" class:kvoip-hidden=empty>
+            <span class="kvoip-field__label">{ctx.t("extension")}</span>
+            <span class="kvoip-field__label">{ctx.t("extension_user")}</span>
+        </div>
+        <For each=rows key=|id| *id children=move |id| extension_row(row_ctx.clone(), id) />
+        {error_line(ctx.clone(), || "extensions.entries".to_owned())}
+        <div class="kvoip-actions">
+            <button type="button" class="kvoip-button kvoip-button--light kvoip-add-extension"
+                on:click=move |_| add.update(FormValues::add_row)>
+                {format!("+ {}", ctx.t("add_extension"))}
+            </button>
+        </div>
+        <div class="kvoip-field" class:kvoip-field--invalid=ctx.refused("extensions.fallback_user_id")>
+            <label class="kvoip-field__label" for=input_id("extensions.fallback_user_id")>{ctx.t("fallback_user")}</label>
+            {user_select(ctx.clone(), || "extensions.fallback_user_id".to_owned(), Some(input_id("extensions.fallback_user_id")),
+                ctx.t("no_fallback"), |values| values.fallback_user_id.clone(), |values, id| values.fallback_user_id = id)}
+            {error_line(ctx.clone(), || "extensions.fallback_user_id".to_owned())}
+            <p class="kvoip-field__hint">{ctx.t("extensions_hint")}</p>
+        </div>
+    };
+    section(ctx.t("section_extensions"), "kvoip-section--extensions", body)
+}
+
+fn webhook_section(
+    ctx: &Ctx,
+    model: &SettingsModel,
+    host: StoredValue<Rc<Host>, LocalStorage>,
+) -> impl IntoView + use<> {
+    let (stored, fresh, i18n) = (model.stored.clone(), model.fresh_secret.clone(), ctx.i18n.clone());
+    let rotate = {
+        let model = model.clone();
+        move |_| {
+            let model = model.clone();
+            let _ = host.try_with_value(|host| {
+                let host = Rc::clone(host);
+                wasm_bindgen_futures::spawn_local(async move { model.rotate_secret(&host).await });
+            });
+        }
+    };
+    let rotating = {
+        let state = model.rotate.clone();
+        move || state.get() == RotateState::Rotating
+    };
+    let rotate_problem = {
+        let (state, connection, i18n) = (model.rotate.clone(), model.connection.clone(), ctx.i18n.clone());
+        move || match state.get() {
+            RotateState::Failed(problem) => Some(view! {
+                <span class="kvoip-check-result kvoip-check-result--error" role="alert">
+                    {connection.with(|connection| status_text(Status::Failed(problem), connection, &i18n))}
+                </span>
+            }),
+            _ => None,
+        }
+    };
+    let t = move |key: &str| i18n.t("settings", key);
+    let (t1, t2) = (t.clone(), t.clone());
+    let secret = move || match fresh.get() {
+        Some(secret) => view! {
+            <input class="kvoip-field__input kvoip-webhook-secret kvoip-webhook-secret--fresh" type="text" readonly
+                id="kvoip-webhook-secret" prop:value=secret
+                on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()} />
+            <p class="kvoip-field__hint kvoip-field__hint--warn">{t1("webhook_secret_once")}</p>
+        }
+        .into_any(),
+        None => {
+            let hint = stored.with(|stored| stored.webhook.as_ref().map(|webhook| webhook.signing_secret_hint.clone()));
+            view! { <code class="kvoip-webhook-secret" id="kvoip-webhook-secret">{format!("…{}", hint.as_deref().map(hint_tail).unwrap_or_default())}</code> }
+                .into_any()
+        }
+    };
+    let url = {
+        let stored = model.stored.clone();
+        move || stored.with(|stored| stored.webhook.as_ref().map(|webhook| webhook.url.clone()))
+    };
+    let has_webhook = {
+        let stored = model.stored.clone();
+        move || stored.with(|stored| stored.webhook.is_some())
+    };
+    let body = view! {
+        <p class="kvoip-field__hint" class:kvoip-hidden=has_webhook.clone()>{t2("webhook_after_save")}</p>
+        <Show when=has_webhook>
+            <div class="kvoip-field kvoip-field--webhook">
+                <label class="kvoip-field__label" for="kvoip-webhook-url">{t("webhook_url")}</label>
+                <input id="kvoip-webhook-url" class="kvoip-field__input kvoip-webhook-url" type="text" readonly
+                    prop:value=url.clone()
+                    on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()} />
+                <p class="kvoip-field__hint">{t("webhook_url_hint")}</p>
+            </div>
+            <div class="kvoip-field">
+                <label class="kvoip-field__label" for="kvoip-webhook-secret">{t("webhook_secret")}</label>
+                {secret.clone()}
+            </div>
+            <div class="kvoip-actions">
+                <button type="button" class="kvoip-button kvoip-button--light kvoip-rotate-secret"
+                    prop:disabled=rotating.clone() on:click=rotate.clone()>
+                    {t("rotate_secret")}
+                </button>
+                {rotate_problem.clone()}
+            </div>
+        </Show>
+    };
+    section(ctx.t("section_webhook"), "kvoip-section--webhook", body)
+}

@@ -1,0 +1,333 @@
+//! What the settings form holds as the admin types (text as typed), and how it becomes the
+//! `IntegrationSettings` the server stores.
+
+use shared::integration::{
+    CredentialMethod, ExtensionEntry, LeadPlacement, TaskResponsible, ValidationContext, VoipCredentialsView,
+};
+use shared::{CallHandling, ExtensionMap, FieldError, IntegrationSettings, IntegrationSettingsView, ValidationCode};
+use shared::{VoipCredentials, api::KommoUserView};
+
+/// Who a missed-call task goes to, as the form's radios choose it (the user itself is a separate select).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponsibleChoice {
+    #[default]
+    ContactResponsible,
+    ExtensionUser,
+    User,
+}
+
+/// One row of the extension map; `id` keys the row while rows are added and removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionRow {
+    pub id: u32,
+    pub extension: String,
+    /// The chosen user's id as the select holds it; empty while none is chosen.
+    pub user_id: String,
+}
+
+/// Every value of the form. Numbers and user ids are kept as typed or selected; [`FormValues::build`] reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormValues {
+    pub method: CredentialMethod,
+    pub provider_url: String,
+    pub login: String,
+    /// Empty keeps the password on file.
+    pub password: String,
+    /// Empty keeps the API key on file.
+    pub key: String,
+    /// The switches and choices; its due time, responsible and placement are taken from the fields below.
+    pub handling: CallHandling,
+    pub due_in_minutes: String,
+    pub responsible: ResponsibleChoice,
+    pub responsible_user_id: String,
+    pub pipeline_id: String,
+    pub status_id: String,
+    pub rows: Vec<ExtensionRow>,
+    pub fallback_user_id: String,
+    next_row: u32,
+}
+
+impl Default for FormValues {
+    fn default() -> Self {
+        FormValues::from_view(&IntegrationSettingsView::default())
+    }
+}
+
+fn id_text(id: Option<i64>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+impl FormValues {
+    /// The form as the server's stored settings fill it; secrets are never shown, so their inputs start empty.
+    pub fn from_view(view: &IntegrationSettingsView) -> Self {
+        let (method, provider_url, login) = match &view.credentials {
+            VoipCredentialsView::Password { provider_url, login, .. } => {
+                (CredentialMethod::Password, provider_url.clone(), login.clone())
+            }
+            VoipCredentialsView::ApiKey { provider_url, .. } => {
+                (CredentialMethod::ApiKey, provider_url.clone(), String::new())
+            }
+        };
+        let handling = view.call_handling.clone();
+        let (responsible, responsible_user_id) = match handling.missed.responsible {
+            TaskResponsible::ContactResponsible => (ResponsibleChoice::ContactResponsible, String::new()),
+            TaskResponsible::ExtensionUser => (ResponsibleChoice::ExtensionUser, String::new()),
+            TaskResponsible::User { user_id } => (ResponsibleChoice::User, user_id.to_string()),
+        };
+        let rows: Vec<ExtensionRow> = view
+            .extensions
+            .entries
+            .iter()
+            .zip(0..)
+            .map(|(entry, id)| ExtensionRow {
+                id,
+                extension: entry.extension.clone(),
+                user_id: entry.user_id.to_string(),
+            })
+            .collect();
+        FormValues {
+            method,
+            provider_url,
+            login,
+            password: String::new(),
+            key: String::new(),
+            due_in_minutes: handling.missed.due_in_minutes.to_string(),
+            responsible,
+            responsible_user_id,
+            pipeline_id: id_text(handling.placement.pipeline_id),
+            status_id: id_text(handling.placement.status_id),
+            fallback_user_id: id_text(view.extensions.fallback_user_id),
+            next_row: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+            rows,
+            handling,
+        }
+    }
+
+    /// Appends an empty extension row.
+    pub fn add_row(&mut self) {
+        self.rows.push(ExtensionRow { id: self.next_row, extension: String::new(), user_id: String::new() });
+        self.next_row = self.next_row.wrapping_add(1);
+    }
+
+    pub fn remove_row(&mut self, id: u32) {
+        self.rows.retain(|row| row.id != id);
+    }
+
+    /// The position of a row (for its field paths), if it is still there.
+    pub fn row_index(&self, id: u32) -> Option<usize> {
+        self.rows.iter().position(|row| row.id == id)
+    }
+
+    pub fn row_mut(&mut self, id: u32) -> Option<&mut ExtensionRow> {
+        self.rows.iter_mut().find(|row| row.id == id)
+    }
+
+    /// The credentials as typed; an empty secret means "keep the one on file".
+    pub fn credentials(&self) -> VoipCredentials {
+        let secret = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+        let provider_url = self.provider_url.trim().to_owned();
+        match self.method {
+            CredentialMethod::Password => VoipCredentials::Password {
+                provider_url,
+                login: self.login.trim().to_owned(),
+                password: secret(&self.password),
+            },
+            CredentialMethod::ApiKey => VoipCredentials::ApiKey { provider_url, key: secret(&self.key) },
+        }
+    }
+
+    /// The settings to send, and the fields whose text is not a value at all (a due time that is not a
+    /// number, a row without a user). Those fields carry a placeholder in the settings.
+    pub fn build(&self, active: bool) -> (IntegrationSettings, Vec<FieldError>) {
+        let mut unreadable = Vec::new();
+        let mut refuse = |field: String, code: ValidationCode| unreadable.push(FieldError { field, code });
+
+        let mut handling = self.handling.clone();
+        let due_field = "call_handling.missed.due_in_minutes";
+        handling.missed.due_in_minutes = match self.due_in_minutes.trim() {
+            "" => {
+                refuse(due_field.to_owned(), ValidationCode::Required);
+                0
+            }
+            text => text.parse().unwrap_or_else(|_| {
+                refuse(due_field.to_owned(), ValidationCode::OutOfRange);
+                0
+            }),
+        };
+        handling.missed.responsible = match self.responsible {
+            ResponsibleChoice::ContactResponsible => TaskResponsible::ContactResponsible,
+            ResponsibleChoice::ExtensionUser => TaskResponsible::ExtensionUser,
+            ResponsibleChoice::User => TaskResponsible::User {
+                user_id: required_id(
+                    &self.responsible_user_id,
+                    "call_handling.missed.responsible.user_id",
+                    &mut refuse,
+                ),
+            },
+        };
+        let mut optional_id = |text: &str, field: &str| match text.trim() {
+            "" => None,
+            text => Some(text.parse().unwrap_or_else(|_| {
+                refuse(field.to_owned(), ValidationCode::OutOfRange);
+                0
+            })),
+        };
+        handling.placement = LeadPlacement {
+            pipeline_id: optional_id(&self.pipeline_id, "call_handling.placement.pipeline_id"),
+            status_id: optional_id(&self.status_id, "call_handling.placement.status_id"),
+        };
+        let fallback_user_id = optional_id(&self.fallback_user_id, "extensions.fallback_user_id");
+        let entries = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(index, row)| ExtensionEntry {
+                extension: row.extension.trim().to_owned(),
+                user_id: required_id(&row.user_id, &format!("extensions.entries[{index}].user_id"), &mut refuse),
+            })
+            .collect();
+        let settings = IntegrationSettings {
+            active,
+            credentials: self.credentials(),
+            call_handling: handling,
+            extensions: ExtensionMap { entries, fallback_user_id },
+        };
+        (settings, unreadable)
+    }
+}
+
+fn required_id(text: &str, field: &str, refuse: &mut impl FnMut(String, ValidationCode)) -> i64 {
+    match text.trim() {
+        "" => {
+            refuse(field.to_owned(), ValidationCode::Required);
+            0
+        }
+        text => text.parse().unwrap_or_else(|_| {
+            refuse(field.to_owned(), ValidationCode::OutOfRange);
+            0
+        }),
+    }
+}
+
+/// What the widget validates before a save, as the server will: the stored secret, the operator's
+/// local-provider setting, and the active users once they have loaded.
+pub fn validation_context(view: &IntegrationSettingsView, users: Option<&[KommoUserView]>) -> ValidationContext {
+    ValidationContext {
+        active_user_ids: users.map(|users| users.iter().map(|user| user.id).collect()),
+        stored_secret: view.credentials.stored_secret(),
+        allow_insecure_local: view.allow_insecure_provider,
+    }
+}
+
+/// Every refused field of an active save: what could not be read, then the shared rules for the rest
+/// (a field is reported once, by whichever found it first).
+pub fn refusals(values: &FormValues, ctx: &ValidationContext) -> (IntegrationSettings, Vec<FieldError>) {
+    let (settings, mut errors) = values.build(true);
+    for error in settings.validate(ctx) {
+        if !errors.iter().any(|known| known.field == error.field) {
+            errors.push(error);
+        }
+    }
+    (settings, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::integration::{UnknownCallerEntity, WebhookEndpoint};
+
+    fn local_view() -> IntegrationSettingsView {
+        IntegrationSettingsView {
+            active: true,
+            credentials: VoipCredentialsView::Password {
+                provider_url: "http://127.0.0.1:8090/voip".to_owned(),
+                login: "agent".to_owned(),
+                has_password: true,
+            },
+            call_handling: CallHandling::default(),
+            extensions: ExtensionMap {
+                entries: vec![ExtensionEntry { extension: "101".to_owned(), user_id: 7 }],
+                fallback_user_id: Some(8),
+            },
+            webhook: Some(WebhookEndpoint {
+                url: "http://x/hooks/voip/h".to_owned(),
+                signing_secret: None,
+                signing_secret_hint: "ab12".to_owned(),
+            }),
+            allow_insecure_provider: true,
+        }
+    }
+
+    #[test]
+    fn the_stored_view_round_trips_through_the_form() {
+        let mut view = local_view();
+        view.call_handling.missed.responsible = TaskResponsible::User { user_id: 7 };
+        view.call_handling.unknown_incoming.create = UnknownCallerEntity::ContactAndLead;
+        view.call_handling.placement = LeadPlacement { pipeline_id: Some(11), status_id: Some(12) };
+        let values = FormValues::from_view(&view);
+        let (settings, unreadable) = values.build(true);
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(settings.call_handling, view.call_handling);
+        assert_eq!(settings.extensions, view.extensions);
+        assert_eq!(settings.credentials.secret(), None, "an empty password keeps the stored one");
+        let ctx = validation_context(&view, None);
+        assert_eq!(refusals(&values, &ctx).1, Vec::new());
+    }
+
+    #[test]
+    fn unreadable_numbers_and_missing_users_are_refused_at_their_paths() {
+        let mut values = FormValues::from_view(&local_view());
+        values.due_in_minutes = "soon".to_owned();
+        values.pipeline_id = "12".to_owned();
+        values.add_row();
+        values.rows[1].extension = "101".to_owned();
+        let ctx = validation_context(&local_view(), None);
+        let fields: Vec<(String, ValidationCode)> =
+            refusals(&values, &ctx).1.into_iter().map(|error| (error.field, error.code)).collect();
+        let expected = [
+            ("call_handling.missed.due_in_minutes", ValidationCode::OutOfRange),
+            ("extensions.entries[1].user_id", ValidationCode::Required),
+            ("call_handling.placement.status_id", ValidationCode::Incomplete),
+            ("extensions.entries[1].extension", ValidationCode::Duplicate),
+        ];
+        assert_eq!(fields, expected.map(|(field, code)| (field.to_owned(), code)));
+    }
+
+    #[test]
+    fn a_kept_secret_needs_one_on_file_for_the_same_provider() {
+        let mut values = FormValues::from_view(&local_view());
+        values.provider_url = "http://localhost:9/voip".to_owned();
+        let ctx = validation_context(&local_view(), None);
+        let errors = refusals(&values, &ctx).1;
+        assert!(errors.iter().any(|error| error.field == "credentials.password"), "{errors:?}");
+
+        values.method = CredentialMethod::ApiKey;
+        values.provider_url = "https://169.254.169.254/".to_owned();
+        let errors = refusals(&values, &ctx).1;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        assert_eq!(fields, ["credentials.provider_url", "credentials.key"]);
+        assert_eq!(errors[0].code, ValidationCode::ForbiddenAddress);
+    }
+
+    #[test]
+    fn rows_keep_their_ids_when_others_are_removed() {
+        let mut values = FormValues::default();
+        values.add_row();
+        values.add_row();
+        values.add_row();
+        values.remove_row(1);
+        assert_eq!(values.rows.iter().map(|row| row.id).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(values.row_index(2), Some(1));
+        values.add_row();
+        assert_eq!(values.rows.last().map(|row| row.id), Some(3));
+    }
+
+    #[test]
+    fn an_inactive_save_carries_the_form_as_it_is() {
+        let mut values = FormValues::default();
+        values.due_in_minutes = "x".to_owned();
+        let (settings, _) = values.build(false);
+        assert!(!settings.active);
+        assert_eq!(settings.call_handling.missed.due_in_minutes, 0);
+    }
+}
