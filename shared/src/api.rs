@@ -50,17 +50,6 @@ pub struct KommoUserView {
     pub email: Option<String>,
 }
 
-/// The settings as the server shows them back: never the password itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct SettingsView {
-    pub active: bool,
-    pub voip_login: String,
-    /// Whether a VoIP password is stored (it is never returned).
-    pub has_password: bool,
-    /// The URL to paste into the VoIP provider, once settings have been saved.
-    pub webhook_url: Option<String>,
-}
-
 /// A short-lived, single-use ticket that opens the push stream (`EventSource` cannot send headers,
 /// so the disposable JWT is exchanged for this through `$authorizedAjax`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,4 +16,4 @@ pub use integration::{
     UnknownIncoming, UnsortedAccept, ValidationContext, VoipCredentials, VoipCredentialsView, WebhookEndpoint,
     WidgetBehaviour,
 };
-pub use settings::{FieldError, SettingsInput, ValidationCode};
+pub use settings::{FieldError, ValidationCode};

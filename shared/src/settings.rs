@@ -1,5 +1,6 @@
-//! The integration's settings as an admin edits them, and the validation rules that both the
-//! widget (before sending) and the server (on receipt) apply.
+//! Validation vocabulary shared by the widget and the server: why a field was refused
+//! (`ValidationCode`, also the i18n key), the refusal itself (`FieldError`), and the text check the
+//! settings rules (`crate::integration`) apply to every free-text field.
 
 use serde::{Deserialize, Serialize};
 
@@ -7,18 +8,6 @@ use serde::{Deserialize, Serialize};
 pub const MAX_LOGIN_LEN: usize = 128;
 /// Longest VoIP password we accept.
 pub const MAX_PASSWORD_LEN: usize = 256;
-
-/// The settings an admin submits from the settings modal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsInput {
-    /// Kommo's `active` flag from `onSave({active})`: `true` for `'Y'`.
-    pub active: bool,
-    pub voip_login: String,
-    /// `None` keeps the password already stored on the server (it is never sent back to the browser).
-    #[serde(default)]
-    pub voip_password: Option<String>,
-}
 
 /// Why a field was refused. The wire form (`snake_case`) is also the key of the message in the
 /// widget's `i18n/*.json` under `errors`.
@@ -106,43 +95,13 @@ impl ValidationCode {
 /// One refused field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
-    /// The field's name as in [`SettingsInput`] (`active`, `voip_login`, `voip_password`), or its JSON path
-    /// in [`crate::integration::IntegrationSettings`] (`credentials.login`, `extensions.entries[2].user_id`).
+    /// The field's JSON path in [`crate::integration::IntegrationSettings`] (`credentials.login`,
+    /// `extensions.entries[2].user_id`).
     pub field: String,
     pub code: ValidationCode,
 }
 
-impl FieldError {
-    fn new(field: &str, code: ValidationCode) -> Self {
-        FieldError { field: field.to_owned(), code }
-    }
-}
-
-impl SettingsInput {
-    /// Validates the input. `password_on_file` says whether the server already holds a password
-    /// for this account, in which case an omitted password means "keep it".
-    ///
-    /// Returns every refused field, in form order, so the UI can show all of them at once.
-    pub fn validate(&self, password_on_file: bool) -> Vec<FieldError> {
-        let mut errors = Vec::new();
-        if !self.active {
-            errors.push(FieldError::new("active", ValidationCode::NotActive));
-        }
-        if let Some(code) = check_text(&self.voip_login, MAX_LOGIN_LEN) {
-            errors.push(FieldError::new("voip_login", code));
-        }
-        let password_code = match &self.voip_password {
-            Some(password) => check_text(password, MAX_PASSWORD_LEN),
-            None if password_on_file => None,
-            None => Some(ValidationCode::Required),
-        };
-        if let Some(code) = password_code {
-            errors.push(FieldError::new("voip_password", code));
-        }
-        errors
-    }
-}
-
+/// The rule every free-text field follows: present, bounded, and without control characters.
 pub(crate) fn check_text(value: &str, max_len: usize) -> Option<ValidationCode> {
     if value.trim().is_empty() {
         return Some(ValidationCode::Required);
@@ -160,48 +119,6 @@ pub(crate) fn check_text(value: &str, max_len: usize) -> Option<ValidationCode> 
 mod tests {
     use super::*;
     use ValidationCode::*;
-
-    fn input(active: bool, login: &str, password: Option<&str>) -> SettingsInput {
-        SettingsInput { active, voip_login: login.into(), voip_password: password.map(Into::into) }
-    }
-
-    #[test]
-    fn settings_validation_table() {
-        let long_login = "a".repeat(MAX_LOGIN_LEN + 1);
-        let long_password = "p".repeat(MAX_PASSWORD_LEN + 1);
-        type Expected = Vec<(&'static str, ValidationCode)>;
-        let cases: Vec<(SettingsInput, bool, Expected)> = vec![
-            (input(true, "alice", Some("secret")), false, vec![]),
-            (input(true, "alice", None), true, vec![]),
-            (input(true, "alice", None), false, vec![("voip_password", Required)]),
-            (input(true, "", Some("secret")), false, vec![("voip_login", Required)]),
-            (input(true, "   ", Some("  ")), false, vec![("voip_login", Required), ("voip_password", Required)]),
-            (input(false, "alice", Some("secret")), false, vec![("active", NotActive)]),
-            (
-                input(true, &long_login, Some(&long_password)),
-                false,
-                vec![("voip_login", TooLong), ("voip_password", TooLong)],
-            ),
-            (input(true, &"a".repeat(MAX_LOGIN_LEN), Some("s")), false, vec![]),
-            (
-                input(true, "ali\u{0}ce", Some("se\ncret")),
-                false,
-                vec![("voip_login", ControlCharacters), ("voip_password", ControlCharacters)],
-            ),
-            (
-                input(false, "", None),
-                false,
-                vec![("active", NotActive), ("voip_login", Required), ("voip_password", Required)],
-            ),
-        ];
-        for (settings, on_file, expected) in cases {
-            let got: Vec<(String, ValidationCode)> =
-                settings.validate(on_file).into_iter().map(|e| (e.field, e.code)).collect();
-            let expected: Vec<(String, ValidationCode)> =
-                expected.into_iter().map(|(f, c)| (f.to_owned(), c)).collect();
-            assert_eq!(got, expected, "for {settings:?} (password on file: {on_file})");
-        }
-    }
 
     #[test]
     fn all_lists_every_code_once() {
@@ -224,8 +141,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_settings_fields_are_refused() {
-        let body = r#"{"active":true,"voip_login":"a","voip_password":"b","account_id":5}"#;
-        assert!(serde_json::from_str::<SettingsInput>(body).is_err());
+    fn free_text_is_required_bounded_and_visible() {
+        let cases = [
+            ("alice", 8, None),
+            ("", 8, Some(Required)),
+            ("   ", 8, Some(Required)),
+            ("12345678", 8, None),
+            ("123456789", 8, Some(TooLong)),
+            ("ali\u{0}ce", 8, Some(ControlCharacters)),
+            ("se\ncret", 8, Some(ControlCharacters)),
+        ];
+        for (value, max_len, expected) in cases {
+            assert_eq!(check_text(value, max_len), expected, "{value:?}");
+        }
     }
 }
