@@ -40,6 +40,11 @@ pub fn command(root: &Path) -> Result<()> {
             step("cargo test (shared, server, xtask, sandbox)", &mut || {
                 process::run(Command::new("cargo").arg("test").current_dir(root))
             });
+            // Its own invocation: the widget's logic (form values, i18n completeness) tested natively,
+            // without unifying leptos's features into the server's build.
+            step("cargo test -p widget (the widget's logic, native)", &mut || {
+                process::run(Command::new("cargo").args(["test", "-p", "widget"]).current_dir(root))
+            });
             step("package + check dist/widget.zip", &mut || {
                 package::build_widget(root)?;
                 package::write_archive(root, &package::resolve_api_base(root, None)?, &root.join(package::DEFAULT_OUT))
