@@ -7,7 +7,8 @@
 //! and each resolved address at connect time by [`GuardedResolver`], so that a name which later
 //! resolves to 127.0.0.1 or 169.254.169.254 (DNS rebinding) is refused before a byte is sent.
 //! Redirects are never followed and proxies are never used: the address checked is the address
-//! connected to.
+//! connected to. With OAuth 2.0 client credentials the token request goes through the same client,
+//! so it meets the same policy, time limits and refusal of redirects as the API call it precedes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use std::time::Duration;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{Method, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// For the whole exchange: resolve, connect, TLS, request and the response body.
@@ -28,6 +29,8 @@ const MAX_URL_LEN: usize = 2048;
 /// Bounds on the identifiers a provider returns (we store and display them).
 const MAX_ID_LEN: usize = 128;
 const MAX_NAME_LEN: usize = 256;
+/// Bound on an access token a provider issues (it goes into a header of the next request).
+const MAX_TOKEN_LEN: usize = 4096;
 
 /// Where provider requests may go. The default is the production rule: https to public addresses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -137,6 +140,15 @@ pub enum Credentials {
     Password { login: String, password: SecretString },
     /// `Authorization: Bearer <key>`.
     ApiKey { key: SecretString },
+    /// OAuth 2.0 client credentials: an access token from `POST /v1/oauth/token` (client authenticated by
+    /// HTTP Basic), then `Authorization: Bearer <access token>`.
+    OAuth2 { client_id: String, client_secret: SecretString },
+}
+
+/// What one request carries in `Authorization`, once any access token has been obtained.
+enum Authorization<'a> {
+    Basic { login: &'a str, password: &'a SecretString },
+    Bearer(&'a SecretString),
 }
 
 /// The provider account the credentials belong to (`GET /v1/account`).
@@ -162,7 +174,7 @@ pub enum ProviderError {
     /// Name resolution, connection, TLS or the time limit failed.
     #[error("the provider is unreachable: {0}")]
     Unreachable(String),
-    /// 401 or 403.
+    /// 401 or 403; from the OAuth token endpoint also 400 (`invalid_client`, `invalid_grant`, ...).
     #[error("the provider refused the credentials")]
     CredentialsRefused,
     /// Any other 4xx, and 3xx (redirects are not followed).
@@ -171,7 +183,7 @@ pub enum ProviderError {
     /// 5xx.
     #[error("the provider failed (HTTP {status})")]
     ProviderFailed { status: u16 },
-    /// A success status with a body that is not the contract's.
+    /// A success status with a body that is not the contract's (including an unusable access token).
     #[error("the provider's answer is not understood: {0}")]
     BadResponse(&'static str),
 }
@@ -310,6 +322,8 @@ impl ProviderClient {
         Ok(call_id)
     }
 
+    /// Sends one API request with `credentials`; with OAuth 2.0 client credentials, first obtains the access
+    /// token it carries.
     async fn send(
         &self,
         method: Method,
@@ -318,28 +332,36 @@ impl ProviderClient {
         credentials: &Credentials,
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut url = provider_base_url(provider_url, self.policy)?;
-        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        let mut request = self.http.request(method, url).header(reqwest::header::ACCEPT, "application/json");
-        request = match credentials {
+        let url = self.endpoint(provider_url, path)?;
+        let access_token;
+        let authorization = match credentials {
             Credentials::Password { login, password } => {
                 if login.is_empty() || !is_header_safe(login) || login.contains(':') {
                     return Err(ProviderError::InvalidCredentials(
                         "the login is empty or has ':' or control characters",
                     ));
                 }
-                request.basic_auth(login, Some(password.expose_secret()))
+                Authorization::Basic { login, password }
             }
             Credentials::ApiKey { key } => {
-                let key = key.expose_secret();
-                if key.is_empty() || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+                if !is_bearer_token(key.expose_secret()) {
                     return Err(ProviderError::InvalidCredentials(
                         "the API key must be printable ASCII without spaces",
                     ));
                 }
-                request.bearer_auth(key)
+                Authorization::Bearer(key)
             }
+            Credentials::OAuth2 { client_id, client_secret } => {
+                // One token per call: calls are rare (a settings check, a click-to-call), so the token is not
+                // cached; a cache would be keyed by provider URL and client id and honour `expires_in`.
+                access_token = self.access_token(provider_url, client_id, client_secret).await?;
+                Authorization::Bearer(&access_token)
+            }
+        };
+        let mut request = self.http.request(method, url).header(reqwest::header::ACCEPT, "application/json");
+        request = match authorization {
+            Authorization::Basic { login, password } => request.basic_auth(login, Some(password.expose_secret())),
+            Authorization::Bearer(token) => request.bearer_auth(token.expose_secret()),
         };
         if let Some(body) = body {
             request = request.json(body);
@@ -352,10 +374,82 @@ impl ProviderClient {
         // Refusal bodies are not read: they may echo what we sent.
         Err(match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::CredentialsRefused,
-            status if status.is_server_error() => ProviderError::ProviderFailed { status: status.as_u16() },
-            status => ProviderError::Rejected { status: status.as_u16() },
+            status => other_failure(status),
         })
     }
+
+    /// `POST {provider_url}/v1/oauth/token` with `grant_type=client_credentials`, the client authenticated by
+    /// HTTP Basic `client_id:client_secret` as the contract says (sent as given, not form-encoded first).
+    async fn access_token(
+        &self,
+        provider_url: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+    ) -> Result<SecretString, ProviderError> {
+        #[derive(Deserialize)]
+        struct Token {
+            #[serde(deserialize_with = "secret")]
+            access_token: SecretString,
+            token_type: String,
+        }
+        let url = self.endpoint(provider_url, "/v1/oauth/token")?;
+        if client_id.is_empty() || !is_header_safe(client_id) || client_id.contains(':') {
+            return Err(ProviderError::InvalidCredentials("the client id is empty or has ':' or control characters"));
+        }
+        if client_secret.expose_secret().is_empty() || !is_header_safe(client_secret.expose_secret()) {
+            return Err(ProviderError::InvalidCredentials("the client secret is empty or has control characters"));
+        }
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .basic_auth(client_id, Some(client_secret.expose_secret()))
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            // RFC 6749 answers a refused client or grant with 400 as well as 401.
+            return Err(match status {
+                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    ProviderError::CredentialsRefused
+                }
+                status => other_failure(status),
+            });
+        }
+        let token: Token = read_success(response).await?;
+        if !token.token_type.eq_ignore_ascii_case("bearer") {
+            return Err(ProviderError::BadResponse("the token type is not Bearer"));
+        }
+        let value = token.access_token.expose_secret();
+        if value.len() > MAX_TOKEN_LEN || !is_bearer_token(value) {
+            return Err(ProviderError::BadResponse("the access token is empty, too long or not header-safe"));
+        }
+        Ok(token.access_token)
+    }
+
+    /// `{provider_url}{path}`, the provider URL checked against the egress policy first.
+    fn endpoint(&self, provider_url: &str, path: &str) -> Result<Url, ProviderError> {
+        let mut url = provider_base_url(provider_url, self.policy)?;
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        Ok(url)
+    }
+}
+
+/// A failure status other than a refusal of the credentials.
+fn other_failure(status: StatusCode) -> ProviderError {
+    if status.is_server_error() {
+        return ProviderError::ProviderFailed { status: status.as_u16() };
+    }
+    ProviderError::Rejected { status: status.as_u16() }
+}
+
+/// Reads a string straight into a secret (the server's `secrecy` has no serde support).
+fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SecretString, D::Error> {
+    String::deserialize(deserializer).map(SecretString::from)
 }
 
 /// The provider's identifiers are strings by contract; numbers are accepted and kept as text.
@@ -378,6 +472,11 @@ impl Identifier {
 /// Printable text without control characters (a header value would refuse or split on them).
 fn is_header_safe(text: &str) -> bool {
     !text.chars().any(char::is_control)
+}
+
+/// What `Bearer <token>` can carry: non-empty printable ASCII without spaces.
+fn is_bearer_token(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|byte| byte.is_ascii_graphic())
 }
 
 /// Reads a successful response's JSON body, at most [`MAX_RESPONSE_BYTES`].

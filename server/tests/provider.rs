@@ -1,9 +1,10 @@
 //! The provider client against an in-test provider stand-in on a real loopback socket: the contract's
-//! answers and failures under the local policy, and the default policy refusing loopback (statically
-//! and at connect time) before the stand-in sees a single connection.
+//! answers and failures under the local policy (with a password, an API key or OAuth 2.0 client
+//! credentials), and the default policy refusing loopback (statically and at connect time) before the
+//! stand-in sees a single connection.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,6 +21,8 @@ use server::provider::{Credentials, EgressPolicy, ProviderAccount, ProviderClien
 const LOGIN: &str = "admin";
 const PASSWORD: &str = "CANARY-provider-password-5e1d";
 const API_KEY: &str = "CANARY-provider-key-8c2f";
+const CLIENT_ID: &str = "kommo-client";
+const CLIENT_SECRET: &str = "CANARY-client-secret-41aa";
 const LOCAL: EgressPolicy = EgressPolicy { allow_insecure_local: true };
 const STRICT: EgressPolicy = EgressPolicy { allow_insecure_local: false };
 
@@ -38,6 +41,10 @@ enum Behavior {
     Garbage,
     /// 200 with a body far larger than any answer of the contract.
     Huge,
+    /// The token endpoint answers this status; the API follows the contract.
+    TokenStatus(u16),
+    /// The token endpoint answers 200 with this body; the API follows the contract.
+    TokenBody(Value),
 }
 
 #[derive(Clone)]
@@ -45,6 +52,10 @@ struct StandIn {
     behavior: Behavior,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    /// The access tokens the token endpoint issued, in order.
+    issued: Arc<Mutex<Vec<String>>>,
+    /// The `Authorization` of each API request (not of token requests), in order.
+    authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 /// A running stand-in: its base URL and what it received.
@@ -52,6 +63,8 @@ struct Running {
     port: u16,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    issued: Arc<Mutex<Vec<String>>>,
+    authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 impl Running {
@@ -66,13 +79,33 @@ impl Running {
     fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    fn issued(&self) -> Vec<String> {
+        self.issued.lock().unwrap().clone()
+    }
+
+    fn authorizations(&self) -> Vec<String> {
+        self.authorizations.lock().unwrap().clone()
+    }
 }
 
 async fn start(behavior: Behavior) -> Running {
-    let stand_in = StandIn { behavior, requests: Arc::default(), connections: Arc::default() };
+    let stand_in = StandIn {
+        behavior,
+        requests: Arc::default(),
+        connections: Arc::default(),
+        issued: Arc::default(),
+        authorizations: Arc::default(),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let running = Running { port, requests: stand_in.requests.clone(), connections: stand_in.connections.clone() };
+    let running = Running {
+        port,
+        requests: stand_in.requests.clone(),
+        connections: stand_in.connections.clone(),
+        issued: stand_in.issued.clone(),
+        authorizations: stand_in.authorizations.clone(),
+    };
     let connections = stand_in.connections.clone();
     let listener = listener.tap_io(move |_| {
         connections.fetch_add(1, Ordering::SeqCst);
@@ -91,7 +124,7 @@ async fn answer(
 ) -> Response {
     stand_in.requests.fetch_add(1, Ordering::SeqCst);
     match stand_in.behavior {
-        Behavior::Contract => {}
+        Behavior::Contract | Behavior::TokenStatus(_) | Behavior::TokenBody(_) => {}
         Behavior::Fails => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         Behavior::Slow => {
             tokio::time::sleep(Duration::from_secs(30)).await;
@@ -106,10 +139,13 @@ async fn answer(
             return axum::Json(json!({ "account_id": "acc-42", "name": name })).into_response();
         }
     }
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{LOGIN}:{PASSWORD}")));
-    let bearer = format!("Bearer {API_KEY}");
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
-    if authorization != Some(basic.as_str()) && authorization != Some(bearer.as_str()) {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if (&method, uri.path()) == (&Method::POST, "/v1/oauth/token") {
+        return token(&stand_in, authorization, &headers, &body);
+    }
+    stand_in.authorizations.lock().unwrap().push(authorization.to_owned());
+    let issued = stand_in.issued.lock().unwrap().iter().any(|token| authorization == format!("Bearer {token}"));
+    if authorization != basic(LOGIN, PASSWORD) && authorization != format!("Bearer {API_KEY}") && !issued {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     match (method, uri.path()) {
@@ -133,12 +169,40 @@ async fn answer(
     }
 }
 
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+/// `POST /v1/oauth/token`: the client by HTTP Basic, the form body, then a fresh token (or the behavior's answer).
+fn token(stand_in: &StandIn, authorization: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    if content_type != Some("application/x-www-form-urlencoded") || body != b"grant_type=client_credentials" {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "invalid_request" }))).into_response();
+    }
+    if authorization != basic(CLIENT_ID, CLIENT_SECRET) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({ "error": "invalid_client" }))).into_response();
+    }
+    match &stand_in.behavior {
+        Behavior::TokenStatus(status) => return StatusCode::from_u16(*status).unwrap().into_response(),
+        Behavior::TokenBody(body) => return axum::Json(body.clone()).into_response(),
+        _ => {}
+    }
+    let mut issued = stand_in.issued.lock().unwrap();
+    let access_token = format!("CANARY-access-token-{}", issued.len() + 1);
+    issued.push(access_token.clone());
+    axum::Json(json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": 3600 })).into_response()
+}
+
 fn password() -> Credentials {
     Credentials::Password { login: LOGIN.into(), password: SecretString::from(PASSWORD) }
 }
 
 fn api_key() -> Credentials {
     Credentials::ApiKey { key: SecretString::from(API_KEY) }
+}
+
+fn oauth2() -> Credentials {
+    Credentials::OAuth2 { client_id: CLIENT_ID.into(), client_secret: SecretString::from(CLIENT_SECRET) }
 }
 
 fn wrong_password() -> Credentials {
@@ -278,7 +342,12 @@ async fn a_redirect_is_rejected_and_never_followed() {
         client.originate(&provider.url(), &password(), "101", "+5511999990000").await,
         Err(ProviderError::Rejected { status: 302 })
     );
-    assert_eq!(provider.requests(), 2);
+    // The token request is not followed either.
+    assert_eq!(
+        client.check_credentials(&provider.url(), &oauth2()).await,
+        Err(ProviderError::Rejected { status: 302 })
+    );
+    assert_eq!(provider.requests(), 3);
     assert_eq!((target.requests(), target.connections()), (0, 0));
 }
 
@@ -314,6 +383,8 @@ async fn the_default_policy_refuses_loopback_literals_before_connecting() {
         assert!(matches!(error, ProviderError::ForbiddenAddress(_)), "{url}: {error:?}");
         let error = client.originate(&url, &password(), "101", "+5511999990000").await.unwrap_err();
         assert!(matches!(error, ProviderError::ForbiddenAddress(_)), "{url}: {error:?}");
+        let error = client.check_credentials(&url, &oauth2()).await.unwrap_err();
+        assert!(matches!(error, ProviderError::ForbiddenAddress(_)), "{url}: {error:?}");
     }
     assert_eq!((provider.requests(), provider.connections()), (0, 0));
 }
@@ -331,5 +402,113 @@ async fn the_default_policy_refuses_a_name_resolving_to_loopback_at_connect_time
     assert_no_secret(&error);
     let error = client.originate(&url, &api_key(), "101", "+5511999990000").await.unwrap_err();
     assert!(matches!(error, ProviderError::ForbiddenAddress(_)), "{error:?}");
+    let error = client.originate(&url, &oauth2(), "101", "+5511999990000").await.unwrap_err();
+    assert!(matches!(error, ProviderError::ForbiddenAddress(_)), "{error:?}");
+    assert_no_secret(&error);
     assert_eq!((provider.requests(), provider.connections()), (0, 0));
+}
+
+#[tokio::test]
+async fn an_accepted_oauth_client_gets_a_token_and_the_api_call_carries_it() {
+    let provider = start(Behavior::Contract).await;
+    let client = ProviderClient::new(LOCAL);
+    let expected = ProviderAccount { account_id: "acc-42".into(), name: "Acme VoIP".into() };
+    assert_eq!(client.check_credentials(&provider.url(), &oauth2()).await, Ok(expected));
+    assert_eq!(provider.issued(), ["CANARY-access-token-1"]);
+    assert_eq!(provider.authorizations(), ["Bearer CANARY-access-token-1"]);
+    assert_eq!(provider.requests(), 2);
+
+    // One token per call: each originate asks for a new one and sends that one.
+    let url = provider.url();
+    assert_eq!(client.originate(&url, &oauth2(), "101", "+5511999990000").await, Ok("call-101-5511999990000".into()));
+    assert_eq!(
+        client.originate(&url, &oauth2(), "999", "+5511999990000").await,
+        Err(ProviderError::Rejected { status: 404 })
+    );
+    assert_eq!(provider.issued().len(), 3);
+    assert_eq!(provider.authorizations()[1..], ["Bearer CANARY-access-token-2", "Bearer CANARY-access-token-3"]);
+    assert_eq!(provider.requests(), 6);
+}
+
+#[tokio::test]
+async fn a_refused_oauth_client_is_refused_credentials_and_the_api_is_not_called() {
+    let provider = start(Behavior::Contract).await;
+    let client = ProviderClient::new(LOCAL);
+    for credentials in [
+        Credentials::OAuth2 { client_id: CLIENT_ID.into(), client_secret: SecretString::from("CANARY-wrong-secret") },
+        Credentials::OAuth2 { client_id: "someone-else".into(), client_secret: SecretString::from(CLIENT_SECRET) },
+    ] {
+        let error = client.check_credentials(&provider.url(), &credentials).await.unwrap_err();
+        assert_eq!(error, ProviderError::CredentialsRefused);
+        assert_no_secret(&error);
+        let error = client.originate(&provider.url(), &credentials, "101", "+5511999990000").await.unwrap_err();
+        assert_eq!(error, ProviderError::CredentialsRefused);
+    }
+    assert_eq!(provider.requests(), 4);
+    assert!(provider.issued().is_empty() && provider.authorizations().is_empty());
+}
+
+#[tokio::test]
+async fn the_token_endpoints_failures_are_classified_and_the_api_is_not_called() {
+    let client = ProviderClient::new(LOCAL);
+    for (status, expected) in [
+        (400, ProviderError::CredentialsRefused),
+        (403, ProviderError::CredentialsRefused),
+        (500, ProviderError::ProviderFailed { status: 500 }),
+        (503, ProviderError::ProviderFailed { status: 503 }),
+        (404, ProviderError::Rejected { status: 404 }),
+    ] {
+        let provider = start(Behavior::TokenStatus(status)).await;
+        assert_eq!(client.check_credentials(&provider.url(), &oauth2()).await, Err(expected.clone()), "{status}");
+        assert_eq!(client.originate(&provider.url(), &oauth2(), "101", "+5511999990000").await, Err(expected));
+        assert_eq!(provider.requests(), 2, "{status}");
+        assert!(provider.authorizations().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_token_answer_outside_the_contract_is_a_bad_response() {
+    let client = ProviderClient::new(LOCAL);
+    for body in [
+        json!({ "token_type": "Bearer", "expires_in": 3600 }),
+        json!({ "access_token": 42, "token_type": "Bearer" }),
+        json!({ "access_token": "CANARY-token", "token_type": "mac" }),
+        json!({ "access_token": "", "token_type": "Bearer" }),
+        json!({ "access_token": "CANARY token\r\nX-Injected: 1", "token_type": "Bearer" }),
+        json!({ "access_token": "x".repeat(5000), "token_type": "Bearer" }),
+    ] {
+        let provider = start(Behavior::TokenBody(body.clone())).await;
+        let error = client.check_credentials(&provider.url(), &oauth2()).await.unwrap_err();
+        assert!(matches!(error, ProviderError::BadResponse(_)), "{body}: {error:?}");
+        assert_no_secret(&error);
+        assert_eq!(provider.requests(), 1);
+    }
+    for behavior in [Behavior::Garbage, Behavior::Huge] {
+        let provider = start(behavior).await;
+        let error = client.check_credentials(&provider.url(), &oauth2()).await.unwrap_err();
+        assert!(matches!(error, ProviderError::BadResponse(_)), "{error:?}");
+    }
+    // A lower-case token type is still Bearer.
+    let provider = start(Behavior::TokenBody(json!({ "access_token": API_KEY, "token_type": "bearer" }))).await;
+    assert!(client.check_credentials(&provider.url(), &oauth2()).await.is_ok());
+}
+
+#[tokio::test]
+async fn oauth_client_credentials_that_cannot_be_sent_are_refused_before_sending() {
+    let provider = start(Behavior::Contract).await;
+    let client = ProviderClient::new(LOCAL);
+    for credentials in [
+        Credentials::OAuth2 { client_id: "kommo:client".into(), client_secret: SecretString::from(CLIENT_SECRET) },
+        Credentials::OAuth2 { client_id: String::new(), client_secret: SecretString::from(CLIENT_SECRET) },
+        Credentials::OAuth2 { client_id: CLIENT_ID.into(), client_secret: SecretString::from("") },
+        Credentials::OAuth2 {
+            client_id: CLIENT_ID.into(),
+            client_secret: SecretString::from("CANARY\r\nX-Injected: 1"),
+        },
+    ] {
+        let error = client.check_credentials(&provider.url(), &credentials).await.unwrap_err();
+        assert!(matches!(error, ProviderError::InvalidCredentials(_)), "{error:?}");
+        assert_no_secret(&error);
+    }
+    assert_eq!(provider.connections(), 0);
 }
