@@ -6,7 +6,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use shared::FieldError;
 use shared::api::KommoUserView;
-use shared::integration::{CredentialMethod, UnknownCallerEntity, UnsortedAccept};
+use shared::integration::{CredentialMethod, UnknownCallerEntity, UnsortedAccept, VoipCredentialsView};
 
 use crate::connection::ConnectionSection;
 use crate::host::Host;
@@ -55,11 +55,13 @@ fn input_id(name: &str) -> String {
 }
 
 /// Fields whose refusals have an input of their own; any other refusal is listed above the status line.
-const PLACED_FIELDS: [&str; 12] = [
+const PLACED_FIELDS: [&str; 14] = [
     "credentials.provider_url",
     "credentials.login",
     "credentials.password",
     "credentials.key",
+    "credentials.client_id",
+    "credentials.client_secret",
     "call_handling.missed.due_in_minutes",
     "call_handling.missed.responsible.user_id",
     "call_handling.placement.pipeline_id",
@@ -297,18 +299,20 @@ fn provider_section(
     model: &SettingsModel,
     host: StoredValue<Rc<Host>, LocalStorage>,
 ) -> impl IntoView + use<> {
-    let saved_hint = |key: &'static str, has: fn(&shared::integration::VoipCredentialsView) -> bool| {
+    let saved_hint = |key: &'static str, has: fn(&VoipCredentialsView) -> bool| {
         let (stored, text) = (model.stored.clone(), ctx.t(key));
         move || stored.with(|stored| has(&stored.credentials)).then(|| text.clone())
     };
-    let has_password = |view: &shared::integration::VoipCredentialsView| {
-        matches!(view, shared::integration::VoipCredentialsView::Password { has_password: true, .. })
+    let has_password =
+        |view: &VoipCredentialsView| matches!(view, VoipCredentialsView::Password { has_password: true, .. });
+    let has_key = |view: &VoipCredentialsView| matches!(view, VoipCredentialsView::ApiKey { has_key: true, .. });
+    let has_client_secret =
+        |view: &VoipCredentialsView| matches!(view, VoipCredentialsView::OAuth2 { has_client_secret: true, .. });
+    // Hides the inputs of the sign-in methods not chosen.
+    let hidden_unless = |method: CredentialMethod| {
+        let values = ctx.values.clone();
+        move || values.with(|values| values.method != method)
     };
-    let has_key = |view: &shared::integration::VoipCredentialsView| {
-        matches!(view, shared::integration::VoipCredentialsView::ApiKey { has_key: true, .. })
-    };
-    let is_key = |values: &FormValues| values.method == CredentialMethod::ApiKey;
-    let (login_mode, password_mode) = (ctx.values.clone(), ctx.values.clone());
     let check = {
         let model = model.clone();
         move |_| {
@@ -343,25 +347,32 @@ fn provider_section(
     let methods = vec![
         (CredentialMethod::Password, "password", ctx.t("method_password")),
         (CredentialMethod::ApiKey, "api_key", ctx.t("method_api_key")),
+        (CredentialMethod::OAuth2, "oauth2", ctx.t("method_oauth2")),
     ];
     let body = view! {
         {radios(ctx.clone(), "credentials.method", methods, lens!(method), |_| false)}
         {text_field(ctx.clone(), "credentials.provider_url", ctx.t("provider_url"), "url", lens!(provider_url), || None)}
-        <div class="kvoip-row">
-            <div class="kvoip-row__cell" class:kvoip-hidden=move || login_mode.with(is_key)>
+        <div class="kvoip-row" class:kvoip-hidden=hidden_unless(CredentialMethod::Password)>
+            <div class="kvoip-row__cell">
                 {text_field(ctx.clone(), "credentials.login", ctx.t("voip_login"), "text", lens!(login), || None)}
             </div>
-            <div class="kvoip-row__cell" class:kvoip-hidden=move || password_mode.with(is_key)>
+            <div class="kvoip-row__cell">
                 {text_field(ctx.clone(), "credentials.password", ctx.t("voip_password"), "password", lens!(password),
                     saved_hint("voip_password_saved", has_password))}
             </div>
         </div>
-        <div class="kvoip-row__cell" class:kvoip-hidden={
-            let values = ctx.values.clone();
-            move || !values.with(is_key)
-        }>
+        <div class="kvoip-row__cell" class:kvoip-hidden=hidden_unless(CredentialMethod::ApiKey)>
             {text_field(ctx.clone(), "credentials.key", ctx.t("api_key"), "password", lens!(key),
                 saved_hint("api_key_saved", has_key))}
+        </div>
+        <div class="kvoip-row" class:kvoip-hidden=hidden_unless(CredentialMethod::OAuth2)>
+            <div class="kvoip-row__cell">
+                {text_field(ctx.clone(), "credentials.client_id", ctx.t("client_id"), "text", lens!(client_id), || None)}
+            </div>
+            <div class="kvoip-row__cell">
+                {text_field(ctx.clone(), "credentials.client_secret", ctx.t("client_secret"), "password",
+                    lens!(client_secret), saved_hint("client_secret_saved", has_client_secret))}
+            </div>
         </div>
         <div class="kvoip-actions">
             <button type="button" class="kvoip-button kvoip-check-connection" prop:disabled=checking on:click=check>

@@ -87,9 +87,13 @@ mod tests {
             "settings.section_provider",
             "settings.method_password",
             "settings.method_api_key",
+            "settings.method_oauth2",
             "settings.provider_url",
             "settings.api_key",
             "settings.api_key_saved",
+            "settings.client_id",
+            "settings.client_secret",
+            "settings.client_secret_saved",
             "settings.check_connection",
             "settings.checking",
             "settings.check_ok",
@@ -150,6 +154,10 @@ mod tests {
             assert!(installed.contains("#SUBDOMAIN#"), "connection.installed lacks #SUBDOMAIN#: {installed}");
             let check_ok = strings["settings"]["check_ok"].as_str().unwrap();
             assert!(check_ok.contains("#NAME#"), "settings.check_ok lacks #NAME#: {check_ok}");
+            for key in ["method_oauth2", "client_id", "client_secret", "client_secret_saved"] {
+                let english_text = english()["settings"][key].as_str();
+                assert_ne!(strings["settings"][key].as_str(), english_text, "settings.{key} is not translated");
+            }
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct FormValues {
     pub password: String,
     /// Empty keeps the API key on file.
     pub key: String,
+    /// The provider's OAuth 2.0 client, for the client-credentials grant.
+    pub client_id: String,
+    /// Empty keeps the client secret on file.
+    pub client_secret: String,
     /// The switches and choices; its due time, responsible and placement are taken from the fields below.
     pub handling: CallHandling,
     pub due_in_minutes: String,
@@ -60,12 +64,15 @@ fn id_text(id: Option<i64>) -> String {
 impl FormValues {
     /// The form as the server's stored settings fill it; secrets are never shown, so their inputs start empty.
     pub fn from_view(view: &IntegrationSettingsView) -> Self {
-        let (method, provider_url, login) = match &view.credentials {
+        let (method, provider_url, login, client_id) = match &view.credentials {
             VoipCredentialsView::Password { provider_url, login, .. } => {
-                (CredentialMethod::Password, provider_url.clone(), login.clone())
+                (CredentialMethod::Password, provider_url.clone(), login.clone(), String::new())
             }
             VoipCredentialsView::ApiKey { provider_url, .. } => {
-                (CredentialMethod::ApiKey, provider_url.clone(), String::new())
+                (CredentialMethod::ApiKey, provider_url.clone(), String::new(), String::new())
+            }
+            VoipCredentialsView::OAuth2 { provider_url, client_id, .. } => {
+                (CredentialMethod::OAuth2, provider_url.clone(), String::new(), client_id.clone())
             }
         };
         let handling = view.call_handling.clone();
@@ -91,6 +98,8 @@ impl FormValues {
             login,
             password: String::new(),
             key: String::new(),
+            client_id,
+            client_secret: String::new(),
             due_in_minutes: handling.missed.due_in_minutes.to_string(),
             responsible,
             responsible_user_id,
@@ -133,6 +142,11 @@ impl FormValues {
                 password: secret(&self.password),
             },
             CredentialMethod::ApiKey => VoipCredentials::ApiKey { provider_url, key: secret(&self.key) },
+            CredentialMethod::OAuth2 => VoipCredentials::OAuth2 {
+                provider_url,
+                client_id: self.client_id.trim().to_owned(),
+                client_secret: secret(&self.client_secret),
+            },
         }
     }
 
@@ -307,6 +321,84 @@ mod tests {
         let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
         assert_eq!(fields, ["credentials.provider_url", "credentials.key"]);
         assert_eq!(errors[0].code, ValidationCode::ForbiddenAddress);
+    }
+
+    fn oauth2_view(has_client_secret: bool) -> IntegrationSettingsView {
+        IntegrationSettingsView {
+            credentials: VoipCredentialsView::OAuth2 {
+                provider_url: "http://127.0.0.1:8090/voip".to_owned(),
+                client_id: "sandbox-client".to_owned(),
+                has_client_secret,
+            },
+            ..local_view()
+        }
+    }
+
+    #[test]
+    fn an_oauth2_client_on_file_reads_back_with_its_secret_kept() {
+        let view = oauth2_view(true);
+        let values = FormValues::from_view(&view);
+        assert_eq!(values.method, CredentialMethod::OAuth2);
+        assert_eq!(values.provider_url, "http://127.0.0.1:8090/voip");
+        assert_eq!(values.client_id, "sandbox-client");
+        assert_eq!((values.login.as_str(), values.client_secret.as_str()), ("", ""), "no login, no secret shown");
+        let expected = VoipCredentials::OAuth2 {
+            provider_url: "http://127.0.0.1:8090/voip".to_owned(),
+            client_id: "sandbox-client".to_owned(),
+            client_secret: None,
+        };
+        assert_eq!(values.credentials(), expected, "an empty secret keeps the stored one");
+        let ctx = validation_context(&view, None);
+        assert_eq!(refusals(&values, &ctx).1, Vec::new());
+        assert_eq!(values.build(true).0.credentials.view(true), view.credentials);
+    }
+
+    #[test]
+    fn a_typed_oauth2_client_is_sent_as_oauth2_credentials() {
+        let mut values = FormValues::from_view(&local_view());
+        values.method = CredentialMethod::OAuth2;
+        values.provider_url = " http://127.0.0.1:8090/voip ".to_owned();
+        values.client_id = "  sandbox-client ".to_owned();
+        values.client_secret = "sandbox-client-secret".to_owned();
+        let expected = VoipCredentials::OAuth2 {
+            provider_url: "http://127.0.0.1:8090/voip".to_owned(),
+            client_id: "sandbox-client".to_owned(),
+            client_secret: Some("sandbox-client-secret".to_owned()),
+        };
+        assert_eq!(values.credentials(), expected, "the login and password typed before are not sent");
+        assert_eq!(values.build(true).0.credentials, expected);
+        let ctx = validation_context(&local_view(), None);
+        assert_eq!(refusals(&values, &ctx).1, Vec::new());
+
+        // Back to the password: what was typed there is still there.
+        values.method = CredentialMethod::Password;
+        assert!(matches!(values.credentials(), VoipCredentials::Password { login, .. } if login == "agent"));
+    }
+
+    #[test]
+    fn an_oauth2_client_needs_an_id_and_a_secret_unless_one_of_its_kind_is_on_file() {
+        let mut values = FormValues::from_view(&local_view());
+        values.method = CredentialMethod::OAuth2;
+        let ctx = validation_context(&local_view(), None);
+        let fields: Vec<(String, ValidationCode)> =
+            refusals(&values, &ctx).1.into_iter().map(|error| (error.field, error.code)).collect();
+        let expected = [
+            ("credentials.client_id", ValidationCode::Required),
+            ("credentials.client_secret", ValidationCode::Required),
+        ];
+        assert_eq!(fields, expected.map(|(field, code)| (field.to_owned(), code)), "a stored password is no secret");
+
+        let stored = oauth2_view(true);
+        let mut values = FormValues::from_view(&stored);
+        values.provider_url = "http://localhost:9/voip".to_owned();
+        let errors = refusals(&values, &validation_context(&stored, None)).1;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        assert_eq!(fields, ["credentials.client_secret"], "the kept secret stays with its provider");
+
+        let values = FormValues::from_view(&oauth2_view(false));
+        let errors = refusals(&values, &validation_context(&oauth2_view(false), None)).1;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        assert_eq!(fields, ["credentials.client_secret"]);
     }
 
     #[test]
