@@ -36,10 +36,15 @@ fn provider() -> anyhow::Result<voip::Settings> {
         login: var("SANDBOX_VOIP_LOGIN").unwrap_or(defaults.login),
         password: var("SANDBOX_VOIP_PASSWORD").unwrap_or(defaults.password),
         api_key: var("SANDBOX_VOIP_API_KEY").unwrap_or(defaults.api_key),
+        client_id: var("SANDBOX_VOIP_CLIENT_ID").unwrap_or(defaults.client_id),
+        client_secret: var("SANDBOX_VOIP_CLIENT_SECRET").unwrap_or(defaults.client_secret),
         ..defaults
     };
     if settings.login.contains(':') {
         bail!("SANDBOX_VOIP_LOGIN must hold no `:` (it is sent as HTTP Basic)");
+    }
+    if settings.client_id.contains(':') {
+        bail!("SANDBOX_VOIP_CLIENT_ID must hold no `:` (it is sent as HTTP Basic)");
     }
     Ok(settings)
 }

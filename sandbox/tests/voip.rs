@@ -1,5 +1,5 @@
-//! The VoIP provider stand-in over real HTTP: credentials (Basic and Bearer), click-to-call and its refusals,
-//! injected faults, the counters, and signed Standard Webhooks deliveries reaching a listener.
+//! The VoIP provider stand-in over real HTTP: credentials (Basic, Bearer, OAuth 2.0 client credentials), click-to-call
+//! and its refusals, injected faults, the counters, and signed Standard Webhooks deliveries reaching a listener.
 
 mod support;
 
@@ -17,6 +17,9 @@ use support::{Harness, assert_problem};
 const LOGIN: &str = "agent";
 const PASSWORD: &str = "sandbox-voip-password";
 const API_KEY: &str = "sandbox-voip-api-key";
+const CLIENT_ID: &str = "sandbox-client";
+const CLIENT_SECRET: &str = "sandbox-client-secret";
+const TOKEN_ROUTE: &str = "POST /voip/v1/oauth/token";
 const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 fn url(kommo: &Harness, path: &str) -> String {
@@ -35,6 +38,34 @@ async fn originate(kommo: &Harness, key: &str, body: Value) -> reqwest::Response
     kommo.http.post(url(kommo, "/v1/calls")).bearer_auth(key).json(&body).send().await.unwrap()
 }
 
+/// `POST /v1/oauth/token` as a client credentials client sends it: Basic client authentication and a form body.
+async fn token_request(kommo: &Harness, client: (&str, &str), form: &str) -> reqwest::Response {
+    let (client_id, client_secret) = client;
+    token_post(kommo, form).basic_auth(client_id, Some(client_secret)).send().await.unwrap()
+}
+
+/// `POST /v1/oauth/token` with a form body and no client authentication yet.
+fn token_post(kommo: &Harness, form: &str) -> reqwest::RequestBuilder {
+    let post = kommo.http.post(url(kommo, "/v1/oauth/token"));
+    post.header("content-type", "application/x-www-form-urlencoded").body(form.to_owned())
+}
+
+/// A fresh access token for the configured client.
+async fn access_token(kommo: &Harness) -> String {
+    let response = token_request(kommo, (CLIENT_ID, CLIENT_SECRET), "grant_type=client_credentials").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Asserts an OAuth 2.0 error answer: `status` and exactly `{"error": code}`.
+async fn assert_oauth_error(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({ "error": code }));
+}
+
 async fn voip_stats(kommo: &Harness) -> Value {
     kommo.get("/sandbox/voip/stats", None).await.json().await.unwrap()
 }
@@ -47,6 +78,139 @@ async fn the_configured_credentials_open_the_account_by_basic_or_bearer() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body, json!({ "account_id": "sandbox-voip", "name": "Sandbox VoIP" }));
     }
+}
+
+#[tokio::test]
+async fn the_configured_client_gets_a_bearer_token_that_opens_the_account_and_originates() {
+    let kommo = Harness::start().await;
+    let response = token_request(&kommo, (CLIENT_ID, CLIENT_SECRET), "grant_type=client_credentials").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((&body["token_type"], &body["expires_in"]), (&json!("Bearer"), &json!(3600)));
+    let token = body["access_token"].as_str().unwrap();
+    assert!(token.len() >= 32 && token.bytes().all(|byte| byte.is_ascii_graphic()), "{token}");
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    assert_ne!(access_token(&kommo).await, token, "every token is fresh");
+
+    let account = account_bearer(&kommo, token).await;
+    assert_eq!(account.status(), 200);
+    let account: Value = account.json().await.unwrap();
+    assert_eq!(account, json!({ "account_id": "sandbox-voip", "name": "Sandbox VoIP" }));
+    let call = originate(&kommo, token, json!({ "extension": "101", "to": "+5511999990000" })).await;
+    assert_eq!(call.status(), 201);
+
+    let stats = voip_stats(&kommo).await;
+    assert_eq!(stats["requests"][TOKEN_ROUTE], json!({ "ok": 2 }));
+    assert_eq!(stats["requests"]["GET /voip/v1/account"], json!({ "ok": 1 }));
+    assert_eq!(stats["requests"]["POST /voip/v1/calls"], json!({ "ok": 1 }));
+    assert_eq!(stats["calls"][0]["account_id"], "sandbox-voip");
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_unknown_clients_and_other_grants() {
+    let kommo = Harness::start().await;
+    let grant = "grant_type=client_credentials";
+    for client in [(CLIENT_ID, "wrong-secret"), ("someone-else", CLIENT_SECRET), (LOGIN, PASSWORD), (CLIENT_ID, "")] {
+        let response = token_request(&kommo, client, grant).await;
+        assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+        assert_oauth_error(response, 401, "invalid_client").await;
+    }
+    // The client's secret is not an API key, and a client cannot authenticate by Bearer or in the form.
+    let bearer = token_post(&kommo, "grant_type=client_credentials").bearer_auth(API_KEY);
+    assert_oauth_error(bearer.send().await.unwrap(), 401, "invalid_client").await;
+    let in_form = format!("grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}");
+    assert_oauth_error(token_post(&kommo, &in_form).send().await.unwrap(), 401, "invalid_client").await;
+    assert_problem(account_bearer(&kommo, CLIENT_SECRET).await, 401).await;
+    assert_problem(account_basic(&kommo, CLIENT_ID, CLIENT_SECRET).await, 401).await;
+
+    for form in ["grant_type=password&username=agent&password=x", "grant_type=authorization_code&code=c", "grant_type="]
+    {
+        let response = token_request(&kommo, (CLIENT_ID, CLIENT_SECRET), form).await;
+        assert_oauth_error(response, 400, "unsupported_grant_type").await;
+    }
+    let json_body = kommo
+        .http
+        .post(url(&kommo, "/v1/oauth/token"))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .json(&json!({ "grant_type": "client_credentials" }));
+    assert_oauth_error(json_body.send().await.unwrap(), 400, "invalid_request").await;
+    assert_oauth_error(token_request(&kommo, (CLIENT_ID, CLIENT_SECRET), "").await, 400, "invalid_request").await;
+
+    let stats = voip_stats(&kommo).await;
+    let expected = json!({ "invalid_client": 6, "unsupported_grant_type": 3, "invalid_request": 2 });
+    assert_eq!(stats["requests"][TOKEN_ROUTE], expected);
+}
+
+#[tokio::test]
+async fn access_tokens_expire_and_unknown_tokens_are_refused() {
+    let kommo = Harness::start().await;
+    let (first, second) = (access_token(&kommo).await, access_token(&kommo).await);
+    assert_eq!(account_bearer(&kommo, &first).await.status(), 200);
+    assert_problem(account_bearer(&kommo, &format!("{first}x")).await, 401).await;
+
+    let expired: Value = kommo.post("/sandbox/voip/expire-tokens", json!({})).await.json().await.unwrap();
+    assert_eq!(expired, json!({ "expired": 2 }));
+    for token in [&first, &second] {
+        let refused = account_bearer(&kommo, token).await;
+        assert!(refused.headers().contains_key("www-authenticate"));
+        assert_problem(refused, 401).await;
+        let call = originate(&kommo, token, json!({ "extension": "101", "to": "+5511999990000" })).await;
+        assert_problem(call, 401).await;
+    }
+    // The API key is not a token: it keeps working, and a new token does too.
+    assert_eq!(account_bearer(&kommo, API_KEY).await.status(), 200);
+    assert_eq!(account_bearer(&kommo, &access_token(&kommo).await).await.status(), 200);
+    let expired: Value = kommo.post("/sandbox/voip/expire-tokens", json!({})).await.json().await.unwrap();
+    assert_eq!(expired, json!({ "expired": 1 }));
+}
+
+#[tokio::test]
+async fn an_added_account_with_an_oauth_client_gets_tokens_for_itself() {
+    let kommo = Harness::start().await;
+    let created = kommo
+        .post(
+            "/sandbox/voip/accounts",
+            json!({ "login": "ana", "client_id": "client-ana", "client_secret": "secret-ana", "extensions": ["300"] }),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created,
+        json!({ "account_id": "voip-ana", "name": "Sandbox VoIP ana", "login": "ana", "client_id": "client-ana",
+                "extensions": ["300"] })
+    );
+    let response = token_request(&kommo, ("client-ana", "secret-ana"), "grant_type=client_credentials").await;
+    let token: Value = response.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let shown: Value = account_bearer(&kommo, token).await.json().await.unwrap();
+    assert_eq!(shown["account_id"], "voip-ana");
+    assert_eq!(originate(&kommo, token, json!({ "extension": "300", "to": "+5511999990000" })).await.status(), 201);
+    // A client-only account has no Basic pair.
+    assert_problem(account_basic(&kommo, "ana", "secret-ana").await, 401).await;
+    let listed: Value = kommo.get("/sandbox/voip/accounts", None).await.json().await.unwrap();
+    assert!(!listed.to_string().contains("secret"), "{listed}");
+
+    for refused in [
+        json!({ "login": "bia", "client_id": "client-bia" }),
+        json!({ "login": "bia", "client_secret": "s" }),
+        json!({ "login": "bia", "client_id": "client-ana", "client_secret": "s" }),
+        json!({ "login": "bia", "client_id": "a:b", "client_secret": "s" }),
+    ] {
+        assert_eq!(kommo.post("/sandbox/voip/accounts", refused.clone()).await.status(), 400, "{refused}");
+    }
+}
+
+#[tokio::test]
+async fn faults_answer_the_token_endpoint_too() {
+    let kommo = Harness::start().await;
+    kommo.post("/sandbox/voip/faults", json!({ "status": 503 })).await;
+    let response = token_request(&kommo, (CLIENT_ID, CLIENT_SECRET), "grant_type=client_credentials").await;
+    assert_problem(response, 503).await;
+    access_token(&kommo).await;
+    let stats = voip_stats(&kommo).await;
+    assert_eq!(stats["requests"][TOKEN_ROUTE], json!({ "fault": 1, "ok": 1 }));
 }
 
 #[tokio::test]

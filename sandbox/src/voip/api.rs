@@ -1,12 +1,15 @@
-//! The provider API our server calls: `GET /v1/account` to check credentials, `POST /v1/calls` to originate.
+//! The provider API our server calls: `GET /v1/account` to check credentials, `POST /v1/calls` to originate,
+//! `POST /v1/oauth/token` for an access token with OAuth 2.0 client credentials.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
@@ -16,6 +19,8 @@ use super::{Account, Book, OriginatedCall, problem};
 
 /// What a real provider says when it does not know the caller.
 const WWW_AUTHENTICATE: &str = r#"Basic realm="sandbox-voip", Bearer"#;
+/// What the token endpoint says to an unknown client (RFC 6749 §5.2).
+const CLIENT_AUTHENTICATE: &str = r#"Basic realm="sandbox-voip-oauth""#;
 
 /// The credentials of a request, as sent.
 enum Credentials {
@@ -41,13 +46,16 @@ fn credentials(headers: &HeaderMap) -> Option<Credentials> {
 fn account_of(book: &Book, headers: &HeaderMap) -> Option<Account> {
     let account = match credentials(headers)? {
         Credentials::Basic { login, password } => book.by_basic(&login, &password),
-        Credentials::Bearer(key) => book.by_api_key(&key),
+        Credentials::Bearer(token) => book.by_bearer(&token, Instant::now()),
     };
     account.cloned()
 }
 
 fn unauthorized() -> Response {
-    let mut response = problem(StatusCode::UNAUTHORIZED, "Unknown credentials: send HTTP Basic or a Bearer API key");
+    let mut response = problem(
+        StatusCode::UNAUTHORIZED,
+        "Unknown credentials: send HTTP Basic, a Bearer API key or an unexpired Bearer access token",
+    );
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(WWW_AUTHENTICATE));
     response
 }
@@ -76,6 +84,55 @@ async fn admit(state: &crate::State, route: &str, headers: &HeaderMap) -> Result
             Err(unauthorized())
         }
     }
+}
+
+/// An OAuth 2.0 error answer: `{"error": code}`, never cached.
+fn oauth_error(status: StatusCode, code: &str) -> Response {
+    (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(json!({ "error": code })))
+        .into_response()
+}
+
+/// `POST /voip/v1/oauth/token`: the client credentials grant. The client authenticates by HTTP Basic
+/// `client_id:client_secret` (compared as sent); a known client with the form's `grant_type=client_credentials`
+/// gets a fresh access token for its account.
+pub(super) async fn token(
+    State(state): State<crate::State>,
+    headers: HeaderMap,
+    form: Result<Form<BTreeMap<String, String>>, FormRejection>,
+) -> Response {
+    const ROUTE: &str = "POST /voip/v1/oauth/token";
+    if let Some(fault) = injected_fault(&state, ROUTE).await {
+        return fault;
+    }
+    let mut book = state.voip.book();
+    let client = match credentials(&headers) {
+        Some(Credentials::Basic { login, password }) => book.by_client(&login, &password),
+        _ => None,
+    };
+    let Some(account_id) = client.map(|account| account.account_id.clone()) else {
+        book.count(ROUTE, "invalid_client");
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(CLIENT_AUTHENTICATE));
+        return response;
+    };
+    // A body that is not a form (or has no grant type) is a malformed request, not another grant.
+    let grant_type = form.ok().and_then(|Form(mut fields)| fields.remove("grant_type"));
+    match grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => {
+            book.count(ROUTE, "unsupported_grant_type");
+            return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+        }
+        None => {
+            book.count(ROUTE, "invalid_request");
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        }
+    }
+    let ttl = state.voip.token_ttl;
+    let access_token = book.issue_token(&account_id, ttl, Instant::now());
+    book.count(ROUTE, "ok");
+    let body = json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl.as_secs() });
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response()
 }
 
 /// `GET /voip/v1/account`: whose credentials these are.

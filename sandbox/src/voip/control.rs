@@ -17,6 +17,9 @@ pub(crate) struct NewAccount {
     login: String,
     password: Option<String>,
     api_key: Option<String>,
+    /// An OAuth client for the client credentials grant; both or neither.
+    client_id: Option<String>,
+    client_secret: Option<String>,
     /// 101 to 105 by default.
     extensions: Option<Vec<String>>,
     /// `voip-{login}` by default.
@@ -35,8 +38,17 @@ pub(crate) async fn create_account(
     }
     let given = |value: Option<String>| value.filter(|value| !value.is_empty());
     let (password, api_key) = (given(request.password), given(request.api_key));
-    if password.is_none() && api_key.is_none() {
-        return Err(SandboxError::BadRequest("an account needs a password, an api_key, or both".into()));
+    let (client_id, client_secret) = (given(request.client_id), given(request.client_secret));
+    if client_id.is_some() != client_secret.is_some() {
+        return Err(SandboxError::BadRequest("an OAuth client needs both client_id and client_secret".into()));
+    }
+    if client_id.as_deref().is_some_and(|id| id.contains(':')) {
+        return Err(SandboxError::BadRequest("client_id must hold no `:` (HTTP Basic)".into()));
+    }
+    if password.is_none() && api_key.is_none() && client_id.is_none() {
+        return Err(SandboxError::BadRequest(
+            "an account needs a password, an api_key or an OAuth client (client_id and client_secret)".into(),
+        ));
     }
     let account = Account {
         account_id: request.account_id.unwrap_or_else(|| format!("voip-{login}")),
@@ -44,6 +56,8 @@ pub(crate) async fn create_account(
         login,
         password,
         api_key,
+        client_id,
+        client_secret,
         extensions: request.extensions.unwrap_or_else(|| DEFAULT_EXTENSIONS.map(str::to_owned).to_vec()),
     };
     let view = serde_json::to_value(&account).unwrap_or_default();
@@ -91,6 +105,12 @@ pub(crate) async fn stats(State(state): State<crate::State>) -> Json<Value> {
 pub(crate) async fn reset_stats(State(state): State<crate::State>) -> StatusCode {
     state.voip.book().stats = super::Stats::default();
     StatusCode::NO_CONTENT
+}
+
+/// `POST /sandbox/voip/expire-tokens`: every issued access token expires now, as if its lifetime had passed.
+pub(crate) async fn expire_tokens(State(state): State<crate::State>) -> Json<Value> {
+    let expired = state.voip.book().expire_tokens(std::time::Instant::now());
+    Json(json!({ "expired": expired }))
 }
 
 /// `POST /sandbox/voip/send` body.

@@ -4,24 +4,28 @@
 //!
 //! | Endpoint | What it does |
 //! |---|---|
-//! | `GET /voip/v1/account` | HTTP Basic (login + password) or `Authorization: Bearer <api key>` → 200 `{account_id, name}`; else 401 |
+//! | `POST /voip/v1/oauth/token` form `grant_type=client_credentials` | OAuth 2.0 client credentials, the client by HTTP Basic `client_id:client_secret` → 200 `{access_token, token_type: "Bearer", expires_in}`; 401 `{"error":"invalid_client"}`; 400 `{"error":"unsupported_grant_type"}` (`invalid_request` without a form `grant_type`) |
+//! | `GET /voip/v1/account` | HTTP Basic (login + password), `Authorization: Bearer <api key>` or `Bearer <unexpired access token>` → 200 `{account_id, name}`; else 401 |
 //! | `POST /voip/v1/calls` `{extension, to}` | Same auth → 201 `{call_id}` and the call is recorded; 404 an extension the account lacks; 422 a malformed number; 400 a body that is not that JSON |
 //! | any other `/voip/...` | Counted, then 404 |
-//! | `POST /sandbox/voip/accounts` `{login, password?, api_key?, extensions?, account_id?, name?}` | Adds a provider account (201) |
+//! | `POST /sandbox/voip/accounts` `{login, password?, api_key?, client_id?, client_secret?, extensions?, account_id?, name?}` | Adds a provider account (201) |
+//! | `POST /sandbox/voip/expire-tokens` | Every issued access token expires now → `{expired}` (how many were still valid) |
 //! | `GET /sandbox/voip/accounts` | The accounts, without their secrets |
 //! | `POST /sandbox/voip/faults` `{status?, count?, delay_ms?}`, `DELETE` | Queues (clears) faults for the next `/voip/...` requests |
 //! | `GET /sandbox/voip/stats`, `POST /sandbox/voip/reset-stats` | Requests by `METHOD /path` and outcome, originated calls, sent webhooks |
 //! | `POST /sandbox/voip/send` `{webhook_url, secret, event, webhook_id?, timestamp_offset?, signature_override?}` | Posts a signed event → `{status, body, webhook_id, timestamp, signature}` |
 //!
-//! Errors of the provider API are `application/problem+json` `{title, type, status, detail}`. Faults apply
-//! before authentication, the way an outage would.
+//! Errors of the provider API are `application/problem+json` `{title, type, status, detail}`, except the token
+//! endpoint's refusals, which are RFC 6749's `{"error": "..."}`. Faults apply before authentication, the way an
+//! outage would, the token endpoint included.
 
 mod api;
 mod control;
 pub mod signature;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -44,6 +48,11 @@ pub struct Settings {
     pub login: String,
     pub password: String,
     pub api_key: String,
+    /// The account's OAuth 2.0 client (client credentials grant).
+    pub client_id: String,
+    pub client_secret: String,
+    /// How long an issued access token is accepted: the token answer's `expires_in`.
+    pub token_ttl: Duration,
     pub extensions: Vec<String>,
 }
 
@@ -55,12 +64,16 @@ impl Default for Settings {
             login: "agent".to_owned(),
             password: "sandbox-voip-password".to_owned(),
             api_key: "sandbox-voip-api-key".to_owned(),
+            client_id: "sandbox-client".to_owned(),
+            client_secret: "sandbox-client-secret".to_owned(),
+            token_ttl: Duration::from_secs(3600),
             extensions: DEFAULT_EXTENSIONS.map(str::to_owned).to_vec(),
         }
     }
 }
 
-/// One provider account; a request is its account's when either its Basic pair or its API key matches.
+/// One provider account; a request is its account's when its Basic pair, its API key or an access token issued
+/// to its OAuth client matches.
 #[derive(Debug, Clone, Serialize)]
 pub struct Account {
     pub account_id: String,
@@ -70,7 +83,19 @@ pub struct Account {
     pub password: Option<String>,
     #[serde(skip)]
     pub api_key: Option<String>,
+    /// The OAuth client's id; it has a secret whenever it is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip)]
+    pub client_secret: Option<String>,
     pub extensions: Vec<String>,
+}
+
+/// An access token the token endpoint issued.
+#[derive(Debug, Clone)]
+struct IssuedToken {
+    account_id: String,
+    expires_at: Instant,
 }
 
 /// `POST /sandbox/voip/faults`: the next `count` `/voip/...` requests answer `status` and/or wait `delay_ms`.
@@ -113,7 +138,8 @@ pub struct SentWebhook {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
     /// `METHOD /path` → outcome (`ok`, `unauthorized`, `unknown_extension`, `bad_number`, `bad_request`,
-    /// `not_found`, `fault`) → count.
+    /// `not_found`, `fault`; for the token endpoint `invalid_client`, `unsupported_grant_type`,
+    /// `invalid_request`) → count.
     pub requests: BTreeMap<String, BTreeMap<&'static str, u64>>,
     pub calls: Vec<OriginatedCall>,
     pub webhooks: Vec<SentWebhook>,
@@ -123,6 +149,8 @@ pub struct Stats {
 #[derive(Debug, Default)]
 pub(crate) struct Book {
     accounts: Vec<Account>,
+    /// Access token → whose, until when. Expired tokens are dropped when the next one is issued.
+    tokens: HashMap<String, IssuedToken>,
     faults: VecDeque<Fault>,
     stats: Stats,
 }
@@ -137,7 +165,43 @@ impl Book {
         self.accounts.iter().find(|account| account.api_key.as_deref() == Some(key))
     }
 
-    /// Adds the account unless its login, API key or account id is already someone's; then says whose.
+    /// The account of a Bearer credential: an API key, or an access token issued before and not yet expired.
+    fn by_bearer(&self, token: &str, now: Instant) -> Option<&Account> {
+        if let Some(account) = self.by_api_key(token) {
+            return Some(account);
+        }
+        let issued = self.tokens.get(token).filter(|issued| now < issued.expires_at)?;
+        self.accounts.iter().find(|account| account.account_id == issued.account_id)
+    }
+
+    /// The account whose OAuth client this is; an account without a client never matches.
+    fn by_client(&self, client_id: &str, client_secret: &str) -> Option<&Account> {
+        self.accounts.iter().find(|account| {
+            account.client_id.as_deref() == Some(client_id) && account.client_secret.as_deref() == Some(client_secret)
+        })
+    }
+
+    /// Issues a fresh access token for the account, valid for `ttl` from `now`.
+    fn issue_token(&mut self, account_id: &str, ttl: Duration, now: Instant) -> String {
+        self.tokens.retain(|_, issued| now < issued.expires_at);
+        let token = format!("voip_at_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        self.tokens.insert(token.clone(), IssuedToken { account_id: account_id.to_owned(), expires_at: now + ttl });
+        token
+    }
+
+    /// Makes every issued access token expire at `now`; returns how many were still valid.
+    fn expire_tokens(&mut self, now: Instant) -> usize {
+        let mut expired = 0;
+        for issued in self.tokens.values_mut() {
+            if now < issued.expires_at {
+                expired += 1;
+                issued.expires_at = now;
+            }
+        }
+        expired
+    }
+
+    /// Adds the account unless its login, API key, client id or account id is already someone's; then says whose.
     fn add_account(&mut self, account: Account) -> Result<(), String> {
         for existing in &self.accounts {
             if existing.login == account.login {
@@ -148,6 +212,9 @@ impl Book {
             }
             if account.api_key.is_some() && existing.api_key == account.api_key {
                 return Err(format!("that api_key is account `{}`'s", existing.account_id));
+            }
+            if account.client_id.is_some() && existing.client_id == account.client_id {
+                return Err(format!("that client_id is account `{}`'s", existing.account_id));
             }
         }
         self.accounts.push(account);
@@ -174,6 +241,8 @@ impl Book {
 pub struct Provider {
     /// The configured account's id: the `voipAccountId` of events that name none.
     default_account_id: String,
+    /// The lifetime of every access token issued.
+    token_ttl: Duration,
     book: Mutex<Book>,
 }
 
@@ -185,11 +254,13 @@ impl Provider {
             login: settings.login,
             password: Some(settings.password),
             api_key: Some(settings.api_key),
+            client_id: Some(settings.client_id),
+            client_secret: Some(settings.client_secret),
             extensions: settings.extensions,
         };
         let mut book = Book::default();
         book.accounts.push(account);
-        Provider { default_account_id: settings.account_id, book: Mutex::new(book) }
+        Provider { default_account_id: settings.account_id, token_ttl: settings.token_ttl, book: Mutex::new(book) }
     }
 
     /// The memory; a panic elsewhere never makes it unusable for the other tests.
@@ -257,11 +328,13 @@ pub(crate) fn routes() -> Router<crate::State> {
     Router::new()
         .route("/voip/v1/account", get(api::account))
         .route("/voip/v1/calls", post(api::originate))
+        .route("/voip/v1/oauth/token", post(api::token))
         .route("/voip/{*rest}", any(api::unknown))
         .route("/sandbox/voip/accounts", post(control::create_account).get(control::list_accounts))
         .route("/sandbox/voip/faults", post(control::add_fault).delete(control::clear_faults))
         .route("/sandbox/voip/stats", get(control::stats))
         .route("/sandbox/voip/reset-stats", post(control::reset_stats))
+        .route("/sandbox/voip/expire-tokens", post(control::expire_tokens))
         .route("/sandbox/voip/send", post(control::send))
 }
 
@@ -276,6 +349,8 @@ mod tests {
             login: login.to_owned(),
             password: password.map(str::to_owned),
             api_key: api_key.map(str::to_owned),
+            client_id: None,
+            client_secret: None,
             extensions: vec!["101".to_owned()],
         }
     }
@@ -288,6 +363,33 @@ mod tests {
         assert_eq!(book.by_api_key("k1").unwrap().login, "keyonly");
         assert!(book.add_account(account("keyonly", Some("p"), None)).is_err());
         assert!(book.add_account(account("other", Some("p"), Some("k1"))).is_err());
+    }
+
+    #[test]
+    fn an_issued_token_opens_its_account_until_it_expires() {
+        let mut book = Book::default();
+        let mut with_client = account("client", None, Some("k1"));
+        with_client.client_id = Some("c1".to_owned());
+        with_client.client_secret = Some("s1".to_owned());
+        book.add_account(with_client).unwrap();
+        book.add_account(account("plain", Some("p"), None)).unwrap();
+        assert_eq!(book.by_client("c1", "s1").unwrap().login, "client");
+        assert!(book.by_client("c1", "p").is_none() && book.by_client("", "").is_none());
+        let mut taken = account("other", Some("p"), None);
+        taken.client_id = Some("c1".to_owned());
+        assert!(book.add_account(taken).is_err());
+
+        let now = Instant::now();
+        let token = book.issue_token("voip-client", Duration::from_secs(60), now);
+        assert_ne!(token, book.issue_token("voip-client", Duration::from_secs(60), now));
+        assert_eq!(book.by_bearer(&token, now + Duration::from_secs(59)).unwrap().login, "client");
+        assert!(book.by_bearer(&token, now + Duration::from_secs(60)).is_none());
+        assert_eq!(book.expire_tokens(now), 2);
+        assert!(book.by_bearer(&token, now).is_none());
+        assert_eq!(book.expire_tokens(now), 0);
+        // Expired tokens are dropped when the next one is issued.
+        book.issue_token("voip-client", Duration::from_secs(60), now);
+        assert_eq!(book.tokens.len(), 1);
     }
 
     #[test]
