@@ -62,8 +62,10 @@ CREATE TABLE widget_settings (
     account_id               INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
     -- Kommo's `active` flag: while false, provider webhooks are refused and nothing is processed.
     active                   BOOLEAN NOT NULL DEFAULT FALSE,
-    -- How we sign in to the VoIP provider: password (HTTP Basic) or api_key (Bearer).
-    credential_method        TEXT    NOT NULL DEFAULT 'password' CHECK (credential_method IN ('password', 'api_key')),
+    -- How we sign in to the VoIP provider: password (HTTP Basic), api_key (Bearer), or oauth2 (the
+    -- provider's client-credentials grant; voip_login then holds the client id).
+    credential_method        TEXT    NOT NULL DEFAULT 'password'
+                             CHECK (credential_method IN ('password', 'api_key', 'oauth2')),
     provider_url             TEXT    NOT NULL DEFAULT '',
     voip_login               TEXT    NOT NULL DEFAULT '',
     -- The VoIP password or API key, sealed and bound to this account and column.

@@ -46,8 +46,10 @@ pub struct IntegrationSettings {
 
 /// How the server signs in to the VoIP provider, and where the provider's API is.
 ///
-/// On the wire: `{"method": "password", "provider_url": ..., "login": ..., "password": ...}` or
-/// `{"method": "api_key", "provider_url": ..., "key": ...}`.
+/// On the wire: `{"method": "password", "provider_url": ..., "login": ..., "password": ...}`,
+/// `{"method": "api_key", "provider_url": ..., "key": ...}`, or
+/// `{"method": "oauth2", "provider_url": ..., "client_id": ..., "client_secret": ...}` (the provider's
+/// OAuth 2.0 client-credentials grant: the server trades the client's id and secret for an access token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VoipCredentials {
@@ -66,6 +68,15 @@ pub enum VoipCredentials {
         #[serde(default)]
         key: Option<String>,
     },
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        /// The provider API base the server will call (see [`ProviderUrl`]).
+        provider_url: String,
+        client_id: String,
+        /// `None` keeps the client secret on file (it is never sent back to the browser).
+        #[serde(default)]
+        client_secret: Option<String>,
+    },
 }
 
 impl Default for VoipCredentials {
@@ -80,6 +91,26 @@ impl Default for VoipCredentials {
 pub enum CredentialMethod {
     Password,
     ApiKey,
+    #[serde(rename = "oauth2")]
+    OAuth2,
+}
+
+impl CredentialMethod {
+    /// The wire and storage name (`password`, `api_key`, `oauth2`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialMethod::Password => "password",
+            CredentialMethod::ApiKey => "api_key",
+            CredentialMethod::OAuth2 => "oauth2",
+        }
+    }
+
+    /// The method named by [`CredentialMethod::as_str`].
+    pub fn parse(name: &str) -> Option<CredentialMethod> {
+        [CredentialMethod::Password, CredentialMethod::ApiKey, CredentialMethod::OAuth2]
+            .into_iter()
+            .find(|method| method.as_str() == name)
+    }
 }
 
 impl VoipCredentials {
@@ -87,14 +118,15 @@ impl VoipCredentials {
         match self {
             VoipCredentials::Password { .. } => CredentialMethod::Password,
             VoipCredentials::ApiKey { .. } => CredentialMethod::ApiKey,
+            VoipCredentials::OAuth2 { .. } => CredentialMethod::OAuth2,
         }
     }
 
     pub fn provider_url(&self) -> &str {
         match self {
-            VoipCredentials::Password { provider_url, .. } | VoipCredentials::ApiKey { provider_url, .. } => {
-                provider_url
-            }
+            VoipCredentials::Password { provider_url, .. }
+            | VoipCredentials::ApiKey { provider_url, .. }
+            | VoipCredentials::OAuth2 { provider_url, .. } => provider_url,
         }
     }
 
@@ -103,6 +135,7 @@ impl VoipCredentials {
         match self {
             VoipCredentials::Password { password, .. } => password.as_deref(),
             VoipCredentials::ApiKey { key, .. } => key.as_deref(),
+            VoipCredentials::OAuth2 { client_secret, .. } => client_secret.as_deref(),
         }
     }
 
@@ -118,6 +151,11 @@ impl VoipCredentials {
             VoipCredentials::ApiKey { provider_url, .. } => {
                 VoipCredentialsView::ApiKey { provider_url: provider_url.clone(), has_key: has_secret }
             }
+            VoipCredentials::OAuth2 { provider_url, client_id, .. } => VoipCredentialsView::OAuth2 {
+                provider_url: provider_url.clone(),
+                client_id: client_id.clone(),
+                has_client_secret: has_secret,
+            },
         }
     }
 }
@@ -362,8 +400,21 @@ pub struct IntegrationSettingsView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum VoipCredentialsView {
-    Password { provider_url: String, login: String, has_password: bool },
-    ApiKey { provider_url: String, has_key: bool },
+    Password {
+        provider_url: String,
+        login: String,
+        has_password: bool,
+    },
+    ApiKey {
+        provider_url: String,
+        has_key: bool,
+    },
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        provider_url: String,
+        client_id: String,
+        has_client_secret: bool,
+    },
 }
 
 impl Default for VoipCredentialsView {
@@ -381,6 +432,9 @@ impl VoipCredentialsView {
             }
             VoipCredentialsView::ApiKey { provider_url, has_key: true } => {
                 Some(StoredSecret { method: CredentialMethod::ApiKey, provider_url: provider_url.clone() })
+            }
+            VoipCredentialsView::OAuth2 { provider_url, has_client_secret: true, .. } => {
+                Some(StoredSecret { method: CredentialMethod::OAuth2, provider_url: provider_url.clone() })
             }
             _ => None,
         }
@@ -450,14 +504,20 @@ impl VoipCredentials {
         if let Err(code) = &url {
             push(errors, "credentials.provider_url", *code);
         }
-        if let VoipCredentials::Password { login, .. } = self
-            && let Some(code) = check_text(login, MAX_LOGIN_LEN)
+        let identity = match self {
+            VoipCredentials::Password { login, .. } => Some(("credentials.login", login)),
+            VoipCredentials::OAuth2 { client_id, .. } => Some(("credentials.client_id", client_id)),
+            VoipCredentials::ApiKey { .. } => None,
+        };
+        if let Some((field, value)) = identity
+            && let Some(code) = check_text(value, MAX_LOGIN_LEN)
         {
-            push(errors, "credentials.login", code);
+            push(errors, field, code);
         }
         let (secret_field, max_len) = match self.method() {
             CredentialMethod::Password => ("credentials.password", MAX_PASSWORD_LEN),
             CredentialMethod::ApiKey => ("credentials.key", MAX_API_KEY_LEN),
+            CredentialMethod::OAuth2 => ("credentials.client_secret", MAX_API_KEY_LEN),
         };
         let secret_code = match self.secret() {
             Some(secret) => check_text(secret, max_len),
@@ -1483,6 +1543,83 @@ mod tests {
         assert_eq!(serde_json::from_str::<IntegrationSettingsView>(&text).unwrap(), IntegrationSettingsView::default());
     }
 
+    fn oauth2(url: &str, client_id: &str, secret: Option<&str>) -> VoipCredentials {
+        VoipCredentials::OAuth2 {
+            provider_url: url.into(),
+            client_id: client_id.into(),
+            client_secret: secret.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn credential_method_names_are_their_wire_names() {
+        for method in [CredentialMethod::Password, CredentialMethod::ApiKey, CredentialMethod::OAuth2] {
+            assert_eq!(serde_json::to_value(method).unwrap(), method.as_str());
+            assert_eq!(CredentialMethod::parse(method.as_str()), Some(method));
+        }
+        assert_eq!(CredentialMethod::parse("basic"), None);
+    }
+
+    #[test]
+    fn oauth2_client_credentials_follow_the_same_rules_as_the_other_methods() {
+        let cases: Vec<(&str, VoipCredentials, ValidationContext, Vec<(&str, ValidationCode)>)> = vec![
+            ("complete", oauth2(URL, "client-1", Some("secret")), Default::default(), vec![]),
+            (
+                "no client id",
+                oauth2(URL, " ", Some("secret")),
+                Default::default(),
+                vec![("credentials.client_id", ValidationCode::Required)],
+            ),
+            (
+                "no secret and none on file",
+                oauth2(URL, "client-1", None),
+                Default::default(),
+                vec![("credentials.client_secret", ValidationCode::Required)],
+            ),
+            (
+                "secret kept for the same provider",
+                oauth2(URL, "client-1", None),
+                stored(CredentialMethod::OAuth2, URL),
+                vec![],
+            ),
+            (
+                "a stored API key is not a client secret",
+                oauth2(URL, "client-1", None),
+                stored(CredentialMethod::ApiKey, URL),
+                vec![("credentials.client_secret", ValidationCode::Required)],
+            ),
+            (
+                "client id too long",
+                oauth2(URL, &"c".repeat(MAX_LOGIN_LEN + 1), Some("s")),
+                Default::default(),
+                vec![("credentials.client_id", ValidationCode::TooLong)],
+            ),
+            (
+                "http provider",
+                oauth2("http://api.provider.example.com", "c", Some("s")),
+                Default::default(),
+                vec![("credentials.provider_url", ValidationCode::NotHttps)],
+            ),
+        ];
+        for (case, credentials, ctx, expected) in cases {
+            let got: Vec<(String, ValidationCode)> =
+                credentials.validate(&ctx).into_iter().map(|error| (error.field, error.code)).collect();
+            let expected: Vec<(String, ValidationCode)> =
+                expected.into_iter().map(|(field, code)| (field.to_owned(), code)).collect();
+            assert_eq!(got, expected, "{case}");
+        }
+        let wire = serde_json::to_value(oauth2(URL, "client-1", Some("s"))).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({"method": "oauth2", "provider_url": URL, "client_id": "client-1", "client_secret": "s"})
+        );
+        let view = serde_json::to_value(oauth2(URL, "client-1", Some("s")).view(false)).unwrap();
+        assert_eq!(
+            view,
+            serde_json::json!({"method": "oauth2", "provider_url": URL, "client_id": "client-1", "has_client_secret": true})
+        );
+    }
+
     #[test]
     fn the_wire_form_is_snake_case_and_tagged() {
         let cases: Vec<(serde_json::Value, serde_json::Value)> = vec![
@@ -1628,6 +1765,9 @@ mod tests {
                         VoipCredentials::Password { provider_url, login, password: None }
                     }
                     VoipCredentials::ApiKey { provider_url, .. } => VoipCredentials::ApiKey { provider_url, key: None },
+                    VoipCredentials::OAuth2 { provider_url, client_id, .. } => {
+                        VoipCredentials::OAuth2 { provider_url, client_id, client_secret: None }
+                    }
                 };
                 assert_eq!(resubmitted.validate(&ctx), vec![]);
             }

@@ -74,13 +74,15 @@ async fn save(
     let provider_account = check_with_provider(&state, &input.credentials, &credentials).await?;
 
     let sealed_secret = new_secret.map(|secret| state.keyring.seal(token_context(auth.account), &secret));
-    let (login, method) = match &input.credentials {
-        VoipCredentials::Password { login, .. } => (login.trim(), "password"),
-        VoipCredentials::ApiKey { .. } => ("", "api_key"),
+    // The login, or the OAuth 2.0 client id: the part of the credentials that is not secret.
+    let login = match &input.credentials {
+        VoipCredentials::Password { login, .. } => login.trim(),
+        VoipCredentials::OAuth2 { client_id, .. } => client_id.trim(),
+        VoipCredentials::ApiKey { .. } => "",
     };
     let signing_secret = WebhookSecret::generate().to_text();
     let write = SettingsWrite {
-        credential_method: method,
+        credential_method: input.credentials.method().as_str(),
         provider_url: input.credentials.provider_url().trim(),
         voip_login: login,
         sealed_secret,
@@ -156,12 +158,16 @@ async fn view(
         return Ok(IntegrationSettingsView { allow_insecure_provider, ..IntegrationSettingsView::default() });
     };
     let has_secret = row.voip_token.is_some();
-    let credentials = match row.credential_method.as_str() {
-        "api_key" => VoipCredentialsView::ApiKey { provider_url: row.provider_url.clone(), has_key: has_secret },
-        _ => VoipCredentialsView::Password {
-            provider_url: row.provider_url.clone(),
-            login: row.voip_login.clone(),
-            has_password: has_secret,
+    let provider_url = row.provider_url.clone();
+    let credentials = match stored_method(&row) {
+        CredentialMethod::Password => {
+            VoipCredentialsView::Password { provider_url, login: row.voip_login.clone(), has_password: has_secret }
+        }
+        CredentialMethod::ApiKey => VoipCredentialsView::ApiKey { provider_url, has_key: has_secret },
+        CredentialMethod::OAuth2 => VoipCredentialsView::OAuth2 {
+            provider_url,
+            client_id: row.voip_login.clone(),
+            has_client_secret: has_secret,
         },
     };
     let call_handling: CallHandling = serde_json::from_str(&row.config).unwrap_or_default();
@@ -192,8 +198,12 @@ fn endpoint(state: &AppState, row: &SettingsRow, issued_secret: Option<SecretStr
 
 fn stored_secret(row: &SettingsRow) -> Option<StoredSecret> {
     row.voip_token.as_ref()?;
-    let method = if row.credential_method == "api_key" { CredentialMethod::ApiKey } else { CredentialMethod::Password };
-    Some(StoredSecret { method, provider_url: row.provider_url.clone() })
+    Some(StoredSecret { method: stored_method(row), provider_url: row.provider_url.clone() })
+}
+
+/// The stored method; the column's CHECK constraint admits only the names `CredentialMethod` knows.
+fn stored_method(row: &SettingsRow) -> CredentialMethod {
+    CredentialMethod::parse(&row.credential_method).unwrap_or(CredentialMethod::Password)
 }
 
 /// The credentials to send to the provider: the typed secret, or the stored one (validation already
@@ -204,11 +214,7 @@ fn provider_credentials(
     input: &VoipCredentials,
     stored: Option<&SettingsRow>,
 ) -> Result<(Credentials, Option<SecretString>), ApiError> {
-    let typed = match input {
-        VoipCredentials::Password { password, .. } => password.clone(),
-        VoipCredentials::ApiKey { key, .. } => key.clone(),
-    }
-    .map(SecretString::from);
+    let typed = input.secret().map(SecretString::from);
     let secret = match &typed {
         Some(secret) => secret.clone(),
         None => {
@@ -226,6 +232,9 @@ fn provider_credentials(
             Credentials::Password { login: login.trim().to_owned(), password: secret }
         }
         VoipCredentials::ApiKey { .. } => Credentials::ApiKey { key: secret },
+        VoipCredentials::OAuth2 { client_id, .. } => {
+            Credentials::OAuth2 { client_id: client_id.trim().to_owned(), client_secret: secret }
+        }
     };
     Ok((credentials, typed))
 }
@@ -237,9 +246,10 @@ async fn check_with_provider(
     credentials: &Credentials,
 ) -> Result<ProviderAccount, ApiError> {
     let url = input.provider_url().trim().trim_end_matches('/');
-    let secret_field = match input {
-        VoipCredentials::Password { .. } => "credentials.password",
-        VoipCredentials::ApiKey { .. } => "credentials.key",
+    let secret_field = match input.method() {
+        CredentialMethod::Password => "credentials.password",
+        CredentialMethod::ApiKey => "credentials.key",
+        CredentialMethod::OAuth2 => "credentials.client_secret",
     };
     state.provider.check_credentials(url, credentials).await.map_err(|error| {
         tracing::info!(%error, "VoIP provider check failed");
