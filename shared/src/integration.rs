@@ -1562,7 +1562,7 @@ mod tests {
 
     #[test]
     fn oauth2_client_credentials_follow_the_same_rules_as_the_other_methods() {
-        let cases: Vec<(&str, VoipCredentials, ValidationContext, Vec<(&str, ValidationCode)>)> = vec![
+        let cases: Vec<(&str, VoipCredentials, ValidationContext, Expected)> = vec![
             ("complete", oauth2(URL, "client-1", Some("secret")), Default::default(), vec![]),
             (
                 "no client id",
