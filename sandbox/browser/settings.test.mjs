@@ -4,8 +4,8 @@ import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
 
 import {
-  PROVIDER, SERVER_URL, archiveStrings, fieldError, fillProvider, launch, modalScreenshot, openSettings, openWidget,
-  save, serverGet, userOptions, waitForForm, webhookUrl,
+  PROVIDER, SERVER_URL, archiveStrings, fieldError, fillOAuth2, fillProvider, launch, modalScreenshot, openSettings,
+  openWidget, partScreenshot, save, serverGet, userOptions, waitForForm, webhookUrl,
 } from './support.mjs';
 
 let browser;
@@ -24,6 +24,12 @@ function closedPort() {
       server.close(() => resolve(port));
     });
   });
+}
+
+/** Saves and expects onSave true; when it is false, says what the form shows (the modal stays open then). */
+async function saveValid(page) {
+  if (await save(page)) return;
+  assert.fail(`onSave resolved false; the form says: ${await page.textContent('.modal .kvoip-settings')}`);
 }
 
 async function openForm(options) {
@@ -66,6 +72,35 @@ test('the provider refuses a wrong password: onSave is false with the reason und
   assert.equal(await save(page), false);
   const strings = await archiveStrings('en');
   assert.equal(await fieldError(page, 'credentials.password'), strings.errors.credentials_refused);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('an OAuth 2.0 client is refused with a wrong secret, then saved and read back without its secret', async () => {
+  const { page, context, errors } = await openForm();
+  const strings = await archiveStrings('en');
+  await fillOAuth2(page, { secret: 'not-the-client-secret' });
+  assert.ok(!(await page.isVisible(input('credentials.login'))), 'the login belongs to another method');
+  assert.equal(await save(page), false);
+  assert.equal(await fieldError(page, 'credentials.client_secret'), strings.errors.credentials_refused);
+
+  await fillOAuth2(page);
+  await saveValid(page);
+  const stored = await serverGet(page, '/widget/v1/settings');
+  assert.deepEqual(stored.body.credentials, {
+    method: 'oauth2', provider_url: PROVIDER.url, client_id: PROVIDER.clientId, has_client_secret: true,
+  });
+
+  await openSettings(page);
+  await waitForForm(page);
+  await page.waitForFunction((selector) => document.querySelector(selector)?.checked,
+    `${input('credentials.method')}[value=oauth2]`);
+  assert.equal(await page.inputValue(input('credentials.client_id')), PROVIDER.clientId);
+  assert.equal(await page.inputValue(input('credentials.provider_url')), PROVIDER.url);
+  assert.equal(await page.inputValue(input('credentials.client_secret')), '', 'the client secret never comes back');
+  const provider = page.locator('.kvoip-settings .kvoip-section--provider');
+  assert.ok((await provider.textContent()).includes(strings.settings.client_secret_saved));
+  await partScreenshot(provider, 'settings-provider-oauth2.png');
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -142,7 +177,7 @@ test('every section is saved and comes back from the server; the signing secret 
   await page.selectOption(input('extensions.entries[2].user_id'), users[1]);
   await page.click('.kvoip-extension:has([name="extensions.entries[1].extension"]) .kvoip-remove-extension');
   await page.selectOption(input('extensions.fallback_user_id'), users[0]);
-  assert.equal(await save(page), true, await page.textContent('.modal .kvoip-settings').catch(() => ''));
+  await saveValid(page);
 
   // Reopened on the same page: the secret issued by that save is shown this once, in full.
   await openSettings(page);

@@ -84,7 +84,8 @@ export async function openSettings(page) {
  * inputs while loading and then overwrites them with what the server has, so typing earlier is lost.
  */
 export async function waitForForm(page) {
-  await page.waitForSelector('.kvoip-settings input[name="credentials.login"]', { timeout: STEP_MS });
+  // The provider address shows whichever sign-in method is chosen (the login is hidden for the others).
+  await page.waitForSelector('.kvoip-settings input[name="credentials.provider_url"]', { timeout: STEP_MS });
   await page.waitForFunction(() => {
     const status = document.querySelector('.kvoip-settings .kvoip-status');
     const loading = window.__sandbox.widget.langs.settings.loading;
@@ -106,7 +107,10 @@ export async function save(page, { active = true } = {}) {
 }
 
 /** The local Kommo's VoIP provider stand-in and the credentials it accepts (sandbox/src/voip). */
-export const PROVIDER = { url: `${SANDBOX_URL}/voip`, login: 'agent', password: 'sandbox-voip-password' };
+export const PROVIDER = {
+  url: `${SANDBOX_URL}/voip`, login: 'agent', password: 'sandbox-voip-password',
+  clientId: 'sandbox-client', clientSecret: 'sandbox-client-secret',
+};
 
 /** Fills the VoIP provider section (login and password method). */
 export async function fillProvider(page, { url = PROVIDER.url, login = PROVIDER.login, password = PROVIDER.password } = {}) {
@@ -114,6 +118,14 @@ export async function fillProvider(page, { url = PROVIDER.url, login = PROVIDER.
   await page.fill('.kvoip-settings input[name="credentials.provider_url"]', url);
   await page.fill('.kvoip-settings input[name="credentials.login"]', login);
   await page.fill('.kvoip-settings input[name="credentials.password"]', password);
+}
+
+/** Fills the VoIP provider section with the OAuth 2.0 client method. */
+export async function fillOAuth2(page, { url = PROVIDER.url, clientId = PROVIDER.clientId, secret = PROVIDER.clientSecret } = {}) {
+  await page.check('.kvoip-settings input[name="credentials.method"][value=oauth2]');
+  await page.fill('.kvoip-settings input[name="credentials.provider_url"]', url);
+  await page.fill('.kvoip-settings input[name="credentials.client_id"]', clientId);
+  await page.fill('.kvoip-settings input[name="credentials.client_secret"]', secret);
 }
 
 /** The visible error text under a field (by its JSON path), once it shows. */
@@ -169,6 +181,14 @@ export async function modalScreenshot(page, name) {
   await page.waitForFunction(() => document.getAnimations().every((animation) => animation.playState !== 'running'),
     null, { timeout: STEP_MS });
   await page.locator('.modal .modal-body').screenshot({ path: file });
+  return file;
+}
+
+/** A picture of one part of the page (a locator), e.g. one section of the settings form. */
+export async function partScreenshot(locator, name) {
+  mkdirSync(OUTPUT_DIR, { recursive: true });
+  const file = path.join(OUTPUT_DIR, name);
+  await locator.screenshot({ path: file });
   return file;
 }
 
