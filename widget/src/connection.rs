@@ -198,7 +198,7 @@ pub fn ConnectionSection(
                 view! {
                     <button
                         type="button"
-                        class="kvoip-connection__reauthorize"
+                        class="kvoip-button kvoip-connection__reauthorize"
                         on:click=move |_| on_reauthorize(url.clone())
                     >
                         {label.clone()}
