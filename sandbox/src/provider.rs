@@ -2,7 +2,6 @@
 //! signed with Standard Webhooks headers when the request carries the webhook secret.
 
 use std::net::IpAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::State;
@@ -68,43 +67,77 @@ pub(crate) fn allowed_target(url: &reqwest::Url, server_origin: &str) -> bool {
     }
 }
 
-/// Posts the event and answers with the upstream status and `{upstream_status, upstream_body, call_id}`;
-/// 502 when the webhook cannot be reached at all.
-pub(crate) async fn call_handler(
-    State(state): State<crate::State>,
-    Json(call): Json<ProviderCall>,
-) -> Result<(StatusCode, Json<serde_json::Value>), SandboxError> {
-    let url = reqwest::Url::parse(call.webhook_url.trim())
-        .map_err(|error| SandboxError::BadRequest(format!("webhook_url: {error}")))?;
+/// The webhook URL of a request, if this sandbox may post to it (see [`allowed_target`]).
+pub(crate) fn webhook_target(state: &crate::State, raw: &str) -> Result<reqwest::Url, SandboxError> {
+    let url =
+        reqwest::Url::parse(raw.trim()).map_err(|error| SandboxError::BadRequest(format!("webhook_url: {error}")))?;
     if !allowed_target(&url, &state.config.kommo.audience) {
         return Err(SandboxError::BadRequest(
             "webhook_url must be plain http to this machine or to the server's public base URL".to_owned(),
         ));
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default();
-    let event = call.event(now);
-    let call_id = event.call_id.clone();
-    let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
+    Ok(url)
+}
+
+/// The Standard Webhooks headers of one delivery.
+pub(crate) struct Signed<'a> {
+    pub webhook_id: &'a str,
+    pub timestamp: i64,
+    pub signature: &'a str,
+}
+
+/// Posts a provider event's raw `body` to `url` (from [`webhook_target`]), with the Standard Webhooks headers
+/// when `signed`; returns the webhook's status and its body (JSON when it is, else the text).
+pub(crate) async fn deliver(
+    state: &crate::State,
+    url: reqwest::Url,
+    body: Vec<u8>,
+    signed: Option<Signed<'_>>,
+) -> Result<(u16, serde_json::Value), SandboxError> {
+    let header_value = |name: &str, value: &str| {
+        HeaderValue::from_str(value).map_err(|_| SandboxError::BadRequest(format!("{name} is not a header value")))
+    };
     let mut request = state.http.post(url).header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(secret) = call.secret.as_deref().filter(|secret| !secret.trim().is_empty()) {
-        let secret = Secret::parse(secret).map_err(|error| SandboxError::BadRequest(format!("secret: {error}")))?;
-        let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-        let signature = secret.sign(&webhook_id, now, &body);
+    if let Some(signed) = signed {
         request = request
-            .header("webhook-id", webhook_id)
-            .header("webhook-timestamp", now)
-            .header("webhook-signature", signature);
+            .header("webhook-id", header_value("webhook_id", signed.webhook_id)?)
+            .header("webhook-timestamp", HeaderValue::from(signed.timestamp))
+            .header("webhook-signature", header_value("signature_override", signed.signature)?);
     }
     let response = request
         .body(body)
         .send()
         .await
         .map_err(|error| SandboxError::Upstream(format!("posting the provider event failed: {error}")))?;
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-    tracing::info!(call.id = %call_id, upstream.status = status.as_u16(), "posted a provider event");
-    let answer = serde_json::json!({ "upstream_status": status.as_u16(), "upstream_body": body, "call_id": call_id });
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
+}
+
+/// Posts the event and answers with the upstream status and `{upstream_status, upstream_body, call_id}`;
+/// 502 when the webhook cannot be reached at all.
+pub(crate) async fn call_handler(
+    State(state): State<crate::State>,
+    Json(call): Json<ProviderCall>,
+) -> Result<(StatusCode, Json<serde_json::Value>), SandboxError> {
+    let url = webhook_target(&state, &call.webhook_url)?;
+    let now = crate::kommo_api::unix_now();
+    let event = call.event(now);
+    let call_id = event.call_id.clone();
+    let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
+    let secret = match call.secret.as_deref().filter(|secret| !secret.trim().is_empty()) {
+        Some(secret) => {
+            Some(Secret::parse(secret).map_err(|error| SandboxError::BadRequest(format!("secret: {error}")))?)
+        }
+        None => None,
+    };
+    let webhook_id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+    let signature = secret.map(|secret| secret.sign(&webhook_id, now, &body));
+    let signed = signature.as_deref().map(|signature| Signed { webhook_id: &webhook_id, timestamp: now, signature });
+    let (upstream, body) = deliver(&state, url, body, signed).await?;
+    let status = StatusCode::from_u16(upstream).unwrap_or(StatusCode::BAD_GATEWAY);
+    tracing::info!(call.id = %call_id, upstream.status = upstream, "posted a provider event");
+    let answer = serde_json::json!({ "upstream_status": upstream, "upstream_body": body, "call_id": call_id });
     Ok((status, Json(answer)))
 }
 

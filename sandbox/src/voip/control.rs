@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -137,13 +137,7 @@ pub(crate) async fn send(
     State(state): State<crate::State>,
     Json(request): Json<SendRequest>,
 ) -> Result<Json<Value>, SandboxError> {
-    let url = reqwest::Url::parse(request.webhook_url.trim())
-        .map_err(|error| SandboxError::BadRequest(format!("webhook_url: {error}")))?;
-    if !crate::provider::allowed_target(&url, &state.config.kommo.audience) {
-        return Err(SandboxError::BadRequest(
-            "webhook_url must be plain http to this machine or to the server's public base URL".to_owned(),
-        ));
-    }
+    let url = crate::provider::webhook_target(&state, &request.webhook_url)?;
     let secret =
         Secret::parse(&request.secret).map_err(|error| SandboxError::BadRequest(format!("secret: {error}")))?;
     let webhook_id = request.webhook_id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
@@ -153,23 +147,8 @@ pub(crate) async fn send(
     let call_id = event.call_id.clone();
     let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
     let signature = request.signature_override.unwrap_or_else(|| secret.sign(&webhook_id, timestamp, &body));
-    let header_value = |name: &str, value: &str| {
-        HeaderValue::from_str(value).map_err(|_| SandboxError::BadRequest(format!("{name} is not a header value")))
-    };
-    let response = state
-        .http
-        .post(url)
-        .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-        .header("webhook-id", header_value("webhook_id", &webhook_id)?)
-        .header("webhook-timestamp", HeaderValue::from(timestamp))
-        .header("webhook-signature", header_value("signature_override", &signature)?)
-        .body(body)
-        .send()
-        .await
-        .map_err(|error| SandboxError::Upstream(format!("posting the provider event failed: {error}")))?;
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let signed = crate::provider::Signed { webhook_id: &webhook_id, timestamp, signature: &signature };
+    let (status, answer) = crate::provider::deliver(&state, url, body, Some(signed)).await?;
     tracing::info!(call.id = %call_id, upstream.status = status, "posted a signed provider event");
     let sent = SentWebhook { webhook_id: webhook_id.clone(), call_id, status };
     state.voip.book().stats.webhooks.push(sent);
