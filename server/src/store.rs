@@ -118,14 +118,12 @@ pub struct NewEndpoint {
     pub hint: String,
 }
 
-/// The verifying secrets of a webhook endpoint: the current one and, for a while after a rotation,
-/// the previous one.
-#[derive(Debug, Clone)]
-pub struct HookSecrets {
+/// What a webhook path resolves to.
+#[derive(Debug, Clone, Copy)]
+pub struct Hook {
     pub account: AccountId,
+    /// Kommo's `active` flag: call processing is on.
     pub active: bool,
-    pub current: String,
-    pub previous: Option<String>,
 }
 
 pub fn unix_now() -> i64 {
@@ -284,31 +282,14 @@ impl Store {
         Ok(rotated.rows_affected() == 1)
     }
 
-    /// Resolves a webhook path to its account and verifying secrets. Unknown ids give `None`.
-    pub async fn hook(&self, hook_id: &str) -> sqlx::Result<Option<HookSecrets>> {
-        #[derive(FromRow)]
-        struct Row {
-            account_id: i64,
-            active: bool,
-            webhook_secret: String,
-            previous_webhook_secret: Option<String>,
-            previous_secret_until: Option<i64>,
-        }
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT account_id, active, webhook_secret, previous_webhook_secret, previous_secret_until
-             FROM widget_settings WHERE hook_id = ?1",
-        )
-        .bind(hook_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|row| HookSecrets {
-            account: AccountId(row.account_id),
-            active: row.active,
-            current: row.webhook_secret,
-            previous: row
-                .previous_webhook_secret
-                .filter(|_| row.previous_secret_until.is_some_and(|until| until >= unix_now())),
-        }))
+    /// Resolves a webhook path to its account. Unknown ids give `None`.
+    pub async fn hook(&self, hook_id: &str) -> sqlx::Result<Option<Hook>> {
+        let row: Option<(i64, bool)> =
+            sqlx::query_as("SELECT account_id, active FROM widget_settings WHERE hook_id = ?1")
+                .bind(hook_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(account, active)| Hook { account: AccountId(account), active }))
     }
 
     /// Records a provider event: the first event of a call inserts it, later ones update its status.
