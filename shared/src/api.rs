@@ -14,6 +14,26 @@ pub mod paths {
     pub const PUSH_EVENTS: &str = "/widget/v1/push/events";
     pub const CONNECTION: &str = "/widget/v1/connection";
     pub const USERS: &str = "/widget/v1/users";
+    /// `POST`: the manager's call result for a call (`{call_id}` is the provider's call id).
+    pub const CALL_RESULT: &str = "/widget/v1/calls/{call_id}/result";
+    /// `GET`: the account's Kommo deliveries that failed for good (dead letters).
+    pub const FAILED_DELIVERIES: &str = "/widget/v1/deliveries/failed";
+    /// `POST`: queue a failed delivery again.
+    pub const RETRY_DELIVERY: &str = "/widget/v1/deliveries/failed/{id}/retry";
+}
+
+/// A Kommo delivery that failed for good (a dead letter), as the account's admin and the operator see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedDelivery {
+    /// The job's id (what the retry path takes).
+    pub id: i64,
+    /// The provider's call id.
+    pub call_id: String,
+    pub attempts: u32,
+    /// The last error, as the server logged it (never a secret).
+    pub last_error: Option<String>,
+    /// Unix seconds of the last attempt.
+    pub failed_at: i64,
 }
 
 /// Where the account's connection to Kommo stands, as the settings UI shows it.

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod call;
 pub mod integration;
+pub mod rules;
 pub mod settings;
 
 pub use call::{CallDirection, CallEventType, CallStatus, FromWebhook};
