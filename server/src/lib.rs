@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod jobs;
 pub mod kommo;
 pub mod oauth;
 pub mod provider;
