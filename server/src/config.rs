@@ -31,6 +31,19 @@ pub struct Config {
     /// Which VoIP provider addresses we may call (https to public addresses, unless the operator
     /// allows a local stand-in).
     pub provider_egress: EgressPolicy,
+    /// Operator endpoints (`/metrics`, dead letters across accounts).
+    pub operator: OperatorConfig,
+    /// Jobs run at once by this process's worker.
+    pub worker_concurrency: usize,
+}
+
+/// Who may reach the operator endpoints: their own listener (`OPERATOR_BIND_ADDR`, e.g. an address
+/// only the monitoring network reaches), and/or a bearer token (`OPERATOR_TOKEN`, required on the main
+/// listener, where the operator endpoints exist only when a token is set).
+#[derive(Debug, Default)]
+pub struct OperatorConfig {
+    pub bind_addr: Option<SocketAddr>,
+    pub token: Option<SecretString>,
 }
 
 /// The integration's identity in Kommo.
@@ -92,6 +105,22 @@ impl Config {
                 Some(other) => bail!("PROVIDER_ALLOW_INSECURE_LOCAL must be true or false, got {other:?}"),
             },
         };
+        let operator = OperatorConfig {
+            bind_addr: var("OPERATOR_BIND_ADDR")
+                .map(|addr| addr.parse().context("OPERATOR_BIND_ADDR must be host:port, e.g. 127.0.0.1:9090"))
+                .transpose()?,
+            token: match var("OPERATOR_TOKEN") {
+                Some(token) if token.len() < 32 => bail!("OPERATOR_TOKEN must be at least 32 characters"),
+                token => token.map(SecretString::from),
+            },
+        };
+        let worker_concurrency = match var("WORKER_CONCURRENCY") {
+            None => 8,
+            Some(text) => match text.parse::<usize>() {
+                Ok(count @ 1..=256) => count,
+                _ => bail!("WORKER_CONCURRENCY must be a number from 1 to 256, got {text:?}"),
+            },
+        };
         Ok(Config {
             bind_addr,
             public_base_url,
@@ -102,6 +131,8 @@ impl Config {
             kommo_hosts,
             kommo_consent_url,
             provider_egress,
+            operator,
+            worker_concurrency,
         })
     }
 }

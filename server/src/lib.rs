@@ -2,16 +2,20 @@
 //! binary serves and the tests drive; [`serve`] runs it until a shutdown signal.
 
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod crypto;
 pub mod http;
+pub mod ingest;
 pub mod jobs;
 pub mod kommo;
+pub mod metrics;
 pub mod oauth;
 pub mod provider;
 pub mod push;
 pub mod signing;
 pub mod store;
+pub mod worker;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::http::{AppState, app};
 use crate::store::Store;
+use crate::worker::{Handler, Worker};
 
 /// Opens the store, binds the listener and serves until `shutdown` is cancelled, then lets
 /// in-flight requests finish.
@@ -37,13 +42,33 @@ pub async fn serve_on(
 ) -> anyhow::Result<()> {
     let store = Store::connect(&config.database_url).await?;
     tracing::info!(addr = %listener.local_addr()?, public_base_url = %config.public_base_url, "listening");
+    let operator_addr = config.operator.bind_addr;
+    let concurrency = config.worker_concurrency;
     let state = AppState::new(config, store.clone(), shutdown.clone());
     tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
+    let worker =
+        Worker { queue: state.queue.clone(), handler: job_handler(&state), concurrency, wake: state.jobs_wake.clone() };
+    let worker = tokio::spawn(worker.run(shutdown.clone()));
+    if let Some(addr) = operator_addr {
+        let operator = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, "operator endpoints listening");
+        let router = http::operator_app(state.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) =
+                axum::serve(operator, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+            {
+                tracing::error!(%error, "operator listener failed");
+            }
+        });
+    }
     let router = app(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serving HTTP")?;
+    // Running jobs finish (or their leases expire if we are killed meanwhile).
+    let _ = worker.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -59,4 +84,18 @@ async fn recover_installs(installer: oauth::Installer, shutdown: CancellationTok
             () = tokio::time::sleep(oauth::RECOVERY_INTERVAL) => {}
         }
     }
+}
+
+/// Runs one job by its kind.
+pub fn job_handler(state: &AppState) -> Handler {
+    let calls = state.calls.clone();
+    std::sync::Arc::new(move |job: jobs::Job| {
+        let calls = calls.clone();
+        Box::pin(async move {
+            match job.kind.as_str() {
+                jobs::KIND_CALL => calls::process_call(&calls, job.account(), &job.subject).await,
+                other => Err(jobs::JobError::Fail { error: format!("unknown job kind {other:?}") }),
+            }
+        })
+    })
 }

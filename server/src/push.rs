@@ -72,6 +72,12 @@ impl Hub {
         state.channels.entry(account).or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0).subscribe()
     }
 
+    /// Whether any stream of the account is open (so the caller can skip preparing an event).
+    pub fn has_subscribers(&self, account: AccountId) -> bool {
+        let state = self.state.lock().expect("push hub lock poisoned");
+        state.channels.get(&account).is_some_and(|sender| sender.receiver_count() > 0)
+    }
+
     /// Sends `event` to the account's open streams; returns how many received it.
     pub fn publish(&self, account: AccountId, event: PushEvent) -> usize {
         let mut state = self.state.lock().expect("push hub lock poisoned");

@@ -119,11 +119,15 @@ pub struct NewEndpoint {
 }
 
 /// What a webhook path resolves to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Hook {
     pub account: AccountId,
     /// Kommo's `active` flag: call processing is on.
     pub active: bool,
+    /// The signing secret, sealed.
+    pub secret: String,
+    /// The secret before the last rotation, sealed, while it still verifies.
+    pub previous_secret: Option<String>,
 }
 
 pub fn unix_now() -> i64 {
@@ -283,13 +287,22 @@ impl Store {
     }
 
     /// Resolves a webhook path to its account. Unknown ids give `None`.
-    pub async fn hook(&self, hook_id: &str) -> sqlx::Result<Option<Hook>> {
-        let row: Option<(i64, bool)> =
-            sqlx::query_as("SELECT account_id, active FROM widget_settings WHERE hook_id = ?1")
-                .bind(hook_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(|(account, active)| Hook { account: AccountId(account), active }))
+    pub async fn hook(&self, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {
+        let row: Option<(i64, bool, String, Option<String>)> = sqlx::query_as(
+            "SELECT account_id, active, webhook_secret,
+                    CASE WHEN previous_secret_until > ?2 THEN previous_webhook_secret END
+             FROM widget_settings WHERE hook_id = ?1",
+        )
+        .bind(hook_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(account, active, secret, previous_secret)| Hook {
+            account: AccountId(account),
+            active,
+            secret,
+            previous_secret,
+        }))
     }
 
     /// Records a provider event: the first event of a call inserts it, later ones update its status.
@@ -323,6 +336,49 @@ impl Store {
         .execute(&self.pool)
         .await
         .map(drop)
+    }
+
+    /// Whether the account has received any event of this call.
+    pub async fn call_known(&self, account: AccountId, call_id: &str) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM voip_calls WHERE account_id = ?1 AND call_id = ?2)
+                 OR EXISTS (SELECT 1 FROM webhook_inbox WHERE account_id = ?1 AND call_id = ?2)",
+        )
+        .bind(account.0)
+        .bind(call_id)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    /// Stores the manager's call result and queues the call's job, in one transaction. False when the
+    /// call has a result already.
+    pub async fn insert_call_result(
+        &self,
+        account: AccountId,
+        call_id: &str,
+        result_json: &str,
+        user_id: i64,
+        now_ms: i64,
+    ) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT DO NOTHING",
+        )
+        .bind(account.0)
+        .bind(call_id)
+        .bind(result_json)
+        .bind(user_id)
+        .bind(now_ms / 1000)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            crate::jobs::enqueue(&mut *tx, account, crate::jobs::KIND_CALL, call_id, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(inserted)
     }
 
     /// The Kommo user an extension belongs to in this account, if mapped.

@@ -11,7 +11,9 @@ use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use server::config::Config;
+use server::crypto::{Keyring, SealContext};
 use server::http::{AppState, app};
+use server::signing::WebhookSecret;
 use server::store::{NewEndpoint, SettingsWrite, Store, unix_now};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -24,11 +26,17 @@ const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 struct TestServer {
     router: Router,
     store: Store,
+    /// The signing secret of each webhook path handed out by `webhook_path`.
+    secrets: std::sync::Mutex<HashMap<String, WebhookSecret>>,
     _dir: tempfile::TempDir,
 }
 
 fn config(db_url: &str) -> Config {
-    let vars: HashMap<&str, &str> = HashMap::from([
+    config_with(db_url, &[])
+}
+
+fn config_with(db_url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<&str, &str> = HashMap::from([
         ("KOMMO_CLIENT_ID", CLIENT_ID),
         ("KOMMO_CLIENT_SECRET", CLIENT_SECRET),
         ("SECRET_KEYS", KEYS),
@@ -36,6 +44,7 @@ fn config(db_url: &str) -> Config {
         ("DATABASE_URL", db_url),
         ("CORS_EXTRA_ORIGINS", "http://127.0.0.1:8090"),
     ]);
+    vars.extend(extra.iter().copied());
     Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned())).unwrap()
 }
 
@@ -50,11 +59,15 @@ async fn start() -> TestServer {
 }
 
 async fn start_empty() -> TestServer {
+    start_empty_with(&[]).await
+}
+
+async fn start_empty_with(extra: &[(&str, &str)]) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
     let store = Store::connect(&db_url).await.unwrap();
-    let router = app(AppState::new(config(&db_url), store.clone(), CancellationToken::new()));
-    TestServer { router, store, _dir: dir }
+    let router = app(AppState::new(config_with(&db_url, extra), store.clone(), CancellationToken::new()));
+    TestServer { router, store, secrets: Default::default(), _dir: dir }
 }
 
 /// A disposable token as Kommo issues it for `account_id` / `user_id` of `subdomain`, each with
@@ -116,9 +129,31 @@ impl TestServer {
         self.widget(Method::PUT, "/widget/v1/settings", Some(&token_of(who)), Some(body)).await
     }
 
-    async fn hook(&self, path: &str, body: impl Into<Body>) -> Reply {
-        let request = Request::post(path).header(header::CONTENT_TYPE, "application/json").body(body.into()).unwrap();
+    /// Posts a provider event signed as the provider signs it (Standard Webhooks) with the path's secret
+    /// (a path we never handed out is signed with a fresh one).
+    async fn hook(&self, path: &str, body: impl Into<String>) -> Reply {
+        static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!("msg_{}", SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        self.hook_as(path, &id, unix_now(), body.into(), None).await
+    }
+
+    /// Posts `body` with webhook id `id`, timestamp `at`, signed with `signature` when given (a full
+    /// header value), else with the path's secret.
+    async fn hook_as(&self, path: &str, id: &str, at: i64, body: String, signature: Option<String>) -> Reply {
+        let secret = self.secrets.lock().unwrap().get(path).cloned().unwrap_or_else(WebhookSecret::generate);
+        let signature = signature.unwrap_or_else(|| secret.sign(id, at, body.as_bytes()));
+        let request = Request::post(path)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", at.to_string())
+            .header("webhook-signature", signature)
+            .body(Body::from(body))
+            .unwrap();
         self.send(request).await
+    }
+
+    fn secret_of(&self, path: &str) -> WebhookSecret {
+        self.secrets.lock().unwrap()[path].clone()
     }
 
     async fn count(&self, table: &str) -> i64 {
@@ -130,6 +165,10 @@ impl TestServer {
     async fn webhook_path(&self, who: (i64, i64, &str)) -> String {
         let account = self.store.account_by_kommo_id(who.0).await.unwrap().expect("the account is installed");
         let hook_id = format!("hook-{}-{}", who.0, unix_now());
+        let secret = WebhookSecret::generate();
+        let keyring = Keyring::parse(KEYS).unwrap();
+        let context = SealContext { column: "widget_settings.webhook_secret", account_id: account.0 };
+        let sealed_secret = keyring.seal(context, &secret.to_text());
         let write = SettingsWrite {
             credential_method: "password",
             provider_url: "https://voip.example.org/api",
@@ -140,14 +179,12 @@ impl TestServer {
             fallback_user_id: None,
             extensions: Vec::new(),
             user_id: who.1,
-            new_endpoint: NewEndpoint {
-                hook_id: hook_id.clone(),
-                sealed_secret: "v1.k1.sealed".into(),
-                hint: "…abcd".into(),
-            },
+            new_endpoint: NewEndpoint { hook_id: hook_id.clone(), sealed_secret, hint: "…abcd".into() },
         };
         self.store.save_settings(account, write).await.unwrap();
-        format!("/hooks/voip/{hook_id}")
+        let path = format!("/hooks/voip/{hook_id}");
+        self.secrets.lock().unwrap().insert(path.clone(), secret);
+        path
     }
 }
 
@@ -211,19 +248,22 @@ async fn a_changed_subdomain_updates_the_account_instead_of_creating_another() {
 }
 
 #[tokio::test]
-async fn a_webhook_is_stored_once_per_call_and_updates_its_status() {
+async fn each_event_of_a_call_is_stored_in_the_inbox_and_the_call_gets_one_queued_job() {
     let server = start().await;
     let path = server.webhook_path(ALICE).await;
     for status in ["ringing", "answered", "ended"] {
         let reply = server.hook(&path, call_event("call-1", status, Some("101")).to_string()).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-        assert_eq!(reply.body, json!({"stored": true}));
+        assert_eq!(reply.body, json!({"stored": true, "duplicate": false}));
     }
-    let rows: Vec<(String, String, String)> = sqlx::query_as("SELECT call_id, from_number, status FROM voip_calls")
+    let events: Vec<String> = sqlx::query_scalar("SELECT event_key FROM webhook_inbox ORDER BY id")
         .fetch_all(server.store.pool())
         .await
         .unwrap();
-    assert_eq!(rows, vec![("call-1".into(), "+5511987654321".into(), "ended".into())]);
+    assert_eq!(events, ["call-1/ringing", "call-1/answered", "call-1/ended"]);
+    let jobs: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT kind, subject, state FROM jobs").fetch_all(server.store.pool()).await.unwrap();
+    assert_eq!(jobs, vec![("call".into(), "call-1".into(), "queued".into())]);
 }
 
 #[tokio::test]
@@ -259,7 +299,8 @@ async fn bad_webhooks_are_refused_with_a_reason_and_store_nothing() {
     assert!(reply.body["error"]["message"].as_str().unwrap().contains("from"), "the message names the field");
     let reply = server.hook(&path, call_event("", "ringing", None).to_string()).await;
     assert!(reply.body["error"]["message"].as_str().unwrap().contains("callId"));
-    assert_eq!(server.count("voip_calls").await, 0);
+    assert_eq!(server.count("webhook_inbox").await, 0);
+    assert_eq!(server.count("jobs").await, 0);
 }
 
 /// Reads server-sent-event frames from `body` until one carries `event: call`, or times out.
@@ -519,4 +560,274 @@ async fn the_disable_hook_with_a_bad_signature_changes_nothing() {
     let states: Vec<String> =
         sqlx::query_scalar("SELECT state FROM accounts").fetch_all(server.store.pool()).await.unwrap();
     assert_eq!(states, vec!["installed", "installed"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Provider webhooks: signatures, duplicates, refusals (each storing nothing)
+// ---------------------------------------------------------------------------------------------------------
+
+async fn stored_rows(server: &TestServer) -> (i64, i64) {
+    (server.count("webhook_inbox").await, server.count("jobs").await)
+}
+
+#[tokio::test]
+async fn a_repeated_delivery_or_the_same_event_under_a_new_id_is_answered_200_and_stored_once() {
+    let server = start().await;
+    let path = server.webhook_path(ALICE).await;
+    let body = call_event("call-7", "ended", Some("101")).to_string();
+    let now = unix_now();
+    let first = server.hook_as(&path, "msg_a", now, body.clone(), None).await;
+    assert_eq!(first.body, json!({"stored": true, "duplicate": false}), "{}", first.text);
+    let again = server.hook_as(&path, "msg_a", now + 5, body.clone(), None).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, json!({"stored": true, "duplicate": true}));
+    let new_id = server.hook_as(&path, "msg_b", now, body, None).await;
+    assert_eq!(new_id.body, json!({"stored": true, "duplicate": true}));
+    assert_eq!(stored_rows(&server).await, (1, 1));
+}
+
+#[tokio::test]
+async fn fifty_concurrent_copies_of_one_delivery_are_all_acknowledged_and_stored_once() {
+    let server = std::sync::Arc::new(start().await);
+    let path = server.webhook_path(ALICE).await;
+    let body = call_event("call-50", "ended", Some("101")).to_string();
+    let now = unix_now();
+    let mut copies = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (server, path, body) = (server.clone(), path.clone(), body.clone());
+        copies.spawn(async move { server.hook_as(&path, "msg_same", now, body, None).await });
+    }
+    let mut fresh = 0;
+    while let Some(reply) = copies.join_next().await {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        fresh += usize::from(reply.body["duplicate"] == json!(false));
+    }
+    assert_eq!(fresh, 1, "exactly one copy is the new one");
+    assert_eq!(stored_rows(&server).await, (1, 1));
+}
+
+#[tokio::test]
+async fn bad_signatures_stale_timestamps_and_other_accounts_paths_are_refused_and_store_nothing() {
+    let server = start().await;
+    let alice = server.webhook_path(ALICE).await;
+    let bob = server.webhook_path(BOB).await;
+    let body = call_event("call-s", "ringing", Some("101")).to_string();
+    let now = unix_now();
+    let alice_secret = server.secret_of(&alice);
+    let good = alice_secret.sign("msg_s", now, body.as_bytes());
+    let other_body = call_event("call-t", "ringing", Some("101")).to_string();
+    let cases: Vec<(&str, String, i64, Option<String>, &str)> = vec![
+        ("no signature", alice.clone(), now, Some(String::new()), "signature missing"),
+        ("empty v1", alice.clone(), now, Some("v1,".into()), "empty signature"),
+        ("short v1", alice.clone(), now, Some("v1,AAAA".into()), "short signature"),
+        ("wrong secret", alice.clone(), now, Some(WebhookSecret::generate().sign("msg_s", now, body.as_bytes())), ""),
+        (
+            "another body's signature",
+            alice.clone(),
+            now,
+            Some(alice_secret.sign("msg_s", now, other_body.as_bytes())),
+            "",
+        ),
+        ("stale timestamp", alice.clone(), now - 301, Some(alice_secret.sign("msg_s", now - 301, body.as_bytes())), ""),
+        (
+            "future timestamp",
+            alice.clone(),
+            now + 301,
+            Some(alice_secret.sign("msg_s", now + 301, body.as_bytes())),
+            "",
+        ),
+        ("alice's signature on bob's path", bob.clone(), now, Some(good.clone()), ""),
+        ("v1a only", alice.clone(), now, Some(good.replace("v1,", "v1a,")), ""),
+    ];
+    for (name, path, at, signature, _) in cases {
+        let reply = server.hook_as(&path, "msg_s", at, body.clone(), signature).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{name}: {}", reply.text);
+        assert_eq!(reply.body["error"]["code"], "bad_signature", "{name}");
+    }
+    assert_eq!(stored_rows(&server).await, (0, 0));
+    // One right signature among wrong ones verifies (several signatures during a secret rotation).
+    let mixed = format!("v1,{} {good} v1,AAAA", "A".repeat(43) + "=");
+    let reply = server.hook_as(&alice, "msg_s", now, body, Some(mixed)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(stored_rows(&server).await, (1, 1));
+}
+
+#[tokio::test]
+async fn after_a_secret_rotation_both_secrets_verify_until_the_previous_one_expires() {
+    let server = start().await;
+    let path = server.webhook_path(ALICE).await;
+    let old = server.secret_of(&path);
+    let rotated = server.widget(Method::POST, "/widget/v1/settings/webhook-secret", Some(&token_of(ALICE)), None).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let new =
+        WebhookSecret::parse(rotated.body["signing_secret"].as_str().expect("the new secret is shown once")).unwrap();
+    let now = unix_now();
+    for (id, secret) in [("msg_old", &old), ("msg_new", &new)] {
+        let body = call_event(id, "ringing", None).to_string();
+        let signature = secret.sign(id, now, body.as_bytes());
+        let reply = server.hook_as(&path, id, now, body, Some(signature)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{id}: {}", reply.text);
+    }
+    sqlx::query("UPDATE widget_settings SET previous_secret_until = ?1")
+        .bind(now - 1)
+        .execute(server.store.pool())
+        .await
+        .unwrap();
+    let body = call_event("late", "ringing", None).to_string();
+    let signature = old.sign("msg_late", now, body.as_bytes());
+    let reply = server.hook_as(&path, "msg_late", now, body, Some(signature)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "the expired previous secret no longer verifies");
+    assert_eq!(stored_rows(&server).await, (2, 2));
+}
+
+#[tokio::test]
+async fn a_turned_off_integration_refuses_signed_webhooks_with_409_and_stores_nothing() {
+    let server = start().await;
+    let path = server.webhook_path(ALICE).await;
+    sqlx::query("UPDATE widget_settings SET active = FALSE").execute(server.store.pool()).await.unwrap();
+    let reply = server.hook(&path, call_event("call-off", "ringing", None).to_string()).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert_eq!(reply.body["error"]["code"], "integration_inactive");
+    assert_eq!(stored_rows(&server).await, (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The manager's call result and the account's failed deliveries
+// ---------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_call_result_is_accepted_once_for_a_call_of_the_account_and_queues_the_call() {
+    let server = start().await;
+    let path = server.webhook_path(ALICE).await;
+    server.webhook_path(BOB).await;
+    let result = json!({"note": "Wants a quote", "call_status": 4, "quality": 5,
+                        "follow_up": {"text": "Send the quote", "due_at": unix_now() + 86_400}});
+    let url = "/widget/v1/calls/call-r/result";
+    let unknown = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(result.clone())).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "no event of that call arrived yet");
+    server.hook(&path, call_event("call-r", "ringing", Some("101")).to_string()).await;
+    let bobs = server.widget(Method::POST, url, Some(&token_of(BOB)), Some(result.clone())).await;
+    assert_eq!(bobs.status, StatusCode::NOT_FOUND, "another account's call is not found");
+    for (bad, field) in [
+        (json!({"call_status": 9}), "call_status"),
+        (json!({"call_status": 4, "quality": 6}), "quality"),
+        (json!({"call_status": 4, "follow_up": {"text": "", "due_at": unix_now() + 60}}), "follow_up.text"),
+        (json!({"call_status": 4, "account_id": 2002}), "account_id"),
+    ] {
+        let reply = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(bad)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}: {}", reply.text);
+        assert!(reply.text.contains(field), "the message names {field}: {}", reply.text);
+    }
+    let accepted = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(result.clone())).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+    let again = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(result)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(server.count("call_results").await, 1);
+    let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE subject = 'call-r' AND state = 'queued'")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(queued, 1, "the event's job covers the result too");
+}
+
+async fn park_dead_letter(server: &TestServer, who: (i64, i64, &str), call_id: &str) -> i64 {
+    let account = server.store.account_by_kommo_id(who.0).await.unwrap().unwrap();
+    sqlx::query_scalar(
+        "INSERT INTO jobs (account_id, kind, subject, state, attempts, run_at, last_error, created_at, updated_at)
+         VALUES (?1, 'call', ?2, 'dead', 10, 0, 'Kommo refused the request (400): bad phone', 0, ?3) RETURNING id",
+    )
+    .bind(account.0)
+    .bind(call_id)
+    .bind(unix_now() * 1000)
+    .fetch_one(server.store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_sees_and_retries_only_their_accounts_failed_deliveries() {
+    let server = start().await;
+    let alices = park_dead_letter(&server, ALICE, "call-a").await;
+    let bobs = park_dead_letter(&server, BOB, "call-b").await;
+    let list = server.widget(Method::GET, "/widget/v1/deliveries/failed", Some(&token_of(ALICE)), None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(list.body[0]["call_id"], "call-a");
+    assert_eq!(list.body[0]["attempts"], 10);
+    assert_eq!(list.body[0]["last_error"], "Kommo refused the request (400): bad phone");
+    let cross = format!("/widget/v1/deliveries/failed/{bobs}/retry");
+    assert_eq!(server.widget(Method::POST, &cross, Some(&token_of(ALICE)), None).await.status, StatusCode::NOT_FOUND);
+    let own = format!("/widget/v1/deliveries/failed/{alices}/retry");
+    assert_eq!(server.widget(Method::POST, &own, Some(&token_of(ALICE)), None).await.status, StatusCode::ACCEPTED);
+    let states: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT subject, state, attempts FROM jobs ORDER BY subject")
+            .fetch_all(server.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(states, vec![("call-a".into(), "queued".into(), 0), ("call-b".into(), "dead".into(), 10)]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Operator endpoints
+// ---------------------------------------------------------------------------------------------------------
+
+const OPERATOR_TOKEN: &str = "operator-token-0123456789abcdef0123456789";
+
+#[tokio::test]
+async fn operator_endpoints_need_the_operator_token_and_no_other_credential_opens_them() {
+    let server = start_empty_with(&[("OPERATOR_TOKEN", OPERATOR_TOKEN)]).await;
+    for (kommo_account_id, _, subdomain) in [ALICE, BOB] {
+        let api_domain = format!("{subdomain}.kommo.com");
+        server.store.install_account(kommo_account_id, subdomain, &api_domain, None).await.unwrap();
+    }
+    let hook = server.webhook_path(ALICE).await;
+    server.hook(&hook, call_event("call-m", "ringing", None).to_string()).await;
+    server.hook_as(&hook, "msg_bad", unix_now(), "{}".into(), Some("v1,AAAA".into())).await;
+    park_dead_letter(&server, BOB, "call-b").await;
+    let hook_id = hook.trim_start_matches("/hooks/voip/").to_owned();
+    for path in ["/metrics", "/operator/dead-letters"] {
+        let credentials = [
+            None,
+            Some(("X-Auth-Token".to_owned(), token_of(ALICE))),
+            Some(("Authorization".to_owned(), format!("Bearer {}", token_of(ALICE)))),
+            Some(("Authorization".to_owned(), format!("Bearer {hook_id}"))),
+            Some(("Authorization".to_owned(), format!("Bearer {OPERATOR_TOKEN}x"))),
+            Some(("Authorization".to_owned(), format!("Bearer {CLIENT_SECRET}"))),
+        ];
+        for credential in credentials {
+            let mut request = Request::get(path);
+            if let Some((name, value)) = &credential {
+                request = request.header(name, value);
+            }
+            let reply = server.send(request.body(Body::empty()).unwrap()).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} with {credential:?}");
+        }
+    }
+    let operator = |path: &str| {
+        Request::get(path).header("Authorization", format!("Bearer {OPERATOR_TOKEN}")).body(Body::empty()).unwrap()
+    };
+    let metrics = server.send(operator("/metrics")).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for line in [
+        "webhooks_received_total{outcome=\"stored\"}",
+        "webhooks_refused_total{reason=\"bad_signature\"}",
+        "jobs_queued 1",
+        "jobs_dead 1",
+    ] {
+        assert!(metrics.text.contains(line), "/metrics shows {line}:\n{}", metrics.text);
+    }
+    let letters = server.send(operator("/operator/dead-letters")).await;
+    assert_eq!(letters.status, StatusCode::OK);
+    assert_eq!(letters.body[0]["call_id"], "call-b");
+    assert!(letters.body[0]["account_id"].is_i64());
+}
+
+#[tokio::test]
+async fn without_an_operator_token_the_public_listener_has_no_operator_endpoints() {
+    let server = start().await;
+    for path in ["/metrics", "/operator/dead-letters"] {
+        let reply = server.send(Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
 }

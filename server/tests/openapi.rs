@@ -16,8 +16,10 @@ use server::config::Config;
 use server::http::{AppState, app};
 use server::store::Store;
 use shared::api::{
-    ConnectionCheck, ConnectionState, ConnectionView, ErrorBody, IncomingCall, KommoUserView, PushTicket,
+    ConnectionCheck, ConnectionState, ConnectionView, ErrorBody, FailedDelivery, IncomingCall, KommoUserView,
+    PushTicket,
 };
+use shared::rules::CallResult;
 use shared::{
     CallStatus, FieldError, FromWebhook, IntegrationSettings, IntegrationSettingsView, ValidationCode, VoipCredentials,
     WebhookEndpoint,
@@ -68,6 +70,8 @@ async fn router() -> TestRouter {
         ("SECRET_KEYS", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
         ("PUBLIC_BASE_URL", "https://voip.example.org"),
         ("DATABASE_URL", db_url.as_str()),
+        // With a token, the operator endpoints are on the public router too (behind the token).
+        ("OPERATOR_TOKEN", "openapi-test-operator-token-0123456789abcdef"),
     ]);
     let config = Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned())).unwrap();
     let store = Store::connect(&db_url).await.unwrap();
@@ -342,6 +346,8 @@ fn wire_types() -> BTreeMap<&'static str, RoundTrip> {
         ("IncomingCall", round_trip::<IncomingCall>),
         ("FieldError", round_trip::<FieldError>),
         ("ErrorBody", round_trip::<ErrorBody>),
+        ("CallResult", round_trip::<CallResult>),
+        ("FailedDelivery", round_trip::<FailedDelivery>),
     ])
 }
 

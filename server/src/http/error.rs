@@ -3,13 +3,14 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use shared::FieldError;
 use shared::api::{ErrorBody, ErrorDetail};
 
 use crate::auth::TokenError;
 use crate::kommo::KommoError;
+use crate::signing::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -30,6 +31,12 @@ pub enum ApiError {
     Kommo(#[from] KommoError),
     #[error("payload too large")]
     PayloadTooLarge,
+    /// A provider webhook whose signature did not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(#[from] SignatureError),
+    /// Transient trouble on our side (storage busy, shutting down): 503 with `Retry-After`.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -107,6 +114,23 @@ impl IntoResponse for ApiError {
                 "The request body is too large.".to_owned(),
                 Vec::new(),
             ),
+            ApiError::BadSignature(error) => (
+                StatusCode::UNAUTHORIZED,
+                "bad_signature",
+                format!("The webhook signature did not verify: {error}."),
+                Vec::new(),
+            ),
+            ApiError::Unavailable(reason) => {
+                tracing::warn!(%reason, "request refused for now");
+                let body = ErrorBody {
+                    error: ErrorDetail {
+                        code: "unavailable".to_owned(),
+                        message: "The server cannot store this right now; please retry shortly.".to_owned(),
+                        fields: Vec::new(),
+                    },
+                };
+                return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], Json(body)).into_response();
+            }
             ApiError::Internal(error) => {
                 // Logged once, here; the client gets no internals.
                 tracing::error!(error = format!("{error:#}"), "request failed");

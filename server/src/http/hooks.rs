@@ -1,18 +1,28 @@
 //! Provider webhooks: `POST /hooks/voip/{hook_id}`, where the unguessable hook id names the account.
-//! A 200 is sent only after the event is committed. (Signatures and the durable job queue arrive
-//! with the webhook issue; they slot in before `record_call_event` and after it, respectively.)
+//!
+//! Order of checks, each refusal storing nothing: the raw body capped (413) → the hook id resolved
+//! (404) → the Standard Webhooks signature verified on the raw bytes with that account's secrets,
+//! timestamp within ±300 s (401) → the account's integration turned on (409) → the event's schema
+//! (400, naming the field). Then the event is committed to the inbox together with its job (group
+//! commit, see `ingest`) and only then answered 200. A repeated delivery gets 200 and is stored once.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
 use shared::FromWebhook;
 use shared::api::IncomingCall;
 
 use super::AppState;
 use super::error::ApiError;
+use super::settings::WEBHOOK_SECRET_COLUMN;
+use crate::crypto::SealContext;
+use crate::ingest::{Incoming, IngestError, Stored};
 use crate::push::PushEvent;
+use crate::signing::{self, SignatureError, SignedHeaders, WebhookSecret};
+use crate::store::{AccountId, unix_now};
 
 /// Largest body a provider may send; larger ones get 413 before any parsing.
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
@@ -20,32 +30,133 @@ pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
 pub async fn receive(
     State(state): State<AppState>,
     Path(hook_id): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body?;
-    let hook = state.store.hook(&hook_id).await?.ok_or(ApiError::NotFound)?;
+    let result = accept(&state, &hook_id, &headers, body).await;
+    match &result {
+        Ok((_, _, stored)) => {
+            let outcome = if *stored == Stored::New { "stored" } else { "duplicate" };
+            metrics::counter!("webhooks_received_total", "outcome" => outcome).increment(1);
+        }
+        Err(refusal) => {
+            metrics::counter!("webhooks_refused_total", "reason" => refusal.reason).increment(1);
+        }
+    }
+    let (account, event, stored) = result.map_err(|refusal| refusal.error)?;
+    if stored == Stored::New {
+        push_popup(&state, account, &event).await;
+    }
+    Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })))
+}
+
+/// A refusal with its metrics label.
+struct Refusal {
+    reason: &'static str,
+    error: ApiError,
+}
+
+fn refuse(reason: &'static str, error: ApiError) -> Refusal {
+    Refusal { reason, error }
+}
+
+async fn accept(
+    state: &AppState,
+    hook_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(AccountId, FromWebhook, Stored), Refusal> {
+    let body = body.map_err(|rejection| {
+        let error = ApiError::from(rejection);
+        let reason = if matches!(error, ApiError::PayloadTooLarge) { "too_large" } else { "unreadable" };
+        refuse(reason, error)
+    })?;
+    let now = unix_now();
+    let hook = state
+        .store
+        .hook(hook_id, now)
+        .await
+        .map_err(|error| refuse("unavailable", ApiError::from(error)))?
+        .ok_or_else(|| refuse("unknown_hook", ApiError::NotFound))?;
+    let account = hook.account;
+
+    let context = SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: account.0 };
+    let secrets: Vec<WebhookSecret> = std::iter::once(&hook.secret)
+        .chain(hook.previous_secret.as_ref())
+        .filter_map(|sealed| state.keyring.open(context, sealed).ok())
+        .filter_map(|text| WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&text)).ok())
+        .collect();
+    let signed = SignedHeaders::from_headers(headers);
+    signing::verify(&signed, &body, now, &secrets).map_err(|error| {
+        let reason = match error {
+            SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => "signature_missing",
+            SignatureError::TimestampOutOfTolerance => "stale_timestamp",
+            SignatureError::NoMatchingSignature => "bad_signature",
+        };
+        tracing::info!(account.id = account.0, reason, "provider webhook refused");
+        refuse(reason, ApiError::BadSignature(error))
+    })?;
     if !hook.active {
         // Kommo's "disable" (active: 'N') stops call processing for the account.
-        return Err(ApiError::Conflict("integration_inactive", "The integration is turned off for this account."));
+        return Err(refuse(
+            "inactive",
+            ApiError::Conflict("integration_inactive", "The integration is turned off for this account."),
+        ));
     }
-    let account = hook.account;
-    let event: FromWebhook = serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    event.validate().map_err(|error| ApiError::BadRequest(error.to_string()))?;
 
-    state.store.record_call_event(account, &event).await?;
-    tracing::info!(account.id = account.0, call.id = %event.call_id, status = event.status.as_str(), "call event stored");
+    let event: FromWebhook =
+        serde_json::from_slice(&body).map_err(|error| refuse("malformed", ApiError::BadRequest(error.to_string())))?;
+    event.validate().map_err(|error| refuse("malformed", ApiError::BadRequest(error.to_string())))?;
+    // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
+    let text =
+        String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
+    let webhook_id = signed.id.unwrap_or_default().to_owned();
+    let incoming = Incoming {
+        account,
+        webhook_id,
+        event_key: event_key(&event),
+        call_id: event.call_id.clone(),
+        body: text,
+        received_at: now,
+    };
+    let stored = state.ingestor.store(incoming).await.map_err(|error| {
+        let reason = match error {
+            IngestError::Busy => "busy",
+            IngestError::Closed | IngestError::Database(_) => "unavailable",
+        };
+        refuse(reason, ApiError::Unavailable(error.to_string()))
+    })?;
+    tracing::info!(
+        account.id = account.0, call.id = %event.call_id, status = event.status.as_str(),
+        duplicate = stored == Stored::Duplicate, "call event stored"
+    );
+    Ok((account, event, stored))
+}
 
+/// Identifies a provider event independently of its delivery: the call and what happened to it.
+pub fn event_key(event: &FromWebhook) -> String {
+    let kind = match event.event_type {
+        Some(kind) => serde_json::to_value(kind).ok().and_then(|value| value.as_str().map(str::to_owned)),
+        None => None,
+    };
+    format!("{}/{}", event.call_id, kind.unwrap_or_else(|| event.status.as_str().to_owned()))
+}
+
+/// Tells the account's widgets (the extension's user, when mapped) about the call.
+async fn push_popup(state: &AppState, account: AccountId, event: &FromWebhook) {
+    if !state.hub.has_subscribers(account) {
+        return;
+    }
     let user_id = match &event.extension {
-        Some(extension) => state.store.user_for_extension(account, extension).await?,
+        Some(extension) => state.store.user_for_extension(account, extension).await.ok().flatten(),
         None => None,
     };
     let call = IncomingCall {
-        call_id: event.call_id,
-        from: event.from,
-        to: event.to,
+        call_id: event.call_id.clone(),
+        from: event.from.clone(),
+        to: event.to.clone(),
         status: event.status,
-        extension: event.extension,
+        extension: event.extension.clone(),
     };
     state.hub.publish(account, PushEvent { user_id, call });
-    Ok(Json(json!({ "stored": true })))
 }

@@ -1,8 +1,10 @@
 //! The HTTP surface: one [`app`] function builds the whole router that `main` serves and tests drive.
 
+mod calls;
 mod error;
 mod hooks;
 mod openapi;
+mod operator;
 mod settings;
 mod widget;
 
@@ -24,13 +26,17 @@ pub use widget::AUTH_HEADER;
 use secrecy::SecretString;
 
 use crate::auth::TokenVerifier;
+use crate::calls::CallsContext;
 use crate::config::Config;
 use crate::crypto::Keyring;
+use crate::ingest::Ingestor;
+use crate::jobs::Queue;
 use crate::kommo::{KommoClient, OAuthClient};
 use crate::oauth::{self, Installer};
 use crate::provider::ProviderClient;
 use crate::push::Hub;
 use crate::store::Store;
+use tokio::sync::Notify;
 
 /// Largest JSON body the widget API accepts.
 const MAX_WIDGET_BODY: usize = 16 * 1024;
@@ -53,6 +59,16 @@ pub struct AppState {
     pub consent_url: Arc<str>,
     /// The one VoIP provider client (with the egress policy).
     pub provider: ProviderClient,
+    /// Stores provider events durably (group commit).
+    pub ingestor: Ingestor,
+    /// The job queue (dead letters, metrics); the worker runs its jobs.
+    pub queue: Queue,
+    /// Wakes the worker when new jobs were committed.
+    pub jobs_wake: Arc<Notify>,
+    /// Brings Kommo in line with each call (the worker's job handler).
+    pub calls: CallsContext,
+    /// Required by the operator endpoints when set.
+    pub operator_token: Option<Arc<SecretString>>,
     cors_extra_origins: Arc<[String]>,
 }
 
@@ -67,7 +83,15 @@ impl AppState {
             redirect_uri: format!("{}{}", config.public_base_url, oauth::CALLBACK_PATH),
         };
         let kommo = KommoClient::new(store.clone(), keyring.clone(), oauth, config.kommo_hosts);
+        let jobs_wake = Arc::new(Notify::new());
+        // Counters recorded before the recorder exists would be lost.
+        crate::metrics::handle();
         AppState {
+            ingestor: Ingestor::start(&store, jobs_wake.clone()),
+            calls: CallsContext::new(store.clone(), kommo.clone()),
+            queue: Queue::new(&store, worker_name()),
+            jobs_wake,
+            operator_token: config.operator.token.map(Arc::new),
             installer: Installer { store: store.clone(), kommo, keyring: keyring.clone() },
             store,
             verifier: Arc::new(verifier),
@@ -84,13 +108,31 @@ impl AppState {
     }
 }
 
+/// Names this process's job claims: host and process id, so an operator can tell replicas apart.
+fn worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}:{}:{}", std::process::id(), crate::crypto::random_token(4))
+}
+
+/// The operator endpoints alone, for their own listener.
+pub fn operator_app(state: AppState) -> Router {
+    operator::router(state.operator_token.clone()).with_state(state)
+}
+
 /// Builds the application: widget API (CORS for Kommo's origins), provider webhooks, health.
 pub fn app(state: AppState) -> Router {
     let widget_api = widget::router()
         .merge(settings::router())
+        .merge(calls::router())
         .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY))
         .layer(cors(state.cors_extra_origins.clone()));
+    // On the public listener the operator endpoints exist only behind a token.
+    let operator_routes = match &state.operator_token {
+        Some(token) => operator::router(Some(token.clone())),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(operator_routes)
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::document))
         .route(oauth::CALLBACK_PATH, get(oauth::callback))

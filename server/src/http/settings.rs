@@ -30,7 +30,7 @@ use crate::store::{AccountId, NewEndpoint, SettingsRow, SettingsWrite, unix_now}
 /// Where the sealed VoIP password or API key lives; also its AEAD binding.
 const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
 /// Where the sealed webhook signing secrets live.
-const WEBHOOK_SECRET_COLUMN: &str = "widget_settings.webhook_secret";
+pub(super) const WEBHOOK_SECRET_COLUMN: &str = "widget_settings.webhook_secret";
 /// After a rotation the previous signing secret keeps verifying this long, so the admin can update
 /// the provider without losing calls.
 const PREVIOUS_SECRET_GRACE_SECS: i64 = 24 * 3600;

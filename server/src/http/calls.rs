@@ -1,0 +1,100 @@
+//! The widget's call endpoints: the manager's call result, and the account's failed Kommo deliveries
+//! (dead letters) with a retry. The account comes from the verified token only.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use shared::api::{FailedDelivery, paths};
+use shared::rules::CallResult;
+
+use super::AppState;
+use super::error::{ApiError, json_body};
+use super::widget::WidgetAuth;
+use crate::jobs::{KIND_CALL, now_ms};
+
+/// Longest note a manager may write with a call result.
+pub const MAX_NOTE_CHARS: usize = 2000;
+/// Longest follow-up task text.
+pub const MAX_TASK_CHARS: usize = 500;
+/// Dead letters shown to an account's admin at most.
+const FAILED_LIST_LIMIT: i64 = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::CALL_RESULT, post(call_result))
+        .route(paths::FAILED_DELIVERIES, get(failed_deliveries))
+        .route(paths::RETRY_DELIVERY, post(retry_delivery))
+}
+
+/// `POST /widget/v1/calls/{call_id}/result`: stored, then the call's job merges it with the call,
+/// whether the call's end arrived already or not. One result per call.
+async fn call_result(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+    Path(call_id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let result: CallResult = json_body(body, "call result")?;
+    validate(&result, now_ms() / 1000)?;
+    if !state.store.call_known(auth.account, &call_id).await? {
+        return Err(ApiError::NotFound);
+    }
+    let text = serde_json::to_string(&result).map_err(anyhow::Error::from)?;
+    if !state.store.insert_call_result(auth.account, &call_id, &text, auth.user_id, now_ms()).await? {
+        return Err(ApiError::Conflict("result_exists", "A result was already recorded for this call."));
+    }
+    tracing::info!(account.id = auth.account.0, call.id = %call_id, user.id = auth.user_id, "call result stored");
+    state.jobs_wake.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))))
+}
+
+fn validate(result: &CallResult, now: i64) -> Result<(), ApiError> {
+    let bad = |message: &str| Err(ApiError::BadRequest(message.to_owned()));
+    if result.note.as_deref().is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS) {
+        return bad("note: at most 2000 characters");
+    }
+    if result.quality.is_some_and(|quality| !(1..=5).contains(&quality)) {
+        return bad("quality: 1 to 5");
+    }
+    if let Some(follow_up) = &result.follow_up {
+        if follow_up.text.trim().is_empty() || follow_up.text.chars().count() > MAX_TASK_CHARS {
+            return bad("follow_up.text: 1 to 500 characters");
+        }
+        // A due time in the past is a typo; a year ahead is the longest reminder that makes sense.
+        if follow_up.due_at < now - 3600 || follow_up.due_at > now + 366 * 24 * 3600 {
+            return bad("follow_up.due_at: between now and a year from now");
+        }
+    }
+    if result.entity.is_some_and(|entity| entity.id <= 0) {
+        return bad("entity.id: a Kommo id");
+    }
+    Ok(())
+}
+
+/// `GET /widget/v1/deliveries/failed`: the account's dead letters, newest first.
+async fn failed_deliveries(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+) -> Result<Json<Vec<FailedDelivery>>, ApiError> {
+    let letters = state.queue.dead_letters(Some(auth.account), FAILED_LIST_LIMIT).await?;
+    Ok(Json(letters.iter().map(|letter| letter.view()).collect()))
+}
+
+/// `POST /widget/v1/deliveries/failed/{id}/retry`: queues one of the account's dead letters again.
+async fn retry_delivery(
+    State(state): State<AppState>,
+    auth: WidgetAuth,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    // Another account's job id is "not found": the account filter is part of the update.
+    if !state.queue.retry_dead(Some(auth.account), id, now_ms()).await? {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(account.id = auth.account.0, job.id = id, kind = KIND_CALL, "dead letter queued again by the admin");
+    state.jobs_wake.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}

@@ -1,0 +1,120 @@
+//! The worker: claims due jobs (fairly between accounts), runs up to `concurrency` of them at once,
+//! keeps their leases alive while they run, and records each outcome. It wakes when the ingest path
+//! stored new jobs, when a job finishes, and on a short tick (for retries whose time came).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::{Job, JobError, LEASE, Outcome, Queue, now_ms};
+
+/// Runs one job. Implemented by the call processor; tests pass closures.
+pub type Handler = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>> + Send + Sync>;
+
+/// How often the worker looks for due retries when nothing woke it.
+const TICK: Duration = Duration::from_millis(250);
+
+pub struct Worker {
+    pub queue: Queue,
+    pub handler: Handler,
+    pub concurrency: usize,
+    /// Notified by the ingest path after it committed new jobs.
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Runs until `shutdown`; then lets running jobs finish (their leases cover a hard stop).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let finished = Arc::new(Notify::new());
+        let mut running = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let claimed = if free > 0 && !shutdown.is_cancelled() {
+                match self.queue.claim(now_ms(), i64::try_from(free).unwrap_or(1)).await {
+                    Ok(jobs) => jobs,
+                    Err(error) => {
+                        tracing::error!(%error, "claiming jobs failed");
+                        Vec::new()
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let claimed_any = !claimed.is_empty();
+            for job in claimed {
+                let permit = slots.clone().acquire_owned().await.expect("the worker's semaphore is never closed");
+                let (queue, handler, finished) = (self.queue.clone(), self.handler.clone(), finished.clone());
+                running.spawn(async move {
+                    run_one(&queue, &handler, job).await;
+                    drop(permit);
+                    finished.notify_one();
+                });
+            }
+            if claimed_any && slots.available_permits() > 0 {
+                // There may be more due work (one job per account per claim): claim again at once.
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = finished.notified() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+}
+
+/// Runs `job` with a lease heartbeat, then records its outcome.
+async fn run_one(queue: &Queue, handler: &Handler, job: Job) {
+    let heartbeat = {
+        let (queue, job) = (queue.clone(), job.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                match queue.heartbeat(&job, now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => tracing::warn!(%error, job.id = job.id, "extending a job's lease failed"),
+                }
+            }
+        })
+    };
+    let result = handler(job.clone()).await;
+    heartbeat.abort();
+    let now = now_ms();
+    let recorded = match &result {
+        Ok(()) => queue.complete(&job, now).await.map(|()| Outcome::Done),
+        Err(error) => queue.fail(&job, error, now).await,
+    };
+    match (recorded, result) {
+        (Ok(outcome), result) => {
+            metrics::counter!("jobs_total", "outcome" => outcome.as_str()).increment(1);
+            match (outcome, result) {
+                (Outcome::Done, _) => {
+                    tracing::debug!(job.id = job.id, account.id = job.account_id, call.id = %job.subject, "job done");
+                }
+                (Outcome::Dead, Err(error)) => tracing::error!(
+                    job.id = job.id, account.id = job.account_id, call.id = %job.subject, attempts = job.attempts,
+                    %error, "job failed for good: parked as a dead letter"
+                ),
+                (outcome, Err(error)) => tracing::warn!(
+                    job.id = job.id, account.id = job.account_id, call.id = %job.subject, attempts = job.attempts,
+                    outcome = outcome.as_str(), %error, "job failed; it will run again"
+                ),
+                (_, Ok(())) => {}
+            }
+        }
+        (Err(error), _) => {
+            // The lease expires and another claim runs the job again.
+            tracing::error!(%error, job.id = job.id, "recording a job's outcome failed");
+        }
+    }
+}
