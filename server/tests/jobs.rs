@@ -1,0 +1,193 @@
+//! The job queue on a real SQLite file: claims, leases, fairness, backoff, parking, dead letters, and
+//! the worker running jobs through a handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use server::jobs::{Job, JobError, KIND_CALL, LEASE, MAX_ATTEMPTS, Outcome, PARK_DELAY, Queue};
+use server::store::{AccountId, Store};
+use server::worker::{Handler, Worker};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+struct Db {
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("jobs.sqlite").display())).await.unwrap();
+    Db { store, _dir: dir }
+}
+
+async fn account(store: &Store, kommo_id: i64) -> AccountId {
+    let subdomain = format!("acct{kommo_id}");
+    store.install_account(kommo_id, &subdomain, &format!("{subdomain}.kommo.com"), None).await.unwrap()
+}
+
+const T0: i64 = 1_800_000_000_000;
+const LEASE_MS: i64 = LEASE.as_millis() as i64;
+
+async fn states(store: &Store) -> Vec<(String, String, i64)> {
+    sqlx::query_as("SELECT subject, state, attempts FROM jobs ORDER BY id").fetch_all(store.pool()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_of_events_for_one_call_makes_one_queued_job() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let queue = Queue::new(&db.store, "w1");
+    for _ in 0..5 {
+        queue.enqueue(a, KIND_CALL, "call-1", T0).await.unwrap();
+    }
+    assert_eq!(states(&db.store).await, vec![("call-1".into(), "queued".into(), 0)]);
+}
+
+#[tokio::test]
+async fn one_claim_takes_at_most_one_job_per_account_so_a_noisy_account_cannot_starve_others() {
+    let db = db().await;
+    let (noisy, quiet) = (account(&db.store, 1).await, account(&db.store, 2).await);
+    let queue = Queue::new(&db.store, "w1");
+    for call in 0..20 {
+        queue.enqueue(noisy, KIND_CALL, &format!("noisy-{call}"), T0).await.unwrap();
+    }
+    queue.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 10).await.unwrap();
+    let claimed = queue.claim(T0 + 20, 8).await.unwrap();
+    let mut subjects: Vec<&str> = claimed.iter().map(|job| job.subject.as_str()).collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, ["noisy-0", "quiet-0"], "the quiet account's one job runs in the first round");
+}
+
+#[tokio::test]
+async fn a_call_never_runs_twice_at_once_and_a_dead_workers_lease_expires() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
+    first.enqueue(a, KIND_CALL, "call-1", T0).await.unwrap();
+    let claimed = first.claim(T0, 4).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // A new event for the same call queues a second job while the first runs...
+    first.enqueue(a, KIND_CALL, "call-1", T0 + 1).await.unwrap();
+    // ...which nobody may claim while the first holds its lease.
+    assert!(second.claim(T0 + 2, 4).await.unwrap().is_empty());
+    // w1 dies (kill -9): once its lease passes, w2 takes the call over (the oldest job first).
+    let taken = second.claim(T0 + LEASE_MS + 1, 4).await.unwrap();
+    assert_eq!(taken.iter().map(|job| job.id).collect::<Vec<_>>(), [claimed[0].id]);
+    assert_eq!(taken[0].attempts, 2, "the lost run counts as an attempt");
+    // The late w1 cannot finish a job it lost.
+    first.complete(&claimed[0], T0 + LEASE_MS + 2).await.unwrap();
+    assert_eq!(states(&db.store).await[0].1, "running");
+    second.complete(&taken[0], T0 + LEASE_MS + 3).await.unwrap();
+    let next = second.claim(T0 + LEASE_MS + 4, 4).await.unwrap();
+    assert_eq!(next.len(), 1, "the queued twin runs after");
+}
+
+#[tokio::test]
+async fn failures_back_off_then_park_as_a_dead_letter_that_can_be_retried() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let queue = Queue::new(&db.store, "w1");
+    queue.enqueue(a, KIND_CALL, "call-1", T0).await.unwrap();
+    let mut now = T0;
+    let mut delays = Vec::new();
+    loop {
+        let job = queue.claim(now, 1).await.unwrap().pop().expect("the job is due");
+        let error = JobError::Retry { error: format!("Kommo is unavailable: 500 (attempt {})", job.attempts), after: None };
+        let outcome = queue.fail(&job, &error, now).await.unwrap();
+        if outcome == Outcome::Dead {
+            assert_eq!(job.attempts, MAX_ATTEMPTS);
+            break;
+        }
+        assert_eq!(outcome, Outcome::Retried);
+        let run_at: i64 = sqlx::query_scalar("SELECT run_at FROM jobs").fetch_one(db.store.pool()).await.unwrap();
+        assert!(queue.claim(run_at - 1, 1).await.unwrap().is_empty(), "not before its backoff");
+        delays.push(run_at - now);
+        now = run_at;
+    }
+    // Full jitter over the upper half: each step at least the previous one until the 15-minute cap.
+    assert!((1000..=2000).contains(&delays[0]), "{delays:?}");
+    assert!(delays.windows(2).take(8).all(|pair| pair[1] >= pair[0]), "{delays:?}");
+    assert!(delays.iter().all(|&delay| delay <= 15 * 60 * 1000), "{delays:?}");
+    assert!(delays[delays.len() - 1] >= 4 * 60 * 1000, "the backoff grew: {delays:?}");
+    let letters = queue.dead_letters(Some(a), 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].last_error.as_deref(), Some("Kommo is unavailable: 500 (attempt 10)"));
+    let other = account(&db.store, 2).await;
+    assert!(!queue.retry_dead(Some(other), letters[0].id, now).await.unwrap(), "another account cannot retry it");
+    assert!(queue.retry_dead(Some(a), letters[0].id, now).await.unwrap());
+    assert_eq!(states(&db.store).await, vec![("call-1".into(), "queued".into(), 0)]);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_at_once_and_parking_burns_no_attempt() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let queue = Queue::new(&db.store, "w1");
+    queue.enqueue(a, KIND_CALL, "parked", T0).await.unwrap();
+    queue.enqueue(a, KIND_CALL, "broken", T0 + 1).await.unwrap();
+    let job = queue.claim(T0, 1).await.unwrap().pop().unwrap();
+    let parked = queue.fail(&job, &JobError::Park { error: "Kommo suspended access".into() }, T0).await.unwrap();
+    assert_eq!(parked, Outcome::Parked);
+    let park_ms = PARK_DELAY.as_millis() as i64;
+    let job = queue.claim(T0 + 1, 1).await.unwrap().pop().unwrap();
+    assert_eq!(job.subject, "broken");
+    let dead = queue.fail(&job, &JobError::Fail { error: "unreadable event".into() }, T0 + 1).await.unwrap();
+    assert_eq!(dead, Outcome::Dead);
+    assert!(queue.claim(T0 + park_ms - 1, 1).await.unwrap().is_empty(), "parked for its delay");
+    let again = queue.claim(T0 + park_ms, 1).await.unwrap().pop().unwrap();
+    assert_eq!((again.subject.as_str(), again.attempts), ("parked", 1), "parking refunded the attempt");
+}
+
+#[tokio::test]
+async fn the_worker_runs_every_job_once_and_records_each_outcome() {
+    let db = db().await;
+    let accounts = [account(&db.store, 1).await, account(&db.store, 2).await];
+    let queue = Queue::new(&db.store, "worker-test");
+    for (index, account) in accounts.iter().enumerate() {
+        for call in 0..10 {
+            queue.enqueue(*account, KIND_CALL, &format!("a{index}-call-{call}"), 0).await.unwrap();
+        }
+    }
+    queue.enqueue(accounts[0], KIND_CALL, "always-fails", 0).await.unwrap();
+    let runs: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let handler: Handler = {
+        let runs = runs.clone();
+        Arc::new(move |job: Job| {
+            let runs = runs.clone();
+            Box::pin(async move {
+                *runs.lock().unwrap().entry(job.subject.clone()).or_default() += 1;
+                if job.subject == "always-fails" {
+                    return Err(JobError::Fail { error: "Kommo refused the request (400)".into() });
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(())
+            })
+        })
+    };
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let worker = Worker { queue: queue.clone(), handler, concurrency: 4, wake: wake.clone() };
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    wake.notify_one();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        if open == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the queue did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    let runs = runs.lock().unwrap();
+    assert_eq!(runs.len(), 21);
+    assert!(runs.values().all(|&count| count == 1), "{runs:?}");
+    let dead = queue.dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|letter| letter.subject.as_str()).collect::<Vec<_>>(), ["always-fails"]);
+}
