@@ -521,11 +521,13 @@ fn the_document_is_openapi_3_1_and_every_reference_resolves() {
         let pointer = reference.strip_prefix('#').unwrap_or_else(|| panic!("{reference} is not local"));
         assert!(document.pointer(pointer).is_some(), "{reference} does not resolve");
     }
-    // Operations that need the disposable token say so; every other one says it needs none.
+    // Operations that need the disposable token (or the operator token) say so; every other one says it
+    // needs none.
     let schemes = document["components"]["securitySchemes"].as_object().unwrap();
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
-            let needs_token = path.starts_with("/widget/v1/") && path != "/widget/v1/push/events";
+            let operator = path == "/metrics" || path.starts_with("/operator/");
+            let needs_token = operator || (path.starts_with("/widget/v1/") && path != "/widget/v1/push/events");
             let security = operation.get("security").and_then(Value::as_array);
             match security {
                 Some(requirements) if needs_token => {
