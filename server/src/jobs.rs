@@ -154,14 +154,13 @@ impl Queue {
     /// Extends the lease of a job this worker still holds; false when it lost it.
     pub async fn heartbeat(&self, job: &Job, now: i64) -> sqlx::Result<bool> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-        let done = sqlx::query(
-            "UPDATE jobs SET locked_until = ?1 WHERE id = ?2 AND state = 'running' AND locked_by = ?3",
-        )
-        .bind(lease_until)
-        .bind(job.id)
-        .bind(&self.worker)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("UPDATE jobs SET locked_until = ?1 WHERE id = ?2 AND state = 'running' AND locked_by = ?3")
+                .bind(lease_until)
+                .bind(job.id)
+                .bind(&self.worker)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -243,12 +242,13 @@ impl Queue {
     /// widget); the operator passes `None`. False when there is no such dead letter.
     pub async fn retry_dead(&self, account: Option<AccountId>, id: i64, now: i64) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE id = ?1 AND state = 'dead' AND (?2 IS NULL OR account_id = ?2)")
-                .bind(id)
-                .bind(account.map(|account| account.0))
-                .fetch_optional(&mut *tx)
-                .await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE id = ?1 AND state = 'dead' AND (?2 IS NULL OR account_id = ?2)",
+        )
+        .bind(id)
+        .bind(account.map(|account| account.0))
+        .fetch_optional(&mut *tx)
+        .await?;
         if found.is_none() {
             return Ok(false);
         }
@@ -404,7 +404,10 @@ mod tests {
             let full = BACKOFF_BASE.saturating_mul(2u32.pow(u32::try_from(attempts - 1).unwrap())).min(BACKOFF_CAP);
             for _ in 0..50 {
                 let delay = backoff(attempts, &mut rng);
-                assert!(delay >= full / 2 && delay <= full, "attempt {attempts}: {delay:?} outside {full:?}/2..{full:?}");
+                assert!(
+                    delay >= full / 2 && delay <= full,
+                    "attempt {attempts}: {delay:?} outside {full:?}/2..{full:?}"
+                );
             }
         }
         assert!(backoff(100, &mut rng) <= BACKOFF_CAP);
