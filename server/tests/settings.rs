@@ -40,10 +40,21 @@ impl World {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(self.store.pool()).await.unwrap()
     }
 
-    async fn post_call(&self, webhook_url: &str) -> StatusCode {
+    /// Posts a call event signed with `secret`, as the provider does.
+    async fn post_call(&self, webhook_url: &str, secret: &str) -> StatusCode {
         let event = json!({"callId": "c-1", "voipAccountId": "sandbox-voip", "from": "+5511987654321",
-                           "to": "+551133334444", "status": "ringing", "startTime": 1_764_000_000});
-        self.http.post(webhook_url).json(&event).send().await.unwrap().status()
+                           "to": "+551133334444", "status": "ringing", "startTime": 1_764_000_000})
+        .to_string();
+        let now = server::store::unix_now();
+        let signature = server::signing::WebhookSecret::parse(secret).unwrap().sign("msg_c1", now, event.as_bytes());
+        let request = self
+            .http
+            .post(webhook_url)
+            .header("content-type", "application/json")
+            .header("webhook-id", "msg_c1")
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", signature);
+        request.body(event).send().await.unwrap().status()
     }
 }
 
@@ -221,18 +232,19 @@ async fn turning_the_widget_off_stops_call_processing() {
     let (status, saved) = world.save(ACCOUNT, json_of(&world.valid_settings())).await;
     assert_eq!(status, StatusCode::OK, "{saved}");
     let webhook_url = saved["webhook"]["url"].as_str().unwrap().to_owned();
-    assert_eq!(world.post_call(&webhook_url).await, StatusCode::OK);
+    let secret = saved["webhook"]["signing_secret"].as_str().unwrap().to_owned();
+    assert_eq!(world.post_call(&webhook_url, &secret).await, StatusCode::OK);
 
     let mut off = world.valid_settings();
     off.active = false;
     let (status, view) = world.save(ACCOUNT, json_of(&off)).await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(world.read(ACCOUNT).await["active"], false);
-    assert_eq!(world.post_call(&webhook_url).await, StatusCode::CONFLICT);
+    assert_eq!(world.post_call(&webhook_url, &secret).await, StatusCode::CONFLICT);
 
     let (status, _) = world.save(ACCOUNT, json_of(&world.valid_settings())).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(world.post_call(&webhook_url).await, StatusCode::OK, "on again, same webhook");
+    assert_eq!(world.post_call(&webhook_url, &secret).await, StatusCode::OK, "on again, same webhook and secret");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
