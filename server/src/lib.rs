@@ -46,6 +46,7 @@ pub async fn serve_on(
     let concurrency = config.worker_concurrency;
     let state = AppState::new(config, store.clone(), shutdown.clone());
     tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
+    tokio::spawn(housekeeping(store.clone(), shutdown.clone()));
     let worker =
         Worker { queue: state.queue.clone(), handler: job_handler(&state), concurrency, wake: state.jobs_wake.clone() };
     let worker = tokio::spawn(worker.run(shutdown.clone()));
@@ -82,6 +83,22 @@ async fn recover_installs(installer: oauth::Installer, shutdown: CancellationTok
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(oauth::RECOVERY_INTERVAL) => {}
+        }
+    }
+}
+
+/// Every so often, forgets finished work (see `Store::housekeeping`).
+async fn housekeeping(store: Store, shutdown: CancellationToken) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+    loop {
+        match store.housekeeping(store::unix_now()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "housekeeping removed finished rows"),
+            Err(error) => tracing::warn!(%error, "housekeeping failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
         }
     }
 }

@@ -381,6 +381,24 @@ impl Store {
         Ok(inserted)
     }
 
+    /// Forgets what no one needs any more; returns the rows removed. Finished jobs after a week;
+    /// provider events applied a month ago (their call stays in `voip_calls`; a provider retry that late
+    /// is no longer recognised as a duplicate, and none retries that long); consent states past their
+    /// expiry; authorization codes left unexchanged a day after Kommo's 20-minute lifetime ended.
+    pub async fn housekeeping(&self, now: i64) -> sqlx::Result<u64> {
+        const DAY: i64 = 24 * 3600;
+        let mut removed = 0;
+        for (statement, cutoff) in [
+            ("DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1", (now - 7 * DAY) * 1000),
+            ("DELETE FROM webhook_inbox WHERE applied_at IS NOT NULL AND applied_at < ?1", now - 30 * DAY),
+            ("DELETE FROM oauth_states WHERE expires_at < ?1", now),
+            ("DELETE FROM oauth_codes WHERE received_at < ?1", now - DAY),
+        ] {
+            removed += sqlx::query(statement).bind(cutoff).execute(&self.pool).await?.rows_affected();
+        }
+        Ok(removed)
+    }
+
     /// The Kommo user an extension belongs to in this account, if mapped.
     pub async fn user_for_extension(&self, account: AccountId, extension: &str) -> sqlx::Result<Option<i64>> {
         sqlx::query_scalar("SELECT kommo_user_id FROM voip_users WHERE account_id = ?1 AND extension_id = ?2")

@@ -191,3 +191,45 @@ async fn the_worker_runs_every_job_once_and_records_each_outcome() {
     let dead = queue.dead_letters(None, 10).await.unwrap();
     assert_eq!(dead.iter().map(|letter| letter.subject.as_str()).collect::<Vec<_>>(), ["always-fails"]);
 }
+
+#[tokio::test]
+async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let now = 1_800_000_000;
+    let day = 24 * 3600;
+    for (subject, state, age_days) in
+        [("old-done", "done", 8), ("new-done", "done", 1), ("old-dead", "dead", 60), ("old-queued", "queued", 60)]
+    {
+        sqlx::query(
+            "INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at)
+             VALUES (?1, 'call', ?2, ?3, 0, 0, ?4)",
+        )
+        .bind(a.0)
+        .bind(subject)
+        .bind(state)
+        .bind((now - age_days * day) * 1000)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    }
+    for (webhook_id, applied_at) in [("old-applied", Some(now - 31 * day)), ("old-pending", None)] {
+        sqlx::query(
+            "INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at, applied_at)
+             VALUES (?1, ?2, ?2, 'c', '{}', 0, ?3)",
+        )
+        .bind(a.0)
+        .bind(webhook_id)
+        .bind(applied_at)
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    }
+    assert_eq!(db.store.housekeeping(now).await.unwrap(), 2);
+    let jobs: Vec<String> =
+        sqlx::query_scalar("SELECT subject FROM jobs ORDER BY id").fetch_all(db.store.pool()).await.unwrap();
+    assert_eq!(jobs, ["new-done", "old-dead", "old-queued"]);
+    let inbox: Vec<String> =
+        sqlx::query_scalar("SELECT webhook_id FROM webhook_inbox").fetch_all(db.store.pool()).await.unwrap();
+    assert_eq!(inbox, ["old-pending"], "an event not yet applied is never forgotten");
+}
