@@ -7,6 +7,7 @@
 pub mod api;
 pub mod call;
 pub mod integration;
+pub mod phone;
 pub mod rules;
 pub mod settings;
 

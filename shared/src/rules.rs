@@ -9,7 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::call::{CallDirection, CallStatus};
-use crate::integration::{CallHandling, ExtensionMap};
+use crate::integration::{CallHandling, ExtensionMap, TaskResponsible, UnknownCallerEntity, UnsortedAccept};
+use crate::phone;
 
 /// What the server knows about one provider call, folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +243,14 @@ pub struct Delivered {
     pub call_logged: bool,
     /// Where it landed, when Kommo said.
     pub entity: Option<EntityRef>,
+    /// The call went to Kommo with its recording link (the `call.link` of the "call" or "unsorted"
+    /// write was set), so no "recording_note" is needed.
+    #[serde(default)]
+    pub logged_with_link: bool,
+    /// The call went to Kommo with the manager's result (the "call" write's `call_status` and
+    /// `call_result` came from a [`CallResult`]), so no "result_note" is needed.
+    #[serde(default)]
+    pub logged_with_result: bool,
 }
 
 /// The writes for a call, in order. Empty while the call is still going on.
@@ -263,15 +272,295 @@ pub struct PlanInput<'a> {
     pub delivered: Delivered,
 }
 
+impl CallFacts {
+    /// The call is over (ended, missed, busy or failed): only then does anything go to Kommo.
+    pub fn is_over(&self) -> bool {
+        matches!(self.status, CallStatus::Ended | CallStatus::Missed | CallStatus::Busy | CallStatus::Failed)
+    }
+
+    /// The call was missed: it ended missed, busy or failed without ever being answered.
+    pub fn is_missed(&self) -> bool {
+        !self.answered && matches!(self.status, CallStatus::Missed | CallStatus::Busy | CallStatus::Failed)
+    }
+
+    /// Kommo's `call_status` for the call as the provider reported it (the manager's result overrides
+    /// it): a conversation, a busy line, or no connection.
+    pub fn kommo_status(&self) -> KommoCallStatus {
+        match self.status {
+            _ if self.answered => KommoCallStatus::Success,
+            CallStatus::Busy => KommoCallStatus::Busy,
+            _ => KommoCallStatus::NoConnection,
+        }
+    }
+
+    /// An incoming call missed by the account (the only missed calls that get a "call back" task).
+    fn is_missed_incoming(&self) -> bool {
+        self.direction == CallDirection::Inbound && self.is_missed()
+    }
+}
+
+impl KommoCallStatus {
+    /// How the status reads in a note.
+    pub fn label(self) -> &'static str {
+        match self {
+            KommoCallStatus::LeftMessage => "left a message",
+            KommoCallStatus::CallBackLater => "call back later",
+            KommoCallStatus::NotAvailable => "not available",
+            KommoCallStatus::Success => "conversation took place",
+            KommoCallStatus::WrongNumber => "wrong number",
+            KommoCallStatus::NoConnection => "did not get through",
+            KommoCallStatus::Busy => "line busy",
+        }
+    }
+}
+
+impl CallResult {
+    /// The text the call note shows (`call_result`): the manager's note and the quality rating, when
+    /// given.
+    pub fn call_result_text(&self) -> Option<String> {
+        let note = self.note.as_deref().map(str::trim).filter(|note| !note.is_empty());
+        let quality = self.quality.map(|quality| format!("Quality: {quality}/5"));
+        let parts: Vec<&str> = note.into_iter().chain(quality.as_deref()).collect();
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+
+    /// The note written when the call reached Kommo before the result: the status too, since the call
+    /// already carries the provider's.
+    fn note_text(&self) -> String {
+        let status = format!("Call result: {}", self.call_status.label());
+        match self.call_result_text() {
+            Some(text) => format!("{status} · {text}"),
+            None => status,
+        }
+    }
+}
+
+/// `task_type_id` of Kommo's "Follow-up" task type.
+pub const FOLLOW_UP_TASK_TYPE: i64 = 1;
+
+/// Why an outgoing call to an unknown number goes nowhere.
+pub const SKIPPED_OUTGOING_UNKNOWN: &str = "outgoing call to a number no contact has; creating contacts is off";
+
 /// Whether the plan for `call` depends on the contact's active leads (so the server looks them up
-/// only then).
+/// only then): an incoming call that is over, when the account creates a lead for a contact without
+/// one, or links a missed call's task to the lead.
 pub fn needs_active_leads(call: &CallFacts, rules: &CallHandling) -> bool {
-    let _ = (call, rules);
-    true
+    call.direction == CallDirection::Inbound
+        && call.is_over()
+        && (rules.known_incoming.create_lead_when_no_active_lead
+            || (call.is_missed() && rules.missed.create_task && rules.missed.link_to_lead))
+}
+
+/// How the call reaches Kommo before any follow-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route<'a> {
+    /// The manager chose the entity: a call note on it, nothing created.
+    Chosen(EntityRef),
+    /// An unknown caller becomes an unsorted lead carrying the call.
+    Unsorted,
+    /// A contact and a lead are created, then the call is logged by number.
+    ContactAndLead,
+    /// A known contact: the call is logged by number, after a lead is created when `create_lead`.
+    Known { contact: &'a ContactFacts, create_lead: bool },
+    /// Outgoing call to an unknown number with contact creation off: nothing is written.
+    Nowhere,
 }
 
 /// The Kommo writes for a call.
+///
+/// Nothing while the call is going on. Before the call is in Kommo: the writes that put it there
+/// (created entities, the call) and their follow-ups (accepting the unsorted lead, the number note, the
+/// missed-call task, the manager's result and follow-up task). Once `delivered.call_logged`: only the
+/// follow-ups, plus the manager's result and the recording link when the call went without them; a
+/// follow-up that is already done is skipped by the server by its key.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let _ = input;
-    Plan::default()
+    let PlanInput { call, rules, extensions, kommo, result, delivered } = input;
+    if !call.is_over() {
+        return Plan::default();
+    }
+    let user = extensions.user_for(call.extension.as_deref());
+    let route = route(call, rules, kommo, result);
+    if route == Route::Nowhere && !delivered.call_logged {
+        return Plan { actions: Vec::new(), skipped: Some(SKIPPED_OUTGOING_UNKNOWN) };
+    }
+    let number = phone::display(&call.client_number);
+    let lead_name = match call.direction {
+        CallDirection::Inbound => format!("Call from {number}"),
+        CallDirection::Outbound => format!("Call to {number}"),
+    };
+    let log = CallLog {
+        uniq: call.call_id.clone(),
+        direction: call.direction,
+        phone: call.client_number.clone(),
+        duration: call.duration,
+        link: call.recording_url.clone(),
+        call_status: result.map_or_else(|| call.kommo_status(), |result| result.call_status),
+        call_result: result.and_then(CallResult::call_result_text),
+        user_id: user,
+        created_at: call.started_at,
+    };
+    let mut actions = Vec::new();
+
+    // The call itself.
+    if !delivered.call_logged {
+        match route {
+            Route::Chosen(entity) => {
+                actions.push(Action::LogCall { key: "call", call: log, target: Some(Target::Entity(entity)) })
+            }
+            Route::Unsorted => actions.push(Action::CreateUnsorted {
+                key: "unsorted",
+                call: log,
+                pipeline_id: rules.placement.pipeline_id,
+            }),
+            Route::ContactAndLead => {
+                actions.push(Action::CreateContactAndLead {
+                    key: "contact_and_lead",
+                    phone: call.client_number.clone(),
+                    contact_name: number.clone(),
+                    lead_name,
+                    responsible_user_id: user,
+                    pipeline_id: rules.placement.pipeline_id,
+                    status_id: rules.placement.status_id,
+                });
+                actions.push(Action::LogCall { key: "call", call: log, target: None });
+            }
+            Route::Known { contact, create_lead } => {
+                if create_lead {
+                    actions.push(Action::CreateLead {
+                        key: "lead",
+                        contact_id: contact.id,
+                        lead_name,
+                        responsible_user_id: contact.responsible_user_id.or(user),
+                        pipeline_id: rules.placement.pipeline_id,
+                        status_id: rules.placement.status_id,
+                    });
+                }
+                actions.push(Action::LogCall { key: "call", call: log, target: None });
+            }
+            Route::Nowhere => {}
+        }
+    }
+
+    // Accepting the unsorted lead once the call was answered.
+    if route == Route::Unsorted && call.answered && rules.unknown_incoming.unsorted_accept == UnsortedAccept::OnAnswer {
+        actions.push(Action::AcceptUnsorted { key: "accept", user_id: user, status_id: rules.placement.status_id });
+    }
+
+    // Which of the contact's numbers called.
+    if let Knowledge::Contact(contact) = kommo
+        && call.direction == CallDirection::Inbound
+        && rules.known_incoming.note_number_when_several
+        && contact.phone_count > 1
+    {
+        let target = match route {
+            Route::Chosen(entity) => entity,
+            _ => EntityRef { kind: EntityKind::Contacts, id: contact.id },
+        };
+        actions.push(Action::AddNote {
+            key: "number_note",
+            target: Target::Entity(target),
+            text: format!("Called from {number}"),
+        });
+    }
+
+    // The "call back" task for a missed incoming call.
+    if call.is_missed_incoming() && rules.missed.create_task {
+        let missed = &rules.missed;
+        let target = match route {
+            Route::Chosen(entity) => Target::Entity(entity),
+            Route::Unsorted | Route::ContactAndLead if missed.link_to_lead => Target::CreatedLead,
+            // (`Nowhere` is an outgoing call: never a missed incoming one.)
+            Route::Unsorted | Route::ContactAndLead | Route::Nowhere => Target::CreatedContact,
+            Route::Known { contact, create_lead } => {
+                let active_lead = contact.active_leads.as_deref().and_then(<[LeadFacts]>::first);
+                match active_lead {
+                    Some(lead) if missed.link_to_lead => {
+                        Target::Entity(EntityRef { kind: EntityKind::Leads, id: lead.id })
+                    }
+                    None if missed.link_to_lead && create_lead => Target::CreatedLead,
+                    _ => Target::Entity(EntityRef { kind: EntityKind::Contacts, id: contact.id }),
+                }
+            }
+        };
+        let responsible = match missed.responsible {
+            TaskResponsible::ContactResponsible => match kommo {
+                Knowledge::Contact(contact) => contact.responsible_user_id.or(user),
+                Knowledge::Unknown => user,
+            },
+            TaskResponsible::ExtensionUser => user,
+            TaskResponsible::User { user_id } => Some(user_id),
+        };
+        actions.push(Action::CreateTask {
+            key: "missed_task",
+            target,
+            text: format!("Call back {number}: missed call"),
+            due_at: call.started_at + i64::from(missed.due_in_minutes) * 60,
+            task_type_id: FOLLOW_UP_TASK_TYPE,
+            responsible_user_id: responsible,
+        });
+    }
+
+    // Where the manager's result, follow-up and a late recording go: where the call is.
+    let call_target = match (delivered.call_logged, route) {
+        (true, _) => delivered.entity.map_or(Target::CallEntity, Target::Entity),
+        (false, Route::Chosen(entity)) => Target::Entity(entity),
+        (false, Route::Unsorted) => Target::CreatedLead,
+        (false, _) => Target::CallEntity,
+    };
+
+    if let Some(result) = result {
+        // The call carries the result, except an unsorted lead (its call has no result field) and a
+        // call already in Kommo without it.
+        let carried = if delivered.call_logged { delivered.logged_with_result } else { route != Route::Unsorted };
+        if !carried {
+            actions.push(Action::AddNote { key: "result_note", target: call_target, text: result.note_text() });
+        }
+        if let Some(follow_up) = &result.follow_up {
+            actions.push(Action::CreateTask {
+                key: "result_task",
+                target: call_target,
+                text: follow_up.text.clone(),
+                due_at: follow_up.due_at,
+                task_type_id: FOLLOW_UP_TASK_TYPE,
+                responsible_user_id: user,
+            });
+        }
+    }
+
+    if delivered.call_logged
+        && !delivered.logged_with_link
+        && let Some(link) = &call.recording_url
+    {
+        actions.push(Action::AddNote {
+            key: "recording_note",
+            target: call_target,
+            text: format!("Call recording: {link}"),
+        });
+    }
+
+    Plan { actions, skipped: None }
+}
+
+fn route<'a>(call: &CallFacts, rules: &CallHandling, kommo: &'a Knowledge, result: Option<&CallResult>) -> Route<'a> {
+    if let Some(entity) = result.and_then(|result| result.entity) {
+        return Route::Chosen(entity);
+    }
+    match (kommo, call.direction) {
+        (Knowledge::Contact(contact), direction) => {
+            // Leads not looked up: no lead is created on a guess.
+            let no_active_lead = contact.active_leads.as_ref().is_some_and(Vec::is_empty);
+            let create_lead = direction == CallDirection::Inbound
+                && rules.known_incoming.create_lead_when_no_active_lead
+                && no_active_lead;
+            Route::Known { contact, create_lead }
+        }
+        (Knowledge::Unknown, CallDirection::Inbound) => match rules.unknown_incoming.create {
+            UnknownCallerEntity::Unsorted => Route::Unsorted,
+            UnknownCallerEntity::ContactAndLead => Route::ContactAndLead,
+        },
+        (Knowledge::Unknown, CallDirection::Outbound) if rules.outgoing_new.create_contact_and_lead => {
+            Route::ContactAndLead
+        }
+        (Knowledge::Unknown, CallDirection::Outbound) => Route::Nowhere,
+    }
 }
