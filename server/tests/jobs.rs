@@ -185,7 +185,7 @@ async fn the_worker_runs_every_job_once_and_records_each_outcome() {
     }
     shutdown.cancel();
     running.await.unwrap();
-    let runs = runs.lock().unwrap();
+    let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 21);
     assert!(runs.values().all(|&count| count == 1), "{runs:?}");
     let dead = queue.dead_letters(None, 10).await.unwrap();
