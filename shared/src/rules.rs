@@ -278,9 +278,10 @@ impl CallFacts {
         matches!(self.status, CallStatus::Ended | CallStatus::Missed | CallStatus::Busy | CallStatus::Failed)
     }
 
-    /// The call was missed: it ended missed, busy or failed without ever being answered.
+    /// The call was missed: it is over and was never answered (a caller who hung up while it rang
+    /// ended the call unanswered: for the account, that is a missed call too).
     pub fn is_missed(&self) -> bool {
-        !self.answered && matches!(self.status, CallStatus::Missed | CallStatus::Busy | CallStatus::Failed)
+        !self.answered && self.is_over()
     }
 
     /// Kommo's `call_status` for the call as the provider reported it (the manager's result overrides

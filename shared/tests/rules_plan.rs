@@ -342,9 +342,9 @@ fn unknown_caller_becomes_an_unsorted_lead_carrying_the_call() {
             vec![unsorted(log_in(K::Success)), accept(Some(AGENT), None)],
         ),
         (
-            "ended without an answer: no connection, but not a missed call",
+            "ended without an answer (the caller hung up while it rang): a missed call",
             inbound(Ended, false),
-            vec![unsorted(log_in(K::NoConnection))],
+            vec![unsorted(log_in(K::NoConnection)), missed_task(Target::CreatedLead, Some(AGENT))],
         ),
     ]);
 }
