@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
@@ -167,8 +167,19 @@ struct Inner {
 
 impl KommoClient {
     pub fn new(store: Store, keyring: Arc<Keyring>, oauth: OAuthClient, hosts: KommoHosts) -> KommoClient {
+        KommoClient::with_timeout(store, keyring, oauth, hosts, REQUEST_TIMEOUT)
+    }
+
+    /// [`KommoClient::new`] with another limit on each request (tests of hanging answers use a short one).
+    pub fn with_timeout(
+        store: Store,
+        keyring: Arc<Keyring>,
+        oauth: OAuthClient,
+        hosts: KommoHosts,
+        timeout: Duration,
+    ) -> KommoClient {
         let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             // Never follow redirects: our secret and tokens go only to the allowlisted host.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("kommo-voip/", env!("CARGO_PKG_VERSION")))
@@ -222,12 +233,28 @@ impl KommoClient {
 
     /// `GET` on the account's Kommo API. `Ok(None)` is Kommo's 204 (nothing found / empty page).
     pub async fn get(&self, account: AccountId, path_and_query: &str) -> Result<Option<Value>, KommoError> {
+        self.send(account, Method::GET, path_and_query, None).await
+    }
+
+    /// One request on the account's Kommo API with a JSON body (or none). `Ok(None)` is Kommo's 204.
+    ///
+    /// A 401 refreshes the token once (unless another caller already did) and sends again once; a 429
+    /// with a short `Retry-After` is waited out in place (Kommo did not perform the request); 402/403
+    /// park the account. Nothing else is retried here: after a timeout or a 5xx the request may or may
+    /// not have been performed, and only the caller knows how to look before sending it again.
+    pub async fn send(
+        &self,
+        account: AccountId,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, KommoError> {
         let base_url = self.account_base_url(account).await?;
         let mut token = self.access_token(account, None).await?;
         let mut refreshed = false;
         let mut waited = Duration::ZERO;
         loop {
-            match self.send_get(&base_url, &token, path_and_query).await {
+            match self.send_once(&base_url, &token, method.clone(), path_and_query, body).await {
                 Err(KommoError::NeedsReauth) if !refreshed => {
                     // A 401 on a call: refresh once (unless someone already did) and retry once.
                     refreshed = true;
@@ -411,15 +438,16 @@ impl KommoClient {
     }
 
     async fn token_request(&self, base_url: &str, body: &Value) -> Result<TokenGrant, KommoError> {
-        let response = self
-            .inner
-            .http
-            .post(format!("{base_url}/oauth2/access_token"))
-            .json(body)
-            .send()
-            .await
-            .map_err(transport)?;
+        let response =
+            self.inner.http.post(format!("{base_url}/oauth2/access_token")).json(body).send().await.map_err(
+                |error| {
+                    let status = if error.is_timeout() { "timeout" } else { "error" };
+                    metrics::counter!("kommo_requests_total", "status" => status).increment(1);
+                    transport(error)
+                },
+            )?;
         let status = response.status();
+        metrics::counter!("kommo_requests_total", "status" => status.as_str().to_owned()).increment(1);
         if status.is_success() {
             let tokens: TokenResponse = response.json().await.map_err(|error| {
                 KommoError::Transient(format!("unexpected token response: {}", error.without_url()))
@@ -438,47 +466,83 @@ impl KommoClient {
         }
     }
 
-    /// One GET, paced in the bucket of its host.
+    /// One request, paced in the bucket of its host; every answer is counted in
+    /// `kommo_requests_total{status}`.
+    async fn send_once(
+        &self,
+        base_url: &str,
+        token: &SecretString,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, KommoError> {
+        self.pace(base_url).await?;
+        let mut request =
+            self.inner.http.request(method, format!("{base_url}{path_and_query}")).bearer_auth(token.expose_secret());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let status = if error.is_timeout() { "timeout" } else { "error" };
+                metrics::counter!("kommo_requests_total", "status" => status).increment(1);
+                return Err(transport(error));
+            }
+        };
+        let status = response.status();
+        metrics::counter!("kommo_requests_total", "status" => status.as_str().to_owned()).increment(1);
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            let bytes = response.bytes().await.map_err(transport)?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(None);
+            }
+            return serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|error| KommoError::Transient(format!("unreadable body: {error}")));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(KommoError::NeedsReauth);
+        }
+        let after = retry_after(&response);
+        let detail = response.json::<Value>().await.ok().map(|body| problem_detail(&body)).unwrap_or_default();
+        Err(classify(status, after, detail))
+    }
+
+    /// One GET outside an account (the install's exchange), paced in the bucket of its host.
     async fn send_get(
         &self,
         base_url: &str,
         token: &SecretString,
         path_and_query: &str,
     ) -> Result<Option<Value>, KommoError> {
-        self.pace(base_url).await?;
-        let response = self
-            .inner
-            .http
-            .get(format!("{base_url}{path_and_query}"))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status();
-        if status == StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        if status.is_success() {
-            return response
-                .json()
-                .await
-                .map(Some)
-                .map_err(|error| KommoError::Transient(format!("unreadable body: {}", error.without_url())));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            return Err(KommoError::NeedsReauth);
-        }
-        let after = retry_after(&response);
-        let detail = response
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|body| {
-                body.get("detail").or_else(|| body.get("title")).and_then(Value::as_str).map(str::to_owned)
-            })
-            .unwrap_or_default();
-        Err(classify(status, after, detail))
+        self.send_once(base_url, token, Method::GET, path_and_query, None).await
     }
+}
+
+/// The readable part of a Kommo error body: its `detail` (or `title`), then each validation error as
+/// `[request_id] path: detail`, so that a caller can tell which item and field Kommo refused.
+fn problem_detail(body: &Value) -> String {
+    let mut detail =
+        body.get("detail").or_else(|| body.get("title")).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let items = body.get("validation-errors").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for item in items {
+        let request_id = item.get("request_id").map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned));
+        for error in item.get("errors").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+            let text = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+            detail.push_str(&format!(
+                "; [{}] {}: {} {}",
+                request_id.as_deref().unwrap_or("?"),
+                text("path"),
+                text("code"),
+                text("detail")
+            ));
+        }
+    }
+    detail
 }
 
 /// A token pair with its absolute expiry.
@@ -549,6 +613,20 @@ mod tests {
         assert!(KommoHosts::parse("").is_err());
         assert!(KommoHosts::parse("ftp://x.example").is_err());
         assert!(KommoHosts::parse("https://x.example/path").is_err());
+    }
+
+    #[test]
+    fn a_refusal_names_each_refused_item_and_field() {
+        let body = serde_json::json!({
+            "title": "Bad Request", "status": 400, "detail": "Request validation failed",
+            "validation-errors": [{"request_id": "c-1:call", "errors": [
+                {"code": "NotSupportedChoice", "path": "direction", "detail": "The value is not supported"}]}]
+        });
+        assert_eq!(
+            problem_detail(&body),
+            "Request validation failed; [c-1:call] direction: NotSupportedChoice The value is not supported"
+        );
+        assert_eq!(problem_detail(&serde_json::json!({"title": "Not Found"})), "Not Found");
     }
 
     #[test]

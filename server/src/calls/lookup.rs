@@ -1,0 +1,227 @@
+//! What Kommo knows about a client's number: the contacts search by phone, their active leads, and a
+//! per-account cache of the answer.
+//!
+//! The cache keeps an answer for [`CACHE_TTL`]; the entry of a number is dropped as soon as this server
+//! creates a contact, lead or unsorted lead for it (another server process may keep its own entry until
+//! the TTL: the ledger, not the cache, is what prevents a second write of a call).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::rules::{ContactFacts, Knowledge, LeadFacts};
+
+use crate::kommo::{KommoClient, KommoError};
+use crate::store::AccountId;
+
+/// How long an answer is reused.
+pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+/// Numbers kept at most, across accounts.
+const CACHE_CAPACITY: u64 = 50_000;
+/// Kommo's statuses of closed leads: won, lost.
+pub const CLOSED_STATUSES: [i64; 2] = [142, 143];
+/// Leads read per request (their ids go into the query string).
+const LEADS_PER_REQUEST: usize = 50;
+
+/// A contact that has the number, as the search found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactMatch {
+    pub id: i64,
+    pub responsible_user_id: Option<i64>,
+    pub phone_count: usize,
+    pub lead_ids: Vec<i64>,
+    pub updated_at: i64,
+}
+
+/// A lead as `GET /api/v4/leads` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeadInfo {
+    pub id: i64,
+    pub responsible_user_id: Option<i64>,
+    pub status_id: Option<i64>,
+    pub created_at: i64,
+}
+
+impl LeadInfo {
+    pub fn is_active(&self) -> bool {
+        !self.status_id.is_some_and(|status| CLOSED_STATUSES.contains(&status))
+    }
+}
+
+/// What the cache keeps of a number: the freshest contact that has it, and its active leads once read.
+#[derive(Debug, Clone)]
+struct Entry {
+    contact: Option<ContactMatch>,
+    active_leads: Option<Vec<LeadFacts>>,
+}
+
+impl Entry {
+    fn knowledge(&self) -> Knowledge {
+        match &self.contact {
+            None => Knowledge::Unknown,
+            Some(contact) => Knowledge::Contact(ContactFacts {
+                id: contact.id,
+                responsible_user_id: contact.responsible_user_id,
+                phone_count: contact.phone_count,
+                active_leads: self.active_leads.clone(),
+            }),
+        }
+    }
+}
+
+/// The lookup cache; cheap to clone (one shared cache).
+#[derive(Clone)]
+pub struct Lookup {
+    cache: moka::future::Cache<(AccountId, String), Arc<Entry>>,
+}
+
+impl Default for Lookup {
+    fn default() -> Lookup {
+        Lookup::new()
+    }
+}
+
+impl Lookup {
+    pub fn new() -> Lookup {
+        Lookup::with_ttl(CACHE_TTL)
+    }
+
+    pub fn with_ttl(ttl: Duration) -> Lookup {
+        Lookup { cache: moka::future::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(ttl).build() }
+    }
+
+    /// What Kommo knows about `number` (E.164, or as the provider sent it), from the cache when it can.
+    /// With `with_leads`, a known contact's active leads are looked up too.
+    pub async fn knowledge(
+        &self,
+        kommo: &KommoClient,
+        account: AccountId,
+        number: &str,
+        country: Option<&str>,
+        with_leads: bool,
+    ) -> Result<Knowledge, KommoError> {
+        let key = (account, number.to_owned());
+        let mut entry = match self.cache.get(&key).await {
+            Some(entry) if !with_leads || entry.contact.is_none() || entry.active_leads.is_some() => {
+                return Ok(entry.knowledge());
+            }
+            Some(entry) => Entry::clone(&entry),
+            None => {
+                Entry { contact: search(kommo, account, number, country).await?.into_iter().next(), active_leads: None }
+            }
+        };
+        if with_leads && let Some(contact) = &entry.contact {
+            entry.active_leads = Some(active_of(&leads(kommo, account, &contact.lead_ids).await?));
+        }
+        let knowledge = entry.knowledge();
+        self.cache.insert(key, Arc::new(entry)).await;
+        Ok(knowledge)
+    }
+
+    /// The active leads of `contact_id` (which has `number`), most recent first (uncached).
+    pub async fn active_leads(
+        &self,
+        kommo: &KommoClient,
+        account: AccountId,
+        number: &str,
+        country: Option<&str>,
+        contact_id: i64,
+    ) -> Result<Vec<LeadFacts>, KommoError> {
+        let contacts = search(kommo, account, number, country).await?;
+        let lead_ids = contacts.into_iter().find(|contact| contact.id == contact_id).map(|c| c.lead_ids);
+        Ok(active_of(&leads(kommo, account, &lead_ids.unwrap_or_default()).await?))
+    }
+
+    /// Drops what is known about `number` (this server just created something for it).
+    pub async fn invalidate(&self, account: AccountId, number: &str) {
+        self.cache.invalidate(&(account, number.to_owned())).await;
+    }
+}
+
+/// The contacts that have `number` among their phones, most recently updated first (uncached).
+pub async fn search(
+    kommo: &KommoClient,
+    account: AccountId,
+    number: &str,
+    country: Option<&str>,
+) -> Result<Vec<ContactMatch>, KommoError> {
+    let query = shared::phone::search_key(number);
+    let path = format!("/api/v4/contacts?query={}&with=leads", encode(&query));
+    let Some(body) = kommo.get(account, &path).await? else { return Ok(Vec::new()) };
+    let mut found: Vec<ContactMatch> = items(&body, "contacts")
+        .iter()
+        .filter_map(|contact| {
+            let phones = phones(contact);
+            if !phones.iter().any(|phone| shared::phone::same_number(phone, number, country)) {
+                return None;
+            }
+            Some(ContactMatch {
+                id: contact["id"].as_i64()?,
+                responsible_user_id: contact["responsible_user_id"].as_i64(),
+                phone_count: phones.len(),
+                lead_ids: contact["_embedded"]["leads"]
+                    .as_array()
+                    .map(|leads| leads.iter().filter_map(|lead| lead["id"].as_i64()).collect())
+                    .unwrap_or_default(),
+                updated_at: contact["updated_at"].as_i64().unwrap_or(0),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
+    Ok(found)
+}
+
+/// The leads with these ids (`GET /api/v4/leads?filter[id][]=..`), in pages of a few dozen ids.
+pub async fn leads(kommo: &KommoClient, account: AccountId, ids: &[i64]) -> Result<Vec<LeadInfo>, KommoError> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(LEADS_PER_REQUEST) {
+        let filter: String = chunk.iter().map(|id| format!("filter[id][]={id}&")).collect();
+        let path = format!("/api/v4/leads?{}limit={}", filter, LEADS_PER_REQUEST);
+        let Some(body) = kommo.get(account, &path).await? else { continue };
+        found.extend(items(&body, "leads").iter().filter_map(|lead| {
+            Some(LeadInfo {
+                id: lead["id"].as_i64()?,
+                responsible_user_id: lead["responsible_user_id"].as_i64(),
+                status_id: lead["status_id"].as_i64(),
+                created_at: lead["created_at"].as_i64().unwrap_or(0),
+            })
+        }));
+    }
+    Ok(found)
+}
+
+/// The active ones, most recent first.
+fn active_of(leads: &[LeadInfo]) -> Vec<LeadFacts> {
+    let mut active: Vec<LeadInfo> = leads.iter().copied().filter(LeadInfo::is_active).collect();
+    active.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    active.into_iter().map(|lead| LeadFacts { id: lead.id, responsible_user_id: lead.responsible_user_id }).collect()
+}
+
+/// The values of a contact's PHONE field.
+fn phones(contact: &Value) -> Vec<String> {
+    contact["custom_fields_values"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|field| field["field_code"] == "PHONE")
+        .flat_map(|field| field["values"].as_array().map(Vec::as_slice).unwrap_or_default())
+        .filter_map(|value| value["value"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `_embedded.<name>` of a HAL answer (empty when absent).
+pub(crate) fn items<'a>(body: &'a Value, name: &str) -> &'a [Value] {
+    body["_embedded"][name].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// Percent-encodes a query value (unreserved characters stay).
+pub(crate) fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

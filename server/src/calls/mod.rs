@@ -1,0 +1,238 @@
+//! Bringing Kommo in line with one provider call: the job the worker runs for a call.
+//!
+//! [`process_call`] folds the call's new provider events into `voip_calls`, reads the account's rules,
+//! the manager's call result and what was already written, looks the client's number up in Kommo
+//! ([`lookup`]), asks the rules (`shared::rules::plan`) for the writes, and executes the ones not done
+//! yet ([`execute`]), each behind a recovery point in `kommo_writes`: a write is recorded as `sending`
+//! before its request leaves and `done` once Kommo answered, and a `sending` found later (an ambiguous
+//! failure, or a crash in between) makes the executor look in Kommo before posting again. So a call is
+//! written to Kommo once, however often its job runs.
+
+mod execute;
+mod fold;
+mod ledger;
+pub mod lookup;
+
+use std::time::Duration;
+
+use shared::rules::{self, CallFacts, CallResult, EntityRef, Knowledge, PlanInput};
+use shared::{CallHandling, CallStatus, ExtensionEntry, ExtensionMap};
+
+use crate::jobs::JobError;
+use crate::kommo::{KommoClient, KommoError};
+use crate::store::{AccountId, Store, unix_now};
+
+pub use lookup::Lookup;
+
+/// `source` of our calls (`POST /api/v4/calls`) and `service_code` of our unsorted leads.
+pub const SOURCE: &str = "kommo_voip";
+/// `source_uid` of the unsorted leads we create.
+pub const UNSORTED_SOURCE_UID: &str = "kommo-voip";
+/// `source_name` of the unsorted leads we create.
+pub const UNSORTED_SOURCE_NAME: &str = "Kommo VoIP";
+
+/// What the call processor needs: the store, the one Kommo client and the contact lookup cache.
+/// Cheap to clone (every part is a handle).
+#[derive(Clone)]
+pub struct CallsContext {
+    store: Store,
+    kommo: KommoClient,
+    lookup: Lookup,
+}
+
+impl CallsContext {
+    pub fn new(store: Store, kommo: KommoClient) -> CallsContext {
+        CallsContext { store, kommo, lookup: Lookup::new() }
+    }
+
+    /// [`CallsContext::new`] with a lookup cache whose entries live `ttl` (tests).
+    pub fn with_lookup_ttl(store: Store, kommo: KommoClient, ttl: Duration) -> CallsContext {
+        CallsContext { store, kommo, lookup: Lookup::with_ttl(ttl) }
+    }
+
+    pub fn lookup(&self) -> &Lookup {
+        &self.lookup
+    }
+}
+
+/// Brings Kommo in line with provider call `call_id` of `account`.
+///
+/// - [`JobError::Retry`]: Kommo or the database failed in a way worth retrying (5xx, timeout, a
+///   connection failure; a 429 with `after` = its `Retry-After`). Recovery points make the retry safe.
+/// - [`JobError::Park`]: the account cannot be served now (integration turned off or never set up, Kommo
+///   answered 402/403, the grant needs re-authorization, the account is not connected). No write was
+///   attempted beyond the one that told us.
+/// - [`JobError::Fail`]: retrying cannot help: a stored event that does not parse, stored settings or
+///   call result that do not parse, or a request Kommo refused as invalid (4xx).
+pub async fn process_call(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<(), JobError> {
+    let result = run(ctx, account, call_id).await;
+    if let Err(error) = &result {
+        tracing::warn!(account.id = account.0, call_id, %error, "call not (fully) delivered to Kommo");
+        let failed = matches!(error, JobError::Fail { .. });
+        if let Err(db) = ledger::record_error(&ctx.store, account, call_id, &error.to_string(), failed).await {
+            tracing::error!(account.id = account.0, call_id, error = %db, "could not record the delivery error");
+        }
+    }
+    result
+}
+
+async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<(), JobError> {
+    let country = ledger::account_country(&ctx.store, account).await.map_err(storage)?;
+    let Some(folded) = fold::fold(&ctx.store, account, call_id, country.as_deref()).await? else {
+        tracing::debug!(account.id = account.0, call_id, "no such call");
+        return Ok(());
+    };
+    let call = &folded.facts;
+    let settings = load_settings(&ctx.store, account).await?;
+    if !is_terminal(call.status) {
+        // Nothing goes to Kommo while the call is going on.
+        return Ok(());
+    }
+    let result = ledger::call_result(&ctx.store, account, call_id).await.map_err(storage)?;
+    let result: Option<CallResult> = match result {
+        Some(text) => Some(serde_json::from_str(&text).map_err(|error| JobError::Fail {
+            error: format!("the stored call result of call {call_id} does not parse: {error}"),
+        })?),
+        None => None,
+    };
+    let mut writes = ledger::Writes::load(&ctx.store, account, call_id).await.map_err(storage)?;
+    let delivered = writes.delivered();
+
+    let needs_leads = rules::needs_active_leads(call, &settings.rules);
+    let knowledge = match writes.knowledge() {
+        // The plan of a call that already wrote something stays on what Kommo knew then: planning
+        // twice on different knowledge could choose another way for the same call.
+        Some(Knowledge::Contact(contact)) if needs_leads && contact.active_leads.is_none() => {
+            let leads = ctx
+                .lookup
+                .active_leads(&ctx.kommo, account, &call.client_number, country.as_deref(), contact.id)
+                .await?;
+            Knowledge::Contact(shared::rules::ContactFacts { active_leads: Some(leads), ..contact })
+        }
+        Some(knowledge) => knowledge,
+        None => ctx.lookup.knowledge(&ctx.kommo, account, &call.client_number, country.as_deref(), needs_leads).await?,
+    };
+    writes.save_knowledge(&ctx.store, &knowledge).await.map_err(storage)?;
+
+    let plan = rules::plan(PlanInput {
+        call,
+        rules: &settings.rules,
+        extensions: &settings.extensions,
+        kommo: &knowledge,
+        result: result.as_ref(),
+        delivered,
+    });
+    let user_id = settings.extensions.user_for(call.extension.as_deref());
+    let mut executor = execute::Executor {
+        ctx,
+        account,
+        call,
+        line_number: &folded.line_number,
+        country: country.as_deref(),
+        has_result: result.is_some(),
+        pipeline_id: settings.rules.placement.pipeline_id,
+        writes: &mut writes,
+    };
+    let outcome = executor.run(&plan).await?;
+
+    let status = if outcome.call_logged {
+        Delivery::Delivered
+    } else if let Some(reason) = outcome.skipped.as_deref().or(plan.skipped) {
+        Delivery::Skipped(reason.to_owned())
+    } else {
+        Delivery::Unchanged
+    };
+    ledger::record_delivery(
+        &ctx.store,
+        account,
+        call_id,
+        ledger::DeliveryRecord {
+            status,
+            entity: outcome.entity,
+            unsorted_uid: outcome.unsorted_uid.as_deref(),
+            kommo_call_id: outcome.kommo_call_id,
+            responsible_user_id: user_id,
+            call_status: result.as_ref().map(|result| u8::from(result.call_status)),
+        },
+    )
+    .await
+    .map_err(storage)?;
+    Ok(())
+}
+
+/// What becomes of `voip_calls.delivery_status` after a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Delivered,
+    Skipped(String),
+    Unchanged,
+}
+
+/// The account's call-handling settings.
+struct Settings {
+    rules: CallHandling,
+    extensions: ExtensionMap,
+}
+
+async fn load_settings(store: &Store, account: AccountId) -> Result<Settings, JobError> {
+    let row = store.settings(account).await.map_err(storage)?;
+    let Some(row) = row.filter(|row| row.active) else {
+        return Err(JobError::Park { error: "the integration is turned off for this account".into() });
+    };
+    let rules = if row.config.trim() == "{}" {
+        CallHandling::default()
+    } else {
+        serde_json::from_str(&row.config).map_err(|error| JobError::Fail {
+            error: format!("the account's stored call-handling settings do not parse: {error}"),
+        })?
+    };
+    let entries = store
+        .extensions(account)
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .map(|(extension, user_id)| ExtensionEntry { extension, user_id })
+        .collect();
+    Ok(Settings { rules, extensions: ExtensionMap { entries, fallback_user_id: row.fallback_user_id } })
+}
+
+/// Statuses after which the call is over (the only ones that write to Kommo).
+pub fn is_terminal(status: CallStatus) -> bool {
+    matches!(status, CallStatus::Ended | CallStatus::Missed | CallStatus::Busy | CallStatus::Failed)
+}
+
+impl From<KommoError> for JobError {
+    fn from(error: KommoError) -> JobError {
+        let text = error.to_string();
+        match error {
+            KommoError::Transient(_) => JobError::Retry { error: text, after: None },
+            KommoError::RateLimited(after) => JobError::Retry { error: text, after: Some(after) },
+            KommoError::Suspended(_) | KommoError::NeedsReauth | KommoError::NotConnected => {
+                JobError::Park { error: text }
+            }
+            KommoError::Rejected { .. } => JobError::Fail { error: text },
+        }
+    }
+}
+
+fn storage(error: sqlx::Error) -> JobError {
+    tracing::error!(%error, "database error while processing a call");
+    JobError::Retry { error: "storage unavailable".into(), after: None }
+}
+
+/// The facts of a folded call and the number our side of it used.
+#[derive(Debug, Clone)]
+pub(crate) struct FoldedCall {
+    pub facts: CallFacts,
+    /// Our line: the called number on inbound calls, the calling one on outbound calls.
+    pub line_number: String,
+}
+
+/// An entity as the ledger stores it.
+pub(crate) fn entity_json(entity: EntityRef) -> serde_json::Value {
+    serde_json::json!({ "type": entity.kind.as_str(), "id": entity.id })
+}
+
+pub(crate) fn now() -> i64 {
+    unix_now()
+}

@@ -1,0 +1,679 @@
+//! Calls into Kommo end to end: provider events stored in the inbox, `process_call` run as the worker
+//! runs it, and our Kommo client talking over HTTP to the local Kommo (the stand-in), which records
+//! every write. Each test asserts what a Kommo user would find (one call per provider call, on the right
+//! entity; tasks due when and for whom the rules say; unsorted leads; notes), how many requests it took,
+//! and that every body we sent is valid for the vendor's API description.
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use server::calls::{CallsContext, process_call};
+use server::jobs::JobError;
+use server::kommo::{KommoClient, KommoHosts, OAuthClient};
+use server::store::AccountId;
+use shared::{CallHandling, ExtensionEntry, ExtensionMap, UnknownCallerEntity, UnsortedAccept};
+use support::{ACCOUNT, CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world};
+
+/// Users of the local Kommo's account (see the stand-in's default users).
+const MARIA: i64 = ACCOUNT as i64 * 100 + 1;
+const JUAN: i64 = ACCOUNT as i64 * 100 + 2;
+/// The caller, as the provider sends it, and in E.164.
+const CALLER: &str = "+55 11 98888-7777";
+const CALLER_E164: &str = "+5511988887777";
+/// Our line.
+const LINE: &str = "+551133334444";
+const STARTED: i64 = 1_760_000_000;
+
+struct Desk {
+    world: World,
+    account: AccountId,
+    ctx: CallsContext,
+    next_webhook: AtomicU32,
+}
+
+/// A local Kommo with the account installed and the integration saved with `handling`, extension
+/// 101 → Maria.
+async fn desk(handling: CallHandling) -> Desk {
+    desk_with_timeout(handling, Duration::from_secs(15)).await
+}
+
+async fn desk_with_timeout(handling: CallHandling, timeout: Duration) -> Desk {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let mut settings = world.valid_settings();
+    settings.call_handling = handling;
+    settings.extensions = ExtensionMap {
+        entries: vec![ExtensionEntry { extension: "101".into(), user_id: MARIA }],
+        fallback_user_id: None,
+    };
+    let (status, body) =
+        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let kommo = KommoClient::with_timeout(
+        world.store.clone(),
+        std::sync::Arc::new(server::crypto::Keyring::parse(&format!("k1:{KEY_B64}")).unwrap()),
+        OAuthClient {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.to_owned().into(),
+            redirect_uri: format!("{}/oauth/kommo/callback", world.server),
+        },
+        KommoHosts::parse(&format!("http://{}", world.kommo_host)).unwrap(),
+        timeout,
+    );
+    let ctx = CallsContext::new(world.store.clone(), kommo);
+    let desk = Desk { world, account, ctx, next_webhook: AtomicU32::new(1) };
+    desk.reset_stats().await;
+    desk
+}
+
+impl Desk {
+    /// Stores a provider event of `call_id` in the inbox, as the webhook handler does.
+    async fn event(&self, call_id: &str, status: &str, extra: Value) {
+        let mut event = json!({
+            "callId": call_id, "voipAccountId": "va-1", "from": CALLER, "to": LINE, "status": status,
+            "startTime": STARTED, "extension": "101",
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            event[key] = value.clone();
+        }
+        if event["direction"] == "outbound" {
+            let (from, to) = (event["from"].clone(), event["to"].clone());
+            event["from"] = to;
+            event["to"] = from;
+        }
+        self.raw_event(call_id, &format!("{call_id}/{status}/{}", event["type"]), &event.to_string()).await;
+    }
+
+    async fn raw_event(&self, call_id: &str, event_key: &str, body: &str) {
+        let webhook = self.next_webhook.fetch_add(1, Ordering::Relaxed);
+        sqlx::query(
+            "INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(self.account.0)
+        .bind(format!("msg_{webhook}"))
+        .bind(event_key)
+        .bind(call_id)
+        .bind(body)
+        .bind(STARTED)
+        .execute(self.world.store.pool())
+        .await
+        .unwrap();
+    }
+
+    async fn process(&self, call_id: &str) -> Result<(), JobError> {
+        process_call(&self.ctx, self.account, call_id).await
+    }
+
+    /// A contact in the local Kommo: its id and its leads' ids.
+    async fn contact(&self, phones: &[&str], responsible: i64, leads: Value) -> (i64, Vec<i64>) {
+        let reply = self
+            .world
+            .kommo_control(
+                "/sandbox/kommo/contacts",
+                json!({"account_id": ACCOUNT, "name": "Ana Souza", "phones": phones,
+                       "responsible_user_id": responsible, "leads": leads}),
+            )
+            .await;
+        let leads = reply["lead_ids"].as_array().unwrap().iter().map(|id| id.as_i64().unwrap()).collect();
+        (reply["contact_id"].as_i64().unwrap(), leads)
+    }
+
+    async fn reset_stats(&self) {
+        let response =
+            self.world.http.post(format!("{}/sandbox/kommo/reset-stats", self.world.kommo)).send().await.unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Requests our server sent to Kommo's API since the last reset.
+    async fn api_requests(&self) -> u64 {
+        let stats = self.world.stats().await;
+        stats["requests"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(name, _)| name.contains(" /api/v4/"))
+            .map(|(_, count)| count.as_u64().unwrap())
+            .sum()
+    }
+
+    /// Every write the local Kommo recorded for the account, each body checked against the vendor's
+    /// API description where it covers the endpoint.
+    async fn writes(&self) -> Vec<Value> {
+        let url = format!("{}/sandbox/kommo/writes?account_id={ACCOUNT}", self.world.kommo);
+        let writes: Value = self.world.http.get(url).send().await.unwrap().json().await.unwrap();
+        let writes = writes.as_array().cloned().unwrap_or_default();
+        let oracle = sandbox::oracle::Oracle::load();
+        for write in &writes {
+            let (method, path) = (write["method"].as_str().unwrap(), write["path"].as_str().unwrap());
+            if !oracle.covers(method, path) {
+                // The vendor's description lacks this endpoint (`/api/v4/leads/unsorted/sip`).
+                continue;
+            }
+            if let Err(errors) = oracle.validate_request_closed(method, path, &write["body"]) {
+                panic!("{method} {path} sent a body the API description refuses: {errors:?}\n{}", write["body"]);
+            }
+        }
+        writes
+    }
+
+    /// The writes to `METHOD path`, as their body's items.
+    async fn items(&self, method: &str, path: &str) -> Vec<Value> {
+        self.writes()
+            .await
+            .into_iter()
+            .filter(|write| write["method"] == method && write["path"] == path)
+            .flat_map(|write| match &write["body"] {
+                Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
+            })
+            .collect()
+    }
+
+    async fn assert_one_call_per_uniq(&self) {
+        let stats = self.world.stats().await;
+        assert_eq!(stats["duplicate_uniqs"], json!([]), "a call was written twice: {stats}");
+    }
+
+    /// `voip_calls` as the widget and the operator see it.
+    async fn delivery(&self, call_id: &str) -> Delivery {
+        sqlx::query_as(
+            "SELECT delivery_status AS status, delivery_error AS error, entity_type, entity_id, unsorted_uid,
+                    responsible_user_id, client_number
+             FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
+        )
+        .bind(self.account.0)
+        .bind(call_id)
+        .fetch_one(self.world.store.pool())
+        .await
+        .unwrap()
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Delivery {
+    status: String,
+    error: Option<String>,
+    entity_type: Option<String>,
+    entity_id: Option<i64>,
+    unsorted_uid: Option<String>,
+    responsible_user_id: Option<i64>,
+    client_number: Option<String>,
+}
+
+fn handling(change: impl FnOnce(&mut CallHandling)) -> CallHandling {
+    let mut handling = CallHandling::default();
+    change(&mut handling);
+    handling
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_callers_answered_call_is_logged_once_on_their_lead_in_two_requests() {
+    let desk = desk(CallHandling::default()).await;
+    let (_, leads) = desk.contact(&[CALLER_E164], JUAN, json!([{"name": "Open deal"}])).await;
+    desk.reset_stats().await;
+    desk.event("c-known", "ringing", json!({"type": "call.ringing"})).await;
+    desk.event("c-known", "answered", json!({"type": "call.answered"})).await;
+    desk.event(
+        "c-known",
+        "ended",
+        json!({"type": "call.ended", "duration": 42, "recordingUrl": "https://rec.example.org/c-known.mp3"}),
+    )
+    .await;
+    desk.process("c-known").await.unwrap();
+
+    let calls = desk.items("POST", "/api/v4/calls").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    assert_eq!(call["uniq"], "c-known");
+    assert_eq!(call["direction"], "inbound");
+    assert_eq!(call["phone"], CALLER_E164);
+    assert_eq!(call["duration"], 42);
+    assert_eq!(call["call_status"], 4, "a conversation took place");
+    assert_eq!(call["link"], "https://rec.example.org/c-known.mp3");
+    assert_eq!(call["created_by"], MARIA, "the extension's user made the call");
+    assert_eq!(call["responsible_user_id"], MARIA);
+    assert_eq!(call["request_id"], "c-known:call");
+    assert_eq!(desk.api_requests().await, 2, "a contact lookup and the call");
+
+    let delivery = desk.delivery("c-known").await;
+    assert_eq!(delivery.status, "delivered", "{delivery:?}");
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("leads"), Some(leads[0])));
+    assert_eq!(delivery.responsible_user_id, Some(MARIA));
+    assert_eq!(delivery.client_number.as_deref(), Some(CALLER_E164));
+
+    // The job runs again (a retry, a late duplicate event): nothing more reaches Kommo.
+    desk.reset_stats().await;
+    desk.process("c-known").await.unwrap();
+    assert_eq!(desk.api_requests().await, 0);
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_call_from_a_contact_with_two_numbers_gets_a_call_back_task_and_a_number_note() {
+    let desk = desk(CallHandling::default()).await;
+    let (contact, leads) = desk
+        .contact(&["+551122223333", CALLER_E164], JUAN, json!([{"name": "Won", "status_id": 142}, {"name": "Open"}]))
+        .await;
+    desk.reset_stats().await;
+    desk.event("c-missed", "missed", json!({"type": "call.missed"})).await;
+    desk.process("c-missed").await.unwrap();
+
+    let calls = desk.items("POST", "/api/v4/calls").await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_status"], 6, "did not get through");
+    let tasks = desk.items("POST", "/api/v4/tasks").await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!(task["task_type_id"], 1, "a follow-up");
+    assert_eq!((task["entity_type"].as_str(), task["entity_id"].as_i64()), (Some("leads"), Some(leads[1])));
+    assert_eq!(task["complete_till"], STARTED + 60 * 60, "due an hour after the call");
+    assert_eq!(task["responsible_user_id"], JUAN, "the contact's responsible user");
+    let notes = desk.items("POST", "/api/v4/contacts/notes").await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["entity_id"], contact);
+    assert_eq!(notes[0]["note_type"], "common");
+    assert!(notes[0]["params"]["text"].as_str().unwrap().contains("98888-7777"), "{}", notes[0]);
+    // Lookup, active leads, the call, the note, the task.
+    assert_eq!(desk.api_requests().await, 5);
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_caller_becomes_an_unsorted_lead_accepted_when_answered() {
+    let desk = desk(handling(|h| h.unknown_incoming.unsorted_accept = UnsortedAccept::OnAnswer)).await;
+    desk.event("c-new", "answered", json!({"type": "call.answered"})).await;
+    desk.event("c-new", "ended", json!({"type": "call.ended", "duration": 30})).await;
+    desk.process("c-new").await.unwrap();
+
+    let unsorted = desk.items("POST", "/api/v4/leads/unsorted/sip").await;
+    assert_eq!(unsorted.len(), 1, "{unsorted:?}");
+    let item = &unsorted[0];
+    assert_eq!(item["metadata"]["uniq"], "c-new");
+    assert_eq!(item["metadata"]["from"], CALLER_E164);
+    assert_eq!(item["metadata"]["phone"], LINE);
+    assert_eq!(item["metadata"]["duration"], 30);
+    assert_eq!(item["metadata"]["is_call_event_needed"], true);
+    assert_eq!(item["metadata"]["call_responsible"], MARIA);
+    assert_eq!(item["_embedded"]["contacts"][0]["custom_fields_values"][0]["values"][0]["value"], CALLER_E164);
+    let accepts: Vec<Value> =
+        desk.writes().await.into_iter().filter(|write| write["path"].as_str().unwrap().ends_with("/accept")).collect();
+    assert_eq!(accepts.len(), 1, "{accepts:?}");
+    assert_eq!(accepts[0]["body"]["user_id"], MARIA);
+    assert!(desk.items("POST", "/api/v4/calls").await.is_empty(), "the unsorted lead carries the call");
+    assert_eq!(desk.api_requests().await, 3, "lookup, unsorted lead, accept");
+
+    let delivery = desk.delivery("c-new").await;
+    assert_eq!(delivery.status, "delivered");
+    assert!(delivery.unsorted_uid.is_some());
+    assert_eq!(delivery.entity_type.as_deref(), Some("leads"));
+
+    desk.reset_stats().await;
+    desk.process("c-new").await.unwrap();
+    assert_eq!(desk.api_requests().await, 0, "a second run writes nothing");
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_callers_missed_call_goes_to_unsorted_with_a_task_in_three_requests() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-unknown-missed", "missed", json!({"type": "call.missed"})).await;
+    desk.process("c-unknown-missed").await.unwrap();
+    assert_eq!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.len(), 1);
+    let tasks = desk.items("POST", "/api/v4/tasks").await;
+    assert_eq!(tasks.len(), 1);
+    let delivery = desk.delivery("c-unknown-missed").await;
+    assert_eq!(tasks[0]["entity_id"].as_i64(), delivery.entity_id, "on the unsorted lead");
+    assert_eq!(tasks[0]["responsible_user_id"], MARIA, "an unknown caller's task goes to the extension's user");
+    assert_eq!(desk.api_requests().await, 3, "lookup, unsorted lead, task");
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_caller_can_become_a_contact_and_lead_that_the_call_lands_on() {
+    let desk = desk(handling(|h| h.unknown_incoming.create = UnknownCallerEntity::ContactAndLead)).await;
+    desk.event("c-complex", "ended", json!({"type": "call.ended", "duration": 12})).await;
+    desk.process("c-complex").await.unwrap();
+    let created = desk.items("POST", "/api/v4/leads/complex").await;
+    assert_eq!(created.len(), 1);
+    let contact = &created[0]["_embedded"]["contacts"][0];
+    assert_eq!(contact["custom_fields_values"][0]["values"][0]["value"], CALLER_E164);
+    assert_eq!(desk.items("POST", "/api/v4/calls").await.len(), 1);
+    let delivery = desk.delivery("c-complex").await;
+    assert_eq!(delivery.status, "delivered");
+    assert_eq!(delivery.entity_type.as_deref(), Some("leads"), "the contact's one active lead: the new one");
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_goes_to_kommo_while_the_call_is_ringing() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-ring", "ringing", json!({"type": "call.ringing"})).await;
+    desk.process("c-ring").await.unwrap();
+    assert_eq!(desk.api_requests().await, 0);
+    assert_eq!(desk.delivery("c-ring").await.status, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outgoing_call_to_an_unknown_number_is_skipped_when_creating_contacts_is_off() {
+    let desk = desk(handling(|h| h.outgoing_new.create_contact_and_lead = false)).await;
+    desk.event("c-out", "ended", json!({"type": "call.ended", "direction": "outbound", "duration": 5})).await;
+    desk.process("c-out").await.unwrap();
+    assert!(desk.writes().await.is_empty());
+    let delivery = desk.delivery("c-out").await;
+    assert_eq!(delivery.status, "skipped");
+    assert!(delivery.error.unwrap().contains("outgoing"));
+    assert_eq!(desk.api_requests().await, 1, "the lookup");
+}
+
+/// An ambiguous failure of `path`: Kommo performs the write, then answers 500 (or never answers).
+async fn ambiguous(desk: &Desk, path: &str, timeout: bool) {
+    let fault = if timeout {
+        json!({"account_id": ACCOUNT, "timeout": true, "after_commit": true, "method": "POST", "path_prefix": path})
+    } else {
+        json!({"account_id": ACCOUNT, "status": 500, "after_commit": true, "method": "POST", "path_prefix": path})
+    };
+    desk.world.kommo_control("/sandbox/kommo/faults", fault).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_written_before_a_500_is_found_on_the_retry_and_not_written_again() {
+    let desk = desk(CallHandling::default()).await;
+    desk.contact(&[CALLER_E164], JUAN, json!([])).await;
+    desk.event("c-500", "ended", json!({"type": "call.ended", "duration": 8})).await;
+    ambiguous(&desk, "/api/v4/calls", false).await;
+    assert!(matches!(desk.process("c-500").await, Err(JobError::Retry { .. })));
+    desk.process("c-500").await.unwrap();
+    let committed: Vec<Value> = desk.writes().await.into_iter().filter(|w| w["path"] == "/api/v4/calls").collect();
+    assert_eq!(committed.len(), 1, "looked before posting again: {committed:?}");
+    assert_eq!(desk.delivery("c-500").await.status, "delivered");
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_written_before_a_timeout_is_found_on_the_retry_and_not_written_again() {
+    let desk = desk_with_timeout(CallHandling::default(), Duration::from_secs(1)).await;
+    desk.contact(&[CALLER_E164], JUAN, json!([{"name": "Open"}])).await;
+    desk.event("c-timeout", "ended", json!({"type": "call.ended", "duration": 8})).await;
+    ambiguous(&desk, "/api/v4/calls", true).await;
+    assert!(matches!(desk.process("c-timeout").await, Err(JobError::Retry { .. })));
+    desk.process("c-timeout").await.unwrap();
+    let calls: Vec<Value> = desk.writes().await.into_iter().filter(|w| w["path"] == "/api/v4/calls").collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let delivery = desk.delivery("c-timeout").await;
+    assert_eq!((delivery.status.as_str(), delivery.entity_type.as_deref()), ("delivered", Some("leads")));
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsorted_lead_written_before_a_500_is_found_on_the_retry() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-unsorted-500", "missed", json!({"type": "call.missed"})).await;
+    ambiguous(&desk, "/api/v4/leads/unsorted/sip", false).await;
+    assert!(matches!(desk.process("c-unsorted-500").await, Err(JobError::Retry { .. })));
+    desk.process("c-unsorted-500").await.unwrap();
+    let unsorted: Vec<Value> =
+        desk.writes().await.into_iter().filter(|w| w["path"] == "/api/v4/leads/unsorted/sip").collect();
+    assert_eq!(unsorted.len(), 1, "{unsorted:?}");
+    assert_eq!(desk.items("POST", "/api/v4/tasks").await.len(), 1);
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_written_before_a_500_is_found_on_the_retry() {
+    let desk = desk(CallHandling::default()).await;
+    desk.contact(&[CALLER_E164], JUAN, json!([{"name": "Open"}])).await;
+    desk.event("c-task-500", "missed", json!({"type": "call.missed"})).await;
+    ambiguous(&desk, "/api/v4/tasks", false).await;
+    assert!(matches!(desk.process("c-task-500").await, Err(JobError::Retry { .. })));
+    desk.process("c-task-500").await.unwrap();
+    assert_eq!(desk.items("POST", "/api/v4/tasks").await.len(), 1);
+    assert_eq!(desk.items("POST", "/api/v4/calls").await.len(), 1);
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_402_parks_the_job_and_the_account() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-402", "ended", json!({"type": "call.ended", "duration": 3})).await;
+    desk.world.kommo_control("/sandbox/kommo/faults", json!({"account_id": ACCOUNT, "status": 402})).await;
+    assert!(matches!(desk.process("c-402").await, Err(JobError::Park { .. })));
+    let info = desk.world.store.account(desk.account).await.unwrap().unwrap();
+    assert_eq!(info.state, server::store::AccountState::Suspended);
+    // Parked: nothing more is sent for the account.
+    desk.reset_stats().await;
+    assert!(matches!(desk.process("c-402").await, Err(JobError::Park { .. })));
+    assert_eq!(desk.api_requests().await, 0);
+    assert_eq!(desk.delivery("c-402").await.status, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_429_is_a_retry_after_its_retry_after() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-429", "ended", json!({"type": "call.ended", "duration": 3})).await;
+    desk.world
+        .kommo_control("/sandbox/kommo/faults", json!({"account_id": ACCOUNT, "status": 429, "retry_after": 60}))
+        .await;
+    match desk.process("c-429").await {
+        Err(JobError::Retry { after, .. }) => assert_eq!(after, Some(Duration::from_secs(60))),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_event_that_does_not_parse_fails_the_job_and_is_kept() {
+    let desk = desk(CallHandling::default()).await;
+    desk.raw_event("c-bad", "c-bad/ended", r#"{"callId":"c-bad","status":"exploded"}"#).await;
+    match desk.process("c-bad").await {
+        Err(JobError::Fail { error }) => assert!(error.contains("c-bad"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_inbox WHERE applied_at IS NULL")
+        .fetch_one(desk.world.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, 1, "the event stays for a person to look at");
+    assert_eq!(desk.api_requests().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turned_off_integration_parks_the_job() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-off", "ended", json!({"type": "call.ended", "duration": 3})).await;
+    sqlx::query("UPDATE widget_settings SET active = FALSE").execute(desk.world.store.pool()).await.unwrap();
+    assert!(matches!(desk.process("c-off").await, Err(JobError::Park { .. })));
+    assert_eq!(desk.api_requests().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managers_result_given_before_the_end_rides_on_the_one_call_with_its_follow_up() {
+    let desk = desk(CallHandling::default()).await;
+    let (_, leads) = desk.contact(&[CALLER_E164], JUAN, json!([{"name": "Open"}])).await;
+    desk.reset_stats().await;
+    let result = json!({"note": "Wants the offer", "call_status": 2, "quality": 4,
+                        "follow_up": {"text": "Send the offer", "due_at": STARTED + 86_400}});
+    sqlx::query(
+        "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
+         VALUES (?1, 'c-result', ?2, ?3, ?4, ?4)",
+    )
+    .bind(desk.account.0)
+    .bind(result.to_string())
+    .bind(MARIA)
+    .bind(STARTED)
+    .execute(desk.world.store.pool())
+    .await
+    .unwrap();
+    desk.event("c-result", "ended", json!({"type": "call.ended", "duration": 64})).await;
+    desk.process("c-result").await.unwrap();
+
+    let calls = desk.items("POST", "/api/v4/calls").await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_status"], 2, "the manager's status");
+    assert!(calls[0]["call_result"].as_str().unwrap().contains("Wants the offer"), "{}", calls[0]);
+    let tasks = desk.items("POST", "/api/v4/tasks").await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!((tasks[0]["entity_type"].as_str(), tasks[0]["entity_id"].as_i64()), (Some("leads"), Some(leads[0])));
+    assert_eq!(tasks[0]["complete_till"], STARTED + 86_400);
+    assert!(desk.items("POST", "/api/v4/leads/notes").await.is_empty(), "the call carries the result: no note");
+    assert_eq!(desk.api_requests().await, 3, "lookup, call, follow-up task");
+    let call_result: Option<i64> = sqlx::query_scalar("SELECT call_result FROM voip_calls WHERE call_id = 'c-result'")
+        .fetch_one(desk.world.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(call_result, Some(2));
+    desk.assert_one_call_per_uniq().await;
+}
+
+/// The number was planned as a known contact's (an earlier attempt posted the call and did not hear
+/// back), and Kommo no longer has an entity with it (the contact was deleted meanwhile).
+async fn known_but_gone(desk: &Desk, call_id: &str) {
+    let knowledge = shared::rules::Knowledge::Contact(shared::rules::ContactFacts {
+        id: 1,
+        responsible_user_id: None,
+        phone_count: 1,
+        active_leads: Some(Vec::new()),
+    });
+    for (key, state, outcome) in
+        [("knowledge", "done", Some(serde_json::to_string(&knowledge).unwrap())), ("call", "sending", None)]
+    {
+        sqlx::query(
+            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+        )
+        .bind(desk.account.0)
+        .bind(call_id)
+        .bind(key)
+        .bind(state)
+        .bind(outcome)
+        .bind(STARTED)
+        .execute(desk.world.store.pool())
+        .await
+        .unwrap();
+    }
+}
+
+async fn no_entity_for_an_incoming_call_falls_back_to_unsorted(mode: &str) {
+    let desk = desk(CallHandling::default()).await;
+    desk.world.kommo_control("/sandbox/kommo/calls-mode", json!({"account_id": ACCOUNT, "mode": mode})).await;
+    desk.event("c-gone", "ended", json!({"type": "call.ended", "duration": 20})).await;
+    known_but_gone(&desk, "c-gone").await;
+    desk.process("c-gone").await.unwrap();
+
+    let writes = desk.writes().await;
+    let calls: Vec<&Value> = writes.iter().filter(|write| write["path"] == "/api/v4/calls").collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let unsorted = desk.items("POST", "/api/v4/leads/unsorted/sip").await;
+    assert_eq!(unsorted.len(), 1, "{mode}: the call went to an unsorted lead");
+    assert_eq!(unsorted[0]["metadata"]["uniq"], "c-gone");
+    let delivery = desk.delivery("c-gone").await;
+    assert_eq!(delivery.status, "delivered", "{delivery:?}");
+    assert!(delivery.unsorted_uid.is_some());
+    desk.assert_one_call_per_uniq().await;
+
+    desk.reset_stats().await;
+    desk.process("c-gone").await.unwrap();
+    assert_eq!(desk.api_requests().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_entity_answered_as_200_errors_sends_an_incoming_call_to_unsorted() {
+    no_entity_for_an_incoming_call_falls_back_to_unsorted("errors_200").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_entity_answered_as_400_sends_an_incoming_call_to_unsorted() {
+    no_entity_for_an_incoming_call_falls_back_to_unsorted("problem_400").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_entity_for_an_outgoing_call_skips_it_with_the_reason_in_both_answers() {
+    for mode in ["errors_200", "problem_400"] {
+        let desk = desk(CallHandling::default()).await;
+        desk.world.kommo_control("/sandbox/kommo/calls-mode", json!({"account_id": ACCOUNT, "mode": mode})).await;
+        desk.event("c-gone-out", "ended", json!({"type": "call.ended", "direction": "outbound", "duration": 9})).await;
+        known_but_gone(&desk, "c-gone-out").await;
+        desk.process("c-gone-out").await.unwrap();
+        let delivery = desk.delivery("c-gone-out").await;
+        assert_eq!(delivery.status, "skipped", "{mode}: {delivery:?}");
+        assert!(delivery.error.as_deref().unwrap().contains("no contact"), "{delivery:?}");
+        assert!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.is_empty());
+        desk.assert_one_call_per_uniq().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_callers_call_reaches_unsorted_in_two_requests() {
+    let desk = desk(CallHandling::default()).await;
+    desk.event("c-two", "ended", json!({"type": "call.ended", "duration": 14})).await;
+    desk.process("c-two").await.unwrap();
+    assert_eq!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.len(), 1);
+    assert_eq!(desk.api_requests().await, 2, "lookup and the unsorted lead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_call_from_a_number_reuses_the_lookup_and_one_we_created_for_is_looked_up_again() {
+    let desk = desk(CallHandling::default()).await;
+    // Unknown: the first call creates an unsorted lead, which drops the cached "unknown".
+    desk.event("c-first", "ended", json!({"type": "call.ended", "duration": 10})).await;
+    desk.process("c-first").await.unwrap();
+    desk.event("c-second", "ended", json!({"type": "call.ended", "duration": 11})).await;
+    desk.process("c-second").await.unwrap();
+    assert_eq!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.len(), 1, "one unsorted lead for the number");
+    let calls = desk.items("POST", "/api/v4/calls").await;
+    assert_eq!(calls.len(), 1, "the second call is logged on what the first created");
+    assert_eq!(calls[0]["uniq"], "c-second");
+
+    // Known now and cached: the third call takes only the call itself.
+    desk.reset_stats().await;
+    desk.event("c-third", "ended", json!({"type": "call.ended", "duration": 12})).await;
+    desk.process("c-third").await.unwrap();
+    assert_eq!(desk.api_requests().await, 1);
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_and_a_result_that_come_after_delivery_become_notes_on_the_calls_entity() {
+    let desk = desk(CallHandling::default()).await;
+    let (contact, _) = desk.contact(&[CALLER_E164], JUAN, json!([])).await;
+    desk.event("c-late", "ended", json!({"type": "call.ended", "duration": 33})).await;
+    desk.process("c-late").await.unwrap();
+    let delivery = desk.delivery("c-late").await;
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("contacts"), Some(contact)));
+
+    desk.event(
+        "c-late",
+        "ended",
+        json!({"type": "call.recording_ready", "recordingUrl": "https://rec.example.org/c-late.mp3"}),
+    )
+    .await;
+    let result = json!({"note": "Call me Monday", "call_status": 2,
+                        "follow_up": {"text": "Call back", "due_at": STARTED + 3 * 86_400}});
+    sqlx::query(
+        "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
+         VALUES (?1, 'c-late', ?2, ?3, ?4, ?4)",
+    )
+    .bind(desk.account.0)
+    .bind(result.to_string())
+    .bind(MARIA)
+    .bind(STARTED)
+    .execute(desk.world.store.pool())
+    .await
+    .unwrap();
+    desk.process("c-late").await.unwrap();
+
+    assert_eq!(desk.items("POST", "/api/v4/calls").await.len(), 1, "the call is never logged twice");
+    let notes = desk.items("POST", "/api/v4/contacts/notes").await;
+    let texts: Vec<&str> = notes.iter().map(|note| note["params"]["text"].as_str().unwrap()).collect();
+    assert_eq!(notes.len(), 2, "{texts:?}");
+    assert!(notes.iter().all(|note| note["entity_id"] == contact));
+    assert!(texts.iter().any(|text| text.contains("Call me Monday")), "{texts:?}");
+    assert!(texts.iter().any(|text| text.contains("https://rec.example.org/c-late.mp3")), "{texts:?}");
+    let tasks = desk.items("POST", "/api/v4/tasks").await;
+    assert_eq!(tasks.len(), 1);
+    assert_eq!((tasks[0]["entity_type"].as_str(), tasks[0]["entity_id"].as_i64()), (Some("contacts"), Some(contact)));
+    desk.assert_one_call_per_uniq().await;
+}
