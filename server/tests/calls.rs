@@ -677,3 +677,40 @@ async fn a_recording_and_a_result_that_come_after_delivery_become_notes_on_the_c
     assert_eq!((tasks[0]["entity_type"].as_str(), tasks[0]["entity_id"].as_i64()), (Some("contacts"), Some(contact)));
     desk.assert_one_call_per_uniq().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_kommo_cannot_place_after_we_created_its_contact_goes_as_a_note_on_the_created_lead() {
+    let desk = desk(handling(|h| h.unknown_incoming.create = UnknownCallerEntity::ContactAndLead)).await;
+    // The contact and lead this call created earlier no longer carry the number (someone edited it).
+    let (contact, leads) = desk.contact(&["+551155556666"], JUAN, json!([{"name": "Call from the caller"}])).await;
+    desk.event("c-created", "ended", json!({"type": "call.ended", "duration": 21})).await;
+    for (key, state, outcome) in [
+        ("knowledge", "done", Some("\"Unknown\"".to_owned())),
+        ("contact_and_lead", "done", Some(json!({"contact_id": contact, "lead_id": leads[0]}).to_string())),
+        ("call", "sending", None),
+    ] {
+        sqlx::query(
+            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
+             VALUES (?1, 'c-created', ?2, ?3, ?4, 1, ?5)",
+        )
+        .bind(desk.account.0)
+        .bind(key)
+        .bind(state)
+        .bind(outcome)
+        .bind(STARTED)
+        .execute(desk.world.store.pool())
+        .await
+        .unwrap();
+    }
+    desk.process("c-created").await.unwrap();
+    assert!(desk.items("POST", "/api/v4/leads/complex").await.is_empty(), "nothing created twice");
+    assert!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.is_empty());
+    let notes = desk.items("POST", "/api/v4/leads/notes").await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0]["entity_id"], leads[0]);
+    assert_eq!(notes[0]["note_type"], "call_in");
+    assert_eq!(notes[0]["params"]["uniq"], "c-created");
+    let delivery = desk.delivery("c-created").await;
+    assert_eq!((delivery.status.as_str(), delivery.entity_id), ("delivered", Some(leads[0])));
+    desk.assert_one_call_per_uniq().await;
+}
