@@ -13,6 +13,8 @@
 pub mod archive;
 mod error;
 pub mod kommo_api;
+#[cfg(feature = "oracle")]
+pub mod oracle;
 mod page;
 pub mod provider;
 pub mod token;

@@ -1,9 +1,11 @@
 //! The Kommo stand-in's answers checked against an outside oracle: the third-party OpenAPI description of
 //! amoCRM/Kommo API v4 in the steering repository (`shared/vendor/amocrm-openapi/openapi.yaml`).
 //!
-//! For each operation the test resolves the 200 response's schema, takes its success branch (the file models
-//! every answer as `anyOf: [<entity>, Problem]`, and `Problem` alone accepts any object), and validates the
-//! stand-in's JSON against it twice: as written, and "closed" (no property the description does not name).
+//! The oracle is `sandbox::oracle` (feature `oracle`). For each operation the test resolves the 200 response's
+//! schema, takes its success branch (the file models every answer as `anyOf: [<entity>, Problem]`, and
+//! `Problem` alone accepts any object), and validates the stand-in's JSON against it twice: as written, and
+//! "closed" (no property the description does not name). The CRM endpoints are checked request by request in
+//! `kommo_crm.rs` and `kommo_faults.rs` (`support::Api`).
 //! The file does not describe `/oauth2/access_token`; the token response is checked against a schema written
 //! here from KOMMO.md §3.1.
 //!
@@ -12,83 +14,16 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
+use sandbox::oracle::{Oracle, success_branch};
 use serde_json::{Value, json};
 use support::{Harness, assert_problem};
 
-const VENDOR_PATH: &str = "../../shared/vendor/amocrm-openapi/openapi.yaml";
-
-fn openapi_path() -> PathBuf {
-    match std::env::var_os("KOMMO_OPENAPI") {
-        Some(path) => PathBuf::from(path),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(VENDOR_PATH),
-    }
+fn oracle() -> &'static Oracle {
+    Oracle::load()
 }
 
-/// The vendor description as JSON, OpenAPI 3.0 leftovers converted to JSON Schema 2020-12.
 fn openapi() -> &'static Value {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let path = openapi_path();
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-            panic!(
-                "the outside oracle {} cannot be read ({error}): clone the steering repository so that shared/ \
-                 sits beside this repository, or point KOMMO_OPENAPI at openapi.yaml",
-                path.display()
-            )
-        });
-        let mut document: Value = serde_norway::from_str(&text).expect("openapi.yaml is valid YAML");
-        assert!(
-            document["openapi"].as_str().is_some_and(|version| version.starts_with('3')),
-            "{} is not an OpenAPI 3 description",
-            path.display()
-        );
-        to_json_schema(&mut document);
-        document
-    })
-}
-
-/// OpenAPI 3.0's `nullable: true` becomes a `"null"` type; 3.1 files pass through unchanged.
-fn to_json_schema(node: &mut Value) {
-    match node {
-        Value::Object(map) => {
-            if map.remove("nullable") == Some(Value::Bool(true)) {
-                match map.get("type").cloned() {
-                    Some(Value::String(kind)) => {
-                        map.insert("type".into(), json!([kind, "null"]));
-                    }
-                    Some(Value::Array(mut kinds)) => {
-                        kinds.push(json!("null"));
-                        map.insert("type".into(), Value::Array(kinds));
-                    }
-                    _ => {
-                        let schema = Value::Object(std::mem::take(map));
-                        map.insert("anyOf".into(), json!([schema, { "type": "null" }]));
-                    }
-                }
-            }
-            map.values_mut().for_each(to_json_schema);
-        }
-        Value::Array(items) => items.iter_mut().for_each(to_json_schema),
-        _ => {}
-    }
-}
-
-/// Every object schema that lists properties and says nothing about others refuses others.
-fn closed(node: &mut Value) {
-    match node {
-        Value::Object(map) => {
-            let open = map.contains_key("additionalProperties") || map.contains_key("unevaluatedProperties");
-            if map.contains_key("properties") && !open {
-                map.insert("unevaluatedProperties".into(), json!(false));
-            }
-            map.values_mut().for_each(closed);
-        }
-        Value::Array(items) => items.iter_mut().for_each(closed),
-        _ => {}
-    }
+    oracle().document()
 }
 
 /// The JSON schema of the operation's 200 `application/json` response.
@@ -98,38 +33,12 @@ fn response_schema(path: &str, method: &str) -> Value {
     schema.clone()
 }
 
-/// The branch of `anyOf: [<entity>, Problem]` that is not `Problem`.
-fn success_branch(schema: &Value) -> Value {
-    let Some(branches) = schema["anyOf"].as_array() else { return schema.clone() };
-    let entity: Vec<&Value> =
-        branches.iter().filter(|branch| !branch["$ref"].as_str().is_some_and(|r| r.ends_with("/Problem"))).collect();
-    assert_eq!(entity.len(), 1, "expected one non-Problem branch in {schema}");
-    entity[0].clone()
-}
-
 fn component(name: &str) -> Value {
-    let reference = format!("#/components/schemas/{name}");
-    assert!(openapi()["components"]["schemas"][name].is_object(), "openapi.yaml has no schema {name}");
-    json!({ "$ref": reference })
+    oracle().component(name).unwrap_or_else(|| panic!("openapi.yaml has no schema {name}"))
 }
 
-/// Validation errors of `instance` against `schema`, whose `$ref`s point into the vendor components.
 fn errors(schema: &Value, instance: &Value, strict: bool) -> Vec<String> {
-    let mut components = openapi()["components"].clone();
-    if strict {
-        closed(&mut components);
-    }
-    let mut schema = schema.clone();
-    if strict {
-        closed(&mut schema);
-    }
-    let root = json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "components": components,
-        "allOf": [schema],
-    });
-    let validator = jsonschema::draft202012::new(&root).expect("the vendor schema compiles");
-    validator.iter_errors(instance).map(|error| format!("{}: {error}", error.instance_path())).collect()
+    oracle().errors(schema, instance, strict)
 }
 
 /// Valid as written and when closed.
@@ -261,6 +170,22 @@ fn the_oracle_catches_a_wrong_body() {
 #[test]
 fn nullable_from_openapi_3_0_becomes_a_null_type() {
     let mut schema = json!({ "type": "object", "properties": { "a": { "type": "integer", "nullable": true } } });
-    to_json_schema(&mut schema);
+    sandbox::oracle::to_json_schema(&mut schema);
     assert_eq!(schema["properties"]["a"]["type"], json!(["integer", "null"]));
+}
+
+#[tokio::test]
+async fn account_and_users_pass_the_oracle_by_concrete_path() {
+    let kommo = Harness::start().await;
+    let token = access(&kommo.connected(305).await);
+    for path in ["/api/v4/account?with=uuid,amojo_id", "/api/v4/users?limit=2"] {
+        let response = kommo.get(path, Some(&token)).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(oracle().validate_response("GET", path, status, &body), Ok(()));
+        assert_eq!(oracle().validate_response_closed("GET", path, status, &body), Ok(()));
+    }
+    let empty = kommo.get("/api/v4/users?page=9", Some(&token)).await;
+    assert_eq!(empty.status(), 204);
+    assert_eq!(oracle().validate_response("GET", "/api/v4/users?page=9", 204, &Value::Null), Ok(()));
 }
