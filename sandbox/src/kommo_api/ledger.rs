@@ -1,10 +1,14 @@
 //! The Kommo stand-in's memory and rules: accounts and users, authorization codes, token grants with Kommo's
-//! rotation, per-account request windows, injected faults and the counters tests read. No HTTP here.
+//! rotation, per-account request windows, injected faults, each account's CRM entities ([`crate::kommo_api::crm`]),
+//! the log of API writes and the counters tests read. No HTTP here.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::crm::{Crm, Ids};
 
 /// Kommo's request limit: at most this many requests in any one-second window per account.
 pub const REQUESTS_PER_SECOND: usize = 7;
@@ -190,20 +194,54 @@ pub enum FaultTarget {
     Any,
 }
 
-/// `POST /sandbox/kommo/faults`: the next `count` matching requests answer `status` and/or wait `delay_ms`.
+/// `POST /sandbox/kommo/faults`: the next `count` matching requests answer `status`, wait `delay_ms`, or hang.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
     pub account_id: Option<u64>,
-    /// The status to answer; none means the request is only delayed and then served normally.
+    /// The status to answer; none means the request is only delayed and then served normally (or, with
+    /// `timeout`, answered 504 after the hang).
     pub status: Option<u16>,
     #[serde(default = "one")]
     pub count: u32,
     /// Seconds for the `Retry-After` header.
     pub retry_after: Option<u64>,
     pub delay_ms: Option<u64>,
+    /// Hang for [`HANG`] (longer than any client waits), then answer `status` or 504.
+    #[serde(default)]
+    pub timeout: bool,
+    /// Carry the request out first (the write is committed and logged), then answer the fault or hang: the
+    /// ambiguous failure a client cannot tell from one that wrote nothing.
+    #[serde(default)]
+    pub after_commit: bool,
+    /// Only requests with this method (`POST`, any case).
+    pub method: Option<String>,
+    /// Only requests whose path starts with this (`/api/v4/calls`).
+    pub path_prefix: Option<String>,
     #[serde(default)]
     pub target: FaultTarget,
+}
+
+/// How long a `timeout` fault holds the request before answering.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// The request a fault is matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultScope<'a> {
+    pub account_id: Option<u64>,
+    pub target: FaultTarget,
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+impl Fault {
+    fn applies(&self, scope: &FaultScope<'_>) -> bool {
+        let account = self.account_id.is_none() || self.account_id == scope.account_id;
+        let target = self.target == FaultTarget::Any || self.target == scope.target;
+        let method = self.method.as_deref().is_none_or(|method| method.eq_ignore_ascii_case(scope.method));
+        let path = self.path_prefix.as_deref().is_none_or(|prefix| scope.path.starts_with(prefix));
+        account && target && method && path
+    }
 }
 
 fn one() -> u32 {
@@ -248,6 +286,35 @@ pub struct AccountStats {
     pub unauthorized: u64,
     /// The most requests seen in any one-second window (refused ones included).
     pub max_requests_per_second: usize,
+    /// Requests of this account per `METHOD /path` (no query).
+    pub by_path: BTreeMap<String, u64>,
+    /// Uniqs of this account written as a call a second time (see [`Stats::duplicate_uniqs`]).
+    pub duplicate_uniqs: Vec<String>,
+}
+
+/// A call written twice: a second `POST /api/v4/calls` item, unsorted sip item or `call_in`/`call_out` note
+/// with a `uniq` the account already has a call for.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateUniq {
+    pub account_id: u64,
+    pub uniq: String,
+    /// `METHOD /path` of the write that first carried the uniq.
+    pub first: String,
+    /// `METHOD /path` of the write that carried it again.
+    pub again: String,
+}
+
+/// One API write (`POST`, `PATCH`, `PUT`, `DELETE` under `/api/v4/`) of an account, with the status it was
+/// answered. `committed` says whether it changed anything: true for a success, and for an `after_commit`
+/// fault's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Write {
+    pub account_id: u64,
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+    pub status: u16,
+    pub committed: bool,
 }
 
 /// What `GET /sandbox/kommo/stats` shows.
@@ -264,6 +331,8 @@ pub struct Stats {
     pub too_many_requests: u64,
     pub unauthorized: u64,
     pub faults_served: u64,
+    /// Calls written twice for one uniq; tests of a correct client assert this stays empty.
+    pub duplicate_uniqs: Vec<DuplicateUniq>,
 }
 
 /// Everything the stand-in remembers.
@@ -278,6 +347,36 @@ pub struct Ledger {
     windows: HashMap<u64, Window>,
     faults: VecDeque<Fault>,
     stats: Stats,
+    /// Each account's CRM; an account never sees another's.
+    crm: BTreeMap<u64, Crm>,
+    ids: Ids,
+    writes: Vec<Write>,
+}
+
+/// What an API handler works on: the account of the request, its CRM, the id counters and the counters.
+pub(crate) struct Desk<'a> {
+    pub account: &'a Account,
+    pub crm: &'a mut Crm,
+    pub ids: &'a mut Ids,
+    stats: &'a mut Stats,
+}
+
+impl Desk<'_> {
+    /// Notes a call write carrying `uniq`; a uniq the account already has is recorded as a duplicate.
+    pub fn call_uniq(&mut self, uniq: &str, write: &str) {
+        match self.crm.uniqs.get(uniq) {
+            Some(first) => {
+                let account_id = self.account.id;
+                let duplicate =
+                    DuplicateUniq { account_id, uniq: uniq.to_owned(), first: first.clone(), again: write.to_owned() };
+                self.stats.accounts.entry(account_id).or_default().duplicate_uniqs.push(uniq.to_owned());
+                self.stats.duplicate_uniqs.push(duplicate);
+            }
+            None => {
+                self.crm.uniqs.insert(uniq.to_owned(), write.to_owned());
+            }
+        }
+    }
 }
 
 /// An opaque token: 244 random bits from two v4 UUIDs, with a readable prefix.
@@ -461,13 +560,15 @@ impl Ledger {
         *self.stats.requests.entry(format!("{method} {path}")).or_default() += 1;
     }
 
-    /// Records a request of the account in its window; `false` means it is over the limit (answer 429).
-    pub fn admit(&mut self, account_id: u64, now: Instant) -> bool {
+    /// Records a request of the account (`METHOD /path`) in its window; `false` means it is over the limit
+    /// (answer 429).
+    pub fn admit(&mut self, account_id: u64, request: &str, now: Instant) -> bool {
         let window = self.windows.entry(account_id).or_default();
         let admitted = window.admit(now);
         let max_seen = window.max_seen;
         let stats = self.stats.accounts.entry(account_id).or_default();
         stats.requests += 1;
+        *stats.by_path.entry(request.to_owned()).or_default() += 1;
         stats.max_requests_per_second = max_seen;
         if !admitted {
             stats.too_many_requests += 1;
@@ -495,13 +596,9 @@ impl Ledger {
         self.faults.clear();
     }
 
-    /// Takes one use of the first fault that applies to a request of `account_id` on `target`.
-    pub fn take_fault(&mut self, account_id: Option<u64>, target: FaultTarget) -> Option<Fault> {
-        let index = self.faults.iter().position(|fault| {
-            let account_matches = fault.account_id.is_none() || fault.account_id == account_id;
-            let target_matches = fault.target == FaultTarget::Any || fault.target == target;
-            account_matches && target_matches
-        })?;
+    /// Takes one use of the first queued fault that applies to the request.
+    pub fn take_fault(&mut self, scope: &FaultScope<'_>) -> Option<Fault> {
+        let index = self.faults.iter().position(|fault| fault.applies(scope))?;
         let fault = &mut self.faults[index];
         fault.count -= 1;
         let taken = fault.clone();
@@ -512,11 +609,33 @@ impl Ledger {
         Some(taken)
     }
 
+    /// The account's CRM and what handlers need beside it; `None` for an unknown account.
+    pub(crate) fn desk(&mut self, account_id: u64) -> Option<Desk<'_>> {
+        let account = self.accounts.get(&account_id)?;
+        let crm = self.crm.entry(account_id).or_default();
+        Some(Desk { account, crm, ids: &mut self.ids, stats: &mut self.stats })
+    }
+
+    /// The account's CRM, to read (empty for an account that has none yet).
+    pub fn crm(&self, account_id: u64) -> Option<&Crm> {
+        self.crm.get(&account_id)
+    }
+
+    pub fn record_write(&mut self, write: Write) {
+        self.writes.push(write);
+    }
+
+    /// The writes of one account, or of all, in the order they were answered.
+    pub fn writes(&self, account_id: Option<u64>) -> Vec<Write> {
+        self.writes.iter().filter(|write| account_id.is_none_or(|id| write.account_id == id)).cloned().collect()
+    }
+
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
-    /// Zeroes every counter, the per-second maxima included; tokens, accounts and faults stay.
+    /// Zeroes every counter, the per-second maxima and the duplicate uniqs included; tokens, accounts, faults,
+    /// entities and the write log stay.
     pub fn reset_stats(&mut self) {
         self.stats = Stats::default();
         for window in self.windows.values_mut() {
@@ -588,31 +707,58 @@ mod tests {
         let mut ledger = ledger_with_account();
         let start = Instant::now();
         for i in 0..7 {
-            assert!(ledger.admit(7, start + Duration::from_millis(i * 10)), "request {i}");
+            assert!(ledger.admit(7, "GET /api/v4/account", start + Duration::from_millis(i * 10)), "request {i}");
         }
-        assert!(!ledger.admit(7, start + Duration::from_millis(500)));
-        assert!(ledger.admit(7, start + Duration::from_millis(1000)));
+        assert!(!ledger.admit(7, "GET /api/v4/account", start + Duration::from_millis(500)));
+        assert!(ledger.admit(7, "GET /api/v4/users", start + Duration::from_millis(1000)));
         assert_eq!(ledger.stats().accounts[&7].max_requests_per_second, 8);
         assert_eq!(ledger.stats().too_many_requests, 1);
+        assert_eq!(ledger.stats().accounts[&7].by_path["GET /api/v4/account"], 8);
     }
 
-    #[test]
-    fn faults_are_used_up_in_order_and_by_account() {
-        let mut ledger = Ledger::default();
-        let fault = |account_id, status, count| Fault {
+    fn fault(account_id: Option<u64>, status: u16, count: u32) -> Fault {
+        Fault {
             account_id,
             status: Some(status),
             count,
             retry_after: None,
             delay_ms: None,
+            timeout: false,
+            after_commit: false,
+            method: None,
+            path_prefix: None,
             target: FaultTarget::Api,
-        };
+        }
+    }
+
+    fn api(account_id: u64, method: &'static str, path: &'static str) -> FaultScope<'static> {
+        FaultScope { account_id: Some(account_id), target: FaultTarget::Api, method, path }
+    }
+
+    #[test]
+    fn faults_are_used_up_in_order_and_by_account() {
+        let mut ledger = Ledger::default();
         ledger.add_fault(fault(Some(1), 500, 1));
         ledger.add_fault(fault(None, 402, 2));
-        assert_eq!(ledger.take_fault(Some(2), FaultTarget::Api).unwrap().status, Some(402));
-        assert_eq!(ledger.take_fault(Some(1), FaultTarget::Api).unwrap().status, Some(500));
-        assert!(ledger.take_fault(Some(1), FaultTarget::Oauth).is_none());
-        assert_eq!(ledger.take_fault(Some(1), FaultTarget::Api).unwrap().status, Some(402));
-        assert!(ledger.take_fault(Some(1), FaultTarget::Api).is_none());
+        let oauth = FaultScope { account_id: Some(1), target: FaultTarget::Oauth, method: "POST", path: "/oauth2" };
+        assert_eq!(ledger.take_fault(&api(2, "GET", "/api/v4/account")).unwrap().status, Some(402));
+        assert_eq!(ledger.take_fault(&api(1, "GET", "/api/v4/account")).unwrap().status, Some(500));
+        assert!(ledger.take_fault(&oauth).is_none());
+        assert_eq!(ledger.take_fault(&api(1, "GET", "/api/v4/account")).unwrap().status, Some(402));
+        assert!(ledger.take_fault(&api(1, "GET", "/api/v4/account")).is_none());
+    }
+
+    #[test]
+    fn faults_match_their_method_and_path_prefix() {
+        let mut ledger = Ledger::default();
+        ledger.add_fault(Fault {
+            method: Some("post".into()),
+            path_prefix: Some("/api/v4/calls".into()),
+            ..fault(None, 500, 1)
+        });
+        assert!(ledger.take_fault(&api(1, "GET", "/api/v4/calls")).is_none());
+        assert!(ledger.take_fault(&api(1, "POST", "/api/v4/contacts")).is_none());
+        assert_eq!(ledger.take_fault(&api(1, "POST", "/api/v4/calls")).unwrap().status, Some(500));
+        assert_eq!(ledger.stats().faults_served, 1);
     }
 }

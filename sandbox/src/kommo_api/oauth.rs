@@ -1,7 +1,7 @@
 //! Kommo's OAuth 2.0 as the server meets it: `POST /oauth2/access_token` (code exchange, rotating refresh)
 //! and the consent page at `/oauth` that sends the browser back to the Redirect URI (KOMMO.md §3.1-3.2).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Form;
 use axum::body::Bytes;
@@ -10,7 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 
-use super::ledger::{FaultTarget, GrantRefusal, Issued};
+use super::faults;
+use super::ledger::{FaultScope, FaultTarget, GrantRefusal, Issued};
 use super::problem::{oauth_problem, problem, too_many_requests};
 use super::{CALLBACK_PATH, unix_now};
 
@@ -84,21 +85,36 @@ pub(crate) async fn access_token(State(state): State<crate::State>, body: Bytes)
             Grant::Refresh(token) => ledger.account_of_refresh_token(token),
         };
         if let Some(account) = account
-            && !ledger.admit(account, now)
+            && !ledger.admit(account, "POST /oauth2/access_token", now)
         {
             return too_many_requests(1);
         }
-        ledger.take_fault(account, FaultTarget::Oauth).map(|fault| (fault, account))
+        let scope = FaultScope {
+            account_id: account,
+            target: FaultTarget::Oauth,
+            method: "POST",
+            path: "/oauth2/access_token",
+        };
+        ledger.take_fault(&scope).map(|fault| (fault, account))
     };
+    let mut deferred = None;
     if let Some((fault, account)) = fault {
-        if let Some(delay) = fault.delay_ms {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        if let Some(response) = super::rest::fault_response(stand_in, &fault, account) {
+        if fault.after_commit {
+            deferred = Some((fault, account));
+        } else if let Some(response) = faults::before(stand_in, &fault, account).await {
             return response;
         }
     }
+    let response = grant_response(stand_in, grant);
+    match deferred {
+        // The grant was carried out (a code used up, a refresh token rotated), but the client never learns it.
+        Some((fault, account)) => faults::after(stand_in, &fault, account, response).await,
+        None => response,
+    }
+}
 
+/// Carries out the grant and answers Kommo's token response or its refusal.
+fn grant_response(stand_in: &super::StandIn, grant: Grant) -> Response {
     let ttl = stand_in.settings.access_token_ttl;
     let outcome = {
         let mut ledger = stand_in.ledger();

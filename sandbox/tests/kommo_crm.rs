@@ -1,0 +1,536 @@
+//! The Kommo stand-in's CRM over real HTTP, as a telephony client meets it: contacts, leads, complex leads,
+//! calls with Kommo's entity selection and both "no entity" answers, notes, tasks and unsorted sip items.
+//! Every request body sent and every answer received is checked against the vendor OpenAPI description
+//! (`support::Api::send`) wherever it covers the endpoint.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Api, Harness, VENDOR_DISAGREES, validation_errors};
+
+const MARIA: u64 = 1; // offset of the first manager in `default_users`: account_id * 100 + 1
+
+fn manager(account: u64) -> u64 {
+    account * 100 + MARIA
+}
+
+fn ids(list: &Value, key: &str) -> Vec<u64> {
+    list["_embedded"][key].as_array().unwrap().iter().map(|item| item["id"].as_u64().unwrap()).collect()
+}
+
+fn call(phone: &str, uniq: &str, direction: &str) -> Value {
+    json!({ "direction": direction, "duration": 42, "source": "kommo-voip", "phone": phone, "uniq": uniq,
+            "link": "https://records.example/1.mp3", "call_status": 4, "call_result": "Talked",
+            "request_id": uniq })
+}
+
+fn sip(uniq: &str, from: &str) -> Value {
+    json!({
+        "source_uid": "line-1",
+        "source_name": "Main line",
+        "request_id": uniq,
+        "metadata": { "uniq": uniq, "from": from, "phone": "+551130000000", "called_at": 1_764_000_000,
+                      "duration": 0, "service_code": "kommo-voip", "is_call_event_needed": true },
+    })
+}
+
+#[tokio::test]
+async fn contacts_are_created_searched_by_partial_digits_and_listed_with_leads() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1001).await;
+    let body = json!([{
+        "name": "Ana Souza", "responsible_user_id": manager(1001), "request_id": "c-1",
+        "custom_fields_values": [{ "field_code": "PHONE", "values": [{ "value": "+55 11 98888-7777", "enum_code": "MOB" }] }],
+    }, { "first_name": "Bea", "last_name": "Lima" }]);
+    let (status, created) = api.post("/api/v4/contacts", body).await;
+    assert_eq!(status, 200);
+    let contacts = created["_embedded"]["contacts"].as_array().unwrap();
+    assert_eq!(contacts[0]["request_id"], "c-1");
+    assert_eq!(contacts[1]["request_id"], "1");
+    let ana = contacts[0]["id"].as_u64().unwrap();
+    assert_eq!(contacts[0]["_links"]["self"]["href"], format!("{}/api/v4/contacts/{ana}", kommo.kommo));
+    let (_, lead_ids) = api.seed("Ana's company", &[], &[]).await;
+    assert!(lead_ids.is_empty());
+    let (status, lead) =
+        api.post("/api/v4/leads", json!([{ "name": "Deal", "_embedded": { "contacts": [{ "id": ana }] } }])).await;
+    assert_eq!(status, 200);
+    let lead_id = ids(&lead, "leads")[0];
+
+    let (status, found) = api.get("/api/v4/contacts?query=988887777&with=leads").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&found, "contacts"), [ana]);
+    let contact = &found["_embedded"]["contacts"][0];
+    assert_eq!(contact["name"], "Ana Souza");
+    assert_eq!(contact["responsible_user_id"], manager(1001));
+    let phone = &contact["custom_fields_values"][0];
+    assert_eq!((phone["field_code"].as_str(), phone["field_id"].is_u64()), (Some("PHONE"), true));
+    assert_eq!(phone["values"][0], json!({ "value": "+55 11 98888-7777", "enum_code": "MOB" }));
+    assert_eq!(contact["_embedded"]["leads"][0]["id"], lead_id);
+    assert_eq!(contact["_embedded"]["companies"], json!([]));
+    // Without with=leads there are no leads; an unknown number is 204.
+    let (_, plain) = api.get("/api/v4/contacts?query=988887777").await;
+    assert!(plain["_embedded"]["contacts"][0]["_embedded"]["leads"].is_null());
+    assert_eq!(api.get("/api/v4/contacts?query=5550000").await, (204, Value::Null));
+    let (status, one) = api.get(&format!("/api/v4/contacts/{ana}?with=leads")).await;
+    assert_eq!((status, one["id"].as_u64()), (200, Some(ana)));
+    let (_, all) = api.get("/api/v4/contacts?limit=2").await;
+    assert_eq!(ids(&all, "contacts").len(), 2);
+    assert!(all["_links"]["next"]["href"].as_str().unwrap().ends_with("page=2&limit=2"));
+}
+
+#[tokio::test]
+async fn another_accounts_entities_are_unknown_here() {
+    let kommo = Harness::start().await;
+    let mine = Api::connect(&kommo, 1002).await;
+    let theirs = Api::connect(&kommo, 1003).await;
+    let (contact, leads) = theirs.seed("Theirs", &["+1 555 010 0001"], &[("Their deal", 0)]).await;
+    let lead = leads[0];
+    assert_eq!(mine.get("/api/v4/contacts?query=5550100001").await.0, 204);
+    assert_eq!(mine.get(&format!("/api/v4/leads?filter[id][]={lead}")).await.0, 204);
+    assert_eq!(mine.get(&format!("/api/v4/leads/{lead}")).await.0, 404);
+    assert_eq!(mine.get(&format!("/api/v4/contacts/{contact}")).await.0, 404);
+    assert_eq!(mine.get(&format!("/api/v4/leads/{lead}/notes")).await.0, 404);
+    let note = json!([{ "entity_id": lead, "note_type": "common", "params": { "text": "hi" } }]);
+    assert_eq!(mine.post("/api/v4/leads/notes", note).await.0, 404);
+    let task =
+        json!([{ "text": "Call back", "complete_till": 1_900_000_000, "entity_type": "leads", "entity_id": lead }]);
+    assert_eq!(mine.post("/api/v4/tasks", task).await.0, 404);
+    let linked = json!([{ "name": "Mine", "_embedded": { "contacts": [{ "id": contact }] } }]);
+    let (status, problem) = mine.post_refused("/api/v4/leads", linked).await;
+    assert_eq!(status, 404, "{problem}");
+    // A call to their number finds nothing here.
+    let (status, answer) = mine.post("/api/v4/calls", json!([call("+1 555 010 0001", "x-1", "inbound")])).await;
+    assert_eq!((status, answer["_total_items"].as_u64()), (200, Some(0)));
+    // And nothing of this was written to either account.
+    assert_eq!(theirs.get(&format!("/api/v4/leads/{lead}/notes")).await.0, 204);
+    assert!(mine.entities().await["notes"].as_object().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn leads_are_read_by_ids_with_status_and_closed_at() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1004).await;
+    let (contact, leads) = api.seed("Carla", &["+55 21 3333-4444"], &[("Open", 0), ("Won", 142), ("Lost", 143)]).await;
+    let path = format!(
+        "/api/v4/leads?filter[id][]={}&filter[id][]={}&filter[id][]={}&with=contacts",
+        leads[0], leads[1], leads[2]
+    );
+    let (status, list) = api.get(&path).await;
+    assert_eq!(status, 200);
+    let list = list["_embedded"]["leads"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!((list[0]["status_id"].as_u64(), list[0]["closed_at"].is_null()), (Some(8_100_002), true));
+    assert_eq!(list[0]["pipeline_id"], 8_000_001);
+    assert_eq!((list[1]["status_id"].as_u64(), list[1]["closed_at"].is_i64()), (Some(142), true));
+    assert_eq!((list[2]["status_id"].as_u64(), list[2]["closed_at"].is_i64()), (Some(143), true));
+    assert_eq!(list[0]["_embedded"]["contacts"][0], json!({ "id": contact, "is_main": true }));
+    let (status, created) = api
+        .post(
+            "/api/v4/leads",
+            json!([{ "name": "New", "status_id": 142, "responsible_user_id": manager(1004), "request_id": "l-1" }]),
+        )
+        .await;
+    assert_eq!((status, created["_embedded"]["leads"][0]["request_id"].as_str()), (200, Some("l-1")));
+    let (_, shown) = api.get(&format!("/api/v4/leads/{}", ids(&created, "leads")[0])).await;
+    assert_eq!((shown["responsible_user_id"].as_u64(), shown["closed_at"].is_i64()), (Some(manager(1004)), true));
+    assert_eq!(api.get("/api/v4/leads?filter[id][]=1").await.0, 204);
+}
+
+#[tokio::test]
+async fn complex_leads_come_with_their_contact_and_kommos_bare_array() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1005).await;
+    let body = json!([{
+        "name": "Inbound call", "request_id": "cx-1",
+        "_embedded": {
+            "contacts": [{ "name": "Caller", "custom_fields_values": [{ "field_code": "PHONE", "values": [{ "value": "+5511977776666" }] }] }],
+            "companies": [{ "name": "Caller Ltd" }],
+        },
+    }, { "name": "No contact" }]);
+    let (status, answer) = api.post("/api/v4/leads/complex", body).await;
+    assert_eq!(status, 200);
+    let items = answer.as_array().unwrap();
+    assert_eq!(items[0]["request_id"], json!(["cx-1"]));
+    assert_eq!(items[1]["request_id"], json!(["1"]));
+    assert_eq!((items[0]["merged"].as_bool(), items[1]["contact_id"].is_null()), (Some(false), true));
+    let (lead, contact) = (items[0]["id"].as_u64().unwrap(), items[0]["contact_id"].as_u64().unwrap());
+    assert!(items[0]["company_id"].is_u64());
+    let (_, found) = api.get("/api/v4/contacts?query=977776666&with=leads").await;
+    assert_eq!(ids(&found, "contacts"), [contact]);
+    assert_eq!(found["_embedded"]["contacts"][0]["_embedded"]["leads"][0]["id"], lead);
+    let company = items[0]["company_id"].as_u64().unwrap();
+    assert_eq!(found["_embedded"]["contacts"][0]["_embedded"]["companies"][0]["id"], company);
+
+    // Two contacts on one lead, and more than 50 leads, are refused; nothing is written.
+    let two = json!([{ "name": "x", "_embedded": { "contacts": [{ "name": "a" }, { "name": "b" }] } }]);
+    let (status, problem) = api.post_refused("/api/v4/leads/complex", two).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        validation_errors(&problem),
+        [("0".to_owned(), vec![("CountExceeded".to_owned(), "_embedded.contacts".to_owned())])]
+    );
+    let many: Vec<Value> = (0..51).map(|i| json!({ "name": format!("lead {i}") })).collect();
+    assert_eq!(api.post_refused("/api/v4/leads/complex", Value::Array(many)).await.0, 400);
+    assert_eq!(api.entities().await["leads"].as_object().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_call_goes_on_the_one_active_lead_else_on_the_contact() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1006).await;
+    let (one_active, one_leads) = api.seed("One active", &["+55 11 90000-0001"], &[("Open", 0), ("Won", 142)]).await;
+    let (two_active, _) = api.seed("Two active", &["+55 11 90000-0002"], &[("A", 0), ("B", 8_100_003)]).await;
+    let (no_leads, _) = api.seed("No leads", &["+55 11 90000-0003"], &[]).await;
+    let calls = json!([
+        call("11900000001", "u-1", "inbound"),
+        call("+55 (11) 90000-0002", "u-2", "outbound"),
+        call("5511900000003", "u-3", "inbound"),
+    ]);
+    let (status, answer) = api.post("/api/v4/calls", calls).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["_total_items"], 3);
+    assert_eq!(answer["errors"], json!([]));
+    let placed: Vec<(String, String, u64)> = answer["_embedded"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| {
+            assert_eq!(call["account_id"], 1006);
+            assert_eq!(call["_embedded"]["entity"]["id"], call["entity_id"]);
+            (
+                call["request_id"].as_str().unwrap().to_owned(),
+                call["entity_type"].as_str().unwrap().to_owned(),
+                call["entity_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("u-1".to_owned(), "leads".to_owned(), one_leads[0]),
+            ("u-2".to_owned(), "contacts".to_owned(), two_active),
+            ("u-3".to_owned(), "contacts".to_owned(), no_leads),
+        ]
+    );
+    // Each call is a call note on its entity, with the call's params; created_by 0 (no user given).
+    let path = format!(
+        "/api/v4/leads/notes?filter[note_type][]=call_in&filter[note_type][]=call_out&filter[entity_id][]={}",
+        one_leads[0]
+    );
+    let (status, notes) = api.get(&path).await;
+    assert_eq!(status, 200);
+    let note = &notes["_embedded"]["notes"][0];
+    assert_eq!((note["note_type"].as_str(), note["entity_id"].as_u64()), (Some("call_in"), Some(one_leads[0])));
+    assert_eq!(note["created_by"], 0);
+    assert_eq!(
+        note["params"],
+        json!({ "uniq": "u-1", "duration": 42, "source": "kommo-voip", "phone": "11900000001",
+                "link": "https://records.example/1.mp3", "call_status": 4, "call_result": "Talked" })
+    );
+    let (_, on_contact) = api.get(&format!("/api/v4/contacts/{two_active}/notes?filter[note_type]=call_out")).await;
+    assert_eq!(on_contact["_embedded"]["notes"][0]["params"]["uniq"], "u-2");
+    assert_eq!(api.get(&format!("/api/v4/contacts/{one_active}/notes")).await.0, 204);
+    assert_eq!(kommo.stats().await["duplicate_uniqs"], json!([]));
+}
+
+#[tokio::test]
+async fn a_call_without_an_entity_is_an_error_item_by_default() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1007).await;
+    let (contact, _) = api.seed("Known", &["+55 11 91111-0000"], &[]).await;
+    let calls = json!([call("+55 11 92222-0000", "n-1", "inbound"), call("+55 11 91111-0000", "n-2", "inbound")]);
+    let (status, answer) = api.post("/api/v4/calls", calls).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["_total_items"], 1);
+    assert_eq!(answer["_embedded"]["calls"][0]["entity_id"], contact);
+    let errors = answer["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0]["request_id"].as_str(), errors[0]["detail"].as_str()),
+        (Some("n-1"), Some("Entity not found"))
+    );
+    assert!(errors[0]["status"].is_u64());
+}
+
+#[tokio::test]
+async fn a_call_without_an_entity_is_a_400_in_problem_mode_and_nothing_is_written() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1008).await;
+    api.calls_mode("problem_400").await;
+    let (contact, _) = api.seed("Known", &["+55 11 91111-0000"], &[]).await;
+    let mut unknown = call("+55 11 92222-0000", "p-1", "inbound");
+    unknown.as_object_mut().unwrap().remove("request_id");
+    let calls = json!([call("+55 11 91111-0000", "p-0", "inbound"), unknown]);
+    let (status, problem) = api.post("/api/v4/calls", calls).await;
+    assert_eq!(status, 400);
+    assert_eq!(validation_errors(&problem), [("1".to_owned(), vec![("NotFound".to_owned(), "phone".to_owned())])]);
+    assert_eq!(api.get(&format!("/api/v4/contacts/{contact}/notes")).await.0, 204);
+    // Back to the default answer.
+    api.calls_mode("errors_200").await;
+    let (status, answer) = api.post("/api/v4/calls", json!([call("+55 11 92222-0000", "p-2", "inbound")])).await;
+    assert_eq!((status, answer["errors"][0]["request_id"].as_str()), (200, Some("p-2")));
+    let bad = kommo.post("/sandbox/kommo/calls-mode", json!({ "account_id": 1008, "mode": "silent" })).await;
+    assert!(bad.status().is_client_error());
+}
+
+#[tokio::test]
+async fn calls_missing_required_fields_or_of_the_wrong_type_are_refused_per_item() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1009).await;
+    api.seed("Known", &["+55 11 91111-0000"], &[]).await;
+    let calls = json!([
+        call("+55 11 91111-0000", "ok-1", "inbound"),
+        { "request_id": "bad-1", "duration": "42", "source": "kommo-voip", "phone": "+55 11 91111-0000" },
+        { "direction": "sideways", "duration": 1, "source": "", "phone": 5511 },
+        { "direction": "inbound", "duration": -3, "source": "s", "phone": "1", "call_status": 9 },
+    ]);
+    let (status, problem) = api.post_refused("/api/v4/calls", calls).await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["detail"], "Request validation failed");
+    let pairs = |list: &[(&str, &str)]| list.iter().map(|(c, p)| (c.to_string(), p.to_string())).collect::<Vec<_>>();
+    assert_eq!(
+        validation_errors(&problem),
+        [
+            ("bad-1".to_owned(), pairs(&[("NotBlank", "direction"), ("InvalidType", "duration")])),
+            (
+                "2".to_owned(),
+                pairs(&[("NotSupportedChoice", "direction"), ("NotBlank", "source"), ("InvalidType", "phone")])
+            ),
+            ("3".to_owned(), pairs(&[("NotSupportedChoice", "duration"), ("NotSupportedChoice", "call_status")])),
+        ]
+    );
+    assert!(api.entities().await["notes"].as_object().unwrap().is_empty(), "a refused batch writes nothing");
+    let too_many: Vec<Value> = (0..251).map(|i| call("+55 11 91111-0000", &format!("m-{i}"), "inbound")).collect();
+    let (status, problem) = api.post_refused("/api/v4/calls", Value::Array(too_many)).await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, _) = api.post_refused("/api/v4/calls", json!({ "direction": "inbound" })).await;
+    assert_eq!(status, 400);
+    let wrong_user = json!([{ "direction": "inbound", "duration": 1, "source": "s", "phone": "+55 11 91111-0000", "responsible_user_id": 1_009_999 }]);
+    let (_, problem) = api.post_refused("/api/v4/calls", wrong_user).await;
+    assert_eq!(validation_errors(&problem)[0].1, pairs(&[("NotSupportedChoice", "responsible_user_id")]));
+}
+
+#[tokio::test]
+async fn notes_are_written_on_the_entity_and_listed_by_type() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1010).await;
+    let (contact, leads) = api.seed("Dora", &["+55 31 3000-0000"], &[("Open", 0)]).await;
+    let lead = leads[0];
+    let body = json!([
+        { "entity_id": lead, "note_type": "common", "params": { "text": "Called from +55 31 3000-0000" }, "request_id": "n-a" },
+        { "entity_id": lead, "note_type": "call_out", "params": { "uniq": "cn-1", "duration": 5, "source": "kommo-voip",
+          "phone": "+55 31 3000-0000", "link": "https://records.example/2.mp3", "call_status": 6 } },
+    ]);
+    let (status, created) = api.post("/api/v4/leads/notes", body).await;
+    assert_eq!(status, 200);
+    let notes = created["_embedded"]["notes"].as_array().unwrap();
+    assert_eq!((notes[0]["request_id"].as_str(), notes[0]["entity_id"].as_u64()), (Some("n-a"), Some(lead)));
+    assert_eq!(notes[1]["request_id"], "1");
+    let (_, common) =
+        api.get(&format!("/api/v4/leads/notes?filter[note_type][]=common&filter[entity_id][]={lead}")).await;
+    assert_eq!(common["_embedded"]["notes"][0]["params"]["text"], "Called from +55 31 3000-0000");
+    let (_, by_path) = api.get(&format!("/api/v4/leads/{lead}/notes")).await;
+    assert_eq!(ids(&by_path, "notes").len(), 2);
+
+    let (status, on_contact) = api
+        .post(
+            &format!("/api/v4/contacts/{contact}/notes"),
+            json!([{ "note_type": "common", "params": { "text": "Hi" } }]),
+        )
+        .await;
+    assert_eq!((status, on_contact["_embedded"]["notes"][0]["entity_id"].as_u64()), (200, Some(contact)));
+    assert_eq!(
+        api.get(&format!("/api/v4/contacts/notes?filter[entity_id][]={contact}&filter[note_type][]=call_in")).await.0,
+        204
+    );
+
+    // Refusals: a common note without text, a call note without uniq, an unknown note type, no entity_id.
+    let bad = json!([
+        { "entity_id": lead, "note_type": "common", "params": {} },
+        { "entity_id": lead, "note_type": "call_in", "params": { "duration": 1, "source": "s", "phone": "1" } },
+        { "entity_id": lead, "note_type": "fax" },
+        { "note_type": "common", "params": { "text": "x" } },
+    ]);
+    let (status, problem) = api.post_refused("/api/v4/leads/notes", bad).await;
+    assert_eq!(status, 400);
+    let refused: Vec<(String, String)> = validation_errors(&problem)
+        .into_iter()
+        .map(|(id, errors)| (id, errors.into_iter().map(|(_, path)| path).collect::<Vec<_>>().join(",")))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("0".into(), "params.text".into()),
+            ("1".into(), "params.uniq".into()),
+            ("2".into(), "note_type".into()),
+            ("3".into(), "entity_id".into())
+        ]
+    );
+    assert_eq!(
+        api.post("/api/v4/leads/99999999/notes", json!([{ "note_type": "common", "params": { "text": "x" } }])).await.0,
+        404
+    );
+    assert_eq!(api.get("/api/v4/widgets/notes").await.0, 404);
+    assert_eq!(api.get("/api/v4/customers/1/notes").await.0, 404);
+}
+
+#[tokio::test]
+async fn tasks_need_text_and_a_deadline_and_are_listed_by_entity() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1011).await;
+    let (_, leads) = api.seed("Eva", &["+55 41 3000-0000"], &[("Open", 0)]).await;
+    let lead = leads[0];
+    let body = json!([{ "text": "Call back: missed call", "complete_till": 1_900_000_000, "task_type_id": 1,
+                        "entity_type": "leads", "entity_id": lead, "responsible_user_id": manager(1011), "request_id": "t-1" }]);
+    let (status, created) = api.post("/api/v4/tasks", body).await;
+    assert_eq!((status, created["_embedded"]["tasks"][0]["request_id"].as_str()), (200, Some("t-1")));
+    let (status, list) = api.get(&format!("/api/v4/tasks?filter[entity_type]=leads&filter[entity_id][]={lead}")).await;
+    assert_eq!(status, 200);
+    let task = &list["_embedded"]["tasks"][0];
+    assert_eq!(task["text"], "Call back: missed call");
+    assert_eq!((task["complete_till"].as_i64(), task["entity_id"].as_u64()), (Some(1_900_000_000), Some(lead)));
+    assert_eq!(
+        (task["responsible_user_id"].as_u64(), task["is_completed"].as_bool()),
+        (Some(manager(1011)), Some(false))
+    );
+    let (_, shown) = api.get(&format!("/api/v4/leads/{lead}")).await;
+    assert_eq!(shown["closest_task_at"], 1_900_000_000);
+    assert_eq!(api.get("/api/v4/tasks?filter[entity_type]=contacts").await.0, 204);
+
+    let (status, problem) = api
+        .post_refused("/api/v4/tasks", json!([{ "text": "x", "complete_till": 1 }, { "text": "No deadline", "request_id": "t-2" }, { "complete_till": "soon" }]))
+        .await;
+    assert_eq!(status, 400);
+    let refused = validation_errors(&problem);
+    assert_eq!(refused[0], ("t-2".to_owned(), vec![("NotBlank".to_owned(), "complete_till".to_owned())]));
+    assert_eq!(refused[1].0, "2");
+    assert_eq!(refused[1].1.iter().map(|(_, path)| path.as_str()).collect::<Vec<_>>(), ["text", "complete_till"]);
+    let (_, listed) = api.get("/api/v4/tasks").await;
+    assert_eq!(ids(&listed, "tasks").len(), 1, "the refused batch wrote nothing");
+    assert_eq!(
+        api.post_refused("/api/v4/tasks", json!([{ "text": "x", "complete_till": 1, "entity_type": "leads" }])).await.0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn an_unsorted_sip_item_makes_a_lead_and_contact_and_is_accepted_once() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1012).await;
+    let (status, created) = api.post("/api/v4/leads/unsorted/sip", json!([sip("s-1", "+55 51 98765-4321")])).await;
+    assert_eq!(status, 200);
+    let item = &created["_embedded"]["unsorted"][0];
+    assert_eq!((item["request_id"].as_str(), item["account_id"].as_u64()), (Some("s-1"), Some(1012)));
+    let uid = item["uid"].as_str().unwrap().to_owned();
+    let lead = item["_embedded"]["leads"][0]["id"].as_u64().unwrap();
+    let contact = item["_embedded"]["contacts"][0]["id"].as_u64().unwrap();
+
+    let (status, list) = api.get("/api/v4/leads/unsorted?filter[category][]=sip&page=1&limit=50").await;
+    assert_eq!(status, 200);
+    let listed = &list["_embedded"]["unsorted"][0];
+    assert_eq!((listed["uid"].as_str(), listed["category"].as_str()), (Some(uid.as_str()), Some("sip")));
+    assert_eq!(listed["metadata"]["uniq"], "s-1");
+    assert_eq!(listed["_embedded"]["leads"][0]["id"], lead);
+    assert_eq!(api.get("/api/v4/leads/unsorted?filter[category][]=forms").await.0, 204);
+    // The caller is a contact now, the lead waits in incoming leads with the call on it.
+    let (_, found) = api.get("/api/v4/contacts?query=987654321&with=leads").await;
+    assert_eq!(ids(&found, "contacts"), [contact]);
+    assert_eq!(found["_embedded"]["contacts"][0]["is_unsorted"], true);
+    let (_, shown) = api.get(&format!("/api/v4/leads/{lead}")).await;
+    assert_eq!(shown["status_id"], 8_100_001);
+    let (_, notes) = api.get(&format!("/api/v4/leads/{lead}/notes?filter[note_type][]=call_in")).await;
+    assert_eq!(notes["_embedded"]["notes"][0]["params"]["uniq"], "s-1");
+
+    let accept = format!("/api/v4/leads/unsorted/{uid}/accept");
+    let (status, accepted) = api.post(&accept, json!({ "user_id": manager(1012), "status_id": 8_100_003 })).await;
+    assert_eq!(status, 200);
+    assert_eq!(accepted["uid"], uid.as_str());
+    assert_eq!(
+        (accepted["_embedded"]["leads"][0]["id"].as_u64(), accepted["_embedded"]["contacts"][0]["id"].as_u64()),
+        (Some(lead), Some(contact))
+    );
+    let (_, shown) = api.get(&format!("/api/v4/leads/{lead}")).await;
+    assert_eq!(
+        (shown["status_id"].as_u64(), shown["responsible_user_id"].as_u64()),
+        (Some(8_100_003), Some(manager(1012)))
+    );
+    assert_eq!(api.get("/api/v4/leads/unsorted").await.0, 204);
+    assert_eq!(api.get(&format!("/api/v4/leads/unsorted/{uid}")).await.0, 404);
+
+    let (status, again) = api.post(&accept, json!({})).await;
+    assert_eq!(status, 400, "{again}");
+    assert!(again["detail"].as_str().unwrap().contains("already accepted"));
+    assert_eq!(api.post("/api/v4/leads/unsorted/0123abcd/accept", json!({})).await.0, 404);
+    let other = Api::connect(&kommo, 1013).await;
+    let (_, theirs) = other.post("/api/v4/leads/unsorted/sip", json!([sip("s-9", "+55 51 90000-0000")])).await;
+    let their_uid = theirs["_embedded"]["unsorted"][0]["uid"].as_str().unwrap();
+    assert_eq!(api.post(&format!("/api/v4/leads/unsorted/{their_uid}/accept"), json!({})).await.0, 404);
+    assert_eq!(api.get(&format!("/api/v4/leads/unsorted/{their_uid}")).await.0, 404);
+    let (status, problem) = other
+        .post_refused(&format!("/api/v4/leads/unsorted/{their_uid}/accept"), json!({ "user_id": manager(1012) }))
+        .await;
+    assert_eq!(
+        validation_errors(&problem),
+        [("0".to_owned(), vec![("NotSupportedChoice".to_owned(), "user_id".to_owned())])]
+    );
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn unsorted_sip_items_need_source_and_call_metadata() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1014).await;
+    let mut no_uniq = sip("s-2", "+55 51 90000-1111");
+    no_uniq["metadata"].as_object_mut().unwrap().remove("uniq");
+    let body = json!([{ "request_id": "bare" }, no_uniq, sip("s-3", "+55 51 90000-2222")]);
+    let (status, problem) = api.post_refused("/api/v4/leads/unsorted/sip", body).await;
+    assert_eq!(status, 400);
+    let refused = validation_errors(&problem);
+    let paths = |index: usize| refused[index].1.iter().map(|(_, path)| path.as_str()).collect::<Vec<_>>();
+    assert_eq!(refused[0].0, "bare");
+    assert_eq!(paths(0), ["source_uid", "source_name", "metadata"]);
+    assert_eq!(refused[1].0, "s-2");
+    assert_eq!(paths(1), ["metadata.uniq"]);
+    assert_eq!(refused.len(), 2);
+    assert_eq!(api.get("/api/v4/leads/unsorted").await.0, 204, "nothing of the batch was written");
+}
+
+#[tokio::test]
+async fn the_oracle_covers_most_endpoints_and_these_not() {
+    let oracle = sandbox::oracle::Oracle::load();
+    let endpoints = [
+        ("GET", "/api/v4/contacts"),
+        ("GET", "/api/v4/contacts/1"),
+        ("POST", "/api/v4/contacts"),
+        ("GET", "/api/v4/leads"),
+        ("GET", "/api/v4/leads/1"),
+        ("POST", "/api/v4/leads"),
+        ("POST", "/api/v4/leads/complex"),
+        ("POST", "/api/v4/calls"),
+        ("GET", "/api/v4/leads/notes"),
+        ("POST", "/api/v4/leads/notes"),
+        ("GET", "/api/v4/contacts/1/notes"),
+        ("POST", "/api/v4/contacts/1/notes"),
+        ("GET", "/api/v4/tasks"),
+        ("POST", "/api/v4/tasks"),
+        ("GET", "/api/v4/leads/unsorted"),
+        ("GET", "/api/v4/leads/unsorted/0123abcd"),
+        ("POST", "/api/v4/leads/unsorted/sip"),
+        ("POST", "/api/v4/leads/unsorted/0123abcd/accept"),
+        ("GET", "/api/v4/account"),
+        ("GET", "/api/v4/users"),
+    ];
+    let uncovered: Vec<String> = endpoints
+        .iter()
+        .filter(|(method, path)| !oracle.covers(method, path))
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    println!("the vendor description does not cover: {uncovered:#?}");
+    for (method, path, why) in VENDOR_DISAGREES {
+        println!("the vendor description disagrees on {method} {path}: {why}");
+    }
+    assert_eq!(
+        uncovered,
+        ["GET /api/v4/leads/unsorted", "GET /api/v4/leads/unsorted/0123abcd", "POST /api/v4/leads/unsorted/sip"]
+    );
+}
