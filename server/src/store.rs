@@ -5,7 +5,6 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use shared::FromWebhook;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
@@ -303,39 +302,6 @@ impl Store {
             secret,
             previous_secret,
         }))
-    }
-
-    /// Records a provider event: the first event of a call inserts it, later ones update its status.
-    /// Returns once the write is committed.
-    pub async fn record_call_event(&self, account: AccountId, event: &FromWebhook) -> sqlx::Result<()> {
-        let now = unix_now();
-        sqlx::query(
-            "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, extension,
-                                     status, started_at, direction, duration, recording_url, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?9, ?9)
-             ON CONFLICT (account_id, call_id) DO UPDATE
-                SET status = excluded.status,
-                    extension = COALESCE(excluded.extension, voip_calls.extension),
-                    direction = COALESCE(excluded.direction, voip_calls.direction),
-                    duration = COALESCE(excluded.duration, voip_calls.duration),
-                    recording_url = COALESCE(excluded.recording_url, voip_calls.recording_url),
-                    updated_at = excluded.updated_at",
-        )
-        .bind(account.0)
-        .bind(&event.call_id)
-        .bind(&event.voip_account_id)
-        .bind(&event.from)
-        .bind(&event.to)
-        .bind(&event.extension)
-        .bind(event.status.as_str())
-        .bind(event.start_time)
-        .bind(now)
-        .bind(event.direction.map(|direction| direction.as_str()))
-        .bind(event.duration)
-        .bind(&event.recording_url)
-        .execute(&self.pool)
-        .await
-        .map(drop)
     }
 
     /// Whether the account has received any event of this call.
