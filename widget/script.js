@@ -4,7 +4,7 @@
  * It loads the Rust/wasm part (widget.js + widget_bg.wasm, built by Trunk from widget/src), hands it the
  * "host" object (the only way the wasm reaches Kommo), and maps Kommo's callbacks onto the wasm's exports:
  *   mount_settings(root, host) -> SettingsHandle { save(active) -> Promise<bool>, unmount() }
- *   start_calls(host)          -> CallsHandle    { stop() }
+ *   start_calls(host)          -> CallsHandle    { stop() }  (call popups and the call-result modal)
  * Nothing here throws into Kommo's page: every callback catches and logs.
  */
 define(['jquery'], function ($) {
@@ -14,7 +14,9 @@ define(['jquery'], function ($) {
   var API_BASE = '__KVOIP_API_BASE__';
   var STYLE_ID = 'kvoip-style';
   var LANGS = ['en', 'es', 'pt'];
-  var I18N_SECTIONS = ['widget', 'settings', 'connection', 'errors', 'popup', 'status'];
+  var I18N_SECTIONS = ['widget', 'settings', 'connection', 'errors', 'popup', 'status', 'result', 'deliveries'];
+  // Kommo's card areas whose open record a call result may be logged in.
+  var CARD_AREAS = { lcard: 'leads', ccard: 'contacts' };
 
   var CustomWidget = function () {
     var self = this;
@@ -155,12 +157,30 @@ define(['jquery'], function ($) {
       });
     }
 
+    // The lead or contact whose card is open ({type, id}), or null: on a list, a new card, or elsewhere.
+    function currentCard() {
+      try {
+        var app = window.APP;
+        var card = app && app.data && app.data.current_card;
+        var id = card ? Number(card.id) : 0;
+        if (!(id > 0) || (typeof app.isCard === 'function' && !app.isCard())) {
+          return null;
+        }
+        var system = typeof self.system === 'function' ? self.system() : null;
+        var type = CARD_AREAS[(system && system.area) || ''];
+        return type ? { type: type, id: id } : null;
+      } catch (e) {
+        return null;
+      }
+    }
+
     function host() {
       return {
         apiBase: API_BASE,
         lang: language(),
         strings: strings(),
-        request: request
+        request: request,
+        currentCard: currentCard
       };
     }
 
@@ -228,7 +248,7 @@ define(['jquery'], function ($) {
           log('cannot stop call popups', e);
         }
       }
-      $('.kvoip-popups').remove();
+      $('.kvoip-popups, .kvoip-call-result').remove();
     }
 
     // Idempotent: the stylesheet, the wasm and the call popups, whichever callback comes first.

@@ -1,4 +1,5 @@
-//! Incoming-call popups: the board of calls on screen (one card per call id) and its cards.
+//! Incoming-call popups: the board of calls on screen (one card per call id) and its cards; a call's end
+//! may also ask for its result (see [`crate::result`]).
 
 use std::rc::Rc;
 
@@ -12,6 +13,7 @@ use crate::Mounted;
 use crate::host::Host;
 use crate::i18n::I18n;
 use crate::push::PushStream;
+use crate::result::{self, ResultModal, ResultQueue};
 
 /// Most cards on screen at once; the oldest goes first.
 pub const MAX_CARDS: usize = 4;
@@ -49,34 +51,55 @@ impl CallBoard {
     }
 }
 
-/// Opens the push stream and shows a popup for each incoming call (in `div.kvoip-popups` on `document.body`).
-#[wasm_bindgen]
-pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
-    let host = Rc::new(Host::from_js(host)?);
+/// A `div` with `class` and the page's language, appended to `document.body`.
+fn body_root(host: &Host, class: &str) -> Result<HtmlElement, JsError> {
     let document = web_sys::window().and_then(|window| window.document()).ok_or_else(|| JsError::new("no document"))?;
     let body = document.body().ok_or_else(|| JsError::new("no document body"))?;
     let root: HtmlElement =
-        document.create_element("div").map_err(|_| JsError::new("cannot create the popups root"))?.unchecked_into();
-    root.set_class_name("kvoip-popups");
+        document.create_element("div").map_err(|_| JsError::new("cannot create a widget root"))?.unchecked_into();
+    root.set_class_name(class);
     root.set_attribute("lang", host.lang()).ok();
-    body.append_child(&root).map_err(|_| JsError::new("cannot attach the popups root"))?;
+    body.append_child(&root).map_err(|_| JsError::new("cannot attach a widget root"))?;
+    Ok(root)
+}
+
+/// Opens the push stream and shows a popup for each incoming call (in `div.kvoip-popups` on `document.body`);
+/// when a call ends and the account asks for call results, the result modal (in `div.kvoip-call-result`).
+#[wasm_bindgen]
+pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
+    let host = Rc::new(Host::from_js(host)?);
+    let root = body_root(&host, "kvoip-popups")?;
+    let result_root = body_root(&host, "kvoip-call-result")?;
 
     let board = ArcRwSignal::new(CallBoard::default());
+    let results = ArcRwSignal::new(ResultQueue::default());
     let mounted = {
-        let (board, i18n) = (board.clone(), host.i18n());
-        mount_to(root.clone(), move || view! { <CallPopups board i18n /> }.into_any())
+        let (board, results, i18n) = (board.clone(), results.clone(), host.i18n());
+        mount_to(root.clone(), move || view! { <CallPopups board results i18n /> }.into_any())
     };
-    let stream = PushStream::start(host, move |call| board.update(|board| board.upsert(call)));
-    Ok(CallsHandle { stream, mounted: Some(mounted), root })
+    let result_mounted = {
+        let (results, host) = (results.clone(), Rc::clone(&host));
+        mount_to(result_root.clone(), move || view! { <ResultModal results host /> }.into_any())
+    };
+    let offer_host = Rc::clone(&host);
+    let stream = PushStream::start(host, move |call| {
+        let ended =
+            result::is_end(call.status) && results.try_update(|results| results.first_end(&call.call_id)) == Some(true);
+        if ended {
+            wasm_bindgen_futures::spawn_local(result::offer(Rc::clone(&offer_host), results.clone(), call.clone()));
+        }
+        board.update(|board| board.upsert(call));
+    });
+    Ok(CallsHandle { stream, mounted: vec![mounted, result_mounted], roots: vec![root, result_root] })
 }
 
 /// The running call popups, kept by script.js until `destroy`.
 #[wasm_bindgen]
 pub struct CallsHandle {
     stream: PushStream,
-    /// Dropping it unmounts the popups, so it lives here until `stop`.
-    mounted: Option<Mounted>,
-    root: HtmlElement,
+    /// Dropping them unmounts the popups and the result modal, so they live here until `stop`.
+    mounted: Vec<Mounted>,
+    roots: Vec<HtmlElement>,
 }
 
 #[wasm_bindgen]
@@ -84,8 +107,10 @@ impl CallsHandle {
     /// Closes the stream and removes the popups. Safe to call twice.
     pub fn stop(&mut self) {
         self.stream.stop();
-        self.mounted.take();
-        self.root.remove();
+        self.mounted.clear();
+        for root in self.roots.drain(..) {
+            root.remove();
+        }
     }
 }
 
@@ -100,6 +125,8 @@ impl Drop for CallsHandle {
 pub fn CallPopups(
     /// The calls to show; the push stream writes to it, close buttons remove from it.
     board: ArcRwSignal<CallBoard>,
+    /// The ended calls and whether their result was asked for.
+    results: ArcRwSignal<ResultQueue>,
     /// Strings of the current language.
     i18n: I18n,
 ) -> impl IntoView {
@@ -111,7 +138,9 @@ pub fn CallPopups(
         <For
             each=ids
             key=|call_id| call_id.clone()
-            children=move |call_id| view! { <CallCard call_id board=board.clone() i18n=i18n.clone() /> }
+            children=move |call_id| {
+                view! { <CallCard call_id board=board.clone() results=results.clone() i18n=i18n.clone() /> }
+            }
         />
     }
 }
@@ -123,9 +152,15 @@ pub fn CallCard(
     call_id: String,
     /// The calls on screen.
     board: ArcRwSignal<CallBoard>,
+    /// Whether an ended call's result was asked for (the card's `data-call-result`).
+    results: ArcRwSignal<ResultQueue>,
     /// Strings of the current language.
     i18n: I18n,
 ) -> impl IntoView {
+    let decision = {
+        let call_id = call_id.clone();
+        move || results.with(|results| results.decision(&call_id).map(|decision| decision.as_str()))
+    };
     let read = |pick: fn(&IncomingCall) -> Option<String>| {
         let (board, call_id) = (board.clone(), call_id.clone());
         move || board.with(|board| board.get(&call_id).and_then(pick))
@@ -150,7 +185,7 @@ pub fn CallCard(
     };
 
     view! {
-        <div class="kvoip-popup" role="alert" data-call-id=call_id.clone()>
+        <div class="kvoip-popup" role="alert" data-call-id=call_id.clone() data-call-result=decision>
             <div class="kvoip-popup__head">
                 <span class="kvoip-popup__title">{i18n.t("popup", "incoming")}</span>
                 <button class="kvoip-popup__close" type="button" title=close_label.clone() aria-label=close_label on:click=close>

@@ -9,6 +9,7 @@ use shared::api::KommoUserView;
 use shared::integration::{CredentialMethod, UnknownCallerEntity, UnsortedAccept, VoipCredentialsView};
 
 use crate::connection::ConnectionSection;
+use crate::deliveries::deliveries_section;
 use crate::host::Host;
 use crate::i18n::I18n;
 use crate::settings::{CheckState, RotateState, SettingsModel, Status, error_key, hint_tail, status_text};
@@ -280,7 +281,7 @@ pub fn SettingsForm(
     };
 
     view! {
-        <div class="kvoip-form" lang=lang>
+        <div class="kvoip-form" lang=lang.clone()>
             <ConnectionSection connection=model.connection.clone() i18n=i18n.clone() on_reauthorize />
             <h3 class="kvoip-form__title">{ctx.t("title")}</h3>
             <p class="kvoip-form__intro">{ctx.t("intro")}</p>
@@ -288,6 +289,7 @@ pub fn SettingsForm(
             {behaviour_sections(&ctx)}
             {extensions_section(&ctx)}
             {webhook_section(&ctx, &model, host)}
+            {deliveries_section(&model.deliveries, host, &i18n, &lang)}
             <div class="kvoip-form__errors">{unplaced}</div>
             <p class=status_class role="status" aria-live="polite">{status_line}</p>
         </div>

@@ -3,6 +3,7 @@
 use js_sys::{Function, JSON, Promise, Reflect};
 use serde::Serialize;
 use serde_json::Value;
+use shared::rules::EntityRef;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -19,10 +20,12 @@ pub enum HostError {
     Encode(String),
 }
 
-/// The host object: `{apiBase, lang, strings, request(method, path, body)}` (see the contract).
+/// The host object: `{apiBase, lang, strings, request(method, path, body), currentCard()}` (see script.js).
 pub struct Host {
     object: JsValue,
     request: Function,
+    /// Optional: the lead or contact card open in Kommo, as `{type, id}` or `null`.
+    current_card: Option<Function>,
     api_base: String,
     lang: String,
     i18n: I18n,
@@ -43,7 +46,8 @@ impl Host {
             .and_then(|text| text.as_string())
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or(Value::Null);
-        Ok(Host { object, request, api_base, lang, i18n: I18n::new(strings) })
+        let current_card = member("currentCard").ok().and_then(|value| value.dyn_into::<Function>().ok());
+        Ok(Host { object, request, current_card, api_base, lang, i18n: I18n::new(strings) })
     }
 
     /// The server's public base URL, without a trailing slash.
@@ -64,6 +68,13 @@ impl Host {
     /// The text for `section.key`.
     pub fn t(&self, section: &str, key: &str) -> String {
         self.i18n.t(section, key)
+    }
+
+    /// The lead or contact whose card is open in Kommo right now, if the host can tell.
+    pub fn current_card(&self) -> Option<EntityRef> {
+        let card = self.current_card.as_ref()?.call0(&self.object).ok()?;
+        let text = JSON::stringify(&card).ok()?.as_string()?;
+        serde_json::from_str::<Option<EntityRef>>(&text).ok().flatten().filter(|card| card.id > 0)
     }
 
     /// Calls our server through Kommo's `$authorizedAjax`. Returns the HTTP status (0 when the network failed)

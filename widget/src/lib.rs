@@ -1,7 +1,8 @@
 //! The Kommo VoIP widget's wasm: the settings form and the incoming-call popups, exported to script.js.
 //!
 //! Exports (wasm-bindgen, ES-module glue `widget.js`): [`settings::mount_settings`] → [`settings::SettingsHandle`]
-//! and [`calls::start_calls`] → [`calls::CallsHandle`].
+//! (the settings form, with the failed deliveries of [`deliveries`]) and [`calls::start_calls`] →
+//! [`calls::CallsHandle`] (the incoming-call popups and the call-result modal of [`result`]).
 //!
 //! Invariant: the wasm reaches Kommo only through the host object script.js passes in ([`host::Host`]);
 //! it talks to our server through that host, except for the push stream (an `EventSource` on a ticket) and
@@ -9,10 +10,12 @@
 
 pub mod calls;
 pub mod connection;
+pub mod deliveries;
 pub mod form;
 pub mod host;
 pub mod i18n;
 pub mod push;
+pub mod result;
 pub mod settings;
 pub mod values;
 

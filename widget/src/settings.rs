@@ -17,6 +17,7 @@ use web_sys::HtmlElement;
 
 use crate::Mounted;
 use crate::connection::{self, Connection, PollStep, ReauthorizePoll};
+use crate::deliveries::DeliveriesModel;
 use crate::form::SettingsForm;
 use crate::host::Host;
 use crate::i18n::I18n;
@@ -246,6 +247,8 @@ pub struct SettingsModel {
     pub connection: ArcRwSignal<Connection>,
     /// Bumped by each re-authorize click and by unmounting: a following loop of an older number ends.
     pub follow_generation: Arc<AtomicU32>,
+    /// The failed-deliveries section.
+    pub deliveries: DeliveriesModel,
 }
 
 impl Default for SettingsModel {
@@ -261,6 +264,7 @@ impl Default for SettingsModel {
             rotate: ArcRwSignal::new(RotateState::Idle),
             connection: ArcRwSignal::new(Connection::Checking),
             follow_generation: Arc::new(AtomicU32::new(0)),
+            deliveries: DeliveriesModel::default(),
         }
     }
 }
@@ -460,6 +464,8 @@ pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle
     wasm_bindgen_futures::spawn_local(async move { loader.0.load(&loader.1).await });
     let checker = (model.clone(), Rc::clone(&host));
     wasm_bindgen_futures::spawn_local(async move { checker.0.load_connection(&checker.1).await });
+    let deliveries = (model.deliveries.clone(), Rc::clone(&host));
+    wasm_bindgen_futures::spawn_local(async move { deliveries.0.load(&deliveries.1).await });
     Ok(SettingsHandle { model, host, mounted: Some(mounted) })
 }
 
