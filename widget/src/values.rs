@@ -416,8 +416,7 @@ mod tests {
 
     #[test]
     fn an_inactive_save_carries_the_form_as_it_is() {
-        let mut values = FormValues::default();
-        values.due_in_minutes = "x".to_owned();
+        let values = FormValues { due_in_minutes: "x".to_owned(), ..FormValues::default() };
         let (settings, _) = values.build(false);
         assert!(!settings.active);
         assert_eq!(settings.call_handling.missed.due_in_minutes, 0);
