@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SERVER_URL, STEP_MS, configure, launch, openSettings, openWidget, widgetElements } from './support.mjs';
+import {
+  SERVER_URL, STEP_MS, configure, launch, openSettings, openWidget, postEvent, widgetElements,
+} from './support.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -40,20 +42,20 @@ test('the settings UI mounts into the modal body', async () => {
 
 test('destroy removes every element the widget added and its stylesheet', async () => {
   const { page, context, errors, stream } = await openWidget(browser);
-  const url = await configure(page);
-  assert.ok(url.startsWith(`${SERVER_URL}/hooks/voip/`), url);
-  // A popup too, so destroy has everything to clean up.
+  const webhook = await configure(page);
+  assert.ok(webhook.url.startsWith(`${SERVER_URL}/hooks/voip/`), webhook.url);
+  // A popup and a call-result modal too, so destroy has everything to clean up.
   await waitFor(() => stream.open, 'the push stream opens');
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ callId: `destroy-${Date.now()}`, voipAccountId: 'sandbox-voip', from: '+5511987650000',
-      to: '+5511333330000', status: 'ringing', startTime: Math.floor(Date.now() / 1000) }),
-  });
-  assert.equal(response.status, 200);
+  const callId = `destroy-${Date.now()}`;
+  for (const status of ['ringing', 'ended']) {
+    const response = await postEvent(webhook, { callId, from: '+5511987650000', status });
+    assert.equal(response.status, 200);
+  }
   await page.waitForSelector('.kvoip-popup', { timeout: STEP_MS });
+  await page.waitForSelector('.kvoip-result', { timeout: STEP_MS });
 
-  await page.click('.modal .sandbox-modal__disable');
+  // The call-result modal covers the page (and Kommo's settings modal): the button is pressed underneath it.
+  await page.locator('.modal .sandbox-modal__disable').dispatchEvent('click');
   await page.waitForFunction(() => window.__sandbox.disabled === true, null, { timeout: STEP_MS });
   const calls = await page.evaluate(() => window.__sandbox.calls);
   assert.deepEqual(calls.slice(-2), ['onSave', 'destroy']);

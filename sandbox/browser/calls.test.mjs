@@ -2,32 +2,19 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { STEP_MS, configure, launch, openWidget, screenshot } from './support.mjs';
+import { STEP_MS, configure, launch, openWidget, postEvent, screenshot, streamOpen } from './support.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function streamOpen(stream) {
-  const deadline = Date.now() + STEP_MS;
-  while (!stream.open) {
-    if (Date.now() > deadline) throw new Error('the widget never opened its push stream');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 test('a webhook posted to the shown URL pops up the caller number', async () => {
   const { page, context, errors, stream } = await openWidget(browser);
-  const url = await configure(page);
+  const webhook = await configure(page);
   await page.click('.modal .sandbox-modal__cancel');
   await streamOpen(stream);
   const from = '+5511912345678';
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ callId: `direct-${Date.now()}`, voipAccountId: 'sandbox-voip', from,
-      to: '+5511333330000', status: 'ringing', startTime: Math.floor(Date.now() / 1000), extension: '101' }),
-  });
+  const response = await postEvent(webhook, { callId: `direct-${Date.now()}`, from, status: 'ringing', extension: '101' });
   assert.equal(response.status, 200, await response.text());
   const shown = page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from });
   await shown.waitFor({ state: 'visible', timeout: STEP_MS });
@@ -39,8 +26,9 @@ test('a webhook posted to the shown URL pops up the caller number', async () => 
 test('a call from the provider stand-in pops up the caller number', async () => {
   const { page, context, errors, stream } = await openWidget(browser);
   await configure(page);
-  // Closing the modal hands the shown webhook URL to the page's provider form.
+  // Closing the modal hands the shown webhook URL and signing secret to the page's provider form.
   await page.click('.modal .sandbox-modal__cancel');
+  assert.match(await page.inputValue('#sandbox-call-secret'), /^whsec_/);
   await streamOpen(stream);
   const from = '+5521955554444';
   await page.fill('#sandbox-call-from', from);
@@ -55,7 +43,7 @@ test('a call from the provider stand-in pops up the caller number', async () => 
 
 test('a call to one account never pops up in another account', async () => {
   const mine = await openWidget(browser);
-  const url = await configure(mine.page);
+  const webhook = await configure(mine.page);
   await mine.page.click('.modal .sandbox-modal__cancel');
   const other = await openWidget(browser);
   await configure(other.page);
@@ -63,12 +51,7 @@ test('a call to one account never pops up in another account', async () => {
   await streamOpen(mine.stream);
   await streamOpen(other.stream);
   const from = '+5531977776666';
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ callId: `isolation-${Date.now()}`, voipAccountId: 'sandbox-voip', from,
-      to: '+5511333330000', status: 'ringing', startTime: Math.floor(Date.now() / 1000) }),
-  });
+  const response = await postEvent(webhook, { callId: `isolation-${Date.now()}`, from, status: 'ringing' });
   assert.equal(response.status, 200);
   await mine.page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from }).waitFor({ state: 'visible', timeout: STEP_MS });
   // The other page had as long to receive it, and then some.
@@ -77,4 +60,25 @@ test('a call to one account never pops up in another account', async () => {
   assert.deepEqual([...mine.errors, ...other.errors], []);
   await mine.context.close();
   await other.context.close();
+});
+
+test('an unsigned or wrongly signed event is refused and pops up nothing', async () => {
+  const { page, context, errors, stream } = await openWidget(browser);
+  const webhook = await configure(page);
+  await page.click('.modal .sandbox-modal__cancel');
+  await streamOpen(stream);
+  const event = JSON.stringify({ callId: `unsigned-${Date.now()}`, voipAccountId: 'sandbox-voip', from: '+5511900001111',
+    to: '+5511333330000', status: 'ringing', startTime: Math.floor(Date.now() / 1000) });
+  const unsigned = await fetch(webhook.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: event });
+  assert.equal(unsigned.status, 401);
+  const forged = await postEvent({ url: webhook.url, secret: 'whsec_' + Buffer.from('not the secret').toString('base64') },
+    { callId: `forged-${Date.now()}`, from: '+5511900001111', status: 'ringing' });
+  assert.equal(forged.status, 401);
+  // A signed event after them shows, alone.
+  const from = '+5511900002222';
+  assert.equal((await postEvent(webhook, { callId: `signed-${Date.now()}`, from, status: 'ringing' })).status, 200);
+  await page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from }).waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await page.locator('.kvoip-popup').count(), 1);
+  assert.deepEqual(errors, []);
+  await context.close();
 });

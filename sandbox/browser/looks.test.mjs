@@ -2,7 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { archiveStrings, launch, modalScreenshot, openSettings, openWidget, waitForForm } from './support.mjs';
+import {
+  STEP_MS, archiveStrings, configure, launch, modalScreenshot, openSettings, openWidget, postEvent, screenshot, streamOpen,
+  waitForForm,
+} from './support.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -34,6 +37,38 @@ for (const lang of ['en', 'es', 'pt']) {
     });
     assert.ok(fits, `${lang}: the form fits the 560px modal`);
     await modalScreenshot(page, `settings-${lang}.png`);
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+}
+
+for (const lang of ['en', 'es', 'pt']) {
+  test(`the call-result modal looks right in ${lang}`, async () => {
+    const strings = await archiveStrings(lang);
+    const { page, context, errors, stream } = await openWidget(browser, { lang });
+    const webhook = await configure(page, (p) => p.check('.kvoip-settings input[name="call_handling.widget.call_quality_rating"]'));
+    await page.click('.modal .sandbox-modal__cancel');
+    await streamOpen(stream);
+    const callId = `looks-${lang}-${Date.now()}`;
+    for (const status of ['ringing', 'busy']) await postEvent(webhook, { callId, from: '+5511944443333', status });
+    const dialog = page.locator('.kvoip-result .kvoip-result__window');
+    await dialog.waitFor({ state: 'visible', timeout: STEP_MS });
+    await dialog.locator('input[name=follow_up]').check();
+    const shown = await dialog.textContent();
+    for (const key of ['title', 'outcome', 'quality', 'note', 'follow_up', 'task_text', 'task_due', 'save', 'skip']) {
+      assert.ok(shown.includes(strings.result[key]), `${lang}: result.${key} is shown`);
+    }
+    assert.ok(shown.includes(strings.result.outcome_7), `${lang}: a busy call starts as "number busy"`);
+    assert.doesNotMatch(shown, /\b(result|errors|status|popup)\.[a-z_0-9]+\b/, `${lang}: no raw i18n keys`);
+    const fits = await dialog.evaluate((box) => {
+      const outer = box.getBoundingClientRect();
+      return Array.from(box.querySelectorAll('*')).every((element) => {
+        const rect = element.getBoundingClientRect();
+        return rect.width === 0 || (rect.left >= outer.left - 0.5 && rect.right <= outer.right + 0.5);
+      });
+    });
+    assert.ok(fits, `${lang}: everything fits inside the dialog`);
+    await screenshot(page, `call-result-${lang}.png`);
     assert.deepEqual(errors, []);
     await context.close();
   });

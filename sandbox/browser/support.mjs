@@ -1,5 +1,5 @@
 //! Shared pieces of the browser tests: Debian's Chromium through playwright-core, the local Kommo's page, waits.
-import { randomInt } from 'node:crypto';
+import { createHmac, randomInt, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 
@@ -135,11 +135,16 @@ export async function fieldError(page, field) {
   return (await line.textContent()).trim();
 }
 
-/** Fills and saves valid credentials; resolves with the webhook URL the reopened settings show. */
-export async function configure(page) {
+/**
+ * Fills and saves valid credentials (after `tweak(page)`, if given, has changed other options); resolves with
+ * `{url, secret}`: the webhook URL and the signing secret the reopened settings show (once, after the first save).
+ * The settings modal stays open.
+ */
+export async function configure(page, tweak) {
   await openSettings(page);
   await waitForForm(page);
   await fillProvider(page);
+  if (tweak) await tweak(page);
   if (!(await save(page))) {
     const said = await page.textContent('.modal .kvoip-settings');
     throw new Error(`saving valid settings resolved false; the form says: ${said}`);
@@ -149,7 +154,34 @@ export async function configure(page) {
     const shown = document.querySelector('.kvoip-webhook-url');
     return shown && (shown.value || shown.textContent || '').trim().startsWith('http');
   }, null, { timeout: STEP_MS });
-  return webhookUrl(page);
+  const secret = await page.$eval('.kvoip-webhook-secret', (shown) => (shown.value || '').trim());
+  if (!secret.startsWith('whsec_')) throw new Error(`the reopened settings show no fresh signing secret: "${secret}"`);
+  return { url: await webhookUrl(page), secret };
+}
+
+/** The Standard Webhooks headers for `body` signed with a `whsec_…` secret, as a VoIP provider sends them. */
+export function signedHeaders(secret, body) {
+  const id = `msg_${randomUUID().replaceAll('-', '')}`;
+  const timestamp = Math.floor(Date.now() / 1000);
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+  const signature = createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64');
+  return { 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': `v1,${signature}` };
+}
+
+/** Posts a provider event (`FromWebhook` JSON) to a webhook URL, signed; resolves with the fetch response. */
+export function postEvent({ url, secret }, event) {
+  const body = JSON.stringify({ voipAccountId: 'sandbox-voip', to: '+5511333330000',
+    startTime: Math.floor(Date.now() / 1000), ...event });
+  return fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...signedHeaders(secret, body) }, body });
+}
+
+/** Waits until the page's push stream is connected (`stream` from openWidget). */
+export async function streamOpen(stream) {
+  const deadline = Date.now() + STEP_MS;
+  while (!stream.open) {
+    if (Date.now() > deadline) throw new Error('the widget never opened its push stream');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** The webhook URL the widget shows, whether it is an input or text. */
@@ -194,10 +226,17 @@ export async function partScreenshot(locator, name) {
 
 /** Asks our server, as the page's account, through the host's $authorizedAjax (as the widget does). */
 export function serverGet(page, apiPath) {
-  return page.evaluate((url) => new Promise((resolve) => {
-    window.__sandbox.widget.$authorizedAjax({ url, type: 'GET', dataType: 'json' })
-      .then((body) => resolve({ status: 200, body }), (xhr) => resolve({ status: xhr.status, body: xhr.responseJSON }));
-  }), `${SERVER_URL}${apiPath}`);
+  return serverRequest(page, 'GET', apiPath);
+}
+
+/** Any request to our server as the page's account; resolves with `{status, body}`. */
+export function serverRequest(page, method, apiPath, body) {
+  return page.evaluate(({ url, method, body }) => new Promise((resolve) => {
+    window.__sandbox.widget.$authorizedAjax({ url, type: method, dataType: 'json', contentType: 'application/json',
+      data: body === undefined ? undefined : JSON.stringify(body) })
+      .then((data, _text, xhr) => resolve({ status: xhr ? xhr.status : 200, body: data }),
+        (xhr) => resolve({ status: xhr.status, body: xhr.responseJSON }));
+  }), { url: `${SERVER_URL}${apiPath}`, method, body });
 }
 
 /** The ids of the users the widget offers in a user select, once the list has loaded. */

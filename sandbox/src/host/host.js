@@ -188,6 +188,9 @@
       if (!$modal) return;
       var url = shownWebhookUrl($);
       if (url) $('#sandbox-call-webhook').val(url);
+      // The signing secret is shown in full only right after it was issued: take it for signed provider calls.
+      var secret = String($('input.kvoip-webhook-secret').val() || '').trim();
+      if (secret.indexOf('whsec_') === 0) $('#sandbox-call-secret').val(secret);
       $modal.remove();
       $modal = null;
     }
