@@ -211,19 +211,25 @@ pub fn CallCard(
     }
 }
 
+/// A call as the push channel delivers it, for the widget's unit tests.
+#[cfg(test)]
+pub(crate) fn test_call(id: &str, status: shared::CallStatus) -> IncomingCall {
+    IncomingCall {
+        call_id: id.into(),
+        from: "+5511999990000".into(),
+        to: "+5511333330000".into(),
+        status,
+        extension: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use shared::CallStatus;
 
     fn call(id: &str, status: CallStatus) -> IncomingCall {
-        IncomingCall {
-            call_id: id.into(),
-            from: "+5511999990000".into(),
-            to: "+5511333330000".into(),
-            status,
-            extension: None,
-        }
+        test_call(id, status)
     }
 
     #[test]

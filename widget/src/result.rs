@@ -758,13 +758,7 @@ mod tests {
     use shared::ValidationCode;
 
     fn call(id: &str, status: CallStatus) -> IncomingCall {
-        IncomingCall {
-            call_id: id.into(),
-            from: "+5511999990000".into(),
-            to: "+5511333330000".into(),
-            status,
-            extension: None,
-        }
+        crate::calls::test_call(id, status)
     }
 
     fn request(id: &str) -> ResultRequest {
