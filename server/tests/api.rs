@@ -709,15 +709,23 @@ async fn a_call_result_is_accepted_once_for_a_call_of_the_account_and_queues_the
     server.hook(&path, call_event("call-r", "ringing", Some("101")).to_string()).await;
     let bobs = server.widget(Method::POST, url, Some(&token_of(BOB)), Some(result.clone())).await;
     assert_eq!(bobs.status, StatusCode::NOT_FOUND, "another account's call is not found");
-    for (bad, field) in [
-        (json!({"call_status": 9}), "call_status"),
-        (json!({"call_status": 4, "quality": 6}), "quality"),
-        (json!({"call_status": 4, "follow_up": {"text": "", "due_at": unix_now() + 60}}), "follow_up.text"),
-        (json!({"call_status": 4, "account_id": 2002}), "account_id"),
+    for (bad, status, field) in [
+        (json!({"call_status": 9}), StatusCode::BAD_REQUEST, "call_status"),
+        (json!({"call_status": 4, "account_id": 2002}), StatusCode::BAD_REQUEST, "account_id"),
+        (json!({"call_status": 4, "quality": 6}), StatusCode::UNPROCESSABLE_ENTITY, "quality"),
+        (
+            json!({"call_status": 4, "follow_up": {"text": "", "due_at": unix_now() + 60}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "follow_up.text",
+        ),
     ] {
         let reply = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(bad)).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{field}: {}", reply.text);
-        assert!(reply.text.contains(field), "the message names {field}: {}", reply.text);
+        assert_eq!(reply.status, status, "{field}: {}", reply.text);
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            assert_eq!(reply.body["error"]["fields"][0]["field"], field, "{}", reply.text);
+        } else {
+            assert!(reply.text.contains(field), "the message names {field}: {}", reply.text);
+        }
     }
     let accepted = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(result.clone())).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);

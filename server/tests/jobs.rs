@@ -94,7 +94,8 @@ async fn failures_back_off_then_park_as_a_dead_letter_that_can_be_retried() {
     let mut delays = Vec::new();
     loop {
         let job = queue.claim(now, 1).await.unwrap().pop().expect("the job is due");
-        let error = JobError::Retry { error: format!("Kommo is unavailable: 500 (attempt {})", job.attempts), after: None };
+        let error =
+            JobError::Retry { error: format!("Kommo is unavailable: 500 (attempt {})", job.attempts), after: None };
         let outcome = queue.fail(&job, &error, now).await.unwrap();
         if outcome == Outcome::Dead {
             assert_eq!(job.attempts, MAX_ATTEMPTS);

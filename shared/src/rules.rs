@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::call::{CallDirection, CallStatus};
 use crate::integration::{CallHandling, ExtensionMap, TaskResponsible, UnknownCallerEntity, UnsortedAccept};
 use crate::phone;
+use crate::settings::{FieldError, ValidationCode};
 
 /// What the server knows about one provider call, folded from its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +138,44 @@ pub struct CallResult {
     /// The entity the manager chose for the call (the call and the result go there).
     #[serde(default)]
     pub entity: Option<EntityRef>,
+}
+
+/// Longest note a manager may write with a call result.
+pub const MAX_RESULT_NOTE_CHARS: usize = 2000;
+/// Longest follow-up task text.
+pub const MAX_FOLLOW_UP_CHARS: usize = 500;
+/// How far before `now` a follow-up may be due (a clock a little behind), and how far ahead at most.
+const FOLLOW_UP_PAST_SECS: i64 = 3600;
+const FOLLOW_UP_AHEAD_SECS: i64 = 366 * 24 * 3600;
+
+impl CallResult {
+    /// Every field to fix, by JSON path (the widget checks before sending, the server again on receipt).
+    /// `now` is unix seconds: a follow-up is due between now and a year from now.
+    pub fn validate(&self, now: i64) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut refuse = |field: &str, code| errors.push(FieldError { field: field.to_owned(), code });
+        if self.note.as_deref().is_some_and(|note| note.chars().count() > MAX_RESULT_NOTE_CHARS) {
+            refuse("note", ValidationCode::TooLong);
+        }
+        if self.quality.is_some_and(|quality| !(1..=5).contains(&quality)) {
+            refuse("quality", ValidationCode::OutOfRange);
+        }
+        if let Some(follow_up) = &self.follow_up {
+            let text = follow_up.text.trim();
+            if text.is_empty() {
+                refuse("follow_up.text", ValidationCode::Required);
+            } else if text.chars().count() > MAX_FOLLOW_UP_CHARS {
+                refuse("follow_up.text", ValidationCode::TooLong);
+            }
+            if !(now - FOLLOW_UP_PAST_SECS..=now + FOLLOW_UP_AHEAD_SECS).contains(&follow_up.due_at) {
+                refuse("follow_up.due_at", ValidationCode::OutOfRange);
+            }
+        }
+        if self.entity.is_some_and(|entity| entity.id <= 0) {
+            refuse("entity.id", ValidationCode::OutOfRange);
+        }
+        errors
+    }
 }
 
 /// A follow-up task the manager asked for in the call result.

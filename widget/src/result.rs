@@ -18,10 +18,7 @@ use crate::host::Host;
 use crate::i18n::I18n;
 use crate::settings::{Problem, error_key};
 
-/// Longest note the server takes.
-pub const MAX_NOTE_CHARS: usize = 2000;
-/// Longest follow-up task text the server takes.
-pub const MAX_TASK_CHARS: usize = 500;
+pub use shared::rules::{MAX_FOLLOW_UP_CHARS as MAX_TASK_CHARS, MAX_RESULT_NOTE_CHARS as MAX_NOTE_CHARS};
 /// How many ended calls are remembered, so that a repeated end event does not ask twice.
 const REMEMBERED_CALLS: usize = 200;
 
@@ -258,7 +255,19 @@ impl SubmitOutcome {
             (409, Some(error)) if error.code == "result_exists" => SubmitOutcome::AlreadyRecorded,
             (404, _) => SubmitOutcome::UnknownCall,
             (400 | 422, Some(error)) if !error.fields.is_empty() => SubmitOutcome::Refused(
-                error.fields.iter().map(|field| Refusal::new(&field.field, "errors", &error_key(field.code))).collect(),
+                error
+                    .fields
+                    .iter()
+                    .map(|field| {
+                        // The modal's own wording where it has one (a due time "out of range" reads as
+                        // "pick a time between now and a year from now"), else the shared code's message.
+                        match field.code {
+                            shared::ValidationCode::OutOfRange => refused_field(&format!("{}:", field.field)),
+                            _ => None,
+                        }
+                        .unwrap_or_else(|| Refusal::new(&field.field, "errors", &error_key(field.code)))
+                    })
+                    .collect(),
             ),
             (400, Some(error)) => refused_field(&error.message)
                 .map_or(SubmitOutcome::Failed(Problem::Server), |refusal| SubmitOutcome::Refused(vec![refusal])),

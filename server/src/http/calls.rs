@@ -16,10 +16,6 @@ use super::error::{ApiError, json_body};
 use super::widget::WidgetAuth;
 use crate::jobs::{KIND_CALL, now_ms};
 
-/// Longest note a manager may write with a call result.
-pub const MAX_NOTE_CHARS: usize = 2000;
-/// Longest follow-up task text.
-pub const MAX_TASK_CHARS: usize = 500;
 /// Dead letters shown to an account's admin at most.
 const FAILED_LIST_LIMIT: i64 = 100;
 
@@ -39,7 +35,10 @@ async fn call_result(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let result: CallResult = json_body(body, "call result")?;
-    validate(&result, now_ms() / 1000)?;
+    let refused = result.validate(now_ms() / 1000);
+    if !refused.is_empty() {
+        return Err(ApiError::Validation(refused));
+    }
     if !state.store.call_known(auth.account, &call_id).await? {
         return Err(ApiError::NotFound);
     }
@@ -50,29 +49,6 @@ async fn call_result(
     tracing::info!(account.id = auth.account.0, call.id = %call_id, user.id = auth.user_id, "call result stored");
     state.jobs_wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))))
-}
-
-fn validate(result: &CallResult, now: i64) -> Result<(), ApiError> {
-    let bad = |message: &str| Err(ApiError::BadRequest(message.to_owned()));
-    if result.note.as_deref().is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS) {
-        return bad("note: at most 2000 characters");
-    }
-    if result.quality.is_some_and(|quality| !(1..=5).contains(&quality)) {
-        return bad("quality: 1 to 5");
-    }
-    if let Some(follow_up) = &result.follow_up {
-        if follow_up.text.trim().is_empty() || follow_up.text.chars().count() > MAX_TASK_CHARS {
-            return bad("follow_up.text: 1 to 500 characters");
-        }
-        // A due time in the past is a typo; a year ahead is the longest reminder that makes sense.
-        if follow_up.due_at < now - 3600 || follow_up.due_at > now + 366 * 24 * 3600 {
-            return bad("follow_up.due_at: between now and a year from now");
-        }
-    }
-    if result.entity.is_some_and(|entity| entity.id <= 0) {
-        return bad("entity.id: a Kommo id");
-    }
-    Ok(())
 }
 
 /// `GET /widget/v1/deliveries/failed`: the account's dead letters, newest first.
