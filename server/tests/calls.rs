@@ -109,6 +109,52 @@ impl Desk {
         process_call(&self.ctx, self.account, call_id).await
     }
 
+    /// Runs the job of `call_id` again (a retry, a late duplicate event): nothing more reaches Kommo.
+    async fn assert_a_rerun_sends_nothing(&self, call_id: &str) {
+        self.reset_stats().await;
+        self.process(call_id).await.unwrap();
+        assert_eq!(self.api_requests().await, 0, "a second run of {call_id} sends nothing");
+    }
+
+    /// Runs the job of `call_id` twice: the first run asks for a retry, the second succeeds.
+    async fn process_after_a_retry(&self, call_id: &str) {
+        assert!(matches!(self.process(call_id).await, Err(JobError::Retry { .. })));
+        self.process(call_id).await.unwrap();
+    }
+
+    /// The manager's result for `call_id`, as the widget's call-result modal stores it.
+    async fn call_result(&self, call_id: &str, result: Value) {
+        sqlx::query(
+            "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )
+        .bind(self.account.0)
+        .bind(call_id)
+        .bind(result.to_string())
+        .bind(MARIA)
+        .bind(STARTED)
+        .execute(self.world.store.pool())
+        .await
+        .unwrap();
+    }
+
+    /// A Kommo write of `call_id`'s job as an earlier attempt left it (`action_key`, `state`, `outcome`).
+    async fn kommo_write(&self, call_id: &str, action_key: &str, state: &str, outcome: Option<String>) {
+        sqlx::query(
+            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+        )
+        .bind(self.account.0)
+        .bind(call_id)
+        .bind(action_key)
+        .bind(state)
+        .bind(outcome)
+        .bind(STARTED)
+        .execute(self.world.store.pool())
+        .await
+        .unwrap();
+    }
+
     /// A contact in the local Kommo: its id and its leads' ids.
     async fn contact(&self, phones: &[&str], responsible: i64, leads: Value) -> (i64, Vec<i64>) {
         let reply = self
@@ -159,6 +205,11 @@ impl Desk {
             }
         }
         writes
+    }
+
+    /// The writes to `path` (any method), whole.
+    async fn writes_to(&self, path: &str) -> Vec<Value> {
+        self.writes().await.into_iter().filter(|write| write["path"] == path).collect()
     }
 
     /// The writes to `METHOD path`, as their body's items.
@@ -246,10 +297,7 @@ async fn a_known_callers_answered_call_is_logged_once_on_their_lead_in_two_reque
     assert_eq!(delivery.responsible_user_id, Some(MARIA));
     assert_eq!(delivery.client_number.as_deref(), Some(CALLER_E164));
 
-    // The job runs again (a retry, a late duplicate event): nothing more reaches Kommo.
-    desk.reset_stats().await;
-    desk.process("c-known").await.unwrap();
-    assert_eq!(desk.api_requests().await, 0);
+    desk.assert_a_rerun_sends_nothing("c-known").await;
     desk.assert_one_call_per_uniq().await;
 }
 
@@ -312,9 +360,7 @@ async fn an_unknown_caller_becomes_an_unsorted_lead_accepted_when_answered() {
     assert!(delivery.unsorted_uid.is_some());
     assert_eq!(delivery.entity_type.as_deref(), Some("leads"));
 
-    desk.reset_stats().await;
-    desk.process("c-new").await.unwrap();
-    assert_eq!(desk.api_requests().await, 0, "a second run writes nothing");
+    desk.assert_a_rerun_sends_nothing("c-new").await;
     desk.assert_one_call_per_uniq().await;
 }
 
@@ -386,9 +432,8 @@ async fn a_call_written_before_a_500_is_found_on_the_retry_and_not_written_again
     desk.contact(&[CALLER_E164], JUAN, json!([])).await;
     desk.event("c-500", "ended", json!({"type": "call.ended", "duration": 8})).await;
     ambiguous(&desk, "/api/v4/calls", false).await;
-    assert!(matches!(desk.process("c-500").await, Err(JobError::Retry { .. })));
-    desk.process("c-500").await.unwrap();
-    let committed: Vec<Value> = desk.writes().await.into_iter().filter(|w| w["path"] == "/api/v4/calls").collect();
+    desk.process_after_a_retry("c-500").await;
+    let committed = desk.writes_to("/api/v4/calls").await;
     assert_eq!(committed.len(), 1, "looked before posting again: {committed:?}");
     assert_eq!(desk.delivery("c-500").await.status, "delivered");
     desk.assert_one_call_per_uniq().await;
@@ -400,9 +445,8 @@ async fn a_call_written_before_a_timeout_is_found_on_the_retry_and_not_written_a
     desk.contact(&[CALLER_E164], JUAN, json!([{"name": "Open"}])).await;
     desk.event("c-timeout", "ended", json!({"type": "call.ended", "duration": 8})).await;
     ambiguous(&desk, "/api/v4/calls", true).await;
-    assert!(matches!(desk.process("c-timeout").await, Err(JobError::Retry { .. })));
-    desk.process("c-timeout").await.unwrap();
-    let calls: Vec<Value> = desk.writes().await.into_iter().filter(|w| w["path"] == "/api/v4/calls").collect();
+    desk.process_after_a_retry("c-timeout").await;
+    let calls = desk.writes_to("/api/v4/calls").await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     let delivery = desk.delivery("c-timeout").await;
     assert_eq!((delivery.status.as_str(), delivery.entity_type.as_deref()), ("delivered", Some("leads")));
@@ -414,10 +458,8 @@ async fn an_unsorted_lead_written_before_a_500_is_found_on_the_retry() {
     let desk = desk(CallHandling::default()).await;
     desk.event("c-unsorted-500", "missed", json!({"type": "call.missed"})).await;
     ambiguous(&desk, "/api/v4/leads/unsorted/sip", false).await;
-    assert!(matches!(desk.process("c-unsorted-500").await, Err(JobError::Retry { .. })));
-    desk.process("c-unsorted-500").await.unwrap();
-    let unsorted: Vec<Value> =
-        desk.writes().await.into_iter().filter(|w| w["path"] == "/api/v4/leads/unsorted/sip").collect();
+    desk.process_after_a_retry("c-unsorted-500").await;
+    let unsorted = desk.writes_to("/api/v4/leads/unsorted/sip").await;
     assert_eq!(unsorted.len(), 1, "{unsorted:?}");
     assert_eq!(desk.items("POST", "/api/v4/tasks").await.len(), 1);
     desk.assert_one_call_per_uniq().await;
@@ -429,8 +471,7 @@ async fn a_task_written_before_a_500_is_found_on_the_retry() {
     desk.contact(&[CALLER_E164], JUAN, json!([{"name": "Open"}])).await;
     desk.event("c-task-500", "missed", json!({"type": "call.missed"})).await;
     ambiguous(&desk, "/api/v4/tasks", false).await;
-    assert!(matches!(desk.process("c-task-500").await, Err(JobError::Retry { .. })));
-    desk.process("c-task-500").await.unwrap();
+    desk.process_after_a_retry("c-task-500").await;
     assert_eq!(desk.items("POST", "/api/v4/tasks").await.len(), 1);
     assert_eq!(desk.items("POST", "/api/v4/calls").await.len(), 1);
     desk.assert_one_call_per_uniq().await;
@@ -496,17 +537,7 @@ async fn the_managers_result_given_before_the_end_rides_on_the_one_call_with_its
     desk.reset_stats().await;
     let result = json!({"note": "Wants the offer", "call_status": 2, "quality": 4,
                         "follow_up": {"text": "Send the offer", "due_at": STARTED + 86_400}});
-    sqlx::query(
-        "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
-         VALUES (?1, 'c-result', ?2, ?3, ?4, ?4)",
-    )
-    .bind(desk.account.0)
-    .bind(result.to_string())
-    .bind(MARIA)
-    .bind(STARTED)
-    .execute(desk.world.store.pool())
-    .await
-    .unwrap();
+    desk.call_result("c-result", result).await;
     desk.event("c-result", "ended", json!({"type": "call.ended", "duration": 64})).await;
     desk.process("c-result").await.unwrap();
 
@@ -537,23 +568,8 @@ async fn known_but_gone(desk: &Desk, call_id: &str) {
         phone_count: 1,
         active_leads: Some(Vec::new()),
     });
-    for (key, state, outcome) in
-        [("knowledge", "done", Some(serde_json::to_string(&knowledge).unwrap())), ("call", "sending", None)]
-    {
-        sqlx::query(
-            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-        )
-        .bind(desk.account.0)
-        .bind(call_id)
-        .bind(key)
-        .bind(state)
-        .bind(outcome)
-        .bind(STARTED)
-        .execute(desk.world.store.pool())
-        .await
-        .unwrap();
-    }
+    desk.kommo_write(call_id, "knowledge", "done", Some(serde_json::to_string(&knowledge).unwrap())).await;
+    desk.kommo_write(call_id, "call", "sending", None).await;
 }
 
 async fn no_entity_for_an_incoming_call_falls_back_to_unsorted(mode: &str) {
@@ -563,8 +579,7 @@ async fn no_entity_for_an_incoming_call_falls_back_to_unsorted(mode: &str) {
     known_but_gone(&desk, "c-gone").await;
     desk.process("c-gone").await.unwrap();
 
-    let writes = desk.writes().await;
-    let calls: Vec<&Value> = writes.iter().filter(|write| write["path"] == "/api/v4/calls").collect();
+    let calls = desk.writes_to("/api/v4/calls").await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     let unsorted = desk.items("POST", "/api/v4/leads/unsorted/sip").await;
     assert_eq!(unsorted.len(), 1, "{mode}: the call went to an unsorted lead");
@@ -573,10 +588,7 @@ async fn no_entity_for_an_incoming_call_falls_back_to_unsorted(mode: &str) {
     assert_eq!(delivery.status, "delivered", "{delivery:?}");
     assert!(delivery.unsorted_uid.is_some());
     desk.assert_one_call_per_uniq().await;
-
-    desk.reset_stats().await;
-    desk.process("c-gone").await.unwrap();
-    assert_eq!(desk.api_requests().await, 0);
+    desk.assert_a_rerun_sends_nothing("c-gone").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -652,17 +664,7 @@ async fn a_recording_and_a_result_that_come_after_delivery_become_notes_on_the_c
     .await;
     let result = json!({"note": "Call me Monday", "call_status": 2,
                         "follow_up": {"text": "Call back", "due_at": STARTED + 3 * 86_400}});
-    sqlx::query(
-        "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
-         VALUES (?1, 'c-late', ?2, ?3, ?4, ?4)",
-    )
-    .bind(desk.account.0)
-    .bind(result.to_string())
-    .bind(MARIA)
-    .bind(STARTED)
-    .execute(desk.world.store.pool())
-    .await
-    .unwrap();
+    desk.call_result("c-late", result).await;
     desk.process("c-late").await.unwrap();
 
     assert_eq!(desk.items("POST", "/api/v4/calls").await.len(), 1, "the call is never logged twice");
@@ -684,24 +686,10 @@ async fn a_call_kommo_cannot_place_after_we_created_its_contact_goes_as_a_note_o
     // The contact and lead this call created earlier no longer carry the number (someone edited it).
     let (contact, leads) = desk.contact(&["+551155556666"], JUAN, json!([{"name": "Call from the caller"}])).await;
     desk.event("c-created", "ended", json!({"type": "call.ended", "duration": 21})).await;
-    for (key, state, outcome) in [
-        ("knowledge", "done", Some("\"Unknown\"".to_owned())),
-        ("contact_and_lead", "done", Some(json!({"contact_id": contact, "lead_id": leads[0]}).to_string())),
-        ("call", "sending", None),
-    ] {
-        sqlx::query(
-            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
-             VALUES (?1, 'c-created', ?2, ?3, ?4, 1, ?5)",
-        )
-        .bind(desk.account.0)
-        .bind(key)
-        .bind(state)
-        .bind(outcome)
-        .bind(STARTED)
-        .execute(desk.world.store.pool())
-        .await
-        .unwrap();
-    }
+    desk.kommo_write("c-created", "knowledge", "done", Some("\"Unknown\"".to_owned())).await;
+    let created = json!({"contact_id": contact, "lead_id": leads[0]}).to_string();
+    desk.kommo_write("c-created", "contact_and_lead", "done", Some(created)).await;
+    desk.kommo_write("c-created", "call", "sending", None).await;
     desk.process("c-created").await.unwrap();
     assert!(desk.items("POST", "/api/v4/leads/complex").await.is_empty(), "nothing created twice");
     assert!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.is_empty());

@@ -55,6 +55,26 @@ fn verdict(report: Report) -> Result<(), Refusal> {
     if report.is_empty() { Ok(()) } else { Err(Refusal::Validation(report.items)) }
 }
 
+/// The drafts of a batch write of at most `max` items: `draft` checks each item (given its checker and
+/// `request_id`); any refusal refuses the whole batch with every item's refusals.
+fn drafts<T>(
+    body: &Value,
+    max: usize,
+    mut draft: impl FnMut(&mut Checker<'_>, String) -> T,
+) -> Result<Vec<T>, Refusal> {
+    let items = batch(body, max)?;
+    let mut report = Report::default();
+    let mut drafts = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let id = request_id(item, index);
+        let mut checker = Checker::new(item);
+        drafts.push(draft(&mut checker, id.clone()));
+        report.add(&id, checker.into_errors());
+    }
+    verdict(report)?;
+    Ok(drafts)
+}
+
 /// 404 for the first referenced entity the account does not have.
 fn must_exist(desk: &Desk<'_>, references: impl IntoIterator<Item = (EntityType, u64)>) -> Result<(), Refusal> {
     for (entity_type, id) in references {
@@ -221,17 +241,7 @@ pub(super) fn show_contact(desk: &mut Desk<'_>, request: &Request, id: u64) -> O
 
 /// `POST /api/v4/contacts`.
 pub(super) fn create_contacts(desk: &mut Desk<'_>, request: &Request) -> Outcome {
-    let items = batch(&request.body, MAX_BATCH)?;
-    let mut report = Report::default();
-    let mut drafts = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let id = request_id(item, index);
-        let mut checker = Checker::new(item);
-        let draft = contact_draft(&mut checker, desk.account);
-        report.add(&id, checker.into_errors());
-        drafts.push((id, draft));
-    }
-    verdict(report)?;
+    let drafts = drafts(&request.body, MAX_BATCH, |checker, id| (id, contact_draft(checker, desk.account)))?;
     let contacts: Vec<Value> = drafts
         .into_iter()
         .map(|(id, draft)| {
@@ -385,17 +395,7 @@ fn lead_drafts(
     max: usize,
     complex: bool,
 ) -> Result<Vec<(String, LeadDraft)>, Refusal> {
-    let items = batch(&request.body, max)?;
-    let mut report = Report::default();
-    let mut drafts = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let id = request_id(item, index);
-        let mut checker = Checker::new(item);
-        let draft = lead_draft(&mut checker, desk.account, complex);
-        report.add(&id, checker.into_errors());
-        drafts.push((id, draft));
-    }
-    verdict(report)?;
+    let drafts = drafts(&request.body, max, |checker, id| (id, lead_draft(checker, desk.account, complex)))?;
     must_exist(desk, drafts.iter().flat_map(|(_, draft)| draft.references()))?;
     Ok(drafts)
 }
@@ -514,19 +514,10 @@ fn insert_call_note(desk: &mut Desk<'_>, write: &str, note: Note, uniq: Option<&
 /// `POST /api/v4/calls`: each call lands as a `call_in`/`call_out` note on the entity Kommo selects for its
 /// number; `created_by` defaults to 0 (Kommo's robot).
 pub(super) fn create_calls(desk: &mut Desk<'_>, request: &Request) -> Outcome {
-    let items = batch(&request.body, MAX_BATCH)?;
-    let mut report = Report::default();
-    let mut drafts = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let id = request_id(item, index);
-        let mut checker = Checker::new(item);
-        let draft = call_draft(&mut checker, desk.account, id.clone());
-        report.add(&id, checker.into_errors());
-        drafts.extend(draft);
-    }
-    verdict(report)?;
+    let drafts = drafts(&request.body, MAX_BATCH, |checker, id| call_draft(checker, desk.account, id))?;
     let placed: Vec<(CallDraft, Option<(EntityType, u64)>)> = drafts
         .into_iter()
+        .flatten()
         .map(|draft| {
             let entity = desk.crm.call_entity(&draft.phone);
             (draft, entity)
@@ -624,6 +615,32 @@ fn note_params(checker: &mut Checker<'_>, note_type: Option<&str>) -> Option<Str
     uniq
 }
 
+/// One note to create; `path_entity` is the entity of a `POST /api/v4/{entity_type}/{id}/notes`, otherwise
+/// the item names its `entity_id`.
+fn note_draft(checker: &mut Checker<'_>, account: &Account, request_id: String, path_entity: Option<u64>) -> NoteDraft {
+    let entity_id = match path_entity {
+        Some(entity_id) => Some(entity_id),
+        None => checker.id("entity_id", true),
+    };
+    let note_type = checker.choice("note_type", true, NOTE_TYPES);
+    let uniq = note_params(checker, note_type.as_deref());
+    NoteDraft {
+        request_id,
+        entity_id,
+        note_type: note_type.unwrap_or_default(),
+        params: checker
+            .object()
+            .get("params")
+            .filter(|params| params.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        uniq,
+        responsible: checker.user("responsible_user_id", account),
+        created_by: checker.author("created_by", account),
+        created_at: checker.int("created_at", false),
+    }
+}
+
 /// `POST /api/v4/{entity_type}/notes` (items name `entity_id`) and `POST /api/v4/{entity_type}/{id}/notes`.
 pub(super) fn create_notes(
     desk: &mut Desk<'_>,
@@ -631,35 +648,8 @@ pub(super) fn create_notes(
     entity_type: EntityType,
     path_entity: Option<u64>,
 ) -> Outcome {
-    if let Some(id) = path_entity {
-        must_exist(desk, [(entity_type, id)])?;
-    }
-    let items = batch(&request.body, MAX_BATCH)?;
-    let mut report = Report::default();
-    let mut drafts = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let id = request_id(item, index);
-        let mut checker = Checker::new(item);
-        let entity_id = match path_entity {
-            Some(entity_id) => Some(entity_id),
-            None => checker.id("entity_id", true),
-        };
-        let note_type = checker.choice("note_type", true, NOTE_TYPES);
-        let uniq = note_params(&mut checker, note_type.as_deref());
-        let draft = NoteDraft {
-            request_id: id.clone(),
-            entity_id,
-            note_type: note_type.unwrap_or_default(),
-            params: item.get("params").filter(|params| params.is_object()).cloned().unwrap_or_else(|| json!({})),
-            uniq,
-            responsible: checker.user("responsible_user_id", desk.account),
-            created_by: checker.author("created_by", desk.account),
-            created_at: checker.int("created_at", false),
-        };
-        report.add(&id, checker.into_errors());
-        drafts.push(draft);
-    }
-    verdict(report)?;
+    must_exist(desk, path_entity.map(|id| (entity_type, id)))?;
+    let drafts = drafts(&request.body, MAX_BATCH, |checker, id| note_draft(checker, desk.account, id, path_entity))?;
     must_exist(desk, drafts.iter().filter_map(|draft| draft.entity_id.map(|id| (entity_type, id))))?;
     let write = format!("POST {}", request.path);
     let mut notes = Vec::new();
@@ -696,9 +686,7 @@ pub(super) fn list_notes(
     entity_type: EntityType,
     path_entity: Option<u64>,
 ) -> Outcome {
-    if let Some(id) = path_entity {
-        must_exist(desk, [(entity_type, id)])?;
-    }
+    must_exist(desk, path_entity.map(|id| (entity_type, id)))?;
     let types = request.params("filter[note_type]");
     let entities = request.ids("filter[entity_id]")?;
     let ids = request.ids("filter[id]")?;
@@ -765,16 +753,7 @@ fn task_draft(checker: &mut Checker<'_>, account: &Account, request_id: String) 
 
 /// `POST /api/v4/tasks`: `text` and `complete_till` required (KOMMO.md §2.7).
 pub(super) fn create_tasks(desk: &mut Desk<'_>, request: &Request) -> Outcome {
-    let items = batch(&request.body, MAX_BATCH)?;
-    let mut report = Report::default();
-    let mut drafts = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let id = request_id(item, index);
-        let mut checker = Checker::new(item);
-        drafts.push(task_draft(&mut checker, desk.account, id.clone()));
-        report.add(&id, checker.into_errors());
-    }
-    verdict(report)?;
+    let drafts = drafts(&request.body, MAX_BATCH, |checker, id| task_draft(checker, desk.account, id))?;
     must_exist(desk, drafts.iter().filter_map(|draft| draft.entity))?;
     let mut tasks = Vec::new();
     for draft in drafts {
@@ -919,16 +898,7 @@ fn sip_draft(checker: &mut Checker<'_>, account: &Account, request_id: String) -
 /// with the caller's number, and puts the call (`call_in` note with the metadata's uniq, duration,
 /// `service_code` as source, link and `from` as phone) on the lead.
 pub(super) fn create_sip(desk: &mut Desk<'_>, request: &Request) -> Outcome {
-    let items = batch(&request.body, MAX_BATCH)?;
-    let mut report = Report::default();
-    let mut drafts = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let id = request_id(item, index);
-        let mut checker = Checker::new(item);
-        drafts.push(sip_draft(&mut checker, desk.account, id.clone()));
-        report.add(&id, checker.into_errors());
-    }
-    verdict(report)?;
+    let drafts = drafts(&request.body, MAX_BATCH, |checker, id| sip_draft(checker, desk.account, id))?;
     let write = format!("POST {}", request.path);
     let mut unsorted = Vec::new();
     for draft in drafts {
