@@ -251,3 +251,84 @@ impl World {
         }
     }
 }
+
+/// A local Kommo (Kommo's OAuth + API v4 stand-in and the VoIP provider stand-in) on its own loopback port,
+/// for a server reachable at `server`, with `account` as the account its install request connects.
+/// Returns its `host:port`. Each local Kommo is its own API host, so its account has its own request pace.
+pub async fn spawn_local_kommo(server: &str, account: u64) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let mut config = sandbox_config(server, &host, Duration::from_secs(86_400));
+    config.kommo.account_id = account;
+    let provider = sandbox::voip::Settings { password: VOIP_PASSWORD.to_owned(), ..sandbox::voip::Settings::default() };
+    let app = sandbox::app_with_provider(config, provider);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    host
+}
+
+/// A world whose server the test starts itself (e.g. the server binary, which must listen at `server`
+/// before [`World::install`]): a local Kommo for `account` and a migrated database, no server yet.
+pub async fn world_without_server(server: &str, account: u64) -> World {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("kommo.sqlite").display());
+    let kommo_host = spawn_local_kommo(server, account).await;
+    let store = Store::connect(&db_url).await.unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    World {
+        kommo: format!("http://{kommo_host}"),
+        server: server.to_owned(),
+        kommo_host,
+        db_url,
+        store,
+        http,
+        bodies: Arc::default(),
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// One more local Kommo, for `account`, beside this world's: same server and database.
+    pub async fn another_kommo(&self, account: u64) -> World {
+        let kommo_host = spawn_local_kommo(&self.server, account).await;
+        World {
+            kommo: format!("http://{kommo_host}"),
+            server: self.server.clone(),
+            kommo_host,
+            db_url: self.db_url.clone(),
+            store: Store::connect(&self.db_url).await.unwrap(),
+            http: self.http.clone(),
+            bodies: Arc::default(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Installs `account` and saves valid settings for it (`handling` as the call rules) through the
+    /// widget API; returns the webhook URL's path and its signing secret.
+    pub async fn configure(&self, account: u64, handling: shared::CallHandling) -> (String, String) {
+        self.install(account).await;
+        let settings = shared::IntegrationSettings { call_handling: handling, ..self.valid_settings() };
+        let body = serde_json::to_value(&settings).unwrap();
+        let (status, saved) = self.widget(reqwest::Method::PUT, "/widget/v1/settings", account, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        let url = saved["webhook"]["url"].as_str().expect("the save answers the webhook URL");
+        let path = url.strip_prefix(&self.server).expect("the webhook URL starts with the public base URL");
+        let secret = saved["webhook"]["signing_secret"].as_str().expect("the first save issues the secret");
+        (path.to_owned(), secret.to_owned())
+    }
+
+    /// Seeds a contact with `phones` (and open leads, by name) in this world's local Kommo.
+    pub async fn seed_contact(&self, account: u64, name: &str, phones: &[&str], leads: &[&str]) -> Value {
+        let leads: Vec<Value> = leads.iter().map(|lead| json!({"name": lead})).collect();
+        let body = json!({"account_id": account, "name": name, "phones": phones, "leads": leads});
+        self.kommo_control("/sandbox/kommo/contacts", body).await
+    }
+
+    /// The local Kommo's log of API writes for `account`.
+    pub async fn kommo_writes(&self, account: u64) -> Vec<Value> {
+        let url = format!("{}/sandbox/kommo/writes?account_id={account}", self.kommo);
+        let response = self.http.get(url).send().await.unwrap();
+        assert!(response.status().is_success(), "writes: {}", response.status());
+        response.json().await.unwrap()
+    }
+}
