@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's one entry point for tools, logos, packaging, checking, running and testing.
 
 mod archive_rules;
+mod bench;
 mod env_file;
 mod logos;
 mod net;
@@ -25,7 +26,11 @@ usage: cargo xtask <command>
                               build the widget with Trunk and write the Kommo archive (default dist/widget.zip), then check it
   check-archive <zip>         check any widget zip against Kommo's archive rules
   run                         tools + package + start the server (and, without Kommo credentials, the local Kommo)
-  test                        every test: cargo test, archive checks, browser tests against a live server and local Kommo";
+  test                        every test: cargo test, archive checks, browser tests against a live server and local Kommo
+  bench                       the ingest benchmark (release build): webhook ingest vs a bare handler, latency at a fixed
+                              rate, Kommo requests per call, peak RSS
+  crash                       the long kill -9 test: 5 seeds x 5000 signed webhooks against the release server binary
+                              (CRASH_SEEDS, CRASH_SEED, CRASH_EVENTS, CRASH_ACCOUNTS override)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -51,6 +56,8 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "check-archive" => return check_archive(rest),
         "run" => run::command(&root)?,
         "test" => test_suite::command(&root)?,
+        "bench" => bench::bench(&root)?,
+        "crash" => bench::crash(&root)?,
         "help" | "--help" | "-h" => println!("{USAGE}"),
         other => {
             eprintln!("unknown command {other}\n\n{USAGE}");

@@ -1,0 +1,531 @@
+//! The ingest benchmark (`cargo xtask bench`): in one run on this machine,
+//! (a) a bare axum handler (200 to a POST, the same body) in its own process, and
+//! (b) the server binary's signed-webhook ingest (signature check, group commit to SQLite in WAL mode with
+//!     `synchronous = FULL`, the worker folding the stored events meanwhile),
+//! both driven by the same closed-loop load generator (keep-alive, fixed concurrency, fixed duration):
+//! requests/s, p50/p99 and their ratio, beside (b') one delivery repeated (the same path without a write
+//! or a job, to tell the HTTP and verification cost from the storage cost); then
+//! (c) p50/p99 at a fixed open-loop rate (latency counted from each request's scheduled time, so a stall is
+//!     not hidden by the generator waiting for it);
+//! (d) Kommo requests per logged call (the local Kommo's counters): a known number and an unknown one sent
+//!     to unsorted, each cold and again;
+//! (e) the server's peak RSS (VmHWM).
+//! It also prints what limits the figures: the cost of one fsync on this disk, the server's CPU, the jobs
+//! left due, and the server log's slow-statement and "database is locked" counts. (d) runs first, on a quiet
+//! server.
+//! Figures only, no assertions on timing. Knobs: `BENCH_SECS` (10), `BENCH_CONCURRENCY` (64), `BENCH_RATE`
+//! (1000), `BENCH_RUST_LOG` (the server's log filter, default `info,sqlx=warn` as in production).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::routing::post;
+use serde_json::json;
+use server::signing::WebhookSecret;
+use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world_without_server};
+
+/// Set in the child process that serves the bare handler.
+const BARE_ENV: &str = "INGEST_BENCH_BARE_ADDR";
+const INGEST_ACCOUNT: u64 = 31_200_001;
+const KOMMO_ACCOUNT: u64 = 31_200_002;
+const KNOWN_NUMBER: &str = "+5511987650001";
+const UNKNOWN_NUMBER: &str = "+5521987650002";
+
+fn main() {
+    if let Ok(addr) = std::env::var(BARE_ENV) {
+        bare_server(&addr);
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(bench());
+}
+
+/// (a) The baseline: an axum handler that reads the body and answers 200 with the same JSON shape as ours.
+fn bare_server(addr: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    runtime.block_on(async {
+        let app = axum::Router::new().route(
+            "/hooks/voip/{hook_id}",
+            post(|body: Bytes| async move { Json(json!({"stored": !body.is_empty(), "duplicate": false})) }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("binding the bare server");
+        axum::serve(listener, app).await.expect("serving");
+    });
+}
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|text| text.parse().ok()).unwrap_or(default)
+}
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_healthy(url: &str, path: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(response) = http.get(format!("{url}{path}")).send().await
+            && response.status().as_u16() < 500
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not start");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The average cost of a 4 KiB append + fsync in `dir`, milliseconds.
+fn fsync_cost_ms(dir: &Path) -> f64 {
+    use std::io::Write;
+    let path = dir.join("ingest-bench-fsync.tmp");
+    let mut file = std::fs::File::create(&path).expect("a scratch file");
+    let started = Instant::now();
+    let rounds = 200;
+    for _ in 0..rounds {
+        file.write_all(&[0u8; 4096]).expect("writing the scratch file");
+        file.sync_all().expect("fsync");
+    }
+    let cost = started.elapsed().as_secs_f64() * 1000.0 / f64::from(rounds);
+    let _ = std::fs::remove_file(path);
+    cost
+}
+
+/// CPU seconds (user + system) the process used so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) end with ')'; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|field| field.parse::<f64>().ok()).unwrap_or(0.0);
+    // The kernel's USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmHWM:` is the peak resident set, `VmRSS:` the current one).
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Signed requests to one webhook path: a new call (unique call id and webhook id) each time.
+struct Target {
+    base: String,
+    path: String,
+    secret: WebhookSecret,
+    next: AtomicU64,
+    tag: &'static str,
+    /// Send the same delivery every time (stored once: no new row, no job).
+    repeat: bool,
+}
+
+impl Target {
+    fn request(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        let n = if self.repeat { 0 } else { self.next.fetch_add(1, Ordering::Relaxed) };
+        let body = json!({
+            "callId": format!("bench-{}-{n}", self.tag), "voipAccountId": "sandbox-voip", "from": "+5511912345678",
+            "to": "+551133334444", "status": "ringing", "type": "call.ringing", "direction": "inbound",
+            "startTime": 1_764_000_000 + n, "extension": "101",
+        })
+        .to_string();
+        signed(http, &format!("{}{}", self.base, self.path), &self.secret, &format!("msg_{}_{n}", self.tag), body)
+    }
+}
+
+fn signed(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &WebhookSecret,
+    id: &str,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let timestamp = server::store::unix_now();
+    http.post(url)
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", secret.sign(id, timestamp, body.as_bytes()))
+        .body(body)
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    ok: u64,
+    failed: u64,
+    /// Why requests failed, with counts.
+    failures: std::collections::BTreeMap<String, u64>,
+    /// Microseconds, sorted.
+    latencies: Vec<u64>,
+    elapsed: Duration,
+    /// CPU the serving process used meanwhile, in % of one core.
+    cpu_percent: f64,
+    /// The serving process's resident memory after the run, KiB.
+    rss_kib: Option<u64>,
+}
+
+impl Run {
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        *self.failures.entry(why).or_default() += 1;
+    }
+    fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index] as f64 / 1000.0
+    }
+}
+
+/// Sends one request; `Err` names why it failed (a status, or the kind of transport error).
+async fn send_one(http: &reqwest::Client, target: &Target) -> Result<(), String> {
+    let response = target
+        .request(http)
+        .send()
+        .await
+        .map_err(|error| if error.is_timeout() { "timeout".to_owned() } else { "connection error".to_owned() })?;
+    let status = response.status();
+    response.bytes().await.map_err(|_| "body cut".to_owned())?;
+    if status.is_success() { Ok(()) } else { Err(status.as_u16().to_string()) }
+}
+
+/// `run` with the CPU that process `pid` used meanwhile.
+async fn with_cpu(pid: u32, run: impl std::future::Future<Output = Run>) -> Run {
+    let before = cpu_secs(pid);
+    let mut run = run.await;
+    run.cpu_percent = (cpu_secs(pid) - before) / run.elapsed.as_secs_f64() * 100.0;
+    run.rss_kib = proc_status_kib(pid, "VmRSS:");
+    run
+}
+
+/// Closed loop: `concurrency` workers, each sending its next request when the last one was answered.
+async fn closed_loop(http: &reqwest::Client, target: &Arc<Target>, concurrency: u64, duration: Duration) -> Run {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, target) = (http.clone(), target.clone());
+            tokio::spawn(async move {
+                let mut run = Run::default();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    match send_one(&http, &target).await {
+                        Ok(()) => {
+                            run.ok += 1;
+                            run.latencies.push(sent.elapsed().as_micros() as u64);
+                        }
+                        Err(why) => run.fail(why),
+                    }
+                }
+                run
+            })
+        })
+        .collect();
+    let mut total = Run::default();
+    for worker in workers {
+        let run = worker.await.expect("a load worker");
+        total.ok += run.ok;
+        for (why, count) in run.failures {
+            total.failed += count;
+            *total.failures.entry(why).or_default() += count;
+        }
+        total.latencies.extend(run.latencies);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies.sort_unstable();
+    total
+}
+
+/// Open loop: one request every `1/rate` s whatever the answers; latency from the scheduled time.
+async fn open_loop(http: &reqwest::Client, target: &Arc<Target>, rate: u64, duration: Duration) -> Run {
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = Vec::new();
+    while started.elapsed() < duration {
+        let scheduled = ticks.tick().await;
+        let (http, target) = (http.clone(), target.clone());
+        requests.push(tokio::spawn(async move {
+            let outcome = send_one(&http, &target).await;
+            (outcome, scheduled.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut run = Run::default();
+    for request in requests {
+        match request.await.expect("a request task") {
+            (Ok(()), latency) => {
+                run.ok += 1;
+                run.latencies.push(latency);
+            }
+            (Err(why), _) => run.fail(why),
+        }
+    }
+    run.elapsed = started.elapsed();
+    run.latencies.sort_unstable();
+    run
+}
+
+fn start_server(public_url: &str, port: u16, db_url: &str, kommos: &[&World], log: &Path) -> Process {
+    let log = std::fs::File::create(log).expect("the server's log file");
+    let allowed: Vec<String> = kommos.iter().map(|world| format!("http://{}", world.kommo_host)).collect();
+    let child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("PUBLIC_BASE_URL", public_url)
+        .env("DATABASE_URL", db_url)
+        .env("KOMMO_CLIENT_ID", CLIENT_ID)
+        .env("KOMMO_CLIENT_SECRET", CLIENT_SECRET)
+        .env("SECRET_KEYS", format!("k1:{KEY_B64}"))
+        .env("KOMMO_ALLOWED_HOSTS", allowed.join(","))
+        .env("KOMMO_CONSENT_URL", format!("{}/oauth", kommos[0].kommo))
+        .env("PROVIDER_ALLOW_INSECURE_LOCAL", "true")
+        .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .spawn()
+        .expect("the server binary starts");
+    Process(child)
+}
+
+/// Kommo's requests for one call (ringing, then ended) from `from`: `(requests, by path)`.
+async fn kommo_requests_for_call(
+    world: &World,
+    account: u64,
+    url: &str,
+    secret: &WebhookSecret,
+    call_id: &str,
+    from: &str,
+) -> (u64, String) {
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+    for (n, (status, kind)) in [("ringing", "call.ringing"), ("ended", "call.ended")].into_iter().enumerate() {
+        let mut event = json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": from,
+                               "to": "+551133334444", "status": status, "type": kind, "direction": "inbound",
+                               "startTime": 1_764_000_000});
+        if status == "ended" {
+            event["duration"] = json!(42);
+        }
+        let response =
+            signed(&world.http, url, secret, &format!("msg_{call_id}_{n}"), event.to_string()).send().await.unwrap();
+        assert!(response.status().is_success(), "{call_id}: {}", response.status());
+    }
+    let account_id = world.store.account_by_kommo_id(account as i64).await.unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (pending, status): (i64, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND subject = ?2 AND state IN ('queued', 'running')),
+                    (SELECT delivery_status FROM voip_calls WHERE account_id = ?1 AND call_id = ?2)",
+        )
+        .bind(account_id.0)
+        .bind(call_id)
+        .fetch_one(world.store.pool())
+        .await
+        .unwrap();
+        if pending == 0 && status.as_deref() == Some("delivered") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{call_id} was not delivered to Kommo (status {status:?})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (attempts,): (i64,) =
+        sqlx::query_as("SELECT COALESCE(SUM(attempts), 0) FROM jobs WHERE account_id = ?1 AND subject = ?2")
+            .bind(account_id.0)
+            .bind(call_id)
+            .fetch_one(world.store.pool())
+            .await
+            .unwrap();
+    let stats = world.stats().await;
+    let account_stats = &stats["accounts"][account.to_string()];
+    let by_path = account_stats["by_path"]
+        .as_object()
+        .map(|paths| paths.iter().map(|(path, count)| format!("{path} ×{count}")).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    // Two events make at least two job runs; more means a run was retried (its lookups count too).
+    let runs = if attempts > 2 { format!("  ({attempts} job runs)") } else { String::new() };
+    (account_stats["requests"].as_u64().unwrap_or(0), format!("{by_path}{runs}"))
+}
+
+async fn bench() {
+    let secs = knob("BENCH_SECS", 10);
+    let concurrency = knob("BENCH_CONCURRENCY", 64);
+    let rate = knob("BENCH_RATE", 1000);
+    let duration = Duration::from_secs(secs);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+
+    // The server binary on a fresh SQLite file, two accounts (ingest; Kommo requests) on their own local Kommos.
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let ingest_kommo = world_without_server(&public_url, INGEST_ACCOUNT).await;
+    let calls_kommo = ingest_kommo.another_kommo(KOMMO_ACCOUNT).await;
+    let server_log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ingest-bench-server.log");
+    let server = start_server(&public_url, port, &ingest_kommo.db_url, &[&ingest_kommo, &calls_kommo], &server_log);
+    wait_healthy(&public_url, "/health").await;
+    let (ingest_path, ingest_secret) = ingest_kommo.configure(INGEST_ACCOUNT, shared::CallHandling::default()).await;
+    let (calls_path, calls_secret) = calls_kommo.configure(KOMMO_ACCOUNT, shared::CallHandling::default()).await;
+    calls_kommo.seed_contact(KOMMO_ACCOUNT, "Known caller", &[KNOWN_NUMBER], &["Open deal"]).await;
+    let journal: (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(ingest_kommo.store.pool()).await.unwrap();
+
+    // On a quiet server first: what one call costs in Kommo requests, undisturbed by the load below.
+    eprintln!("(d) Kommo requests per logged call…");
+    let calls_url = format!("{public_url}{calls_path}");
+    let calls_secret = WebhookSecret::parse(&calls_secret).unwrap();
+    let mut kommo = Vec::new();
+    for (label, call_id, from) in [
+        ("known number, cold", "kommo-known-1", KNOWN_NUMBER),
+        ("known number, again", "kommo-known-2", KNOWN_NUMBER),
+        ("unknown number → unsorted, cold", "kommo-unknown-1", UNKNOWN_NUMBER),
+        ("same number, again", "kommo-unknown-2", UNKNOWN_NUMBER),
+    ] {
+        let (requests, by_path) =
+            kommo_requests_for_call(&calls_kommo, KOMMO_ACCOUNT, &calls_url, &calls_secret, call_id, from).await;
+        kommo.push((label, requests, by_path));
+    }
+    let bare_port = free_port();
+    let bare_url = format!("http://127.0.0.1:{bare_port}");
+    let bare = Process(
+        Command::new(std::env::current_exe().unwrap())
+            .env(BARE_ENV, format!("127.0.0.1:{bare_port}"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("the bare server starts"),
+    );
+    wait_healthy(&bare_url, "/").await;
+
+    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
+    let secret = WebhookSecret::parse(&ingest_secret).unwrap();
+    let bare_target = Arc::new(Target {
+        base: bare_url.clone(),
+        path: ingest_path.clone(),
+        secret: secret.clone(),
+        next: AtomicU64::new(0),
+        tag: "bare",
+        repeat: false,
+    });
+    let repeat_target = Arc::new(Target {
+        base: public_url.clone(),
+        path: ingest_path.clone(),
+        secret: secret.clone(),
+        next: AtomicU64::new(0),
+        tag: "repeat",
+        repeat: true,
+    });
+    let ingest_target = Arc::new(Target {
+        base: public_url.clone(),
+        path: ingest_path,
+        secret,
+        next: AtomicU64::new(0),
+        tag: "ingest",
+        repeat: false,
+    });
+
+    eprintln!("warming up (1 s each)…");
+    closed_loop(&http, &bare_target, concurrency, Duration::from_secs(1)).await;
+    closed_loop(&http, &repeat_target, concurrency, Duration::from_secs(1)).await;
+    eprintln!("(a) bare handler, closed loop, concurrency {concurrency}, {secs} s…");
+    let bare_run = with_cpu(bare.pid(), closed_loop(&http, &bare_target, concurrency, duration)).await;
+    eprintln!("(b') one delivery repeated (ingest path without a write or a job), closed loop…");
+    let repeat_run = with_cpu(server.pid(), closed_loop(&http, &repeat_target, concurrency, duration)).await;
+    eprintln!("(b) signed-webhook ingest, closed loop, concurrency {concurrency}, {secs} s…");
+    let ingest_run = with_cpu(server.pid(), closed_loop(&http, &ingest_target, concurrency, duration)).await;
+    eprintln!("(c) open loop at {rate}/s, {secs} s each…");
+    let ingest_open = with_cpu(server.pid(), open_loop(&http, &ingest_target, rate, duration)).await;
+    let bare_open = with_cpu(bare.pid(), open_loop(&http, &bare_target, rate, duration)).await;
+    let now = server::jobs::now_ms();
+    let backlog: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND run_at <= ?1")
+            .bind(now)
+            .fetch_one(ingest_kommo.store.pool())
+            .await
+            .unwrap();
+
+    let fsync_ms = fsync_cost_ms(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let server_hwm = proc_status_kib(server.pid(), "VmHWM:");
+    let bare_hwm = proc_status_kib(bare.pid(), "VmHWM:");
+
+    let ratio = ingest_run.rate() / bare_run.rate() * 100.0;
+    println!();
+    println!("ingest benchmark — {cores} cores, loopback, one load generator (reqwest, keep-alive), {secs} s per run");
+    println!("server: release build, SQLite journal_mode={} synchronous=FULL, group commit", journal.0);
+    println!("CPU and RSS: of the serving process (CPU in % of one core during the run, RSS after it)");
+    println!();
+    println!("{:<44} {:>8} {:>8} {:>8} {:>7} {:>5} {:>8}", "", "req/s", "p50 ms", "p99 ms", "failed", "CPU", "RSS MiB");
+    let row = |name: &str, run: &Run| {
+        println!(
+            "{name:<44} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>4.0}% {:>8.1}",
+            run.rate(),
+            run.percentile(0.50),
+            run.percentile(0.99),
+            run.failed,
+            run.cpu_percent,
+            run.rss_kib.unwrap_or(0) as f64 / 1024.0
+        );
+        if !run.failures.is_empty() {
+            println!("    failures: {:?}", run.failures);
+        }
+    };
+    row(&format!("(a) bare axum handler, {concurrency} in flight"), &bare_run);
+    row(&format!("(b) signed ingest, {concurrency} in flight"), &ingest_run);
+    println!("    ratio (b)/(a): {ratio:.0} %   (goal ≥ 40 %)");
+    row("(b') one delivery repeated: no write, no job", &repeat_run);
+    row(&format!("(c) signed ingest at {rate}/s (open loop)"), &ingest_open);
+    row(&format!("    bare handler at {rate}/s (open loop)"), &bare_open);
+    println!("    goal: p99 ≤ 10 ms at 1,000/s");
+    println!();
+    println!("(d) Kommo requests per logged call (goal: known ≤ 2, unknown → unsorted ≤ 1)");
+    for (label, requests, by_path) in &kommo {
+        println!("    {label:<34} {requests:>3}   {by_path}");
+    }
+    println!();
+    let mib = |kib: Option<u64>| kib.map_or("n/a".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0));
+    println!("(e) peak RSS (VmHWM): server {}, bare handler {}", mib(server_hwm), mib(bare_hwm));
+    println!();
+    println!("durability: every 200 of (b) and (c) was answered after its group's COMMIT returned, which under");
+    println!("synchronous=FULL is after the WAL's fsync: durable by construction (the kill -9 test checks it).");
+    let log = std::fs::read_to_string(&server_log).unwrap_or_default();
+    let slow = log.matches("slow statement").count();
+    let locked = log.matches("database is locked").count();
+    println!("what limits (b) and (c) on this machine:");
+    println!(
+        "  - one fsync here takes {fsync_ms:.2} ms (4 KiB write + fsync, same disk), so the commit itself is cheap;"
+    );
+    println!(
+        "  - (b') runs the same HTTP, signature and lookup path without a write or a job at {:.0}/s ({:.0} % of (a));",
+        repeat_run.rate(),
+        repeat_run.rate() / bare_run.rate() * 100.0
+    );
+    println!(
+        "  - with new events, every stored event is a job: {} jobs were still due after the runs, the server used {:.0} % \
+         CPU in (b), and its log holds {slow} slow-statement warnings and {locked} \"database is locked\" errors: the \
+         worker's claims and transactions compete with the ingest writer for SQLite's one write lock and the CPU;",
+        backlog.0, ingest_run.cpu_percent
+    );
+    println!("  - the load generator shares the {cores} cores with the server (and the bare handler in (a)).");
+    println!("the server's log: {}", server_log.display());
+    drop(bare);
+    drop(server);
+}
