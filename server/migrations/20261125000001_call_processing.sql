@@ -43,7 +43,8 @@ CREATE TABLE jobs (
 -- At most one queued job per subject: a burst of events for one call makes one job.
 CREATE UNIQUE INDEX jobs_one_queued ON jobs (account_id, kind, subject) WHERE state = 'queued';
 CREATE INDEX jobs_due ON jobs (state, run_at);
-CREATE INDEX jobs_account_state ON jobs (account_id, state);
+-- A claim picks each account's oldest due job through this index (fair, whatever the backlog).
+CREATE INDEX jobs_account_due ON jobs (account_id, state, run_at);
 
 -- Recovery points of Kommo writes: one row per (call, action key). 'sending' is written before the
 -- request leaves, 'done' (with Kommo's ids) after it answered. A 'sending' row found on a retry means

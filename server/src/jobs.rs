@@ -124,22 +124,28 @@ impl Queue {
         Queue { pool: store.pool().clone(), worker: worker.into() }
     }
 
-    /// Claims up to `limit` due jobs, at most one per account, and none whose subject is running.
-    /// A running job whose lease expired counts as due (its worker died).
+    /// Claims up to `limit` due jobs: each account's longest-waiting one (none whose call is running),
+    /// the accounts that waited longest first. Each account's pick is one lookup in the
+    /// `(account_id, state, run_at)` index, so a claim costs the same with ten due jobs or a hundred
+    /// thousand, and a noisy account's backlog never hides a quiet account's job. Jobs whose worker
+    /// died come back through [`Queue::recover_expired`].
     pub async fn claim(&self, now: i64, limit: i64) -> sqlx::Result<Vec<Job>> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
         sqlx::query_as(
             "UPDATE jobs SET state = 'running', locked_by = ?1, locked_until = ?2, attempts = attempts + 1,
                              updated_at = ?3
              WHERE id IN (
-                 SELECT MIN(id) FROM jobs AS j
-                 WHERE ((j.state = 'queued' AND j.run_at <= ?3) OR (j.state = 'running' AND j.locked_until < ?3))
-                   AND NOT EXISTS (
-                       SELECT 1 FROM jobs AS r
-                       WHERE r.account_id = j.account_id AND r.kind = j.kind AND r.subject = j.subject
-                         AND r.state = 'running' AND r.locked_until >= ?3)
-                 GROUP BY j.account_id
-                 ORDER BY MIN(j.run_at)
+                 SELECT pick FROM (
+                     SELECT (SELECT j.id FROM jobs AS j
+                             WHERE j.account_id = a.id AND j.state = 'queued' AND j.run_at <= ?3
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM jobs AS r
+                                   WHERE r.account_id = j.account_id AND r.state = 'running'
+                                     AND r.kind = j.kind AND r.subject = j.subject)
+                             ORDER BY j.run_at, j.id LIMIT 1) AS pick
+                     FROM accounts AS a)
+                 WHERE pick IS NOT NULL
+                 ORDER BY (SELECT run_at FROM jobs WHERE id = pick)
                  LIMIT ?4)
              RETURNING id, account_id, kind, subject, attempts",
         )
@@ -149,6 +155,35 @@ impl Queue {
         .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Puts back in the queue the running jobs whose lease passed (their worker died or hung): as
+    /// queued, or closed when the same call already has a queued job (which then does the work).
+    /// Returns how many came back.
+    pub async fn recover_expired(&self, now: i64) -> sqlx::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let superseded = sqlx::query(
+            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = ?1,
+                             last_error = 'lease expired; a newer job of the call does the work'
+             WHERE state = 'running' AND locked_until < ?1
+               AND EXISTS (SELECT 1 FROM jobs AS q WHERE q.state = 'queued' AND q.account_id = jobs.account_id
+                             AND q.kind = jobs.kind AND q.subject = jobs.subject)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let requeued = sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_at = ?1, locked_by = NULL, locked_until = NULL, updated_at = ?1,
+                             last_error = 'lease expired: its worker stopped'
+             WHERE state = 'running' AND locked_until < ?1",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(superseded + requeued)
     }
 
     /// Extends the lease of a job this worker still holds; false when it lost it.

@@ -217,6 +217,7 @@ pub async fn disable(State(state): State<AppState>, Query(query): Query<DisableQ
         query.account_id.parse().map_err(|_| ApiError::BadRequest("account_id is not a number".into()))?;
     if let Some(account) = state.store.account_by_kommo_id(kommo_account_id).await? {
         state.store.disable_account(account).await?;
+        state.hooks.forget();
         tracing::info!(account.id = account.0, "account disabled by Kommo's disable hook");
     }
     Ok(StatusCode::OK)

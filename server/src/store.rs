@@ -125,8 +125,8 @@ pub struct Hook {
     pub active: bool,
     /// The signing secret, sealed.
     pub secret: String,
-    /// The secret before the last rotation, sealed, while it still verifies.
-    pub previous_secret: Option<String>,
+    /// The secret before the last rotation, sealed, while it still verifies, and until when (unix s).
+    pub previous_secret: Option<(String, i64)>,
 }
 
 pub fn unix_now() -> i64 {
@@ -152,8 +152,14 @@ impl Store {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the database directory {}", parent.display()))?;
         }
+        // One connection per process. SQLite takes one writer at a time anyway; with several connections
+        // the others wait for the write lock in SQLite's busy handler, which sleeps in growing steps (up to
+        // 100 ms each), and under load (webhook group commits beside the worker's claims and ledger
+        // writes) those sleeps added up to seconds. With one connection, statements queue in the pool in
+        // arrival order and each runs as soon as the previous one is done; transactions are short and
+        // never span an HTTP call. Other processes on the same file still meet the busy handler.
         let pool =
-            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.context("opening the database")?;
+            SqlitePoolOptions::new().max_connections(1).connect_with(options).await.context("opening the database")?;
         sqlx::migrate!("./migrations").run(&pool).await.context("applying migrations")?;
         Ok(Store { pool })
     }
@@ -287,20 +293,21 @@ impl Store {
 
     /// Resolves a webhook path to its account. Unknown ids give `None`.
     pub async fn hook(&self, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {
-        let row: Option<(i64, bool, String, Option<String>)> = sqlx::query_as(
+        type Row = (i64, bool, String, Option<String>, Option<i64>);
+        let row: Option<Row> = sqlx::query_as(
             "SELECT account_id, active, webhook_secret,
-                    CASE WHEN previous_secret_until > ?2 THEN previous_webhook_secret END
+                    CASE WHEN previous_secret_until > ?2 THEN previous_webhook_secret END, previous_secret_until
              FROM widget_settings WHERE hook_id = ?1",
         )
         .bind(hook_id)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(account, active, secret, previous_secret)| Hook {
+        Ok(row.map(|(account, active, secret, previous, until)| Hook {
             account: AccountId(account),
             active,
             secret,
-            previous_secret,
+            previous_secret: previous.zip(until),
         }))
     }
 

@@ -16,6 +16,8 @@ use crate::jobs::{Job, JobError, LEASE, Outcome, Queue, now_ms};
 /// Runs one job. Implemented by the call processor; tests pass closures.
 pub type Handler = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>> + Send + Sync>;
 
+/// How often the worker looks for jobs whose lease expired.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the worker looks for due retries when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -33,8 +35,18 @@ impl Worker {
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let finished = Arc::new(Notify::new());
         let mut running = JoinSet::new();
+        let mut next_recovery = tokio::time::Instant::now();
         loop {
             while running.try_join_next().is_some() {}
+            if tokio::time::Instant::now() >= next_recovery {
+                // Jobs of workers that died (kill -9, a lost replica) come back once their lease passed.
+                match self.queue.recover_expired(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(count) => tracing::warn!(count, "jobs whose worker stopped are queued again"),
+                    Err(error) => tracing::error!(%error, "recovering expired jobs failed"),
+                }
+                next_recovery = tokio::time::Instant::now() + RECOVERY_INTERVAL;
+            }
             let free = slots.available_permits();
             let claimed = if free > 0 && !shutdown.is_cancelled() {
                 match self.queue.claim(now_ms(), i64::try_from(free).unwrap_or(1)).await {

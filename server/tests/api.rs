@@ -653,32 +653,42 @@ async fn bad_signatures_stale_timestamps_and_other_accounts_paths_are_refused_an
     assert_eq!(stored_rows(&server).await, (1, 1));
 }
 
+/// Rotates `who`'s signing secret through the widget API; returns the new one.
+async fn rotate(server: &TestServer, who: (i64, i64, &str)) -> WebhookSecret {
+    let rotated = server.widget(Method::POST, "/widget/v1/settings/webhook-secret", Some(&token_of(who)), None).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    WebhookSecret::parse(rotated.body["signing_secret"].as_str().expect("the new secret is shown once")).unwrap()
+}
+
+/// Posts a ringing event of call `id` signed with `secret`; returns the status.
+async fn post_signed(server: &TestServer, path: &str, id: &str, secret: &WebhookSecret) -> StatusCode {
+    let now = unix_now();
+    let body = call_event(id, "ringing", None).to_string();
+    let signature = secret.sign(id, now, body.as_bytes());
+    server.hook_as(path, id, now, body, Some(signature)).await.status
+}
+
 #[tokio::test]
 async fn after_a_secret_rotation_both_secrets_verify_until_the_previous_one_expires() {
     let server = start().await;
-    let path = server.webhook_path(ALICE).await;
-    let old = server.secret_of(&path);
-    let rotated = server.widget(Method::POST, "/widget/v1/settings/webhook-secret", Some(&token_of(ALICE)), None).await;
-    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
-    let new =
-        WebhookSecret::parse(rotated.body["signing_secret"].as_str().expect("the new secret is shown once")).unwrap();
-    let now = unix_now();
-    for (id, secret) in [("msg_old", &old), ("msg_new", &new)] {
-        let body = call_event(id, "ringing", None).to_string();
-        let signature = secret.sign(id, now, body.as_bytes());
-        let reply = server.hook_as(&path, id, now, body, Some(signature)).await;
-        assert_eq!(reply.status, StatusCode::OK, "{id}: {}", reply.text);
-    }
-    sqlx::query("UPDATE widget_settings SET previous_secret_until = ?1")
-        .bind(now - 1)
+    let alice = server.webhook_path(ALICE).await;
+    let bob = server.webhook_path(BOB).await;
+    let (alice_old, bob_old) = (server.secret_of(&alice), server.secret_of(&bob));
+    let alice_new = rotate(&server, ALICE).await;
+    assert_eq!(post_signed(&server, &alice, "msg_old", &alice_old).await, StatusCode::OK, "the previous secret");
+    assert_eq!(post_signed(&server, &alice, "msg_new", &alice_new).await, StatusCode::OK, "the new secret");
+    // Bob's previous secret reached its end (24 h after the rotation): only the new one verifies.
+    let bob_new = rotate(&server, BOB).await;
+    let bob_account = server.store.account_by_kommo_id(BOB.0).await.unwrap().unwrap();
+    sqlx::query("UPDATE widget_settings SET previous_secret_until = ?1 WHERE account_id = ?2")
+        .bind(unix_now() - 1)
+        .bind(bob_account.0)
         .execute(server.store.pool())
         .await
         .unwrap();
-    let body = call_event("late", "ringing", None).to_string();
-    let signature = old.sign("msg_late", now, body.as_bytes());
-    let reply = server.hook_as(&path, "msg_late", now, body, Some(signature)).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "the expired previous secret no longer verifies");
-    assert_eq!(stored_rows(&server).await, (2, 2));
+    assert_eq!(post_signed(&server, &bob, "msg_late", &bob_old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(post_signed(&server, &bob, "msg_bob", &bob_new).await, StatusCode::OK);
+    assert_eq!(stored_rows(&server).await, (3, 3));
 }
 
 #[tokio::test]

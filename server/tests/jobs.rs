@@ -72,16 +72,53 @@ async fn a_call_never_runs_twice_at_once_and_a_dead_workers_lease_expires() {
     first.enqueue(a, KIND_CALL, "call-1", T0 + 1).await.unwrap();
     // ...which nobody may claim while the first holds its lease.
     assert!(second.claim(T0 + 2, 4).await.unwrap().is_empty());
-    // w1 dies (kill -9): once its lease passes, w2 takes the call over (the oldest job first).
+    // w1 dies (kill -9): before its lease passes nothing comes back; after, the queued twin takes the
+    // call over and the dead run is closed.
+    assert_eq!(second.recover_expired(T0 + LEASE_MS - 1).await.unwrap(), 0);
+    assert_eq!(second.recover_expired(T0 + LEASE_MS + 1).await.unwrap(), 1);
     let taken = second.claim(T0 + LEASE_MS + 1, 4).await.unwrap();
-    assert_eq!(taken.iter().map(|job| job.id).collect::<Vec<_>>(), [claimed[0].id]);
-    assert_eq!(taken[0].attempts, 2, "the lost run counts as an attempt");
+    assert_eq!(taken.len(), 1);
+    assert_ne!(taken[0].id, claimed[0].id, "the newer job of the call runs");
     // The late w1 cannot finish a job it lost.
     first.complete(&claimed[0], T0 + LEASE_MS + 2).await.unwrap();
-    assert_eq!(states(&db.store).await[0].1, "running");
-    second.complete(&taken[0], T0 + LEASE_MS + 3).await.unwrap();
-    let next = second.claim(T0 + LEASE_MS + 4, 4).await.unwrap();
-    assert_eq!(next.len(), 1, "the queued twin runs after");
+    let lost: (String, Option<String>) = sqlx::query_as("SELECT state, last_error FROM jobs WHERE id = ?1")
+        .bind(claimed[0].id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(lost.0, "done");
+    assert!(lost.1.unwrap().contains("lease expired"));
+}
+
+#[tokio::test]
+async fn a_lone_job_of_a_dead_worker_is_queued_again_once_its_lease_passed() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
+    first.enqueue(a, KIND_CALL, "call-1", T0).await.unwrap();
+    let claimed = first.claim(T0, 4).await.unwrap();
+    assert!(second.claim(T0 + LEASE_MS + 1, 4).await.unwrap().is_empty(), "running until recovered");
+    assert_eq!(second.recover_expired(T0 + LEASE_MS + 1).await.unwrap(), 1);
+    let taken = second.claim(T0 + LEASE_MS + 2, 4).await.unwrap();
+    assert_eq!(taken.iter().map(|job| job.id).collect::<Vec<_>>(), [claimed[0].id]);
+    assert_eq!(taken[0].attempts, 2, "the lost run counts as an attempt");
+}
+
+#[tokio::test]
+async fn a_large_backlog_of_one_account_never_hides_another_accounts_job() {
+    let db = db().await;
+    let (noisy, quiet) = (account(&db.store, 1).await, account(&db.store, 2).await);
+    let queue = Queue::new(&db.store, "w1");
+    let mut tx = db.store.pool().begin().await.unwrap();
+    for call in 0..5000 {
+        server::jobs::enqueue(&mut *tx, noisy, KIND_CALL, &format!("noisy-{call}"), T0 + call).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    queue.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 10_000).await.unwrap();
+    let claimed = queue.claim(T0 + 20_000, 2).await.unwrap();
+    let mut subjects: Vec<&str> = claimed.iter().map(|job| job.subject.as_str()).collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, ["noisy-0", "quiet-0"]);
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@
 //! (400, naming the field). Then the event is committed to the inbox together with its job (group
 //! commit, see `ingest`) and only then answered 200. A repeated delivery gets 200 and is stored once.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -73,21 +76,14 @@ async fn accept(
     })?;
     let now = unix_now();
     let hook = state
-        .store
-        .hook(hook_id, now)
+        .hooks
+        .resolve(state, hook_id, now)
         .await
         .map_err(|error| refuse("unavailable", ApiError::from(error)))?
         .ok_or_else(|| refuse("unknown_hook", ApiError::NotFound))?;
     let account = hook.account;
-
-    let context = SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: account.0 };
-    let secrets: Vec<WebhookSecret> = std::iter::once(&hook.secret)
-        .chain(hook.previous_secret.as_ref())
-        .filter_map(|sealed| state.keyring.open(context, sealed).ok())
-        .filter_map(|text| WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&text)).ok())
-        .collect();
     let signed = SignedHeaders::from_headers(headers);
-    signing::verify(&signed, &body, now, &secrets).map_err(|error| {
+    signing::verify(&signed, &body, now, &hook.secrets(now)).map_err(|error| {
         let reason = match error {
             SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => "signature_missing",
             SignatureError::TimestampOutOfTolerance => "stale_timestamp",
@@ -131,6 +127,67 @@ async fn accept(
         duplicate = stored == Stored::Duplicate, "call event stored"
     );
     Ok((account, event, stored))
+}
+
+/// A webhook path resolved: its account, whether processing is on, and the opened signing secrets.
+pub struct ResolvedHook {
+    pub account: AccountId,
+    pub active: bool,
+    pub secret: Option<WebhookSecret>,
+    /// The secret before the last rotation, and until when (unix seconds) it verifies.
+    pub previous: Option<(WebhookSecret, i64)>,
+}
+
+impl ResolvedHook {
+    /// The secrets a delivery at `now` may be signed with.
+    fn secrets(&self, now: i64) -> Vec<WebhookSecret> {
+        let previous = self.previous.iter().filter(|(_, until)| *until > now).map(|(secret, _)| secret);
+        self.secret.iter().chain(previous).cloned().collect()
+    }
+}
+
+/// Resolved webhook paths, kept a few seconds: the busiest path (every provider event) then reads no
+/// row and opens no sealed secret. A settings save, a secret rotation, turning the integration off and
+/// Kommo's disable hook forget them at once in this process; another process sees such a change
+/// within [`HOOK_CACHE_TTL`] (a rotated-away secret keeps verifying for 24 h anyway).
+#[derive(Clone)]
+pub struct HookCache {
+    cache: moka::future::Cache<String, Arc<ResolvedHook>>,
+}
+
+/// How long a resolved webhook path is reused.
+pub const HOOK_CACHE_TTL: Duration = Duration::from_secs(5);
+
+impl Default for HookCache {
+    fn default() -> Self {
+        HookCache { cache: moka::future::Cache::builder().max_capacity(10_000).time_to_live(HOOK_CACHE_TTL).build() }
+    }
+}
+
+impl HookCache {
+    async fn resolve(&self, state: &AppState, hook_id: &str, now: i64) -> sqlx::Result<Option<Arc<ResolvedHook>>> {
+        if let Some(hook) = self.cache.get(hook_id).await {
+            return Ok(Some(hook));
+        }
+        let Some(hook) = state.store.hook(hook_id, now).await? else {
+            return Ok(None);
+        };
+        let context = SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: hook.account.0 };
+        let open = |sealed: &str| {
+            let text = state.keyring.open(context, sealed).ok()?;
+            WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&text)).ok()
+        };
+        let secret = open(&hook.secret);
+        let previous = hook.previous_secret.and_then(|(sealed, until)| Some((open(&sealed)?, until)));
+        let resolved = Arc::new(ResolvedHook { account: hook.account, active: hook.active, secret, previous });
+        self.cache.insert(hook_id.to_owned(), resolved.clone()).await;
+        Ok(Some(resolved))
+    }
+
+    /// Forgets every resolved path (after a change to any account's webhook settings).
+    pub fn forget(&self) {
+        self.cache.invalidate_all();
+    }
 }
 
 /// Identifies a provider event independently of its delivery: the call and what happened to it.

@@ -67,6 +67,8 @@ pub struct AppState {
     pub jobs_wake: Arc<Notify>,
     /// Brings Kommo in line with each call (the worker's job handler).
     pub calls: CallsContext,
+    /// Resolved webhook paths, kept a few seconds.
+    pub hooks: hooks::HookCache,
     /// Required by the operator endpoints when set.
     pub operator_token: Option<Arc<SecretString>>,
     cors_extra_origins: Arc<[String]>,
@@ -89,6 +91,7 @@ impl AppState {
         AppState {
             ingestor: Ingestor::start(&store, jobs_wake.clone()),
             calls: CallsContext::new(store.clone(), kommo.clone()),
+            hooks: hooks::HookCache::default(),
             queue: Queue::new(&store, worker_name()),
             jobs_wake,
             operator_token: config.operator.token.map(Arc::new),

@@ -55,6 +55,7 @@ async fn save(
     if !input.active {
         // Kommo's "disable": stop processing; nothing else is validated or changed.
         state.store.deactivate(auth.account, auth.user_id).await?;
+        state.hooks.forget();
         tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "call processing turned off");
         return Ok(Json(view(&state, auth.account, None).await?));
     }
@@ -103,6 +104,7 @@ async fn save(
         },
     };
     let created = state.store.save_settings(auth.account, write).await?;
+    state.hooks.forget();
     tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "settings saved");
     // The signing secret is shown once: in the answer of the save that issued it.
     Ok(Json(view(&state, auth.account, created.then_some(signing_secret)).await?))
@@ -139,6 +141,7 @@ async fn rotate_secret(State(state): State<AppState>, auth: WidgetAuth) -> Resul
         .store
         .rotate_webhook_secret(auth.account, &sealed, &hint(&secret), unix_now() + PREVIOUS_SECRET_GRACE_SECS)
         .await?;
+    state.hooks.forget();
     if !rotated {
         return Err(ApiError::Conflict("settings_missing", "Save the settings first: the webhook is created then."));
     }
