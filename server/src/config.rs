@@ -33,7 +33,7 @@ pub struct Config {
     pub provider_egress: EgressPolicy,
     /// Operator endpoints (`/metrics`, dead letters across accounts).
     pub operator: OperatorConfig,
-    /// Jobs run at once by this process's worker.
+    /// Jobs run at once by this process's worker; 0 runs no worker (a replica that only takes webhooks).
     pub worker_concurrency: usize,
 }
 
@@ -117,8 +117,8 @@ impl Config {
         let worker_concurrency = match var("WORKER_CONCURRENCY") {
             None => 8,
             Some(text) => match text.parse::<usize>() {
-                Ok(count @ 1..=256) => count,
-                _ => bail!("WORKER_CONCURRENCY must be a number from 1 to 256, got {text:?}"),
+                Ok(count @ 0..=256) => count,
+                _ => bail!("WORKER_CONCURRENCY must be a number from 0 to 256, got {text:?}"),
             },
         };
         Ok(Config {
@@ -169,6 +169,25 @@ mod tests {
         assert_eq!(config.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://data/kommo-voip.sqlite");
         assert!(config.cors_extra_origins.is_empty());
+    }
+
+    #[test]
+    fn operator_and_worker_settings_are_checked() {
+        let base = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut vars = base.to_vec();
+            vars.push(extra);
+            config(&vars)
+        };
+        let defaults = config(&base).unwrap();
+        assert_eq!(defaults.worker_concurrency, 8);
+        assert!(defaults.operator.token.is_none() && defaults.operator.bind_addr.is_none());
+        assert_eq!(with(("WORKER_CONCURRENCY", "0")).unwrap().worker_concurrency, 0, "a webhook-only replica");
+        assert!(with(("WORKER_CONCURRENCY", "257")).unwrap_err().to_string().contains("WORKER_CONCURRENCY"));
+        assert!(with(("OPERATOR_TOKEN", "short")).unwrap_err().to_string().contains("at least 32"));
+        assert!(with(("OPERATOR_BIND_ADDR", "nowhere")).unwrap_err().to_string().contains("OPERATOR_BIND_ADDR"));
+        let operator = with(("OPERATOR_BIND_ADDR", "127.0.0.1:9090")).unwrap().operator;
+        assert_eq!(operator.bind_addr.unwrap().to_string(), "127.0.0.1:9090");
     }
 
     #[test]

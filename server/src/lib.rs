@@ -49,7 +49,12 @@ pub async fn serve_on(
     tokio::spawn(housekeeping(store.clone(), shutdown.clone()));
     let worker =
         Worker { queue: state.queue.clone(), handler: job_handler(&state), concurrency, wake: state.jobs_wake.clone() };
-    let worker = tokio::spawn(worker.run(shutdown.clone()));
+    let worker_shutdown = shutdown.clone();
+    let worker = tokio::spawn(async move {
+        if concurrency > 0 {
+            worker.run(worker_shutdown).await;
+        }
+    });
     if let Some(addr) = operator_addr {
         let operator = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "operator endpoints listening");
