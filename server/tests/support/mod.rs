@@ -120,20 +120,25 @@ pub async fn world_with(access_token_ttl: Duration) -> World {
     let store = Store::connect(&db_url).await.unwrap();
     let config = server_config(&server, &kommo_host, &db_url);
     tokio::spawn(async move { server::serve_on(server_listener, config, CancellationToken::new()).await.unwrap() });
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    World {
-        kommo: format!("http://{kommo_host}"),
-        server,
-        kommo_host,
-        db_url,
-        store,
-        http,
-        bodies: Arc::default(),
-        _dir: dir,
-    }
+    World::assemble(server, kommo_host, db_url, store, dir)
 }
 
 impl World {
+    /// A world around a server at `server`, a local Kommo at `kommo_host` and the database in `dir`.
+    fn assemble(server: String, kommo_host: String, db_url: String, store: Store, dir: tempfile::TempDir) -> World {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        World {
+            kommo: format!("http://{kommo_host}"),
+            server,
+            kommo_host,
+            db_url,
+            store,
+            http,
+            bodies: Arc::default(),
+            _dir: dir,
+        }
+    }
+
     pub async fn kommo_control(&self, path: &str, body: Value) -> Value {
         let response = self.http.post(format!("{}{path}", self.kommo)).json(&body).send().await.unwrap();
         assert!(response.status().is_success(), "{path}: {}", response.status());
@@ -274,17 +279,7 @@ pub async fn world_without_server(server: &str, account: u64) -> World {
     let db_url = format!("sqlite://{}", dir.path().join("kommo.sqlite").display());
     let kommo_host = spawn_local_kommo(server, account).await;
     let store = Store::connect(&db_url).await.unwrap();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    World {
-        kommo: format!("http://{kommo_host}"),
-        server: server.to_owned(),
-        kommo_host,
-        db_url,
-        store,
-        http,
-        bodies: Arc::default(),
-        _dir: dir,
-    }
+    World::assemble(server.to_owned(), kommo_host, db_url, store, dir)
 }
 
 impl World {
