@@ -52,6 +52,18 @@ pub enum KommoError {
     Rejected { status: u16, detail: String },
 }
 
+/// Percent-encodes a value for a Kommo URL (a path segment or a query value): RFC 3986's unreserved
+/// characters stay, every other byte becomes `%XX`.
+pub(crate) fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Tokens as Kommo's `/oauth2/access_token` returns them.
 #[derive(Deserialize)]
 struct TokenResponse {

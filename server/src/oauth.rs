@@ -180,8 +180,12 @@ pub async fn start(State(state): State<AppState>) -> Response {
     {
         return ApiError::from(error).into_response();
     }
-    let url =
-        format!("{}?client_id={}&state={}&mode=popup", state.consent_url, urlencode(&state.client_id), consent_state);
+    let url = format!(
+        "{}?client_id={}&state={}&mode=popup",
+        state.consent_url,
+        crate::kommo::percent_encode(&state.client_id),
+        consent_state
+    );
     let secure = state.public_base_url.starts_with("https://");
     let cookie = format!(
         "{}={browser}; Path=/; Max-Age={STATE_LIFETIME_SECS}; HttpOnly; SameSite=Lax{}",
@@ -246,16 +250,6 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
-}
-
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// A minimal self-contained page: no third-party resources, no referrer.

@@ -314,7 +314,11 @@ impl Executor<'_> {
                 let mut body = json!({});
                 put(&mut body, "user_id", *user_id);
                 put(&mut body, "status_id", *status_id);
-                Request { path: format!("/api/v4/leads/unsorted/{}/accept", lookup::encode(uid)), body, entity: None }
+                Request {
+                    path: format!("/api/v4/leads/unsorted/{}/accept", crate::kommo::percent_encode(uid)),
+                    body,
+                    entity: None,
+                }
             }
             Action::LogCall { call, target: Some(target), key } => {
                 let Some(entity) = self.target(key, *target)? else { return Ok(None) };

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::rules::{ContactFacts, Knowledge, LeadFacts};
 
-use crate::kommo::{KommoClient, KommoError};
+use crate::kommo::{KommoClient, KommoError, percent_encode};
 use crate::store::AccountId;
 
 /// How long an answer is reused.
@@ -146,7 +146,7 @@ pub async fn search(
     country: Option<&str>,
 ) -> Result<Vec<ContactMatch>, KommoError> {
     let query = shared::phone::search_key(number);
-    let path = format!("/api/v4/contacts?query={}&with=leads", encode(&query));
+    let path = format!("/api/v4/contacts?query={}&with=leads", percent_encode(&query));
     let Some(body) = kommo.get(account, &path).await? else { return Ok(Vec::new()) };
     let mut found: Vec<ContactMatch> = items(&body, "contacts")
         .iter()
@@ -213,15 +213,4 @@ fn phones(contact: &Value) -> Vec<String> {
 /// `_embedded.<name>` of a HAL answer (empty when absent).
 pub(crate) fn items<'a>(body: &'a Value, name: &str) -> &'a [Value] {
     body["_embedded"][name].as_array().map(Vec::as_slice).unwrap_or_default()
-}
-
-/// Percent-encodes a query value (unreserved characters stay).
-pub(crate) fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
