@@ -165,6 +165,15 @@ async fn a_permanent_failure_is_dead_at_once_and_parking_burns_no_attempt() {
     let queue = Queue::new(&db.store, "w1");
     queue.enqueue(a, KIND_CALL, "parked", T0).await.unwrap();
     queue.enqueue(a, KIND_CALL, "broken", T0 + 1).await.unwrap();
+    sqlx::query(
+        "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, status, started_at,
+                                 created_at, updated_at)
+         VALUES (?1, 'broken', 'va', '+1', '+2', 'ended', 0, 0, 0)",
+    )
+    .bind(a.0)
+    .execute(db.store.pool())
+    .await
+    .unwrap();
     let job = queue.claim(T0, 1).await.unwrap().pop().unwrap();
     let parked = queue.fail(&job, &JobError::Park { error: "Kommo suspended access".into() }, T0).await.unwrap();
     assert_eq!(parked, Outcome::Parked);
@@ -173,6 +182,12 @@ async fn a_permanent_failure_is_dead_at_once_and_parking_burns_no_attempt() {
     assert_eq!(job.subject, "broken");
     let dead = queue.fail(&job, &JobError::Fail { error: "unreadable event".into() }, T0 + 1).await.unwrap();
     assert_eq!(dead, Outcome::Dead);
+    let delivery: (String, String) =
+        sqlx::query_as("SELECT delivery_status, delivery_error FROM voip_calls WHERE call_id = 'broken'")
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+    assert_eq!(delivery, ("failed".to_owned(), "unreadable event".to_owned()), "the dead letter's call shows failed");
     assert!(queue.claim(T0 + park_ms - 1, 1).await.unwrap().is_empty(), "parked for its delay");
     let again = queue.claim(T0 + park_ms, 1).await.unwrap().pop().unwrap();
     assert_eq!((again.subject.as_str(), again.attempts), ("parked", 1), "parking refunded the attempt");

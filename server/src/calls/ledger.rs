@@ -230,29 +230,15 @@ pub async fn record_delivery(
     .map(drop)
 }
 
-/// Keeps the last error of a run; `failed` (a permanent failure) marks a call that is not delivered
-/// yet as failed. A delivered call stays delivered (a later note or task failed, not the call).
-pub async fn record_error(
-    store: &Store,
-    account: AccountId,
-    call_id: &str,
-    error: &str,
-    failed: bool,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE voip_calls
-            SET delivery_error = ?3,
-                delivery_status = CASE WHEN ?4 AND delivery_status <> 'delivered' THEN 'failed'
-                                       ELSE delivery_status END,
-                updated_at = ?5
-          WHERE account_id = ?1 AND call_id = ?2",
-    )
-    .bind(account.0)
-    .bind(call_id)
-    .bind(error)
-    .bind(failed)
-    .bind(now())
-    .execute(store.pool())
-    .await
-    .map(drop)
+/// Keeps the last error of a run (the delivery status is the queue's to change: `failed` once the job
+/// is a dead letter; a delivered call stays delivered).
+pub async fn record_error(store: &Store, account: AccountId, call_id: &str, error: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE voip_calls SET delivery_error = ?3, updated_at = ?4 WHERE account_id = ?1 AND call_id = ?2")
+        .bind(account.0)
+        .bind(call_id)
+        .bind(error)
+        .bind(now())
+        .execute(store.pool())
+        .await
+        .map(drop)
 }

@@ -66,12 +66,12 @@ impl CallsContext {
 ///   call result that do not parse, or a request Kommo refused as invalid (4xx).
 pub async fn process_call(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<(), JobError> {
     let result = run(ctx, account, call_id).await;
-    if let Err(error) = &result {
-        tracing::warn!(account.id = account.0, call_id, %error, "call not (fully) delivered to Kommo");
-        let failed = matches!(error, JobError::Fail { .. });
-        if let Err(db) = ledger::record_error(&ctx.store, account, call_id, &error.to_string(), failed).await {
-            tracing::error!(account.id = account.0, call_id, error = %db, "could not record the delivery error");
-        }
+    // The worker logs the failure and decides the job's fate; when the job is parked as a dead letter,
+    // the queue marks the call's delivery `failed` (`jobs::Queue::fail`). Here only the error is kept.
+    if let Err(error) = &result
+        && let Err(db) = ledger::record_error(&ctx.store, account, call_id, &error.to_string()).await
+    {
+        tracing::error!(account.id = account.0, call_id, error = %db, "could not record the delivery error");
     }
     result
 }
