@@ -5,6 +5,7 @@ mod error;
 mod hooks;
 mod openapi;
 mod operator;
+mod push;
 mod settings;
 mod widget;
 
@@ -125,6 +126,7 @@ pub fn operator_app(state: AppState) -> Router {
 /// Builds the application: widget API (CORS for Kommo's origins), provider webhooks, health.
 pub fn app(state: AppState) -> Router {
     let widget_api = widget::router()
+        .merge(push::router())
         .merge(settings::router())
         .merge(calls::router())
         .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY))
