@@ -12,7 +12,7 @@ use crate::connection::ConnectionSection;
 use crate::deliveries::deliveries_section;
 use crate::host::Host;
 use crate::i18n::I18n;
-use crate::settings::{CheckState, RotateState, SettingsModel, Status, error_key, hint_tail, status_text};
+use crate::settings::{Access, CheckState, SettingsModel, Status, WebhookAction, error_key, hint_tail, status_text};
 use crate::values::{FormValues, ResponsibleChoice};
 
 /// Reads and writes one value of the form.
@@ -243,6 +243,7 @@ pub fn SettingsForm(
     host: Rc<Host>,
 ) -> impl IntoView {
     let (i18n, lang) = (host.i18n(), host.lang().to_owned());
+    let (access, lang_attr) = (model.access.clone(), lang.clone());
     let ctx = Ctx {
         values: model.values.clone(),
         errors: model.errors.clone(),
@@ -280,8 +281,11 @@ pub fn SettingsForm(
         }
     };
 
-    view! {
-        <div class="kvoip-form" lang=lang.clone()>
+    let (loading, title, admin_only) =
+        (i18n.t("settings", "loading"), i18n.t("settings", "title"), i18n.t("settings", "admin_only"));
+    let form = move || {
+        let on_reauthorize = on_reauthorize.clone();
+        view! {
             <ConnectionSection connection=model.connection.clone() i18n=i18n.clone() on_reauthorize />
             <h3 class="kvoip-form__title">{ctx.t("title")}</h3>
             <p class="kvoip-form__intro">{ctx.t("intro")}</p>
@@ -290,10 +294,29 @@ pub fn SettingsForm(
             {extensions_section(&ctx)}
             {webhook_section(&ctx, &model, host)}
             {deliveries_section(&model.deliveries, host, &i18n, &lang)}
-            <div class="kvoip-form__errors">{unplaced}</div>
-            <p class=status_class role="status" aria-live="polite">{status_line}</p>
-        </div>
-    }
+            <div class="kvoip-form__errors">{unplaced.clone()}</div>
+            <p class=status_class.clone() role="status" aria-live="polite">{status_line.clone()}</p>
+        }
+    };
+    // A memo: re-reading the settings (after a re-authorization) must not rebuild the form under the admin.
+    let access = {
+        let access = access.clone();
+        ArcMemo::new(move |_| access.get())
+    };
+    let shown = move || match access.get() {
+        Access::Pending => view! {
+            <p class="kvoip-status kvoip-status--busy" role="status">{loading.clone()}</p>
+        }
+        .into_any(),
+        // Nothing of the account's settings: no address, no secret, no users, no failed deliveries.
+        Access::AdminOnly => view! {
+            <h3 class="kvoip-form__title">{title.clone()}</h3>
+            <p class="kvoip-notice kvoip-admin-only" role="status">{admin_only.clone()}</p>
+        }
+        .into_any(),
+        Access::Granted => form().into_any(),
+    };
+    view! { <div class="kvoip-form" lang=lang_attr>{shown}</div> }
 }
 
 fn provider_section(
@@ -569,25 +592,32 @@ fn webhook_section(
     model: &SettingsModel,
     host: StoredValue<Rc<Host>, LocalStorage>,
 ) -> impl IntoView + use<> {
-    let (stored, fresh, i18n) = (model.stored.clone(), model.fresh_secret.clone(), ctx.i18n.clone());
-    let rotate = {
+    let (stored, shown, i18n) = (model.stored.clone(), model.shown_secret.clone(), ctx.i18n.clone());
+    let act = |reveal: bool| {
         let model = model.clone();
         move |_| {
             let model = model.clone();
             let _ = host.try_with_value(|host| {
                 let host = Rc::clone(host);
-                wasm_bindgen_futures::spawn_local(async move { model.rotate_secret(&host).await });
+                wasm_bindgen_futures::spawn_local(async move {
+                    if reveal { model.reveal_secret(&host).await } else { model.rotate_secret(&host).await }
+                });
             });
         }
     };
-    let rotating = {
-        let state = model.rotate.clone();
-        move || state.get() == RotateState::Rotating
+    let (rotate, reveal) = (act(false), act(true));
+    let hide = {
+        let model = model.clone();
+        move |_| model.hide_secret()
     };
-    let rotate_problem = {
-        let (state, connection, i18n) = (model.rotate.clone(), model.connection.clone(), ctx.i18n.clone());
+    let busy = {
+        let state = model.webhook_action.clone();
+        move || matches!(state.get(), WebhookAction::Rotating | WebhookAction::Revealing)
+    };
+    let problem = {
+        let (state, connection, i18n) = (model.webhook_action.clone(), model.connection.clone(), ctx.i18n.clone());
         move || match state.get() {
-            RotateState::Failed(problem) => Some(view! {
+            WebhookAction::Failed(problem) => Some(view! {
                 <span class="kvoip-check-result kvoip-check-result--error" role="alert">
                     {connection.with(|connection| status_text(Status::Failed(problem), connection, &i18n))}
                 </span>
@@ -596,19 +626,55 @@ fn webhook_section(
         }
     };
     let t = move |key: &str| i18n.t("settings", key);
-    let (t1, t2) = (t.clone(), t.clone());
-    let secret = move || match fresh.get() {
-        Some(secret) => view! {
-            <input class="kvoip-field__input kvoip-webhook-secret kvoip-webhook-secret--fresh" type="text" readonly
-                id="kvoip-webhook-secret" prop:value=secret
-                on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()} />
-            <p class="kvoip-field__hint kvoip-field__hint--warn">{t1("webhook_secret_once")}</p>
-        }
-        .into_any(),
-        None => {
-            let hint = stored.with(|stored| stored.webhook.as_ref().map(|webhook| webhook.signing_secret_hint.clone()));
-            view! { <code class="kvoip-webhook-secret" id="kvoip-webhook-secret">{format!("…{}", hint.as_deref().map(hint_tail).unwrap_or_default())}</code> }
+    let copied = ArcRwSignal::new(false);
+    let secret = {
+        let (t, shown, copied) = (t.clone(), shown.clone(), copied.clone());
+        move || match shown.get() {
+            Some(secret) => {
+                copied.set(false);
+                let (copy_text, copied_text) = (t("copy"), t("copied"));
+                let (copied, label, value) = (copied.clone(), copied.clone(), secret.clone());
+                let copy = move |_| copy_to_clipboard(&secret, copied.clone());
+                view! {
+                    <div class="kvoip-secret">
+                        <input class="kvoip-field__input kvoip-webhook-secret kvoip-webhook-secret--shown" type="text"
+                            readonly id="kvoip-webhook-secret" spellcheck="false" prop:value=value
+                            on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()} />
+                        <button type="button" class="kvoip-button kvoip-button--light kvoip-copy-secret" on:click=copy>
+                            {move || if label.get() { copied_text.clone() } else { copy_text.clone() }}
+                        </button>
+                    </div>
+                    <p class="kvoip-field__hint kvoip-field__hint--warn">{t("webhook_secret_shown")}</p>
+                }
                 .into_any()
+            }
+            None => {
+                let hint =
+                    stored.with(|stored| stored.webhook.as_ref().map(|webhook| webhook.signing_secret_hint.clone()));
+                view! { <code class="kvoip-webhook-secret" id="kvoip-webhook-secret">{format!("…{}", hint.as_deref().map(hint_tail).unwrap_or_default())}</code> }
+                    .into_any()
+            }
+        }
+    };
+    let toggle = {
+        let (shown, busy, t) = (shown.clone(), busy.clone(), t.clone());
+        move || {
+            if shown.with(Option::is_some) {
+                view! {
+                <button type="button" class="kvoip-button kvoip-button--light kvoip-hide-secret" on:click=hide.clone()>
+                    {t("hide_secret")}
+                </button>
+            }
+            .into_any()
+            } else {
+                view! {
+                    <button type="button" class="kvoip-button kvoip-button--light kvoip-reveal-secret"
+                        prop:disabled=busy.clone() on:click=reveal.clone()>
+                        {t("reveal_secret")}
+                    </button>
+                }
+                .into_any()
+            }
         }
     };
     let url = {
@@ -620,7 +686,7 @@ fn webhook_section(
         move || stored.with(|stored| stored.webhook.is_some())
     };
     let body = view! {
-        <p class="kvoip-field__hint" class:kvoip-hidden=has_webhook.clone()>{t2("webhook_after_save")}</p>
+        <p class="kvoip-field__hint" class:kvoip-hidden=has_webhook.clone()>{t("webhook_after_save")}</p>
         <Show when=has_webhook>
             <div class="kvoip-field kvoip-field--webhook">
                 <label class="kvoip-field__label" for="kvoip-webhook-url">{t("webhook_url")}</label>
@@ -634,13 +700,31 @@ fn webhook_section(
                 {secret.clone()}
             </div>
             <div class="kvoip-actions">
+                {toggle.clone()}
                 <button type="button" class="kvoip-button kvoip-button--light kvoip-rotate-secret"
-                    prop:disabled=rotating.clone() on:click=rotate.clone()>
+                    prop:disabled=busy.clone() on:click=rotate.clone()>
                     {t("rotate_secret")}
                 </button>
-                {rotate_problem.clone()}
+                {problem.clone()}
             </div>
         </Show>
     };
     section(ctx.t("section_webhook"), "kvoip-section--webhook", body)
+}
+
+/// Puts `text` on the clipboard through `navigator.clipboard.writeText`, then sets `copied` if the browser
+/// took it (it refuses on a page that is not secure). Reached through `Reflect` rather than more web-sys features.
+fn copy_to_clipboard(text: &str, copied: ArcRwSignal<bool>) {
+    use js_sys::{Function, Promise, Reflect};
+    use wasm_bindgen::{JsCast, JsValue};
+    let get = |target: &JsValue, name: &str| Reflect::get(target, &JsValue::from_str(name)).ok();
+    let Some(window) = web_sys::window() else { return };
+    let clipboard = get(&window, "navigator").and_then(|navigator| get(&navigator, "clipboard"));
+    let Some(clipboard) = clipboard.filter(JsValue::is_object) else { return };
+    let Some(write) = get(&clipboard, "writeText").and_then(|write| write.dyn_into::<Function>().ok()) else { return };
+    let Ok(written) = write.call1(&clipboard, &JsValue::from_str(text)) else { return };
+    wasm_bindgen_futures::spawn_local(async move {
+        let done = wasm_bindgen_futures::JsFuture::from(Promise::resolve(&written)).await;
+        copied.set(done.is_ok());
+    });
 }

@@ -242,6 +242,8 @@ pub enum SubmitOutcome {
     AlreadyRecorded,
     /// The server has no event of this call for the account.
     UnknownCall,
+    /// This user is neither the call's responsible user nor an administrator.
+    NotYourCall,
     Refused(Vec<Refusal>),
     Failed(Problem),
 }
@@ -254,14 +256,17 @@ impl SubmitOutcome {
             (200..=299, _) => SubmitOutcome::Accepted,
             (409, Some(error)) if error.code == "result_exists" => SubmitOutcome::AlreadyRecorded,
             (404, _) => SubmitOutcome::UnknownCall,
+            (403, Some(error)) if error.code == "not_your_call" => SubmitOutcome::NotYourCall,
             (400 | 422, Some(error)) if !error.fields.is_empty() => SubmitOutcome::Refused(
                 error
                     .fields
                     .iter()
                     .map(|field| {
                         // The modal's own wording where it has one (a due time "out of range" reads as
-                        // "pick a time between now and a year from now"), else the shared code's message.
+                        // "pick a time between now and a year from now"; a card the call cannot be logged
+                        // in, whatever the code), else the shared code's message.
                         match field.code {
+                            _ if field.field.starts_with("entity") => refused_field(&format!("{}:", field.field)),
                             shared::ValidationCode::OutOfRange => refused_field(&format!("{}:", field.field)),
                             _ => None,
                         }
@@ -284,6 +289,7 @@ pub enum ResultStatus {
     Invalid,
     AlreadyRecorded,
     UnknownCall,
+    NotYourCall,
     Failed(Problem),
 }
 
@@ -296,6 +302,7 @@ impl ResultStatus {
             ResultStatus::Invalid => ("result", "fix_fields"),
             ResultStatus::AlreadyRecorded => ("result", "already_recorded"),
             ResultStatus::UnknownCall => ("result", "unknown_call"),
+            ResultStatus::NotYourCall => ("result", "not_your_call"),
             ResultStatus::Failed(Problem::Network) => ("errors", "network"),
             ResultStatus::Failed(Problem::Unauthorized) => ("errors", "unauthorized"),
             ResultStatus::Failed(Problem::KommoUnavailable) => ("errors", "kommo_unavailable"),
@@ -313,7 +320,7 @@ impl ResultStatus {
 
     /// Nothing more to send for this call.
     pub fn settled(self) -> bool {
-        matches!(self, ResultStatus::AlreadyRecorded | ResultStatus::UnknownCall)
+        matches!(self, ResultStatus::AlreadyRecorded | ResultStatus::UnknownCall | ResultStatus::NotYourCall)
     }
 }
 
@@ -645,6 +652,7 @@ fn submit(
             }
             SubmitOutcome::AlreadyRecorded => status.set(ResultStatus::AlreadyRecorded),
             SubmitOutcome::UnknownCall => status.set(ResultStatus::UnknownCall),
+            SubmitOutcome::NotYourCall => status.set(ResultStatus::NotYourCall),
             SubmitOutcome::Refused(refused) => {
                 errors.set(refused);
                 status.set(ResultStatus::Invalid);
@@ -908,6 +916,17 @@ mod tests {
             SubmitOutcome::AlreadyRecorded
         );
         assert_eq!(SubmitOutcome::from_reply(404, error("not_found", "Not found.")), SubmitOutcome::UnknownCall);
+        assert_eq!(SubmitOutcome::from_reply(403, error("not_your_call", "m")), SubmitOutcome::NotYourCall);
+        assert_eq!(SubmitOutcome::from_reply(403, error("forbidden", "m")), SubmitOutcome::Failed(Problem::Server));
+        let entity = json!({"error": {"code": "validation", "message": "m",
+            "fields": [{"field": "entity.id", "code": "out_of_range"}, {"field": "entity", "code": "required"}]}});
+        assert_eq!(
+            SubmitOutcome::from_reply(422, entity),
+            SubmitOutcome::Refused(vec![
+                Refusal::new("entity", "result", "invalid_entity"),
+                Refusal::new("entity", "result", "invalid_entity"),
+            ])
+        );
         assert_eq!(
             SubmitOutcome::from_reply(400, error("bad_request", "follow_up.due_at: between now and a year from now")),
             SubmitOutcome::Refused(vec![Refusal::new("follow_up.due_at", "result", "invalid_due")])
@@ -939,6 +958,7 @@ mod tests {
             ResultStatus::Invalid,
             ResultStatus::AlreadyRecorded,
             ResultStatus::UnknownCall,
+            ResultStatus::NotYourCall,
             ResultStatus::Failed(Problem::Server),
             ResultStatus::Failed(Problem::Network),
         ];

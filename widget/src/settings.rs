@@ -1,6 +1,9 @@
 //! The settings form: what the admin edits, how a save is validated and sent, and how the server's answer is shown.
+//!
+//! Only the account's administrators may read or change the settings. Whether this Kommo user is one is
+//! the server's call (its first settings read answers 403 `admin_only` otherwise), never the page's: the
+//! page's own user object may not say.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -47,6 +50,8 @@ pub enum Problem {
     Connection(ConnectionState),
     /// Kommo itself is not answering for now.
     KommoUnavailable,
+    /// This Kommo user is not an administrator of the account.
+    AdminOnly,
 }
 
 impl Problem {
@@ -60,6 +65,7 @@ impl Problem {
             (409, "kommo_needs_reauth") => Problem::Connection(ConnectionState::NeedsReauth),
             (409, "kommo_suspended") => Problem::Connection(ConnectionState::Suspended),
             (503, "kommo_unavailable") => Problem::KommoUnavailable,
+            (403, "admin_only") => Problem::AdminOnly,
             _ => fallback,
         }
     }
@@ -80,6 +86,7 @@ impl Status {
             Status::Failed(Problem::LoadFailed) => Some(("errors", "load_failed")),
             Status::Failed(Problem::Connection(state)) => Some(("connection", connection::state_key(state))),
             Status::Failed(Problem::KommoUnavailable) => Some(("errors", "kommo_unavailable")),
+            Status::Failed(Problem::AdminOnly) => Some(("settings", "admin_only")),
         }
     }
 
@@ -91,6 +98,17 @@ impl Status {
             Status::Invalid | Status::Failed(_) => "error",
         }
     }
+}
+
+/// Whether this Kommo user may see the settings, as the server's first settings read said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// The first read has not answered yet: nothing is shown, so a non-admin never sees the form.
+    Pending,
+    /// Anything but 403 `admin_only`: the form shows (with the status line saying what failed, if anything).
+    Granted,
+    /// The server answered 403 `admin_only`: a notice instead of the form, and nothing is sent.
+    AdminOnly,
 }
 
 /// The status line's text. A connection problem reads as the connection section does: `<title>: <state>`,
@@ -182,11 +200,12 @@ impl CheckState {
     }
 }
 
-/// Where "Rotate secret" stands.
+/// Where the webhook section's buttons (rotate the secret, show it) stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RotateState {
+pub enum WebhookAction {
     Idle,
     Rotating,
+    Revealing,
     Failed(Problem),
 }
 
@@ -198,34 +217,17 @@ pub fn error_key(code: ValidationCode) -> String {
         .unwrap_or_else(|| "server".to_owned())
 }
 
-thread_local! {
-    /// The last signing secret the server issued while this page is open. Kommo closes the modal after a
-    /// successful save, so the next opening of the settings shows it once more, then only its hint.
-    static ISSUED_SECRET: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Remembers a secret the server just issued.
-fn remember_issued(secret: &str) {
-    ISSUED_SECRET.with(|issued| *issued.borrow_mut() = Some(secret.to_owned()));
-}
-
 /// The last characters of the secret a hint stands for (the server writes `…abcd`).
 pub fn hint_tail(hint: &str) -> &str {
     hint.trim_start_matches(['…', '.'])
 }
 
-/// The secret to show for a webhook: the one in the answer, else one issued earlier on this page that the
-/// hint still matches (taken, so it is shown once).
-fn secret_to_show(webhook: Option<&WebhookEndpoint>) -> Option<String> {
-    let webhook = webhook?;
-    if let Some(secret) = &webhook.signing_secret {
-        return Some(secret.clone());
+/// Classifies a reply carrying the webhook endpoint (rotate, reveal).
+pub fn endpoint_outcome(status: u16, body: Value) -> Result<WebhookEndpoint, Problem> {
+    match status {
+        200 => serde_json::from_value(body).map_err(|_| Problem::Server),
+        _ => Err(Problem::from_reply(status, &body, Problem::Server)),
     }
-    let hint = hint_tail(&webhook.signing_secret_hint);
-    ISSUED_SECRET.with(|issued| {
-        let matches = issued.borrow().as_deref().is_some_and(|secret| !hint.is_empty() && secret.ends_with(hint));
-        if matches { issued.borrow_mut().take() } else { None }
-    })
 }
 
 /// The form's reactive state, shared by the view and by `SettingsHandle::save`.
@@ -237,12 +239,15 @@ pub struct SettingsModel {
     pub stored: ArcRwSignal<IntegrationSettingsView>,
     /// The account's active Kommo users, once loaded.
     pub users: ArcRwSignal<Option<Vec<KommoUserView>>>,
-    /// The webhook signing secret, only right after the server issued it (it is shown once).
-    pub fresh_secret: ArcRwSignal<Option<String>>,
+    /// Whether this user may see the settings at all.
+    pub access: ArcRwSignal<Access>,
+    /// The webhook signing secret in full, while it is shown: right after a save or a rotation issued it,
+    /// or after the admin asked to see it. Never kept once hidden or unmounted.
+    pub shown_secret: ArcRwSignal<Option<String>>,
     pub errors: ArcRwSignal<Vec<FieldError>>,
     pub status: ArcRwSignal<Status>,
     pub check: ArcRwSignal<CheckState>,
-    pub rotate: ArcRwSignal<RotateState>,
+    pub webhook_action: ArcRwSignal<WebhookAction>,
     /// What the connection section shows.
     pub connection: ArcRwSignal<Connection>,
     /// Bumped by each re-authorize click and by unmounting: a following loop of an older number ends.
@@ -257,11 +262,12 @@ impl Default for SettingsModel {
             values: ArcRwSignal::new(FormValues::default()),
             stored: ArcRwSignal::new(IntegrationSettingsView::default()),
             users: ArcRwSignal::new(None),
-            fresh_secret: ArcRwSignal::new(None),
+            access: ArcRwSignal::new(Access::Pending),
+            shown_secret: ArcRwSignal::new(None),
             errors: ArcRwSignal::new(Vec::new()),
             status: ArcRwSignal::new(Status::Loading),
             check: ArcRwSignal::new(CheckState::Idle),
-            rotate: ArcRwSignal::new(RotateState::Idle),
+            webhook_action: ArcRwSignal::new(WebhookAction::Idle),
             connection: ArcRwSignal::new(Connection::Checking),
             follow_generation: Arc::new(AtomicU32::new(0)),
             deliveries: DeliveriesModel::default(),
@@ -270,7 +276,7 @@ impl Default for SettingsModel {
 }
 
 impl SettingsModel {
-    /// Fills the form from `GET /widget/v1/settings`.
+    /// Fills the form from `GET /widget/v1/settings`; a 403 `admin_only` turns the form into a notice.
     pub async fn load(&self, host: &Host) {
         self.status.set(Status::Loading);
         let reply = host.request("GET", paths::SETTINGS, None::<&()>).await;
@@ -281,15 +287,26 @@ impl SettingsModel {
                 if self.values.with_untracked(|values| *values == FormValues::default()) {
                     self.values.set(FormValues::from_view(&view));
                 }
-                self.fresh_secret.set(secret_to_show(view.webhook.as_ref()));
                 self.stored.set(view);
                 self.status.set(Status::Idle);
             }
+            Err(Problem::AdminOnly) => {
+                self.refuse_non_admin();
+                return;
+            }
             Err(problem) => self.status.set(Status::Failed(problem)),
         }
+        self.access.set(Access::Granted);
         if self.users.with_untracked(Option::is_none) {
             self.load_users(host).await;
         }
+    }
+
+    /// The server said this user is not an administrator: show the notice and forget anything shown.
+    fn refuse_non_admin(&self) {
+        self.shown_secret.set(None);
+        self.status.set(Status::Failed(Problem::AdminOnly));
+        self.access.set(Access::AdminOnly);
     }
 
     /// Loads the account's active Kommo users for the user selects; without them the selects offer
@@ -355,6 +372,10 @@ impl SettingsModel {
     /// Sends the form; `true` only when the server stored it. Turning the widget off is stored as it is
     /// (it stops call processing); turning it on validates everything first, here and on the server.
     pub async fn save(&self, host: &Host, active: bool) -> bool {
+        // The server refused this user already: sending the form again could only be refused again.
+        if self.access.get_untracked() == Access::AdminOnly {
+            return false;
+        }
         let (settings, refused) = if active {
             let ctx = self.stored.with_untracked(|stored| {
                 self.users.with_untracked(|users| validation_context(stored, users.as_deref()))
@@ -383,6 +404,10 @@ impl SettingsModel {
                 self.status.set(Status::Invalid);
                 false
             }
+            SaveOutcome::Failed(Problem::AdminOnly) => {
+                self.refuse_non_admin();
+                false
+            }
             SaveOutcome::Failed(problem) => {
                 self.status.set(Status::Failed(problem));
                 if matches!(problem, Problem::Connection(_)) {
@@ -406,49 +431,59 @@ impl SettingsModel {
             return;
         }
         self.check.set(CheckState::Checking);
-        let reply = host.request("POST", CHECK_PATH, Some(&credentials)).await;
+        let reply = host.request("POST", paths::SETTINGS_CHECK, Some(&credentials)).await;
         let (status, body) = reply.unwrap_or((0, Value::Null));
         let (state, fields) = CheckState::from_reply(status, body);
         self.errors.update(|errors| errors.extend(fields));
         self.check.set(state);
     }
 
-    /// Asks the server for a new webhook signing secret and shows it once.
+    /// Asks the server for a new webhook signing secret and shows it.
     pub async fn rotate_secret(&self, host: &Host) {
-        self.rotate.set(RotateState::Rotating);
-        let reply = host.request("POST", ROTATE_PATH, None::<&()>).await;
+        self.webhook_request(host, WebhookAction::Rotating, paths::WEBHOOK_SECRET).await;
+    }
+
+    /// Asks the server for the webhook address and its current signing secret and shows them: the first
+    /// save's answer carried the secret, but Kommo may have closed the modal before anyone copied it.
+    pub async fn reveal_secret(&self, host: &Host) {
+        self.webhook_request(host, WebhookAction::Revealing, paths::WEBHOOK_REVEAL).await;
+    }
+
+    /// Takes the secret off the page again.
+    pub fn hide_secret(&self) {
+        self.shown_secret.set(None);
+    }
+
+    async fn webhook_request(&self, host: &Host, action: WebhookAction, path: &str) {
+        if matches!(self.webhook_action.get_untracked(), WebhookAction::Rotating | WebhookAction::Revealing) {
+            return;
+        }
+        self.webhook_action.set(action);
+        let reply = host.request("POST", path, None::<&()>).await;
         let (status, body) = reply.unwrap_or((0, Value::Null));
-        let endpoint = match status {
-            200 => serde_json::from_value::<WebhookEndpoint>(body).map_err(|_| Problem::Server),
-            _ => Err(Problem::from_reply(status, &body, Problem::Server)),
-        };
-        match endpoint {
+        match endpoint_outcome(status, body) {
             Ok(endpoint) => {
-                if let Some(secret) = &endpoint.signing_secret {
-                    remember_issued(secret);
-                }
-                self.fresh_secret.set(endpoint.signing_secret.clone());
+                self.shown_secret.set(endpoint.signing_secret.clone());
                 self.stored.update(|stored| stored.webhook = Some(endpoint));
-                self.rotate.set(RotateState::Idle);
+                self.webhook_action.set(WebhookAction::Idle);
             }
-            Err(problem) => self.rotate.set(RotateState::Failed(problem)),
+            Err(Problem::AdminOnly) => {
+                self.webhook_action.set(WebhookAction::Idle);
+                self.refuse_non_admin();
+            }
+            Err(problem) => self.webhook_action.set(WebhookAction::Failed(problem)),
         }
     }
 
     fn show_stored(&self, view: IntegrationSettingsView) {
         self.values.set(FormValues::from_view(&view));
+        // Only the first save's answer carries the secret; later answers leave a shown one alone.
         if let Some(secret) = view.webhook.as_ref().and_then(|webhook| webhook.signing_secret.clone()) {
-            remember_issued(&secret);
-            self.fresh_secret.set(Some(secret));
+            self.shown_secret.set(Some(secret));
         }
         self.stored.set(view);
     }
 }
-
-/// `POST` the credentials here to have the server sign in to the provider with them.
-pub const CHECK_PATH: &str = "/widget/v1/settings/check";
-/// `POST` here for a new webhook signing secret.
-pub const ROTATE_PATH: &str = "/widget/v1/settings/webhook-secret";
 
 /// Renders the settings form into `root` (script.js's `div.kvoip-settings`), loads the stored settings
 /// and the Kommo connection state.
@@ -461,11 +496,16 @@ pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle
         mount_to(root, move || view! { <SettingsForm model host /> }.into_any())
     };
     let loader = (model.clone(), Rc::clone(&host));
-    wasm_bindgen_futures::spawn_local(async move { loader.0.load(&loader.1).await });
+    wasm_bindgen_futures::spawn_local(async move {
+        let (model, host) = loader;
+        model.load(&host).await;
+        // Failed deliveries are the admins' too: not even asked for until the settings read said who this is.
+        if model.access.get_untracked() == Access::Granted {
+            model.deliveries.load(&host).await;
+        }
+    });
     let checker = (model.clone(), Rc::clone(&host));
     wasm_bindgen_futures::spawn_local(async move { checker.0.load_connection(&checker.1).await });
-    let deliveries = (model.deliveries.clone(), Rc::clone(&host));
-    wasm_bindgen_futures::spawn_local(async move { deliveries.0.load(&deliveries.1).await });
     Ok(SettingsHandle { model, host, mounted: Some(mounted) })
 }
 
@@ -489,6 +529,7 @@ impl SettingsHandle {
     /// Removes the form from the page and stops following an authorization. Safe to call twice.
     pub fn unmount(&mut self) {
         self.model.stop_following();
+        self.model.hide_secret();
         self.mounted.take();
     }
 }
@@ -533,18 +574,31 @@ mod tests {
     }
 
     #[test]
-    fn an_issued_secret_is_shown_once_more_while_its_hint_matches() {
-        let webhook = |secret: Option<&str>, hint: &str| WebhookEndpoint {
-            url: "http://x/hooks/voip/h".to_owned(),
-            signing_secret: secret.map(str::to_owned),
-            signing_secret_hint: hint.to_owned(),
-        };
-        remember_issued("whsec_abcd");
-        assert_eq!(secret_to_show(Some(&webhook(None, "zzzz"))), None, "another secret since");
-        assert_eq!(secret_to_show(Some(&webhook(None, "…abcd"))), Some("whsec_abcd".to_owned()));
-        assert_eq!(secret_to_show(Some(&webhook(None, "abcd"))), None, "shown once");
-        assert_eq!(secret_to_show(Some(&webhook(Some("whsec_new"), "_new"))), Some("whsec_new".to_owned()));
-        assert_eq!(secret_to_show(None), None);
+    fn a_non_admin_is_told_so_by_every_admin_only_reply() {
+        let admin_only = json!({"error": {"code": "admin_only", "message": "m", "fields": []}});
+        assert_eq!(load_outcome(403, admin_only.clone()), Err(Problem::AdminOnly));
+        assert_eq!(SaveOutcome::from_reply(403, admin_only.clone()), SaveOutcome::Failed(Problem::AdminOnly));
+        assert_eq!(endpoint_outcome(403, admin_only.clone()), Err(Problem::AdminOnly));
+        assert_eq!(CheckState::from_reply(403, admin_only).0, CheckState::Failed(Problem::AdminOnly));
+        // Another 403 is no statement about the user's role.
+        let other = json!({"error": {"code": "forbidden", "message": "m"}});
+        assert_eq!(load_outcome(403, other), Err(Problem::LoadFailed));
+        let i18n = I18n::new(Value::Null);
+        let notice = status_text(Status::Failed(Problem::AdminOnly), &Connection::Checking, &i18n);
+        assert!(notice.contains("administrator"), "{notice}");
+    }
+
+    #[test]
+    fn a_revealed_or_rotated_endpoint_carries_the_current_secret() {
+        let endpoint = json!({"url": "http://x/hooks/voip/h", "signing_secret": "whsec_abc",
+            "signing_secret_hint": "…_abc"});
+        let shown = endpoint_outcome(200, endpoint).unwrap();
+        assert_eq!((shown.url.as_str(), shown.signing_secret.as_deref()), ("http://x/hooks/voip/h", Some("whsec_abc")));
+        assert_eq!(endpoint_outcome(200, json!({"url": 1})), Err(Problem::Server));
+        let missing = json!({"error": {"code": "settings_missing", "message": "m"}});
+        assert_eq!(endpoint_outcome(409, missing), Err(Problem::Server));
+        assert_eq!(endpoint_outcome(0, Value::Null), Err(Problem::Network));
+        assert_eq!(hint_tail("…_abc"), "_abc");
     }
 
     #[test]
@@ -614,6 +668,7 @@ mod tests {
             Problem::Network,
             Problem::LoadFailed,
             Problem::KommoUnavailable,
+            Problem::AdminOnly,
             Problem::Connection(ConnectionState::NeedsReauth),
         ];
         let statuses = [Status::Loading, Status::Saving, Status::Saved, Status::Invalid]
