@@ -48,7 +48,10 @@ pub struct Claims {
     pub user_id: u64,
     pub subdomain: String,
     pub client_uuid: String,
-    pub is_admin: bool,
+    /// Read by Kommo's SDK but not shown in Kommo's documented example (KOMMO.md §4, UNCONFIRMED), so
+    /// the stand-in can leave it out, and the server must then ask `GET /api/v4/users/{id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_admin: Option<bool>,
 }
 
 /// Who the token speaks for; by default the configured account and user.
@@ -58,12 +61,20 @@ pub struct TokenRequest {
     pub account_id: Option<u64>,
     pub user_id: Option<u64>,
     pub subdomain: Option<String>,
+    /// The `is_admin` claim; by default true for the configured user (the sandbox's admin), false
+    /// for any other user.
+    pub is_admin: Option<bool>,
+    /// Leaves the `is_admin` claim out, as Kommo's documented example does.
+    #[serde(default)]
+    pub omit_is_admin: bool,
 }
 
 impl Kommo {
     /// The claims Kommo would sign at `now` (unix seconds) for the configured or overridden identity.
     pub fn claims(&self, request: &TokenRequest, now: i64) -> Claims {
         let subdomain = request.subdomain.clone().unwrap_or_else(|| self.subdomain.clone());
+        let user_id = request.user_id.unwrap_or(self.user_id);
+        let is_admin = (!request.omit_is_admin).then(|| request.is_admin.unwrap_or(user_id == self.user_id));
         Claims {
             iss: format!("https://{subdomain}.kommo.com"),
             aud: self.audience.clone(),
@@ -72,10 +83,10 @@ impl Kommo {
             nbf: now,
             exp: now + LIFETIME_SECS,
             account_id: request.account_id.unwrap_or(self.account_id),
-            user_id: request.user_id.unwrap_or(self.user_id),
+            user_id,
             subdomain,
             client_uuid: self.client_id.clone(),
-            is_admin: true,
+            is_admin,
         }
     }
 
@@ -97,7 +108,8 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default()
 }
 
-/// `POST /sandbox/token` with an optional JSON body `{account_id?, user_id?, subdomain?}` →
+/// `POST /sandbox/token` with an optional JSON body `{account_id?, user_id?, subdomain?, is_admin?,
+/// omit_is_admin?}` →
 /// `{"token": <JWT>, "expires_in": 1800}`.
 pub(crate) async fn mint_handler(
     State(state): State<crate::State>,

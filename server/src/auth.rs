@@ -24,6 +24,9 @@ pub struct KommoIdentity {
     /// The token's `jti`: each token is accepted once.
     pub token_id: String,
     pub expires_at: i64,
+    /// The `is_admin` claim when Kommo put one in the token (KOMMO.md §4 marks it UNCONFIRMED); `None`
+    /// means "ask Kommo" (`GET /api/v4/users/{id}`).
+    pub is_admin: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -52,6 +55,25 @@ struct DisposableClaims {
     user_id: i64,
     subdomain: String,
     client_uuid: String,
+    /// Absent, or in a shape we do not know, it is ignored (the caller asks Kommo instead).
+    #[serde(default)]
+    is_admin: Option<serde_json::Value>,
+}
+
+/// Reads the `is_admin` claim in the shapes Kommo uses for flags: a boolean, `"Y"`/`"N"`, or 1/0.
+fn admin_claim(value: Option<&serde_json::Value>) -> Option<bool> {
+    use serde_json::Value;
+    match value? {
+        Value::Bool(flag) => Some(*flag),
+        Value::String(text) if text == "Y" || text == "true" || text == "1" => Some(true),
+        Value::String(text) if text == "N" || text == "false" || text == "0" => Some(false),
+        Value::Number(number) => match number.as_i64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Verifies disposable tokens for one integration (client id + secret + redirect base).
@@ -107,6 +129,7 @@ impl TokenVerifier {
             return Err(TokenError::Invalid("token id is missing or too long"));
         }
         Ok(KommoIdentity {
+            is_admin: admin_claim(claims.is_admin.as_ref()),
             kommo_account_id: claims.account_id,
             user_id: claims.user_id,
             subdomain: claims.subdomain,
@@ -180,8 +203,29 @@ mod tests {
                 subdomain: "example".into(),
                 token_id: "2b6a1f4e-7d0a-4c52-9b1e-5f7c1d2e3a4b".into(),
                 expires_at: claims()["exp"].as_i64().unwrap(),
+                is_admin: None,
             }
         );
+    }
+
+    #[test]
+    fn the_admin_claim_is_read_when_present_and_left_to_kommo_otherwise() {
+        let cases: Vec<(Value, Option<bool>)> = vec![
+            (json!(true), Some(true)),
+            (json!(false), Some(false)),
+            (json!("Y"), Some(true)),
+            (json!("N"), Some(false)),
+            (json!(1), Some(true)),
+            (json!(0), Some(false)),
+            (json!("maybe"), None),
+            (json!(7), None),
+            (json!(null), None),
+            (json!({"admin": true}), None),
+        ];
+        for (claim, expected) in cases {
+            let token = with(|c| c["is_admin"] = claim.clone());
+            assert_eq!(verifier().verify(&token).unwrap().is_admin, expected, "is_admin = {claim}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Typed configuration, read once from the environment (see `.env.sample` at the repository root).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use secrecy::SecretString;
@@ -35,6 +36,91 @@ pub struct Config {
     pub operator: OperatorConfig,
     /// Jobs run at once by this process's worker; 0 runs no worker (a replica that only takes webhooks).
     pub worker_concurrency: usize,
+    /// Bounds on what clients (authenticated or not) can make this process hold or do.
+    pub limits: Limits,
+    /// How long finished work and disabled accounts' data are kept.
+    pub retention: Retention,
+}
+
+/// Every bound the server puts on its clients; each is an environment variable documented in
+/// `.env.sample`, with a default sized for one process serving many accounts.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`); empty: the peer address
+    /// is the client, and the header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Install callbacks and consent starts per client address per minute (`OAUTH_RATE_PER_ADDRESS`).
+    pub oauth_per_address_per_minute: u32,
+    /// The same, all clients together, per second (`OAUTH_RATE_TOTAL`).
+    pub oauth_total_per_second: u32,
+    /// Refused webhook deliveries (unknown hook id, bad signature) per client address per minute
+    /// before that address gets 429 (`WEBHOOK_FAILURES_PER_ADDRESS`).
+    pub webhook_failures_per_address_per_minute: u32,
+    /// Authorization codes waiting for their exchange, at most (`MAX_PENDING_CODES`).
+    pub max_pending_codes: u32,
+    /// Time a client has to send a request's headers (`HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's body (`BODY_READ_TIMEOUT_SECS`).
+    pub body_read_timeout: Duration,
+    /// Time from a request's arrival to its answer, push streams excepted (`REQUEST_TIMEOUT_SECS`).
+    pub request_timeout: Duration,
+    /// Open client connections at most; more wait in the listen backlog (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
+    /// Open push streams per Kommo user (`PUSH_STREAMS_PER_USER`).
+    pub push_streams_per_user: usize,
+    /// Open push streams per account (`PUSH_STREAMS_PER_ACCOUNT`).
+    pub push_streams_per_account: usize,
+    /// Open push streams in this process (`PUSH_STREAMS_TOTAL`).
+    pub push_streams_total: usize,
+    /// A push stream ends after this long; the widget reconnects with a fresh ticket
+    /// (`PUSH_STREAM_LIFETIME_SECS`).
+    pub push_stream_lifetime: Duration,
+    /// Jobs of one account run at once by this process at most (`WORKER_SLOTS_PER_ACCOUNT`).
+    pub worker_slots_per_account: usize,
+    /// Provider events one account may store per second, sustained (`INGEST_RATE_PER_ACCOUNT`).
+    pub ingest_per_account_per_second: u32,
+    /// ... and in a burst above that rate (`INGEST_BURST_PER_ACCOUNT`).
+    pub ingest_burst_per_account: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            trusted_proxies: Vec::new(),
+            oauth_per_address_per_minute: 20,
+            oauth_total_per_second: 20,
+            webhook_failures_per_address_per_minute: 60,
+            max_pending_codes: 1000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            push_streams_per_user: 8,
+            push_streams_per_account: 500,
+            push_streams_total: 10_000,
+            push_stream_lifetime: Duration::from_secs(3600),
+            worker_slots_per_account: 2,
+            ingest_per_account_per_second: 50,
+            ingest_burst_per_account: 500,
+        }
+    }
+}
+
+/// How long data is kept (`RETENTION_DAYS`, `ERASE_DISABLED_AFTER_DAYS`).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Finished calls, their Kommo write records, call results and finished jobs are deleted this long
+    /// after they finished.
+    pub finished: Duration,
+    /// An account's data (settings, phone numbers, calls, tokens) is erased this long after Kommo's
+    /// disable hook, unless the account was installed again meanwhile.
+    pub erase_disabled_after: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention { finished: Duration::from_secs(90 * 86_400), erase_disabled_after: Duration::from_secs(30 * 86_400) }
+    }
 }
 
 /// Who may reach the operator endpoints: their own listener (`OPERATOR_BIND_ADDR`, e.g. an address
@@ -114,12 +200,92 @@ impl Config {
                 token => token.map(SecretString::from),
             },
         };
+        if let Some(addr) = operator.bind_addr
+            && operator.token.is_none()
+            && !addr.ip().is_loopback()
+        {
+            bail!(
+                "OPERATOR_BIND_ADDR {addr} is not a loopback address: set OPERATOR_TOKEN too, or bind the operator \
+                 endpoints to 127.0.0.1/::1"
+            );
+        }
         let worker_concurrency = match var("WORKER_CONCURRENCY") {
             None => 8,
             Some(text) => match text.parse::<usize>() {
                 Ok(count @ 0..=256) => count,
                 _ => bail!("WORKER_CONCURRENCY must be a number from 0 to 256, got {text:?}"),
             },
+        };
+        let number = |name: &str, default: u64, min: u64, max: u64| -> anyhow::Result<u64> {
+            match var(name) {
+                None => Ok(default),
+                Some(text) => match text.trim().parse::<u64>() {
+                    Ok(value) if (min..=max).contains(&value) => Ok(value),
+                    _ => bail!("{name} must be a whole number from {min} to {max}, got {text:?}"),
+                },
+            }
+        };
+        let defaults = Limits::default();
+        let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
+            number(name, default.as_secs(), 1, max).map(Duration::from_secs)
+        };
+        let count = |name: &str, default: usize, max: u64| -> anyhow::Result<usize> {
+            number(name, default as u64, 1, max).map(|value| value as usize)
+        };
+        let rate = |name: &str, default: u32, max: u64| -> anyhow::Result<u32> {
+            number(name, u64::from(default), 1, max).map(|value| value as u32)
+        };
+        let trusted_proxies = var("TRUSTED_PROXIES")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|entry| !entry.is_empty())
+                    .map(|entry| {
+                        entry.parse::<IpAddr>().with_context(|| {
+                            format!("TRUSTED_PROXIES must list IP addresses (comma-separated), got {entry:?}")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let limits = Limits {
+            trusted_proxies,
+            oauth_per_address_per_minute: rate(
+                "OAUTH_RATE_PER_ADDRESS",
+                defaults.oauth_per_address_per_minute,
+                100_000,
+            )?,
+            oauth_total_per_second: rate("OAUTH_RATE_TOTAL", defaults.oauth_total_per_second, 100_000)?,
+            webhook_failures_per_address_per_minute: rate(
+                "WEBHOOK_FAILURES_PER_ADDRESS",
+                defaults.webhook_failures_per_address_per_minute,
+                1_000_000,
+            )?,
+            max_pending_codes: rate("MAX_PENDING_CODES", defaults.max_pending_codes, 1_000_000)?,
+            header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", defaults.header_read_timeout, 300)?,
+            body_read_timeout: secs("BODY_READ_TIMEOUT_SECS", defaults.body_read_timeout, 300)?,
+            request_timeout: secs("REQUEST_TIMEOUT_SECS", defaults.request_timeout, 600)?,
+            max_connections: count("MAX_CONNECTIONS", defaults.max_connections, 1_000_000)?,
+            push_streams_per_user: count("PUSH_STREAMS_PER_USER", defaults.push_streams_per_user, 1000)?,
+            push_streams_per_account: count("PUSH_STREAMS_PER_ACCOUNT", defaults.push_streams_per_account, 1_000_000)?,
+            push_streams_total: count("PUSH_STREAMS_TOTAL", defaults.push_streams_total, 1_000_000)?,
+            push_stream_lifetime: secs("PUSH_STREAM_LIFETIME_SECS", defaults.push_stream_lifetime, 86_400)?,
+            worker_slots_per_account: count("WORKER_SLOTS_PER_ACCOUNT", defaults.worker_slots_per_account, 256)?,
+            ingest_per_account_per_second: rate(
+                "INGEST_RATE_PER_ACCOUNT",
+                defaults.ingest_per_account_per_second,
+                1_000_000,
+            )?,
+            ingest_burst_per_account: rate("INGEST_BURST_PER_ACCOUNT", defaults.ingest_burst_per_account, 1_000_000)?,
+        };
+        let retention_defaults = Retention::default();
+        let days = |name: &str, default: Duration| -> anyhow::Result<Duration> {
+            number(name, default.as_secs() / 86_400, 1, 36_500).map(|days| Duration::from_secs(days * 86_400))
+        };
+        let retention = Retention {
+            finished: days("RETENTION_DAYS", retention_defaults.finished)?,
+            erase_disabled_after: days("ERASE_DISABLED_AFTER_DAYS", retention_defaults.erase_disabled_after)?,
         };
         Ok(Config {
             bind_addr,
@@ -133,6 +299,8 @@ impl Config {
             provider_egress,
             operator,
             worker_concurrency,
+            limits,
+            retention,
         })
     }
 }
@@ -188,6 +356,42 @@ mod tests {
         assert!(with(("OPERATOR_BIND_ADDR", "nowhere")).unwrap_err().to_string().contains("OPERATOR_BIND_ADDR"));
         let operator = with(("OPERATOR_BIND_ADDR", "127.0.0.1:9090")).unwrap().operator;
         assert_eq!(operator.bind_addr.unwrap().to_string(), "127.0.0.1:9090");
+        let open = with(("OPERATOR_BIND_ADDR", "0.0.0.0:9090")).unwrap_err().to_string();
+        assert!(open.contains("OPERATOR_BIND_ADDR") && open.contains("OPERATOR_TOKEN"), "{open}");
+        let mut guarded = base.to_vec();
+        guarded.extend([
+            ("OPERATOR_BIND_ADDR", "0.0.0.0:9090"),
+            ("OPERATOR_TOKEN", "t0ken-of-at-least-thirty-two-chars!!"),
+        ]);
+        assert!(config(&guarded).is_ok(), "a token makes a public operator listener acceptable");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_values_they_cannot_use() {
+        let base = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut vars = base.to_vec();
+            vars.push(extra);
+            config(&vars)
+        };
+        let defaults = config(&base).unwrap();
+        assert_eq!(defaults.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.limits.worker_slots_per_account, 2);
+        assert!(defaults.limits.trusted_proxies.is_empty());
+        assert_eq!(defaults.retention.finished, Duration::from_secs(90 * 86_400));
+        let proxies = with(("TRUSTED_PROXIES", "10.0.0.1, ::1")).unwrap().limits.trusted_proxies;
+        assert_eq!(proxies, vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        for (name, value) in [
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("HEADER_READ_TIMEOUT_SECS", "0"),
+            ("MAX_CONNECTIONS", "many"),
+            ("PUSH_STREAMS_PER_USER", "-1"),
+            ("INGEST_RATE_PER_ACCOUNT", "0"),
+            ("RETENTION_DAYS", "1.5"),
+        ] {
+            let error = with((name, value)).unwrap_err();
+            assert!(format!("{error:#}").contains(name), "{name}={value}: {error:#}");
+        }
     }
 
     #[test]

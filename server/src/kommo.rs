@@ -22,6 +22,14 @@ const REFRESH_LEASE_SECS: i64 = 20;
 /// one-second window. Slots 170 ms apart put the 8th at 1190 ms, which leaves 190 ms for a request
 /// that leaves late after its slot (scheduling, a slow connect) without an 8th in one second.
 const REQUEST_SPACING_MS: i64 = 170;
+/// Spacing of authorization-code exchanges towards one Kommo host. Exchanges have their own budget,
+/// apart from any account's API traffic, so that codes anyone can post to our Redirect URI never
+/// delay an account's calls. An install takes three requests here (token, account, the granting user), so four a
+/// second keep it quick while a flood of made-up codes stays well below what Kommo allows.
+const EXCHANGE_SPACING_MS: i64 = 250;
+/// Longest wait for a send slot. Past it the request is not sent: the caller gets
+/// [`KommoError::RateLimited`] (a job retries later), so no task ever queues behind a long backlog.
+pub const MAX_PACE_WAIT: Duration = Duration::from_secs(5);
 /// A `Retry-After` up to this long is waited out in place; longer ones go back to the caller.
 const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -137,6 +145,19 @@ impl KommoHosts {
     }
 }
 
+impl KommoHosts {
+    /// The account subdomain a host names, for hosts allowed by a wildcard (`acme` for
+    /// `acme.kommo.com`); `None` for hosts listed exactly (a local stand-in), which name no subdomain.
+    pub fn subdomain_of(&self, host: &str) -> Option<String> {
+        let host = host.trim().to_ascii_lowercase();
+        self.entries.iter().find_map(|entry| {
+            let label = host.strip_suffix(entry.suffix.as_deref()?)?;
+            (!label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+                .then(|| label.to_owned())
+        })
+    }
+}
+
 /// A bare `host[:port]`: no scheme, userinfo, path, query or fragment.
 fn is_host(value: &str) -> bool {
     !value.is_empty()
@@ -160,6 +181,9 @@ pub struct KommoAccount {
     pub subdomain: String,
     #[serde(default)]
     pub country: Option<String>,
+    /// The user whose token asked: on the install's exchange, the user who granted access.
+    #[serde(default)]
+    pub current_user_id: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -219,7 +243,8 @@ impl KommoClient {
             "code": code.expose_secret(),
             "redirect_uri": oauth.redirect_uri,
         });
-        self.pace(base_url).await?;
+        let bucket = Bucket::Exchange(base_url);
+        self.pace(&bucket).await?;
         let grant = self.token_request(base_url, &body).await.map_err(|error| match error {
             // A refused code is final: it expired, was used, or was never Kommo's.
             KommoError::NeedsReauth => {
@@ -227,10 +252,41 @@ impl KommoClient {
             }
             other => other,
         })?;
-        let account = self.send_get(base_url, &grant.access_token, "/api/v4/account").await?;
+        let account =
+            self.send_once(&bucket, base_url, &grant.access_token, Method::GET, "/api/v4/account", None).await?;
         let account: KommoAccount = serde_json::from_value(account.unwrap_or(Value::Null))
             .map_err(|error| KommoError::Transient(format!("unexpected /api/v4/account body: {error}")))?;
         Ok((grant, account))
+    }
+
+    /// Whether the Kommo user who granted `token` (the account's `current_user_id`) is an admin, asked
+    /// with that very token in the exchange budget of `base_url`. `None` when Kommo does not say.
+    pub async fn grantor_is_admin(
+        &self,
+        base_url: &str,
+        token: &SecretString,
+        account: &KommoAccount,
+    ) -> Result<bool, KommoError> {
+        let Some(user_id) = account.current_user_id else {
+            return Ok(false);
+        };
+        let bucket = Bucket::Exchange(base_url);
+        let path = format!("/api/v4/users/{user_id}");
+        match self.send_once(&bucket, base_url, token, Method::GET, &path, None).await {
+            Ok(body) => Ok(body.as_ref().is_some_and(user_is_active_admin)),
+            Err(KommoError::Rejected { status: 404, .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether `user_id` is an active admin of the account, from `GET /api/v4/users/{id}`
+    /// (`rights.is_admin`). A user Kommo does not know (404) is not.
+    pub async fn user_is_admin(&self, account: AccountId, user_id: i64) -> Result<bool, KommoError> {
+        match self.get(account, &format!("/api/v4/users/{user_id}")).await {
+            Ok(body) => Ok(body.as_ref().is_some_and(user_is_active_admin)),
+            Err(KommoError::Rejected { status: 404, .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// Stores a fresh grant for `account`, sealed and bound to it.
@@ -265,8 +321,9 @@ impl KommoClient {
         let mut token = self.access_token(account, None).await?;
         let mut refreshed = false;
         let mut waited = Duration::ZERO;
+        let bucket = Bucket::Account(account);
         loop {
-            match self.send_once(&base_url, &token, method.clone(), path_and_query, body).await {
+            match self.send_once(&bucket, &base_url, &token, method.clone(), path_and_query, body).await {
                 Err(KommoError::NeedsReauth) if !refreshed => {
                     // A 401 on a call: refresh once (unless someone already did) and retry once.
                     refreshed = true;
@@ -396,7 +453,7 @@ impl KommoClient {
 
     async fn refresh(&self, account: AccountId, row: &TokenRow) -> Result<SecretString, KommoError> {
         let base_url = self.account_base_url(account).await?;
-        self.pace(&base_url).await?;
+        self.pace(&Bucket::Account(account)).await?;
         let refresh_token = self.open(account, REFRESH_TOKEN_COLUMN, &row.refresh_token)?;
         let oauth = &self.inner.oauth;
         let body = serde_json::json!({
@@ -421,18 +478,30 @@ impl KommoClient {
         }
     }
 
-    /// Waits for this request's slot in the bucket of `base_url`, shared through the database by
-    /// all processes. The bucket is the account's API host (`<subdomain>.kommo.com`), so the install's
-    /// exchange, before we know the account, and every later call share one pace. (The local Kommo
-    /// serves every account from one host, so there its accounts share one pace: stricter, never looser.)
-    async fn pace(&self, base_url: &str) -> Result<(), KommoError> {
-        let bucket = base_url;
+    /// Waits for this request's slot in `bucket`, shared through the database by all processes: at
+    /// most [`MAX_PACE_WAIT`]. When the next free slot is further away nothing is reserved and the
+    /// caller gets `RateLimited` with the wait, so a backlog never turns into tasks sleeping in line.
+    async fn pace(&self, bucket: &Bucket<'_>) -> Result<(), KommoError> {
         let now_ms = unix_now_ms();
-        let slot = self.inner.store.reserve_send_slot(bucket, now_ms, REQUEST_SPACING_MS).await.map_err(storage)?;
-        if slot > now_ms {
-            tokio::time::sleep(Duration::from_millis(u64::try_from(slot - now_ms).unwrap_or(0))).await;
+        let max_wait_ms = i64::try_from(MAX_PACE_WAIT.as_millis()).unwrap_or(i64::MAX);
+        let slot = self
+            .inner
+            .store
+            .reserve_send_slot(&bucket.key(), now_ms, bucket.spacing_ms(), max_wait_ms)
+            .await
+            .map_err(storage)?;
+        match slot {
+            Ok(slot) if slot > now_ms => {
+                tokio::time::sleep(Duration::from_millis(u64::try_from(slot - now_ms).unwrap_or(0))).await;
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(next_free) => {
+                metrics::counter!("kommo_requests_total", "status" => "paced_out").increment(1);
+                let wait = u64::try_from(next_free - now_ms).unwrap_or(0);
+                Err(KommoError::RateLimited(Duration::from_millis(wait.max(1))))
+            }
         }
-        Ok(())
     }
 
     async fn park(&self, account: AccountId, state: AccountState, reason: &str) {
@@ -478,17 +547,18 @@ impl KommoClient {
         }
     }
 
-    /// One request, paced in the bucket of its host; every answer is counted in
+    /// One request, paced in `bucket`; every answer is counted in
     /// `kommo_requests_total{status}`.
     async fn send_once(
         &self,
+        bucket: &Bucket<'_>,
         base_url: &str,
         token: &SecretString,
         method: Method,
         path_and_query: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, KommoError> {
-        self.pace(base_url).await?;
+        self.pace(bucket).await?;
         let mut request =
             self.inner.http.request(method, format!("{base_url}{path_and_query}")).bearer_auth(token.expose_secret());
         if let Some(body) = body {
@@ -523,16 +593,6 @@ impl KommoClient {
         let detail = response.json::<Value>().await.ok().map(|body| problem_detail(&body)).unwrap_or_default();
         Err(classify(status, after, detail))
     }
-
-    /// One GET outside an account (the install's exchange), paced in the bucket of its host.
-    async fn send_get(
-        &self,
-        base_url: &str,
-        token: &SecretString,
-        path_and_query: &str,
-    ) -> Result<Option<Value>, KommoError> {
-        self.send_once(base_url, token, Method::GET, path_and_query, None).await
-    }
 }
 
 /// The readable part of a Kommo error body: its `detail` (or `title`), then each validation error as
@@ -555,6 +615,35 @@ fn problem_detail(body: &Value) -> String {
         }
     }
     detail
+}
+
+/// Which rate budget a request spends: an account's API traffic (Kommo's 7 requests/s per account,
+/// refreshes included), or the authorization-code exchanges towards one Kommo host.
+enum Bucket<'a> {
+    Account(AccountId),
+    Exchange(&'a str),
+}
+
+impl Bucket<'_> {
+    fn key(&self) -> String {
+        match self {
+            Bucket::Account(account) => format!("account:{}", account.0),
+            Bucket::Exchange(base_url) => format!("exchange:{base_url}"),
+        }
+    }
+
+    fn spacing_ms(&self) -> i64 {
+        match self {
+            Bucket::Account(_) => REQUEST_SPACING_MS,
+            Bucket::Exchange(_) => EXCHANGE_SPACING_MS,
+        }
+    }
+}
+
+/// `rights.is_admin` and `rights.is_active` of a user as `GET /api/v4/users/{id}` describes it.
+fn user_is_active_admin(user: &Value) -> bool {
+    let rights = &user["rights"];
+    rights["is_admin"].as_bool() == Some(true) && rights["is_active"].as_bool() != Some(false)
 }
 
 /// A token pair with its absolute expiry.
@@ -618,6 +707,25 @@ mod tests {
         ] {
             assert_eq!(hosts.base_url(refused), None, "{refused} was allowed");
         }
+    }
+
+    #[test]
+    fn wildcard_hosts_name_their_subdomain_and_exact_hosts_none() {
+        let hosts = KommoHosts::parse("*.kommo.com, http://127.0.0.1:8090").unwrap();
+        assert_eq!(hosts.subdomain_of("acme.kommo.com").as_deref(), Some("acme"));
+        assert_eq!(hosts.subdomain_of("ACME.kommo.com").as_deref(), Some("acme"));
+        assert_eq!(hosts.subdomain_of("127.0.0.1:8090"), None);
+        assert_eq!(hosts.subdomain_of("a.b.kommo.com"), None);
+    }
+
+    #[test]
+    fn only_an_active_admin_counts_as_admin() {
+        let user = |is_admin: Value, is_active: Value| serde_json::json!({"id": 1, "rights": {"is_admin": is_admin, "is_active": is_active}});
+        assert!(user_is_active_admin(&user(true.into(), true.into())));
+        assert!(!user_is_active_admin(&user(false.into(), true.into())));
+        assert!(!user_is_active_admin(&user(true.into(), false.into())));
+        assert!(!user_is_active_admin(&user("Y".into(), true.into())), "only Kommo's boolean counts");
+        assert!(!user_is_active_admin(&serde_json::json!({"id": 1})));
     }
 
     #[test]

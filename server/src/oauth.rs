@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::crypto::{Keyring, SealContext, random_token};
 use crate::http::{ApiError, AppState};
 use crate::kommo::{KommoClient, KommoError};
-use crate::store::{PENDING_CODE_ACCOUNT, Store, unix_now};
+use crate::store::{PENDING_CODE_ACCOUNT, PendingCodeLimits, Store, unix_now};
+use crate::throttle::ClientAddr;
 
 /// Kommo's authorization codes live 20 minutes; older ones are not worth trying.
 pub const CODE_LIFETIME_SECS: i64 = 20 * 60;
@@ -26,6 +27,11 @@ pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a consent `state` stays valid.
 const STATE_LIFETIME_SECS: i64 = 10 * 60;
 const CODE_COLUMN: &str = "oauth_codes.code";
+/// Kommo's authorization codes are a few hundred characters; anything longer is not one, and is
+/// refused before it is stored.
+pub const MAX_CODE_LEN: usize = 4096;
+/// Codes waiting for their exchange per Kommo host, at most.
+pub const MAX_PENDING_CODES_PER_HOST: u32 = 20;
 
 pub const CALLBACK_PATH: &str = "/oauth/kommo/callback";
 pub const START_PATH: &str = "/oauth/kommo/start";
@@ -37,13 +43,16 @@ pub struct Installer {
     pub store: Store,
     pub kommo: KommoClient,
     pub keyring: std::sync::Arc<Keyring>,
+    /// Codes waiting for their exchange at most (`MAX_PENDING_CODES`, and per Kommo host).
+    pub pending_limits: PendingCodeLimits,
 }
 
 impl Installer {
     /// Keeps the code (sealed) before anything else, so an acknowledged install survives a crash.
-    pub async fn receive_code(&self, api_domain: &str, code: &SecretString) -> sqlx::Result<i64> {
+    /// `None` when too many codes wait for their exchange already (nothing stored).
+    pub async fn receive_code(&self, api_domain: &str, code: &SecretString) -> sqlx::Result<Option<i64>> {
         let sealed = self.keyring.seal(SealContext { column: CODE_COLUMN, account_id: PENDING_CODE_ACCOUNT }, code);
-        self.store.insert_code(api_domain, &sealed).await
+        self.store.insert_code(api_domain, &sealed, unix_now() - CODE_LIFETIME_SECS, self.pending_limits).await
     }
 
     /// Exchanges pending codes: one (`only`), or every one due (recovery). Returns how many
@@ -85,6 +94,28 @@ impl Installer {
             .open(SealContext { column: CODE_COLUMN, account_id: PENDING_CODE_ACCOUNT }, sealed_code)
             .map_err(|_| KommoError::Rejected { status: 0, detail: "stored code does not decrypt".into() })?;
         let (grant, account) = self.kommo.exchange_code(&base_url, &code).await?;
+        // The code must be the account's whose host it came from: `referer` names the host, and
+        // `/api/v4/account` (asked with the new token) names the account.
+        if let Some(subdomain) = self.kommo.hosts().subdomain_of(api_domain)
+            && !subdomain.eq_ignore_ascii_case(&account.subdomain)
+        {
+            return Err(KommoError::Rejected {
+                status: 0,
+                detail: "the authorization is for another account than the host it came from".into(),
+            });
+        }
+        // Only an admin's consent replaces the account's tokens (any user may authorize an installed
+        // integration in Kommo, and a token carries the rights of the user who granted it).
+        if !self.kommo.grantor_is_admin(&base_url, &grant.access_token, &account).await? {
+            tracing::warn!(
+                kommo.account_id = account.id,
+                "authorization refused: granted by a user who is not an admin"
+            );
+            return Err(KommoError::Rejected {
+                status: 0,
+                detail: "the authorization was granted by a user who is not an admin of the account".into(),
+            });
+        }
         let database = |error: sqlx::Error| KommoError::Transient(format!("storage: {error}"));
         let id = self
             .store
@@ -110,9 +141,14 @@ pub struct CallbackQuery {
 
 pub async fn callback(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
+    // Anyone can call the Redirect URI: budget it per client address and in total before any work.
+    if let Err(wait) = state.throttle.oauth(client) {
+        return too_many(wait);
+    }
     if query.client_id.as_deref().is_some_and(|id| id != state.client_id.as_ref()) {
         return page(StatusCode::BAD_REQUEST, "This authorization was issued for another integration.");
     }
@@ -144,13 +180,25 @@ pub async fn callback(
     let (Some(code), Some(referer)) = (query.code, query.referer) else {
         return page(StatusCode::BAD_REQUEST, "The authorization is missing its code or account.");
     };
+    if code.len() > MAX_CODE_LEN {
+        return page(StatusCode::BAD_REQUEST, "The authorization code is not one Kommo issues.");
+    }
     // Our client secret goes to this host: it must be allowlisted before any outbound call.
     if state.installer.kommo.hosts().base_url(&referer).is_none() {
         tracing::warn!("authorization code refused: referer host is not allowlisted");
         return page(StatusCode::BAD_REQUEST, "This account's address is not one we connect to.");
     }
     let id = match state.installer.receive_code(&referer.to_ascii_lowercase(), &SecretString::from(code)).await {
-        Ok(id) => id,
+        Ok(Some(id)) => id,
+        Ok(None) => {
+            tracing::warn!("authorization code refused: too many codes wait for their exchange");
+            let mut response = page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many authorizations are in progress; please try again in a minute.",
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return response;
+        }
         Err(error) => return ApiError::from(error).into_response(),
     };
     let installer = state.installer.clone();
@@ -171,7 +219,10 @@ pub async fn callback(
 
 /// Starts the consent flow: a single-use state of 256 random bits, bound to this browser by a
 /// cookie, then a redirect to Kommo's consent page.
-pub async fn start(State(state): State<AppState>) -> Response {
+pub async fn start(State(state): State<AppState>, ClientAddr(client): ClientAddr) -> Response {
+    if let Err(wait) = state.throttle.oauth(client) {
+        return too_many(wait);
+    }
     let consent_state = random_token(32);
     let browser = random_token(32);
     let expires_at = unix_now() + STATE_LIFETIME_SECS;
@@ -250,6 +301,14 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+/// 429 with `Retry-After` (whole seconds, at least one).
+fn too_many(wait: Duration) -> Response {
+    let mut response = page(StatusCode::TOO_MANY_REQUESTS, "Too many requests; please try again in a moment.");
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// A minimal self-contained page: no third-party resources, no referrer.

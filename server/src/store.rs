@@ -75,6 +75,32 @@ pub struct PendingCode {
     pub received_at: i64,
 }
 
+/// How many authorization codes may wait for their exchange, in total and per Kommo host.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingCodeLimits {
+    pub total: u32,
+    pub per_host: u32,
+}
+
+/// Who a call concerns, as far as the server knows it yet: its client's number (as the provider sent
+/// it), its extension, the user it was assigned to, and the entity it landed on in Kommo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallParties {
+    pub client_number: String,
+    pub extension: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    pub entity: Option<(String, i64)>,
+}
+
+/// What [`Store::housekeeping`] keeps, and for how long (seconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// Finished calls, their Kommo write records, call results, applied inbox rows and finished jobs.
+    pub finished_secs: i64,
+    /// A disabled account's data, after Kommo's disable hook.
+    pub disabled_account_secs: i64,
+}
+
 /// Codes are sealed before an account exists; this stands in for the account id in their binding.
 pub const PENDING_CODE_ACCOUNT: i64 = 0;
 
@@ -360,18 +386,81 @@ impl Store {
     /// provider events applied a month ago (their call stays in `voip_calls`; a provider retry that late
     /// is no longer recognised as a duplicate, and none retries that long); consent states past their
     /// expiry; authorization codes left unexchanged a day after Kommo's 20-minute lifetime ended.
-    pub async fn housekeeping(&self, now: i64) -> sqlx::Result<u64> {
+    pub async fn housekeeping(&self, now: i64, keep: Keep) -> sqlx::Result<u64> {
         const DAY: i64 = 24 * 3600;
+        let finished = now - keep.finished_secs;
+        // A call whose job is queued or running is not finished, whatever its age.
+        const IDLE: &str = "NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.account_id = t.account_id
+                              AND j.subject = t.call_id AND j.state IN ('queued', 'running'))";
         let mut removed = 0;
-        for (statement, cutoff) in [
-            ("DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1", (now - 7 * DAY) * 1000),
-            ("DELETE FROM webhook_inbox WHERE applied_at IS NOT NULL AND applied_at < ?1", now - 30 * DAY),
-            ("DELETE FROM oauth_states WHERE expires_at < ?1", now),
-            ("DELETE FROM oauth_codes WHERE received_at < ?1", now - DAY),
-        ] {
-            removed += sqlx::query(statement).bind(cutoff).execute(&self.pool).await?.rows_affected();
+        let statements: [(String, i64); 10] = [
+            (
+                "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1".into(),
+                (now - (7 * DAY).min(keep.finished_secs)) * 1000,
+            ),
+            ("DELETE FROM jobs WHERE state = 'dead' AND updated_at < ?1".into(), finished * 1000),
+            (
+                "DELETE FROM webhook_inbox WHERE applied_at IS NOT NULL AND applied_at < ?1".into(),
+                now - (30 * DAY).min(keep.finished_secs),
+            ),
+            (format!("DELETE FROM voip_calls AS t WHERE updated_at < ?1 AND {IDLE}"), finished),
+            (format!("DELETE FROM kommo_writes AS t WHERE updated_at < ?1 AND {IDLE}"), finished),
+            (format!("DELETE FROM call_results AS t WHERE updated_at < ?1 AND {IDLE}"), finished),
+            ("DELETE FROM oauth_states WHERE expires_at < ?1".into(), now),
+            ("DELETE FROM oauth_codes WHERE received_at < ?1".into(), now - DAY),
+            // Pacing rows of buckets idle for a minute say nothing any more.
+            ("DELETE FROM kommo_rate WHERE next_at_ms < ?1".into(), (now - 60) * 1000),
+            // Erasure after Kommo's disable hook: every table hangs off accounts with ON DELETE CASCADE.
+            (
+                "DELETE FROM accounts WHERE state = 'disabled' AND updated_at < ?1".into(),
+                now - keep.disabled_account_secs,
+            ),
+        ];
+        for (statement, cutoff) in statements {
+            removed += sqlx::query(&statement).bind(cutoff).execute(&self.pool).await?.rows_affected();
         }
         Ok(removed)
+    }
+
+    /// Who the call `call_id` concerns (see [`CallParties`]); `None` when the account has no such call.
+    /// Before the worker folded the call, its stored provider events tell.
+    pub async fn call_parties(&self, account: AccountId, call_id: &str) -> sqlx::Result<Option<CallParties>> {
+        let folded: Option<(String, String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>)> =
+            sqlx::query_as(
+                "SELECT from_number, to_number, direction, extension, responsible_user_id, entity_type, entity_id
+                 FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
+            )
+            .bind(account.0)
+            .bind(call_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some((from, to, direction, extension, responsible_user_id, entity_type, entity_id)) = folded {
+            let client_number = if direction.as_deref() == Some("outbound") { to } else { from };
+            return Ok(Some(CallParties {
+                client_number,
+                extension,
+                responsible_user_id,
+                entity: entity_type.zip(entity_id),
+            }));
+        }
+        let bodies: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM webhook_inbox WHERE account_id = ?1 AND call_id = ?2 ORDER BY id LIMIT 50",
+        )
+        .bind(account.0)
+        .bind(call_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let events: Vec<shared::FromWebhook> =
+            bodies.iter().filter_map(|body| serde_json::from_str(body).ok()).collect();
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        let outbound = events.iter().any(|event| event.direction == Some(shared::CallDirection::Outbound));
+        Ok(Some(CallParties {
+            client_number: if outbound { first.to.clone() } else { first.from.clone() },
+            extension: events.iter().rev().find_map(|event| event.extension.clone()),
+            ..CallParties::default()
+        }))
     }
 
     /// The Kommo user an extension belongs to in this account, if mapped.
@@ -534,30 +623,66 @@ impl Store {
             .map(drop)
     }
 
-    /// Reserves the next send slot of `bucket`, `spacing_ms` after the previous one, and returns
-    /// its start (unix ms). One atomic statement, so processes sharing the database never take the
-    /// same slot: together they stay within the rate.
-    pub async fn reserve_send_slot(&self, bucket: &str, now_ms: i64, spacing_ms: i64) -> sqlx::Result<i64> {
-        sqlx::query_scalar(
+    /// Reserves the next send slot of `bucket`, `spacing_ms` after the previous one, unless that slot
+    /// starts more than `max_wait_ms` from `now_ms`: `Ok(start)` (unix ms) when reserved, `Err(next)`
+    /// with the next free slot when not. One atomic statement, so processes sharing the database
+    /// never take the same slot: together they stay within the rate.
+    pub async fn reserve_send_slot(
+        &self,
+        bucket: &str,
+        now_ms: i64,
+        spacing_ms: i64,
+        max_wait_ms: i64,
+    ) -> sqlx::Result<Result<i64, i64>> {
+        let reserved: Option<i64> = sqlx::query_scalar(
             "INSERT INTO kommo_rate (bucket, next_at_ms) VALUES (?1, ?2 + ?3)
              ON CONFLICT (bucket) DO UPDATE SET next_at_ms = MAX(kommo_rate.next_at_ms, ?2) + ?3
+                 WHERE kommo_rate.next_at_ms <= ?2 + ?4
              RETURNING next_at_ms - ?3",
         )
         .bind(bucket)
         .bind(now_ms)
         .bind(spacing_ms)
-        .fetch_one(&self.pool)
-        .await
+        .bind(max_wait_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(start) = reserved {
+            return Ok(Ok(start));
+        }
+        let next: Option<i64> = sqlx::query_scalar("SELECT next_at_ms FROM kommo_rate WHERE bucket = ?1")
+            .bind(bucket)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Err(next.unwrap_or(now_ms)))
     }
 
-    /// Keeps a received authorization code (sealed) until it is exchanged.
-    pub async fn insert_code(&self, api_domain: &str, sealed_code: &str) -> sqlx::Result<i64> {
-        sqlx::query_scalar("INSERT INTO oauth_codes (api_domain, code, received_at) VALUES (?1, ?2, ?3) RETURNING id")
-            .bind(api_domain)
-            .bind(sealed_code)
-            .bind(unix_now())
-            .fetch_one(&self.pool)
-            .await
+    /// Keeps a received authorization code (sealed) until it is exchanged, unless `limits` codes are
+    /// waiting already (in total, or for this host): then `None` and nothing is stored. Codes older
+    /// than `not_before` no longer count (they expired at Kommo).
+    pub async fn insert_code(
+        &self,
+        api_domain: &str,
+        sealed_code: &str,
+        not_before: i64,
+        limits: PendingCodeLimits,
+    ) -> sqlx::Result<Option<i64>> {
+        sqlx::query_scalar(
+            "INSERT INTO oauth_codes (api_domain, code, received_at)
+             SELECT ?1, ?2, ?3
+              WHERE (SELECT COUNT(*) FROM oauth_codes
+                      WHERE state IN ('pending', 'exchanging') AND received_at >= ?4) < ?5
+                AND (SELECT COUNT(*) FROM oauth_codes
+                      WHERE api_domain = ?1 AND state IN ('pending', 'exchanging') AND received_at >= ?4) < ?6
+             RETURNING id",
+        )
+        .bind(api_domain)
+        .bind(sealed_code)
+        .bind(unix_now())
+        .bind(not_before)
+        .bind(i64::from(limits.total))
+        .bind(i64::from(limits.per_host))
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// Claims pending codes received after `not_before` (older ones have expired at Kommo),

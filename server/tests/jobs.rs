@@ -29,6 +29,8 @@ async fn account(store: &Store, kommo_id: i64) -> AccountId {
 
 const T0: i64 = 1_800_000_000_000;
 const LEASE_MS: i64 = LEASE.as_millis() as i64;
+/// A per-account cap no test below reaches, for the tests about something else.
+const UNCAPPED: i64 = 1000;
 
 async fn states(store: &Store) -> Vec<(String, String, i64)> {
     sqlx::query_as("SELECT subject, state, attempts FROM jobs ORDER BY id").fetch_all(store.pool()).await.unwrap()
@@ -54,7 +56,7 @@ async fn one_claim_takes_at_most_one_job_per_account_so_a_noisy_account_cannot_s
         queue.enqueue(noisy, KIND_CALL, &format!("noisy-{call}"), T0).await.unwrap();
     }
     queue.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 10).await.unwrap();
-    let claimed = queue.claim(T0 + 20, 8).await.unwrap();
+    let claimed = queue.claim(T0 + 20, 8, UNCAPPED).await.unwrap();
     let mut subjects: Vec<&str> = claimed.iter().map(|job| job.subject.as_str()).collect();
     subjects.sort_unstable();
     assert_eq!(subjects, ["noisy-0", "quiet-0"], "the quiet account's one job runs in the first round");
@@ -66,17 +68,17 @@ async fn a_call_never_runs_twice_at_once_and_a_dead_workers_lease_expires() {
     let a = account(&db.store, 1).await;
     let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
     first.enqueue(a, KIND_CALL, "call-1", T0).await.unwrap();
-    let claimed = first.claim(T0, 4).await.unwrap();
+    let claimed = first.claim(T0, 4, UNCAPPED).await.unwrap();
     assert_eq!(claimed.len(), 1);
     // A new event for the same call queues a second job while the first runs...
     first.enqueue(a, KIND_CALL, "call-1", T0 + 1).await.unwrap();
     // ...which nobody may claim while the first holds its lease.
-    assert!(second.claim(T0 + 2, 4).await.unwrap().is_empty());
+    assert!(second.claim(T0 + 2, 4, UNCAPPED).await.unwrap().is_empty());
     // w1 dies (kill -9): before its lease passes nothing comes back; after, the queued twin takes the
     // call over and the dead run is closed.
     assert_eq!(second.recover_expired(T0 + LEASE_MS - 1).await.unwrap(), 0);
     assert_eq!(second.recover_expired(T0 + LEASE_MS + 1).await.unwrap(), 1);
-    let taken = second.claim(T0 + LEASE_MS + 1, 4).await.unwrap();
+    let taken = second.claim(T0 + LEASE_MS + 1, 4, UNCAPPED).await.unwrap();
     assert_eq!(taken.len(), 1);
     assert_ne!(taken[0].id, claimed[0].id, "the newer job of the call runs");
     // The late w1 cannot finish a job it lost.
@@ -96,12 +98,37 @@ async fn a_lone_job_of_a_dead_worker_is_queued_again_once_its_lease_passed() {
     let a = account(&db.store, 1).await;
     let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
     first.enqueue(a, KIND_CALL, "call-1", T0).await.unwrap();
-    let claimed = first.claim(T0, 4).await.unwrap();
-    assert!(second.claim(T0 + LEASE_MS + 1, 4).await.unwrap().is_empty(), "running until recovered");
+    let claimed = first.claim(T0, 4, UNCAPPED).await.unwrap();
+    assert!(second.claim(T0 + LEASE_MS + 1, 4, UNCAPPED).await.unwrap().is_empty(), "running until recovered");
     assert_eq!(second.recover_expired(T0 + LEASE_MS + 1).await.unwrap(), 1);
-    let taken = second.claim(T0 + LEASE_MS + 2, 4).await.unwrap();
+    let taken = second.claim(T0 + LEASE_MS + 2, 4, UNCAPPED).await.unwrap();
     assert_eq!(taken.iter().map(|job| job.id).collect::<Vec<_>>(), [claimed[0].id]);
     assert_eq!(taken[0].attempts, 2, "the lost run counts as an attempt");
+}
+
+#[tokio::test]
+async fn an_account_with_its_share_of_jobs_running_in_any_process_gets_no_more_until_one_ends() {
+    let db = db().await;
+    let (noisy, quiet) = (account(&db.store, 1).await, account(&db.store, 2).await);
+    let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
+    for call in 0..50 {
+        first.enqueue(noisy, KIND_CALL, &format!("noisy-{call}"), T0 + call).await.unwrap();
+    }
+    // Each round of claims takes one job per account; the noisy account stops at its 2 running jobs,
+    // whichever process claimed them.
+    let mut running = first.claim(T0 + 100, 8, 2).await.unwrap();
+    running.extend(second.claim(T0 + 100, 8, 2).await.unwrap());
+    assert!(second.claim(T0 + 100, 8, 2).await.unwrap().is_empty(), "the noisy account has its 2 slots");
+    assert_eq!(running.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-0", "noisy-1"]);
+    // The quiet account's call, queued later than the whole backlog, is claimed at once.
+    first.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 200).await.unwrap();
+    let quiet_claim = second.claim(T0 + 200, 8, 2).await.unwrap();
+    assert_eq!(quiet_claim.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["quiet-0"]);
+    // A finished job frees one slot of its account, and only one.
+    first.complete(&running[0], T0 + 300).await.unwrap();
+    let next = first.claim(T0 + 300, 8, 2).await.unwrap();
+    assert_eq!(next.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-2"]);
+    assert!(first.claim(T0 + 300, 8, 2).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -115,7 +142,7 @@ async fn a_large_backlog_of_one_account_never_hides_another_accounts_job() {
     }
     tx.commit().await.unwrap();
     queue.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 10_000).await.unwrap();
-    let claimed = queue.claim(T0 + 20_000, 2).await.unwrap();
+    let claimed = queue.claim(T0 + 20_000, 2, UNCAPPED).await.unwrap();
     let mut subjects: Vec<&str> = claimed.iter().map(|job| job.subject.as_str()).collect();
     subjects.sort_unstable();
     assert_eq!(subjects, ["noisy-0", "quiet-0"]);
@@ -130,7 +157,7 @@ async fn failures_back_off_then_park_as_a_dead_letter_that_can_be_retried() {
     let mut now = T0;
     let mut delays = Vec::new();
     loop {
-        let job = queue.claim(now, 1).await.unwrap().pop().expect("the job is due");
+        let job = queue.claim(now, 1, UNCAPPED).await.unwrap().pop().expect("the job is due");
         let error =
             JobError::Retry { error: format!("Kommo is unavailable: 500 (attempt {})", job.attempts), after: None };
         let outcome = queue.fail(&job, &error, now).await.unwrap();
@@ -140,7 +167,7 @@ async fn failures_back_off_then_park_as_a_dead_letter_that_can_be_retried() {
         }
         assert_eq!(outcome, Outcome::Retried);
         let run_at: i64 = sqlx::query_scalar("SELECT run_at FROM jobs").fetch_one(db.store.pool()).await.unwrap();
-        assert!(queue.claim(run_at - 1, 1).await.unwrap().is_empty(), "not before its backoff");
+        assert!(queue.claim(run_at - 1, 1, UNCAPPED).await.unwrap().is_empty(), "not before its backoff");
         delays.push(run_at - now);
         now = run_at;
     }
@@ -174,11 +201,11 @@ async fn a_permanent_failure_is_dead_at_once_and_parking_burns_no_attempt() {
     .execute(db.store.pool())
     .await
     .unwrap();
-    let job = queue.claim(T0, 1).await.unwrap().pop().unwrap();
+    let job = queue.claim(T0, 1, UNCAPPED).await.unwrap().pop().unwrap();
     let parked = queue.fail(&job, &JobError::Park { error: "Kommo suspended access".into() }, T0).await.unwrap();
     assert_eq!(parked, Outcome::Parked);
     let park_ms = PARK_DELAY.as_millis() as i64;
-    let job = queue.claim(T0 + 1, 1).await.unwrap().pop().unwrap();
+    let job = queue.claim(T0 + 1, 1, UNCAPPED).await.unwrap().pop().unwrap();
     assert_eq!(job.subject, "broken");
     let dead = queue.fail(&job, &JobError::Fail { error: "unreadable event".into() }, T0 + 1).await.unwrap();
     assert_eq!(dead, Outcome::Dead);
@@ -188,8 +215,8 @@ async fn a_permanent_failure_is_dead_at_once_and_parking_burns_no_attempt() {
             .await
             .unwrap();
     assert_eq!(delivery, ("failed".to_owned(), "unreadable event".to_owned()), "the dead letter's call shows failed");
-    assert!(queue.claim(T0 + park_ms - 1, 1).await.unwrap().is_empty(), "parked for its delay");
-    let again = queue.claim(T0 + park_ms, 1).await.unwrap().pop().unwrap();
+    assert!(queue.claim(T0 + park_ms - 1, 1, UNCAPPED).await.unwrap().is_empty(), "parked for its delay");
+    let again = queue.claim(T0 + park_ms, 1, UNCAPPED).await.unwrap().pop().unwrap();
     assert_eq!((again.subject.as_str(), again.attempts), ("parked", 1), "parking refunded the attempt");
 }
 
@@ -221,7 +248,7 @@ async fn the_worker_runs_every_job_once_and_records_each_outcome() {
     };
     let shutdown = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    let worker = Worker { queue: queue.clone(), handler, concurrency: 4, wake: wake.clone() };
+    let worker = Worker { queue: queue.clone(), handler, concurrency: 4, slots_per_account: 2, wake: wake.clone() };
     let running = tokio::spawn(worker.run(shutdown.clone()));
     wake.notify_one();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -243,6 +270,70 @@ async fn the_worker_runs_every_job_once_and_records_each_outcome() {
     assert!(runs.values().all(|&count| count == 1), "{runs:?}");
     let dead = queue.dead_letters(None, 10).await.unwrap();
     assert_eq!(dead.iter().map(|letter| letter.subject.as_str()).collect::<Vec<_>>(), ["always-fails"]);
+}
+
+#[tokio::test]
+async fn a_job_whose_handler_panics_loses_its_lease_and_runs_again_after_a_backoff() {
+    let db = db().await;
+    let a = account(&db.store, 1).await;
+    let queue = Queue::new(&db.store, "worker-test");
+    queue.enqueue(a, KIND_CALL, "call-1", 0).await.unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let handler: Handler = {
+        let runs = runs.clone();
+        Arc::new(move |job: Job| {
+            let runs = runs.clone();
+            Box::pin(async move {
+                runs.lock().unwrap().push(job.attempts);
+                assert!(job.attempts > 1, "a bug met on the first attempt");
+                Ok(())
+            })
+        })
+    };
+    let shutdown = CancellationToken::new();
+    let wake = Arc::new(Notify::new());
+    let worker = Worker { queue: queue.clone(), handler, concurrency: 2, slots_per_account: 2, wake: wake.clone() };
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    wake.notify_one();
+    let job = |store: &Store| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_as::<_, (String, i64, Option<i64>, Option<String>)>(
+                "SELECT state, attempts, locked_until, last_error FROM jobs",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The panic is recorded as a failure: the job waits for its backoff with no lease that a
+    // heartbeat could keep alive (a job left `running` with a renewed lease would never run again).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let after_panic = loop {
+        let row = job(&db.store).await;
+        if !runs.lock().unwrap().is_empty() && row.0 != "running" {
+            break row;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the panicking job stayed running: {row:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(*runs.lock().unwrap(), [1], "not run again before its backoff");
+    assert_eq!((after_panic.0.as_str(), after_panic.2), ("queued", None), "{after_panic:?}");
+    assert!(after_panic.3.as_deref().is_some_and(|error| error.contains("panicked")), "{after_panic:?}");
+    // ... and then it runs again, and succeeds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let row = job(&db.store).await;
+        if row.0 == "done" {
+            assert_eq!(row.1, 2, "one failed attempt, one that succeeded");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the job did not run again: {row:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(*runs.lock().unwrap(), [1, 2]);
 }
 
 #[tokio::test]
@@ -278,7 +369,8 @@ async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
         .await
         .unwrap();
     }
-    assert_eq!(db.store.housekeeping(now).await.unwrap(), 2);
+    let keep = server::store::Keep { finished_secs: 90 * day, disabled_account_secs: 30 * day };
+    assert_eq!(db.store.housekeeping(now, keep).await.unwrap(), 2);
     let jobs: Vec<String> =
         sqlx::query_scalar("SELECT subject FROM jobs ORDER BY id").fetch_all(db.store.pool()).await.unwrap();
     assert_eq!(jobs, ["new-done", "old-dead", "old-queued"]);

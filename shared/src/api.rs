@@ -10,6 +10,9 @@ pub mod paths {
     pub const SETTINGS: &str = "/widget/v1/settings";
     pub const SETTINGS_CHECK: &str = "/widget/v1/settings/check";
     pub const WEBHOOK_SECRET: &str = "/widget/v1/settings/webhook-secret";
+    /// `POST`: the webhook address and the current signing secret, for an admin to paste into the
+    /// provider again (answered with `Cache-Control: no-store`).
+    pub const WEBHOOK_REVEAL: &str = "/widget/v1/settings/webhook/reveal";
     pub const PUSH_TICKET: &str = "/widget/v1/push/ticket";
     pub const PUSH_EVENTS: &str = "/widget/v1/push/events";
     pub const CONNECTION: &str = "/widget/v1/connection";

@@ -269,6 +269,9 @@ fn route(desk: &mut Desk<'_>, method: &Method, request: &Request) -> Outcome {
     match (method.as_str(), segments.as_slice()) {
         ("GET", ["account"]) => rest::account(desk.account, request),
         ("GET", ["users"]) => rest::users(desk.account, request),
+        ("GET", ["users", user]) if id(user).is_some() => {
+            rest::user(desk.account, request, id(user).unwrap_or_default())
+        }
         ("GET", ["contacts"]) => handlers::list_contacts(desk, request),
         ("POST", ["contacts"]) => handlers::create_contacts(desk, request),
         ("GET", ["contacts", contact]) if id(contact).is_some() => {

@@ -108,6 +108,9 @@ pub(crate) struct InstallRequest {
     account_id: u64,
     /// Sent instead of the stand-in's `host:port` (to forge a referer).
     referer: Option<String>,
+    /// The user whose code it is; by default the account's admin (only admins install in Kommo, but
+    /// any user can authorize an installed integration again).
+    user_id: Option<u64>,
 }
 
 /// `POST /sandbox/kommo/install`: issues a code for the account's admin and sends it to the Redirect URI the
@@ -118,7 +121,7 @@ pub(crate) async fn install(
 ) -> Result<Json<Value>, SandboxError> {
     let stand_in = &state.stand_in;
     let account = known_account(stand_in, request.account_id)?;
-    let user = account.admin().map(|user| user.id).unwrap_or_default();
+    let user = request.user_id.or_else(|| account.admin().map(|user| user.id)).unwrap_or_default();
     let code = stand_in.ledger().issue_code(account.id, user, stand_in.settings.code_ttl, Instant::now());
     let mut url = server_url(&state, CALLBACK_PATH)?;
     url.query_pairs_mut()

@@ -10,7 +10,7 @@
 //! |---|---|
 //! | `POST /oauth2/access_token` | JSON `{client_id, client_secret, grant_type, code\|refresh_token, redirect_uri}` → `{token_type, expires_in, server_time, access_token, refresh_token}`. Wrong client → 401; redirect_uri ≠ `PUBLIC_BASE_URL/oauth/kommo/callback` → 400; codes single-use (a replay → 400 and the tokens from that code are revoked) and short-lived; refresh rotates, the old refresh token works until the new one is first presented |
 //! | `GET /oauth?client_id&state&mode&account` | Consent page; Allow / Decline redirect to the Redirect URI with `code&state&referer&client_id` or `error=access_denied&state&client_id` |
-//! | `GET /api/v4/account`, `GET /api/v4/users?page&limit` | HAL JSON; users 1-based pages, `limit` ≤ 250 (else 422), an empty page is 204 |
+//! | `GET /api/v4/account`, `GET /api/v4/users?page&limit`, `GET /api/v4/users/{id}` | HAL JSON; users 1-based pages, `limit` ≤ 250 (else 422), an empty page is 204 |
 //! | `GET /api/v4/contacts?query&with=leads&filter[id][]`, `GET /api/v4/contacts/{id}`, `POST /api/v4/contacts` | `query` matches phone digits in part (or names); `PHONE`/`EMAIL` in `custom_fields_values` |
 //! | `GET /api/v4/leads?filter[id][]&with=contacts`, `GET /api/v4/leads/{id}`, `POST /api/v4/leads`, `POST /api/v4/leads/complex` | Status 142 won, 143 lost (with `closed_at`), others active; complex ≤ 50, answers a bare array |
 //! | `POST /api/v4/calls` | Required `direction`, `duration`, `source`, `phone`; stored as a `call_in`/`call_out` note on the one active lead of the number's contacts, else on the contact; no entity → per [`crm::CallsMode`] |
@@ -20,7 +20,7 @@
 //! | any other `/api/v4/...` | Authenticated and counted, then 404 |
 //! | `POST /sandbox/kommo/accounts` `{id, subdomain, name?, country?, users?}` | Creates an account (201; 200 with the existing one) |
 //! | `GET /sandbox/kommo/accounts[/{id}]` | Accounts with `installed` (holds a live grant) |
-//! | `POST /sandbox/kommo/install` `{account_id, referer?}` | Kommo's install request to the server → `{status, elapsed_ms, code}` |
+//! | `POST /sandbox/kommo/install` `{account_id, referer?, user_id?}` | Kommo's install request to the server → `{status, elapsed_ms, code}` |
 //! | `POST /sandbox/kommo/disable` `{account_id, forge?}` | Revokes the account's grants, calls the signed disable hook → `{status, elapsed_ms, revoked_grants}` |
 //! | `POST /sandbox/kommo/expire` `{account_id}` | Every access token of the account expires now |
 //! | `POST /sandbox/kommo/faults` `{account_id?, status?, count?, retry_after?, delay_ms?, timeout?, after_commit?, method?, path_prefix?, target?}`, `DELETE` | Queues (clears) faults (see [`ledger::Fault`]); `target` is `api` (default), `oauth` or `any` |

@@ -1,9 +1,9 @@
 //! Kommo REST API v4 as the server reads it for installing and settings: `GET /api/v4/account` and
-//! `GET /api/v4/users` (HAL JSON, KOMMO.md §2.8-2.9). [`super::api::dispatch`] admits the request first.
+//! `GET /api/v4/users`, `GET /api/v4/users/{id}` (HAL JSON, KOMMO.md §2.8-2.9). [`super::api::dispatch`] admits the request first.
 
 use serde_json::{Value, json};
 
-use super::api::{DEFAULT_LIMIT, Outcome, Reply, Request, positive};
+use super::api::{DEFAULT_LIMIT, Outcome, Refusal, Reply, Request, positive};
 use super::ledger::{Account, User};
 
 /// `GET /api/v4/account`.
@@ -106,6 +106,14 @@ pub fn user_json(user: &User, api_base: &str) -> Value {
         },
         "_links": { "self": { "href": format!("{api_base}/api/v4/users/{}", user.id) } },
     })
+}
+
+/// `GET /api/v4/users/{id}`: one user of the account, with its rights; another account's user is 404.
+pub(super) fn user(account: &Account, request: &Request, id: u64) -> Outcome {
+    match account.users.iter().find(|user| user.id == id) {
+        Some(user) => Ok(Reply::Hal(user_json(user, &request.api_base))),
+        None => Err(Refusal::not_found(format!("User {id} not found"))),
+    }
 }
 
 /// `GET /api/v4/users?page&limit`: 1-based pages of at most 250; an empty page is 204 with no body.

@@ -24,6 +24,13 @@ pub enum ApiError {
     NotFound,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The endpoint is for the account's Kommo admins, and the caller is not one.
+    #[error("admin only")]
+    AdminOnly,
+    /// Too many requests from this client, account or user: 429 with `Retry-After` (whole seconds,
+    /// at least 1). `code` names the limit (`rate_limited`, `ingest_budget`, `too_many_streams`, ...).
+    #[error("too many requests ({code})")]
+    TooManyRequests { code: &'static str, retry_after: std::time::Duration },
     /// The request conflicts with the account's state: a stable code and a safe message.
     #[error("conflict: {0}")]
     Conflict(&'static str, &'static str),
@@ -106,6 +113,24 @@ impl IntoResponse for ApiError {
                 };
                 tracing::warn!(%error, "Kommo call failed");
                 (status, code, error.to_string(), Vec::new())
+            }
+            ApiError::AdminOnly => (
+                StatusCode::FORBIDDEN,
+                "admin_only",
+                "Only an administrator of this Kommo account can do this.".to_owned(),
+                Vec::new(),
+            ),
+            ApiError::TooManyRequests { code, retry_after } => {
+                let body = ErrorBody {
+                    error: ErrorDetail {
+                        code: code.to_owned(),
+                        message: "Too many requests; please retry later.".to_owned(),
+                        fields: Vec::new(),
+                    },
+                };
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds.to_string())], Json(body))
+                    .into_response();
             }
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found.".to_owned(), Vec::new()),
             ApiError::PayloadTooLarge => (
