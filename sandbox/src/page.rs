@@ -31,6 +31,60 @@ pub(crate) struct PageOptions {
     /// Act as this account id for this page load (tokens and `APP.constant('account')`), so each browser
     /// test can start from an account the server has never seen.
     account: Option<u64>,
+    /// Act as this user of the account (tokens and `APP.constant('user')`), e.g. one of the stand-in's
+    /// default users who is not an administrator; the configured admin by default.
+    user: Option<u64>,
+    /// The tokens' `is_admin` claim: `omit` leaves it out (as Kommo's documented example does), `true` or
+    /// `false` force it; by default it says whether the user is the configured admin.
+    is_admin_claim: Option<String>,
+    /// `1`: the settings modal stays open after a successful save. Kommo may close it (KOMMO.md does not
+    /// say), so by default the page does, and whatever the save's answer showed is gone with it.
+    keep_modal: Option<String>,
+}
+
+/// Who the page's user is: Kommo's `APP.constant('user')`, and what its disposable tokens claim.
+struct PageUser {
+    id: u64,
+    name: String,
+    login: String,
+    lang: String,
+    is_admin: bool,
+}
+
+impl PageUser {
+    /// The account's user `id` as the Kommo stand-in knows it; an id it does not know is a plain user.
+    fn of(stand_in: &crate::kommo_api::StandIn, account_id: u64, id: u64) -> PageUser {
+        let ledger = stand_in.ledger();
+        let known = ledger.account(account_id).and_then(|account| account.users.iter().find(|user| user.id == id));
+        match known {
+            Some(user) => PageUser {
+                id,
+                name: user.name.clone(),
+                login: user.email.clone(),
+                lang: user.lang.clone(),
+                is_admin: user.is_admin,
+            },
+            None => PageUser {
+                id,
+                name: format!("User {id}"),
+                login: format!("user{id}@sandbox.test"),
+                lang: "en".to_owned(),
+                is_admin: false,
+            },
+        }
+    }
+}
+
+/// The body the page posts to `/sandbox/token` (`recorder.tokenAs`) for its disposable tokens.
+fn token_as(account_id: u64, user_id: u64, is_admin_claim: Option<&str>) -> Value {
+    let mut token_as = json!({ "account_id": account_id, "user_id": user_id });
+    match is_admin_claim {
+        Some("omit") => token_as["omit_is_admin"] = json!(true),
+        Some("true") => token_as["is_admin"] = json!(true),
+        Some("false") => token_as["is_admin"] = json!(false),
+        _ => {}
+    }
+    token_as
 }
 
 /// The few words of Kommo's own chrome the page shows, per language.
@@ -50,7 +104,7 @@ fn translate(langs: &Value, key: &str) -> String {
 }
 
 /// What the page script needs to build Kommo's widget object.
-fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account_id: u64) -> Value {
+fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account_id: u64, user: &PageUser) -> Value {
     let langs = archive.i18n(lang).or_else(|| archive.i18n("en")).unwrap_or_else(|| json!({}));
     let manifest = archive.manifest();
     let version = archive.version();
@@ -77,7 +131,12 @@ fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account
         "langs": langs,
         "settings": settings,
         "account": { "id": account_id, "subdomain": kommo.subdomain, "name": "Sandbox account" },
-        "user": { "id": kommo.user_id, "name": "Sandbox Admin", "login": "admin@sandbox.test", "is_admin": "Y" },
+        "user": {
+            "id": user.id,
+            "name": user.name,
+            "login": user.login,
+            "is_admin": if user.is_admin { "Y" } else { "N" },
+        },
         "strings": host_strings(lang),
     })
 }
@@ -87,7 +146,6 @@ fn escape_html(text: &str) -> String {
 }
 
 pub(crate) async fn host_page(State(state): State<crate::State>, Query(options): Query<PageOptions>) -> Response {
-    let lang = options.lang.as_deref().filter(|lang| LANGS.contains(lang)).unwrap_or("en");
     let area = options
         .area
         .as_deref()
@@ -98,7 +156,16 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
     // Kommo installs a widget before it loads it: the account exists on the Kommo stand-in, and the page
     // script sends the install request first unless the account already holds a live grant.
     state.stand_in.ensure_account(account_id, None);
-    let mut boot = boot(&state.config.archive, kommo, lang, area, account_id);
+    let user = PageUser::of(&state.stand_in, account_id, options.user.unwrap_or(kommo.user_id));
+    // Kommo speaks the user's language unless the page is asked for another.
+    let lang = [options.lang.as_deref(), Some(user.lang.as_str())]
+        .into_iter()
+        .flatten()
+        .find(|lang| LANGS.contains(lang))
+        .unwrap_or("en");
+    let mut boot = boot(&state.config.archive, kommo, lang, area, account_id, &user);
+    boot["token_as"] = token_as(account_id, user.id, options.is_admin_claim.as_deref());
+    boot["keep_modal"] = json!(options.keep_modal.as_deref() == Some("1"));
     boot["install"] = json!({
         "installed": state.stand_in.installed(account_id),
         "connection_url": format!("{}/widget/v1/connection", kommo.audience),
@@ -229,6 +296,15 @@ const PAGE: &str = r##"<!doctype html>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_user_s_tokens_claim_what_the_page_was_asked_for() {
+        assert_eq!(token_as(7, 701, None), json!({ "account_id": 7, "user_id": 701 }));
+        assert_eq!(token_as(7, 701, Some("omit")), json!({ "account_id": 7, "user_id": 701, "omit_is_admin": true }));
+        assert_eq!(token_as(7, 1, Some("false")), json!({ "account_id": 7, "user_id": 1, "is_admin": false }));
+        assert_eq!(token_as(7, 701, Some("true")), json!({ "account_id": 7, "user_id": 701, "is_admin": true }));
+        assert_eq!(token_as(7, 701, Some("maybe")), json!({ "account_id": 7, "user_id": 701 }));
+    }
 
     #[test]
     fn manifest_keys_are_translated_by_dotted_path() {

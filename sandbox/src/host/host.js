@@ -4,7 +4,8 @@
 // install}.
 // - calls: callback names in the order they were called; results: what render/init/bind_actions returned.
 // - lastSave: {seq, active, result} of the last onSave; saving: true while one is pending.
-// - tokenAs: optional {account_id, user_id, subdomain} the next disposable tokens speak for.
+// - tokenAs: {account_id?, user_id?, subdomain?, is_admin?, omit_is_admin?}: who the next disposable tokens speak
+//   for and what they claim (POST /sandbox/token); the page's ?account, ?user and ?is_admin_claim set it.
 // - install: {requested, status, connection, done}: the install request the page had the Kommo stand-in send
 //   before loading the widget, the server's answer, and the last connection state the server reported.
 (function () {
@@ -15,8 +16,8 @@
   var recorder = window.__sandbox = {
     calls: [], results: {}, thrown: [], lastSave: null, saving: false, saves: 0,
     ready: false, loadError: null, widget: null,
-    // Tokens speak for the account the page shows (it differs from the default with ?account=<id>).
-    tokenAs: { account_id: boot.account.id }
+    // Tokens speak for the account and user the page shows (?account=<id>, ?user=<id>, ?is_admin_claim=).
+    tokenAs: boot.token_as || { account_id: boot.account.id }
   };
 
   // The slice of Kommo's APP global widgets commonly touch.
@@ -238,10 +239,11 @@
         recorder.lastSave = { seq: seq, active: active, result: ok };
         $('#sandbox-save-result').text(String(ok));
         $shownModal.find('.sandbox-modal__save').prop('disabled', false);
-        // Kommo keeps the modal open on a refused save and closes it on success.
+        // Kommo keeps the modal open on a refused save and may close it on success (KOMMO.md does not say):
+        // the page does, unless ?keep_modal=1, so what only the save's answer showed is gone with it.
         if (ok) {
           widget.set_settings({ active: active });
-          if ($modal === $shownModal) closeModal();
+          if ($modal === $shownModal && !boot.keep_modal) closeModal();
         }
         recorder.saving = false;
       });
