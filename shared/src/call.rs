@@ -106,8 +106,29 @@ pub struct WebhookFieldError {
     pub problem: &'static str,
 }
 
+/// Characters that print nothing yet change what a reader sees: controls (line breaks that forge a log
+/// line, escape sequences that repaint a terminal), and the invisible format characters (zero-width
+/// spaces and joiners, bidirectional overrides, line and paragraph separators, the soft hyphen, BOM).
+/// Provider text that reaches our logs, the widget or Kommo must have none.
+pub fn is_non_printing(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{061C}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+        )
+}
+
 impl FromWebhook {
-    /// Checks what serde cannot: non-empty identifiers and bounded lengths.
+    /// Checks what serde cannot: non-empty identifiers, bounded lengths, and printable text only
+    /// (every text field ends up in logs, the popup or Kommo).
     pub fn validate(&self) -> Result<(), WebhookFieldError> {
         let texts: [(&'static str, Option<&str>); 5] = [
             ("callId", Some(&self.call_id)),
@@ -117,11 +138,13 @@ impl FromWebhook {
             ("extension", self.extension.as_deref()),
         ];
         if let Some(url) = &self.recording_url
-            && (url.len() > MAX_RECORDING_URL_LEN || !(url.starts_with("https://") || url.starts_with("http://")))
+            && (url.len() > MAX_RECORDING_URL_LEN
+                || !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.chars().any(is_non_printing))
         {
             return Err(WebhookFieldError {
                 field: "recordingUrl",
-                problem: "must be an http(s) URL of at most 2048 characters",
+                problem: "must be an http(s) URL of at most 2048 printable characters",
             });
         }
         for (field, value) in texts {
@@ -131,6 +154,9 @@ impl FromWebhook {
             }
             if value.chars().count() > MAX_WEBHOOK_FIELD_LEN {
                 return Err(WebhookFieldError { field, problem: "is longer than 128 characters" });
+            }
+            if value.chars().any(is_non_printing) {
+                return Err(WebhookFieldError { field, problem: "must not contain control or invisible characters" });
             }
         }
         if self.start_time <= 0 {
@@ -210,17 +236,31 @@ mod tests {
     #[test]
     fn validation_names_the_offending_field() {
         type Mutation = fn(&mut FromWebhook);
-        let cases: [(Mutation, &str); 5] = [
+        let cases: [(Mutation, &str); 15] = [
             (|e| e.call_id = " ".into(), "callId"),
             (|e| e.from = String::new(), "from"),
             (|e| e.to = "9".repeat(129), "to"),
             (|e| e.extension = Some(String::new()), "extension"),
             (|e| e.start_time = 0, "startTime"),
+            // Log injection: a forged line, a terminal escape, invisible or reordered text.
+            (|e| e.call_id = "c-1\nINFO call delivered account.id=2".into(), "callId"),
+            (|e| e.call_id = "c-1\r".into(), "callId"),
+            (|e| e.call_id = "c-\u{1b}[2J1".into(), "callId"),
+            (|e| e.call_id = "c-\u{0}1".into(), "callId"),
+            (|e| e.call_id = "c-\u{85}1".into(), "callId"),
+            (|e| e.extension = Some("10\t1".into()), "extension"),
+            (|e| e.extension = Some("1\u{202E}01".into()), "extension"),
+            (|e| e.voip_account_id = "va\u{200B}1".into(), "voipAccountId"),
+            (|e| e.from = "+55\u{2028}11".into(), "from"),
+            (|e| e.recording_url = Some("https://rec.example.org/a\nb".into()), "recordingUrl"),
         ];
         for (mutate, field) in cases {
             let mut event = sample();
             mutate(&mut event);
-            assert_eq!(event.validate().unwrap_err().field, field);
+            assert_eq!(event.validate().unwrap_err().field, field, "{event:?}");
         }
+        let mut printable = sample();
+        printable.call_id = "ação-通話-1 #2".into();
+        assert_eq!(printable.validate(), Ok(()), "non-ASCII printable text is fine");
     }
 }

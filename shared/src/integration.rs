@@ -5,9 +5,10 @@
 //! `call_handling.missed.due_in_minutes`, `extensions.entries[2].user_id`), so the widget can put each
 //! message next to its input without a translation table.
 //!
-//! The provider address check here is static: it parses the URL and refuses non-public literal addresses
-//! and names. Resolving the name is I/O and stays with the server, which must check every resolved address
-//! with [`address_allowed`] at connect time (and connect to the address it checked, not resolve again).
+//! The provider address check here is static: it parses the URL and applies the egress policy
+//! ([`crate::egress`]) to its scheme and its literal address or name. Resolving the name is I/O and stays
+//! with the server, which checks every resolved address with the same policy at connect time (and
+//! connects to the address it checked, not resolving again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::EgressPolicy;
 use crate::settings::{FieldError, MAX_LOGIN_LEN, MAX_PASSWORD_LEN, ValidationCode, check_text};
 
 /// Longest provider API key we accept.
@@ -465,8 +467,8 @@ pub struct ValidationContext {
     pub active_user_ids: Option<BTreeSet<i64>>,
     /// The secret the server keeps for this account, if any.
     pub stored_secret: Option<StoredSecret>,
-    /// Operator setting for a local provider stand-in: also accept `http` and loopback addresses and names.
-    /// Never set for real accounts.
+    /// Operator setting for a local provider stand-in: also accept `http`, loopback and private-network
+    /// addresses and names (see [`EgressPolicy`]). Never set for real accounts.
     pub allow_insecure_local: bool,
 }
 
@@ -724,15 +726,17 @@ impl ProviderUrl {
         Ok(ProviderUrl { https, host, port, path: path.to_owned() })
     }
 
-    /// The address policy: `https` to a public host (`not_https`, `forbidden_address`). With
-    /// `allow_insecure_local`, `http` and loopback hosts are accepted too.
+    /// The egress policy ([`EgressPolicy`]) on the scheme and the literal host (`not_https`,
+    /// `forbidden_address`): `https` to a public host; with `allow_insecure_local`, also `http`,
+    /// loopback and private networks.
     pub fn check(&self, allow_insecure_local: bool) -> Result<(), ValidationCode> {
-        if !self.https && !allow_insecure_local {
+        let policy = EgressPolicy { allow_insecure_local };
+        if !policy.allows_scheme(self.https) {
             return Err(ValidationCode::NotHttps);
         }
         let allowed = match &self.host {
-            Host::Ip(ip) => address_allowed(*ip, allow_insecure_local),
-            Host::Domain(name) => domain_allowed(name, allow_insecure_local),
+            Host::Ip(ip) => policy.allows(*ip),
+            Host::Domain(name) => policy.allows_name(name),
         };
         if allowed { Ok(()) } else { Err(ValidationCode::ForbiddenAddress) }
     }
@@ -800,91 +804,6 @@ fn percent_escapes_are_complete(path: &str) -> bool {
         .enumerate()
         .filter(|(_, b)| **b == b'%')
         .all(|(at, _)| bytes.get(at + 1..at + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)))
-}
-
-/// Names that never lead to the public internet: loopback, cluster- and cloud-internal (the metadata
-/// service is `metadata.google.internal`), mDNS and home networks, and single-label names, which resolve
-/// through the server's search domains.
-fn domain_allowed(name: &str, allow_insecure_local: bool) -> bool {
-    let under = |zone: &str| name == zone || name.strip_suffix(zone).is_some_and(|head| head.ends_with('.'));
-    if under("localhost") {
-        return allow_insecure_local;
-    }
-    let internal = ["internal", "local", "localdomain", "home.arpa", "lan", "intranet", "corp"];
-    name.contains('.') && !internal.into_iter().any(under)
-}
-
-/// Whether the server may connect to this address: public unicast only, plus loopback with
-/// `allow_insecure_local`. The server applies it to every address a provider name resolves to.
-pub fn address_allowed(ip: IpAddr, allow_insecure_local: bool) -> bool {
-    match ip {
-        IpAddr::V4(ip) => v4_allowed(ip, allow_insecure_local),
-        IpAddr::V6(ip) => v6_allowed(ip, allow_insecure_local),
-    }
-}
-
-/// IPv4 ranges that are not public unicast (IANA special-purpose registry), with their prefix lengths.
-const V4_FORBIDDEN: [([u8; 4], u32); 15] = [
-    ([0, 0, 0, 0], 8),       // "this network"
-    ([10, 0, 0, 0], 8),      // private
-    ([100, 64, 0, 0], 10),   // carrier-grade NAT (also Alibaba's metadata, 100.100.100.200)
-    ([127, 0, 0, 0], 8),     // loopback
-    ([169, 254, 0, 0], 16),  // link-local, cloud metadata (169.254.169.254)
-    ([172, 16, 0, 0], 12),   // private
-    ([192, 0, 0, 0], 24),    // IETF protocol assignments (Oracle's metadata, 192.0.0.192)
-    ([192, 0, 2, 0], 24),    // documentation
-    ([192, 88, 99, 0], 24),  // 6to4 relay anycast
-    ([192, 168, 0, 0], 16),  // private
-    ([198, 18, 0, 0], 15),   // benchmarking
-    ([198, 51, 100, 0], 24), // documentation
-    ([203, 0, 113, 0], 24),  // documentation
-    ([224, 0, 0, 0], 4),     // multicast
-    ([240, 0, 0, 0], 4),     // reserved, broadcast
-];
-
-fn v4_allowed(ip: Ipv4Addr, allow_insecure_local: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_insecure_local;
-    }
-    let bits = u32::from(ip);
-    !V4_FORBIDDEN.iter().any(|(net, len)| bits >> (32 - len) == u32::from_be_bytes(*net) >> (32 - len))
-}
-
-/// IPv6 ranges that are not public unicast, with their prefix lengths. Ranges that embed an IPv4 address
-/// are handled by [`embedded_v4`] instead.
-const V6_FORBIDDEN: [(u128, u32); 9] = [
-    (0x0100_0000_0000_0000_0000_0000_0000_0000, 64), // discard-only
-    (0x0064_ff9b_0001_0000_0000_0000_0000_0000, 48), // local-use NAT64
-    (0x2001_0000_0000_0000_0000_0000_0000_0000, 23), // IETF protocol assignments, Teredo
-    (0x2001_0db8_0000_0000_0000_0000_0000_0000, 32), // documentation
-    (0x3fff_0000_0000_0000_0000_0000_0000_0000, 20), // documentation
-    (0xfc00_0000_0000_0000_0000_0000_0000_0000, 7),  // unique local (AWS metadata, fd00:ec2::254)
-    (0xfe80_0000_0000_0000_0000_0000_0000_0000, 10), // link-local
-    (0xfec0_0000_0000_0000_0000_0000_0000_0000, 10), // site-local (deprecated)
-    (0xff00_0000_0000_0000_0000_0000_0000_0000, 8),  // multicast
-];
-
-fn v6_allowed(ip: Ipv6Addr, allow_insecure_local: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_insecure_local;
-    }
-    if let Some(v4) = embedded_v4(ip) {
-        return v4_allowed(v4, allow_insecure_local);
-    }
-    let bits = u128::from(ip);
-    !V6_FORBIDDEN.iter().any(|(net, len)| bits >> (128 - len) == net >> (128 - len))
-}
-
-/// The IPv4 address inside an IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible (`::/96`, which includes
-/// `::`), NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`) address: it is where a connection ends up.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let bits = u128::from(ip);
-    let low = Ipv4Addr::from(bits as u32);
-    match bits >> 32 {
-        0 | 0xffff | 0x0064_ff9b_0000_0000_0000_0000 => Some(low),
-        _ if bits >> 112 == 0x2002 => Some(Ipv4Addr::from((bits >> 80) as u32)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -1193,17 +1112,20 @@ mod tests {
             ("https://localhost.example.com", false, Ok(())),
             ("https://internal.example.com", false, Ok(())),
             ("https://mylocalhost.com", false, Ok(())),
-            // The local stand-in: http and loopback only.
+            // The local stand-in: http, loopback and private networks, never the metadata services (the
+            // egress policy's own table, in `egress.rs`, covers every range).
             ("http://127.0.0.1:9000/provider", true, Ok(())),
             ("http://localhost:9000", true, Ok(())),
             ("http://provider.localhost:9000", true, Ok(())),
             ("http://[::1]:9000", true, Ok(())),
             ("https://[::ffff:127.0.0.1]", true, Ok(())),
             ("http://api.example.com", true, Ok(())),
-            ("http://10.0.0.5:9000", true, Err(ForbiddenAddress)),
+            ("http://10.0.0.5:9000", true, Ok(())),
+            ("http://sandbox:9000", true, Ok(())),
             ("http://169.254.169.254", true, Err(ForbiddenAddress)),
+            ("http://[fd00:ec2::254]", true, Err(ForbiddenAddress)),
             ("http://metadata.google.internal", true, Err(ForbiddenAddress)),
-            ("http://sandbox:9000", true, Err(ForbiddenAddress)),
+            ("http://metadata", true, Err(ForbiddenAddress)),
         ];
         for (url, allow_insecure_local, expected) in cases {
             assert_eq!(
@@ -1234,50 +1156,6 @@ mod tests {
                 (host.into(), port, path, origin.into())
             );
             assert_eq!(url.to_string(), format!("{origin}{path}"), "{input}");
-        }
-    }
-
-    #[test]
-    fn resolved_addresses_are_allowed_only_when_public() {
-        let cases: [(&str, bool, bool); 34] = [
-            ("8.8.8.8", false, true),
-            ("1.1.1.1", false, true),
-            ("9.255.255.255", false, true),
-            ("11.0.0.0", false, true),
-            ("100.63.255.255", false, true),
-            ("100.128.0.0", false, true),
-            ("172.15.255.255", false, true),
-            ("172.32.0.0", false, true),
-            ("192.167.255.255", false, true),
-            ("198.17.255.255", false, true),
-            ("223.255.255.255", false, true),
-            ("0.1.2.3", false, false),
-            ("10.255.255.255", false, false),
-            ("100.127.255.255", false, false),
-            ("127.0.0.1", false, false),
-            ("127.0.0.1", true, true),
-            ("169.254.0.1", false, false),
-            ("169.254.169.254", true, false),
-            ("192.0.0.192", false, false),
-            ("192.0.2.1", false, false),
-            ("198.19.255.255", false, false),
-            ("239.255.255.250", false, false),
-            ("2606:4700:4700::1111", false, true),
-            ("2a00:1450::1", false, true),
-            ("::1", false, false),
-            ("::1", true, true),
-            ("::", true, false),
-            ("fc00::1", false, false),
-            ("fe80::1", true, false),
-            ("ff02::1", false, false),
-            ("2001:db8::1", false, false),
-            ("2001::1", false, false),
-            ("::ffff:8.8.8.8", false, true),
-            ("2002:808:808::1", false, true),
-        ];
-        for (ip, allow_insecure_local, allowed) in cases {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(address_allowed(ip, allow_insecure_local), allowed, "{ip} (local: {allow_insecure_local})");
         }
     }
 

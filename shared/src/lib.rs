@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod call;
+pub mod egress;
 pub mod integration;
 pub mod phone;
 pub mod rules;
