@@ -6,9 +6,13 @@
 //!
 //! Duplicates (a repeated `webhook-id`, or the same provider event under a new id) are skipped by the
 //! inbox's unique keys (`INSERT ... ON CONFLICT DO NOTHING`) and reported as such: stored once, 200.
+//!
+//! The writer's queue is shared by every account, so one account may hold at most
+//! [`MAX_WAITING_PER_ACCOUNT`] of its places: a flood of one account's (signed) events is turned away
+//! as that account's own problem (`AccountBusy`) long before the queue is full for everybody.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -20,6 +24,9 @@ use crate::store::{AccountId, Store};
 const MAX_BATCH: usize = 512;
 /// Requests waiting for the writer before handlers are told to come back later (503).
 const QUEUE_CAPACITY: usize = 8192;
+/// Events of one account waiting for (or in) the writer at most: an eighth of the queue, so even
+/// several flooding accounts leave room for the others.
+pub const MAX_WAITING_PER_ACCOUNT: usize = QUEUE_CAPACITY / 8;
 
 /// One verified provider event to store.
 #[derive(Debug, Clone)]
@@ -46,6 +53,9 @@ pub enum Stored {
 pub enum IngestError {
     #[error("the event store is busy")]
     Busy,
+    /// The account has [`MAX_WAITING_PER_ACCOUNT`] events waiting already (its own flood).
+    #[error("too many of the account's events are waiting to be stored")]
+    AccountBusy,
     #[error("the event store is shutting down")]
     Closed,
     #[error("storing the event failed: {0}")]
@@ -54,10 +64,45 @@ pub enum IngestError {
 
 type Reply = oneshot::Sender<Result<Stored, IngestError>>;
 
+/// Events waiting per account; an account is absent when none waits.
+type Waiting = Arc<Mutex<HashMap<AccountId, usize>>>;
+
+/// One event's place in the per-account count, given back when dropped (answered, or dropped with
+/// the queue), so the count cannot drift whatever happens to the event.
+struct Place {
+    waiting: Waiting,
+    account: AccountId,
+}
+
+impl Place {
+    fn take(waiting: &Waiting, account: AccountId) -> Option<Place> {
+        let mut counts = waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(account).or_default();
+        if *count >= MAX_WAITING_PER_ACCOUNT {
+            return None;
+        }
+        *count += 1;
+        Some(Place { waiting: waiting.clone(), account })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut counts = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.account) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.account);
+            }
+        }
+    }
+}
+
 /// The handle request handlers use; cheap to clone.
 #[derive(Clone)]
 pub struct Ingestor {
     sender: mpsc::Sender<(Incoming, Reply)>,
+    waiting: Waiting,
 }
 
 impl Ingestor {
@@ -65,17 +110,20 @@ impl Ingestor {
     pub fn start(store: &Store, stored: Arc<Notify>) -> Ingestor {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         tokio::spawn(writer(store.pool().clone(), receiver, stored));
-        Ingestor { sender }
+        Ingestor { sender, waiting: Waiting::default() }
     }
 
     /// Stores `event` durably; returns once it is committed (or known to be a duplicate).
     pub async fn store(&self, event: Incoming) -> Result<Stored, IngestError> {
+        let place = Place::take(&self.waiting, event.account).ok_or(IngestError::AccountBusy)?;
         let (reply, answer) = oneshot::channel();
         self.sender.try_send((event, reply)).map_err(|error| match error {
             mpsc::error::TrySendError::Full(_) => IngestError::Busy,
             mpsc::error::TrySendError::Closed(_) => IngestError::Closed,
         })?;
-        answer.await.map_err(|_| IngestError::Closed)?
+        let stored = answer.await.map_err(|_| IngestError::Closed)?;
+        drop(place);
+        stored
     }
 }
 
@@ -157,4 +205,24 @@ async fn write_batch(pool: &SqlitePool, events: &[Incoming]) -> sqlx::Result<Vec
     }
     tx.commit().await?;
     Ok(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_account_holds_at_most_its_share_of_the_queue_and_gives_places_back() {
+        let waiting = Waiting::default();
+        let (flooder, other) = (AccountId(1), AccountId(2));
+        let mut held: Vec<Place> =
+            (0..MAX_WAITING_PER_ACCOUNT).map(|_| Place::take(&waiting, flooder).expect("within the share")).collect();
+        assert!(Place::take(&waiting, flooder).is_none(), "the flooder's share is used up");
+        let other_place = Place::take(&waiting, other).expect("another account still gets in");
+        held.pop();
+        assert!(Place::take(&waiting, flooder).is_some(), "an answered event gives its place back");
+        drop(held);
+        drop(other_place);
+        assert!(waiting.lock().unwrap().is_empty(), "nothing is remembered for accounts with nothing waiting");
+    }
 }

@@ -5,8 +5,10 @@
 //! account's admin (widget) and to the operator, who can queue it again.
 //!
 //! Claiming is fair between accounts: one claim takes at most one job per account (the oldest due
-//! one), so a noisy account cannot starve the others. Jobs of one subject (a call) never run at the
-//! same time: a subject with a live running job is skipped.
+//! one), and an account that already has its share of jobs running (`WORKER_SLOTS_PER_ACCOUNT`,
+//! counted in the database, so across every process sharing it) is skipped, so a noisy account cannot
+//! hold every worker slot. Jobs of one subject (a call) never run at the same time: a subject with a
+//! live running job is skipped.
 //!
 //! The claim is a single statement (`UPDATE jobs ... WHERE id IN (SELECT ...) RETURNING`), atomic on
 //! SQLite; on PostgreSQL the inner select takes `FOR UPDATE SKIP LOCKED` (per account, through a
@@ -125,11 +127,13 @@ impl Queue {
     }
 
     /// Claims up to `limit` due jobs: each account's longest-waiting one (none whose call is running),
-    /// the accounts that waited longest first. Each account's pick is one lookup in the
-    /// `(account_id, state, run_at)` index, so a claim costs the same with ten due jobs or a hundred
-    /// thousand, and a noisy account's backlog never hides a quiet account's job. Jobs whose worker
-    /// died come back through [`Queue::recover_expired`].
-    pub async fn claim(&self, now: i64, limit: i64) -> sqlx::Result<Vec<Job>> {
+    /// the accounts that waited longest first, skipping accounts that have `per_account` jobs running
+    /// already (in any process). Each account's pick is one lookup in the `(account_id, state, run_at)`
+    /// index, and its running count a scan of that index bounded by `per_account`, so a claim costs the
+    /// same with ten due jobs or a hundred thousand, and a noisy account's backlog never hides a quiet
+    /// account's job nor holds all the slots. Jobs whose worker died come back through
+    /// [`Queue::recover_expired`].
+    pub async fn claim(&self, now: i64, limit: i64, per_account: i64) -> sqlx::Result<Vec<Job>> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
         sqlx::query_as(
             "UPDATE jobs SET state = 'running', locked_by = ?1, locked_until = ?2, attempts = attempts + 1,
@@ -143,7 +147,10 @@ impl Queue {
                                    WHERE r.account_id = j.account_id AND r.state = 'running'
                                      AND r.kind = j.kind AND r.subject = j.subject)
                              ORDER BY j.run_at, j.id LIMIT 1) AS pick
-                     FROM accounts AS a)
+                     FROM accounts AS a
+                     WHERE (SELECT COUNT(*) FROM (
+                                SELECT 1 FROM jobs AS r WHERE r.account_id = a.id AND r.state = 'running'
+                                LIMIT ?5)) < ?5)
                  WHERE pick IS NOT NULL
                  ORDER BY (SELECT run_at FROM jobs WHERE id = pick)
                  LIMIT ?4)
@@ -153,6 +160,7 @@ impl Queue {
         .bind(lease_until)
         .bind(now)
         .bind(limit)
+        .bind(per_account.max(1))
         .fetch_all(&self.pool)
         .await
     }

@@ -48,7 +48,7 @@ pub async fn serve_on(
     tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
     tokio::spawn(housekeeping(store.clone(), shutdown.clone()));
     let worker =
-        Worker { queue: state.queue.clone(), handler: job_handler(&state), concurrency, wake: state.jobs_wake.clone() };
+        Worker { queue: state.queue.clone(), handler: job_handler(&state), concurrency, slots_per_account: state.limits.worker_slots_per_account, wake: state.jobs_wake.clone() };
     let worker_shutdown = shutdown.clone();
     let worker = tokio::spawn(async move {
         if concurrency > 0 {

@@ -10,7 +10,7 @@
 //! connected to. With OAuth 2.0 client credentials the token request goes through the same client,
 //! so it meets the same policy, time limits and refusal of redirects as the API call it precedes.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,106 +32,9 @@ const MAX_NAME_LEN: usize = 256;
 /// Bound on an access token a provider issues (it goes into a header of the next request).
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// Where provider requests may go. The default is the production rule: https to public addresses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EgressPolicy {
-    /// Allows http, loopback and private-network addresses: an explicit operator setting
-    /// (`PROVIDER_ALLOW_INSECURE_LOCAL=true`) for the local provider stand-in. Link-local and
-    /// metadata addresses stay forbidden even then.
-    pub allow_insecure_local: bool,
-}
-
-impl EgressPolicy {
-    pub fn allows(self, ip: IpAddr) -> bool {
-        match address_scope(ip) {
-            AddressScope::Public => true,
-            AddressScope::Local => self.allow_insecure_local,
-            AddressScope::Forbidden => false,
-        }
-    }
-}
-
-/// What an IP address reaches, for the egress policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressScope {
-    /// Globally routable unicast.
-    Public,
-    /// This host or a private network (loopback, RFC 1918, CGNAT, IPv6 unique-local).
-    Local,
-    /// Never a provider: unspecified, link-local and cloud metadata, broadcast, multicast,
-    /// documentation, benchmarking, reserved and translation ranges.
-    Forbidden,
-}
-
-/// Classifies `ip`. IPv4 embedded in IPv6 (mapped, NAT64, 6to4) is classified as its IPv4 address,
-/// except that a translated one is only ever public or forbidden.
-pub fn address_scope(ip: IpAddr) -> AddressScope {
-    match ip {
-        IpAddr::V4(v4) => ipv4_scope(v4),
-        IpAddr::V6(v6) => ipv6_scope(v6),
-    }
-}
-
-fn ipv4_scope(ip: Ipv4Addr) -> AddressScope {
-    use AddressScope::{Forbidden, Local, Public};
-    // Cloud metadata services that sit outside the link-local range (Alibaba, Oracle).
-    if ip == Ipv4Addr::new(100, 100, 100, 200) || ip == Ipv4Addr::new(192, 0, 0, 192) {
-        return Forbidden;
-    }
-    match ip.octets() {
-        [0, ..] => Forbidden,                              // "this network", includes 0.0.0.0
-        [10, ..] | [127, ..] => Local,                     // private, loopback
-        [100, 64..=127, ..] => Local,                      // shared address space (CGNAT)
-        [169, 254, ..] => Forbidden,                       // link-local, includes 169.254.169.254
-        [172, 16..=31, ..] | [192, 168, ..] => Local,      // private
-        [192, 0, 0, _] => Forbidden,                       // IETF protocol assignments
-        [192, 0, 2, _] => Forbidden,                       // documentation (TEST-NET-1)
-        [192, 88, 99, _] => Forbidden,                     // 6to4 relay anycast
-        [198, 18..=19, ..] => Forbidden,                   // benchmarking
-        [198, 51, 100, _] | [203, 0, 113, _] => Forbidden, // documentation (TEST-NET-2, -3)
-        [224..=255, ..] => Forbidden,                      // multicast, reserved, broadcast
-        _ => Public,
-    }
-}
-
-fn ipv6_scope(ip: Ipv6Addr) -> AddressScope {
-    use AddressScope::{Forbidden, Local, Public};
-    let segments = ip.segments();
-    let embedded_public = |v4: Ipv4Addr| if ipv4_scope(v4) == Public { Public } else { Forbidden };
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return ipv4_scope(v4);
-    }
-    if ip == Ipv6Addr::LOCALHOST {
-        return Local;
-    }
-    // AWS's IPv6 metadata service, inside the unique-local range.
-    if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        return Forbidden;
-    }
-    let [a, b, ..] = segments;
-    match a {
-        // NAT64 well-known prefix 64:ff9b::/96: an IPv4 address behind a translator.
-        0x0064 if b == 0xff9b && segments[2..6] == [0, 0, 0, 0] => embedded_public(v4_at(&segments, 6)),
-        // 6to4 2002::/16: an IPv4 address in segments 1 and 2.
-        0x2002 => embedded_public(v4_at(&segments, 1)),
-        // IETF protocol assignments (Teredo, benchmarking, ORCHID), documentation.
-        0x2001 if b < 0x0200 => Forbidden,
-        0x2001 if b == 0x0db8 => Forbidden,
-        0x3fff if b < 0x1000 => Forbidden,
-        // Global unicast 2000::/3.
-        0x2000..=0x3fff => Public,
-        // Unique local fc00::/7.
-        0xfc00..=0xfdff => Local,
-        // The unspecified address, IPv4-compatible and the remaining special-purpose ranges,
-        // link-local fe80::/10, site-local fec0::/10, multicast ff00::/8, unassigned space.
-        _ => Forbidden,
-    }
-}
-
-fn v4_at(segments: &[u16; 8], index: usize) -> Ipv4Addr {
-    let [high, low] = [segments[index], segments[index + 1]];
-    Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
-}
+/// The egress policy lives once, in `shared` (the settings validation applies it too); the resolver
+/// here applies it to every resolved address.
+pub use shared::egress::EgressPolicy;
 
 /// How we authenticate to the provider.
 #[derive(Debug, Clone)]
@@ -197,7 +100,7 @@ pub fn provider_base_url(raw: &str, policy: EgressPolicy) -> Result<Url, Provide
     let url = Url::parse(raw.trim()).map_err(|_| ProviderError::InvalidUrl("not an absolute URL"))?;
     match url.scheme() {
         "https" => {}
-        "http" if policy.allow_insecure_local => {}
+        "http" if policy.allows_scheme(false) => {}
         _ => return Err(ProviderError::InvalidUrl("the scheme must be https")),
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -209,6 +112,8 @@ pub fn provider_base_url(raw: &str, policy: EgressPolicy) -> Result<Url, Provide
     // The URL parser has already normalised IPv4 spellings (`2130706433`, `0x7f.1`) to dotted quads.
     let host = url.host_str().ok_or(ProviderError::InvalidUrl("a host is required"))?;
     let literal = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')).unwrap_or(host);
+    // A name is checked where it matters, on each address it resolves to ([`GuardedResolver`]); the
+    // settings validation has already refused internal and metadata names with the same policy.
     if let Ok(ip) = literal.parse::<IpAddr>()
         && !policy.allows(ip)
     {
@@ -524,144 +429,6 @@ mod tests {
     const LOCAL: EgressPolicy = EgressPolicy { allow_insecure_local: true };
 
     #[test]
-    fn ipv4_addresses_are_classified() {
-        use AddressScope::{Forbidden, Local, Public};
-        for (address, scope) in [
-            ("0.0.0.0", Forbidden),
-            ("0.1.2.3", Forbidden),
-            ("1.1.1.1", Public),
-            ("8.8.8.8", Public),
-            ("9.255.255.255", Public),
-            ("10.0.0.1", Local),
-            ("10.255.255.255", Local),
-            ("11.0.0.0", Public),
-            ("100.63.255.255", Public),
-            ("100.64.0.1", Local),
-            ("100.127.255.255", Local),
-            ("100.128.0.0", Public),
-            ("100.100.100.200", Forbidden),
-            ("126.255.255.255", Public),
-            ("127.0.0.1", Local),
-            ("127.255.255.254", Local),
-            ("128.0.0.1", Public),
-            ("169.253.255.255", Public),
-            ("169.254.0.1", Forbidden),
-            ("169.254.169.254", Forbidden),
-            ("169.254.170.2", Forbidden),
-            ("169.255.0.0", Public),
-            ("172.15.255.255", Public),
-            ("172.16.0.1", Local),
-            ("172.31.255.255", Local),
-            ("172.32.0.0", Public),
-            ("192.0.0.1", Forbidden),
-            ("192.0.0.192", Forbidden),
-            ("192.0.1.1", Public),
-            ("192.0.2.1", Forbidden),
-            ("192.88.99.1", Forbidden),
-            ("192.167.255.255", Public),
-            ("192.168.0.1", Local),
-            ("192.168.255.255", Local),
-            ("192.169.0.0", Public),
-            ("198.17.255.255", Public),
-            ("198.18.0.1", Forbidden),
-            ("198.19.255.255", Forbidden),
-            ("198.20.0.0", Public),
-            ("198.51.100.7", Forbidden),
-            ("203.0.113.9", Forbidden),
-            ("203.0.114.0", Public),
-            ("223.255.255.255", Public),
-            ("224.0.0.1", Forbidden),
-            ("239.255.255.250", Forbidden),
-            ("240.0.0.1", Forbidden),
-            ("255.255.255.255", Forbidden),
-        ] {
-            assert_eq!(address_scope(address.parse().unwrap()), scope, "{address}");
-        }
-    }
-
-    #[test]
-    fn ipv6_addresses_are_classified() {
-        use AddressScope::{Forbidden, Local, Public};
-        for (address, scope) in [
-            ("::", Forbidden),
-            ("::1", Local),
-            ("::2", Forbidden),
-            ("::127.0.0.1", Forbidden),
-            ("::8.8.8.8", Forbidden),
-            ("100::1", Forbidden),
-            ("2001::1", Forbidden),
-            ("2001:2::1", Forbidden),
-            ("2001:10::1", Forbidden),
-            ("2001:1ff:ffff::1", Forbidden),
-            ("2001:200::1", Public),
-            ("2001:db8::1", Forbidden),
-            ("2001:db9::1", Public),
-            ("2001:4860:4860::8888", Public),
-            ("2606:4700:4700::1111", Public),
-            ("2002:0808:0808::1", Public),
-            ("2002:7f00:0001::1", Forbidden),
-            ("2002:a9fe:a9fe::1", Forbidden),
-            ("2002:c0a8:0001::1", Forbidden),
-            ("3fff::1", Forbidden),
-            ("3fff:fff::1", Forbidden),
-            ("3fff:1000::1", Public),
-            ("4000::1", Forbidden),
-            ("64:ff9b::808:808", Public),
-            ("64:ff9b::7f00:1", Forbidden),
-            ("64:ff9b::a9fe:a9fe", Forbidden),
-            ("64:ff9b:1::808:808", Forbidden),
-            ("fc00::1", Local),
-            ("fd12:3456::1", Local),
-            ("fd00:ec2::254", Forbidden),
-            ("fe80::1", Forbidden),
-            ("febf::1", Forbidden),
-            ("fec0::1", Forbidden),
-            ("ff02::1", Forbidden),
-            ("ff0e::1", Forbidden),
-        ] {
-            assert_eq!(address_scope(address.parse().unwrap()), scope, "{address}");
-        }
-    }
-
-    #[test]
-    fn ipv4_mapped_ipv6_addresses_are_classified_as_their_ipv4_address() {
-        use AddressScope::{Forbidden, Local, Public};
-        for (address, scope) in [
-            ("::ffff:127.0.0.1", Local),
-            ("::ffff:7f00:1", Local),
-            ("::ffff:10.1.2.3", Local),
-            ("::ffff:192.168.1.1", Local),
-            ("::ffff:169.254.169.254", Forbidden),
-            ("::ffff:0.0.0.0", Forbidden),
-            ("::ffff:255.255.255.255", Forbidden),
-            ("::ffff:100.100.100.200", Forbidden),
-            ("::ffff:8.8.8.8", Public),
-        ] {
-            assert_eq!(address_scope(address.parse().unwrap()), scope, "{address}");
-        }
-    }
-
-    #[test]
-    fn the_default_policy_allows_only_public_addresses() {
-        for forbidden in ["127.0.0.1", "::1", "10.0.0.1", "169.254.169.254", "fd00:ec2::254", "::ffff:127.0.0.1"] {
-            assert!(!STRICT.allows(forbidden.parse().unwrap()), "{forbidden}");
-        }
-        assert!(STRICT.allows("8.8.8.8".parse().unwrap()));
-        assert!(STRICT.allows("2001:4860:4860::8888".parse().unwrap()));
-        assert_eq!(EgressPolicy::default(), STRICT);
-    }
-
-    #[test]
-    fn the_local_policy_adds_loopback_and_private_networks_but_never_metadata() {
-        for allowed in ["127.0.0.1", "::1", "10.0.0.1", "192.168.1.1", "::ffff:127.0.0.1", "fd12::1", "8.8.8.8"] {
-            assert!(LOCAL.allows(allowed.parse().unwrap()), "{allowed}");
-        }
-        for forbidden in ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "0.0.0.0", "::", "fe80::1"] {
-            assert!(!LOCAL.allows(forbidden.parse().unwrap()), "{forbidden}");
-        }
-    }
-
-    #[test]
     fn provider_urls_are_checked_before_anything_is_sent() {
         assert!(provider_base_url("https://voip.example.com", STRICT).is_ok());
         assert!(provider_base_url("https://voip.example.com/api/", STRICT).is_ok());
@@ -697,6 +464,7 @@ mod tests {
     fn the_local_policy_allows_http_to_loopback_but_not_metadata() {
         assert!(provider_base_url("http://127.0.0.1:8090", LOCAL).is_ok());
         assert!(provider_base_url("http://localhost:8090", LOCAL).is_ok());
+        assert!(provider_base_url("http://10.0.0.5:8090", LOCAL).is_ok());
         assert_eq!(
             provider_base_url("http://169.254.169.254", LOCAL).unwrap_err(),
             ProviderError::ForbiddenAddress("169.254.169.254".into())

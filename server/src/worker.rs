@@ -1,14 +1,18 @@
-//! The worker: claims due jobs (fairly between accounts), runs up to `concurrency` of them at once,
-//! keeps their leases alive while they run, and records each outcome. It wakes when the ingest path
-//! stored new jobs, when a job finishes, and on a short tick (for retries whose time came).
+//! The worker: claims due jobs (fairly between accounts, at most `slots_per_account` of one account
+//! running at once), runs up to `concurrency` of them at once, keeps their leases alive while they
+//! run, and records each outcome (a handler that panics is a failure like any other, retried with
+//! backoff). It wakes when the ingest path stored new jobs, when a job finishes, and on a short tick
+//! (for retries whose time came).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{Job, JobError, LEASE, Outcome, Queue, now_ms};
@@ -25,6 +29,9 @@ pub struct Worker {
     pub queue: Queue,
     pub handler: Handler,
     pub concurrency: usize,
+    /// Jobs of one account running at once, at most, counted over every process on the database
+    /// (`WORKER_SLOTS_PER_ACCOUNT`): one account's flood leaves the other slots to the others.
+    pub slots_per_account: usize,
     /// Notified by the ingest path after it committed new jobs.
     pub wake: Arc<Notify>,
 }
@@ -49,7 +56,8 @@ impl Worker {
             }
             let free = slots.available_permits();
             let claimed = if free > 0 && !shutdown.is_cancelled() {
-                match self.queue.claim(now_ms(), i64::try_from(free).unwrap_or(1)).await {
+                let per_account = i64::try_from(self.slots_per_account).unwrap_or(i64::MAX);
+                match self.queue.claim(now_ms(), i64::try_from(free).unwrap_or(1), per_account).await {
                     Ok(jobs) => jobs,
                     Err(error) => {
                         tracing::error!(%error, "claiming jobs failed");
@@ -84,11 +92,21 @@ impl Worker {
     }
 }
 
+/// Aborts a task when dropped: the lease heartbeat ends with the job's run, however that ends (a
+/// panic unwinding through `run_one`, a cancelled future), instead of keeping a dead job's lease alive.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs `job` with a lease heartbeat, then records its outcome.
 async fn run_one(queue: &Queue, handler: &Handler, job: Job) {
     let heartbeat = {
         let (queue, job) = (queue.clone(), job.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE / 3).await;
                 match queue.heartbeat(&job, now_ms()).await {
@@ -97,10 +115,15 @@ async fn run_one(queue: &Queue, handler: &Handler, job: Job) {
                     Err(error) => tracing::warn!(%error, job.id = job.id, "extending a job's lease failed"),
                 }
             }
-        })
+        }))
     };
-    let result = handler(job.clone()).await;
-    heartbeat.abort();
+    // A panic is a bug met by this job's data (or a dependency's): recorded as a failure, so the job
+    // backs off and ends as a dead letter if it keeps panicking, rather than staying `running`.
+    let result = match AssertUnwindSafe(async { handler(job.clone()).await }).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => Err(JobError::Retry { error: "the job's handler panicked".into(), after: None }),
+    };
+    drop(heartbeat);
     let now = now_ms();
     let recorded = match &result {
         Ok(()) => queue.complete(&job, now).await.map(|()| Outcome::Done),

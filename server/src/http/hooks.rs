@@ -1,10 +1,17 @@
 //! Provider webhooks: `POST /hooks/voip/{hook_id}`, where the unguessable hook id names the account.
 //!
-//! Order of checks, each refusal storing nothing: the raw body capped (413) → the hook id resolved
-//! (404) → the Standard Webhooks signature verified on the raw bytes with that account's secrets,
-//! timestamp within ±300 s (401) → the account's integration turned on (409) → the event's schema
-//! (400, naming the field). Then the event is committed to the inbox together with its job (group
-//! commit, see `ingest`) and only then answered 200. A repeated delivery gets 200 and is stored once.
+//! Order of checks, each refusal storing nothing: a client address that used up its failure budget
+//! (429, before any lookup) → the raw body capped (413) → the hook id resolved (404) → the Standard
+//! Webhooks signature verified on the raw bytes with that account's secrets, timestamp within ±300 s
+//! (401) → the account's ingest budget (429 `ingest_budget`) → the account's integration turned on
+//! (409) → the event's schema (400, naming the field). Then the event is committed to the inbox
+//! together with its job (group commit, see `ingest`) and only then answered 200. A repeated delivery
+//! gets 200 and is stored once.
+//!
+//! Only refusals count against a client address (unknown hook ids and bad signatures: someone probing
+//! or forging); accepted deliveries never do, since one PBX sends every call of an account from one
+//! address. An account's own signed flood meets its ingest budget (per account, after the signature,
+//! so nobody else can spend it) and its share of the writer's queue, never another account's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,17 +33,28 @@ use crate::ingest::{Incoming, IngestError, Stored};
 use crate::push::PushEvent;
 use crate::signing::{self, SignatureError, SignedHeaders, WebhookSecret};
 use crate::store::{AccountId, unix_now};
+use crate::throttle::ClientAddr;
 
 /// Largest body a provider may send; larger ones get 413 before any parsing.
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
 
+/// Longest hook id we look up; ours are 32 characters of base64url.
+const MAX_HOOK_ID_LEN: usize = 64;
+
+/// How long this process answers an unknown hook id from memory (see [`HookCache`]).
+pub const HOOK_MISS_TTL: Duration = Duration::from_secs(3);
+
+/// How long an account over its share of the writer's queue is asked to wait.
+const ACCOUNT_BUSY_RETRY: Duration = Duration::from_secs(1);
+
 pub async fn receive(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     Path(hook_id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let result = accept(&state, &hook_id, &headers, body).await;
+    let result = accept(&state, client, &hook_id, &headers, body).await;
     match &result {
         Ok((_, _, stored)) => {
             let outcome = if *stored == Stored::New { "stored" } else { "duplicate" };
@@ -65,22 +83,36 @@ fn refuse(reason: &'static str, error: ApiError) -> Refusal {
 
 async fn accept(
     state: &AppState,
+    client: std::net::IpAddr,
     hook_id: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(AccountId, FromWebhook, Stored), Refusal> {
+    if let Some(retry_after) = state.throttle.webhook_blocked(client) {
+        return Err(refuse("blocked", ApiError::TooManyRequests { code: "rate_limited", retry_after }));
+    }
     let body = body.map_err(|rejection| {
         let error = ApiError::from(rejection);
         let reason = if matches!(error, ApiError::PayloadTooLarge) { "too_large" } else { "unreadable" };
         refuse(reason, error)
     })?;
     let now = unix_now();
+    let unknown = || {
+        state.throttle.webhook_failed(client);
+        refuse("unknown_hook", ApiError::NotFound)
+    };
+    // Not one of ours by its shape (ours are base64url): no lookup, no cache entry.
+    let plausible = hook_id.len() <= MAX_HOOK_ID_LEN
+        && hook_id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if !plausible {
+        return Err(unknown());
+    }
     let hook = state
         .hooks
         .resolve(state, hook_id, now)
         .await
         .map_err(|error| refuse("unavailable", ApiError::from(error)))?
-        .ok_or_else(|| refuse("unknown_hook", ApiError::NotFound))?;
+        .ok_or_else(unknown)?;
     let account = hook.account;
     let signed = SignedHeaders::from_headers(headers);
     signing::verify(&signed, &body, now, &hook.secrets(now)).map_err(|error| {
@@ -89,9 +121,22 @@ async fn accept(
             SignatureError::TimestampOutOfTolerance => "stale_timestamp",
             SignatureError::NoMatchingSignature => "bad_signature",
         };
+        state.throttle.webhook_failed(client);
         tracing::info!(account.id = account.0, reason, "provider webhook refused");
         refuse(reason, ApiError::BadSignature(error))
     })?;
+    // The account's own signed traffic, and only it, spends the account's budget.
+    state.throttle.ingest(account).map_err(|retry_after| {
+        refuse("ingest_budget", ApiError::TooManyRequests { code: "ingest_budget", retry_after })
+    })?;
+    // `webhook-id` is stored and may be logged: printable text only (a tab passes HTTP's header rules).
+    let webhook_id = signed.id.unwrap_or_default();
+    if webhook_id.chars().any(shared::call::is_non_printing) {
+        return Err(refuse(
+            "malformed",
+            ApiError::BadRequest("header `webhook-id`: must not contain control characters".into()),
+        ));
+    }
     if !hook.active {
         // Kommo's "disable" (active: 'N') stops call processing for the account.
         return Err(refuse(
@@ -106,21 +151,24 @@ async fn accept(
     // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
     let text =
         String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
-    let webhook_id = signed.id.unwrap_or_default().to_owned();
     let incoming = Incoming {
         account,
-        webhook_id,
+        webhook_id: webhook_id.to_owned(),
         event_key: event_key(&event),
         call_id: event.call_id.clone(),
         body: text,
         received_at: now,
     };
-    let stored = state.ingestor.store(incoming).await.map_err(|error| {
-        let reason = match error {
-            IngestError::Busy => "busy",
-            IngestError::Closed | IngestError::Database(_) => "unavailable",
-        };
-        refuse(reason, ApiError::Unavailable(error.to_string()))
+    let stored = state.ingestor.store(incoming).await.map_err(|error| match error {
+        // The account's own flood fills its share of the queue: its problem, not everybody's 503.
+        IngestError::AccountBusy => refuse(
+            "ingest_budget",
+            ApiError::TooManyRequests { code: "ingest_budget", retry_after: ACCOUNT_BUSY_RETRY },
+        ),
+        IngestError::Busy => refuse("busy", ApiError::Unavailable(error.to_string())),
+        IngestError::Closed | IngestError::Database(_) => {
+            refuse("unavailable", ApiError::Unavailable(error.to_string()))
+        }
     })?;
     tracing::info!(
         account.id = account.0, call.id = %event.call_id, status = event.status.as_str(),
@@ -150,17 +198,26 @@ impl ResolvedHook {
 /// row and opens no sealed secret. A settings save, a secret rotation, turning the integration off and
 /// Kommo's disable hook forget them at once in this process; another process sees such a change
 /// within [`HOOK_CACHE_TTL`] (a rotated-away secret keeps verifying for 24 h anyway).
+///
+/// Unknown ids are remembered too, for [`HOOK_MISS_TTL`] and at most [`MAX_HOOK_MISSES`] of them, so
+/// that a client repeating a wrong id costs no database read; the same [`HookCache::forget`] drops them.
 #[derive(Clone)]
 pub struct HookCache {
     cache: moka::future::Cache<String, Arc<ResolvedHook>>,
+    misses: moka::future::Cache<String, ()>,
 }
 
 /// How long a resolved webhook path is reused.
 pub const HOOK_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Unknown hook ids remembered at most.
+pub const MAX_HOOK_MISSES: u64 = 10_000;
 
 impl Default for HookCache {
     fn default() -> Self {
-        HookCache { cache: moka::future::Cache::builder().max_capacity(10_000).time_to_live(HOOK_CACHE_TTL).build() }
+        HookCache {
+            cache: moka::future::Cache::builder().max_capacity(10_000).time_to_live(HOOK_CACHE_TTL).build(),
+            misses: moka::future::Cache::builder().max_capacity(MAX_HOOK_MISSES).time_to_live(HOOK_MISS_TTL).build(),
+        }
     }
 }
 
@@ -169,7 +226,11 @@ impl HookCache {
         if let Some(hook) = self.cache.get(hook_id).await {
             return Ok(Some(hook));
         }
+        if self.misses.contains_key(hook_id) {
+            return Ok(None);
+        }
         let Some(hook) = state.store.hook(hook_id, now).await? else {
+            self.misses.insert(hook_id.to_owned(), ()).await;
             return Ok(None);
         };
         let context = SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: hook.account.0 };
@@ -184,9 +245,11 @@ impl HookCache {
         Ok(Some(resolved))
     }
 
-    /// Forgets every resolved path (after a change to any account's webhook settings).
+    /// Forgets every resolved path and every remembered miss (after a change to any account's webhook
+    /// settings: a new endpoint answers at once).
     pub fn forget(&self) {
         self.cache.invalidate_all();
+        self.misses.invalidate_all();
     }
 }
 
