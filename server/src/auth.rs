@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// Kommo issues tokens valid for 30 minutes; anything longer was not minted by Kommo.
 const MAX_LIFETIME_SECS: i64 = 1800;
 /// Clock skew we tolerate between Kommo and us.
-const LEEWAY_SECS: u64 = 60;
+pub const LEEWAY_SECS: u64 = 60;
 /// Longer header values are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 4096;
 

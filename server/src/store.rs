@@ -296,6 +296,14 @@ impl Store {
 
     /// Replaces the webhook signing secret; the current one keeps verifying until `previous_until`.
     /// Returns false when the account has no endpoint yet.
+    /// The account's current signing secret, sealed (for an admin's reveal); `None` before the first save.
+    pub async fn webhook_secret(&self, account: AccountId) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT webhook_secret FROM widget_settings WHERE account_id = ?1")
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
     pub async fn rotate_webhook_secret(
         &self,
         account: AccountId,

@@ -192,8 +192,9 @@ async fn refusals_name_the_field_and_store_nothing() {
             json!([{"field": "credentials.provider_url", "code": "forbidden_address"}]),
         ),
         (
-            "private address",
-            with_credentials("https://10.0.0.5/api".into(), "x"),
+            // Private networks are allowed with the local stand-in's setting (on here); link-local never is.
+            "link-local address",
+            with_credentials("https://169.254.10.10/api".into(), "x"),
             json!([{"field": "credentials.provider_url", "code": "forbidden_address"}]),
         ),
         (

@@ -44,11 +44,13 @@ pub enum ValidationCode {
     Unreachable,
     /// The VoIP provider answered with an error (the server's check).
     ProviderError,
+    /// The chosen Kommo card is not tied to the call's number (the server's check of a call result).
+    NotTiedToCall,
 }
 
 impl ValidationCode {
     /// Every code, for tests and documents that must cover them all.
-    pub const ALL: [ValidationCode; 17] = [
+    pub const ALL: [ValidationCode; 18] = [
         ValidationCode::Required,
         ValidationCode::TooLong,
         ValidationCode::NotActive,
@@ -66,6 +68,7 @@ impl ValidationCode {
         ValidationCode::CredentialsRefused,
         ValidationCode::Unreachable,
         ValidationCode::ProviderError,
+        ValidationCode::NotTiedToCall,
     ];
 
     /// English text for logs and API clients that do not localise.
@@ -88,6 +91,7 @@ impl ValidationCode {
             ValidationCode::CredentialsRefused => "The VoIP provider refused these credentials.",
             ValidationCode::Unreachable => "The VoIP provider did not answer at this address.",
             ValidationCode::ProviderError => "The VoIP provider answered with an error; try again later.",
+            ValidationCode::NotTiedToCall => "This card has nothing to do with the call's number; choose another.",
         }
     }
 }
@@ -127,7 +131,9 @@ mod tests {
         let position = |code: ValidationCode| match code {
             Required | TooLong | NotActive | ControlCharacters | InvalidUrl | NotHttps | CredentialsInUrl
             | ForbiddenAddress | OutOfRange | Duplicate | UnknownUser | Incomplete | TooMany | InvalidExtension
-            | CredentialsRefused | Unreachable | ProviderError => ValidationCode::ALL.iter().position(|c| *c == code),
+            | CredentialsRefused | Unreachable | ProviderError | NotTiedToCall => {
+                ValidationCode::ALL.iter().position(|c| *c == code)
+            }
         };
         let listed: std::collections::BTreeSet<usize> =
             ValidationCode::ALL.iter().filter_map(|c| position(*c)).collect();

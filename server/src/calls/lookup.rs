@@ -198,6 +198,34 @@ fn active_of(leads: &[LeadInfo]) -> Vec<LeadFacts> {
 }
 
 /// The values of a contact's PHONE field.
+/// Whether `entity` is tied to the phone `number` in Kommo: a contact with the number, one of such a
+/// contact's leads, or a company with the number. (A call's result may only go there.)
+pub async fn entity_has_number(
+    kommo: &KommoClient,
+    account: AccountId,
+    entity: shared::rules::EntityRef,
+    number: &str,
+    country: Option<&str>,
+) -> Result<bool, KommoError> {
+    use shared::rules::EntityKind;
+    match entity.kind {
+        EntityKind::Contacts => {
+            Ok(search(kommo, account, number, country).await?.iter().any(|contact| contact.id == entity.id))
+        }
+        EntityKind::Leads => Ok(search(kommo, account, number, country)
+            .await?
+            .iter()
+            .any(|contact| contact.lead_ids.contains(&entity.id))),
+        EntityKind::Companies => match kommo.get(account, &format!("/api/v4/companies/{}", entity.id)).await {
+            Ok(company) => Ok(company.as_ref().is_some_and(|company| {
+                phones(company).iter().any(|phone| shared::phone::same_number(phone, number, country))
+            })),
+            Err(KommoError::Rejected { status: 404, .. }) => Ok(false),
+            Err(other) => Err(other),
+        },
+    }
+}
+
 fn phones(contact: &Value) -> Vec<String> {
     contact["custom_fields_values"]
         .as_array()

@@ -10,7 +10,7 @@
 
 mod execute;
 mod fold;
-mod ledger;
+pub(crate) mod ledger;
 pub mod lookup;
 
 use std::time::Duration;

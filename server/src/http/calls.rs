@@ -13,8 +13,10 @@ use shared::rules::CallResult;
 
 use super::AppState;
 use super::error::{ApiError, json_body};
-use super::widget::WidgetAuth;
+use super::widget::{AdminAuth, WidgetAuth};
 use crate::jobs::{KIND_CALL, now_ms};
+use crate::store::{AccountId, CallParties};
+use shared::{FieldError, ValidationCode};
 
 /// Dead letters shown to an account's admin at most.
 const FAILED_LIST_LIMIT: i64 = 100;
@@ -39,8 +41,32 @@ async fn call_result(
     if !refused.is_empty() {
         return Err(ApiError::Validation(refused));
     }
-    if !state.store.call_known(auth.account, &call_id).await? {
-        return Err(ApiError::NotFound);
+    let parties = state.store.call_parties(auth.account, &call_id).await?.ok_or(ApiError::NotFound)?;
+    // The call's manager records its result; an admin may do it for anyone.
+    if responsible_user(&state, auth.account, &parties).await? != Some(auth.user_id)
+        && !state.roles.is_admin(&state.installer.kommo, &auth).await?
+    {
+        return Err(ApiError::Denied("not_your_call", "Only the call's manager or an admin can record its result."));
+    }
+    // The result may only go to an entity tied to the call's number (or where the call already landed).
+    if let Some(entity) = result.entity {
+        let landed = parties.entity.as_ref().is_some_and(|(kind, id)| kind == entity.kind.as_str() && *id == entity.id);
+        let country = crate::calls::ledger::account_country(&state.store, auth.account).await?;
+        if !landed
+            && !crate::calls::lookup::entity_has_number(
+                &state.installer.kommo,
+                auth.account,
+                entity,
+                &parties.client_number,
+                country.as_deref(),
+            )
+            .await?
+        {
+            return Err(ApiError::Validation(vec![FieldError {
+                field: "entity".to_owned(),
+                code: ValidationCode::NotTiedToCall,
+            }]));
+        }
     }
     let text = serde_json::to_string(&result).map_err(anyhow::Error::from)?;
     if !state.store.insert_call_result(auth.account, &call_id, &text, auth.user_id, now_ms()).await? {
@@ -51,10 +77,28 @@ async fn call_result(
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))))
 }
 
+/// The Kommo user a call belongs to: the one it was delivered for, else its extension's user, else the
+/// account's fallback user for unmapped extensions.
+async fn responsible_user(
+    state: &AppState,
+    account: AccountId,
+    parties: &CallParties,
+) -> Result<Option<i64>, ApiError> {
+    if parties.responsible_user_id.is_some() {
+        return Ok(parties.responsible_user_id);
+    }
+    if let Some(extension) = &parties.extension
+        && let Some(user) = state.store.user_for_extension(account, extension).await?
+    {
+        return Ok(Some(user));
+    }
+    Ok(state.store.settings(account).await?.and_then(|settings| settings.fallback_user_id))
+}
+
 /// `GET /widget/v1/deliveries/failed`: the account's dead letters, newest first.
 async fn failed_deliveries(
     State(state): State<AppState>,
-    auth: WidgetAuth,
+    AdminAuth(auth): AdminAuth,
 ) -> Result<Json<Vec<FailedDelivery>>, ApiError> {
     let letters = state.queue.dead_letters(Some(auth.account), FAILED_LIST_LIMIT).await?;
     Ok(Json(letters.iter().map(|letter| letter.view()).collect()))
@@ -63,7 +107,7 @@ async fn failed_deliveries(
 /// `POST /widget/v1/deliveries/failed/{id}/retry`: queues one of the account's dead letters again.
 async fn retry_delivery(
     State(state): State<AppState>,
-    auth: WidgetAuth,
+    AdminAuth(auth): AdminAuth,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     // Another account's job id is "not found": the account filter is part of the update.

@@ -24,6 +24,9 @@ pub enum ApiError {
     NotFound,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The caller may not act on this object (e.g. another user's call): 403 with a stable code.
+    #[error("denied: {0}")]
+    Denied(&'static str, &'static str),
     /// The endpoint is for the account's Kommo admins, and the caller is not one.
     #[error("admin only")]
     AdminOnly,
@@ -113,6 +116,10 @@ impl IntoResponse for ApiError {
                 };
                 tracing::warn!(%error, "Kommo call failed");
                 (status, code, error.to_string(), Vec::new())
+            }
+            ApiError::Denied(code, message) => {
+                tracing::info!(code, "request refused");
+                (StatusCode::FORBIDDEN, code, message.to_owned(), Vec::new())
             }
             ApiError::AdminOnly => (
                 StatusCode::FORBIDDEN,

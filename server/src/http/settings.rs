@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,7 +21,7 @@ use shared::{
 
 use super::AppState;
 use super::error::{ApiError, json_body};
-use super::widget::WidgetAuth;
+use super::widget::AdminAuth;
 use crate::crypto::{SealContext, random_token};
 use crate::provider::{Credentials, ProviderAccount, ProviderError};
 use crate::signing::WebhookSecret;
@@ -40,24 +40,47 @@ pub fn router() -> Router<AppState> {
         .route(paths::SETTINGS, get(read).put(save))
         .route(paths::SETTINGS_CHECK, post(check))
         .route(paths::WEBHOOK_SECRET, post(rotate_secret))
+        .route(paths::WEBHOOK_REVEAL, post(reveal))
 }
 
-async fn read(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<IntegrationSettingsView>, ApiError> {
+/// Answers that carry a signing secret are never stored by a browser or a proxy.
+const NO_STORE: [(header::HeaderName, &str); 1] = [(header::CACHE_CONTROL, "no-store")];
+
+/// `POST /widget/v1/settings/webhook/reveal`: the webhook address and the current signing secret, for
+/// an admin to paste into the provider again (Kommo may close its modal on the save that issued it).
+async fn reveal(State(state): State<AppState>, AdminAuth(auth): AdminAuth) -> Result<impl IntoResponse, ApiError> {
+    let (Some(row), Some(sealed)) =
+        (state.store.settings(auth.account).await?, state.store.webhook_secret(auth.account).await?)
+    else {
+        return Err(ApiError::Conflict("settings_missing", "Save the settings first: the webhook is created then."));
+    };
+    let secret = state
+        .keyring
+        .open(secret_context(auth.account), &sealed)
+        .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("stored signing secret")))?;
+    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "webhook signing secret shown to an admin");
+    Ok((NO_STORE, Json(endpoint(&state, &row, Some(secret)))))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    AdminAuth(auth): AdminAuth,
+) -> Result<Json<IntegrationSettingsView>, ApiError> {
     Ok(Json(view(&state, auth.account, None).await?))
 }
 
 async fn save(
     State(state): State<AppState>,
-    auth: WidgetAuth,
+    AdminAuth(auth): AdminAuth,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<IntegrationSettingsView>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let input: IntegrationSettings = json_body(body, "settings body")?;
     if !input.active {
         // Kommo's "disable": stop processing; nothing else is validated or changed.
         state.store.deactivate(auth.account, auth.user_id).await?;
         state.hooks.forget();
         tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "call processing turned off");
-        return Ok(Json(view(&state, auth.account, None).await?));
+        return Ok((NO_STORE, Json(view(&state, auth.account, None).await?)));
     }
     let stored = state.store.settings(auth.account).await?;
     // The mapping is validated against the account's real users: without them nothing is stored.
@@ -106,14 +129,14 @@ async fn save(
     let created = state.store.save_settings(auth.account, write).await?;
     state.hooks.forget();
     tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "settings saved");
-    // The signing secret is shown once: in the answer of the save that issued it.
-    Ok(Json(view(&state, auth.account, created.then_some(signing_secret)).await?))
+    // The save that issued the signing secret shows it; later an admin asks for it again (reveal).
+    Ok((NO_STORE, Json(view(&state, auth.account, created.then_some(signing_secret)).await?)))
 }
 
 /// `POST /widget/v1/settings/check`: are these credentials accepted by the provider? (Nothing is stored.)
 async fn check(
     State(state): State<AppState>,
-    auth: WidgetAuth,
+    AdminAuth(auth): AdminAuth,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConnectionCheck>, ApiError> {
     let input: VoipCredentials = json_body(body, "credentials body")?;
@@ -134,7 +157,10 @@ async fn check(
 
 /// `POST /widget/v1/settings/webhook-secret`: a new signing secret, shown once; the previous one keeps
 /// verifying for a day.
-async fn rotate_secret(State(state): State<AppState>, auth: WidgetAuth) -> Result<impl IntoResponse, ApiError> {
+async fn rotate_secret(
+    State(state): State<AppState>,
+    AdminAuth(auth): AdminAuth,
+) -> Result<impl IntoResponse, ApiError> {
     let secret = WebhookSecret::generate().to_text();
     let sealed = state.keyring.seal(secret_context(auth.account), &secret);
     let rotated = state
@@ -148,7 +174,7 @@ async fn rotate_secret(State(state): State<AppState>, auth: WidgetAuth) -> Resul
     tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "webhook signing secret rotated");
     let row = state.store.settings(auth.account).await?.ok_or(ApiError::NotFound)?;
     let endpoint = endpoint(&state, &row, Some(secret));
-    Ok((StatusCode::OK, Json(endpoint)))
+    Ok((StatusCode::OK, NO_STORE, Json(endpoint)))
 }
 
 async fn view(

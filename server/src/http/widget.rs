@@ -20,7 +20,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route(paths::CONNECTION, get(connection)).route(paths::USERS, get(users))
 }
 
-/// A verified disposable token, accepted once (its `jti` is remembered until it expires).
+/// A verified disposable token, accepted once: its `jti` is remembered until the token expires plus
+/// the leeway the verifier grants, so it cannot come back inside that window either.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken(pub KommoIdentity);
 
@@ -31,7 +32,8 @@ impl FromRequestParts<AppState> for VerifiedToken {
         let header = parts.headers.get(AUTH_HEADER).ok_or(TokenError::Missing)?;
         let token = header.to_str().map_err(|_| TokenError::Invalid("not text"))?;
         let identity = state.verifier.verify(token)?;
-        if !state.store.remember_token_id(&identity.token_id, identity.expires_at).await? {
+        let replayable_until = identity.expires_at + crate::auth::LEEWAY_SECS as i64;
+        if !state.store.remember_token_id(&identity.token_id, replayable_until).await? {
             return Err(TokenError::Invalid("token already used").into());
         }
         Ok(VerifiedToken(identity))
@@ -43,6 +45,8 @@ impl FromRequestParts<AppState> for VerifiedToken {
 pub struct WidgetAuth {
     pub account: AccountId,
     pub user_id: i64,
+    /// The token's `is_admin` claim, when Kommo sent one; see [`Roles`].
+    pub is_admin_claim: Option<bool>,
 }
 
 impl FromRequestParts<AppState> for WidgetAuth {
@@ -60,7 +64,55 @@ impl FromRequestParts<AppState> for WidgetAuth {
             // Kommo signed the new name: keep it current (the account id never changes).
             state.store.rename_account(account, &identity.subdomain).await?;
         }
-        Ok(WidgetAuth { account, user_id: identity.user_id })
+        Ok(WidgetAuth { account, user_id: identity.user_id, is_admin_claim: identity.is_admin })
+    }
+}
+
+/// A widget request from an admin of a connected account: the settings, the users list and failed
+/// deliveries are theirs alone. Anyone else gets 403 `admin_only`.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAuth(pub WidgetAuth);
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = WidgetAuth::from_request_parts(parts, state).await?;
+        if !state.roles.is_admin(&state.installer.kommo, &auth).await? {
+            tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "admin-only request refused");
+            return Err(ApiError::AdminOnly);
+        }
+        Ok(AdminAuth(auth))
+    }
+}
+
+/// Who is an admin: the token's `is_admin` claim when Kommo puts one there (KOMMO.md §4 marks it
+/// UNCONFIRMED), otherwise the user's `rights.is_admin` from `GET /api/v4/users/{id}`, kept a few
+/// minutes per account and user (so a demoted admin loses access within [`ROLE_TTL`]).
+#[derive(Clone)]
+pub struct Roles {
+    cache: moka::future::Cache<(AccountId, i64), bool>,
+}
+
+/// How long an answer of Kommo's users API about a user's role is reused.
+pub const ROLE_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+impl Default for Roles {
+    fn default() -> Roles {
+        Roles { cache: moka::future::Cache::builder().max_capacity(100_000).time_to_live(ROLE_TTL).build() }
+    }
+}
+
+impl Roles {
+    /// Whether the caller is an admin of its account. Kommo unreachable is an error (fail closed).
+    pub async fn is_admin(&self, kommo: &crate::kommo::KommoClient, auth: &WidgetAuth) -> Result<bool, ApiError> {
+        if let Some(claim) = auth.is_admin_claim {
+            return Ok(claim);
+        }
+        self.cache
+            .try_get_with((auth.account, auth.user_id), kommo.user_is_admin(auth.account, auth.user_id))
+            .await
+            .map_err(|error| ApiError::Kommo(crate::kommo::KommoError::clone(&error)))
     }
 }
 
@@ -92,7 +144,10 @@ async fn connection(
     }))
 }
 
-async fn users(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<Vec<KommoUserView>>, ApiError> {
+async fn users(
+    State(state): State<AppState>,
+    AdminAuth(auth): AdminAuth,
+) -> Result<Json<Vec<KommoUserView>>, ApiError> {
     let users = state.installer.kommo.active_users(auth.account).await?;
     Ok(Json(users.into_iter().map(|user| KommoUserView { id: user.id, name: user.name, email: user.email }).collect()))
 }
