@@ -15,12 +15,26 @@ pub mod provider;
 pub mod push;
 pub mod signing;
 pub mod store;
+pub mod throttle;
 pub mod worker;
 
-use anyhow::Context;
-use tokio_util::sync::CancellationToken;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::Config;
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::config::{Config, Limits};
 use crate::http::{AppState, app};
 use crate::store::Store;
 use crate::worker::{Handler, Worker};
@@ -46,9 +60,14 @@ pub async fn serve_on(
     let concurrency = config.worker_concurrency;
     let state = AppState::new(config, store.clone(), shutdown.clone());
     tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
-    tokio::spawn(housekeeping(store.clone(), shutdown.clone()));
-    let worker =
-        Worker { queue: state.queue.clone(), handler: job_handler(&state), concurrency, slots_per_account: state.limits.worker_slots_per_account, wake: state.jobs_wake.clone() };
+    tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+    let worker = Worker {
+        queue: state.queue.clone(),
+        handler: job_handler(&state),
+        concurrency,
+        slots_per_account: state.limits.worker_slots_per_account,
+        wake: state.jobs_wake.clone(),
+    };
     let worker_shutdown = shutdown.clone();
     let worker = tokio::spawn(async move {
         if concurrency > 0 {
@@ -59,26 +78,70 @@ pub async fn serve_on(
         let operator = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "operator endpoints listening");
         let router = http::operator_app(state.clone());
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) =
-                axum::serve(operator, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
-            {
-                tracing::error!(%error, "operator listener failed");
-            }
-        });
+        tokio::spawn(serve_connections(operator, router, state.limits.clone(), shutdown.clone()));
     }
-    let router = app(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")?;
+    let limits = state.limits.clone();
+    serve_connections(listener, app(state), limits, shutdown).await;
     // Running jobs finish (or their leases expire if we are killed meanwhile).
     let _ = worker.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests finish (open
+/// push streams end on the same token).
+///
+/// Each connection holds one of `max_connections` permits, taken *before* `accept`: past the cap,
+/// new connections wait in the kernel's listen backlog instead of costing us a task and a buffer.
+/// A connection that does not send a request's headers within `header_read_timeout`, including an
+/// idle keep-alive connection, is closed; bodies and whole requests are bounded in `http::app`.
+/// HTTP/1.1 only: the server sits behind a TLS-terminating proxy, and HTTP/2's streams would need
+/// caps of their own.
+async fn serve_connections(listener: TcpListener, router: Router, limits: Arc<Limits>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, mostly: retrying at once would spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let router = router.clone();
+        // `ClientAddr` and the rate limiters read the peer from the request, as `ConnectInfo`.
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Header timeouts and clients that go away are routine: not worth more than debug.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    // Stop accepting (the backlog's connections are refused), then wait for the open ones.
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// How long the accept loop rests after `accept` failed.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Picks up authorization codes that were not exchanged yet: retries after transient failures,
 /// and codes a previous process received but did not finish (a restart loses no install).
@@ -92,14 +155,23 @@ async fn recover_installs(installer: oauth::Installer, shutdown: CancellationTok
     }
 }
 
-/// Every so often, forgets finished work (see `Store::housekeeping`).
-async fn housekeeping(store: Store, shutdown: CancellationToken) {
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(600);
-    loop {
-        match store.housekeeping(store::unix_now()).await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "housekeeping removed finished rows"),
-            Err(error) => tracing::warn!(%error, "housekeeping failed"),
+/// Every so often, forgets finished work and erases disabled accounts (see `Store::housekeeping`, and
+/// `config::Retention`); every minute, forgets rate-limiter state of clients that went quiet.
+async fn housekeeping(state: AppState, shutdown: CancellationToken) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+    const STORE_EVERY: u32 = 10;
+    let keep = store::Keep {
+        finished_secs: i64::try_from(state.retention.finished.as_secs()).unwrap_or(i64::MAX),
+        disabled_account_secs: i64::try_from(state.retention.erase_disabled_after.as_secs()).unwrap_or(i64::MAX),
+    };
+    for round in 0u32.. {
+        state.throttle.prune();
+        if round % STORE_EVERY == 0 {
+            match state.store.housekeeping(store::unix_now(), keep).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "housekeeping removed finished rows"),
+                Err(error) => tracing::warn!(%error, "housekeeping failed"),
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

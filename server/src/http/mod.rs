@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -28,7 +29,7 @@ use secrecy::SecretString;
 
 use crate::auth::TokenVerifier;
 use crate::calls::CallsContext;
-use crate::config::Config;
+use crate::config::{Config, Limits, Retention};
 use crate::crypto::Keyring;
 use crate::ingest::Ingestor;
 use crate::jobs::Queue;
@@ -36,7 +37,8 @@ use crate::kommo::{KommoClient, OAuthClient};
 use crate::oauth::{self, Installer};
 use crate::provider::ProviderClient;
 use crate::push::Hub;
-use crate::store::Store;
+use crate::store::{PendingCodeLimits, Store};
+use crate::throttle::Throttle;
 use tokio::sync::Notify;
 
 /// Largest JSON body the widget API accepts.
@@ -72,7 +74,21 @@ pub struct AppState {
     pub hooks: hooks::HookCache,
     /// Required by the operator endpoints when set.
     pub operator_token: Option<Arc<SecretString>>,
+    /// Who is an admin of an account (the token's claim, or Kommo's users API, cached).
+    pub roles: widget::Roles,
+    /// Every bound on clients (timeouts, connection and stream caps, budgets); see `config::Limits`.
+    pub limits: Arc<Limits>,
+    /// The rate limiters those budgets feed.
+    pub throttle: Throttle,
+    /// How long finished work and disabled accounts' data are kept.
+    pub retention: Retention,
     cors_extra_origins: Arc<[String]>,
+}
+
+impl axum::extract::FromRef<AppState> for Throttle {
+    fn from_ref(state: &AppState) -> Throttle {
+        state.throttle.clone()
+    }
 }
 
 impl AppState {
@@ -89,14 +105,20 @@ impl AppState {
         let jobs_wake = Arc::new(Notify::new());
         // Counters recorded before the recorder exists would be lost.
         crate::metrics::handle();
+        let pending_limits =
+            PendingCodeLimits { total: config.limits.max_pending_codes, per_host: oauth::MAX_PENDING_CODES_PER_HOST };
         AppState {
+            throttle: Throttle::new(&config.limits),
+            roles: widget::Roles::default(),
+            limits: Arc::new(config.limits),
+            retention: config.retention,
             ingestor: Ingestor::start(&store, jobs_wake.clone()),
             calls: CallsContext::new(store.clone(), kommo.clone()),
             hooks: hooks::HookCache::default(),
             queue: Queue::new(&store, worker_name()),
             jobs_wake,
             operator_token: config.operator.token.map(Arc::new),
-            installer: Installer { store: store.clone(), kommo, keyring: keyring.clone() },
+            installer: Installer { store: store.clone(), kommo, keyring: keyring.clone(), pending_limits },
             store,
             verifier: Arc::new(verifier),
             keyring,
@@ -145,6 +167,11 @@ pub fn app(state: AppState) -> Router {
         .route(oauth::DISABLE_PATH, get(oauth::disable))
         .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
         .merge(widget_api)
+        // A request must be answered within `request_timeout` (408; it bounds the time to the
+        // response head, so push streams are not cut), and its body must not stall longer than
+        // `body_read_timeout` between chunks (the request timeout bounds the body's total).
+        .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
         .layer(
             // Spans name the route template, never the concrete path or query: webhook ids and
             // push tickets are credentials.
