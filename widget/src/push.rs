@@ -34,9 +34,21 @@ impl Backoff {
         delay
     }
 
-    /// A stream that opened resets the delay.
+    /// A stream that stayed open resets the delay.
     pub fn reset(&mut self) {
         self.next = Self::FIRST;
+    }
+
+    /// The server refused for load (429, too many streams): the next delay is the longest.
+    pub fn refused(&mut self) {
+        self.next = Self::MAX;
+    }
+
+    /// Whether a stream open for `open_for` earns a reset: the server ends every stream after its
+    /// lifetime (an hour by default) and the page then reconnects at once, but a stream that a proxy
+    /// or the server ends right after it opened must not turn into a reconnection every second.
+    pub fn earned_reset(open_for: Duration) -> bool {
+        open_for >= Self::MAX
     }
 }
 
@@ -102,6 +114,10 @@ async fn run(host: Rc<Host>, shared: Rc<Shared>, on_call: Rc<dyn Fn(IncomingCall
     while !shared.stopped.get() {
         let ticket = match host.request("POST", paths::PUSH_TICKET, None::<&()>).await {
             Ok((200, body)) => serde_json::from_value::<PushTicket>(body).ok(),
+            Ok((429, _)) => {
+                backoff.borrow_mut().refused();
+                None
+            }
             _ => None,
         };
         if shared.stopped.get() {
@@ -148,11 +164,13 @@ async fn listen(
             }
         })
     };
+    let opened_at = Rc::new(Cell::new(None::<f64>));
     let on_open = {
-        let backoff = Rc::clone(backoff);
-        Closure::<dyn Fn()>::new(move || backoff.borrow_mut().reset())
+        let opened_at = Rc::clone(&opened_at);
+        Closure::<dyn Fn()>::new(move || opened_at.set(Some(js_sys::Date::now())))
     };
     // The ticket is single-use: instead of letting EventSource retry with it, give up and fetch a new one.
+    // A stream that ends (its lifetime passed, the server restarted) or was refused (429) lands here too.
     let on_error = {
         let shared = Rc::clone(shared);
         Closure::<dyn Fn()>::new(move || shared.wake())
@@ -164,6 +182,12 @@ async fn listen(
 
     shared.wait(None).await;
 
+    if let Some(opened_at) = opened_at.get() {
+        let open_for = Duration::from_millis((js_sys::Date::now() - opened_at).max(0.0) as u64);
+        if Backoff::earned_reset(open_for) {
+            backoff.borrow_mut().reset();
+        }
+    }
     source.close();
     source.set_onopen(None);
     source.set_onerror(None);
@@ -182,5 +206,21 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
         backoff.reset();
         assert_eq!(backoff.next_delay(), Backoff::FIRST);
+    }
+
+    #[test]
+    fn a_refusal_waits_the_longest_delay() {
+        let mut backoff = Backoff::new();
+        backoff.refused();
+        assert_eq!(backoff.next_delay(), Backoff::MAX);
+        assert_eq!(backoff.next_delay(), Backoff::MAX);
+    }
+
+    #[test]
+    fn only_a_stream_that_stayed_open_a_while_resets_the_backoff() {
+        assert!(!Backoff::earned_reset(Duration::from_secs(1)));
+        assert!(!Backoff::earned_reset(Duration::from_secs(59)));
+        assert!(Backoff::earned_reset(Duration::from_secs(60)));
+        assert!(Backoff::earned_reset(Duration::from_secs(3600)));
     }
 }
