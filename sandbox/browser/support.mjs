@@ -137,7 +137,8 @@ export async function fieldError(page, field) {
 
 /**
  * Fills and saves valid credentials (after `tweak(page)`, if given, has changed other options); resolves with
- * `{url, secret}`: the webhook URL and the signing secret the reopened settings show (once, after the first save).
+ * `{url, secret}`: the webhook URL and the signing secret, as an admin copies them for the provider: from the
+ * open modal when it stayed open (`keep_modal`), else from the reopened settings' "Show signing secret".
  * The settings modal stays open.
  */
 export async function configure(page, tweak) {
@@ -149,14 +150,23 @@ export async function configure(page, tweak) {
     const said = await page.textContent('.modal .kvoip-settings');
     throw new Error(`saving valid settings resolved false; the form says: ${said}`);
   }
-  await openSettings(page);
+  if (!(await page.$('.modal .kvoip-settings'))) {
+    await openSettings(page);
+    await waitForForm(page);
+  }
   await page.waitForFunction(() => {
     const shown = document.querySelector('.kvoip-webhook-url');
     return shown && (shown.value || shown.textContent || '').trim().startsWith('http');
   }, null, { timeout: STEP_MS });
-  const secret = await page.$eval('.kvoip-webhook-secret', (shown) => (shown.value || '').trim());
-  if (!secret.startsWith('whsec_')) throw new Error(`the reopened settings show no fresh signing secret: "${secret}"`);
-  return { url: await webhookUrl(page), secret };
+  return { url: await webhookUrl(page), secret: await shownSecret(page) };
+}
+
+/** The signing secret in full: the one shown, else the one "Show signing secret" brings. */
+export async function shownSecret(page) {
+  if (!(await page.$('input.kvoip-webhook-secret'))) await page.click('.kvoip-settings .kvoip-reveal-secret');
+  await page.waitForFunction(() => (document.querySelector('input.kvoip-webhook-secret')?.value || '').startsWith('whsec_'),
+    null, { timeout: STEP_MS });
+  return page.$eval('input.kvoip-webhook-secret', (shown) => shown.value.trim());
 }
 
 /** The Standard Webhooks headers for `body` signed with a `whsec_…` secret, as a VoIP provider sends them. */
