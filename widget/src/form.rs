@@ -626,14 +626,14 @@ fn webhook_section(
         }
     };
     let t = move |key: &str| i18n.t("settings", key);
-    let copied = ArcRwSignal::new(false);
     let secret = {
-        let (t, shown, copied) = (t.clone(), shown.clone(), copied.clone());
+        let (t, shown) = (t.clone(), shown.clone());
         move || match shown.get() {
             Some(secret) => {
-                copied.set(false);
                 let (copy_text, copied_text) = (t("copy"), t("copied"));
-                let (copied, label, value) = (copied.clone(), copied.clone(), secret.clone());
+                // "Copied" belongs to this showing of the secret only.
+                let copied = ArcRwSignal::new(false);
+                let (label, value) = (copied.clone(), secret.clone());
                 let copy = move |_| copy_to_clipboard(&secret, copied.clone());
                 view! {
                     <div class="kvoip-secret">

@@ -263,10 +263,8 @@ impl SubmitOutcome {
                     .iter()
                     .map(|field| {
                         // The modal's own wording where it has one (a due time "out of range" reads as
-                        // "pick a time between now and a year from now"; a card the call cannot be logged
-                        // in, whatever the code), else the shared code's message.
+                        // "pick a time between now and a year from now"), else the shared code's message.
                         match field.code {
-                            _ if field.field.starts_with("entity") => refused_field(&format!("{}:", field.field)),
                             shared::ValidationCode::OutOfRange => refused_field(&format!("{}:", field.field)),
                             _ => None,
                         }
@@ -918,15 +916,6 @@ mod tests {
         assert_eq!(SubmitOutcome::from_reply(404, error("not_found", "Not found.")), SubmitOutcome::UnknownCall);
         assert_eq!(SubmitOutcome::from_reply(403, error("not_your_call", "m")), SubmitOutcome::NotYourCall);
         assert_eq!(SubmitOutcome::from_reply(403, error("forbidden", "m")), SubmitOutcome::Failed(Problem::Server));
-        let entity = json!({"error": {"code": "validation", "message": "m",
-            "fields": [{"field": "entity.id", "code": "out_of_range"}, {"field": "entity", "code": "required"}]}});
-        assert_eq!(
-            SubmitOutcome::from_reply(422, entity),
-            SubmitOutcome::Refused(vec![
-                Refusal::new("entity", "result", "invalid_entity"),
-                Refusal::new("entity", "result", "invalid_entity"),
-            ])
-        );
         assert_eq!(
             SubmitOutcome::from_reply(400, error("bad_request", "follow_up.due_at: between now and a year from now")),
             SubmitOutcome::Refused(vec![Refusal::new("follow_up.due_at", "result", "invalid_due")])
