@@ -60,9 +60,11 @@ pub struct Limits {
     pub max_pending_codes: u32,
     /// Time a client has to send a request's headers (`HEADER_READ_TIMEOUT_SECS`).
     pub header_read_timeout: Duration,
-    /// Time a client has to send a request's body (`BODY_READ_TIMEOUT_SECS`).
+    /// Longest pause between two pieces of a request's body (`BODY_READ_TIMEOUT_SECS`); the whole body
+    /// is bounded by `request_timeout`.
     pub body_read_timeout: Duration,
-    /// Time from a request's arrival to its answer, push streams excepted (`REQUEST_TIMEOUT_SECS`).
+    /// Time from a request's arrival to its answer's head, body included; a push stream then runs on
+    /// (`REQUEST_TIMEOUT_SECS`).
     pub request_timeout: Duration,
     /// Open client connections at most; more wait in the listen backlog (`MAX_CONNECTIONS`).
     pub max_connections: usize,

@@ -433,22 +433,31 @@ impl Store {
     /// Who the call `call_id` concerns (see [`CallParties`]); `None` when the account has no such call.
     /// Before the worker folded the call, its stored provider events tell.
     pub async fn call_parties(&self, account: AccountId, call_id: &str) -> sqlx::Result<Option<CallParties>> {
-        let folded: Option<(String, String, Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>)> =
-            sqlx::query_as(
-                "SELECT from_number, to_number, direction, extension, responsible_user_id, entity_type, entity_id
-                 FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
-            )
-            .bind(account.0)
-            .bind(call_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some((from, to, direction, extension, responsible_user_id, entity_type, entity_id)) = folded {
-            let client_number = if direction.as_deref() == Some("outbound") { to } else { from };
+        #[derive(FromRow)]
+        struct Folded {
+            from_number: String,
+            to_number: String,
+            direction: Option<String>,
+            extension: Option<String>,
+            responsible_user_id: Option<i64>,
+            entity_type: Option<String>,
+            entity_id: Option<i64>,
+        }
+        let folded: Option<Folded> = sqlx::query_as(
+            "SELECT from_number, to_number, direction, extension, responsible_user_id, entity_type, entity_id
+             FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
+        )
+        .bind(account.0)
+        .bind(call_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(call) = folded {
+            let outbound = call.direction.as_deref() == Some("outbound");
             return Ok(Some(CallParties {
-                client_number,
-                extension,
-                responsible_user_id,
-                entity: entity_type.zip(entity_id),
+                client_number: if outbound { call.to_number } else { call.from_number },
+                extension: call.extension,
+                responsible_user_id: call.responsible_user_id,
+                entity: call.entity_type.zip(call.entity_id),
             }));
         }
         let bodies: Vec<String> = sqlx::query_scalar(

@@ -488,6 +488,17 @@ fn error_codes_match_the_error_envelope_source() {
         .map(str::to_owned)
         .collect();
     assert!(codes.contains("validation") && codes.contains("internal"), "found {codes:?}");
+    // ... and the codes handlers pass into the envelope: `Conflict("…"`, `Denied("…"`, and
+    // `TooManyRequests { code: "…"`.
+    let mut codes = codes;
+    for (_, handler) in router_sources() {
+        for marker in ["Conflict(\"", "Denied(\"", "TooManyRequests { code: \""] {
+            for piece in handler.split(marker).skip(1) {
+                codes.insert(piece.split('"').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    assert!(codes.contains("admin_only") && codes.contains("not_your_call"), "found {codes:?}");
     let documented = document()["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"]
         .as_array()
         .unwrap()
