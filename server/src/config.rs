@@ -77,7 +77,7 @@ pub struct Limits {
     /// A push stream ends after this long; the widget reconnects with a fresh ticket
     /// (`PUSH_STREAM_LIFETIME_SECS`).
     pub push_stream_lifetime: Duration,
-    /// Jobs of one account run at once by this process at most (`WORKER_SLOTS_PER_ACCOUNT`).
+    /// Jobs of one account this process runs at once at most (`WORKER_SLOTS_PER_ACCOUNT`).
     pub worker_slots_per_account: usize,
     /// Provider events one account may store per second, sustained (`INGEST_RATE_PER_ACCOUNT`).
     pub ingest_per_account_per_second: u32,

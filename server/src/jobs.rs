@@ -128,7 +128,9 @@ impl Queue {
 
     /// Claims up to `limit` due jobs: each account's longest-waiting one (none whose call is running),
     /// the accounts that waited longest first, skipping accounts that have `per_account` jobs running
-    /// already (in any process). Each account's pick is one lookup in the `(account_id, state, run_at)`
+    /// in this worker already. (Counted per worker, not across processes: the jobs of a replica that was
+    /// killed stay `running` until their lease passes, and counting them would stall their accounts on
+    /// every other replica for that long.) Each account's pick is one lookup in the `(account_id, state, run_at)`
     /// index, and its running count a scan of that index bounded by `per_account`, so a claim costs the
     /// same with ten due jobs or a hundred thousand, and a noisy account's backlog never hides a quiet
     /// account's job nor holds all the slots. Jobs whose worker died come back through
@@ -149,7 +151,8 @@ impl Queue {
                              ORDER BY j.run_at, j.id LIMIT 1) AS pick
                      FROM accounts AS a
                      WHERE (SELECT COUNT(*) FROM (
-                                SELECT 1 FROM jobs AS r WHERE r.account_id = a.id AND r.state = 'running'
+                                SELECT 1 FROM jobs AS r
+                                WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_by = ?1
                                 LIMIT ?5)) < ?5)
                  WHERE pick IS NOT NULL
                  ORDER BY (SELECT run_at FROM jobs WHERE id = pick)

@@ -107,27 +107,30 @@ async fn a_lone_job_of_a_dead_worker_is_queued_again_once_its_lease_passed() {
 }
 
 #[tokio::test]
-async fn an_account_with_its_share_of_jobs_running_in_any_process_gets_no_more_until_one_ends() {
+async fn an_account_with_its_share_of_a_workers_slots_gets_no_more_until_one_ends() {
     let db = db().await;
     let (noisy, quiet) = (account(&db.store, 1).await, account(&db.store, 2).await);
     let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
     for call in 0..50 {
         first.enqueue(noisy, KIND_CALL, &format!("noisy-{call}"), T0 + call).await.unwrap();
     }
-    // Each round of claims takes one job per account; the noisy account stops at its 2 running jobs,
-    // whichever process claimed them.
+    // Each round of claims takes one job per account; the noisy account stops at its 2 running jobs.
     let mut running = first.claim(T0 + 100, 8, 2).await.unwrap();
-    running.extend(second.claim(T0 + 100, 8, 2).await.unwrap());
-    assert!(second.claim(T0 + 100, 8, 2).await.unwrap().is_empty(), "the noisy account has its 2 slots");
+    running.extend(first.claim(T0 + 100, 8, 2).await.unwrap());
+    assert!(first.claim(T0 + 100, 8, 2).await.unwrap().is_empty(), "the noisy account has its 2 slots");
     assert_eq!(running.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-0", "noisy-1"]);
     // The quiet account's call, queued later than the whole backlog, is claimed at once.
     first.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 200).await.unwrap();
-    let quiet_claim = second.claim(T0 + 200, 8, 2).await.unwrap();
+    let quiet_claim = first.claim(T0 + 200, 8, 2).await.unwrap();
     assert_eq!(quiet_claim.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["quiet-0"]);
-    // A finished job frees one slot of its account, and only one.
+    // Another worker's share is its own: a replica whose jobs are stuck (or whose process died and whose
+    // leases have not passed yet) does not stall the account elsewhere.
+    let elsewhere = second.claim(T0 + 200, 8, 2).await.unwrap();
+    assert_eq!(elsewhere.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-2"]);
+    // A finished job frees one slot of its account in its worker, and only one.
     first.complete(&running[0], T0 + 300).await.unwrap();
     let next = first.claim(T0 + 300, 8, 2).await.unwrap();
-    assert_eq!(next.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-2"]);
+    assert_eq!(next.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-3"]);
     assert!(first.claim(T0 + 300, 8, 2).await.unwrap().is_empty());
 }
 
