@@ -314,9 +314,10 @@ define(['jquery'], function ($) {
         return;
       }
       try {
-        root.textContent = '';
+        // The loading line stays until the server said who the user is; the wasm then replaces it.
         state.settings = state.wasm.mount_settings(root, host());
       } catch (e) {
+        root.textContent = '';
         state.failure = describe(e);
         log('cannot show the settings', e);
         showFailure(root);

@@ -120,8 +120,10 @@ test('an admin whose modal closed on the first save shows the signing secret aga
   await partScreenshot(page.locator('.modal .kvoip-section--webhook'), 'roles-revealed-secret.png');
 
   await page.click('.kvoip-copy-secret');
-  await page.locator('.kvoip-copy-secret', { hasText: strings.settings.copied }).waitFor({ timeout: STEP_MS });
-  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), secret);
+  await page.waitForFunction((expected) => navigator.clipboard.readText().then((text) => text === expected), secret,
+    { timeout: STEP_MS });
+  assert.equal(await page.$eval('input.kvoip-webhook-secret', (input) => input.value.slice(input.selectionStart,
+    input.selectionEnd)), secret, 'what was copied is shown selected');
 
   await page.click('.kvoip-hide-secret');
   await hint.waitFor({ state: 'visible', timeout: STEP_MS });

@@ -12,7 +12,7 @@ use crate::connection::ConnectionSection;
 use crate::deliveries::deliveries_section;
 use crate::host::Host;
 use crate::i18n::I18n;
-use crate::settings::{Access, CheckState, SettingsModel, Status, WebhookAction, error_key, hint_tail, status_text};
+use crate::settings::{CheckState, SettingsModel, Status, WebhookAction, error_key, hint_tail, status_text};
 use crate::values::{FormValues, ResponsibleChoice};
 
 /// Reads and writes one value of the form.
@@ -243,7 +243,6 @@ pub fn SettingsForm(
     host: Rc<Host>,
 ) -> impl IntoView {
     let (i18n, lang) = (host.i18n(), host.lang().to_owned());
-    let (access, lang_attr) = (model.access.clone(), lang.clone());
     let ctx = Ctx {
         values: model.values.clone(),
         errors: model.errors.clone(),
@@ -281,11 +280,8 @@ pub fn SettingsForm(
         }
     };
 
-    let (loading, title, admin_only) =
-        (i18n.t("settings", "loading"), i18n.t("settings", "title"), i18n.t("settings", "admin_only"));
-    let form = move || {
-        let on_reauthorize = on_reauthorize.clone();
-        view! {
+    view! {
+        <div class="kvoip-form" lang=lang.clone()>
             <ConnectionSection connection=model.connection.clone() i18n=i18n.clone() on_reauthorize />
             <h3 class="kvoip-form__title">{ctx.t("title")}</h3>
             <p class="kvoip-form__intro">{ctx.t("intro")}</p>
@@ -294,29 +290,27 @@ pub fn SettingsForm(
             {extensions_section(&ctx)}
             {webhook_section(&ctx, &model, host)}
             {deliveries_section(&model.deliveries, host, &i18n, &lang)}
-            <div class="kvoip-form__errors">{unplaced.clone()}</div>
-            <p class=status_class.clone() role="status" aria-live="polite">{status_line.clone()}</p>
-        }
-    };
-    // A memo: re-reading the settings (after a re-authorization) must not rebuild the form under the admin.
-    let access = {
-        let access = access.clone();
-        ArcMemo::new(move |_| access.get())
-    };
-    let shown = move || match access.get() {
-        Access::Pending => view! {
-            <p class="kvoip-status kvoip-status--busy" role="status">{loading.clone()}</p>
-        }
-        .into_any(),
-        // Nothing of the account's settings: no address, no secret, no users, no failed deliveries.
-        Access::AdminOnly => view! {
-            <h3 class="kvoip-form__title">{title.clone()}</h3>
-            <p class="kvoip-notice kvoip-admin-only" role="status">{admin_only.clone()}</p>
-        }
-        .into_any(),
-        Access::Granted => form().into_any(),
-    };
-    view! { <div class="kvoip-form" lang=lang_attr>{shown}</div> }
+            <div class="kvoip-form__errors">{unplaced}</div>
+            <p class=status_class role="status" aria-live="polite">{status_line}</p>
+        </div>
+    }
+}
+
+/// What a Kommo user who is not an account administrator sees instead of the form: whom to ask, and
+/// nothing of the account's settings (no address, no secret, no users, no failed deliveries).
+#[component]
+pub fn AdminOnlyNotice(
+    /// The strings of the user's language.
+    i18n: I18n,
+    /// The Kommo interface language.
+    lang: String,
+) -> impl IntoView {
+    view! {
+        <div class="kvoip-form" lang=lang>
+            <h3 class="kvoip-form__title">{i18n.t("settings", "title")}</h3>
+            <p class="kvoip-notice kvoip-admin-only" role="status">{i18n.t("settings", "admin_only")}</p>
+        </div>
+    }
 }
 
 fn provider_section(
@@ -630,18 +624,15 @@ fn webhook_section(
         let (t, shown) = (t.clone(), shown.clone());
         move || match shown.get() {
             Some(secret) => {
-                let (copy_text, copied_text) = (t("copy"), t("copied"));
-                // "Copied" belongs to this showing of the secret only.
-                let copied = ArcRwSignal::new(false);
-                let (label, value) = (copied.clone(), secret.clone());
-                let copy = move |_| copy_to_clipboard(&secret, copied.clone());
+                let value = secret.clone();
+                let copy = move |_| copy_to_clipboard(&secret);
                 view! {
                     <div class="kvoip-secret">
                         <input class="kvoip-field__input kvoip-webhook-secret kvoip-webhook-secret--shown" type="text"
                             readonly id="kvoip-webhook-secret" spellcheck="false" prop:value=value
                             on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()} />
                         <button type="button" class="kvoip-button kvoip-button--light kvoip-copy-secret" on:click=copy>
-                            {move || if label.get() { copied_text.clone() } else { copy_text.clone() }}
+                            {t("copy")}
                         </button>
                     </div>
                     <p class="kvoip-field__hint kvoip-field__hint--warn">{t("webhook_secret_shown")}</p>
@@ -712,19 +703,25 @@ fn webhook_section(
     section(ctx.t("section_webhook"), "kvoip-section--webhook", body)
 }
 
-/// Puts `text` on the clipboard through `navigator.clipboard.writeText`, then sets `copied` if the browser
-/// took it (it refuses on a page that is not secure). Reached through `Reflect` rather than more web-sys features.
-fn copy_to_clipboard(text: &str, copied: ArcRwSignal<bool>) {
-    use js_sys::{Function, Promise, Reflect};
+/// Puts the shown secret on the clipboard (`navigator.clipboard.writeText`, reached through `Reflect`
+/// rather than more web-sys features) and selects it in its input, which is what the admin sees happen; where
+/// the browser refuses the clipboard, the selection is ready for Ctrl+C. No "Copied" state: it would cost
+/// the wasm more than the whole button.
+fn copy_to_clipboard(text: &str) {
+    use js_sys::{Function, Reflect};
     use wasm_bindgen::{JsCast, JsValue};
-    let get = |target: &JsValue, name: &str| Reflect::get(target, &JsValue::from_str(name)).ok();
     let Some(window) = web_sys::window() else { return };
+    if let Some(input) = window
+        .document()
+        .and_then(|document| document.get_element_by_id("kvoip-webhook-secret"))
+        .and_then(|input| input.dyn_into::<web_sys::HtmlInputElement>().ok())
+    {
+        input.select();
+    }
+    let get = |target: &JsValue, name: &str| Reflect::get(target, &JsValue::from_str(name)).ok();
     let clipboard = get(&window, "navigator").and_then(|navigator| get(&navigator, "clipboard"));
     let Some(clipboard) = clipboard.filter(JsValue::is_object) else { return };
-    let Some(write) = get(&clipboard, "writeText").and_then(|write| write.dyn_into::<Function>().ok()) else { return };
-    let Ok(written) = write.call1(&clipboard, &JsValue::from_str(text)) else { return };
-    wasm_bindgen_futures::spawn_local(async move {
-        let done = wasm_bindgen_futures::JsFuture::from(Promise::resolve(&written)).await;
-        copied.set(done.is_ok());
-    });
+    if let Some(write) = get(&clipboard, "writeText").and_then(|write| write.dyn_into::<Function>().ok()) {
+        let _ = write.call1(&clipboard, &JsValue::from_str(text));
+    }
 }

@@ -141,7 +141,6 @@ mod tests {
             "settings.reveal_secret",
             "settings.hide_secret",
             "settings.copy",
-            "settings.copied",
             "settings.admin_only",
             "result.not_your_call",
             "settings.rotate_secret",

@@ -4,6 +4,7 @@
 //! the server's call (its first settings read answers 403 `admin_only` otherwise), never the page's: the
 //! page's own user object may not say.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,7 +22,7 @@ use web_sys::HtmlElement;
 use crate::Mounted;
 use crate::connection::{self, Connection, PollStep, ReauthorizePoll};
 use crate::deliveries::DeliveriesModel;
-use crate::form::SettingsForm;
+use crate::form::{AdminOnlyNotice, SettingsForm};
 use crate::host::Host;
 use crate::i18n::I18n;
 use crate::values::{FormValues, refusals, validation_context};
@@ -103,11 +104,12 @@ impl Status {
 /// Whether this Kommo user may see the settings, as the server's first settings read said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// The first read has not answered yet: nothing is shown, so a non-admin never sees the form.
+    /// The first read has not answered yet: nothing is mounted, so a non-admin never sees the form.
     Pending,
     /// Anything but 403 `admin_only`: the form shows (with the status line saying what failed, if anything).
     Granted,
-    /// The server answered 403 `admin_only`: a notice instead of the form, and nothing is sent.
+    /// The server answered 403 `admin_only` (first read: a notice instead of the form; later: the status
+    /// line says so), and nothing more is sent.
     AdminOnly,
 }
 
@@ -467,11 +469,12 @@ impl SettingsModel {
                 self.stored.update(|stored| stored.webhook = Some(endpoint));
                 self.webhook_action.set(WebhookAction::Idle);
             }
-            Err(Problem::AdminOnly) => {
-                self.webhook_action.set(WebhookAction::Idle);
-                self.refuse_non_admin();
+            Err(problem) => {
+                if problem == Problem::AdminOnly {
+                    self.refuse_non_admin();
+                }
+                self.webhook_action.set(WebhookAction::Failed(problem));
             }
-            Err(problem) => self.webhook_action.set(WebhookAction::Failed(problem)),
         }
     }
 
@@ -485,28 +488,50 @@ impl SettingsModel {
     }
 }
 
-/// Renders the settings form into `root` (script.js's `div.kvoip-settings`), loads the stored settings
-/// and the Kommo connection state.
+/// Where the settings' view stands in the modal.
+enum View {
+    /// The first settings read has not answered: script.js's loading line stays.
+    Waiting,
+    /// The form or the notice; dropping the handle unmounts it, so it lives here until `unmount`.
+    Mounted { _handle: Mounted },
+    /// Unmounted (the modal went away), perhaps before the first read answered: nothing is mounted then.
+    Gone,
+}
+
+/// Loads the stored settings and the Kommo connection state into `root` (script.js's `div.kvoip-settings`,
+/// holding its loading line), then renders the form, or for a user who is not an account administrator,
+/// only a notice: nothing of the form is on the page before the server said who this user is.
 #[wasm_bindgen]
 pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle, JsError> {
     let host = Rc::new(Host::from_js(host)?);
     let model = SettingsModel::default();
-    let mounted = {
-        let (model, host) = (model.clone(), Rc::clone(&host));
-        mount_to(root, move || view! { <SettingsForm model host /> }.into_any())
-    };
-    let loader = (model.clone(), Rc::clone(&host));
+    let view = Rc::new(RefCell::new(View::Waiting));
+    let loader = (model.clone(), Rc::clone(&host), Rc::clone(&view));
     wasm_bindgen_futures::spawn_local(async move {
-        let (model, host) = loader;
+        let (model, host, view) = loader;
         model.load(&host).await;
+        if !matches!(*view.borrow(), View::Waiting) {
+            return;
+        }
+        root.set_text_content(None);
+        let granted = model.access.get_untracked() == Access::Granted;
+        // Each root erased to one type on its own: one `AnyView` of the whole form, as before the notice.
+        let mounted = if granted {
+            let (model, host) = (model.clone(), Rc::clone(&host));
+            mount_to(root, move || view! { <SettingsForm model host /> }.into_any())
+        } else {
+            let (i18n, lang) = (host.i18n(), host.lang().to_owned());
+            mount_to(root, move || view! { <AdminOnlyNotice i18n lang /> }.into_any())
+        };
+        *view.borrow_mut() = View::Mounted { _handle: mounted };
         // Failed deliveries are the admins' too: not even asked for until the settings read said who this is.
-        if model.access.get_untracked() == Access::Granted {
+        if granted {
             model.deliveries.load(&host).await;
         }
     });
     let checker = (model.clone(), Rc::clone(&host));
     wasm_bindgen_futures::spawn_local(async move { checker.0.load_connection(&checker.1).await });
-    Ok(SettingsHandle { model, host, mounted: Some(mounted) })
+    Ok(SettingsHandle { model, host, view })
 }
 
 /// The mounted settings form, kept by script.js until the modal goes away.
@@ -514,8 +539,7 @@ pub fn mount_settings(root: HtmlElement, host: JsValue) -> Result<SettingsHandle
 pub struct SettingsHandle {
     model: SettingsModel,
     host: Rc<Host>,
-    /// Dropping it unmounts the form, so it lives here until `unmount`.
-    mounted: Option<Mounted>,
+    view: Rc<RefCell<View>>,
 }
 
 #[wasm_bindgen]
@@ -526,11 +550,12 @@ impl SettingsHandle {
         wasm_bindgen_futures::future_to_promise(async move { Ok(JsValue::from_bool(model.save(&host, active).await)) })
     }
 
-    /// Removes the form from the page and stops following an authorization. Safe to call twice.
+    /// Removes the form from the page, forgets a shown secret and stops following an authorization.
+    /// Safe to call twice.
     pub fn unmount(&mut self) {
         self.model.stop_following();
         self.model.hide_secret();
-        self.mounted.take();
+        *self.view.borrow_mut() = View::Gone;
     }
 }
 
