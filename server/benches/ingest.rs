@@ -304,6 +304,10 @@ fn start_server(public_url: &str, port: u16, db_url: &str, kommos: &[&World], lo
         .env("KOMMO_ALLOWED_HOSTS", allowed.join(","))
         .env("KOMMO_CONSENT_URL", format!("{}/oauth", kommos[0].kommo))
         .env("PROVIDER_ALLOW_INSECURE_LOCAL", "true")
+        // One account's own ingest budget (50 events/s by default) would refuse most of the load: the
+        // bench measures what the store can take, so the budget is lifted out of the way.
+        .env("INGEST_RATE_PER_ACCOUNT", "1000000")
+        .env("INGEST_BURST_PER_ACCOUNT", "1000000")
         .env("RUST_LOG", std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("the log file"))
