@@ -916,6 +916,12 @@ mod tests {
         assert_eq!(SubmitOutcome::from_reply(404, error("not_found", "Not found.")), SubmitOutcome::UnknownCall);
         assert_eq!(SubmitOutcome::from_reply(403, error("not_your_call", "m")), SubmitOutcome::NotYourCall);
         assert_eq!(SubmitOutcome::from_reply(403, error("forbidden", "m")), SubmitOutcome::Failed(Problem::Server));
+        let unrelated_card = json!({"error": {"code": "validation", "message": "m",
+            "fields": [{"field": "entity", "code": "not_tied_to_call"}]}});
+        assert_eq!(
+            SubmitOutcome::from_reply(422, unrelated_card),
+            SubmitOutcome::Refused(vec![Refusal::new("entity", "errors", "not_tied_to_call")])
+        );
         assert_eq!(
             SubmitOutcome::from_reply(400, error("bad_request", "follow_up.due_at: between now and a year from now")),
             SubmitOutcome::Refused(vec![Refusal::new("follow_up.due_at", "result", "invalid_due")])
