@@ -143,6 +143,7 @@ async fn a_body_trickling_under_the_body_timeout_is_cut_at_the_request_timeout_w
     let (seen, sent) = stalled_body(addr, Duration::from_millis(500)).await;
     assert!(sent < 64, "cut before the body was complete ({sent} bytes sent)");
     assert_eq!(seen.status(), Some(408), "{}", String::from_utf8_lossy(&seen.bytes));
+    assert!(String::from_utf8_lossy(&seen.bytes).contains(r#""code":"request_timeout""#), "the JSON envelope");
     assert!(seen.closed, "and the connection closed");
 }
 

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// A provider webhook whose signature did not verify.
     #[error("bad signature: {0}")]
     BadSignature(#[from] SignatureError),
+    /// The request was not complete and answered within `REQUEST_TIMEOUT_SECS`: 408.
+    #[error("request timed out")]
+    RequestTimeout,
     /// Transient trouble on our side (storage busy, shutting down): 503 with `Retry-After`.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -139,6 +142,12 @@ impl IntoResponse for ApiError {
                 return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds.to_string())], Json(body))
                     .into_response();
             }
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request took too long to arrive or to answer; please retry.".to_owned(),
+                Vec::new(),
+            ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found.".to_owned(), Vec::new()),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

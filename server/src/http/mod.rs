@@ -172,6 +172,7 @@ pub fn app(state: AppState) -> Router {
         // `body_read_timeout` between chunks (the request timeout bounds the body's total).
         .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
+        .layer(axum::middleware::map_response(timeout_envelope))
         .layer(
             // Spans name the route template, never the concrete path or query: webhook ids and
             // push tickets are credentials.
@@ -181,6 +182,14 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// The timeout layer's 408 has no body: give it the one JSON envelope every other error has.
+async fn timeout_envelope(response: axum::response::Response) -> axum::response::Response {
+    if response.status() == StatusCode::REQUEST_TIMEOUT && !response.headers().contains_key(header::CONTENT_TYPE) {
+        return axum::response::IntoResponse::into_response(ApiError::RequestTimeout);
+    }
+    response
 }
 
 /// Browsers may call the widget API from Kommo's pages (`https://<subdomain>.kommo.com`) and from
