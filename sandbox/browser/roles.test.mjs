@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 
 import {
   SANDBOX_URL, SERVER_URL, STEP_MS, archiveStrings, configure, fillProvider, launch, modalScreenshot, openSettings,
-  openWidget, partScreenshot, postEvent, save, shownSecret, waitForForm, webhookUrl,
+  openWidget, partScreenshot, postEvent, save, serverRequest, shownSecret, streamOpen, waitForForm, webhookUrl,
 } from './support.mjs';
 
 let browser;
@@ -151,4 +151,37 @@ test('with the modal kept open, the first save shows the signing secret at once'
   assert.equal(delivered.status, 200, await delivered.text());
   assert.deepEqual(errors, []);
   await context.close();
+});
+
+test('a manager who is not an administrator is asked for the result of her own call, and it is recorded', async () => {
+  const strings = await archiveStrings('pt');
+  const admin = await openWidget(browser);
+  const user = maria(admin.account);
+  const webhook = await configure(admin.page, async (page) => {
+    await page.click('.kvoip-add-extension');
+    await page.fill('.kvoip-settings [name="extensions.entries[0].extension"]', '101');
+    await page.selectOption('.kvoip-settings [name="extensions.entries[0].user_id"]', String(user));
+  });
+  await admin.context.close();
+
+  const manager = await openWidget(browser, { account: admin.account, user: String(user), is_admin_claim: 'false' });
+  await streamOpen(manager.stream);
+  const callId = `maria-${Date.now()}`;
+  for (const status of ['ringing', 'ended']) {
+    const response = await postEvent(webhook, { callId, from: '+5511955557777', status, extension: '101' });
+    assert.equal(response.status, 200, `${status}: ${await response.text()}`);
+  }
+  // The settings are the admins', but whether to ask is every user's: Maria gets the modal.
+  const shown = manager.page.locator(`.kvoip-result[data-call-id="${callId}"]`);
+  await shown.waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal((await shown.locator('select[name=call_status] option[value="4"]').textContent()).trim(),
+    strings.result.outcome_4, 'in her language');
+  await shown.locator('textarea[name=note]').fill('Cliente quer o plano anual.');
+  await shown.locator('.kvoip-result__save').click();
+  await shown.waitFor({ state: 'detached', timeout: STEP_MS });
+  const again = await serverRequest(manager.page, 'POST', `/widget/v1/calls/${encodeURIComponent(callId)}/result`,
+    { call_status: 4 });
+  assert.equal(again.body.error.code, 'result_exists', 'her result was the one recorded');
+  assert.deepEqual(manager.errors, []);
+  await manager.context.close();
 });

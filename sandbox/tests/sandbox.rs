@@ -157,8 +157,19 @@ async fn token_request_with_a_bad_subdomain_or_unknown_field_is_refused() {
     let (status, body) = post_json("/sandbox/token", r#"{"subdomain": "evil.com/x"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "bad_request");
-    let (status, _) = post_json("/sandbox/token", r#"{"is_admin": false}"#).await;
+    let (status, _) = post_json("/sandbox/token", r#"{"role": "admin"}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_admin_claim_is_minted_as_asked_or_left_out() {
+    let claims_of = |body: &Value| verify_hs256(body["token"].as_str().unwrap(), SECRET).1;
+    let (_, body) = post_json("/sandbox/token", r#"{"is_admin": false}"#).await;
+    assert_eq!(claims_of(&body)["is_admin"], false);
+    let (_, body) = post_json("/sandbox/token", r#"{"user_id": 42}"#).await;
+    assert_eq!(claims_of(&body)["is_admin"], false, "only the configured user is the sandbox's admin");
+    let (_, body) = post_json("/sandbox/token", r#"{"omit_is_admin": true}"#).await;
+    assert!(claims_of(&body).get("is_admin").is_none(), "as in Kommo's documented example");
 }
 
 #[tokio::test]

@@ -103,6 +103,16 @@ async fn a_non_admin_gets_admin_only_on_every_admin_endpoint_and_changes_nothing
             assert!(!text.contains("whsec_") && !text.contains("/hooks/voip/"), "{method} {path} leaked: {text}");
         }
     }
+    // What every user's widget needs of the settings (whether to ask for a call result) stays readable,
+    // and it is nothing more than that.
+    for claim in [Claim::Says(false), Claim::Omitted] {
+        let (status, options) =
+            json_of(call_as(&world, MARIA, claim, Method::GET, "/widget/v1/calls/options", None).await).await;
+        assert_eq!(status, StatusCode::OK, "{options}");
+        assert_eq!(options["call_feedback_modal"], true);
+        let keys: Vec<&String> = options.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["auto_open_card", "call_feedback_modal", "call_quality_rating", "ringing_sound"]);
+    }
     // Nothing changed: the same signing secret, processing still on, the provider never asked.
     assert_eq!(signing_secret_hint(&world).await, hint);
     let active: bool =

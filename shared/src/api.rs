@@ -17,6 +17,9 @@ pub mod paths {
     pub const PUSH_EVENTS: &str = "/widget/v1/push/events";
     pub const CONNECTION: &str = "/widget/v1/connection";
     pub const USERS: &str = "/widget/v1/users";
+    /// `GET`: what the widget does in every user's browser (`WidgetBehaviour`: ringing sound, the
+    /// call-result modal, quality rating, auto-open), readable by any user of the account.
+    pub const CALL_OPTIONS: &str = "/widget/v1/calls/options";
     /// `POST`: the manager's call result for a call (`{call_id}` is the provider's call id).
     pub const CALL_RESULT: &str = "/widget/v1/calls/{call_id}/result";
     /// `GET`: the account's Kommo deliveries that failed for good (dead letters).

@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use serde_json::Value;
 use shared::api::{ErrorBody, IncomingCall, paths};
 use shared::rules::{CallResult, EntityKind, EntityRef, FollowUp, KommoCallStatus};
-use shared::{CallStatus, IntegrationSettingsView};
+use shared::{CallStatus, WidgetBehaviour};
 use wasm_bindgen::JsCast;
 use web_sys::HtmlElement;
 
@@ -67,10 +67,11 @@ impl Decision {
         }
     }
 
-    /// What the account's settings (`GET /widget/v1/settings`) say about asking.
-    pub fn from_settings(settings: Option<&IntegrationSettingsView>) -> Self {
-        match settings {
-            Some(view) if view.call_handling.widget.call_feedback_modal => Decision::Asked,
+    /// What the account's call options (`GET /widget/v1/calls/options`, readable by every user) say about
+    /// asking.
+    pub fn from_options(options: Option<&WidgetBehaviour>) -> Self {
+        match options {
+            Some(options) if options.call_feedback_modal => Decision::Asked,
             Some(_) => Decision::Off,
             None => Decision::Unknown,
         }
@@ -335,13 +336,13 @@ pub fn result_path(call_id: &str) -> String {
 
 /// Asks the server whether the account wants the modal, and queues it for `call` if so.
 pub async fn offer(host: Rc<Host>, results: ArcRwSignal<ResultQueue>, call: IncomingCall) {
-    let reply = host.request("GET", paths::SETTINGS, None::<&()>).await;
-    let settings = match reply {
-        Ok((200, body)) => serde_json::from_value::<IntegrationSettingsView>(body).ok(),
+    let reply = host.request("GET", paths::CALL_OPTIONS, None::<&()>).await;
+    let options = match reply {
+        Ok((200, body)) => serde_json::from_value::<WidgetBehaviour>(body).ok(),
         _ => None,
     };
-    let decision = Decision::from_settings(settings.as_ref());
-    let ask_quality = settings.as_ref().is_some_and(|view| view.call_handling.widget.call_quality_rating);
+    let decision = Decision::from_options(options.as_ref());
+    let ask_quality = options.as_ref().is_some_and(|options| options.call_quality_rating);
     let request = ResultRequest { call, ask_quality, card: host.current_card() };
     results.update(|results| results.decide(request, decision));
 }
@@ -825,12 +826,12 @@ mod tests {
     }
 
     #[test]
-    fn the_settings_decide_whether_to_ask() {
-        let mut view = IntegrationSettingsView::default();
-        assert_eq!(Decision::from_settings(Some(&view)), Decision::Asked);
-        view.call_handling.widget.call_feedback_modal = false;
-        assert_eq!(Decision::from_settings(Some(&view)), Decision::Off);
-        assert_eq!(Decision::from_settings(None), Decision::Unknown);
+    fn the_call_options_decide_whether_to_ask() {
+        let mut options = WidgetBehaviour::default();
+        assert_eq!(Decision::from_options(Some(&options)), Decision::Asked);
+        options.call_feedback_modal = false;
+        assert_eq!(Decision::from_options(Some(&options)), Decision::Off);
+        assert_eq!(Decision::from_options(None), Decision::Unknown);
     }
 
     #[test]

@@ -97,6 +97,10 @@ fn browser_tests(root: &Path) -> Result<()> {
             .env("KOMMO_CONSENT_URL", format!("{sandbox_url}/oauth"))
             // The local Kommo's VoIP provider answers on loopback over http.
             .env("PROVIDER_ALLOW_INSECURE_LOCAL", "true")
+            // The browser tests install a fresh account every few seconds, all from this one address: more
+            // than a real client address ever sends to the install callback.
+            .env("OAUTH_RATE_PER_ADDRESS", "10000")
+            .env("OAUTH_RATE_TOTAL", "1000")
             .env("RUST_LOG", "info")
             .stdout(out)
             .stderr(err),

@@ -16,16 +16,26 @@ use super::error::{ApiError, json_body};
 use super::widget::{AdminAuth, WidgetAuth};
 use crate::jobs::{KIND_CALL, now_ms};
 use crate::store::{AccountId, CallParties};
-use shared::{FieldError, ValidationCode};
+use shared::{CallHandling, FieldError, ValidationCode, WidgetBehaviour};
 
 /// Dead letters shown to an account's admin at most.
 const FAILED_LIST_LIMIT: i64 = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route(paths::CALL_OPTIONS, get(call_options))
         .route(paths::CALL_RESULT, post(call_result))
         .route(paths::FAILED_DELIVERIES, get(failed_deliveries))
         .route(paths::RETRY_DELIVERY, post(retry_delivery))
+}
+
+/// `GET /widget/v1/calls/options`: the part of the settings every user's widget applies (whether to
+/// ask for a call result and a quality rating, the ringing sound, auto-open); nothing else of the
+/// settings, which are the admins'. The defaults before the first save.
+async fn call_options(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<WidgetBehaviour>, ApiError> {
+    let stored = state.store.settings(auth.account).await?;
+    let handling: CallHandling = stored.and_then(|row| serde_json::from_str(&row.config).ok()).unwrap_or_default();
+    Ok(Json(handling.widget))
 }
 
 /// `POST /widget/v1/calls/{call_id}/result`: stored, then the call's job merges it with the call,
