@@ -332,9 +332,17 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    /// The required variables only.
+    const BASE: [(&str, &str); 3] = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
+
+    /// The required variables and `extra`.
+    fn with(extra: &[(&str, &str)]) -> anyhow::Result<Config> {
+        config(&[&BASE[..], extra].concat())
+    }
+
     #[test]
     fn defaults_apply_when_only_secrets_are_set() {
-        let config = config(&[("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)]).unwrap();
+        let config = with(&[]).unwrap();
         assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.public_base_url, "http://127.0.0.1:8080");
         assert_eq!(config.database_url, "sqlite://data/kommo-voip.sqlite");
@@ -343,45 +351,30 @@ mod tests {
 
     #[test]
     fn operator_and_worker_settings_are_checked() {
-        let base = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
-        let with = |extra: (&'static str, &'static str)| {
-            let mut vars = base.to_vec();
-            vars.push(extra);
-            config(&vars)
-        };
-        let defaults = config(&base).unwrap();
+        let defaults = with(&[]).unwrap();
         assert_eq!(defaults.worker_concurrency, 8);
         assert!(defaults.operator.token.is_none() && defaults.operator.bind_addr.is_none());
-        assert_eq!(with(("WORKER_CONCURRENCY", "0")).unwrap().worker_concurrency, 0, "a webhook-only replica");
-        assert!(with(("WORKER_CONCURRENCY", "257")).unwrap_err().to_string().contains("WORKER_CONCURRENCY"));
-        assert!(with(("OPERATOR_TOKEN", "short")).unwrap_err().to_string().contains("at least 32"));
-        assert!(with(("OPERATOR_BIND_ADDR", "nowhere")).unwrap_err().to_string().contains("OPERATOR_BIND_ADDR"));
-        let operator = with(("OPERATOR_BIND_ADDR", "127.0.0.1:9090")).unwrap().operator;
+        assert_eq!(with(&[("WORKER_CONCURRENCY", "0")]).unwrap().worker_concurrency, 0, "a webhook-only replica");
+        assert!(with(&[("WORKER_CONCURRENCY", "257")]).unwrap_err().to_string().contains("WORKER_CONCURRENCY"));
+        assert!(with(&[("OPERATOR_TOKEN", "short")]).unwrap_err().to_string().contains("at least 32"));
+        assert!(with(&[("OPERATOR_BIND_ADDR", "nowhere")]).unwrap_err().to_string().contains("OPERATOR_BIND_ADDR"));
+        let operator = with(&[("OPERATOR_BIND_ADDR", "127.0.0.1:9090")]).unwrap().operator;
         assert_eq!(operator.bind_addr.unwrap().to_string(), "127.0.0.1:9090");
-        let open = with(("OPERATOR_BIND_ADDR", "0.0.0.0:9090")).unwrap_err().to_string();
+        let open = with(&[("OPERATOR_BIND_ADDR", "0.0.0.0:9090")]).unwrap_err().to_string();
         assert!(open.contains("OPERATOR_BIND_ADDR") && open.contains("OPERATOR_TOKEN"), "{open}");
-        let mut guarded = base.to_vec();
-        guarded.extend([
-            ("OPERATOR_BIND_ADDR", "0.0.0.0:9090"),
-            ("OPERATOR_TOKEN", "t0ken-of-at-least-thirty-two-chars!!"),
-        ]);
-        assert!(config(&guarded).is_ok(), "a token makes a public operator listener acceptable");
+        let guarded =
+            with(&[("OPERATOR_BIND_ADDR", "0.0.0.0:9090"), ("OPERATOR_TOKEN", "t0ken-of-at-least-thirty-two-chars!!")]);
+        assert!(guarded.is_ok(), "a token makes a public operator listener acceptable");
     }
 
     #[test]
     fn limits_have_defaults_and_refuse_values_they_cannot_use() {
-        let base = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
-        let with = |extra: (&'static str, &'static str)| {
-            let mut vars = base.to_vec();
-            vars.push(extra);
-            config(&vars)
-        };
-        let defaults = config(&base).unwrap();
+        let defaults = with(&[]).unwrap();
         assert_eq!(defaults.limits.header_read_timeout, Duration::from_secs(10));
         assert_eq!(defaults.limits.worker_slots_per_account, 2);
         assert!(defaults.limits.trusted_proxies.is_empty());
         assert_eq!(defaults.retention.finished, Duration::from_secs(90 * 86_400));
-        let proxies = with(("TRUSTED_PROXIES", "10.0.0.1, ::1")).unwrap().limits.trusted_proxies;
+        let proxies = with(&[("TRUSTED_PROXIES", "10.0.0.1, ::1")]).unwrap().limits.trusted_proxies;
         assert_eq!(proxies, vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
         for (name, value) in [
             ("TRUSTED_PROXIES", "10.0.0.0/8"),
@@ -391,7 +384,7 @@ mod tests {
             ("INGEST_RATE_PER_ACCOUNT", "0"),
             ("RETENTION_DAYS", "1.5"),
         ] {
-            let error = with((name, value)).unwrap_err();
+            let error = with(&[(name, value)]).unwrap_err();
             assert!(format!("{error:#}").contains(name), "{name}={value}: {error:#}");
         }
     }
@@ -404,15 +397,10 @@ mod tests {
 
     #[test]
     fn public_base_url_with_a_path_is_refused_and_trailing_slash_trimmed() {
-        let base = [("KOMMO_CLIENT_ID", "id"), ("KOMMO_CLIENT_SECRET", "s"), ("SECRET_KEYS", KEY)];
-        let with = |url: &'static str| {
-            let mut vars = base.to_vec();
-            vars.push(("PUBLIC_BASE_URL", url));
-            config(&vars)
-        };
-        assert_eq!(with("https://voip.example.org/").unwrap().public_base_url, "https://voip.example.org");
-        assert!(with("https://voip.example.org/api").is_err());
-        assert!(with("voip.example.org").is_err());
+        let url = |url: &'static str| with(&[("PUBLIC_BASE_URL", url)]);
+        assert_eq!(url("https://voip.example.org/").unwrap().public_base_url, "https://voip.example.org");
+        assert!(url("https://voip.example.org/api").is_err());
+        assert!(url("voip.example.org").is_err());
     }
 
     #[test]

@@ -21,22 +21,6 @@ fn ended_call(call_id: &str) -> String {
     .to_string()
 }
 
-async fn post_signed(world: &World, path: &str, secret: &WebhookSecret, webhook_id: &str, body: &str) -> StatusCode {
-    let now = unix_now();
-    world
-        .http
-        .post(format!("{}{path}", world.server))
-        .header("content-type", "application/json")
-        .header("webhook-id", webhook_id)
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", secret.sign(webhook_id, now, body.as_bytes()))
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 /// The `POST /api/v4/calls` items Kommo accepted for the account, by `uniq`.
 async fn logged_calls(world: &World) -> Vec<String> {
     let mut uniqs = Vec::new();
@@ -81,7 +65,7 @@ async fn fifty_concurrent_copies_of_a_delivery_make_one_call_in_kommo() {
     let mut copies = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let (world, path, secret, body) = (world.clone(), path.clone(), secret.clone(), body.clone());
-        copies.spawn(async move { post_signed(&world, &path, &secret, "msg_dup_1", &body).await });
+        copies.spawn(async move { world.post_signed(&path, &secret, "msg_dup_1", &body).await.status() });
     }
     while let Some(status) = copies.join_next().await {
         assert_eq!(status.unwrap(), StatusCode::OK);
@@ -114,7 +98,7 @@ async fn a_kommo_outage_is_ridden_out_without_loss_and_within_seven_requests_a_s
     let calls: Vec<String> = (1..=5).map(|n| format!("outage-{n}")).collect();
     for call in &calls {
         assert_eq!(
-            post_signed(&world, &path, &secret, &format!("msg_{call}"), &ended_call(call)).await,
+            world.post_signed(&path, &secret, &format!("msg_{call}"), &ended_call(call)).await.status(),
             StatusCode::OK
         );
     }

@@ -39,21 +39,6 @@ fn ended_call(call_id: &str, caller: &str) -> String {
     .to_string()
 }
 
-async fn post_signed(world: &World, hook: &Hook, webhook_id: &str, body: &str) -> reqwest::Response {
-    let now = unix_now();
-    world
-        .http
-        .post(format!("{}{}", world.server, hook.path))
-        .header("content-type", "application/json")
-        .header("webhook-id", webhook_id)
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", hook.secret.sign(webhook_id, now, body.as_bytes()))
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Whether Kommo has the call `uniq` of `account` (a committed `POST /api/v4/calls`).
 async fn in_kommo(world: &World, account: u64, uniq: &str) -> bool {
     world.kommo_writes(account).await.iter().any(|write| {
@@ -69,7 +54,9 @@ async fn neighbour_calls(world: Arc<World>, hook: Arc<Hook>, phase: &str, calls:
     let mut waiting = tokio::task::JoinSet::new();
     for n in 0..calls {
         let call = format!("{phase}-{n}");
-        let response = post_signed(&world, &hook, &format!("msg_{call}"), &ended_call(&call, NEIGHBOUR_CALLER)).await;
+        let response = world
+            .post_signed(&hook.path, &hook.secret, &format!("msg_{call}"), &ended_call(&call, NEIGHBOUR_CALLER))
+            .await;
         assert_eq!(response.status(), StatusCode::OK, "the neighbour's event {call} is accepted");
         let accepted = Instant::now();
         let world = world.clone();
@@ -163,8 +150,14 @@ async fn a_flooding_account_meets_its_budget_while_another_accounts_calls_reach_
                 let (world, hook, slot) = (world.clone(), hook.clone(), slots.clone().acquire_owned().await.unwrap());
                 sends.spawn(async move {
                     let call = format!("flood-{n}");
-                    let response =
-                        post_signed(&world, &hook, &format!("msg_{call}"), &ended_call(&call, FLOODER_CALLER)).await;
+                    let response = world
+                        .post_signed(
+                            &hook.path,
+                            &hook.secret,
+                            &format!("msg_{call}"),
+                            &ended_call(&call, FLOODER_CALLER),
+                        )
+                        .await;
                     drop(slot);
                     let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
                     let status = response.status();
@@ -223,7 +216,9 @@ async fn refused_deliveries_turn_their_address_away_and_accepted_ones_never_coun
     // A busy PBX: far more accepted deliveries than the failure budget, and never turned away.
     for n in 0..40 {
         let call = format!("pbx-{n}");
-        let response = post_signed(world, hook, &format!("msg_{call}"), &ended_call(&call, FLOODER_CALLER)).await;
+        let response = world
+            .post_signed(&hook.path, &hook.secret, &format!("msg_{call}"), &ended_call(&call, FLOODER_CALLER))
+            .await;
         assert_eq!(response.status(), StatusCode::OK, "{call}");
     }
     // Someone guessing hook ids and forging signatures from the same address (loopback here) uses up
@@ -234,13 +229,14 @@ async fn refused_deliveries_turn_their_address_away_and_accepted_ones_never_coun
     let mut statuses = Vec::new();
     for n in 0..6 {
         let target = if n % 2 == 0 { &guessed } else { &forged };
-        let response =
-            post_signed(world, target, &format!("msg_probe_{n}"), &ended_call("probe", FLOODER_CALLER)).await;
+        let response = world
+            .post_signed(&target.path, &target.secret, &format!("msg_probe_{n}"), &ended_call("probe", FLOODER_CALLER))
+            .await;
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [404, 401, 404, 401, 404, 401]);
     // ...and the address is then turned away before any lookup, whatever it sends, with a time to wait.
-    let response = post_signed(world, hook, "msg_after", &ended_call("after", FLOODER_CALLER)).await;
+    let response = world.post_signed(&hook.path, &hook.secret, "msg_after", &ended_call("after", FLOODER_CALLER)).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     let seconds: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&seconds), "Retry-After: {seconds}");

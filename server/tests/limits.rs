@@ -177,22 +177,11 @@ async fn past_max_connections_a_connection_waits_until_another_closes() {
 
 /// A fresh push ticket for `user` of `account`, through a token the local Kommo signed.
 async fn ticket(world: &World, account: u64, user: u64) -> Result<String, (StatusCode, Option<u64>)> {
-    let body = json!({"account_id": account, "user_id": user, "subdomain": format!("acct{account}")});
-    let minted: Value = world
-        .http
-        .post(format!("{}/sandbox/token", world.kommo))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = minted["token"].as_str().expect("the local Kommo mints a token");
+    let token = world.token_as(account, user, Some(false)).await;
     let response = world
         .http
         .post(format!("{}{}", world.server, paths::PUSH_TICKET))
-        .header("X-Auth-Token", token)
+        .header("X-Auth-Token", &token)
         .send()
         .await
         .unwrap();

@@ -27,22 +27,11 @@ enum Claim {
 }
 
 async fn token_as(world: &World, user: u64, claim: Claim) -> String {
-    let mut body = json!({"account_id": ACCOUNT, "user_id": user, "subdomain": format!("acct{ACCOUNT}")});
-    match claim {
-        Claim::Says(flag) => body["is_admin"] = json!(flag),
-        Claim::Omitted => body["omit_is_admin"] = json!(true),
-    }
-    let reply: Value = world
-        .http
-        .post(format!("{}/sandbox/token", world.kommo))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["token"].as_str().unwrap().to_owned()
+    let is_admin = match claim {
+        Claim::Says(flag) => Some(flag),
+        Claim::Omitted => None,
+    };
+    world.token_as(ACCOUNT, user, is_admin).await
 }
 
 async fn call_as(
@@ -177,23 +166,6 @@ async fn before_the_first_save_there_is_nothing_to_reveal() {
     assert_eq!(reply["error"]["code"], "settings_missing");
 }
 
-async fn post_signed(world: &World, path: &str, secret: &WebhookSecret, webhook_id: &str, body: &Value) -> StatusCode {
-    let now = unix_now();
-    let body = body.to_string();
-    world
-        .http
-        .post(format!("{}{path}", world.server))
-        .header("content-type", "application/json")
-        .header("webhook-id", webhook_id)
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", secret.sign(webhook_id, now, body.as_bytes()))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 fn ringing(call_id: &str, extension: &str) -> Value {
     json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": CALLER, "to": "+551133334444",
            "status": "ringing", "direction": "inbound", "extension": extension, "startTime": unix_now()})
@@ -223,7 +195,7 @@ async fn a_call_result_comes_from_the_calls_manager_or_an_admin_and_only_for_a_c
     let stranger = world.seed_contact(ACCOUNT, "Someone Else", &["+5521999990000"], &["Other deal"]).await;
     for call in ["call-maria-1", "call-maria-2", "call-maria-3"] {
         assert_eq!(
-            post_signed(&world, &path, &secret, &format!("msg-{call}"), &ringing(call, "101")).await,
+            world.post_signed(&path, &secret, &format!("msg-{call}"), &ringing(call, "101").to_string()).await.status(),
             StatusCode::OK
         );
     }

@@ -156,6 +156,41 @@ impl World {
         reply["token"].as_str().expect("the local Kommo mints a token").to_owned()
     }
 
+    /// A disposable token for `user` of `account`, its `is_admin` claim as given (`None`: no claim, as in
+    /// Kommo's documented example, so the server asks Kommo).
+    pub async fn token_as(&self, account: u64, user: u64, is_admin: Option<bool>) -> String {
+        let mut body = json!({"account_id": account, "user_id": user, "subdomain": format!("acct{account}")});
+        match is_admin {
+            Some(flag) => body["is_admin"] = json!(flag),
+            None => body["omit_is_admin"] = json!(true),
+        }
+        let response = self.http.post(format!("{}/sandbox/token", self.kommo)).json(&body).send().await.unwrap();
+        let reply: Value = response.json().await.unwrap();
+        reply["token"].as_str().expect("the local Kommo mints a token").to_owned()
+    }
+
+    /// A provider event posted to the webhook at `path`, signed with `secret` as a provider signs it
+    /// (Standard Webhooks, timestamped now).
+    pub async fn post_signed(
+        &self,
+        path: &str,
+        secret: &server::signing::WebhookSecret,
+        webhook_id: &str,
+        body: &str,
+    ) -> reqwest::Response {
+        let now = server::store::unix_now();
+        self.http
+            .post(format!("{}{path}", self.server))
+            .header("content-type", "application/json")
+            .header("webhook-id", webhook_id)
+            .header("webhook-timestamp", now.to_string())
+            .header("webhook-signature", secret.sign(webhook_id, now, body.as_bytes()))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A widget API call with a fresh disposable token; the body is kept for the canary check.
     pub async fn widget(
         &self,
