@@ -26,35 +26,18 @@ async fn finished_calls_go_after_their_age_and_a_disabled_account_is_erased_afte
     // Three calls of the account: finished long ago, finished yesterday, and old but still being delivered.
     for (call, age_days, open_job) in [("old", 100, false), ("recent", 1, false), ("old-in-progress", 100, true)] {
         let at = now - age_days * DAY;
-        sqlx::query(
+        // A finished call as the worker leaves it: the call, its Kommo write record, the manager's result.
+        for statement in [
             "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, status, started_at,
                                      created_at, updated_at)
              VALUES (?1, ?2, 'v', '+5511987654321', '+551133334444', 'ended', ?3, ?3, ?3)",
-        )
-        .bind(account.0)
-        .bind(call)
-        .bind(at)
-        .execute(world.store.pool())
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, updated_at) VALUES (?1, ?2, 'call', 'done', ?3)",
-        )
-        .bind(account.0)
-        .bind(call)
-        .bind(at)
-        .execute(world.store.pool())
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at) VALUES (?1, ?2, '{}', 1, ?3, ?3)",
-        )
-        .bind(account.0)
-        .bind(call)
-        .bind(at)
-        .execute(world.store.pool())
-        .await
-        .unwrap();
+            "INSERT INTO kommo_writes (account_id, call_id, action_key, state, updated_at)
+             VALUES (?1, ?2, 'call', 'done', ?3)",
+            "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
+             VALUES (?1, ?2, '{}', 1, ?3, ?3)",
+        ] {
+            sqlx::query(statement).bind(account.0).bind(call).bind(at).execute(world.store.pool()).await.unwrap();
+        }
         if open_job {
             sqlx::query(
                 "INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at)
