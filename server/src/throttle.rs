@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::Limits;
@@ -116,8 +116,10 @@ impl Throttle {
     /// One install callback or consent start from `client`: `Err(wait)` when over its own budget or
     /// over the total.
     pub fn oauth(&self, client: IpAddr) -> Result<(), Duration> {
-        let now = DefaultClock::default().now();
+        // Each limiter's own clock (making a clock calibrates it: far too slow for every request).
+        let now = self.inner.oauth_per_address.clock().now();
         self.inner.oauth_per_address.check_key(&client).map_err(|not_until| not_until.wait_time_from(now))?;
+        let now = self.inner.oauth_total.clock().now();
         self.inner.oauth_total.check().map_err(|not_until| not_until.wait_time_from(now))
     }
 
@@ -129,7 +131,7 @@ impl Throttle {
 
     /// Counts one refused webhook delivery (unknown hook id, bad signature) against `client`.
     pub fn webhook_failed(&self, client: IpAddr) {
-        let now = DefaultClock::default().now();
+        let now = self.inner.webhook_failures.clock().now();
         if let Err(not_until) = self.inner.webhook_failures.check_key(&client) {
             let wait = not_until.wait_time_from(now).max(FAILURE_BLOCK_MIN);
             self.inner.blocked.insert(client, std::time::Instant::now() + wait);
@@ -138,7 +140,7 @@ impl Throttle {
 
     /// One signed provider event of `account`: `Err(wait)` when the account used up its ingest budget.
     pub fn ingest(&self, account: AccountId) -> Result<(), Duration> {
-        let now = DefaultClock::default().now();
+        let now = self.inner.ingest.clock().now();
         self.inner.ingest.check_key(&account).map_err(|not_until| not_until.wait_time_from(now))
     }
 

@@ -44,9 +44,21 @@ use tokio::sync::Notify;
 /// Largest JSON body the widget API accepts.
 const MAX_WIDGET_BODY: usize = 16 * 1024;
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler: one allocation behind an `Arc`, so the clone each extractor makes costs one
+/// reference count, not one per cache and client inside.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub store: Store,
     pub verifier: Arc<TokenVerifier>,
     pub keyring: Arc<Keyring>,
@@ -107,7 +119,7 @@ impl AppState {
         crate::metrics::handle();
         let pending_limits =
             PendingCodeLimits { total: config.limits.max_pending_codes, per_host: oauth::MAX_PENDING_CODES_PER_HOST };
-        AppState {
+        AppState(Arc::new(Shared {
             throttle: Throttle::new(&config.limits),
             roles: widget::Roles::default(),
             limits: Arc::new(config.limits),
@@ -130,7 +142,7 @@ impl AppState {
             consent_url: config.kommo_consent_url.into(),
             provider: ProviderClient::new(config.provider_egress),
             cors_extra_origins: config.cors_extra_origins.into(),
-        }
+        }))
     }
 }
 
