@@ -347,18 +347,6 @@ impl Store {
         }))
     }
 
-    /// Whether the account has received any event of this call.
-    pub async fn call_known(&self, account: AccountId, call_id: &str) -> sqlx::Result<bool> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM voip_calls WHERE account_id = ?1 AND call_id = ?2)
-                 OR EXISTS (SELECT 1 FROM webhook_inbox WHERE account_id = ?1 AND call_id = ?2)",
-        )
-        .bind(account.0)
-        .bind(call_id)
-        .fetch_one(&self.pool)
-        .await
-    }
-
     /// Stores the manager's call result and queues the call's job, in one transaction. False when the
     /// call has a result already.
     pub async fn insert_call_result(
