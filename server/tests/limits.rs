@@ -112,9 +112,15 @@ async fn a_connection_that_never_sends_a_request_is_closed_at_the_header_timeout
 
 /// A webhook delivery whose body announces 64 bytes and then arrives one byte per `gap`.
 async fn stalled_body(addr: SocketAddr, gap: Duration) -> (Seen, usize) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let head = "POST /hooks/voip/some-hook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                 Content-Length: 64\r\n\r\n";
+    stalled_request(addr, head, gap).await
+}
+
+/// A request whose `head` (ending in its blank line, with `Content-Length: 64`) is sent at once and its
+/// body a byte every `gap`.
+async fn stalled_request(addr: SocketAddr, head: &str, gap: Duration) -> (Seen, usize) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     trickle(&mut stream, &[b' '; 64], gap).await
 }
@@ -145,6 +151,26 @@ async fn a_body_trickling_under_the_body_timeout_is_cut_at_the_request_timeout_w
     assert_eq!(seen.status(), Some(408), "{}", String::from_utf8_lossy(&seen.bytes));
     assert!(String::from_utf8_lossy(&seen.bytes).contains(r#""code":"request_timeout""#), "the JSON envelope");
     assert!(seen.closed, "and the connection closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widget_request_cut_at_the_request_timeout_is_a_408_the_kommo_page_can_read() {
+    let (world, addr) = server_with(|limits| {
+        limits.body_read_timeout = NEVER;
+        limits.request_timeout = Duration::from_secs(3);
+    })
+    .await;
+    world.install(ACCOUNT).await;
+    let token = world.token_as(ACCOUNT, support::ADMIN, Some(true)).await;
+    let head = format!(
+        "PUT /widget/v1/settings HTTP/1.1\r\nHost: x\r\nOrigin: https://acme.kommo.com\r\nX-Auth-Token: {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 64\r\n\r\n"
+    );
+    let (seen, _) = stalled_request(addr, &head, Duration::from_millis(500)).await;
+    let text = String::from_utf8_lossy(&seen.bytes).to_ascii_lowercase();
+    assert_eq!(seen.status(), Some(408), "{text}");
+    assert!(text.contains("access-control-allow-origin: https://acme.kommo.com"), "CORS headers on the 408: {text}");
+    assert!(text.contains(r#""code":"request_timeout""#), "{text}");
 }
 
 /// A keep-alive connection on which one request was answered: the server holds it open.

@@ -163,28 +163,24 @@ pub fn app(state: AppState) -> Router {
         .merge(push::router())
         .merge(settings::router())
         .merge(calls::router())
-        .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY))
-        .layer(cors(state.cors_extra_origins.clone()));
+        .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY));
+    // Inside CORS, so that a browser can read a timeout's 408 like any other answer.
+    let widget_api = bounded(widget_api, &state.limits).layer(cors(state.cors_extra_origins.clone()));
     // On the public listener the operator endpoints exist only behind a token.
     let operator_routes = match &state.operator_token {
         Some(token) => operator::router(Some(token.clone())),
         None => Router::new(),
     };
-    Router::new()
+    let public = Router::new()
         .merge(operator_routes)
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::document))
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .route(oauth::START_PATH, get(oauth::start))
         .route(oauth::DISABLE_PATH, get(oauth::disable))
-        .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
+        .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)));
+    bounded(public, &state.limits)
         .merge(widget_api)
-        // A request must be answered within `request_timeout` (408; it bounds the time to the
-        // response head, so push streams are not cut), and its body must not stall longer than
-        // `body_read_timeout` between chunks (the request timeout bounds the body's total).
-        .layer(RequestBodyTimeoutLayer::new(state.limits.body_read_timeout))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.limits.request_timeout))
-        .layer(axum::middleware::map_response(timeout_envelope))
         .layer(
             // Spans name the route template, never the concrete path or query: webhook ids and
             // push tickets are credentials.
@@ -194,6 +190,16 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// A request must be answered within `request_timeout` (408; it bounds the time to the response head, so
+/// push streams are not cut), and its body must not stall longer than `body_read_timeout` between chunks
+/// (the request timeout bounds the body's total).
+fn bounded(routes: Router<AppState>, limits: &Limits) -> Router<AppState> {
+    routes
+        .layer(RequestBodyTimeoutLayer::new(limits.body_read_timeout))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout))
+        .layer(axum::middleware::map_response(timeout_envelope))
 }
 
 /// The timeout layer's 408 has no body: give it the one JSON envelope every other error has.
