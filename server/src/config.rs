@@ -167,6 +167,15 @@ impl Config {
         let public_base_url =
             normalise_base_url(&var("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:8080".into()))?;
         let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/kommo-voip.sqlite".into());
+        // Any other scheme would be taken for a file name by SQLite's URL parser: refuse it here, naming
+        // only the scheme (a database URL may carry a password).
+        if !database_url.starts_with("sqlite:") {
+            let scheme = database_url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
+            bail!(
+                "DATABASE_URL must be a sqlite:// URL, e.g. sqlite://data/kommo-voip.sqlite; the scheme {scheme:?} \
+                 is not supported"
+            );
+        }
         let kommo = KommoConfig {
             client_id: required("KOMMO_CLIENT_ID")?,
             client_secret: SecretString::from(required("KOMMO_CLIENT_SECRET")?),
@@ -386,6 +395,17 @@ mod tests {
         ] {
             let error = with(&[(name, value)]).unwrap_err();
             assert!(format!("{error:#}").contains(name), "{name}={value}: {error:#}");
+        }
+    }
+
+    #[test]
+    fn a_database_url_of_another_engine_stops_the_server_naming_the_variable_not_the_password() {
+        assert!(with(&[("DATABASE_URL", "sqlite://data/x.sqlite")]).is_ok());
+        assert!(with(&[("DATABASE_URL", "sqlite::memory:")]).is_ok());
+        for url in ["postgres://voip:s3cret-pw@db.example.org/voip", "mysql://x", "data/x.sqlite"] {
+            let error = with(&[("DATABASE_URL", url)]).unwrap_err().to_string();
+            assert!(error.contains("DATABASE_URL") && error.contains("sqlite://"), "{url}: {error}");
+            assert!(!error.contains("s3cret-pw"), "{error}");
         }
     }
 
