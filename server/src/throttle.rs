@@ -154,11 +154,6 @@ impl Throttle {
         self.inner.ingest.shrink_to_fit();
         self.inner.blocked.run_pending_tasks();
     }
-
-    /// Keys held in memory (for the tests that check pruning).
-    pub fn tracked(&self) -> usize {
-        self.inner.oauth_per_address.len() + self.inner.webhook_failures.len() + self.inner.ingest.len()
-    }
 }
 
 /// IPv4 addresses as they are; IPv6 by their /64 (IPv4-mapped ones as IPv4).
