@@ -220,13 +220,6 @@ impl Config {
                  endpoints to 127.0.0.1/::1"
             );
         }
-        let worker_concurrency = match var("WORKER_CONCURRENCY") {
-            None => 8,
-            Some(text) => match text.parse::<usize>() {
-                Ok(count @ 0..=256) => count,
-                _ => bail!("WORKER_CONCURRENCY must be a number from 0 to 256, got {text:?}"),
-            },
-        };
         let number = |name: &str, default: u64, min: u64, max: u64| -> anyhow::Result<u64> {
             match var(name) {
                 None => Ok(default),
@@ -236,6 +229,7 @@ impl Config {
                 },
             }
         };
+        let worker_concurrency = number("WORKER_CONCURRENCY", 8, 0, 256)? as usize;
         let defaults = Limits::default();
         let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
             number(name, default.as_secs(), 1, max).map(Duration::from_secs)

@@ -5,9 +5,8 @@
 //! account's admin (widget) and to the operator, who can queue it again.
 //!
 //! Claiming is fair between accounts: one claim takes at most one job per account (the oldest due
-//! one), and an account that already has its share of jobs running (`WORKER_SLOTS_PER_ACCOUNT`,
-//! counted in the database, so across every process sharing it) is skipped, so a noisy account cannot
-//! hold every worker slot. Jobs of one subject (a call) never run at the same time: a subject with a
+//! one), and an account that already has its share of this worker's jobs running
+//! (`WORKER_SLOTS_PER_ACCOUNT`) is skipped, so a noisy account cannot hold every worker slot. Jobs of one subject (a call) never run at the same time: a subject with a
 //! live running job is skipped.
 //!
 //! The claim is a single statement (`UPDATE jobs ... WHERE id IN (SELECT ...) RETURNING`), atomic on

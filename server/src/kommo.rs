@@ -135,9 +135,7 @@ impl KommoHosts {
         }
         self.entries.iter().find_map(|entry| {
             let allowed = match &entry.suffix {
-                Some(suffix) => host.strip_suffix(suffix.as_str()).is_some_and(|label| {
-                    !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                }),
+                Some(suffix) => wildcard_label(&host, suffix).is_some(),
                 None => host == entry.host,
             };
             allowed.then(|| format!("{}://{host}", entry.scheme))
@@ -145,16 +143,18 @@ impl KommoHosts {
     }
 }
 
+/// The one label a wildcard entry (`.kommo.com` for `*.kommo.com`) admits in front of its suffix.
+fn wildcard_label<'a>(host: &'a str, suffix: &str) -> Option<&'a str> {
+    let label = host.strip_suffix(suffix)?;
+    (!label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')).then_some(label)
+}
+
 impl KommoHosts {
     /// The account subdomain a host names, for hosts allowed by a wildcard (`acme` for
     /// `acme.kommo.com`); `None` for hosts listed exactly (a local stand-in), which name no subdomain.
     pub fn subdomain_of(&self, host: &str) -> Option<String> {
         let host = host.trim().to_ascii_lowercase();
-        self.entries.iter().find_map(|entry| {
-            let label = host.strip_suffix(entry.suffix.as_deref()?)?;
-            (!label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-                .then(|| label.to_owned())
-        })
+        self.entries.iter().find_map(|entry| wildcard_label(&host, entry.suffix.as_deref()?).map(str::to_owned))
     }
 }
 
@@ -260,7 +260,7 @@ impl KommoClient {
     }
 
     /// Whether the Kommo user who granted `token` (the account's `current_user_id`) is an admin, asked
-    /// with that very token in the exchange budget of `base_url`. `None` when Kommo does not say.
+    /// with that very token in the exchange budget of `base_url`. Not when Kommo does not name the user.
     pub async fn grantor_is_admin(
         &self,
         base_url: &str,
@@ -272,21 +272,13 @@ impl KommoClient {
         };
         let bucket = Bucket::Exchange(base_url);
         let path = format!("/api/v4/users/{user_id}");
-        match self.send_once(&bucket, base_url, token, Method::GET, &path, None).await {
-            Ok(body) => Ok(body.as_ref().is_some_and(user_is_active_admin)),
-            Err(KommoError::Rejected { status: 404, .. }) => Ok(false),
-            Err(other) => Err(other),
-        }
+        admin_answer(self.send_once(&bucket, base_url, token, Method::GET, &path, None).await)
     }
 
     /// Whether `user_id` is an active admin of the account, from `GET /api/v4/users/{id}`
     /// (`rights.is_admin`). A user Kommo does not know (404) is not.
     pub async fn user_is_admin(&self, account: AccountId, user_id: i64) -> Result<bool, KommoError> {
-        match self.get(account, &format!("/api/v4/users/{user_id}")).await {
-            Ok(body) => Ok(body.as_ref().is_some_and(user_is_active_admin)),
-            Err(KommoError::Rejected { status: 404, .. }) => Ok(false),
-            Err(other) => Err(other),
-        }
+        admin_answer(self.get(account, &format!("/api/v4/users/{user_id}")).await)
     }
 
     /// Stores a fresh grant for `account`, sealed and bound to it.
@@ -637,6 +629,16 @@ impl Bucket<'_> {
             Bucket::Account(_) => REQUEST_SPACING_MS,
             Bucket::Exchange(_) => EXCHANGE_SPACING_MS,
         }
+    }
+}
+
+/// Kommo's answer to `GET /api/v4/users/{id}` read as "an active admin": a user it does not know (404)
+/// is not one; any other failure stays a failure (the caller fails closed).
+fn admin_answer(answer: Result<Option<Value>, KommoError>) -> Result<bool, KommoError> {
+    match answer {
+        Ok(body) => Ok(body.as_ref().is_some_and(user_is_active_admin)),
+        Err(KommoError::Rejected { status: 404, .. }) => Ok(false),
+        Err(other) => Err(other),
     }
 }
 

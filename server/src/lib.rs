@@ -160,14 +160,10 @@ async fn recover_installs(installer: oauth::Installer, shutdown: CancellationTok
 async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
     const STORE_EVERY: u32 = 10;
-    let keep = store::Keep {
-        finished_secs: i64::try_from(state.retention.finished.as_secs()).unwrap_or(i64::MAX),
-        disabled_account_secs: i64::try_from(state.retention.erase_disabled_after.as_secs()).unwrap_or(i64::MAX),
-    };
     for round in 0u32.. {
         state.throttle.prune();
         if round % STORE_EVERY == 0 {
-            match state.store.housekeeping(store::unix_now(), keep).await {
+            match state.store.housekeeping(store::unix_now(), &state.retention).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "housekeeping removed finished rows"),
                 Err(error) => tracing::warn!(%error, "housekeeping failed"),

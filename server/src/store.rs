@@ -8,6 +8,8 @@ use anyhow::Context;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, SqlitePool};
 
+use crate::config::Retention;
+
 /// Our own id of an account (not Kommo's). Obtained only from a verified token or a webhook path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AccountId(pub i64);
@@ -90,15 +92,6 @@ pub struct CallParties {
     pub extension: Option<String>,
     pub responsible_user_id: Option<i64>,
     pub entity: Option<(String, i64)>,
-}
-
-/// What [`Store::housekeeping`] keeps, and for how long (seconds).
-#[derive(Debug, Clone, Copy)]
-pub struct Keep {
-    /// Finished calls, their Kommo write records, call results, applied inbox rows and finished jobs.
-    pub finished_secs: i64,
-    /// A disabled account's data, after Kommo's disable hook.
-    pub disabled_account_secs: i64,
 }
 
 /// Codes are sealed before an account exists; this stands in for the account id in their binding.
@@ -380,11 +373,16 @@ impl Store {
 
     /// Forgets what no one needs any more; returns the rows removed. Finished jobs after a week;
     /// provider events applied a month ago (their call stays in `voip_calls`; a provider retry that late
-    /// is no longer recognised as a duplicate, and none retries that long); consent states past their
-    /// expiry; authorization codes left unexchanged a day after Kommo's 20-minute lifetime ended.
-    pub async fn housekeeping(&self, now: i64, keep: Keep) -> sqlx::Result<u64> {
+    /// is no longer recognised as a duplicate, and none retries that long), both sooner when
+    /// `retention.finished` is shorter; finished calls, their write records and results, and dead jobs
+    /// after `retention.finished`; a disabled account whole after `retention.erase_disabled_after`;
+    /// consent states past their expiry; authorization codes left unexchanged a day after Kommo's
+    /// 20-minute lifetime ended; pacing rows of idle buckets.
+    pub async fn housekeeping(&self, now: i64, retention: &Retention) -> sqlx::Result<u64> {
         const DAY: i64 = 24 * 3600;
-        let finished = now - keep.finished_secs;
+        let secs = |age: Duration| i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
+        let keep_finished = secs(retention.finished);
+        let finished = now.saturating_sub(keep_finished);
         // A call whose job is queued or running is not finished, whatever its age.
         const IDLE: &str = "NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.account_id = t.account_id
                               AND j.subject = t.call_id AND j.state IN ('queued', 'running'))";
@@ -392,12 +390,12 @@ impl Store {
         let statements: [(String, i64); 10] = [
             (
                 "DELETE FROM jobs WHERE state = 'done' AND updated_at < ?1".into(),
-                (now - (7 * DAY).min(keep.finished_secs)) * 1000,
+                (now - (7 * DAY).min(keep_finished)) * 1000,
             ),
             ("DELETE FROM jobs WHERE state = 'dead' AND updated_at < ?1".into(), finished * 1000),
             (
                 "DELETE FROM webhook_inbox WHERE applied_at IS NOT NULL AND applied_at < ?1".into(),
-                now - (30 * DAY).min(keep.finished_secs),
+                now - (30 * DAY).min(keep_finished),
             ),
             (format!("DELETE FROM voip_calls AS t WHERE updated_at < ?1 AND {IDLE}"), finished),
             (format!("DELETE FROM kommo_writes AS t WHERE updated_at < ?1 AND {IDLE}"), finished),
@@ -409,7 +407,7 @@ impl Store {
             // Erasure after Kommo's disable hook: every table hangs off accounts with ON DELETE CASCADE.
             (
                 "DELETE FROM accounts WHERE state = 'disabled' AND updated_at < ?1".into(),
-                now - keep.disabled_account_secs,
+                now.saturating_sub(secs(retention.erase_disabled_after)),
             ),
         ];
         for (statement, cutoff) in statements {
@@ -421,28 +419,26 @@ impl Store {
     /// Who the call `call_id` concerns (see [`CallParties`]); `None` when the account has no such call.
     /// Before the worker folded the call, its stored provider events tell.
     pub async fn call_parties(&self, account: AccountId, call_id: &str) -> sqlx::Result<Option<CallParties>> {
+        // The worker's fold keeps the client's number (in E.164 with the account's country).
         #[derive(FromRow)]
         struct Folded {
-            from_number: String,
-            to_number: String,
-            direction: Option<String>,
+            client_number: String,
             extension: Option<String>,
             responsible_user_id: Option<i64>,
             entity_type: Option<String>,
             entity_id: Option<i64>,
         }
         let folded: Option<Folded> = sqlx::query_as(
-            "SELECT from_number, to_number, direction, extension, responsible_user_id, entity_type, entity_id
-             FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
+            "SELECT client_number, extension, responsible_user_id, entity_type, entity_id
+             FROM voip_calls WHERE account_id = ?1 AND call_id = ?2 AND client_number IS NOT NULL",
         )
         .bind(account.0)
         .bind(call_id)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(call) = folded {
-            let outbound = call.direction.as_deref() == Some("outbound");
             return Ok(Some(CallParties {
-                client_number: if outbound { call.to_number } else { call.from_number },
+                client_number: call.client_number,
                 extension: call.extension,
                 responsible_user_id: call.responsible_user_id,
                 entity: call.entity_type.zip(call.entity_id),
@@ -460,9 +456,10 @@ impl Store {
         let Some(first) = events.first() else {
             return Ok(None);
         };
-        let outbound = events.iter().any(|event| event.direction == Some(shared::CallDirection::Outbound));
+        // As the fold will read them: the latest direction given, inbound until one is.
+        let direction = events.iter().rev().find_map(|event| event.direction).unwrap_or(shared::CallDirection::Inbound);
         Ok(Some(CallParties {
-            client_number: if outbound { first.to.clone() } else { first.from.clone() },
+            client_number: direction.client_and_line(&first.from, &first.to).0.to_owned(),
             extension: events.iter().rev().find_map(|event| event.extension.clone()),
             ..CallParties::default()
         }))

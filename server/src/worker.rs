@@ -29,8 +29,8 @@ pub struct Worker {
     pub queue: Queue,
     pub handler: Handler,
     pub concurrency: usize,
-    /// Jobs of one account running at once, at most, counted over every process on the database
-    /// (`WORKER_SLOTS_PER_ACCOUNT`): one account's flood leaves the other slots to the others.
+    /// Jobs of one account this worker runs at once, at most (`WORKER_SLOTS_PER_ACCOUNT`): one
+    /// account's flood leaves the other slots to the others.
     pub slots_per_account: usize,
     /// Notified by the ingest path after it committed new jobs.
     pub wake: Arc<Notify>,

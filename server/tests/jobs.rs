@@ -372,8 +372,11 @@ async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
         .await
         .unwrap();
     }
-    let keep = server::store::Keep { finished_secs: 90 * day, disabled_account_secs: 30 * day };
-    assert_eq!(db.store.housekeeping(now, keep).await.unwrap(), 2);
+    let retention = server::config::Retention {
+        finished: Duration::from_secs(90 * 24 * 3600),
+        erase_disabled_after: Duration::from_secs(30 * 24 * 3600),
+    };
+    assert_eq!(db.store.housekeeping(now, &retention).await.unwrap(), 2);
     let jobs: Vec<String> =
         sqlx::query_scalar("SELECT subject FROM jobs ORDER BY id").fetch_all(db.store.pool()).await.unwrap();
     assert_eq!(jobs, ["new-done", "old-dead", "old-queued"]);

@@ -5,11 +5,17 @@
 mod support;
 
 use reqwest::StatusCode;
-use server::store::{Keep, unix_now};
+use std::time::Duration;
+
+use server::config::Retention;
+use server::store::unix_now;
 use support::{ACCOUNT, CLIENT_ID, CLIENT_SECRET, world};
 
 const DAY: i64 = 24 * 3600;
-const KEEP: Keep = Keep { finished_secs: 90 * DAY, disabled_account_secs: 30 * DAY };
+const KEEP: Retention = Retention {
+    finished: Duration::from_secs(90 * DAY as u64),
+    erase_disabled_after: Duration::from_secs(30 * DAY as u64),
+};
 
 async fn count(world: &support::World, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(world.store.pool()).await.unwrap()
@@ -50,7 +56,7 @@ async fn finished_calls_go_after_their_age_and_a_disabled_account_is_erased_afte
             .unwrap();
         }
     }
-    world.store.housekeeping(now, KEEP).await.unwrap();
+    world.store.housekeeping(now, &KEEP).await.unwrap();
     for table in ["voip_calls", "kommo_writes", "call_results"] {
         let left: Vec<String> = sqlx::query_scalar(&format!("SELECT call_id FROM {table} ORDER BY call_id"))
             .fetch_all(world.store.pool())
@@ -72,10 +78,10 @@ async fn finished_calls_go_after_their_age_and_a_disabled_account_is_erased_afte
         .await
         .unwrap();
     assert_eq!(disabled.status(), StatusCode::OK);
-    world.store.housekeeping(unix_now() + 29 * DAY, KEEP).await.unwrap();
+    world.store.housekeeping(unix_now() + 29 * DAY, &KEEP).await.unwrap();
     assert_eq!(count(&world, "SELECT COUNT(*) FROM accounts").await, 2, "kept during the grace");
     assert_eq!(count(&world, "SELECT COUNT(*) FROM kommo_rate").await, 0, "pacing rows of idle buckets go");
-    world.store.housekeeping(unix_now() + 31 * DAY, KEEP).await.unwrap();
+    world.store.housekeeping(unix_now() + 31 * DAY, &KEEP).await.unwrap();
     let kommo_ids: Vec<i64> =
         sqlx::query_scalar("SELECT kommo_account_id FROM accounts").fetch_all(world.store.pool()).await.unwrap();
     assert_eq!(kommo_ids, [ACCOUNT as i64 + 1], "the disabled account is erased, the other stays");

@@ -59,6 +59,14 @@ pub enum CallDirection {
 }
 
 impl CallDirection {
+    /// The client's number and our line's, from a call's `from` and `to` as the provider sent them.
+    pub fn client_and_line<'a>(self, from: &'a str, to: &'a str) -> (&'a str, &'a str) {
+        match self {
+            CallDirection::Inbound => (from, to),
+            CallDirection::Outbound => (to, from),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             CallDirection::Inbound => "inbound",

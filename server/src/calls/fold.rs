@@ -90,10 +90,7 @@ impl CallState {
 
     /// The client's number as the provider sent it, and our line's.
     fn numbers(&self) -> (&str, &str) {
-        match self.direction() {
-            CallDirection::Inbound => (&self.from_number, &self.to_number),
-            CallDirection::Outbound => (&self.to_number, &self.from_number),
-        }
+        self.direction().client_and_line(&self.from_number, &self.to_number)
     }
 }
 
