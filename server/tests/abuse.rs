@@ -24,19 +24,6 @@ fn callback_url(world: &World, referer: &str, code: &str) -> String {
     format!("{}/oauth/kommo/callback?from_widget=1&client_id={CLIENT_ID}&referer={referer}&code={code}", world.server)
 }
 
-/// The `POST /api/v4/calls` items Kommo accepted for the account, by `uniq`.
-async fn logged_calls(world: &World, account: u64) -> Vec<String> {
-    let mut uniqs = Vec::new();
-    for write in world.kommo_writes(account).await {
-        if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
-            for item in write["body"].as_array().into_iter().flatten() {
-                uniqs.push(item["uniq"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    }
-    uniqs
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_made_up_codes_is_turned_away_and_another_accounts_calls_stay_on_time() {
     let world = world().await;
@@ -79,7 +66,7 @@ async fn a_flood_of_made_up_codes_is_turned_away_and_another_accounts_calls_stay
     assert_eq!(world.post_signed(&path, &secret, "msg-during-flood", &call).await.status(), StatusCode::OK);
     let sent = Instant::now();
     loop {
-        if logged_calls(&world, ACCOUNT).await.contains(&"call-during-flood".to_owned()) {
+        if world.logged_calls(ACCOUNT).await.contains(&"call-during-flood".to_owned()) {
             break;
         }
         assert!(sent.elapsed() < Duration::from_secs(10), "the call is not in Kommo 10 s after the flood");

@@ -21,20 +21,6 @@ fn ended_call(call_id: &str) -> String {
     .to_string()
 }
 
-/// The `POST /api/v4/calls` items Kommo accepted for the account, by `uniq`.
-async fn logged_calls(world: &World) -> Vec<String> {
-    let mut uniqs = Vec::new();
-    for write in world.kommo_writes(ACCOUNT).await {
-        if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
-            for item in write["body"].as_array().into_iter().flatten() {
-                uniqs.push(item["uniq"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-    }
-    uniqs.sort();
-    uniqs
-}
-
 /// Waits (bounded) until no job is queued or running.
 async fn drained(world: &World, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
@@ -71,7 +57,7 @@ async fn fifty_concurrent_copies_of_a_delivery_make_one_call_in_kommo() {
         assert_eq!(status.unwrap(), StatusCode::OK);
     }
     drained(&world, Duration::from_secs(30)).await;
-    assert_eq!(logged_calls(&world).await, ["dup-1"]);
+    assert_eq!(world.logged_calls(ACCOUNT).await, ["dup-1"]);
     assert_eq!(kommo_stats(&world).await["duplicate_uniqs"], json!([]));
     let delivery: (String, String) =
         sqlx::query_as("SELECT delivery_status, entity_type FROM voip_calls WHERE call_id = 'dup-1'")
@@ -103,7 +89,7 @@ async fn a_kommo_outage_is_ridden_out_without_loss_and_within_seven_requests_a_s
         );
     }
     drained(&world, Duration::from_secs(60)).await;
-    assert_eq!(logged_calls(&world).await, calls, "every call arrived once after the outage");
+    assert_eq!(world.logged_calls(ACCOUNT).await, calls, "every call arrived once after the outage");
     let stats = kommo_stats(&world).await;
     assert_eq!(stats["duplicate_uniqs"], json!([]));
     assert!(stats["max_requests_per_second"].as_u64().unwrap() <= 7, "{stats}");

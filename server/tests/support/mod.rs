@@ -149,11 +149,9 @@ impl World {
         self.http.get(format!("{}/sandbox/kommo/stats", self.kommo)).send().await.unwrap().json().await.unwrap()
     }
 
+    /// A disposable token of the account's admin.
     pub async fn token(&self, account: u64) -> String {
-        let body = json!({"account_id": account, "user_id": ADMIN, "subdomain": format!("acct{account}")});
-        let response = self.http.post(format!("{}/sandbox/token", self.kommo)).json(&body).send().await.unwrap();
-        let reply: Value = response.json().await.unwrap();
-        reply["token"].as_str().expect("the local Kommo mints a token").to_owned()
+        self.token_as(account, ADMIN, Some(true)).await
     }
 
     /// A disposable token for `user` of `account`, its `is_admin` claim as given (`None`: no claim, as in
@@ -352,6 +350,20 @@ impl World {
         let leads: Vec<Value> = leads.iter().map(|lead| json!({"name": lead})).collect();
         let body = json!({"account_id": account, "name": name, "phones": phones, "leads": leads});
         self.kommo_control("/sandbox/kommo/contacts", body).await
+    }
+
+    /// The `uniq`s of the `POST /api/v4/calls` items the local Kommo committed for `account`, sorted.
+    pub async fn logged_calls(&self, account: u64) -> Vec<String> {
+        let mut uniqs = Vec::new();
+        for write in self.kommo_writes(account).await {
+            if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
+                for item in write["body"].as_array().into_iter().flatten() {
+                    uniqs.push(item["uniq"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+        uniqs.sort();
+        uniqs
     }
 
     /// The local Kommo's log of API writes for `account`.
