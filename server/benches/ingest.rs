@@ -162,7 +162,7 @@ fn signed(
     id: &str,
     body: String,
 ) -> reqwest::RequestBuilder {
-    let timestamp = server::store::unix_now();
+    let timestamp = server::clock::unix_secs();
     http.post(url)
         .header("content-type", "application/json")
         .header("webhook-id", id)
@@ -342,10 +342,10 @@ async fn kommo_requests_for_call(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (pending, status): (i64, Option<String>) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE account_id = ?1 AND subject = ?2 AND state IN ('queued', 'running')),
-                    (SELECT delivery_status FROM voip_calls WHERE account_id = ?1 AND call_id = ?2)",
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE account_id = $1 AND subject = $2 AND state IN ('queued', 'running')),
+                    (SELECT delivery_status FROM voip_calls WHERE account_id = $1 AND call_id = $2)",
         )
-        .bind(account_id.0)
+        .bind(account_id.get())
         .bind(call_id)
         .fetch_one(world.store.pool())
         .await
@@ -357,8 +357,8 @@ async fn kommo_requests_for_call(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (attempts,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(SUM(attempts), 0) FROM jobs WHERE account_id = ?1 AND subject = ?2")
-            .bind(account_id.0)
+        sqlx::query_as("SELECT COALESCE(SUM(attempts), 0) FROM jobs WHERE account_id = $1 AND subject = $2")
+            .bind(account_id.get())
             .bind(call_id)
             .fetch_one(world.store.pool())
             .await
@@ -459,9 +459,9 @@ async fn bench() {
     eprintln!("(c) open loop at {rate}/s, {secs} s each…");
     let ingest_open = with_cpu(server.pid(), open_loop(&http, &ingest_target, rate, duration)).await;
     let bare_open = with_cpu(bare.pid(), open_loop(&http, &bare_target, rate, duration)).await;
-    let now = server::jobs::now_ms();
+    let now = server::clock::unix_millis();
     let backlog: (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND run_at <= ?1")
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND run_at <= $1")
             .bind(now)
             .fetch_one(ingest_kommo.store.pool())
             .await

@@ -169,7 +169,7 @@ mod tests {
     }
 
     fn now() -> i64 {
-        crate::store::unix_now()
+        crate::clock::unix_secs()
     }
 
     fn claims() -> Value {

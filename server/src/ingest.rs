@@ -1,5 +1,5 @@
 //! Group commit for provider webhooks: request handlers hand their verified event to one writer task,
-//! which inserts whatever has queued up (inbox rows and their jobs) in ONE transaction, commits (an
+//! which inserts (through [`Store::insert_events`]) whatever has queued up (inbox rows and their jobs) in ONE transaction, commits (an
 //! fsync of the WAL under `synchronous = FULL`), then answers every handler. A 200 therefore still
 //! means "on disk", while the cost of the commit is shared by every request that arrived during the
 //! previous one.
@@ -11,13 +11,12 @@
 //! [`MAX_WAITING_PER_ACCOUNT`] of its places: a flood of one account's (signed) events is turned away
 //! as that account's own problem (`AccountBusy`) long before the queue is full for everybody.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::jobs::{self, KIND_CALL};
+use crate::store::inbox::NewEvent;
 use crate::store::{AccountId, Store};
 
 /// Events written per transaction at most (SQLite binds 6 values per row; far below its limit).
@@ -29,15 +28,7 @@ const QUEUE_CAPACITY: usize = 8192;
 pub const MAX_WAITING_PER_ACCOUNT: usize = QUEUE_CAPACITY / 8;
 
 /// One verified provider event to store.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub account: AccountId,
-    pub webhook_id: String,
-    pub event_key: String,
-    pub call_id: String,
-    pub body: String,
-    pub received_at: i64,
-}
+pub type Incoming = NewEvent;
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +100,7 @@ impl Ingestor {
     /// Starts the writer task. `stored` is notified after each commit that queued new jobs.
     pub fn start(store: &Store, stored: Arc<Notify>) -> Ingestor {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(writer(store.pool().clone(), receiver, stored));
+        tokio::spawn(writer(store.clone(), receiver, stored));
         Ingestor { sender, waiting: Waiting::default() }
     }
 
@@ -127,12 +118,12 @@ impl Ingestor {
     }
 }
 
-async fn writer(pool: SqlitePool, mut receiver: mpsc::Receiver<(Incoming, Reply)>, stored: Arc<Notify>) {
+async fn writer(store: Store, mut receiver: mpsc::Receiver<(Incoming, Reply)>, stored: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Ends when every handle is gone (the server stopped); what was queued is still written.
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<Incoming>, Vec<Reply>) = batch.drain(..).unzip();
-        let outcome = write_batch(&pool, &events).await;
+        let outcome = store.insert_events(&events).await;
         match outcome {
             Ok(new) => {
                 if new.iter().any(|&is_new| is_new) {
@@ -152,61 +143,6 @@ async fn writer(pool: SqlitePool, mut receiver: mpsc::Receiver<(Incoming, Reply)
     }
 }
 
-/// Inserts the batch in one transaction; returns, per event, whether it was new.
-async fn write_batch(pool: &SqlitePool, events: &[Incoming]) -> sqlx::Result<Vec<bool>> {
-    let mut tx = pool.begin().await?;
-    let mut insert: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at) ");
-    insert.push_values(events, |mut row, event| {
-        row.push_bind(event.account.0)
-            .push_bind(&event.webhook_id)
-            .push_bind(&event.event_key)
-            .push_bind(&event.call_id)
-            .push_bind(&event.body)
-            .push_bind(event.received_at);
-    });
-    insert.push(" ON CONFLICT DO NOTHING RETURNING account_id, webhook_id");
-    let inserted: HashSet<(i64, String)> = insert.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
-
-    // The first occurrence of an inserted (account, webhook id) is the new one; a copy of it in the
-    // same batch is a duplicate like any other.
-    let mut seen = HashSet::new();
-    let new: Vec<bool> = events
-        .iter()
-        .map(|event| {
-            let key = (event.account.0, event.webhook_id.clone());
-            inserted.contains(&key) && seen.insert(key)
-        })
-        .collect();
-
-    let mut calls: Vec<(AccountId, &str)> = events
-        .iter()
-        .zip(&new)
-        .filter(|(_, is_new)| **is_new)
-        .map(|(event, _)| (event.account, event.call_id.as_str()))
-        .collect();
-    calls.sort_unstable_by(|a, b| (a.0.0, a.1).cmp(&(b.0.0, b.1)));
-    calls.dedup();
-    if !calls.is_empty() {
-        let now = jobs::now_ms();
-        let mut enqueue: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at) ");
-        enqueue.push_values(&calls, |mut row, (account, call_id)| {
-            row.push_bind(account.0)
-                .push_bind(KIND_CALL)
-                .push_bind(*call_id)
-                .push_bind("queued")
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(now);
-        });
-        enqueue.push(" ON CONFLICT DO NOTHING");
-        enqueue.build().execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(new)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +150,7 @@ mod tests {
     #[test]
     fn one_account_holds_at_most_its_share_of_the_queue_and_gives_places_back() {
         let waiting = Waiting::default();
-        let (flooder, other) = (AccountId(1), AccountId(2));
+        let (flooder, other) = (AccountId::for_tests(1), AccountId::for_tests(2));
         let mut held: Vec<Place> =
             (0..MAX_WAITING_PER_ACCOUNT).map(|_| Place::take(&waiting, flooder).expect("within the share")).collect();
         assert!(Place::take(&waiting, flooder).is_none(), "the flooder's share is used up");

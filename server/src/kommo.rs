@@ -11,8 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::clock::{unix_millis, unix_secs};
 use crate::crypto::{Keyring, SealContext};
-use crate::store::{AccountId, AccountState, Store, TokenRow, unix_now};
+use crate::store::{AccountId, AccountState, Store, TokenRow};
 
 /// Refresh when less than this remains of an access token's life (Kommo issues 24 h tokens).
 pub const REFRESH_MARGIN_SECS: i64 = 3600;
@@ -285,9 +286,9 @@ impl KommoClient {
     pub async fn store_grant(&self, account: AccountId, grant: &TokenGrant) -> sqlx::Result<()> {
         let keyring = &self.inner.keyring;
         let access =
-            keyring.seal(SealContext { column: ACCESS_TOKEN_COLUMN, account_id: account.0 }, &grant.access_token);
+            keyring.seal(SealContext { column: ACCESS_TOKEN_COLUMN, account_id: account.get() }, &grant.access_token);
         let refresh =
-            keyring.seal(SealContext { column: REFRESH_TOKEN_COLUMN, account_id: account.0 }, &grant.refresh_token);
+            keyring.seal(SealContext { column: REFRESH_TOKEN_COLUMN, account_id: account.get() }, &grant.refresh_token);
         self.inner.store.store_tokens(account, &access, &refresh, grant.expires_at).await
     }
 
@@ -420,10 +421,10 @@ impl KommoClient {
             let row = self.inner.store.tokens(account).await.map_err(storage)?.ok_or(KommoError::NotConnected)?;
             let access = self.open(account, ACCESS_TOKEN_COLUMN, &row.access_token)?;
             let still_rejected = rejected.is_some_and(|bad| bad.expose_secret() == access.expose_secret());
-            if !still_rejected && row.expires_at - unix_now() > REFRESH_MARGIN_SECS {
+            if !still_rejected && row.expires_at - unix_secs() > REFRESH_MARGIN_SECS {
                 return Ok(access);
             }
-            let now = unix_now();
+            let now = unix_secs();
             let claimed = self
                 .inner
                 .store
@@ -459,7 +460,7 @@ impl KommoClient {
             Ok(grant) => {
                 // Storing the pair also clears the lease.
                 self.store_grant(account, &grant).await.map_err(storage)?;
-                tracing::info!(account.id = account.0, "Kommo access token refreshed");
+                tracing::info!(account.id = account.get(), "Kommo access token refreshed");
                 Ok(grant.access_token)
             }
             Err(KommoError::NeedsReauth) => {
@@ -474,7 +475,7 @@ impl KommoClient {
     /// most [`MAX_PACE_WAIT`]. When the next free slot is further away nothing is reserved and the
     /// caller gets `RateLimited` with the wait, so a backlog never turns into tasks sleeping in line.
     async fn pace(&self, bucket: &Bucket<'_>) -> Result<(), KommoError> {
-        let now_ms = unix_now_ms();
+        let now_ms = unix_millis();
         let max_wait_ms = i64::try_from(MAX_PACE_WAIT.as_millis()).unwrap_or(i64::MAX);
         let slot = self
             .inner
@@ -497,15 +498,15 @@ impl KommoClient {
     }
 
     async fn park(&self, account: AccountId, state: AccountState, reason: &str) {
-        tracing::warn!(account.id = account.0, state = state.as_str(), reason, "account parked");
+        tracing::warn!(account.id = account.get(), state = state.as_str(), reason, "account parked");
         if let Err(error) = self.inner.store.set_account_state(account, state, Some(reason)).await {
-            tracing::error!(account.id = account.0, %error, "could not record the account's state");
+            tracing::error!(account.id = account.get(), %error, "could not record the account's state");
         }
     }
 
     fn open(&self, account: AccountId, column: &str, sealed: &str) -> Result<SecretString, KommoError> {
-        self.inner.keyring.open(SealContext { column, account_id: account.0 }, sealed).map_err(|error| {
-            tracing::error!(account.id = account.0, column, %error, "stored Kommo token does not decrypt");
+        self.inner.keyring.open(SealContext { column, account_id: account.get() }, sealed).map_err(|error| {
+            tracing::error!(account.id = account.get(), column, %error, "stored Kommo token does not decrypt");
             KommoError::NotConnected
         })
     }
@@ -528,7 +529,7 @@ impl KommoClient {
             return Ok(TokenGrant {
                 access_token: SecretString::from(tokens.access_token),
                 refresh_token: SecretString::from(tokens.refresh_token),
-                expires_at: unix_now() + tokens.expires_in,
+                expires_at: unix_secs() + tokens.expires_in,
             });
         }
         // Token endpoint refusals (400/401: invalid_grant and friends) mean the grant is gone.
@@ -619,7 +620,7 @@ enum Bucket<'a> {
 impl Bucket<'_> {
     fn key(&self) -> String {
         match self {
-            Bucket::Account(account) => format!("account:{}", account.0),
+            Bucket::Account(account) => format!("account:{}", account.get()),
             Bucket::Exchange(base_url) => format!("exchange:{base_url}"),
         }
     }
@@ -653,11 +654,6 @@ pub struct TokenGrant {
     pub access_token: SecretString,
     pub refresh_token: SecretString,
     pub expires_at: i64,
-}
-
-fn unix_now_ms() -> i64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn classify(status: StatusCode, retry_after: Option<Duration>, detail: String) -> KommoError {

@@ -3,11 +3,11 @@
 
 pub mod auth;
 pub mod calls;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod http;
 pub mod ingest;
-pub mod jobs;
 pub mod kommo;
 pub mod metrics;
 pub mod oauth;
@@ -15,6 +15,7 @@ pub mod provider;
 pub mod push;
 pub mod signing;
 pub mod store;
+pub use store::jobs;
 pub mod throttle;
 pub mod worker;
 
@@ -163,7 +164,7 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     for round in 0u32.. {
         state.throttle.prune();
         if round % STORE_EVERY == 0 {
-            match state.store.housekeeping(store::unix_now(), &state.retention).await {
+            match state.store.housekeeping(clock::unix_secs(), &state.retention).await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "housekeeping removed finished rows"),
                 Err(error) => tracing::warn!(%error, "housekeeping failed"),

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::jobs::{Queue, now_ms};
+use crate::clock::unix_millis;
+use crate::jobs::Queue;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -37,7 +38,7 @@ fn describe() {
 /// The text exposition, with the queue's gauges refreshed from the database.
 pub async fn render(queue: &Queue) -> String {
     let handle = handle();
-    match queue.depth(now_ms()).await {
+    match queue.depth(unix_millis()).await {
         Ok(depth) => {
             #[allow(clippy::cast_precision_loss)]
             {

@@ -12,10 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::clock::unix_secs;
 use crate::crypto::{Keyring, SealContext, random_token};
 use crate::http::{ApiError, AppState};
 use crate::kommo::{KommoClient, KommoError};
-use crate::store::{PENDING_CODE_ACCOUNT, PendingCodeLimits, Store, unix_now};
+use crate::store::{PENDING_CODE_ACCOUNT, PendingCodeLimits, Store};
 use crate::throttle::ClientAddr;
 
 /// Kommo's authorization codes live 20 minutes; older ones are not worth trying.
@@ -52,13 +53,13 @@ impl Installer {
     /// `None` when too many codes wait for their exchange already (nothing stored).
     pub async fn receive_code(&self, api_domain: &str, code: &SecretString) -> sqlx::Result<Option<i64>> {
         let sealed = self.keyring.seal(SealContext { column: CODE_COLUMN, account_id: PENDING_CODE_ACCOUNT }, code);
-        self.store.insert_code(api_domain, &sealed, unix_now() - CODE_LIFETIME_SECS, self.pending_limits).await
+        self.store.insert_code(api_domain, &sealed, unix_secs() - CODE_LIFETIME_SECS, self.pending_limits).await
     }
 
     /// Exchanges pending codes: one (`only`), or every one due (recovery). Returns how many
     /// accounts were connected.
     pub async fn exchange_pending(&self, only: Option<i64>) -> usize {
-        let now = unix_now();
+        let now = unix_secs();
         let codes = match self.store.claim_codes(now - CODE_LIFETIME_SECS, now + EXCHANGE_LEASE_SECS, only).await {
             Ok(codes) => codes,
             Err(error) => {
@@ -123,7 +124,7 @@ impl Installer {
             .await
             .map_err(database)?;
         self.kommo.store_grant(id, &grant).await.map_err(database)?;
-        tracing::info!(account.id = id.0, kommo.account_id = account.id, "Kommo account connected");
+        tracing::info!(account.id = id.get(), kommo.account_id = account.id, "Kommo account connected");
         Ok(())
     }
 }
@@ -225,7 +226,7 @@ pub async fn start(State(state): State<AppState>, ClientAddr(client): ClientAddr
     }
     let consent_state = random_token(32);
     let browser = random_token(32);
-    let expires_at = unix_now() + STATE_LIFETIME_SECS;
+    let expires_at = unix_secs() + STATE_LIFETIME_SECS;
     if let Err(error) =
         state.store.insert_oauth_state(&sha256_hex(&consent_state), &sha256_hex(&browser), expires_at).await
     {
@@ -273,7 +274,7 @@ pub async fn disable(State(state): State<AppState>, Query(query): Query<DisableQ
     if let Some(account) = state.store.account_by_kommo_id(kommo_account_id).await? {
         state.store.disable_account(account).await?;
         state.hooks.forget();
-        tracing::info!(account.id = account.0, "account disabled by Kommo's disable hook");
+        tracing::info!(account.id = account.get(), "account disabled by Kommo's disable hook");
     }
     Ok(StatusCode::OK)
 }

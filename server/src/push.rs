@@ -200,7 +200,7 @@ mod tests {
     fn ticket_works_once() {
         let hub = Hub::default();
         let limits = Limits::default();
-        let subscriber = Subscriber { account: AccountId(1), user_id: 5 };
+        let subscriber = Subscriber { account: AccountId::for_tests(1), user_id: 5 };
         let ticket = hub.issue_ticket(subscriber, &limits).unwrap();
         assert_eq!(hub.open_stream(&ticket, &limits).map(|(who, _)| who).ok(), Some(subscriber));
         assert_eq!(hub.open_stream(&ticket, &limits).err(), Some(OpenError::BadTicket));
@@ -212,9 +212,9 @@ mod tests {
         let limits = limits(2, 3, 4);
         let hub = Hub::default();
         let (alice, bob, carol) = (
-            Subscriber { account: AccountId(1), user_id: 1 },
-            Subscriber { account: AccountId(1), user_id: 2 },
-            Subscriber { account: AccountId(2), user_id: 3 },
+            Subscriber { account: AccountId::for_tests(1), user_id: 1 },
+            Subscriber { account: AccountId::for_tests(1), user_id: 2 },
+            Subscriber { account: AccountId::for_tests(2), user_id: 3 },
         );
         let first = open(&hub, alice, &limits).unwrap();
         let _second = open(&hub, alice, &limits).unwrap();
@@ -231,7 +231,7 @@ mod tests {
     fn a_ticket_issued_with_room_is_still_refused_when_the_room_went_meanwhile() {
         let limits = limits(1, 10, 10);
         let hub = Hub::default();
-        let alice = Subscriber { account: AccountId(1), user_id: 1 };
+        let alice = Subscriber { account: AccountId::for_tests(1), user_id: 1 };
         let early = hub.issue_ticket(alice, &limits).unwrap();
         let late = hub.issue_ticket(alice, &limits).unwrap();
         let _open = hub.open_stream(&early, &limits).unwrap();
@@ -242,16 +242,16 @@ mod tests {
     #[tokio::test]
     async fn events_reach_only_the_accounts_own_streams() {
         let hub = Hub::default();
-        let mut a = hub.subscribe(AccountId(1));
-        let mut b = hub.subscribe(AccountId(2));
-        assert_eq!(hub.publish(AccountId(1), PushEvent { user_id: None, call: call("c1") }), 1);
+        let mut a = hub.subscribe(AccountId::for_tests(1));
+        let mut b = hub.subscribe(AccountId::for_tests(2));
+        assert_eq!(hub.publish(AccountId::for_tests(1), PushEvent { user_id: None, call: call("c1") }), 1);
         assert_eq!(a.recv().await.unwrap().call.call_id, "c1");
         assert!(b.try_recv().is_err());
     }
 
     #[test]
     fn user_targeted_events_reach_only_that_user() {
-        let subscriber = Subscriber { account: AccountId(1), user_id: 5 };
+        let subscriber = Subscriber { account: AccountId::for_tests(1), user_id: 5 };
         assert!(subscriber.wants(&PushEvent { user_id: None, call: call("c") }));
         assert!(subscriber.wants(&PushEvent { user_id: Some(5), call: call("c") }));
         assert!(!subscriber.wants(&PushEvent { user_id: Some(6), call: call("c") }));

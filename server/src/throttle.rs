@@ -244,7 +244,7 @@ mod tests {
         assert!(throttle.webhook_blocked(pbx).is_some());
         assert_eq!(throttle.webhook_blocked("198.51.100.21".parse().unwrap()), None);
 
-        let (a, b) = (AccountId(1), AccountId(2));
+        let (a, b) = (AccountId::for_tests(1), AccountId::for_tests(2));
         for _ in 0..4 {
             assert!(throttle.ingest(a).is_ok());
         }

@@ -15,7 +15,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::jobs::{Job, JobError, LEASE, Outcome, Queue, now_ms};
+use crate::clock::unix_millis;
+use crate::jobs::{Job, JobError, LEASE, Outcome, Queue};
 
 /// Runs one job. Implemented by the call processor; tests pass closures.
 pub type Handler = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>> + Send + Sync>;
@@ -47,7 +48,7 @@ impl Worker {
             while running.try_join_next().is_some() {}
             if tokio::time::Instant::now() >= next_recovery {
                 // Jobs of workers that died (kill -9, a lost replica) come back once their lease passed.
-                match self.queue.recover_expired(now_ms()).await {
+                match self.queue.recover_expired(unix_millis()).await {
                     Ok(0) => {}
                     Ok(count) => tracing::warn!(count, "jobs whose worker stopped are queued again"),
                     Err(error) => tracing::error!(%error, "recovering expired jobs failed"),
@@ -57,7 +58,7 @@ impl Worker {
             let free = slots.available_permits();
             let claimed = if free > 0 && !shutdown.is_cancelled() {
                 let per_account = i64::try_from(self.slots_per_account).unwrap_or(i64::MAX);
-                match self.queue.claim(now_ms(), i64::try_from(free).unwrap_or(1), per_account).await {
+                match self.queue.claim(unix_millis(), i64::try_from(free).unwrap_or(1), per_account).await {
                     Ok(jobs) => jobs,
                     Err(error) => {
                         tracing::error!(%error, "claiming jobs failed");
@@ -109,7 +110,7 @@ async fn run_one(queue: &Queue, handler: &Handler, job: Job) {
         AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEASE / 3).await;
-                match queue.heartbeat(&job, now_ms()).await {
+                match queue.heartbeat(&job, unix_millis()).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => tracing::warn!(%error, job.id = job.id, "extending a job's lease failed"),
@@ -124,7 +125,7 @@ async fn run_one(queue: &Queue, handler: &Handler, job: Job) {
         Err(_) => Err(JobError::Retry { error: "the job's handler panicked".into(), after: None }),
     };
     drop(heartbeat);
-    let now = now_ms();
+    let now = unix_millis();
     let recorded = match &result {
         Ok(()) => queue.complete(&job, now).await.map(|()| Outcome::Done),
         Err(error) => queue.fail(&job, error, now).await,

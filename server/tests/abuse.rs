@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use server::clock::unix_secs;
 use server::kommo::KommoError;
 use server::signing::WebhookSecret;
-use server::store::unix_now;
 use support::{ACCOUNT, CLIENT_ID, World, world};
 
 const CALLER: &str = "+5511987654321";
@@ -61,7 +61,7 @@ async fn a_flood_of_made_up_codes_is_turned_away_and_another_accounts_calls_stay
     // spend the exchange budget, never the account's.
     let call = json!({"callId": "call-during-flood", "voipAccountId": "sandbox-voip", "from": CALLER,
                       "to": "+551133334444", "status": "ended", "type": "call.ended", "direction": "inbound",
-                      "duration": 42, "startTime": unix_now() - 60})
+                      "duration": 42, "startTime": unix_secs() - 60})
     .to_string();
     assert_eq!(world.post_signed(&path, &secret, "msg-during-flood", &call).await.status(), StatusCode::OK);
     let sent = Instant::now();

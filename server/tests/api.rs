@@ -1,6 +1,9 @@
 //! Integration tests of the server: the real router (`server::http::app`) on a real SQLite file,
 //! with disposable tokens minted as Kommo mints them.
 
+#[path = "support/database.rs"]
+mod database;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -10,11 +13,12 @@ use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use server::clock::unix_secs;
 use server::config::Config;
 use server::crypto::{Keyring, SealContext};
 use server::http::{AppState, app};
 use server::signing::WebhookSecret;
-use server::store::{NewEndpoint, SettingsWrite, Store, unix_now};
+use server::store::{NewEndpoint, SettingsWrite, Store};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -64,7 +68,7 @@ async fn start_empty() -> TestServer {
 
 async fn start_empty_with(extra: &[(&str, &str)]) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
+    let db_url = database::database_url(dir.path(), "test").await;
     let store = Store::connect(&db_url).await.unwrap();
     let router = app(AppState::new(config_with(&db_url, extra), store.clone(), CancellationToken::new()));
     TestServer { router, store, secrets: Default::default(), _dir: dir }
@@ -75,7 +79,7 @@ async fn start_empty_with(extra: &[(&str, &str)]) -> TestServer {
 fn token(account_id: i64, user_id: i64, subdomain: &str) -> String {
     static MINTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let serial = MINTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let now = unix_now();
+    let now = unix_secs();
     let claims = json!({
         "iss": format!("https://{subdomain}.kommo.com"), "aud": BASE, "jti": format!("jti-{account_id}-{user_id}-{serial}"),
         "iat": now, "nbf": now, "exp": now + 1800, "account_id": account_id, "user_id": user_id,
@@ -134,7 +138,7 @@ impl TestServer {
     async fn hook(&self, path: &str, body: impl Into<String>) -> Reply {
         static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = format!("msg_{}", SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        self.hook_as(path, &id, unix_now(), body.into(), None).await
+        self.hook_as(path, &id, unix_secs(), body.into(), None).await
     }
 
     /// Posts `body` with webhook id `id`, timestamp `at`, signed with `signature` when given (a full
@@ -164,10 +168,10 @@ impl TestServer {
     /// provider checks, is tested in tests/settings.rs) and returns its webhook path.
     async fn webhook_path(&self, who: (i64, i64, &str)) -> String {
         let account = self.store.account_by_kommo_id(who.0).await.unwrap().expect("the account is installed");
-        let hook_id = format!("hook-{}-{}", who.0, unix_now());
+        let hook_id = format!("hook-{}-{}", who.0, unix_secs());
         let secret = WebhookSecret::generate();
         let keyring = Keyring::parse(KEYS).unwrap();
-        let context = SealContext { column: "widget_settings.webhook_secret", account_id: account.0 };
+        let context = SealContext { column: "widget_settings.webhook_secret", account_id: account.get() };
         let sealed_secret = keyring.seal(context, &secret.to_text());
         let write = SettingsWrite {
             credential_method: "password",
@@ -209,8 +213,8 @@ async fn widget_requests_without_a_valid_token_are_refused_and_change_nothing() 
     forged.replace_range(forged.len() - 4.., "AAAA");
     let wrong_key = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
-        &json!({"iss": "https://alpha.kommo.com", "aud": BASE, "jti": "x", "iat": unix_now(), "nbf": unix_now(),
-                "exp": unix_now() + 60, "account_id": 1001, "user_id": 501, "subdomain": "alpha", "client_uuid": CLIENT_ID}),
+        &json!({"iss": "https://alpha.kommo.com", "aud": BASE, "jti": "x", "iat": unix_secs(), "nbf": unix_secs(),
+                "exp": unix_secs() + 60, "account_id": 1001, "user_id": 501, "subdomain": "alpha", "client_uuid": CLIENT_ID}),
         &EncodingKey::from_secret(b"not-our-secret"),
     )
     .unwrap();
@@ -356,7 +360,7 @@ async fn a_call_on_a_mapped_extension_is_pushed_to_that_user_only() {
     let server = start().await;
     let hook = server.webhook_path(ALICE).await;
     let account: i64 = sqlx::query_scalar("SELECT id FROM accounts").fetch_one(server.store.pool()).await.unwrap();
-    sqlx::query("INSERT INTO voip_users (account_id, kommo_user_id, extension_id) VALUES (?1, ?2, '101')")
+    sqlx::query("INSERT INTO voip_users (account_id, kommo_user_id, extension_id) VALUES ($1, $2, '101')")
         .bind(account)
         .bind(ALICE.1)
         .execute(server.store.pool())
@@ -412,7 +416,7 @@ async fn cors_admits_kommo_pages_and_the_local_kommo_only() {
 async fn shutdown_ends_open_push_streams_and_stops_the_server() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("serve.sqlite").display());
+    let db_url = database::database_url(dir.path(), "serve").await;
     Store::connect(&db_url).await.unwrap().install_account(ALICE.0, ALICE.2, "alpha.kommo.com", None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -508,7 +512,12 @@ async fn the_disable_hook_with_a_valid_signature_wipes_tokens_and_stops_the_widg
         .unwrap();
     server
         .store
-        .store_tokens(server::store::AccountId(alice), "v1.k1.sealed-a", "v1.k1.sealed-r", unix_now() + 3600)
+        .store_tokens(
+            server.store.account_by_kommo_id(1001).await.unwrap().unwrap(),
+            "v1.k1.sealed-a",
+            "v1.k1.sealed-r",
+            unix_secs() + 3600,
+        )
         .await
         .unwrap();
 
@@ -517,7 +526,7 @@ async fn the_disable_hook_with_a_valid_signature_wipes_tokens_and_stops_the_widg
     assert_eq!(reply.status, StatusCode::OK);
 
     assert_eq!(server.count("kommo_auth_tokens").await, 0);
-    let state: String = sqlx::query_scalar("SELECT state FROM accounts WHERE id = ?1")
+    let state: String = sqlx::query_scalar("SELECT state FROM accounts WHERE id = $1")
         .bind(alice)
         .fetch_one(server.store.pool())
         .await
@@ -534,13 +543,8 @@ async fn the_disable_hook_with_a_valid_signature_wipes_tokens_and_stops_the_widg
 #[tokio::test]
 async fn the_disable_hook_with_a_bad_signature_changes_nothing() {
     let server = start().await;
-    let alice = server::store::AccountId(
-        sqlx::query_scalar("SELECT id FROM accounts WHERE kommo_account_id = 1001")
-            .fetch_one(server.store.pool())
-            .await
-            .unwrap(),
-    );
-    server.store.store_tokens(alice, "v1.k1.sealed-a", "v1.k1.sealed-r", unix_now() + 3600).await.unwrap();
+    let alice = server.store.account_by_kommo_id(1001).await.unwrap().unwrap();
+    server.store.store_tokens(alice, "v1.k1.sealed-a", "v1.k1.sealed-r", unix_secs() + 3600).await.unwrap();
     let good = server::oauth::disable_signature(CLIENT_SECRET, CLIENT_ID, "1001");
     let mut flipped = good.clone();
     flipped.replace_range(0..1, if good.starts_with('0') { "1" } else { "0" });
@@ -575,7 +579,7 @@ async fn a_repeated_delivery_or_the_same_event_under_a_new_id_is_answered_200_an
     let server = start().await;
     let path = server.webhook_path(ALICE).await;
     let body = call_event("call-7", "ended", Some("101")).to_string();
-    let now = unix_now();
+    let now = unix_secs();
     let first = server.hook_as(&path, "msg_a", now, body.clone(), None).await;
     assert_eq!(first.body, json!({"stored": true, "duplicate": false}), "{}", first.text);
     let again = server.hook_as(&path, "msg_a", now + 5, body.clone(), None).await;
@@ -591,7 +595,7 @@ async fn fifty_concurrent_copies_of_one_delivery_are_all_acknowledged_and_stored
     let server = std::sync::Arc::new(start().await);
     let path = server.webhook_path(ALICE).await;
     let body = call_event("call-50", "ended", Some("101")).to_string();
-    let now = unix_now();
+    let now = unix_secs();
     let mut copies = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let (server, path, body) = (server.clone(), path.clone(), body.clone());
@@ -613,7 +617,7 @@ async fn bad_signatures_stale_timestamps_and_other_accounts_paths_are_refused_an
     let alice = server.webhook_path(ALICE).await;
     let bob = server.webhook_path(BOB).await;
     let body = call_event("call-s", "ringing", Some("101")).to_string();
-    let now = unix_now();
+    let now = unix_secs();
     let alice_secret = server.secret_of(&alice);
     let good = alice_secret.sign("msg_s", now, body.as_bytes());
     let other_body = call_event("call-t", "ringing", Some("101")).to_string();
@@ -662,7 +666,7 @@ async fn rotate(server: &TestServer, who: (i64, i64, &str)) -> WebhookSecret {
 
 /// Posts a ringing event of call `id` signed with `secret`; returns the status.
 async fn post_signed(server: &TestServer, path: &str, id: &str, secret: &WebhookSecret) -> StatusCode {
-    let now = unix_now();
+    let now = unix_secs();
     let body = call_event(id, "ringing", None).to_string();
     let signature = secret.sign(id, now, body.as_bytes());
     server.hook_as(path, id, now, body, Some(signature)).await.status
@@ -680,9 +684,9 @@ async fn after_a_secret_rotation_both_secrets_verify_until_the_previous_one_expi
     // Bob's previous secret reached its end (24 h after the rotation): only the new one verifies.
     let bob_new = rotate(&server, BOB).await;
     let bob_account = server.store.account_by_kommo_id(BOB.0).await.unwrap().unwrap();
-    sqlx::query("UPDATE widget_settings SET previous_secret_until = ?1 WHERE account_id = ?2")
-        .bind(unix_now() - 1)
-        .bind(bob_account.0)
+    sqlx::query("UPDATE widget_settings SET previous_secret_until = $1 WHERE account_id = $2")
+        .bind(unix_secs() - 1)
+        .bind(bob_account.get())
         .execute(server.store.pool())
         .await
         .unwrap();
@@ -712,7 +716,7 @@ async fn a_call_result_is_accepted_once_for_a_call_of_the_account_and_queues_the
     let path = server.webhook_path(ALICE).await;
     server.webhook_path(BOB).await;
     let result = json!({"note": "Wants a quote", "call_status": 4, "quality": 5,
-                        "follow_up": {"text": "Send the quote", "due_at": unix_now() + 86_400}});
+                        "follow_up": {"text": "Send the quote", "due_at": unix_secs() + 86_400}});
     let url = "/widget/v1/calls/call-r/result";
     let unknown = server.widget(Method::POST, url, Some(&token_of(ALICE)), Some(result.clone())).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND, "no event of that call arrived yet");
@@ -724,7 +728,7 @@ async fn a_call_result_is_accepted_once_for_a_call_of_the_account_and_queues_the
         (json!({"call_status": 4, "account_id": 2002}), StatusCode::BAD_REQUEST, "account_id"),
         (json!({"call_status": 4, "quality": 6}), StatusCode::UNPROCESSABLE_ENTITY, "quality"),
         (
-            json!({"call_status": 4, "follow_up": {"text": "", "due_at": unix_now() + 60}}),
+            json!({"call_status": 4, "follow_up": {"text": "", "due_at": unix_secs() + 60}}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "follow_up.text",
         ),
@@ -753,11 +757,11 @@ async fn park_dead_letter(server: &TestServer, who: (i64, i64, &str), call_id: &
     let account = server.store.account_by_kommo_id(who.0).await.unwrap().unwrap();
     sqlx::query_scalar(
         "INSERT INTO jobs (account_id, kind, subject, state, attempts, run_at, last_error, created_at, updated_at)
-         VALUES (?1, 'call', ?2, 'dead', 10, 0, 'Kommo refused the request (400): bad phone', 0, ?3) RETURNING id",
+         VALUES ($1, 'call', $2, 'dead', 10, 0, 'Kommo refused the request (400): bad phone', 0, $3) RETURNING id",
     )
-    .bind(account.0)
+    .bind(account.get())
     .bind(call_id)
-    .bind(unix_now() * 1000)
+    .bind(unix_secs() * 1000)
     .fetch_one(server.store.pool())
     .await
     .unwrap()
@@ -801,7 +805,7 @@ async fn operator_endpoints_need_the_operator_token_and_no_other_credential_open
     }
     let hook = server.webhook_path(ALICE).await;
     server.hook(&hook, call_event("call-m", "ringing", None).to_string()).await;
-    server.hook_as(&hook, "msg_bad", unix_now(), "{}".into(), Some("v1,AAAA".into())).await;
+    server.hook_as(&hook, "msg_bad", unix_secs(), "{}".into(), Some("v1,AAAA".into())).await;
     park_dead_letter(&server, BOB, "call-b").await;
     let hook_id = hook.trim_start_matches("/hooks/voip/").to_owned();
     for path in ["/metrics", "/operator/dead-letters"] {

@@ -92,9 +92,9 @@ impl Desk {
         let webhook = self.next_webhook.fetch_add(1, Ordering::Relaxed);
         sqlx::query(
             "INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(self.account.0)
+        .bind(self.account.get())
         .bind(format!("msg_{webhook}"))
         .bind(event_key)
         .bind(call_id)
@@ -126,9 +126,9 @@ impl Desk {
     async fn call_result(&self, call_id: &str, result: Value) {
         sqlx::query(
             "INSERT INTO call_results (account_id, call_id, result, user_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+             VALUES ($1, $2, $3, $4, $5, $5)",
         )
-        .bind(self.account.0)
+        .bind(self.account.get())
         .bind(call_id)
         .bind(result.to_string())
         .bind(MARIA)
@@ -142,9 +142,9 @@ impl Desk {
     async fn kommo_write(&self, call_id: &str, action_key: &str, state: &str, outcome: Option<String>) {
         sqlx::query(
             "INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
+             VALUES ($1, $2, $3, $4, $5, 1, $6)",
         )
-        .bind(self.account.0)
+        .bind(self.account.get())
         .bind(call_id)
         .bind(action_key)
         .bind(state)
@@ -235,9 +235,9 @@ impl Desk {
         sqlx::query_as(
             "SELECT delivery_status AS status, delivery_error AS error, entity_type, entity_id, unsorted_uid,
                     responsible_user_id, client_number
-             FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
+             FROM voip_calls WHERE account_id = $1 AND call_id = $2",
         )
-        .bind(self.account.0)
+        .bind(self.account.get())
         .bind(call_id)
         .fetch_one(self.world.store.pool())
         .await

@@ -224,7 +224,7 @@ impl Provider {
         let (path, secret) = &self.hooks[delivery.account];
         let base = self.base.read().unwrap().clone();
         let generation = u32::try_from(self.generation.load(Ordering::SeqCst)).unwrap();
-        let timestamp = server::store::unix_now();
+        let timestamp = server::clock::unix_secs();
         let signature = secret.sign(&delivery.webhook_id, timestamp, delivery.body.as_bytes());
         let response = self
             .http
@@ -557,7 +557,7 @@ async fn check_inbox(
     }
     let mut expected: BTreeSet<(i64, &str)> = BTreeSet::new();
     for delivery in deliveries.iter().filter(|d| d.acked.load(Ordering::SeqCst)) {
-        let key = (accounts[delivery.account].0, delivery.event_key.as_str());
+        let key = (accounts[delivery.account].get(), delivery.event_key.as_str());
         match stored.get(&key) {
             Some(1) => {}
             Some(n) => return Err(format!("event {} ({}) is in the inbox {n} times", key.1, delivery.webhook_id)),

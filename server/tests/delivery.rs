@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use server::clock::unix_secs;
 use server::signing::WebhookSecret;
-use server::store::unix_now;
 use support::{ACCOUNT, World, world};
 
 const CALLER: &str = "+5511987654321";
@@ -17,7 +17,7 @@ const CALLER: &str = "+5511987654321";
 fn ended_call(call_id: &str) -> String {
     json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": CALLER, "to": "+551133334444",
            "status": "ended", "type": "call.ended", "direction": "inbound", "duration": 42,
-           "startTime": unix_now() - 60})
+           "startTime": unix_secs() - 60})
     .to_string()
 }
 

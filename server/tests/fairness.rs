@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
+use server::clock::unix_secs;
 use server::config::Config;
 use server::signing::WebhookSecret;
-use server::store::unix_now;
 use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world_without_server};
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,7 @@ struct Hook {
 fn ended_call(call_id: &str, caller: &str) -> String {
     json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": caller, "to": "+551133334444",
            "status": "ended", "type": "call.ended", "direction": "inbound", "duration": 42,
-           "startTime": unix_now() - 60})
+           "startTime": unix_secs() - 60})
     .to_string()
 }
 
@@ -75,7 +75,7 @@ async fn neighbour_calls(world: Arc<World>, hook: Arc<Hook>, phase: &str, calls:
 async fn open_jobs(world: &World, account: u64) -> i64 {
     sqlx::query_scalar(
         "SELECT COUNT(*) FROM jobs JOIN accounts ON accounts.id = jobs.account_id
-         WHERE accounts.kommo_account_id = ?1 AND jobs.state IN ('queued', 'running')",
+         WHERE accounts.kommo_account_id = $1 AND jobs.state IN ('queued', 'running')",
     )
     .bind(account as i64)
     .fetch_one(world.store.pool())

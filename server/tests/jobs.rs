@@ -1,6 +1,9 @@
 //! The job queue on a real SQLite file: claims, leases, fairness, backoff, parking, dead letters, and
 //! the worker running jobs through a handler.
 
+#[path = "support/database.rs"]
+mod database;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +21,7 @@ struct Db {
 
 async fn db() -> Db {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("jobs.sqlite").display())).await.unwrap();
+    let store = Store::connect(&database::database_url(dir.path(), "jobs").await).await.unwrap();
     Db { store, _dir: dir }
 }
 
@@ -83,7 +86,7 @@ async fn a_call_never_runs_twice_at_once_and_a_dead_workers_lease_expires() {
     assert_ne!(taken[0].id, claimed[0].id, "the newer job of the call runs");
     // The late w1 cannot finish a job it lost.
     first.complete(&claimed[0], T0 + LEASE_MS + 2).await.unwrap();
-    let lost: (String, Option<String>) = sqlx::query_as("SELECT state, last_error FROM jobs WHERE id = ?1")
+    let lost: (String, Option<String>) = sqlx::query_as("SELECT state, last_error FROM jobs WHERE id = $1")
         .bind(claimed[0].id)
         .fetch_one(db.store.pool())
         .await
@@ -198,9 +201,9 @@ async fn a_permanent_failure_is_dead_at_once_and_parking_burns_no_attempt() {
     sqlx::query(
         "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, status, started_at,
                                  created_at, updated_at)
-         VALUES (?1, 'broken', 'va', '+1', '+2', 'ended', 0, 0, 0)",
+         VALUES ($1, 'broken', 'va', '+1', '+2', 'ended', 0, 0, 0)",
     )
-    .bind(a.0)
+    .bind(a.get())
     .execute(db.store.pool())
     .await
     .unwrap();
@@ -350,9 +353,9 @@ async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
     {
         sqlx::query(
             "INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at)
-             VALUES (?1, 'call', ?2, ?3, 0, 0, ?4)",
+             VALUES ($1, 'call', $2, $3, 0, 0, $4)",
         )
-        .bind(a.0)
+        .bind(a.get())
         .bind(subject)
         .bind(state)
         .bind((now - age_days * day) * 1000)
@@ -363,9 +366,9 @@ async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
     for (webhook_id, applied_at) in [("old-applied", Some(now - 31 * day)), ("old-pending", None)] {
         sqlx::query(
             "INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at, applied_at)
-             VALUES (?1, ?2, ?2, 'c', '{}', 0, ?3)",
+             VALUES ($1, $2, $2, 'c', '{}', 0, $3)",
         )
-        .bind(a.0)
+        .bind(a.get())
         .bind(webhook_id)
         .bind(applied_at)
         .execute(db.store.pool())

@@ -2,6 +2,9 @@
 //! operation is routed by the real router, every `.route(` in the source is documented, the examples
 //! are real wire values of the `shared` types, and `GET /openapi.json` serves the file itself.
 
+#[path = "support/database.rs"]
+mod database;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -63,7 +66,7 @@ struct TestRouter {
 
 async fn router() -> TestRouter {
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("test.sqlite").display());
+    let db_url = database::database_url(dir.path(), "test").await;
     let vars: HashMap<&str, &str> = HashMap::from([
         ("KOMMO_CLIENT_ID", "c0ffee00-0000-4000-8000-000000000000"),
         ("KOMMO_CLIENT_SECRET", "openapi-test-client-secret"),

@@ -45,7 +45,7 @@ impl World {
         let event = json!({"callId": "c-1", "voipAccountId": "sandbox-voip", "from": "+5511987654321",
                            "to": "+551133334444", "status": "ringing", "startTime": 1_764_000_000})
         .to_string();
-        let now = server::store::unix_now();
+        let now = server::clock::unix_secs();
         let signature = server::signing::WebhookSecret::parse(secret).unwrap().sign("msg_c1", now, event.as_bytes());
         let request = self
             .http

@@ -84,11 +84,11 @@ impl Executor<'_> {
             return self.log_call(key, call, retrying).await;
         }
         let Some(request) = self.request(action)? else {
-            tracing::info!(account.id = self.account.0, call_id = %self.call.call_id, key, "nothing to write to");
+            tracing::info!(account.id = self.account.get(), call_id = %self.call.call_id, key, "nothing to write to");
             return Ok(None);
         };
         if retrying && let Some(outcome) = self.look(action, &request).await? {
-            tracing::info!(account.id = self.account.0, call_id = %self.call.call_id, key, "found in Kommo");
+            tracing::info!(account.id = self.account.get(), call_id = %self.call.call_id, key, "found in Kommo");
             self.done(action, outcome).await?;
             return Ok(None);
         }
@@ -136,7 +136,7 @@ impl Executor<'_> {
             return self.fall_back_to_unsorted(key, call).await;
         }
         if retrying && let Some(outcome) = self.look_for_call_by_number(call).await? {
-            tracing::info!(account.id = self.account.0, call_id = %call.uniq, "call found in Kommo");
+            tracing::info!(account.id = self.account.get(), call_id = %call.uniq, "call found in Kommo");
             self.writes.mark_done(&self.ctx.store, key, outcome).await.map_err(storage)?;
             return Ok(None);
         }
@@ -169,7 +169,7 @@ impl Executor<'_> {
             }
             Logged::NoEntity(reason) => reason,
         };
-        tracing::info!(account.id = self.account.0, call_id = %call.uniq, reason, "Kommo has no entity for the call");
+        tracing::info!(account.id = self.account.get(), call_id = %call.uniq, reason, "Kommo has no entity for the call");
         if let Some(entity) = self.resolve(Target::CreatedLead).or_else(|| self.resolve(Target::CreatedContact)) {
             let request = call_note(call, entity, key);
             return self.send_recorded(key, call, &request, entity).await.map(|()| None);

@@ -1,12 +1,12 @@
 //! Folding a call's stored provider events (`webhook_inbox`) into its row in `voip_calls`.
 
+use super::{FoldedCall, is_terminal, storage};
+use crate::clock::unix_secs;
+use crate::jobs::JobError;
+use crate::store::calls::{CallWrite, StoredCall};
+use crate::store::{AccountId, Store};
 use shared::rules::CallFacts;
 use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
-use sqlx::FromRow;
-
-use super::{FoldedCall, is_terminal, now, storage};
-use crate::jobs::JobError;
-use crate::store::{AccountId, Store};
 
 /// The call as `voip_calls` holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,34 +23,19 @@ struct CallState {
     recording_url: Option<String>,
 }
 
-#[derive(FromRow)]
-struct CallRow {
-    voip_account_id: String,
-    from_number: String,
-    to_number: String,
-    direction: Option<String>,
-    extension: Option<String>,
-    status: String,
-    answered: bool,
-    started_at: i64,
-    duration: Option<i64>,
-    recording_url: Option<String>,
-}
-
-impl CallRow {
-    fn into_state(self) -> CallState {
-        CallState {
-            voip_account_id: self.voip_account_id,
-            from_number: self.from_number,
-            to_number: self.to_number,
-            direction: self.direction.as_deref().and_then(parse_direction),
-            extension: self.extension,
-            status: parse_status(&self.status),
-            answered: self.answered,
-            started_at: self.started_at,
-            duration: self.duration.and_then(|duration| u32::try_from(duration).ok()),
-            recording_url: self.recording_url,
-        }
+/// The call as stored, read back.
+fn stored_state(row: StoredCall) -> CallState {
+    CallState {
+        voip_account_id: row.voip_account_id,
+        from_number: row.from_number,
+        to_number: row.to_number,
+        direction: row.direction.as_deref().and_then(parse_direction),
+        extension: row.extension,
+        status: parse_status(&row.status),
+        answered: row.answered,
+        started_at: row.started_at,
+        duration: row.duration.and_then(|duration| u32::try_from(duration).ok()),
+        recording_url: row.recording_url,
     }
 }
 
@@ -122,21 +107,8 @@ pub(crate) async fn fold(
     call_id: &str,
     country: Option<&str>,
 ) -> Result<Option<FoldedCall>, JobError> {
-    let now = now();
-    let mut tx = store.pool().begin().await.map_err(storage)?;
-    // The write comes first, so this transaction holds the write lock from its first statement.
-    let mut events: Vec<(i64, String)> = sqlx::query_as(
-        "UPDATE webhook_inbox SET applied_at = ?3
-         WHERE account_id = ?1 AND call_id = ?2 AND applied_at IS NULL
-         RETURNING id, body",
-    )
-    .bind(account.0)
-    .bind(call_id)
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(storage)?;
-    events.sort_by_key(|(id, _)| *id);
+    let mut tx = store.begin_fold(account, call_id, unix_secs()).await.map_err(storage)?;
+    let events = tx.take_unapplied().await.map_err(storage)?;
     let events = events
         .iter()
         .map(|(id, body)| {
@@ -145,18 +117,9 @@ pub(crate) async fn fold(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let row: Option<CallRow> = sqlx::query_as(
-        "SELECT voip_account_id, from_number, to_number, direction, extension, status, answered, started_at, duration,
-                recording_url
-         FROM voip_calls WHERE account_id = ?1 AND call_id = ?2",
-    )
-    .bind(account.0)
-    .bind(call_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(storage)?;
+    let row = tx.call().await.map_err(storage)?;
     let mut state = match (row, events.first()) {
-        (Some(row), _) => row.into_state(),
+        (Some(row), _) => stored_state(row),
         (None, Some(first)) => CallState::from_event(first),
         (None, None) => return Ok(None),
     };
@@ -167,32 +130,19 @@ pub(crate) async fn fold(
     let client_number = shared::phone::normalize(client_raw, country).unwrap_or_else(|| client_raw.to_owned());
     let line_number = shared::phone::normalize(line_raw, country).unwrap_or_else(|| line_raw.to_owned());
     if !events.is_empty() {
-        sqlx::query(
-            "INSERT INTO voip_calls (account_id, call_id, voip_account_id, from_number, to_number, direction, extension,
-                                     status, answered, started_at, duration, recording_url, client_number,
-                                     created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
-             ON CONFLICT (account_id, call_id) DO UPDATE
-                SET direction = excluded.direction, extension = excluded.extension, status = excluded.status,
-                    answered = excluded.answered, duration = excluded.duration,
-                    recording_url = excluded.recording_url, client_number = excluded.client_number,
-                    updated_at = excluded.updated_at",
-        )
-        .bind(account.0)
-        .bind(call_id)
-        .bind(&state.voip_account_id)
-        .bind(&state.from_number)
-        .bind(&state.to_number)
-        .bind(state.direction().as_str())
-        .bind(&state.extension)
-        .bind(state.status.as_str())
-        .bind(state.answered)
-        .bind(state.started_at)
-        .bind(state.duration)
-        .bind(&state.recording_url)
-        .bind(&client_number)
-        .bind(now)
-        .execute(&mut *tx)
+        tx.save(&CallWrite {
+            voip_account_id: &state.voip_account_id,
+            from_number: &state.from_number,
+            to_number: &state.to_number,
+            direction: state.direction().as_str(),
+            extension: state.extension.as_deref(),
+            status: state.status.as_str(),
+            answered: state.answered,
+            started_at: state.started_at,
+            duration: state.duration,
+            recording_url: state.recording_url.as_deref(),
+            client_number: &client_number,
+        })
         .await
         .map_err(storage)?;
         tx.commit().await.map_err(storage)?;

@@ -20,7 +20,7 @@ use shared::{CallHandling, CallStatus, ExtensionEntry, ExtensionMap};
 
 use crate::jobs::JobError;
 use crate::kommo::{KommoClient, KommoError};
-use crate::store::{AccountId, Store, unix_now};
+use crate::store::{AccountId, Store};
 
 pub use lookup::Lookup;
 
@@ -71,15 +71,15 @@ pub async fn process_call(ctx: &CallsContext, account: AccountId, call_id: &str)
     if let Err(error) = &result
         && let Err(db) = ledger::record_error(&ctx.store, account, call_id, &error.to_string()).await
     {
-        tracing::error!(account.id = account.0, call_id, error = %db, "could not record the delivery error");
+        tracing::error!(account.id = account.get(), call_id, error = %db, "could not record the delivery error");
     }
     result
 }
 
 async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<(), JobError> {
-    let country = ledger::account_country(&ctx.store, account).await.map_err(storage)?;
+    let country = ctx.store.account_country(account).await.map_err(storage)?;
     let Some(folded) = fold::fold(&ctx.store, account, call_id, country.as_deref()).await? else {
-        tracing::debug!(account.id = account.0, call_id, "no such call");
+        tracing::debug!(account.id = account.get(), call_id, "no such call");
         return Ok(());
     };
     let call = &folded.facts;
@@ -88,7 +88,7 @@ async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<()
         // Nothing goes to Kommo while the call is going on.
         return Ok(());
     }
-    let result = ledger::call_result(&ctx.store, account, call_id).await.map_err(storage)?;
+    let result = ctx.store.call_result(account, call_id).await.map_err(storage)?;
     let result: Option<CallResult> = match result {
         Some(text) => Some(serde_json::from_str(&text).map_err(|error| JobError::Fail {
             error: format!("the stored call result of call {call_id} does not parse: {error}"),
@@ -231,8 +231,4 @@ pub(crate) struct FoldedCall {
 /// An entity as the ledger stores it.
 pub(crate) fn entity_json(entity: EntityRef) -> serde_json::Value {
     serde_json::json!({ "type": entity.kind.as_str(), "id": entity.id })
-}
-
-pub(crate) fn now() -> i64 {
-    unix_now()
 }

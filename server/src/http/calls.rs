@@ -14,7 +14,8 @@ use shared::rules::CallResult;
 use super::AppState;
 use super::error::{ApiError, json_body};
 use super::widget::{AdminAuth, WidgetAuth};
-use crate::jobs::{KIND_CALL, now_ms};
+use crate::clock::unix_millis;
+use crate::jobs::KIND_CALL;
 use crate::store::{AccountId, CallParties};
 use shared::{CallHandling, FieldError, ValidationCode, WidgetBehaviour};
 
@@ -47,7 +48,7 @@ async fn call_result(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let result: CallResult = json_body(body, "call result")?;
-    let refused = result.validate(now_ms() / 1000);
+    let refused = result.validate(unix_millis() / 1000);
     if !refused.is_empty() {
         return Err(ApiError::Validation(refused));
     }
@@ -61,7 +62,7 @@ async fn call_result(
     // The result may only go to an entity tied to the call's number (or where the call already landed).
     if let Some(entity) = result.entity {
         let landed = parties.entity.as_ref().is_some_and(|(kind, id)| kind == entity.kind.as_str() && *id == entity.id);
-        let country = crate::calls::ledger::account_country(&state.store, auth.account).await?;
+        let country = state.store.account_country(auth.account).await?;
         if !landed
             && !crate::calls::lookup::entity_has_number(
                 &state.installer.kommo,
@@ -79,10 +80,10 @@ async fn call_result(
         }
     }
     let text = serde_json::to_string(&result).map_err(anyhow::Error::from)?;
-    if !state.store.insert_call_result(auth.account, &call_id, &text, auth.user_id, now_ms()).await? {
+    if !state.store.insert_call_result(auth.account, &call_id, &text, auth.user_id, unix_millis()).await? {
         return Err(ApiError::Conflict("result_exists", "A result was already recorded for this call."));
     }
-    tracing::info!(account.id = auth.account.0, call.id = %call_id, user.id = auth.user_id, "call result stored");
+    tracing::info!(account.id = auth.account.get(), call.id = %call_id, user.id = auth.user_id, "call result stored");
     state.jobs_wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))))
 }
@@ -121,10 +122,15 @@ async fn retry_delivery(
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     // Another account's job id is "not found": the account filter is part of the update.
-    if !state.queue.retry_dead(Some(auth.account), id, now_ms()).await? {
+    if !state.queue.retry_dead(Some(auth.account), id, unix_millis()).await? {
         return Err(ApiError::NotFound);
     }
-    tracing::info!(account.id = auth.account.0, job.id = id, kind = KIND_CALL, "dead letter queued again by the admin");
+    tracing::info!(
+        account.id = auth.account.get(),
+        job.id = id,
+        kind = KIND_CALL,
+        "dead letter queued again by the admin"
+    );
     state.jobs_wake.notify_one();
     Ok(StatusCode::ACCEPTED)
 }

@@ -28,11 +28,12 @@ use shared::api::IncomingCall;
 use super::AppState;
 use super::error::ApiError;
 use super::settings::WEBHOOK_SECRET_COLUMN;
+use crate::clock::unix_secs;
 use crate::crypto::SealContext;
 use crate::ingest::{Incoming, IngestError, Stored};
 use crate::push::PushEvent;
 use crate::signing::{self, SignatureError, SignedHeaders, WebhookSecret};
-use crate::store::{AccountId, unix_now};
+use crate::store::AccountId;
 use crate::throttle::ClientAddr;
 
 /// Largest body a provider may send; larger ones get 413 before any parsing.
@@ -96,7 +97,7 @@ async fn accept(
         let reason = if matches!(error, ApiError::PayloadTooLarge) { "too_large" } else { "unreadable" };
         refuse(reason, error)
     })?;
-    let now = unix_now();
+    let now = unix_secs();
     let unknown = || {
         state.throttle.webhook_failed(client);
         refuse("unknown_hook", ApiError::NotFound)
@@ -122,7 +123,7 @@ async fn accept(
             SignatureError::NoMatchingSignature => "bad_signature",
         };
         state.throttle.webhook_failed(client);
-        tracing::info!(account.id = account.0, reason, "provider webhook refused");
+        tracing::info!(account.id = account.get(), reason, "provider webhook refused");
         refuse(reason, ApiError::BadSignature(error))
     })?;
     // The account's own signed traffic, and only it, spends the account's budget.
@@ -171,7 +172,7 @@ async fn accept(
         }
     })?;
     tracing::info!(
-        account.id = account.0, call.id = %event.call_id, status = event.status.as_str(),
+        account.id = account.get(), call.id = %event.call_id, status = event.status.as_str(),
         duplicate = stored == Stored::Duplicate, "call event stored"
     );
     Ok((account, event, stored))
@@ -233,7 +234,7 @@ impl HookCache {
             self.misses.insert(hook_id.to_owned(), ()).await;
             return Ok(None);
         };
-        let context = SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: hook.account.0 };
+        let context = SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: hook.account.get() };
         let open = |sealed: &str| {
             let text = state.keyring.open(context, sealed).ok()?;
             WebhookSecret::parse(secrecy::ExposeSecret::expose_secret(&text)).ok()

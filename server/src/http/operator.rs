@@ -17,7 +17,7 @@ use shared::api::FailedDelivery;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::jobs::now_ms;
+use crate::clock::unix_millis;
 
 /// A dead letter as the operator sees it: with the account it belongs to.
 #[derive(Debug, Serialize)]
@@ -95,7 +95,7 @@ async fn dead_letters(
 }
 
 async fn retry(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    if !state.queue.retry_dead(None, id, now_ms()).await? {
+    if !state.queue.retry_dead(None, id, unix_millis()).await? {
         return Err(ApiError::NotFound);
     }
     tracing::info!(job.id = id, "dead letter queued again by the operator");

@@ -22,10 +22,11 @@ use shared::{
 use super::AppState;
 use super::error::{ApiError, json_body};
 use super::widget::AdminAuth;
+use crate::clock::unix_secs;
 use crate::crypto::{SealContext, random_token};
 use crate::provider::{Credentials, ProviderAccount, ProviderError};
 use crate::signing::WebhookSecret;
-use crate::store::{AccountId, NewEndpoint, SettingsRow, SettingsWrite, unix_now};
+use crate::store::{AccountId, NewEndpoint, SettingsRow, SettingsWrite};
 
 /// Where the sealed VoIP password or API key lives; also its AEAD binding.
 const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
@@ -58,7 +59,7 @@ async fn reveal(State(state): State<AppState>, AdminAuth(auth): AdminAuth) -> Re
         .keyring
         .open(secret_context(auth.account), &sealed)
         .map_err(|error| ApiError::Internal(anyhow::Error::new(error).context("stored signing secret")))?;
-    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "webhook signing secret shown to an admin");
+    tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "webhook signing secret shown to an admin");
     Ok((NO_STORE, Json(endpoint(&state, &row, Some(secret)))))
 }
 
@@ -79,7 +80,7 @@ async fn save(
         // Kommo's "disable": stop processing; nothing else is validated or changed.
         state.store.deactivate(auth.account, auth.user_id).await?;
         state.hooks.forget();
-        tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "call processing turned off");
+        tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "call processing turned off");
         return Ok((NO_STORE, Json(view(&state, auth.account, None).await?)));
     }
     let stored = state.store.settings(auth.account).await?;
@@ -128,7 +129,7 @@ async fn save(
     };
     let created = state.store.save_settings(auth.account, write).await?;
     state.hooks.forget();
-    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "settings saved");
+    tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "settings saved");
     // The save that issued the signing secret shows it; later an admin asks for it again (reveal).
     Ok((NO_STORE, Json(view(&state, auth.account, created.then_some(signing_secret)).await?)))
 }
@@ -165,13 +166,13 @@ async fn rotate_secret(
     let sealed = state.keyring.seal(secret_context(auth.account), &secret);
     let rotated = state
         .store
-        .rotate_webhook_secret(auth.account, &sealed, &hint(&secret), unix_now() + PREVIOUS_SECRET_GRACE_SECS)
+        .rotate_webhook_secret(auth.account, &sealed, &hint(&secret), unix_secs() + PREVIOUS_SECRET_GRACE_SECS)
         .await?;
     state.hooks.forget();
     if !rotated {
         return Err(ApiError::Conflict("settings_missing", "Save the settings first: the webhook is created then."));
     }
-    tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "webhook signing secret rotated");
+    tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "webhook signing secret rotated");
     let row = state.store.settings(auth.account).await?.ok_or(ApiError::NotFound)?;
     let endpoint = endpoint(&state, &row, Some(secret));
     Ok((StatusCode::OK, NO_STORE, Json(endpoint)))
@@ -298,11 +299,11 @@ async fn check_with_provider(
 }
 
 fn token_context(account: AccountId) -> SealContext<'static> {
-    SealContext { column: VOIP_TOKEN_COLUMN, account_id: account.0 }
+    SealContext { column: VOIP_TOKEN_COLUMN, account_id: account.get() }
 }
 
 fn secret_context(account: AccountId) -> SealContext<'static> {
-    SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: account.0 }
+    SealContext { column: WEBHOOK_SECRET_COLUMN, account_id: account.get() }
 }
 
 /// The last characters of a secret, enough to tell two apart.

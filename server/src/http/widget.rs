@@ -79,7 +79,7 @@ impl FromRequestParts<AppState> for AdminAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let auth = WidgetAuth::from_request_parts(parts, state).await?;
         if !state.roles.is_admin(&state.installer.kommo, &auth).await? {
-            tracing::info!(account.id = auth.account.0, user.id = auth.user_id, "admin-only request refused");
+            tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "admin-only request refused");
             return Err(ApiError::AdminOnly);
         }
         Ok(AdminAuth(auth))

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test binary uses part of the harness")]
 
+pub mod database;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -108,7 +110,7 @@ pub async fn world() -> World {
 pub async fn world_with(access_token_ttl: Duration) -> World {
     logs();
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("kommo.sqlite").display());
+    let db_url = database::database_url(dir.path(), "kommo").await;
     let server_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = format!("http://{}", server_listener.local_addr().unwrap());
     let kommo_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -176,7 +178,7 @@ impl World {
         webhook_id: &str,
         body: &str,
     ) -> reqwest::Response {
-        let now = server::store::unix_now();
+        let now = server::clock::unix_secs();
         self.http
             .post(format!("{}{path}", self.server))
             .header("content-type", "application/json")
@@ -235,8 +237,8 @@ impl World {
 
     pub async fn make_tokens_stale(&self, account: AccountId, kommo_id: u64) {
         self.kommo_control("/sandbox/kommo/expire", json!({"account_id": kommo_id})).await;
-        sqlx::query("UPDATE kommo_auth_tokens SET expires_at = 0 WHERE account_id = ?1")
-            .bind(account.0)
+        sqlx::query("UPDATE kommo_auth_tokens SET expires_at = 0 WHERE account_id = $1")
+            .bind(account.get())
             .execute(self.store.pool())
             .await
             .unwrap();
@@ -309,7 +311,7 @@ pub async fn spawn_local_kommo(server: &str, account: u64) -> String {
 pub async fn world_without_server(server: &str, account: u64) -> World {
     logs();
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("kommo.sqlite").display());
+    let db_url = database::database_url(dir.path(), "kommo").await;
     let kommo_host = spawn_local_kommo(server, account).await;
     let store = Store::connect(&db_url).await.unwrap();
     World::assemble(server.to_owned(), kommo_host, db_url, store, dir)

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use shared::api::FailedDelivery;
-use sqlx::SqlitePool;
+use sqlx::{AnyConnection, AnyPool};
 
-use crate::store::{AccountId, Store};
+use super::{AccountId, Engine, Store};
 
 /// The one kind of job today: bring Kommo in line with one provider call (subject = call id).
 pub const KIND_CALL: &str = "call";
@@ -101,15 +101,61 @@ pub struct QueueDepth {
 /// The queue over the store's pool. `worker` names this process's claims (`locked_by`).
 #[derive(Debug, Clone)]
 pub struct Queue {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
     worker: String,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-}
+/// The claim on SQLite: one statement, atomic under SQLite's single writer.
+const CLAIM_SQLITE: &str =
+    "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1,
+                         updated_at = $3
+         WHERE state = 'queued' AND id IN (
+             SELECT pick FROM (
+                 SELECT (SELECT j.id FROM jobs AS j
+                         WHERE j.account_id = a.id AND j.state = 'queued' AND j.run_at <= $3
+                           AND NOT EXISTS (
+                               SELECT 1 FROM jobs AS r
+                               WHERE r.account_id = j.account_id AND r.state = 'running'
+                                 AND r.kind = j.kind AND r.subject = j.subject)
+                         ORDER BY j.run_at, j.id LIMIT 1) AS pick
+                 FROM accounts AS a
+                 WHERE (SELECT COUNT(*) FROM (
+                            SELECT 1 FROM jobs AS r
+                            WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_by = $1
+                            LIMIT $5)) < $5)
+             WHERE pick IS NOT NULL
+             ORDER BY (SELECT run_at FROM jobs WHERE id = pick)
+             LIMIT $4)
+         RETURNING id, account_id, kind, subject, attempts";
+
+/// The claim on PostgreSQL, where replicas claim at the same moment: each account's pick is locked
+/// `FOR UPDATE SKIP LOCKED` (a row another replica is claiming is passed over, never waited for), and
+/// the outer `state = 'queued'` is checked again on the row as it is when locked, so a job another
+/// replica claimed meanwhile is not claimed twice. An account's share is counted over every replica
+/// (running jobs whose lease is live), so replicas together hold the per-account fairness; a killed
+/// replica's jobs stop counting when their lease passes.
+const CLAIM_POSTGRES: &str =
+    "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1,
+                         updated_at = $3
+         WHERE state = 'queued' AND id IN (
+             SELECT pick.id FROM accounts AS a
+             CROSS JOIN LATERAL (
+                 SELECT j.id, j.run_at FROM jobs AS j
+                 WHERE j.account_id = a.id AND j.state = 'queued' AND j.run_at <= $3
+                   AND NOT EXISTS (
+                       SELECT 1 FROM jobs AS r
+                       WHERE r.account_id = j.account_id AND r.state = 'running'
+                         AND r.kind = j.kind AND r.subject = j.subject)
+                 ORDER BY j.run_at, j.id LIMIT 1
+                 FOR UPDATE SKIP LOCKED) AS pick
+             WHERE (SELECT COUNT(*) FROM (
+                        SELECT 1 FROM jobs AS r
+                        WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_until >= $3
+                        LIMIT $5) AS busy) < $5
+             ORDER BY pick.run_at
+             LIMIT $4)
+         RETURNING id, account_id, kind, subject, attempts";
 
 /// The delay before attempt `attempts + 1`: exponential from [`BACKOFF_BASE`], capped, with jitter
 /// over its upper half (so retries of many jobs spread out, yet never come much earlier than planned).
@@ -122,7 +168,7 @@ pub fn backoff(attempts: i64, rng: &mut impl Rng) -> Duration {
 
 impl Queue {
     pub fn new(store: &Store, worker: impl Into<String>) -> Queue {
-        Queue { pool: store.pool().clone(), worker: worker.into() }
+        Queue { pool: store.pool.clone(), engine: store.engine, worker: worker.into() }
     }
 
     /// Claims up to `limit` due jobs: each account's longest-waiting one (none whose call is running),
@@ -136,35 +182,18 @@ impl Queue {
     /// [`Queue::recover_expired`].
     pub async fn claim(&self, now: i64, limit: i64, per_account: i64) -> sqlx::Result<Vec<Job>> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
-        sqlx::query_as(
-            "UPDATE jobs SET state = 'running', locked_by = ?1, locked_until = ?2, attempts = attempts + 1,
-                             updated_at = ?3
-             WHERE id IN (
-                 SELECT pick FROM (
-                     SELECT (SELECT j.id FROM jobs AS j
-                             WHERE j.account_id = a.id AND j.state = 'queued' AND j.run_at <= ?3
-                               AND NOT EXISTS (
-                                   SELECT 1 FROM jobs AS r
-                                   WHERE r.account_id = j.account_id AND r.state = 'running'
-                                     AND r.kind = j.kind AND r.subject = j.subject)
-                             ORDER BY j.run_at, j.id LIMIT 1) AS pick
-                     FROM accounts AS a
-                     WHERE (SELECT COUNT(*) FROM (
-                                SELECT 1 FROM jobs AS r
-                                WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_by = ?1
-                                LIMIT ?5)) < ?5)
-                 WHERE pick IS NOT NULL
-                 ORDER BY (SELECT run_at FROM jobs WHERE id = pick)
-                 LIMIT ?4)
-             RETURNING id, account_id, kind, subject, attempts",
-        )
-        .bind(&self.worker)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .bind(per_account.max(1))
-        .fetch_all(&self.pool)
-        .await
+        let statement = match self.engine {
+            Engine::Sqlite => CLAIM_SQLITE,
+            Engine::Postgres => CLAIM_POSTGRES,
+        };
+        sqlx::query_as(statement)
+            .bind(&self.worker)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit)
+            .bind(per_account.max(1))
+            .fetch_all(&self.pool)
+            .await
     }
 
     /// Puts back in the queue the running jobs whose lease passed (their worker died or hung): as
@@ -173,9 +202,9 @@ impl Queue {
     pub async fn recover_expired(&self, now: i64) -> sqlx::Result<u64> {
         let mut tx = self.pool.begin().await?;
         let superseded = sqlx::query(
-            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = ?1,
+            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = $1,
                              last_error = 'lease expired; a newer job of the call does the work'
-             WHERE state = 'running' AND locked_until < ?1
+             WHERE state = 'running' AND locked_until < $1
                AND EXISTS (SELECT 1 FROM jobs AS q WHERE q.state = 'queued' AND q.account_id = jobs.account_id
                              AND q.kind = jobs.kind AND q.subject = jobs.subject)",
         )
@@ -184,9 +213,9 @@ impl Queue {
         .await?
         .rows_affected();
         let requeued = sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = ?1, locked_by = NULL, locked_until = NULL, updated_at = ?1,
+            "UPDATE jobs SET state = 'queued', run_at = $1, locked_by = NULL, locked_until = NULL, updated_at = $1,
                              last_error = 'lease expired: its worker stopped'
-             WHERE state = 'running' AND locked_until < ?1",
+             WHERE state = 'running' AND locked_until < $1",
         )
         .bind(now)
         .execute(&mut *tx)
@@ -200,7 +229,7 @@ impl Queue {
     pub async fn heartbeat(&self, job: &Job, now: i64) -> sqlx::Result<bool> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
         let done =
-            sqlx::query("UPDATE jobs SET locked_until = ?1 WHERE id = ?2 AND state = 'running' AND locked_by = ?3")
+            sqlx::query("UPDATE jobs SET locked_until = $1 WHERE id = $2 AND state = 'running' AND locked_by = $3")
                 .bind(lease_until)
                 .bind(job.id)
                 .bind(&self.worker)
@@ -211,8 +240,8 @@ impl Queue {
 
     pub async fn complete(&self, job: &Job, now: i64) -> sqlx::Result<()> {
         sqlx::query(
-            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, last_error = NULL, updated_at = ?1
-             WHERE id = ?2 AND state = 'running' AND locked_by = ?3",
+            "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, last_error = NULL, updated_at = $1
+             WHERE id = $2 AND state = 'running' AND locked_by = $3",
         )
         .bind(now)
         .bind(job.id)
@@ -237,8 +266,8 @@ impl Queue {
         let mut tx = self.pool.begin().await?;
         if outcome == Outcome::Dead {
             sqlx::query(
-                "UPDATE jobs SET state = 'dead', locked_by = NULL, locked_until = NULL, last_error = ?1, updated_at = ?2
-                 WHERE id = ?3 AND state = 'running' AND locked_by = ?4",
+                "UPDATE jobs SET state = 'dead', locked_by = NULL, locked_until = NULL, last_error = $1, updated_at = $2
+                 WHERE id = $3 AND state = 'running' AND locked_by = $4",
             )
             .bind(&message)
             .bind(now)
@@ -248,8 +277,8 @@ impl Queue {
             .await?;
             if job.kind == KIND_CALL {
                 sqlx::query(
-                    "UPDATE voip_calls SET delivery_status = 'failed', delivery_error = ?1, updated_at = ?2
-                     WHERE account_id = ?3 AND call_id = ?4 AND delivery_status <> 'delivered'",
+                    "UPDATE voip_calls SET delivery_status = 'failed', delivery_error = $1, updated_at = $2
+                     WHERE account_id = $3 AND call_id = $4 AND delivery_status <> 'delivered'",
                 )
                 .bind(&message)
                 .bind(now / 1000)
@@ -267,15 +296,16 @@ impl Queue {
 
     /// Queues a job for `subject` unless one is already queued (then that one covers it).
     pub async fn enqueue(&self, account: AccountId, kind: &str, subject: &str, now: i64) -> sqlx::Result<()> {
-        enqueue(&self.pool, account, kind, subject, now).await
+        let mut connection = self.pool.acquire().await?;
+        enqueue(&mut connection, account, kind, subject, now).await
     }
 
     /// The dead letters of one account (or of every account, for the operator), newest first.
     pub async fn dead_letters(&self, account: Option<AccountId>, limit: i64) -> sqlx::Result<Vec<DeadLetter>> {
         sqlx::query_as(
             "SELECT id, account_id, subject, attempts, last_error, updated_at FROM jobs
-             WHERE state = 'dead' AND (?1 IS NULL OR account_id = ?1)
-             ORDER BY updated_at DESC, id DESC LIMIT ?2",
+             WHERE state = 'dead' AND ($1 IS NULL OR account_id = $1)
+             ORDER BY updated_at DESC, id DESC LIMIT $2",
         )
         .bind(account.map(|account| account.0))
         .bind(limit)
@@ -288,7 +318,7 @@ impl Queue {
     pub async fn retry_dead(&self, account: Option<AccountId>, id: i64, now: i64) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE id = ?1 AND state = 'dead' AND (?2 IS NULL OR account_id = ?2)",
+            "SELECT id FROM jobs WHERE id = $1 AND state = 'dead' AND ($2 IS NULL OR account_id = $2)",
         )
         .bind(id)
         .bind(account.map(|account| account.0))
@@ -297,11 +327,11 @@ impl Queue {
         if found.is_none() {
             return Ok(false);
         }
-        sqlx::query("UPDATE jobs SET attempts = 0 WHERE id = ?1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE jobs SET attempts = 0 WHERE id = $1").bind(id).execute(&mut *tx).await?;
         requeue(&mut tx, id, None, now, 0, "queued again by hand", now).await?;
         sqlx::query(
             "UPDATE voip_calls SET delivery_status = 'pending', delivery_error = NULL
-             WHERE (account_id, call_id) IN (SELECT account_id, subject FROM jobs WHERE id = ?1 AND kind = ?2)
+             WHERE (account_id, call_id) IN (SELECT account_id, subject FROM jobs WHERE id = $1 AND kind = $2)
                AND delivery_status = 'failed'",
         )
         .bind(id)
@@ -314,11 +344,11 @@ impl Queue {
 
     pub async fn depth(&self, now: i64) -> sqlx::Result<QueueDepth> {
         let (queued, due, running, dead, oldest): (i64, i64, i64, i64, Option<i64>) = sqlx::query_as(
-            "SELECT COALESCE(SUM(state = 'queued'), 0),
-                    COALESCE(SUM(state = 'queued' AND run_at <= ?1), 0),
-                    COALESCE(SUM(state = 'running'), 0),
-                    COALESCE(SUM(state = 'dead'), 0),
-                    MIN(CASE WHEN state = 'queued' AND run_at <= ?1 THEN run_at END)
+            "SELECT COUNT(CASE WHEN state = 'queued' THEN 1 END),
+                    COUNT(CASE WHEN state = 'queued' AND run_at <= $1 THEN 1 END),
+                    COUNT(CASE WHEN state = 'running' THEN 1 END),
+                    COUNT(CASE WHEN state = 'dead' THEN 1 END),
+                    MIN(CASE WHEN state = 'queued' AND run_at <= $1 THEN run_at END)
              FROM jobs WHERE state <> 'done'",
         )
         .bind(now)
@@ -353,8 +383,8 @@ impl DeadLetter {
 }
 
 /// Inserts a queued job unless one is queued for the subject already (the partial unique index).
-pub async fn enqueue<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
+pub async fn enqueue(
+    executor: &mut AnyConnection,
     account: AccountId,
     kind: &str,
     subject: &str,
@@ -362,7 +392,7 @@ pub async fn enqueue<'e>(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?4, ?4) ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, 'queued', $4, $4, $4) ON CONFLICT DO NOTHING",
     )
     .bind(account.0)
     .bind(kind)
@@ -373,11 +403,28 @@ pub async fn enqueue<'e>(
     .map(drop)
 }
 
+/// [`enqueue`] for several subjects in one statement.
+pub(crate) async fn enqueue_many(
+    executor: &mut AnyConnection,
+    subjects: &[(AccountId, &str)],
+    kind: &str,
+    now: i64,
+) -> sqlx::Result<()> {
+    let mut sql = String::from("INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at) ");
+    super::push_values(&mut sql, subjects.len(), 7);
+    sql.push_str(" ON CONFLICT DO NOTHING");
+    let mut query = sqlx::query(&sql);
+    for (account, subject) in subjects {
+        query = query.bind(account.0).bind(kind).bind(*subject).bind("queued").bind(now).bind(now).bind(now);
+    }
+    query.execute(executor).await.map(drop)
+}
+
 /// Puts job `id` back in the queue at `run_at`. When another job of the same subject is queued
 /// already (an event arrived while this one ran), that one will do the work: this one is closed, and
 /// the other is moved no earlier than `run_at`, so a backoff is not skipped.
 async fn requeue(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     id: i64,
     worker: Option<&str>,
     run_at: i64,
@@ -386,9 +433,9 @@ async fn requeue(
     now: i64,
 ) -> sqlx::Result<()> {
     let moved = sqlx::query(
-        "UPDATE jobs SET state = 'queued', run_at = ?1, attempts = MAX(attempts - ?2, 0), locked_by = NULL,
-                         locked_until = NULL, last_error = ?3, updated_at = ?4
-         WHERE id = ?5 AND (?6 IS NULL OR (state = 'running' AND locked_by = ?6))
+        "UPDATE jobs SET state = 'queued', run_at = $1, attempts = CASE WHEN attempts > $2 THEN attempts - $2 ELSE 0 END, locked_by = NULL,
+                         locked_until = NULL, last_error = $3, updated_at = $4
+         WHERE id = $5 AND ($6 IS NULL OR (state = 'running' AND locked_by = $6))
            AND NOT EXISTS (SELECT 1 FROM jobs AS q WHERE q.state = 'queued' AND q.account_id = jobs.account_id
                              AND q.kind = jobs.kind AND q.subject = jobs.subject)",
     )
@@ -404,8 +451,8 @@ async fn requeue(
         return Ok(());
     }
     sqlx::query(
-        "UPDATE jobs SET run_at = MAX(run_at, ?1), last_error = ?2, updated_at = ?3
-         WHERE state = 'queued' AND (account_id, kind, subject) IN (SELECT account_id, kind, subject FROM jobs WHERE id = ?4)",
+        "UPDATE jobs SET run_at = CASE WHEN run_at > $1 THEN run_at ELSE $1 END, last_error = $2, updated_at = $3
+         WHERE state = 'queued' AND (account_id, kind, subject) IN (SELECT account_id, kind, subject FROM jobs WHERE id = $4)",
     )
     .bind(run_at)
     .bind(error)
@@ -414,8 +461,8 @@ async fn requeue(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = ?1
-         WHERE id = ?2 AND (?3 IS NULL OR locked_by = ?3 OR state = 'dead')",
+        "UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL, updated_at = $1
+         WHERE id = $2 AND ($3 IS NULL OR locked_by = $3 OR state = 'dead')",
     )
     .bind(now)
     .bind(id)

@@ -1,0 +1,91 @@
+//! The inbox of provider webhooks (`webhook_inbox`): every event we answered 200, stored before the
+//! answer, once (a repeated `webhook-id` or the same provider event under a new id is a duplicate).
+
+use std::collections::HashSet;
+
+use sqlx::AnyConnection;
+
+use super::jobs::{self, KIND_CALL};
+use super::{AccountId, Store};
+use crate::clock::unix_millis;
+
+/// One verified provider event to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub account: AccountId,
+    pub webhook_id: String,
+    pub event_key: String,
+    pub call_id: String,
+    pub body: String,
+    pub received_at: i64,
+}
+
+/// Rows per `INSERT` statement: a batch is cut into pieces of these sizes (largest first), so the
+/// engines' statement caches hold a handful of statement texts, not one per batch size.
+const PIECES: [usize; 8] = [256, 128, 64, 32, 16, 8, 4, 1];
+
+impl Store {
+    /// Inserts the events and queues a job per new call, in one transaction; returns, per event,
+    /// whether it was new (false: a duplicate, nothing written for it).
+    pub async fn insert_events(&self, events: &[NewEvent]) -> sqlx::Result<Vec<bool>> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted: HashSet<(i64, String)> = HashSet::with_capacity(events.len());
+        let mut rest = events;
+        while !rest.is_empty() {
+            let size = PIECES.into_iter().find(|&size| size <= rest.len()).unwrap_or(1);
+            let (piece, tail) = rest.split_at(size);
+            inserted.extend(insert_piece(&mut tx, piece).await?);
+            rest = tail;
+        }
+
+        // The first occurrence of an inserted (account, webhook id) is the new one; a copy of it in the
+        // same batch is a duplicate like any other.
+        let mut seen = HashSet::new();
+        let new: Vec<bool> = events
+            .iter()
+            .map(|event| {
+                let key = (event.account.0, event.webhook_id.clone());
+                inserted.contains(&key) && seen.insert(key)
+            })
+            .collect();
+
+        let mut calls: Vec<(AccountId, &str)> = events
+            .iter()
+            .zip(&new)
+            .filter(|(_, is_new)| **is_new)
+            .map(|(event, _)| (event.account, event.call_id.as_str()))
+            .collect();
+        calls.sort_unstable();
+        calls.dedup();
+        let now = unix_millis();
+        let mut rest = calls.as_slice();
+        while !rest.is_empty() {
+            let size = PIECES.into_iter().find(|&size| size <= rest.len()).unwrap_or(1);
+            let (piece, tail) = rest.split_at(size);
+            jobs::enqueue_many(&mut tx, piece, KIND_CALL, now).await?;
+            rest = tail;
+        }
+        tx.commit().await?;
+        Ok(new)
+    }
+}
+
+/// One multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING`; returns the (account, webhook id)
+/// pairs it inserted.
+async fn insert_piece(tx: &mut AnyConnection, events: &[NewEvent]) -> sqlx::Result<Vec<(i64, String)>> {
+    let mut sql =
+        String::from("INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at) ");
+    super::push_values(&mut sql, events.len(), 6);
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING account_id, webhook_id");
+    let mut query = sqlx::query_as(&sql);
+    for event in events {
+        query = query
+            .bind(event.account.0)
+            .bind(event.webhook_id.as_str())
+            .bind(event.event_key.as_str())
+            .bind(event.call_id.as_str())
+            .bind(event.body.as_str())
+            .bind(event.received_at);
+    }
+    query.fetch_all(tx).await
+}

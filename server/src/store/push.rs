@@ -1,0 +1,73 @@
+//! The push channel's shared state: single-use stream tickets (`push_tickets`, so a ticket issued by
+//! one replica opens a stream on another), and on PostgreSQL the `push` notification channel that
+//! carries call events to every replica's open streams, whichever replica received the webhook.
+
+use futures_util::{Stream, StreamExt};
+use sqlx::postgres::PgListener;
+
+use super::{AccountId, Engine, Store};
+
+/// The PostgreSQL notification channel of push events.
+pub const CHANNEL: &str = "kommo_voip_push";
+/// PostgreSQL refuses notification payloads from 8000 bytes; a larger event is not sent.
+pub const MAX_PAYLOAD: usize = 7900;
+
+impl Store {
+    /// Keeps a ticket (its hash) for `user_id` of `account` until `expires_at` (unix s).
+    pub async fn insert_push_ticket(
+        &self,
+        ticket_hash: &str,
+        account: AccountId,
+        user_id: i64,
+        expires_at: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO push_tickets (ticket_hash, account_id, user_id, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(ticket_hash)
+            .bind(account.0)
+            .bind(user_id)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
+    /// Spends a ticket: its account and user when it existed and had not expired at `now`. It is
+    /// deleted either way, so it works at most once, on whichever replica it is presented.
+    pub async fn take_push_ticket(&self, ticket_hash: &str, now: i64) -> sqlx::Result<Option<(AccountId, i64)>> {
+        let row: Option<(i64, i64, i64)> =
+            sqlx::query_as("DELETE FROM push_tickets WHERE ticket_hash = $1 RETURNING account_id, user_id, expires_at")
+                .bind(ticket_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.filter(|(_, _, expires_at)| *expires_at >= now).map(|(account, user, _)| (AccountId(account), user)))
+    }
+
+    /// Sends a serialized push event to every replica (PostgreSQL only; a SQLite server is one process
+    /// and publishes in memory). Delivery is at most once and only to replicas listening now, which
+    /// is what a live popup needs; a widget that reconnects asks for its calls again.
+    pub async fn notify_push(&self, payload: &str) -> sqlx::Result<()> {
+        if self.engine != Engine::Postgres || payload.len() > MAX_PAYLOAD {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await.map(drop)
+    }
+
+    /// The push events other replicas (and this one) notified, as their payloads; `None` on SQLite.
+    /// The stream reconnects by itself after a lost connection (events sent meanwhile are missed).
+    pub async fn listen_push(&self) -> sqlx::Result<Option<impl Stream<Item = String> + Send + 'static>> {
+        if self.engine != Engine::Postgres {
+            return Ok(None);
+        }
+        let mut listener = PgListener::connect(&self.url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(listener.into_stream().filter_map(|notification| async move {
+            match notification {
+                Ok(notification) => Some(notification.payload().to_owned()),
+                Err(error) => {
+                    tracing::warn!(%error, "push notifications: the listening connection failed; reconnecting");
+                    None
+                }
+            }
+        })))
+    }
+}
