@@ -18,7 +18,7 @@ pub struct Config {
     /// Scheme + host (+ port) under which Kommo and providers reach us, without a trailing slash.
     /// It is the `aud` of Kommo's disposable tokens and the base of the webhook URLs we hand out.
     pub public_base_url: String,
-    /// `sqlite://path` (the embedded default).
+    /// `sqlite://path` (the embedded default) or `postgres://…` (several replicas on one database).
     pub database_url: String,
     pub kommo: KommoConfig,
     /// Keys that encrypt secrets at rest.
@@ -169,13 +169,7 @@ impl Config {
         let database_url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://data/kommo-voip.sqlite".into());
         // Any other scheme would be taken for a file name by SQLite's URL parser: refuse it here, naming
         // only the scheme (a database URL may carry a password).
-        if !database_url.starts_with("sqlite:") {
-            let scheme = database_url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
-            bail!(
-                "DATABASE_URL must be a sqlite:// URL, e.g. sqlite://data/kommo-voip.sqlite; the scheme {scheme:?} \
-                 is not supported"
-            );
-        }
+        crate::store::Engine::of_url(&database_url)?;
         let kommo = KommoConfig {
             client_id: required("KOMMO_CLIENT_ID")?,
             client_secret: SecretString::from(required("KOMMO_CLIENT_SECRET")?),
@@ -396,7 +390,9 @@ mod tests {
     fn a_database_url_of_another_engine_stops_the_server_naming_the_variable_not_the_password() {
         assert!(with(&[("DATABASE_URL", "sqlite://data/x.sqlite")]).is_ok());
         assert!(with(&[("DATABASE_URL", "sqlite::memory:")]).is_ok());
-        for url in ["postgres://voip:s3cret-pw@db.example.org/voip", "mysql://x", "data/x.sqlite"] {
+        assert!(with(&[("DATABASE_URL", "postgres://voip:pw@db.example.org/voip")]).is_ok());
+        assert!(with(&[("DATABASE_URL", "postgresql://voip@db.example.org:5432/voip")]).is_ok());
+        for url in ["mysql://voip:s3cret-pw@db.example.org/voip", "mariadb://x", "data/x.sqlite"] {
             let error = with(&[("DATABASE_URL", url)]).unwrap_err().to_string();
             assert!(error.contains("DATABASE_URL") && error.contains("sqlite://"), "{url}: {error}");
             assert!(!error.contains("s3cret-pw"), "{error}");
