@@ -110,6 +110,13 @@ impl Keyring {
 }
 
 /// A fresh random token of `bytes` bytes, base64url without padding (for unguessable ids).
+/// The hex SHA-256 of a bearer value (a consent state, a stream ticket), which is what gets stored:
+/// a copy of the table grants nothing.
+pub fn sha256_hex(value: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(value.as_bytes()))
+}
+
 pub fn random_token(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     getrandom::fill(&mut buffer).expect("the operating system's random source is unavailable");

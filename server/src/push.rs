@@ -1,17 +1,26 @@
 //! The push channel to widgets: single-use stream tickets, and a per-account fan-out of call events
 //! that the server-sent-events endpoint subscribes to. Open streams are counted (per user, per account,
 //! in total) so that no client holds more than its share of the process.
+//!
+//! Several replicas: tickets are kept in the store (a ticket bought from one replica opens a stream on
+//! another), and on PostgreSQL an event is sent through the database's `NOTIFY`, which every replica
+//! (the sender too) hears and hands to its own open streams ([`Hub::relay`]); so a popup reaches its
+//! user whichever replica received the webhook. A SQLite server is one process and fans out in memory.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
 use shared::api::IncomingCall;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
+use crate::clock::unix_secs;
 use crate::config::Limits;
-use crate::crypto::random_token;
-use crate::store::AccountId;
+use crate::crypto::{random_token, sha256_hex};
+use crate::store::{AccountId, Engine, Store};
 
 /// How long a ticket may wait before the widget opens its stream with it.
 pub const TICKET_TTL: Duration = Duration::from_secs(60);
@@ -21,8 +30,11 @@ const CHANNEL_CAPACITY: usize = 64;
 /// takes a while, and the widget's own backoff adds jitter on top.
 pub const STREAMS_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// Unexpired tickets one user may hold at once (a widget needs one per stream it opens).
+pub const MAX_TICKETS_PER_USER: i64 = 16;
+
 /// One event for an account's widgets; `user_id` narrows it to one Kommo user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PushEvent {
     pub user_id: Option<i64>,
     pub call: IncomingCall,
@@ -45,7 +57,6 @@ impl Subscriber {
 #[derive(Default)]
 struct HubState {
     channels: HashMap<AccountId, broadcast::Sender<Arc<PushEvent>>>,
-    tickets: HashMap<String, (Subscriber, Instant)>,
     /// Open streams; only [`StreamSlot`] changes these, so they cannot drift from the streams.
     open_per_user: HashMap<Subscriber, usize>,
     open_per_account: HashMap<AccountId, usize>,
@@ -68,11 +79,20 @@ impl HubState {
 pub struct StreamsFull;
 
 /// Why a ticket opened no stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum OpenError {
     /// Unknown, already used or expired.
     BadTicket,
     Full(StreamsFull),
+    /// The store could not be asked.
+    Storage(sqlx::Error),
+}
+
+/// Why no ticket was issued.
+#[derive(Debug)]
+pub enum TicketError {
+    Full(StreamsFull),
+    Storage(sqlx::Error),
 }
 
 /// One open stream's place in the counts; dropping it (when the stream ends, however it ends) frees it.
@@ -101,35 +121,58 @@ impl Drop for StreamSlot {
     }
 }
 
-/// In-process fan-out. With several replicas, a cross-process bus replaces this (a later change).
+/// The process's fan-out of call events to its open streams, and their counts.
 #[derive(Clone, Default)]
 pub struct Hub {
     state: Arc<Mutex<HubState>>,
 }
 
 impl Hub {
-    /// Issues a single-use ticket for `subscriber`, forgetting expired ones on the way. A subscriber
-    /// already at a cap gets none: the widget sees the refusal (an `EventSource` could not) and waits.
-    pub fn issue_ticket(&self, subscriber: Subscriber, limits: &Limits) -> Result<String, StreamsFull> {
-        let ticket = random_token(32);
-        let now = Instant::now();
-        let mut state = self.state.lock().expect("push hub lock poisoned");
-        if !state.has_room(subscriber, limits) {
-            return Err(StreamsFull);
+    /// Issues a single-use ticket for `subscriber`, kept (hashed) in the store for [`TICKET_TTL`]. A
+    /// subscriber already at a cap here, or holding [`MAX_TICKETS_PER_USER`] unspent tickets, gets
+    /// none: the widget sees the refusal (an `EventSource` could not) and waits.
+    pub async fn issue_ticket(
+        &self,
+        store: &Store,
+        subscriber: Subscriber,
+        limits: &Limits,
+    ) -> Result<String, TicketError> {
+        if !self.state.lock().expect("push hub lock poisoned").has_room(subscriber, limits) {
+            return Err(TicketError::Full(StreamsFull));
         }
-        state.tickets.retain(|_, (_, issued)| now.duration_since(*issued) < TICKET_TTL);
-        state.tickets.insert(ticket.clone(), (subscriber, now));
+        let ticket = random_token(32);
+        let expires_at = unix_secs() + i64::try_from(TICKET_TTL.as_secs()).unwrap_or(i64::MAX);
+        let stored = store
+            .insert_push_ticket(
+                &sha256_hex(&ticket),
+                subscriber.account,
+                subscriber.user_id,
+                expires_at,
+                MAX_TICKETS_PER_USER,
+            )
+            .await
+            .map_err(TicketError::Storage)?;
+        if !stored {
+            return Err(TicketError::Full(StreamsFull));
+        }
         Ok(ticket)
     }
 
-    /// Consumes a ticket (it works once, within [`TICKET_TTL`]) and takes a stream slot for its
-    /// subscriber, if the caps leave one; the ticket is spent either way.
-    pub fn open_stream(&self, ticket: &str, limits: &Limits) -> Result<(Subscriber, StreamSlot), OpenError> {
+    /// Spends a ticket (it works once, within [`TICKET_TTL`], on any replica) and takes a stream slot
+    /// for its subscriber, if the caps leave one; the ticket is spent either way.
+    pub async fn open_stream(
+        &self,
+        store: &Store,
+        ticket: &str,
+        limits: &Limits,
+    ) -> Result<(Subscriber, StreamSlot), OpenError> {
+        let (account, user_id) = store
+            .take_push_ticket(&sha256_hex(ticket), unix_secs())
+            .await
+            .map_err(OpenError::Storage)?
+            .ok_or(OpenError::BadTicket)?;
+        let subscriber = Subscriber { account, user_id };
         let mut state = self.state.lock().expect("push hub lock poisoned");
-        let (subscriber, issued) = state.tickets.remove(ticket).ok_or(OpenError::BadTicket)?;
-        if issued.elapsed() >= TICKET_TTL {
-            return Err(OpenError::BadTicket);
-        }
         if !state.has_room(subscriber, limits) {
             return Err(OpenError::Full(StreamsFull));
         }
@@ -137,6 +180,55 @@ impl Hub {
         *state.open_per_account.entry(subscriber.account).or_default() += 1;
         state.open_total += 1;
         Ok((subscriber, StreamSlot { state: Arc::clone(&self.state), subscriber }))
+    }
+
+    /// Sends `event` to the account's open streams on every replica: through the database on
+    /// PostgreSQL (the relay of each replica, this one included, hands it on), in memory on SQLite.
+    pub async fn send(&self, store: &Store, account: AccountId, event: PushEvent) {
+        match store.engine() {
+            Engine::Sqlite => {
+                self.publish(account, event);
+            }
+            Engine::Postgres => {
+                let payload = serde_json::to_string(&event).expect("a push event always serialises");
+                if let Err(error) = store.notify_push(account, &payload).await {
+                    tracing::warn!(%error, account.id = account.get(), "push event not sent");
+                }
+            }
+        }
+    }
+
+    /// Whether a call event is worth preparing: on SQLite only when a stream of the account is open
+    /// here; on PostgreSQL always, since another replica may hold the stream.
+    pub fn may_have_subscribers(&self, store: &Store, account: AccountId) -> bool {
+        store.engine() == Engine::Postgres || self.has_subscribers(account)
+    }
+
+    /// Hands the events every replica sends through the database to this process's open streams,
+    /// until `shutdown`. Returns at once on SQLite.
+    pub async fn relay(&self, store: Store, shutdown: CancellationToken) {
+        let events = loop {
+            match store.listen_push().await {
+                Ok(None) => return,
+                Ok(Some(events)) => break events,
+                Err(error) => {
+                    tracing::error!(%error, "push relay: cannot listen for events; trying again in 5 s");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                }
+            }
+        };
+        let mut events = std::pin::pin!(events.take_until(shutdown.cancelled_owned()));
+        while let Some((account, payload)) = events.next().await {
+            match serde_json::from_str::<PushEvent>(&payload) {
+                Ok(event) => {
+                    self.publish(account, event);
+                }
+                Err(error) => tracing::warn!(%error, "push relay: an event that does not parse was skipped"),
+            }
+        }
     }
 
     pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<PushEvent>> {
@@ -191,60 +283,88 @@ mod tests {
         }
     }
 
-    fn open(hub: &Hub, subscriber: Subscriber, limits: &Limits) -> Result<StreamSlot, OpenError> {
-        let ticket = hub.issue_ticket(subscriber, limits).map_err(OpenError::Full)?;
-        hub.open_stream(&ticket, limits).map(|(_, slot)| slot)
+    /// A store with two accounts (tickets reference accounts).
+    async fn store() -> (Store, AccountId, AccountId, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("push.sqlite").display())).await.unwrap();
+        let first = store.install_account(1, "one", "one.kommo.com", None).await.unwrap();
+        let second = store.install_account(2, "two", "two.kommo.com", None).await.unwrap();
+        (store, first, second, dir)
     }
 
-    #[test]
-    fn ticket_works_once() {
-        let hub = Hub::default();
+    async fn open(hub: &Hub, store: &Store, subscriber: Subscriber, limits: &Limits) -> Result<StreamSlot, String> {
+        let ticket = hub.issue_ticket(store, subscriber, limits).await.map_err(|error| format!("{error:?}"))?;
+        hub.open_stream(store, &ticket, limits).await.map(|(_, slot)| slot).map_err(|error| format!("{error:?}"))
+    }
+
+    #[tokio::test]
+    async fn ticket_works_once_and_on_any_process_sharing_the_store() {
+        let (store, account, _, _dir) = store().await;
         let limits = Limits::default();
-        let subscriber = Subscriber { account: AccountId::for_tests(1), user_id: 5 };
-        let ticket = hub.issue_ticket(subscriber, &limits).unwrap();
-        assert_eq!(hub.open_stream(&ticket, &limits).map(|(who, _)| who).ok(), Some(subscriber));
-        assert_eq!(hub.open_stream(&ticket, &limits).err(), Some(OpenError::BadTicket));
-        assert_eq!(hub.open_stream("made-up", &limits).err(), Some(OpenError::BadTicket));
+        let subscriber = Subscriber { account, user_id: 5 };
+        let ticket = Hub::default().issue_ticket(&store, subscriber, &limits).await.unwrap();
+        // Another process's hub (another replica) opens it.
+        let elsewhere = Hub::default();
+        assert_eq!(elsewhere.open_stream(&store, &ticket, &limits).await.map(|(who, _)| who).ok(), Some(subscriber));
+        assert!(matches!(elsewhere.open_stream(&store, &ticket, &limits).await, Err(OpenError::BadTicket)));
+        assert!(matches!(elsewhere.open_stream(&store, "made-up", &limits).await, Err(OpenError::BadTicket)));
     }
 
-    #[test]
-    fn each_cap_refuses_only_past_it_and_a_dropped_slot_frees_its_place() {
+    #[tokio::test]
+    async fn a_user_holds_a_bounded_number_of_unspent_tickets() {
+        let (store, account, _, _dir) = store().await;
+        let (hub, limits) = (Hub::default(), Limits::default());
+        let alice = Subscriber { account, user_id: 1 };
+        for _ in 0..MAX_TICKETS_PER_USER {
+            hub.issue_ticket(&store, alice, &limits).await.unwrap();
+        }
+        assert!(matches!(hub.issue_ticket(&store, alice, &limits).await, Err(TicketError::Full(StreamsFull))));
+        let bob = Subscriber { account, user_id: 2 };
+        assert!(hub.issue_ticket(&store, bob, &limits).await.is_ok(), "another user is not affected");
+    }
+
+    #[tokio::test]
+    async fn each_cap_refuses_only_past_it_and_a_dropped_slot_frees_its_place() {
+        let (store, one, two, _dir) = store().await;
         let limits = limits(2, 3, 4);
         let hub = Hub::default();
         let (alice, bob, carol) = (
-            Subscriber { account: AccountId::for_tests(1), user_id: 1 },
-            Subscriber { account: AccountId::for_tests(1), user_id: 2 },
-            Subscriber { account: AccountId::for_tests(2), user_id: 3 },
+            Subscriber { account: one, user_id: 1 },
+            Subscriber { account: one, user_id: 2 },
+            Subscriber { account: two, user_id: 3 },
         );
-        let first = open(&hub, alice, &limits).unwrap();
-        let _second = open(&hub, alice, &limits).unwrap();
-        assert_eq!(open(&hub, alice, &limits).err(), Some(OpenError::Full(StreamsFull)), "per user");
-        let _third = open(&hub, bob, &limits).unwrap();
-        assert_eq!(open(&hub, bob, &limits).err(), Some(OpenError::Full(StreamsFull)), "per account");
-        let _fourth = open(&hub, carol, &limits).unwrap();
-        assert_eq!(open(&hub, carol, &limits).err(), Some(OpenError::Full(StreamsFull)), "in total");
+        let full = Err(format!("{:?}", TicketError::Full(StreamsFull)));
+        let first = open(&hub, &store, alice, &limits).await.unwrap();
+        let _second = open(&hub, &store, alice, &limits).await.unwrap();
+        assert_eq!(open(&hub, &store, alice, &limits).await.map(drop), full, "per user");
+        let _third = open(&hub, &store, bob, &limits).await.unwrap();
+        assert_eq!(open(&hub, &store, bob, &limits).await.map(drop), full, "per account");
+        let _fourth = open(&hub, &store, carol, &limits).await.unwrap();
+        assert_eq!(open(&hub, &store, carol, &limits).await.map(drop), full, "in total");
         drop(first);
-        let _again = open(&hub, alice, &limits).unwrap();
+        let _again = open(&hub, &store, alice, &limits).await.unwrap();
     }
 
-    #[test]
-    fn a_ticket_issued_with_room_is_still_refused_when_the_room_went_meanwhile() {
+    #[tokio::test]
+    async fn a_ticket_issued_with_room_is_still_refused_when_the_room_went_meanwhile() {
+        let (store, account, _, _dir) = store().await;
         let limits = limits(1, 10, 10);
         let hub = Hub::default();
-        let alice = Subscriber { account: AccountId::for_tests(1), user_id: 1 };
-        let early = hub.issue_ticket(alice, &limits).unwrap();
-        let late = hub.issue_ticket(alice, &limits).unwrap();
-        let _open = hub.open_stream(&early, &limits).unwrap();
-        assert_eq!(hub.open_stream(&late, &limits).err(), Some(OpenError::Full(StreamsFull)));
-        assert_eq!(hub.issue_ticket(alice, &limits), Err(StreamsFull));
+        let alice = Subscriber { account, user_id: 1 };
+        let early = hub.issue_ticket(&store, alice, &limits).await.unwrap();
+        let late = hub.issue_ticket(&store, alice, &limits).await.unwrap();
+        let _open = hub.open_stream(&store, &early, &limits).await.unwrap();
+        assert!(matches!(hub.open_stream(&store, &late, &limits).await, Err(OpenError::Full(StreamsFull))));
+        assert!(matches!(hub.issue_ticket(&store, alice, &limits).await, Err(TicketError::Full(StreamsFull))));
     }
 
     #[tokio::test]
     async fn events_reach_only_the_accounts_own_streams() {
+        let (store, one, two, _dir) = store().await;
         let hub = Hub::default();
-        let mut a = hub.subscribe(AccountId::for_tests(1));
-        let mut b = hub.subscribe(AccountId::for_tests(2));
-        assert_eq!(hub.publish(AccountId::for_tests(1), PushEvent { user_id: None, call: call("c1") }), 1);
+        let mut a = hub.subscribe(one);
+        let mut b = hub.subscribe(two);
+        hub.send(&store, one, PushEvent { user_id: None, call: call("c1") }).await;
         assert_eq!(a.recv().await.unwrap().call.call_id, "c1");
         assert!(b.try_recv().is_err());
     }

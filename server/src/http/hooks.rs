@@ -265,7 +265,7 @@ pub fn event_key(event: &FromWebhook) -> String {
 
 /// Tells the account's widgets (the extension's user, when mapped) about the call.
 async fn push_popup(state: &AppState, account: AccountId, event: &FromWebhook) {
-    if !state.hub.has_subscribers(account) {
+    if !state.hub.may_have_subscribers(&state.store, account) {
         return;
     }
     let user_id = match &event.extension {
@@ -279,5 +279,5 @@ async fn push_popup(state: &AppState, account: AccountId, event: &FromWebhook) {
         status: event.status,
         extension: event.extension.clone(),
     };
-    state.hub.publish(account, PushEvent { user_id, call });
+    state.hub.send(&state.store, account, PushEvent { user_id, call }).await;
 }

@@ -18,11 +18,20 @@ use super::AppState;
 use super::error::ApiError;
 use super::widget::WidgetAuth;
 use crate::auth::TokenError;
-use crate::push::{OpenError, STREAMS_FULL_RETRY_AFTER, StreamsFull, Subscriber, TICKET_TTL};
+use crate::push::{OpenError, STREAMS_FULL_RETRY_AFTER, StreamsFull, Subscriber, TICKET_TTL, TicketError};
 
 impl From<StreamsFull> for ApiError {
     fn from(StreamsFull: StreamsFull) -> ApiError {
         ApiError::TooManyRequests { code: "too_many_streams", retry_after: STREAMS_FULL_RETRY_AFTER }
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(error: TicketError) -> ApiError {
+        match error {
+            TicketError::Full(full) => full.into(),
+            TicketError::Storage(error) => error.into(),
+        }
     }
 }
 
@@ -32,7 +41,7 @@ pub fn router() -> Router<AppState> {
 
 async fn push_ticket(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<PushTicket>, ApiError> {
     let subscriber = Subscriber { account: auth.account, user_id: auth.user_id };
-    let ticket = state.hub.issue_ticket(subscriber, &state.limits)?;
+    let ticket = state.hub.issue_ticket(&state.store, subscriber, &state.limits).await?;
     Ok(Json(PushTicket { ticket, expires_in: TICKET_TTL.as_secs() }))
 }
 
@@ -45,10 +54,12 @@ async fn push_events(
     State(state): State<AppState>,
     Query(query): Query<TicketQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let (subscriber, slot) = state.hub.open_stream(&query.ticket, &state.limits).map_err(|error| match error {
-        OpenError::BadTicket => ApiError::Unauthorized(TokenError::Invalid("unknown, used or expired ticket")),
-        OpenError::Full(full) => full.into(),
-    })?;
+    let (subscriber, slot) =
+        state.hub.open_stream(&state.store, &query.ticket, &state.limits).await.map_err(|error| match error {
+            OpenError::BadTicket => ApiError::Unauthorized(TokenError::Invalid("unknown, used or expired ticket")),
+            OpenError::Full(full) => full.into(),
+            OpenError::Storage(error) => error.into(),
+        })?;
     let shutdown = state.shutdown.clone();
     // Streams end a little before their lifetime, each by its own amount, so the streams that a
     // restart reopened all at once do not all reconnect at the same moment again.

@@ -6,6 +6,7 @@ use futures_util::{Stream, StreamExt};
 use sqlx::postgres::PgListener;
 
 use super::{AccountId, Engine, Store};
+use crate::clock::unix_secs;
 
 /// The PostgreSQL notification channel of push events.
 pub const CHANNEL: &str = "kommo_voip_push";
@@ -13,22 +14,32 @@ pub const CHANNEL: &str = "kommo_voip_push";
 pub const MAX_PAYLOAD: usize = 7900;
 
 impl Store {
-    /// Keeps a ticket (its hash) for `user_id` of `account` until `expires_at` (unix s).
+    /// Keeps a ticket (its hash) for `user_id` of `account` until `expires_at` (unix s), unless the
+    /// user holds `max_per_user` unexpired ones already: then false and nothing is stored.
     pub async fn insert_push_ticket(
         &self,
         ticket_hash: &str,
         account: AccountId,
         user_id: i64,
         expires_at: i64,
-    ) -> sqlx::Result<()> {
-        sqlx::query("INSERT INTO push_tickets (ticket_hash, account_id, user_id, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(ticket_hash)
-            .bind(account.0)
-            .bind(user_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await
-            .map(drop)
+        max_per_user: i64,
+    ) -> sqlx::Result<bool> {
+        let now = unix_secs();
+        let inserted = sqlx::query(
+            "INSERT INTO push_tickets (ticket_hash, account_id, user_id, expires_at)
+             SELECT $1, $2, $3, $4
+              WHERE (SELECT COUNT(*) FROM push_tickets
+                      WHERE account_id = $2 AND user_id = $3 AND expires_at >= $5) < $6",
+        )
+        .bind(ticket_hash)
+        .bind(account.0)
+        .bind(user_id)
+        .bind(expires_at)
+        .bind(now)
+        .bind(max_per_user)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 
     /// Spends a ticket: its account and user when it existed and had not expired at `now`. It is
@@ -45,16 +56,21 @@ impl Store {
     /// Sends a serialized push event to every replica (PostgreSQL only; a SQLite server is one process
     /// and publishes in memory). Delivery is at most once and only to replicas listening now, which
     /// is what a live popup needs; a widget that reconnects asks for its calls again.
-    pub async fn notify_push(&self, payload: &str) -> sqlx::Result<()> {
-        if self.engine != Engine::Postgres || payload.len() > MAX_PAYLOAD {
+    pub async fn notify_push(&self, account: AccountId, event: &str) -> sqlx::Result<()> {
+        let payload = format!("{}:{event}", account.0);
+        if self.engine != Engine::Postgres {
+            return Ok(());
+        }
+        if payload.len() > MAX_PAYLOAD {
+            tracing::warn!(account.id = account.0, bytes = payload.len(), "push event too large to send; skipped");
             return Ok(());
         }
         sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await.map(drop)
     }
 
-    /// The push events other replicas (and this one) notified, as their payloads; `None` on SQLite.
+    /// The push events every replica (this one too) notified, with their account; `None` on SQLite.
     /// The stream reconnects by itself after a lost connection (events sent meanwhile are missed).
-    pub async fn listen_push(&self) -> sqlx::Result<Option<impl Stream<Item = String> + Send + 'static>> {
+    pub async fn listen_push(&self) -> sqlx::Result<Option<impl Stream<Item = (AccountId, String)> + Send + 'static>> {
         if self.engine != Engine::Postgres {
             return Ok(None);
         }
@@ -62,7 +78,10 @@ impl Store {
         listener.listen(CHANNEL).await?;
         Ok(Some(listener.into_stream().filter_map(|notification| async move {
             match notification {
-                Ok(notification) => Some(notification.payload().to_owned()),
+                Ok(notification) => {
+                    let (account, event) = notification.payload().split_once(':')?;
+                    Some((AccountId(account.parse().ok()?), event.to_owned()))
+                }
                 Err(error) => {
                     tracing::warn!(%error, "push notifications: the listening connection failed; reconnecting");
                     None
