@@ -356,13 +356,14 @@ async fn kommo_requests_for_call(
         assert!(Instant::now() < deadline, "{call_id} was not delivered to Kommo (status {status:?})");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (attempts,): (i64,) =
-        sqlx::query_as("SELECT COALESCE(SUM(attempts), 0) FROM jobs WHERE account_id = $1 AND subject = $2")
-            .bind(account_id.get())
-            .bind(call_id)
-            .fetch_one(world.store.pool())
-            .await
-            .unwrap();
+    let (attempts,): (i64,) = sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) FROM jobs WHERE account_id = $1 AND subject = $2",
+    )
+    .bind(account_id.get())
+    .bind(call_id)
+    .fetch_one(world.store.pool())
+    .await
+    .unwrap();
     let stats = world.stats().await;
     let account_stats = &stats["accounts"][account.to_string()];
     let by_path = account_stats["by_path"]

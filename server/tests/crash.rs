@@ -1,4 +1,5 @@
-//! Kill -9 (RELIABILITY.md §3.6): the real server binary on a SQLite file receives signed provider webhooks
+//! Kill -9 (RELIABILITY.md §3.6): the real server binary on its database (a SQLite file, or PostgreSQL in
+//! the suite's PostgreSQL pass) receives signed provider webhooks
 //! at concurrency 16–64 and is SIGKILLed at a seeded random moment 20–80 % of the way through, restarted on
 //! the same file, and sent again every delivery that got no 2xx (same `webhook-id`, as a provider retries).
 //! It is then killed once more while its workers hold Kommo writes that already landed (the local Kommo
@@ -101,6 +102,120 @@ async fn kill_9_loses_no_acknowledged_webhook_and_writes_each_call_to_kommo_once
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Several replicas (issue: outgrowing one machine): two server processes on one PostgreSQL behind one
+/// public address, the provider's deliveries split between them, every account's tokens expired at the
+/// start (so both replicas race to refresh them), and one replica SIGKILLed mid-run while the other keeps
+/// serving and the provider retries its unanswered deliveries there. Then: no acknowledged event lost,
+/// every call written to Kommo once, never more than 7 requests/s per account at Kommo (its 429 counts),
+/// and the tokens refreshed once per account in all (a second refresh with the rotated-away token would
+/// have parked the account). PostgreSQL only: SQLite serves one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_killed_lose_nothing_write_once_and_stay_within_the_rate() {
+    if !support::database::on_postgres() {
+        eprintln!("two replicas: PostgreSQL only (the suite's PostgreSQL pass runs it)");
+        return;
+    }
+    let params = Params { events: 240, accounts: 3, ..params() };
+    let seed = params.seeds[0];
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("replicas.log");
+    let outcome = run_replicas(&params, seed, &log).await;
+    match outcome {
+        Ok(summary) => eprintln!("two replicas, seed {seed}: {summary}"),
+        Err(error) => {
+            panic!("seed {seed} (replay: CRASH_SEED={seed}): {error}\n--- server logs (last lines)\n{}", log_tail(&log))
+        }
+    }
+}
+
+async fn run_replicas(params: &Params, seed: u64, log: &std::path::Path) -> Result<String, String> {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xbeef);
+    let (Fixture { kommos, ids, launcher, hooks, known, accounts }, mut first) =
+        fixture(params, free_port(), log).await?;
+    let second = launcher.start(0).await?;
+    // Every account's access token expired, at Kommo and in the store: the first job of each account on
+    // either replica must refresh, and only one of them may (Kommo rotates the refresh token).
+    for ((world, &id), &account) in kommos.iter().zip(&ids).zip(&accounts) {
+        world.make_tokens_stale(account, id).await;
+    }
+    let (calls, deliveries) = plan(seed, params.events, &known);
+    let concurrency = 32;
+    let kill_after = deliveries.len() * rng.random_range(30..=60) / 100;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| e.to_string())?;
+    let provider = Arc::new(Provider {
+        http,
+        bases: RwLock::new(vec![first.url.clone(), second.url.clone()]),
+        turn: AtomicUsize::new(0),
+        hooks,
+        statuses: Mutex::default(),
+        generation: AtomicUsize::new(0),
+        completed: AtomicUsize::new(0),
+    });
+
+    // 1. Deliveries alternate between the replicas; the first is SIGKILLed part-way and the provider
+    //    goes on with the survivor.
+    let all: Vec<&Delivery> = deliveries.iter().collect();
+    let supervisor = async {
+        while provider.completed.load(Ordering::SeqCst) < kill_after {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        first.kill();
+        provider.generation.store(1, Ordering::SeqCst);
+        *provider.bases.write().unwrap() = vec![second.url.clone()];
+    };
+    tokio::join!(supervisor, provider.send_all(&all, concurrency));
+    let acked_before_resend = deliveries.iter().filter(|d| d.acked.load(Ordering::SeqCst)).count();
+    // 2. What got no answer is sent again, to the survivor.
+    let unacked: Vec<&Delivery> = deliveries.iter().filter(|d| !d.acked.load(Ordering::SeqCst)).collect();
+    let resent = unacked.len();
+    provider.send_all(&unacked, concurrency).await;
+    let still_unacked = deliveries.iter().filter(|d| !d.acked.load(Ordering::SeqCst)).count();
+    if still_unacked > 0 {
+        return Err(format!("{still_unacked} deliveries got no 2xx even when resent to the surviving replica"));
+    }
+
+    // 3. The survivor drains the queue, the dead replica's leased jobs included once their leases pass.
+    let store = &kommos[0].store;
+    let bound = Duration::from_secs(120) + Duration::from_millis(calls.len() as u64 * 2 * 200 / ids.len() as u64);
+    let drained_in = wait_for_drain(store, bound).await?;
+
+    // 4. The oracle.
+    let statuses = provider.statuses.lock().unwrap().clone();
+    let refused: Vec<_> = statuses.iter().filter(|(_, status)| !(200..300).contains(status)).collect();
+    if !refused.is_empty() {
+        return Err(format!("refused deliveries (replica generation, status): {refused:?}"));
+    }
+    check_inbox(store, &accounts, &deliveries).await?;
+    check_jobs(store).await?;
+    let mut requests = 0;
+    for (n, (world, &id)) in kommos.iter().zip(&ids).enumerate() {
+        let expected: BTreeSet<&str> =
+            calls.iter().filter(|call| call.account == n).map(|call| call.call_id.as_str()).collect();
+        check_kommo(world, id, &expected).await?;
+        let stats = world.stats().await;
+        let account = &stats["accounts"][id.to_string()];
+        let too_many = account["too_many_requests"].as_u64().unwrap_or(0);
+        if too_many > 0 {
+            return Err(format!(
+                "account {id}: Kommo answered 429 {too_many} times: the replicas together exceeded 7/s"
+            ));
+        }
+        requests += account["requests"].as_u64().unwrap_or(0);
+    }
+    drop(second);
+    Ok(format!(
+        "{} deliveries ({} calls, {} accounts) split over 2 replicas; one killed after {kill_after} answers \
+         ({acked_before_resend} acknowledged), {resent} resent to the other; {requests} Kommo requests, none \
+         refused for the rate; drained {:.1}s after the sends; {:.1}s in all",
+        deliveries.len(),
+        calls.len(),
+        ids.len(),
+        drained_in.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -209,8 +324,9 @@ fn plan(seed: u64, events: usize, known: &[Vec<String>]) -> (Vec<Call>, Vec<Deli
 /// The provider: sends deliveries to whichever server process is up, signing each attempt afresh.
 struct Provider {
     http: reqwest::Client,
-    /// The listening server's base URL (changes on every restart).
-    base: RwLock<String>,
+    /// The listening servers' base URLs (change on every restart); deliveries go round-robin.
+    bases: RwLock<Vec<String>>,
+    turn: AtomicUsize,
     /// Per account: the webhook path and its signing secret.
     hooks: Vec<(String, WebhookSecret)>,
     /// Every answer's status, with the server's generation (0 before the first kill).
@@ -222,7 +338,10 @@ struct Provider {
 impl Provider {
     async fn send(&self, delivery: &Delivery) {
         let (path, secret) = &self.hooks[delivery.account];
-        let base = self.base.read().unwrap().clone();
+        let base = {
+            let bases = self.bases.read().unwrap();
+            bases[self.turn.fetch_add(1, Ordering::Relaxed) % bases.len()].clone()
+        };
         let generation = u32::try_from(self.generation.load(Ordering::SeqCst)).unwrap();
         let timestamp = server::clock::unix_secs();
         let signature = secret.sign(&delivery.webhook_id, timestamp, delivery.body.as_bytes());
@@ -347,10 +466,18 @@ async fn run_seed(params: &Params, seed: u64) -> Result<String, String> {
     result.map_err(|error| format!("{error}\n--- server log (last lines)\n{}", log_tail(&log)))
 }
 
-async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> Result<String, String> {
-    let started = Instant::now();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let port = free_port();
+/// The accounts of a run, each on its own local Kommo, installed and configured through a first server
+/// process (returned, listening on `port`), with their known callers seeded.
+struct Fixture {
+    kommos: Vec<World>,
+    ids: Vec<u64>,
+    launcher: Launcher,
+    hooks: Vec<(String, WebhookSecret)>,
+    known: Vec<Vec<String>>,
+    accounts: Vec<AccountId>,
+}
+
+async fn fixture(params: &Params, port: u16, log: &std::path::Path) -> Result<(Fixture, ServerProcess), String> {
     let public_url = format!("http://127.0.0.1:{port}");
     let ids: Vec<u64> = (0..params.accounts as u64).map(|i| FIRST_ACCOUNT + i).collect();
     let first = world_without_server(&public_url, ids[0]).await;
@@ -367,7 +494,7 @@ async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> R
         consent_url: format!("{}/oauth", kommos[0].kommo),
         log: log.to_owned(),
     };
-    let mut server = launcher.start(port).await?;
+    let server = launcher.start(port).await?;
 
     // Each account installed and configured; its known callers seeded in its Kommo.
     let mut hooks = Vec::new();
@@ -387,6 +514,14 @@ async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> R
         accounts
             .push(world.store.account_by_kommo_id(id as i64).await.map_err(|e| e.to_string())?.ok_or("not installed")?);
     }
+    Ok((Fixture { kommos, ids, launcher, hooks, known, accounts }, server))
+}
+
+async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> Result<String, String> {
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let (Fixture { kommos, ids, launcher, hooks, known, accounts }, mut server) =
+        fixture(params, free_port(), log).await?;
     let (calls, deliveries) = plan(seed, params.events, &known);
     let concurrency = rng.random_range(16..=64);
     let kill_after = deliveries.len() * rng.random_range(20..=80) / 100;
@@ -394,7 +529,8 @@ async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> R
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| e.to_string())?;
     let provider = Arc::new(Provider {
         http,
-        base: RwLock::new(server.url.clone()),
+        bases: RwLock::new(vec![server.url.clone()]),
+        turn: AtomicUsize::new(0),
         hooks,
         statuses: Mutex::default(),
         generation: AtomicUsize::new(0),
@@ -411,7 +547,7 @@ async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> R
         server.kill();
         provider.generation.store(1, Ordering::SeqCst);
         let restarted = launcher.start(0).await?;
-        *provider.base.write().unwrap() = restarted.url.clone();
+        *provider.bases.write().unwrap() = vec![restarted.url.clone()];
         Ok::<ServerProcess, String>(restarted)
     };
     let (restarted, ()) = tokio::join!(supervisor, provider.send_all(&all, concurrency));
@@ -518,7 +654,7 @@ async fn wait_for_drain(store: &server::store::Store, bound: Duration) -> Result
     let started = Instant::now();
     loop {
         let (queued, running): (i64, i64) =
-            sqlx::query_as("SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0) FROM jobs")
+            sqlx::query_as("SELECT COUNT(CASE WHEN state = 'queued' THEN 1 END), COUNT(CASE WHEN state = 'running' THEN 1 END) FROM jobs")
                 .fetch_one(store.pool())
                 .await
                 .map_err(|e| e.to_string())?;
