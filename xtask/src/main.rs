@@ -6,6 +6,7 @@ mod env_file;
 mod logos;
 mod net;
 mod package;
+mod postgres;
 mod process;
 mod run;
 mod secrets;
@@ -26,7 +27,8 @@ usage: cargo xtask <command>
                               build the widget with Trunk and write the Kommo archive (default dist/widget.zip), then check it
   check-archive <zip>         check any widget zip against Kommo's archive rules
   run                         tools + package + start the server (and, without Kommo credentials, the local Kommo)
-  test                        every test: cargo test, archive checks, browser tests against a live server and local Kommo
+  test                        every test: cargo test (the server's suite on SQLite, then again on a throwaway PostgreSQL
+                              cluster), archive checks, browser tests against a live server and local Kommo
   bench                       the ingest benchmark (release build): webhook ingest vs a bare handler, latency at a fixed
                               rate, Kommo requests per call, peak RSS
   crash                       the long kill -9 test: 5 seeds x 5000 signed webhooks against the release server binary

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: every test, one command — cargo tests, archive checks, and browser tests against live services.
+//! `cargo xtask test`: every test, one command — cargo tests (the server's on SQLite and on PostgreSQL), archive
+//! checks, and browser tests against live services.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::net::{free_port, wait_until_ok};
 use crate::process::{self, Service};
-use crate::{package, secrets, tools};
+use crate::{package, postgres, secrets, tools};
 
 const BROWSER_TEST_DIR: &str = "target/browser-test";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -38,7 +39,19 @@ pub fn command(root: &Path) -> Result<()> {
     let ready = step("tools", &mut || tools::command(root))
         && {
             step("cargo test (shared, server, xtask, sandbox)", &mut || {
-                process::run(Command::new("cargo").arg("test").current_dir(root))
+                // The server's suite on SQLite here, even if the shell names a PostgreSQL server.
+                process::run(Command::new("cargo").arg("test").env_remove("TEST_POSTGRES_URL").current_dir(root))
+            });
+            // The server's suite again on PostgreSQL: every test creates its own database on a throwaway
+            // cluster, which stops when the step ends, whatever the outcome.
+            step("cargo test -p server --tests on PostgreSQL", &mut || {
+                let cluster = postgres::Cluster::start(root)?;
+                process::run(
+                    Command::new("cargo")
+                        .args(["test", "-p", "server", "--tests"])
+                        .env("TEST_POSTGRES_URL", cluster.url())
+                        .current_dir(root),
+                )
             });
             // Its own invocation: the widget's logic (form values, i18n completeness) tested natively,
             // without unifying leptos's features into the server's build.
