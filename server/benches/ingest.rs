@@ -375,41 +375,113 @@ async fn kommo_requests_for_call(
     (account_stats["requests"].as_u64().unwrap_or(0), format!("{by_path}{runs}"))
 }
 
+/// One engine's runs: the server binary on a fresh database of that engine.
+struct EngineRuns {
+    name: &'static str,
+    detail: String,
+    repeat: Run,
+    ingest: Run,
+    open: Run,
+    /// Jobs still due after the runs.
+    backlog: i64,
+    /// The server's peak RSS, KiB.
+    hwm: Option<u64>,
+    log: std::path::PathBuf,
+}
+
+/// A server on `db_url` with one configured account; `kommo` (d) runs first on the first engine only.
+async fn engine_runs(
+    name: &'static str,
+    db_url: String,
+    dir: tempfile::TempDir,
+    http: &reqwest::Client,
+    knobs: (u64, u64, Duration),
+    kommo: Option<&mut Vec<(&'static str, u64, String)>>,
+) -> EngineRuns {
+    let (concurrency, rate, duration) = knobs;
+    let port = free_port();
+    let public_url = format!("http://127.0.0.1:{port}");
+    let ingest_kommo = support::world_without_server_on(&public_url, INGEST_ACCOUNT, db_url, dir).await;
+    let calls_kommo = ingest_kommo.another_kommo(KOMMO_ACCOUNT).await;
+    let server_log =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ingest-bench-server-{}.log", name.to_lowercase()));
+    let server = start_server(&public_url, port, &ingest_kommo.db_url, &[&ingest_kommo, &calls_kommo], &server_log);
+    wait_healthy(&public_url, "/health").await;
+    let (ingest_path, ingest_secret) = ingest_kommo.configure(INGEST_ACCOUNT, shared::CallHandling::default()).await;
+    let detail = if name == "SQLite" {
+        let journal: (String,) =
+            sqlx::query_as("PRAGMA journal_mode").fetch_one(ingest_kommo.store.pool()).await.unwrap();
+        format!("journal_mode={} synchronous=FULL", journal.0)
+    } else {
+        let version: (String,) =
+            sqlx::query_as("SHOW server_version").fetch_one(ingest_kommo.store.pool()).await.unwrap();
+        let sync: (String,) =
+            sqlx::query_as("SHOW synchronous_commit").fetch_one(ingest_kommo.store.pool()).await.unwrap();
+        let fsync: (String,) = sqlx::query_as("SHOW fsync").fetch_one(ingest_kommo.store.pool()).await.unwrap();
+        format!("server {} on this machine, synchronous_commit={} fsync={}", version.0, sync.0, fsync.0)
+    };
+
+    if let Some(kommo) = kommo {
+        // On a quiet server first: what one call costs in Kommo requests, undisturbed by the load below.
+        eprintln!("(d) Kommo requests per logged call…");
+        let (calls_path, calls_secret) = calls_kommo.configure(KOMMO_ACCOUNT, shared::CallHandling::default()).await;
+        calls_kommo.seed_contact(KOMMO_ACCOUNT, "Known caller", &[KNOWN_NUMBER], &["Open deal"]).await;
+        let calls_url = format!("{public_url}{calls_path}");
+        let calls_secret = WebhookSecret::parse(&calls_secret).unwrap();
+        for (label, call_id, from) in [
+            ("known number, cold", "kommo-known-1", KNOWN_NUMBER),
+            ("known number, again", "kommo-known-2", KNOWN_NUMBER),
+            ("unknown number → unsorted, cold", "kommo-unknown-1", UNKNOWN_NUMBER),
+            ("same number, again", "kommo-unknown-2", UNKNOWN_NUMBER),
+        ] {
+            let (requests, by_path) =
+                kommo_requests_for_call(&calls_kommo, KOMMO_ACCOUNT, &calls_url, &calls_secret, call_id, from).await;
+            kommo.push((label, requests, by_path));
+        }
+    }
+
+    let secret = WebhookSecret::parse(&ingest_secret).unwrap();
+    let target = |tag: &'static str, repeat: bool| {
+        Arc::new(Target {
+            base: public_url.clone(),
+            path: ingest_path.clone(),
+            secret: secret.clone(),
+            next: AtomicU64::new(0),
+            tag,
+            repeat,
+        })
+    };
+    let (repeat_target, ingest_target) = (target("repeat", true), target("ingest", false));
+    let secs = duration.as_secs();
+    closed_loop(http, &repeat_target, concurrency, Duration::from_secs(1)).await;
+    eprintln!("{name} (b') one delivery repeated (ingest path without a write or a job), closed loop…");
+    let repeat = with_cpu(server.pid(), closed_loop(http, &repeat_target, concurrency, duration)).await;
+    eprintln!("{name} (b) signed-webhook ingest, closed loop, concurrency {concurrency}, {secs} s…");
+    let ingest = with_cpu(server.pid(), closed_loop(http, &ingest_target, concurrency, duration)).await;
+    eprintln!("{name} (c) open loop at {rate}/s, {secs} s…");
+    let open = with_cpu(server.pid(), open_loop(http, &ingest_target, rate, duration)).await;
+    let now = server::clock::unix_millis();
+    let backlog: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND run_at <= $1")
+            .bind(now)
+            .fetch_one(ingest_kommo.store.pool())
+            .await
+            .unwrap();
+    let hwm = proc_status_kib(server.pid(), "VmHWM:");
+    drop(server);
+    EngineRuns { name, detail, repeat, ingest, open, backlog: backlog.0, hwm, log: server_log }
+}
+
 async fn bench() {
     let secs = knob("BENCH_SECS", 10);
     let concurrency = knob("BENCH_CONCURRENCY", 64);
     let rate = knob("BENCH_RATE", 1000);
     let duration = Duration::from_secs(secs);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let postgres = std::env::var("BENCH_POSTGRES_URL").ok().filter(|url| !url.is_empty());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
 
-    // The server binary on a fresh SQLite file, two accounts (ingest; Kommo requests) on their own local Kommos.
-    let port = free_port();
-    let public_url = format!("http://127.0.0.1:{port}");
-    let ingest_kommo = world_without_server(&public_url, INGEST_ACCOUNT).await;
-    let calls_kommo = ingest_kommo.another_kommo(KOMMO_ACCOUNT).await;
-    let server_log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ingest-bench-server.log");
-    let server = start_server(&public_url, port, &ingest_kommo.db_url, &[&ingest_kommo, &calls_kommo], &server_log);
-    wait_healthy(&public_url, "/health").await;
-    let (ingest_path, ingest_secret) = ingest_kommo.configure(INGEST_ACCOUNT, shared::CallHandling::default()).await;
-    let (calls_path, calls_secret) = calls_kommo.configure(KOMMO_ACCOUNT, shared::CallHandling::default()).await;
-    calls_kommo.seed_contact(KOMMO_ACCOUNT, "Known caller", &[KNOWN_NUMBER], &["Open deal"]).await;
-    let journal: (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(ingest_kommo.store.pool()).await.unwrap();
-
-    // On a quiet server first: what one call costs in Kommo requests, undisturbed by the load below.
-    eprintln!("(d) Kommo requests per logged call…");
-    let calls_url = format!("{public_url}{calls_path}");
-    let calls_secret = WebhookSecret::parse(&calls_secret).unwrap();
-    let mut kommo = Vec::new();
-    for (label, call_id, from) in [
-        ("known number, cold", "kommo-known-1", KNOWN_NUMBER),
-        ("known number, again", "kommo-known-2", KNOWN_NUMBER),
-        ("unknown number → unsorted, cold", "kommo-unknown-1", UNKNOWN_NUMBER),
-        ("same number, again", "kommo-unknown-2", UNKNOWN_NUMBER),
-    ] {
-        let (requests, by_path) =
-            kommo_requests_for_call(&calls_kommo, KOMMO_ACCOUNT, &calls_url, &calls_secret, call_id, from).await;
-        kommo.push((label, requests, by_path));
-    }
+    // (a) the bare handler, once for both engines.
     let bare_port = free_port();
     let bare_url = format!("http://127.0.0.1:{bare_port}");
     let bare = Process(
@@ -420,68 +492,48 @@ async fn bench() {
             .expect("the bare server starts"),
     );
     wait_healthy(&bare_url, "/").await;
-
-    let http = reqwest::Client::builder().pool_max_idle_per_host(usize::MAX).build().unwrap();
-    let secret = WebhookSecret::parse(&ingest_secret).unwrap();
     let bare_target = Arc::new(Target {
         base: bare_url.clone(),
-        path: ingest_path.clone(),
-        secret: secret.clone(),
+        path: "/hooks/voip/bare".into(),
+        secret: WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap(),
         next: AtomicU64::new(0),
         tag: "bare",
         repeat: false,
     });
-    let repeat_target = Arc::new(Target {
-        base: public_url.clone(),
-        path: ingest_path.clone(),
-        secret: secret.clone(),
-        next: AtomicU64::new(0),
-        tag: "repeat",
-        repeat: true,
-    });
-    let ingest_target = Arc::new(Target {
-        base: public_url.clone(),
-        path: ingest_path,
-        secret,
-        next: AtomicU64::new(0),
-        tag: "ingest",
-        repeat: false,
-    });
-
-    eprintln!("warming up (1 s each)…");
+    eprintln!("warming up (1 s)…");
     closed_loop(&http, &bare_target, concurrency, Duration::from_secs(1)).await;
-    closed_loop(&http, &repeat_target, concurrency, Duration::from_secs(1)).await;
     eprintln!("(a) bare handler, closed loop, concurrency {concurrency}, {secs} s…");
     let bare_run = with_cpu(bare.pid(), closed_loop(&http, &bare_target, concurrency, duration)).await;
-    eprintln!("(b') one delivery repeated (ingest path without a write or a job), closed loop…");
-    let repeat_run = with_cpu(server.pid(), closed_loop(&http, &repeat_target, concurrency, duration)).await;
-    eprintln!("(b) signed-webhook ingest, closed loop, concurrency {concurrency}, {secs} s…");
-    let ingest_run = with_cpu(server.pid(), closed_loop(&http, &ingest_target, concurrency, duration)).await;
-    eprintln!("(c) open loop at {rate}/s, {secs} s each…");
-    let ingest_open = with_cpu(server.pid(), open_loop(&http, &ingest_target, rate, duration)).await;
     let bare_open = with_cpu(bare.pid(), open_loop(&http, &bare_target, rate, duration)).await;
-    let now = server::clock::unix_millis();
-    let backlog: (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running') AND run_at <= $1")
-            .bind(now)
-            .fetch_one(ingest_kommo.store.pool())
-            .await
-            .unwrap();
-
-    let fsync_ms = fsync_cost_ms(Path::new(env!("CARGO_TARGET_TMPDIR")));
-    let server_hwm = proc_status_kib(server.pid(), "VmHWM:");
     let bare_hwm = proc_status_kib(bare.pid(), "VmHWM:");
+    drop(bare);
 
-    let ratio = ingest_run.rate() / bare_run.rate() * 100.0;
+    let mut kommo = Vec::new();
+    let knobs = (concurrency, rate, duration);
+    let sqlite_dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", sqlite_dir.path().join("bench.sqlite").display());
+    let mut engines = vec![engine_runs("SQLite", sqlite_url, sqlite_dir, &http, knobs, Some(&mut kommo)).await];
+    match &postgres {
+        Some(server) => {
+            let url = support::database::postgres_database(server).await;
+            engines.push(engine_runs("PostgreSQL", url, tempfile::tempdir().unwrap(), &http, knobs, None).await);
+        }
+        None => eprintln!("BENCH_POSTGRES_URL is not set: PostgreSQL not measured (`cargo xtask bench` sets it)"),
+    }
+    let fsync_ms = fsync_cost_ms(Path::new(env!("CARGO_TARGET_TMPDIR")));
+
     println!();
     println!("ingest benchmark — {cores} cores, loopback, one load generator (reqwest, keep-alive), {secs} s per run");
-    println!("server: release build, SQLite journal_mode={} synchronous=FULL, group commit", journal.0);
+    println!("server: release build, group commit; the same bare handler measured once for both engines");
+    for engine in &engines {
+        println!("  {}: {}", engine.name, engine.detail);
+    }
     println!("CPU and RSS: of the serving process (CPU in % of one core during the run, RSS after it)");
     println!();
-    println!("{:<44} {:>8} {:>8} {:>8} {:>7} {:>5} {:>8}", "", "req/s", "p50 ms", "p99 ms", "failed", "CPU", "RSS MiB");
+    println!("{:<48} {:>8} {:>8} {:>8} {:>7} {:>5} {:>8}", "", "req/s", "p50 ms", "p99 ms", "failed", "CPU", "RSS MiB");
     let row = |name: &str, run: &Run| {
         println!(
-            "{name:<44} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>4.0}% {:>8.1}",
+            "{name:<48} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>4.0}% {:>8.1}",
             run.rate(),
             run.percentile(0.50),
             run.percentile(0.99),
@@ -494,43 +546,48 @@ async fn bench() {
         }
     };
     row(&format!("(a) bare axum handler, {concurrency} in flight"), &bare_run);
-    row(&format!("(b) signed ingest, {concurrency} in flight"), &ingest_run);
-    println!("    ratio (b)/(a): {ratio:.0} %   (goal ≥ 40 %)");
-    row("(b') one delivery repeated: no write, no job", &repeat_run);
-    row(&format!("(c) signed ingest at {rate}/s (open loop)"), &ingest_open);
-    row(&format!("    bare handler at {rate}/s (open loop)"), &bare_open);
+    for engine in &engines {
+        row(&format!("(b) {} signed ingest, {concurrency} in flight", engine.name), &engine.ingest);
+        println!("    ratio (b)/(a): {:.0} %   (goal ≥ 40 %)", engine.ingest.rate() / bare_run.rate() * 100.0);
+    }
+    for engine in &engines {
+        row(&format!("(b') {} one delivery repeated: no write, no job", engine.name), &engine.repeat);
+    }
+    row(&format!("(c) bare handler at {rate}/s (open loop)"), &bare_open);
+    for engine in &engines {
+        row(&format!("(c) {} signed ingest at {rate}/s (open loop)", engine.name), &engine.open);
+    }
     println!("    goal: p99 ≤ 10 ms at 1,000/s");
     println!();
-    println!("(d) Kommo requests per logged call (goal: known ≤ 2, unknown → unsorted ≤ 1)");
+    println!("(d) Kommo requests per logged call, SQLite (goal: known ≤ 2, unknown → unsorted ≤ 1)");
     for (label, requests, by_path) in &kommo {
         println!("    {label:<34} {requests:>3}   {by_path}");
     }
     println!();
     let mib = |kib: Option<u64>| kib.map_or("n/a".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0));
-    println!("(e) peak RSS (VmHWM): server {}, bare handler {}", mib(server_hwm), mib(bare_hwm));
+    let peaks: Vec<String> =
+        engines.iter().map(|engine| format!("server on {} {}", engine.name, mib(engine.hwm))).collect();
+    println!("(e) peak RSS (VmHWM): {}, bare handler {} (goal ≤ 60 MB)", peaks.join(", "), mib(bare_hwm));
     println!();
-    println!("durability: every 200 of (b) and (c) was answered after its group's COMMIT returned, which under");
-    println!("synchronous=FULL is after the WAL's fsync: durable by construction (the kill -9 test checks it).");
-    let log = std::fs::read_to_string(&server_log).unwrap_or_default();
-    let slow = log.matches("slow statement").count();
-    let locked = log.matches("database is locked").count();
+    println!("durability: every 200 of (b) and (c) was answered after its group's COMMIT returned (SQLite:");
+    println!("synchronous=FULL, after the WAL's fsync; PostgreSQL: after the commit's WAL flush when fsync is on).");
     println!("what limits (b) and (c) on this machine:");
-    println!(
-        "  - one fsync here takes {fsync_ms:.2} ms (4 KiB write + fsync, same disk), so the commit itself is cheap;"
-    );
-    println!(
-        "  - (b') runs the same HTTP, signature and lookup path without a write or a job at {:.0}/s ({:.0} % of (a));",
-        repeat_run.rate(),
-        repeat_run.rate() / bare_run.rate() * 100.0
-    );
-    println!(
-        "  - with new events, every stored event is a job: {} jobs were still due after the runs, the server used {:.0} % \
-         CPU in (b), and its log holds {slow} slow-statement warnings and {locked} \"database is locked\" errors: the \
-         worker's claims and transactions compete with the ingest writer for SQLite's one write lock and the CPU;",
-        backlog.0, ingest_run.cpu_percent
-    );
+    println!("  - one fsync here takes {fsync_ms:.2} ms (4 KiB write + fsync, same disk);");
+    for engine in &engines {
+        let log = std::fs::read_to_string(&engine.log).unwrap_or_default();
+        println!(
+            "  - {}: (b') the HTTP, signature and lookup path without a write runs at {:.0}/s ({:.0} % of (a)); \
+             in (b) the server used {:.0} % CPU; {} jobs were still due after the runs; the log holds {} \
+             slow-statement warnings and {} \"database is locked\" errors ({})",
+            engine.name,
+            engine.repeat.rate(),
+            engine.repeat.rate() / bare_run.rate() * 100.0,
+            engine.ingest.cpu_percent,
+            engine.backlog,
+            log.matches("slow statement").count(),
+            log.matches("database is locked").count(),
+            engine.log.display()
+        );
+    }
     println!("  - the load generator shares the {cores} cores with the server (and the bare handler in (a)).");
-    println!("the server's log: {}", server_log.display());
-    drop(bare);
-    drop(server);
 }

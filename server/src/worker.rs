@@ -23,6 +23,8 @@ pub type Handler = Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Result<(), Job
 
 /// How often the worker looks for jobs whose lease expired.
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a worker with every slot busy says it is alive (see `jobs::WORKER_LIVENESS`).
+const BEAT: Duration = Duration::from_secs(1);
 /// How often the worker looks for due retries when nothing woke it.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -44,6 +46,7 @@ impl Worker {
         let finished = Arc::new(Notify::new());
         let mut running = JoinSet::new();
         let mut next_recovery = tokio::time::Instant::now();
+        let mut next_beat = tokio::time::Instant::now();
         loop {
             while running.try_join_next().is_some() {}
             if tokio::time::Instant::now() >= next_recovery {
@@ -56,6 +59,14 @@ impl Worker {
                 next_recovery = tokio::time::Instant::now() + RECOVERY_INTERVAL;
             }
             let free = slots.available_permits();
+            if free == 0 && tokio::time::Instant::now() >= next_beat {
+                // A claim says this worker is alive; with every slot busy, a beat says it instead, so its
+                // running jobs keep counting towards their accounts' shares.
+                if let Err(error) = self.queue.beat(unix_millis()).await {
+                    tracing::warn!(%error, "recording the worker as alive failed");
+                }
+                next_beat = tokio::time::Instant::now() + BEAT;
+            }
             let claimed = if free > 0 && !shutdown.is_cancelled() {
                 let per_account = i64::try_from(self.slots_per_account).unwrap_or(i64::MAX);
                 match self.queue.claim(unix_millis(), i64::try_from(free).unwrap_or(1), per_account).await {

@@ -32,6 +32,7 @@ async fn account(store: &Store, kommo_id: i64) -> AccountId {
 
 const T0: i64 = 1_800_000_000_000;
 const LEASE_MS: i64 = LEASE.as_millis() as i64;
+const WORKER_LIVENESS_MS: i64 = server::jobs::WORKER_LIVENESS.as_millis() as i64;
 /// A per-account cap no test below reaches, for the tests about something else.
 const UNCAPPED: i64 = 1000;
 
@@ -110,7 +111,7 @@ async fn a_lone_job_of_a_dead_worker_is_queued_again_once_its_lease_passed() {
 }
 
 #[tokio::test]
-async fn an_account_with_its_share_of_a_workers_slots_gets_no_more_until_one_ends() {
+async fn an_account_with_its_share_of_slots_on_live_workers_gets_no_more_until_one_ends() {
     let db = db().await;
     let (noisy, quiet) = (account(&db.store, 1).await, account(&db.store, 2).await);
     let (first, second) = (Queue::new(&db.store, "w1"), Queue::new(&db.store, "w2"));
@@ -126,29 +127,20 @@ async fn an_account_with_its_share_of_a_workers_slots_gets_no_more_until_one_end
     first.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 200).await.unwrap();
     let quiet_claim = first.claim(T0 + 200, 8, 2).await.unwrap();
     assert_eq!(quiet_claim.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["quiet-0"]);
-    if database::on_postgres() {
-        // Replicas share one PostgreSQL: the share is the account's in total, over every replica's
-        // live leases. Another worker gets nothing of the noisy account while its 2 jobs run...
-        assert!(second.claim(T0 + 200, 8, 2).await.unwrap().is_empty(), "2 running in total already");
-        // ...and a finished job frees one slot, for whichever worker claims next, and only one.
-        first.complete(&running[0], T0 + 300).await.unwrap();
-        let next = second.claim(T0 + 300, 8, 2).await.unwrap();
-        assert_eq!(next.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-2"]);
-        assert!(first.claim(T0 + 300, 8, 2).await.unwrap().is_empty());
-        // A replica that died holds its share only until its leases pass.
-        let after_lease = T0 + 300 + LEASE_MS + 1;
-        assert_eq!(first.claim(after_lease, 8, 2).await.unwrap().len(), 1, "one account, one job per claim");
-    } else {
-        // On SQLite (one process) a worker's share is its own: a process that died and whose leases
-        // have not passed yet does not stall the account in the one that replaced it.
-        let elsewhere = second.claim(T0 + 200, 8, 2).await.unwrap();
-        assert_eq!(elsewhere.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-2"]);
-        // A finished job frees one slot of its account in its worker, and only one.
-        first.complete(&running[0], T0 + 300).await.unwrap();
-        let next = first.claim(T0 + 300, 8, 2).await.unwrap();
-        assert_eq!(next.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-3"]);
-        assert!(first.claim(T0 + 300, 8, 2).await.unwrap().is_empty());
-    }
+    // The share is the account's in total, over every live worker of every replica: another worker
+    // gets nothing of the noisy account while its 2 jobs run...
+    assert!(second.claim(T0 + 200, 8, 2).await.unwrap().is_empty(), "2 running in total already");
+    // ...and a finished job frees one slot, for whichever worker claims next, and only one.
+    first.complete(&running[0], T0 + 300).await.unwrap();
+    let next = second.claim(T0 + 300, 8, 2).await.unwrap();
+    assert_eq!(next.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-2"]);
+    assert!(second.claim(T0 + 300, 8, 2).await.unwrap().is_empty());
+    // A worker that stopped (killed with its replica) holds its share only until it is no longer seen
+    // alive, seconds, not until its leases pass: the first worker's noisy-1 stops counting.
+    let gone = T0 + 300 + WORKER_LIVENESS_MS + 1;
+    let after = second.claim(gone, 8, 2).await.unwrap();
+    assert_eq!(after.iter().map(|job| job.subject.as_str()).collect::<Vec<_>>(), ["noisy-3"]);
+    assert!(second.claim(gone, 8, 2).await.unwrap().is_empty(), "the second worker's own 2 still count");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ impl Store {
         const IDLE: &str = "NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.account_id = t.account_id
                               AND j.subject = t.call_id AND j.state IN ('queued', 'running'))";
         let mut removed = 0;
-        let statements: [(String, i64); 11] = [
+        let statements: [(String, i64); 12] = [
             (
                 "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1".into(),
                 (now - (7 * DAY).min(keep_finished)) * 1000,
@@ -37,6 +37,7 @@ impl Store {
             (format!("DELETE FROM call_results AS t WHERE updated_at < $1 AND {IDLE}"), finished),
             ("DELETE FROM oauth_states WHERE expires_at < $1".into(), now),
             ("DELETE FROM push_tickets WHERE expires_at < $1".into(), now),
+            ("DELETE FROM workers WHERE seen_at_ms < $1".into(), (now - DAY) * 1000),
             ("DELETE FROM oauth_codes WHERE received_at < $1".into(), now - DAY),
             // Pacing rows of buckets idle for a minute say nothing any more.
             ("DELETE FROM kommo_rate WHERE next_at_ms < $1".into(), (now - 60) * 1000),

@@ -5,13 +5,14 @@
 //! account's admin (widget) and to the operator, who can queue it again.
 //!
 //! Claiming is fair between accounts: one claim takes at most one job per account (the oldest due
-//! one), and an account that already has its share of this worker's jobs running
-//! (`WORKER_SLOTS_PER_ACCOUNT`) is skipped, so a noisy account cannot hold every worker slot. Jobs of one subject (a call) never run at the same time: a subject with a
-//! live running job is skipped.
+//! one), and an account that already has its share of jobs running (`WORKER_SLOTS_PER_ACCOUNT`, counted
+//! over every live worker of every replica) is skipped, so a noisy account cannot hold every worker
+//! slot. Jobs of one subject (a call) never run at the same time: a subject with a live running job is
+//! skipped.
 //!
 //! The claim is a single statement (`UPDATE jobs ... WHERE id IN (SELECT ...) RETURNING`), atomic on
-//! SQLite; on PostgreSQL the inner select takes `FOR UPDATE SKIP LOCKED` (per account, through a
-//! lateral join, since PostgreSQL refuses row locks together with GROUP BY).
+//! SQLite; on PostgreSQL, where replicas claim at once, each account's pick is taken `FOR UPDATE SKIP
+//! LOCKED` through a lateral join.
 
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub const KIND_CALL: &str = "call";
 /// How long a claim holds a job before another worker may take it; the worker extends it every
 /// third of this while the job runs.
 pub const LEASE: Duration = Duration::from_secs(30);
+/// A worker that has not claimed or beaten for this long is taken for gone: its running jobs no longer
+/// count towards their account's share.
+pub const WORKER_LIVENESS: Duration = Duration::from_secs(5);
 /// Attempts before a job that keeps failing is parked as a dead letter.
 pub const MAX_ATTEMPTS: i64 = 10;
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -106,7 +110,8 @@ pub struct Queue {
     worker: String,
 }
 
-/// The claim on SQLite: one statement, atomic under SQLite's single writer.
+/// The claim on SQLite: one statement, atomic under SQLite's single writer. (Both claims count an
+/// account's share over every worker that is alive: see [`Queue::claim`].)
 const CLAIM_SQLITE: &str =
     "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1,
                          updated_at = $3
@@ -121,8 +126,9 @@ const CLAIM_SQLITE: &str =
                          ORDER BY j.run_at, j.id LIMIT 1) AS pick
                  FROM accounts AS a
                  WHERE (SELECT COUNT(*) FROM (
-                            SELECT 1 FROM jobs AS r
-                            WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_by = $1
+                            SELECT 1 FROM jobs AS r JOIN workers AS w ON w.id = r.locked_by
+                            WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_until >= $3
+                              AND w.seen_at_ms >= $6
                             LIMIT $5)) < $5)
              WHERE pick IS NOT NULL
              ORDER BY (SELECT run_at FROM jobs WHERE id = pick)
@@ -132,9 +138,7 @@ const CLAIM_SQLITE: &str =
 /// The claim on PostgreSQL, where replicas claim at the same moment: each account's pick is locked
 /// `FOR UPDATE SKIP LOCKED` (a row another replica is claiming is passed over, never waited for), and
 /// the outer `state = 'queued'` is checked again on the row as it is when locked, so a job another
-/// replica claimed meanwhile is not claimed twice. An account's share is counted over every replica
-/// (running jobs whose lease is live), so replicas together hold the per-account fairness; a killed
-/// replica's jobs stop counting when their lease passes.
+/// replica claimed meanwhile is not claimed twice.
 const CLAIM_POSTGRES: &str =
     "UPDATE jobs SET state = 'running', locked_by = $1, locked_until = $2, attempts = attempts + 1,
                          updated_at = $3
@@ -150,8 +154,9 @@ const CLAIM_POSTGRES: &str =
                  ORDER BY j.run_at, j.id LIMIT 1
                  FOR UPDATE SKIP LOCKED) AS pick
              WHERE (SELECT COUNT(*) FROM (
-                        SELECT 1 FROM jobs AS r
+                        SELECT 1 FROM jobs AS r JOIN workers AS w ON w.id = r.locked_by
                         WHERE r.account_id = a.id AND r.state = 'running' AND r.locked_until >= $3
+                          AND w.seen_at_ms >= $6
                         LIMIT $5) AS busy) < $5
              ORDER BY pick.run_at
              LIMIT $4)
@@ -173,13 +178,14 @@ impl Queue {
 
     /// Claims up to `limit` due jobs: each account's longest-waiting one (none whose call is running),
     /// the accounts that waited longest first, skipping accounts that have `per_account` jobs running
-    /// in this worker already. (Counted per worker, not across processes: the jobs of a replica that was
-    /// killed stay `running` until their lease passes, and counting them would stall their accounts on
-    /// every other replica for that long.) Each account's pick is one lookup in the `(account_id, state, run_at)`
-    /// index, and its running count a scan of that index bounded by `per_account`, so a claim costs the
-    /// same with ten due jobs or a hundred thousand, and a noisy account's backlog never hides a quiet
-    /// account's job nor holds all the slots. Jobs whose worker died come back through
-    /// [`Queue::recover_expired`].
+    /// already, counted over every worker of every replica that is alive (one that claimed or beat
+    /// within [`WORKER_LIVENESS`]): replicas together hold the per-account share, and a replica that was
+    /// killed stops holding it within seconds (its jobs themselves come back when their lease passes,
+    /// through [`Queue::recover_expired`]). Each account's pick is one lookup in the
+    /// `(account_id, state, run_at)` index, and its running count a scan of that index bounded by
+    /// `per_account`, so a claim costs the same with ten due jobs or a hundred thousand, and a noisy
+    /// account's backlog never hides a quiet account's job nor holds all the slots. The claim first
+    /// records this worker as alive.
     pub async fn claim(&self, now: i64, limit: i64, per_account: i64) -> sqlx::Result<Vec<Job>> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
         let statement = match self.engine {
@@ -194,6 +200,19 @@ impl Queue {
             .bind(per_account.max(1))
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// Records that this worker is alive at `now` (unix ms); the worker beats every second.
+    pub async fn beat(&self, now: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO workers (id, seen_at_ms) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
+        )
+        .bind(&self.worker)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     /// Puts back in the queue the running jobs whose lease passed (their worker died or hung): as

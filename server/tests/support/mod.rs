@@ -309,9 +309,14 @@ pub async fn spawn_local_kommo(server: &str, account: u64) -> String {
 /// A world whose server the test starts itself (e.g. the server binary, which must listen at `server`
 /// before [`World::install`]): a local Kommo for `account` and a migrated database, no server yet.
 pub async fn world_without_server(server: &str, account: u64) -> World {
-    logs();
     let dir = tempfile::tempdir().unwrap();
     let db_url = database::database_url(dir.path(), "kommo").await;
+    world_without_server_on(server, account, db_url, dir).await
+}
+
+/// [`world_without_server`] on the database `db_url` (kept in `dir` when it is a file).
+pub async fn world_without_server_on(server: &str, account: u64, db_url: String, dir: tempfile::TempDir) -> World {
+    logs();
     let kommo_host = spawn_local_kommo(server, account).await;
     let store = Store::connect(&db_url).await.unwrap();
     World::assemble(server.to_owned(), kommo_host, db_url, store, dir)
