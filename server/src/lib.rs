@@ -62,11 +62,6 @@ pub async fn serve_on(
     let state = AppState::new(config, store.clone(), shutdown.clone());
     tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
     tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
-    // On PostgreSQL, call events from every replica reach this one's open streams.
-    tokio::spawn({
-        let (hub, store, shutdown) = (state.hub.clone(), store.clone(), shutdown.clone());
-        async move { hub.relay(store, shutdown).await }
-    });
     let worker = Worker {
         queue: state.queue.clone(),
         handler: job_handler(&state),

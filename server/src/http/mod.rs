@@ -119,6 +119,12 @@ impl AppState {
         crate::metrics::handle();
         let pending_limits =
             PendingCodeLimits { total: config.limits.max_pending_codes, per_host: oauth::MAX_PENDING_CODES_PER_HOST };
+        let hub = Hub::default();
+        // On PostgreSQL, call events from every replica reach this process's open streams.
+        tokio::spawn({
+            let (hub, store, shutdown) = (hub.clone(), store.clone(), shutdown.clone());
+            async move { hub.relay(store, shutdown).await }
+        });
         AppState(Arc::new(Shared {
             throttle: Throttle::new(&config.limits),
             roles: widget::Roles::default(),
@@ -134,7 +140,7 @@ impl AppState {
             store,
             verifier: Arc::new(verifier),
             keyring,
-            hub: Hub::default(),
+            hub,
             public_base_url: config.public_base_url.into(),
             shutdown,
             client_id: config.kommo.client_id.into(),

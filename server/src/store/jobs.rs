@@ -188,6 +188,7 @@ impl Queue {
     /// records this worker as alive.
     pub async fn claim(&self, now: i64, limit: i64, per_account: i64) -> sqlx::Result<Vec<Job>> {
         let lease_until = now + i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX);
+        self.beat(now).await?;
         let statement = match self.engine {
             Engine::Sqlite => CLAIM_SQLITE,
             Engine::Postgres => CLAIM_POSTGRES,
@@ -198,6 +199,7 @@ impl Queue {
             .bind(now)
             .bind(limit)
             .bind(per_account.max(1))
+            .bind(now - millis(WORKER_LIVENESS))
             .fetch_all(&self.pool)
             .await
     }
