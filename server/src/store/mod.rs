@@ -27,6 +27,7 @@
 
 pub mod accounts;
 pub mod calls;
+pub mod copy;
 pub mod housekeeping;
 pub mod inbox;
 pub mod jobs;
