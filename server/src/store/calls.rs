@@ -42,7 +42,7 @@ impl Store {
         .rows_affected()
             == 1;
         if inserted {
-            super::jobs::enqueue(&mut *tx, account, super::jobs::KIND_CALL, call_id, now_ms).await?;
+            super::jobs::enqueue(&mut tx, account, super::jobs::KIND_CALL, call_id, now_ms).await?;
         }
         tx.commit().await?;
         Ok(inserted)
