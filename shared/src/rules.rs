@@ -2,11 +2,13 @@
 //! about the number, the manager's call result) → the Kommo writes to make. The server only executes
 //! the plan; every scenario of the settings is decided and tested here.
 //!
-//! Every action carries a stable `key`. The server records a write per (call, key) once Kommo
+//! Every action carries a stable [`WriteKey`]. The server records a write per (call, key) once Kommo
 //! answered, so planning again for the same call (a retry, a late event, a late call result) never
 //! repeats a write that is already done.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::call::{CallDirection, CallStatus};
 use crate::integration::{CallHandling, ExtensionMap, TaskResponsible, UnknownCallerEntity, UnsortedAccept};
@@ -217,12 +219,103 @@ pub enum Target {
     CallEntity,
 }
 
+/// Which Kommo write of a call an [`Action`] is: the server's write ledger records each write of a call
+/// under its key (and sends it as the suffix of the write's `request_id`), so a write that is done is
+/// never sent again, however often the call is planned.
+///
+/// The strings ([`WriteKey::as_str`]) are stored in deployments' ledgers: they never change, whatever
+/// the variants are called (a test pins each one). The server also keeps, beside these keys, the
+/// knowledge a call was planned on under a key of its own (`knowledge`); that snapshot is no Kommo
+/// write and no action carries it, so it is not a variant here (an action keyed by it would be
+/// meaningless, and the ledger tells writes from the snapshot by whether the key parses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteKey {
+    /// The call itself: `POST /api/v4/calls`, or a call note.
+    Call,
+    /// The call as an unsorted lead.
+    Unsorted,
+    /// A contact and a lead for an unknown number.
+    ContactAndLead,
+    /// A lead for a known contact.
+    Lead,
+    /// Accepting the unsorted lead.
+    Accept,
+    /// Which of the contact's numbers called.
+    NumberNote,
+    /// The "call back" task of a missed call.
+    MissedTask,
+    /// The manager's result as a note.
+    ResultNote,
+    /// The manager's follow-up task.
+    ResultTask,
+    /// The recording link as a note.
+    RecordingNote,
+}
+
+impl WriteKey {
+    /// Every key.
+    pub const ALL: [WriteKey; 10] = [
+        WriteKey::Call,
+        WriteKey::Unsorted,
+        WriteKey::ContactAndLead,
+        WriteKey::Lead,
+        WriteKey::Accept,
+        WriteKey::NumberNote,
+        WriteKey::MissedTask,
+        WriteKey::ResultNote,
+        WriteKey::ResultTask,
+        WriteKey::RecordingNote,
+    ];
+
+    /// The key as the ledger stores it (never to change: stored rows carry it).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WriteKey::Call => "call",
+            WriteKey::Unsorted => "unsorted",
+            WriteKey::ContactAndLead => "contact_and_lead",
+            WriteKey::Lead => "lead",
+            WriteKey::Accept => "accept",
+            WriteKey::NumberNote => "number_note",
+            WriteKey::MissedTask => "missed_task",
+            WriteKey::ResultNote => "result_note",
+            WriteKey::ResultTask => "result_task",
+            WriteKey::RecordingNote => "recording_note",
+        }
+    }
+
+    /// The key a stored string names; `None` for any other string (the knowledge snapshot's key, or a
+    /// key of a newer version).
+    pub fn parse(key: &str) -> Option<WriteKey> {
+        WriteKey::ALL.into_iter().find(|candidate| candidate.as_str() == key)
+    }
+}
+
+impl fmt::Display for WriteKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As its stored string, so that serialized plans read like the ledger.
+impl Serialize for WriteKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WriteKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<WriteKey, D::Error> {
+        let key = String::deserialize(deserializer)?;
+        WriteKey::parse(&key).ok_or_else(|| serde::de::Error::custom(format!("unknown write key `{key}`")))
+    }
+}
+
 /// One Kommo write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// `POST /api/v4/leads/complex`: a contact with the number and a lead.
     CreateContactAndLead {
-        key: &'static str,
+        key: WriteKey,
         phone: String,
         contact_name: String,
         lead_name: String,
@@ -232,7 +325,7 @@ pub enum Action {
     },
     /// `POST /api/v4/leads` linked to an existing contact.
     CreateLead {
-        key: &'static str,
+        key: WriteKey,
         contact_id: i64,
         lead_name: String,
         responsible_user_id: Option<i64>,
@@ -240,15 +333,15 @@ pub enum Action {
         status_id: Option<i64>,
     },
     /// `POST /api/v4/leads/unsorted/sip`: an incoming lead carrying the call in its metadata.
-    CreateUnsorted { key: &'static str, call: CallLog, pipeline_id: Option<i64> },
+    CreateUnsorted { key: WriteKey, call: CallLog, pipeline_id: Option<i64> },
     /// `POST /api/v4/leads/unsorted/{uid}/accept` for the unsorted lead this plan created.
-    AcceptUnsorted { key: &'static str, user_id: Option<i64>, status_id: Option<i64> },
+    AcceptUnsorted { key: WriteKey, user_id: Option<i64>, status_id: Option<i64> },
     /// `POST /api/v4/calls` (Kommo picks the entity by the number), or, with a `target`, a call note
     /// on that entity.
-    LogCall { key: &'static str, call: CallLog, target: Option<Target> },
+    LogCall { key: WriteKey, call: CallLog, target: Option<Target> },
     /// `POST /api/v4/tasks`.
     CreateTask {
-        key: &'static str,
+        key: WriteKey,
         target: Target,
         text: String,
         /// Unix seconds.
@@ -258,11 +351,11 @@ pub enum Action {
         responsible_user_id: Option<i64>,
     },
     /// A `common` note.
-    AddNote { key: &'static str, target: Target, text: String },
+    AddNote { key: WriteKey, target: Target, text: String },
 }
 
 impl Action {
-    pub fn key(&self) -> &'static str {
+    pub fn key(&self) -> WriteKey {
         match self {
             Action::CreateContactAndLead { key, .. }
             | Action::CreateLead { key, .. }
@@ -270,7 +363,7 @@ impl Action {
             | Action::AcceptUnsorted { key, .. }
             | Action::LogCall { key, .. }
             | Action::CreateTask { key, .. }
-            | Action::AddNote { key, .. } => key,
+            | Action::AddNote { key, .. } => *key,
         }
     }
 }
@@ -282,12 +375,12 @@ pub struct Delivered {
     pub call_logged: bool,
     /// Where it landed, when Kommo said.
     pub entity: Option<EntityRef>,
-    /// The call went to Kommo with its recording link (the `call.link` of the "call" or "unsorted"
-    /// write was set), so no "recording_note" is needed.
+    /// The call went to Kommo with its recording link (the `call.link` of the [`WriteKey::Call`] or
+    /// [`WriteKey::Unsorted`] write was set), so no [`WriteKey::RecordingNote`] is needed.
     #[serde(default)]
     pub logged_with_link: bool,
-    /// The call went to Kommo with the manager's result (the "call" write's `call_status` and
-    /// `call_result` came from a [`CallResult`]), so no "result_note" is needed.
+    /// The call went to Kommo with the manager's result (the [`WriteKey::Call`] write's `call_status`
+    /// and `call_result` came from a [`CallResult`]), so no [`WriteKey::ResultNote`] is needed.
     #[serde(default)]
     pub logged_with_result: bool,
 }
@@ -445,16 +538,16 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     if !delivered.call_logged {
         match route {
             Route::Chosen(entity) => {
-                actions.push(Action::LogCall { key: "call", call: log, target: Some(Target::Entity(entity)) })
+                actions.push(Action::LogCall { key: WriteKey::Call, call: log, target: Some(Target::Entity(entity)) })
             }
             Route::Unsorted => actions.push(Action::CreateUnsorted {
-                key: "unsorted",
+                key: WriteKey::Unsorted,
                 call: log,
                 pipeline_id: rules.placement.pipeline_id,
             }),
             Route::ContactAndLead => {
                 actions.push(Action::CreateContactAndLead {
-                    key: "contact_and_lead",
+                    key: WriteKey::ContactAndLead,
                     phone: call.client_number.clone(),
                     contact_name: number.clone(),
                     lead_name,
@@ -462,12 +555,12 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                     pipeline_id: rules.placement.pipeline_id,
                     status_id: rules.placement.status_id,
                 });
-                actions.push(Action::LogCall { key: "call", call: log, target: None });
+                actions.push(Action::LogCall { key: WriteKey::Call, call: log, target: None });
             }
             Route::Known { contact, create_lead } => {
                 if create_lead {
                     actions.push(Action::CreateLead {
-                        key: "lead",
+                        key: WriteKey::Lead,
                         contact_id: contact.id,
                         lead_name,
                         responsible_user_id: contact.responsible_user_id.or(user),
@@ -475,7 +568,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                         status_id: rules.placement.status_id,
                     });
                 }
-                actions.push(Action::LogCall { key: "call", call: log, target: None });
+                actions.push(Action::LogCall { key: WriteKey::Call, call: log, target: None });
             }
             Route::Nowhere => {}
         }
@@ -483,7 +576,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
 
     // Accepting the unsorted lead once the call was answered.
     if route == Route::Unsorted && call.answered && rules.unknown_incoming.unsorted_accept == UnsortedAccept::OnAnswer {
-        actions.push(Action::AcceptUnsorted { key: "accept", user_id: user, status_id: rules.placement.status_id });
+        actions.push(Action::AcceptUnsorted {
+            key: WriteKey::Accept,
+            user_id: user,
+            status_id: rules.placement.status_id,
+        });
     }
 
     // Which of the contact's numbers called.
@@ -497,7 +594,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             _ => EntityRef { kind: EntityKind::Contacts, id: contact.id },
         };
         actions.push(Action::AddNote {
-            key: "number_note",
+            key: WriteKey::NumberNote,
             target: Target::Entity(target),
             text: format!("Called from {number}"),
         });
@@ -531,7 +628,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             TaskResponsible::User { user_id } => Some(user_id),
         };
         actions.push(Action::CreateTask {
-            key: "missed_task",
+            key: WriteKey::MissedTask,
             target,
             text: format!("Call back {number}: missed call"),
             due_at: call.started_at + i64::from(missed.due_in_minutes) * 60,
@@ -553,11 +650,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         // call already in Kommo without it.
         let carried = if delivered.call_logged { delivered.logged_with_result } else { route != Route::Unsorted };
         if !carried {
-            actions.push(Action::AddNote { key: "result_note", target: call_target, text: result.note_text() });
+            actions.push(Action::AddNote { key: WriteKey::ResultNote, target: call_target, text: result.note_text() });
         }
         if let Some(follow_up) = &result.follow_up {
             actions.push(Action::CreateTask {
-                key: "result_task",
+                key: WriteKey::ResultTask,
                 target: call_target,
                 text: follow_up.text.clone(),
                 due_at: follow_up.due_at,
@@ -572,7 +669,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         && let Some(link) = &call.recording_url
     {
         actions.push(Action::AddNote {
-            key: "recording_note",
+            key: WriteKey::RecordingNote,
             target: call_target,
             text: format!("Call recording: {link}"),
         });
@@ -602,5 +699,47 @@ fn route<'a>(call: &CallFacts, rules: &CallHandling, kommo: &'a Knowledge, resul
             Route::ContactAndLead
         }
         (Knowledge::Unknown, CallDirection::Outbound) => Route::Nowhere,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteKey;
+
+    /// The stored strings, pinned: renaming a variant must not change what deployments' ledgers hold.
+    #[test]
+    fn write_keys_keep_their_stored_strings() {
+        let stored = [
+            (WriteKey::Call, "call"),
+            (WriteKey::Unsorted, "unsorted"),
+            (WriteKey::ContactAndLead, "contact_and_lead"),
+            (WriteKey::Lead, "lead"),
+            (WriteKey::Accept, "accept"),
+            (WriteKey::NumberNote, "number_note"),
+            (WriteKey::MissedTask, "missed_task"),
+            (WriteKey::ResultNote, "result_note"),
+            (WriteKey::ResultTask, "result_task"),
+            (WriteKey::RecordingNote, "recording_note"),
+        ];
+        assert_eq!(stored.map(|(key, _)| key), WriteKey::ALL, "every key pinned, in order");
+        for (key, text) in stored {
+            assert_eq!(key.as_str(), text);
+            assert_eq!(key.to_string(), text);
+            assert_eq!(WriteKey::parse(text), Some(key));
+            assert_eq!(serde_json::to_value(key).unwrap(), serde_json::json!(text), "serialized as stored");
+            assert_eq!(serde_json::from_value::<WriteKey>(serde_json::json!(text)).unwrap(), key);
+        }
+    }
+
+    #[test]
+    fn parse_takes_back_what_as_str_gives_and_nothing_else() {
+        for key in WriteKey::ALL {
+            assert_eq!(WriteKey::parse(key.as_str()), Some(key));
+        }
+        // The server's knowledge snapshot shares the ledger but is no write.
+        for other in ["knowledge", "", "Call", "call ", "contact-and-lead", "sms"] {
+            assert_eq!(WriteKey::parse(other), None, "{other:?}");
+        }
+        assert!(serde_json::from_value::<WriteKey>(serde_json::json!("knowledge")).is_err());
     }
 }

@@ -3,7 +3,7 @@
 
 use shared::rules::{
     Action, CallFacts, CallLog, CallResult, ContactFacts, Delivered, EntityKind, EntityRef, FollowUp, Knowledge,
-    KommoCallStatus, LeadFacts, Plan, PlanInput, SKIPPED_OUTGOING_UNKNOWN, Target, needs_active_leads, plan,
+    KommoCallStatus, LeadFacts, Plan, PlanInput, SKIPPED_OUTGOING_UNKNOWN, Target, WriteKey, needs_active_leads, plan,
 };
 use shared::{
     CallDirection, CallHandling, CallStatus, ExtensionEntry, ExtensionMap, TaskResponsible, UnknownCallerEntity,
@@ -178,15 +178,15 @@ fn log_result(direction: CallDirection, call_status: KommoCallStatus) -> CallLog
 }
 
 fn call(log: CallLog) -> Action {
-    Action::LogCall { key: "call", call: log, target: None }
+    Action::LogCall { key: WriteKey::Call, call: log, target: None }
 }
 
 fn call_on(log: CallLog, entity: EntityRef) -> Action {
-    Action::LogCall { key: "call", call: log, target: Some(on(entity)) }
+    Action::LogCall { key: WriteKey::Call, call: log, target: Some(on(entity)) }
 }
 
 fn unsorted(log: CallLog) -> Action {
-    Action::CreateUnsorted { key: "unsorted", call: log, pipeline_id: None }
+    Action::CreateUnsorted { key: WriteKey::Unsorted, call: log, pipeline_id: None }
 }
 
 fn contact_and_lead(direction: CallDirection) -> Action {
@@ -195,7 +195,7 @@ fn contact_and_lead(direction: CallDirection) -> Action {
         Outbound => "Call to +55 11 99999-0000",
     };
     Action::CreateContactAndLead {
-        key: "contact_and_lead",
+        key: WriteKey::ContactAndLead,
         phone: NUMBER.into(),
         contact_name: "+55 11 99999-0000".into(),
         lead_name: lead_name.into(),
@@ -207,7 +207,7 @@ fn contact_and_lead(direction: CallDirection) -> Action {
 
 fn new_lead(responsible_user_id: Option<i64>) -> Action {
     Action::CreateLead {
-        key: "lead",
+        key: WriteKey::Lead,
         contact_id: CONTACT,
         lead_name: "Call from +55 11 99999-0000".into(),
         responsible_user_id,
@@ -217,12 +217,12 @@ fn new_lead(responsible_user_id: Option<i64>) -> Action {
 }
 
 fn accept(user_id: Option<i64>, status_id: Option<i64>) -> Action {
-    Action::AcceptUnsorted { key: "accept", user_id, status_id }
+    Action::AcceptUnsorted { key: WriteKey::Accept, user_id, status_id }
 }
 
 fn missed_task(target: Target, responsible_user_id: Option<i64>) -> Action {
     Action::CreateTask {
-        key: "missed_task",
+        key: WriteKey::MissedTask,
         target,
         text: "Call back +55 11 99999-0000: missed call".into(),
         due_at: DUE,
@@ -232,16 +232,16 @@ fn missed_task(target: Target, responsible_user_id: Option<i64>) -> Action {
 }
 
 fn number_note(target: EntityRef) -> Action {
-    Action::AddNote { key: "number_note", target: on(target), text: "Called from +55 11 99999-0000".into() }
+    Action::AddNote { key: WriteKey::NumberNote, target: on(target), text: "Called from +55 11 99999-0000".into() }
 }
 
 fn result_note(target: Target, text: &str) -> Action {
-    Action::AddNote { key: "result_note", target, text: text.into() }
+    Action::AddNote { key: WriteKey::ResultNote, target, text: text.into() }
 }
 
 fn result_task(target: Target) -> Action {
     Action::CreateTask {
-        key: "result_task",
+        key: WriteKey::ResultTask,
         target,
         text: "Send the quote".into(),
         due_at: FOLLOW_UP_DUE,
@@ -251,7 +251,7 @@ fn result_task(target: Target) -> Action {
 }
 
 fn recording_note(target: Target) -> Action {
-    Action::AddNote { key: "recording_note", target, text: format!("Call recording: {LINK}") }
+    Action::AddNote { key: WriteKey::RecordingNote, target, text: format!("Call recording: {LINK}") }
 }
 
 fn check(cases: Vec<(&str, Case, Vec<Action>)>) {
@@ -297,7 +297,11 @@ fn unknown_caller_becomes_an_unsorted_lead_carrying_the_call() {
                 case.rules.placement.status_id = Some(STAGE);
             }),
             vec![
-                Action::CreateUnsorted { key: "unsorted", call: log_in(K::Success), pipeline_id: Some(PIPELINE) },
+                Action::CreateUnsorted {
+                    key: WriteKey::Unsorted,
+                    call: log_in(K::Success),
+                    pipeline_id: Some(PIPELINE),
+                },
                 accept(Some(AGENT), Some(STAGE)),
             ],
         ),
@@ -374,7 +378,7 @@ fn unknown_caller_becomes_a_contact_and_a_lead() {
             }),
             vec![
                 Action::CreateContactAndLead {
-                    key: "contact_and_lead",
+                    key: WriteKey::ContactAndLead,
                     phone: NUMBER.into(),
                     contact_name: "+55 11 99999-0000".into(),
                     lead_name: "Call from +55 11 99999-0000".into(),
@@ -440,7 +444,7 @@ fn a_known_contacts_call_is_logged_by_number() {
             }),
             vec![
                 Action::CreateLead {
-                    key: "lead",
+                    key: WriteKey::Lead,
                     contact_id: CONTACT,
                     lead_name: "Call from +55 11 99999-0000".into(),
                     responsible_user_id: Some(OWNER),
@@ -539,7 +543,7 @@ fn a_known_contacts_missed_call_gets_a_call_back_task() {
             vec![
                 call(log_in(K::NoConnection)),
                 Action::CreateTask {
-                    key: "missed_task",
+                    key: WriteKey::MissedTask,
                     target: on(lead(LEAD)),
                     text: "Call back +55 11 99999-0000: missed call".into(),
                     due_at: STARTED,
@@ -563,7 +567,7 @@ fn the_missed_call_task_goes_to_the_chosen_responsible() {
     };
     let known = || missed_in().known(1, Some(&[LEAD]));
     let task_of = |plan: Plan| match plan.actions.last() {
-        Some(Action::CreateTask { key: "missed_task", responsible_user_id, .. }) => *responsible_user_id,
+        Some(Action::CreateTask { key: WriteKey::MissedTask, responsible_user_id, .. }) => *responsible_user_id,
         other => panic!("no missed-call task: {other:?}"),
     };
     let cases: Vec<(&str, Case, Option<i64>)> = vec![
@@ -982,7 +986,7 @@ fn planning_again_after_delivery_never_writes_the_call_twice() {
 
 fn check_replanning(case: &Case, call_keys: &[&str]) {
     let first = case.plan();
-    let keys = |plan: &Plan| plan.actions.iter().map(Action::key).collect::<Vec<_>>();
+    let keys = |plan: &Plan| plan.actions.iter().map(|action| action.key().as_str()).collect::<Vec<_>>();
     let first_keys = keys(&first);
     let mut unique = first_keys.clone();
     unique.sort_unstable();

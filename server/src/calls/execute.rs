@@ -8,11 +8,11 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 use shared::CallDirection;
-use shared::rules::{Action, CallFacts, CallLog, EntityKind, EntityRef, Plan, Target};
+use shared::rules::{Action, CallFacts, CallLog, EntityKind, EntityRef, Plan, Target, WriteKey};
 
-use super::ledger::{State, Writes, entity_kind};
+use super::ledger::{Outcome, State, Via, Writes, entity_kind};
 use super::lookup::{self, items};
-use super::{CallsContext, SOURCE, UNSORTED_SOURCE_NAME, UNSORTED_SOURCE_UID, entity_json, storage};
+use super::{CallsContext, SOURCE, UNSORTED_SOURCE_NAME, UNSORTED_SOURCE_UID, storage};
 use crate::jobs::JobError;
 use crate::kommo::KommoError;
 use crate::store::AccountId;
@@ -38,7 +38,7 @@ pub(crate) struct Executor<'a> {
 
 /// What the run left in Kommo, for `voip_calls`.
 #[derive(Debug, Default)]
-pub(crate) struct Outcome {
+pub(crate) struct RunOutcome {
     pub call_logged: bool,
     pub entity: Option<EntityRef>,
     pub unsorted_uid: Option<String>,
@@ -49,13 +49,13 @@ pub(crate) struct Outcome {
 
 /// What a `POST /api/v4/calls` came to.
 enum Logged {
-    Done(Value),
+    Done(Outcome),
     /// Kommo has no entity for the number (either of its two answers); nothing was written.
     NoEntity(String),
 }
 
 impl Executor<'_> {
-    pub async fn run(&mut self, plan: &Plan) -> Result<Outcome, JobError> {
+    pub async fn run(&mut self, plan: &Plan) -> Result<RunOutcome, JobError> {
         let mut skipped = None;
         for action in &plan.actions {
             if let Some(reason) = self.execute(action).await? {
@@ -63,11 +63,11 @@ impl Executor<'_> {
             }
         }
         let delivered = self.writes.delivered();
-        Ok(Outcome {
+        Ok(RunOutcome {
             call_logged: delivered.call_logged,
             entity: delivered.entity,
-            unsorted_uid: self.writes.done("unsorted").and_then(|o| o["uid"].as_str()).map(str::to_owned),
-            kommo_call_id: self.writes.done("call").and_then(|o| o["kommo_call_id"].as_i64()),
+            unsorted_uid: self.writes.done(WriteKey::Unsorted).and_then(|outcome| outcome.uid.clone()),
+            kommo_call_id: self.writes.done(WriteKey::Call).and_then(|outcome| outcome.kommo_call_id),
             skipped: if delivered.call_logged { None } else { skipped },
         })
     }
@@ -84,11 +84,11 @@ impl Executor<'_> {
             return self.log_call(key, call, retrying).await;
         }
         let Some(request) = self.request(action)? else {
-            tracing::info!(account.id = self.account.get(), call_id = %self.call.call_id, key, "nothing to write to");
+            tracing::info!(account.id = self.account.get(), call_id = %self.call.call_id, key = key.as_str(), "nothing to write to");
             return Ok(None);
         };
         if retrying && let Some(outcome) = self.look(action, &request).await? {
-            tracing::info!(account.id = self.account.get(), call_id = %self.call.call_id, key, "found in Kommo");
+            tracing::info!(account.id = self.account.get(), call_id = %self.call.call_id, key = key.as_str(), "found in Kommo");
             self.done(action, outcome).await?;
             return Ok(None);
         }
@@ -99,7 +99,7 @@ impl Executor<'_> {
             (Action::AcceptUnsorted { .. }, Err(KommoError::Rejected { status: 400, detail }))
                 if retrying || detail.to_ascii_lowercase().contains("accept") =>
             {
-                json!({ "already_accepted": true })
+                Outcome { already_accepted: Some(true), ..Outcome::default() }
             }
             (_, Err(error)) => return Err(error.into()),
             (_, Ok(answer)) => outcome_of(action, &request, answer.unwrap_or(Value::Null), self.has_result),
@@ -108,7 +108,7 @@ impl Executor<'_> {
         Ok(None)
     }
 
-    async fn done(&mut self, action: &Action, outcome: Value) -> Result<(), JobError> {
+    async fn done(&mut self, action: &Action, outcome: Outcome) -> Result<(), JobError> {
         self.writes.mark_done(&self.ctx.store, action.key(), outcome).await.map_err(storage)?;
         if matches!(
             action,
@@ -125,13 +125,8 @@ impl Executor<'_> {
     /// `LogCall` without a target: `POST /api/v4/calls`, where Kommo picks the entity by the number.
     /// When Kommo has none: a call note on the entity this plan created, else (inbound) an unsorted
     /// lead carrying the call, else (outbound) the call is skipped.
-    async fn log_call(
-        &mut self,
-        key: &'static str,
-        call: &CallLog,
-        retrying: bool,
-    ) -> Result<Option<String>, JobError> {
-        if self.writes.get("unsorted").is_some() {
+    async fn log_call(&mut self, key: WriteKey, call: &CallLog, retrying: bool) -> Result<Option<String>, JobError> {
+        if self.writes.get(WriteKey::Unsorted).is_some() {
             // An earlier run fell back to an unsorted lead: finish that, never post the call again.
             return self.fall_back_to_unsorted(key, call).await;
         }
@@ -144,13 +139,17 @@ impl Executor<'_> {
         let body = json!([call_item(call, &request_id(&call.uniq, key))]);
         let logged = match self.ctx.kommo.send(self.account, Method::POST, "/api/v4/calls", Some(&body)).await {
             Ok(Some(answer)) => match items(&answer, "calls").first() {
-                Some(logged) => Logged::Done(json!({
-                    "kommo_call_id": logged["id"],
-                    "with_link": call.link.is_some(),
-                    "with_result": self.has_result,
-                    "entity": logged["entity_type"].as_str().and_then(entity_kind).zip(logged["entity_id"].as_i64())
-                        .map(|(kind, id)| entity_json(EntityRef { kind, id })),
-                })),
+                Some(logged) => Logged::Done(Outcome {
+                    kommo_call_id: logged["id"].as_i64(),
+                    with_link: Some(call.link.is_some()),
+                    with_result: Some(self.has_result),
+                    entity: logged["entity_type"]
+                        .as_str()
+                        .and_then(entity_kind)
+                        .zip(logged["entity_id"].as_i64())
+                        .map(|(kind, id)| EntityRef { kind, id }),
+                    ..Outcome::default()
+                }),
                 None => Logged::NoEntity(
                     answer["errors"][0]["detail"].as_str().unwrap_or("Kommo logged no call").to_owned(),
                 ),
@@ -186,12 +185,17 @@ impl Executor<'_> {
     }
 
     /// The call as an unsorted lead (key `unsorted`), then the call recorded as logged there.
-    async fn fall_back_to_unsorted(&mut self, key: &'static str, call: &CallLog) -> Result<Option<String>, JobError> {
-        let unsorted = Action::CreateUnsorted { key: "unsorted", call: call.clone(), pipeline_id: self.pipeline_id };
+    async fn fall_back_to_unsorted(&mut self, key: WriteKey, call: &CallLog) -> Result<Option<String>, JobError> {
+        let unsorted =
+            Action::CreateUnsorted { key: WriteKey::Unsorted, call: call.clone(), pipeline_id: self.pipeline_id };
         Box::pin(self.execute(&unsorted)).await?;
-        let unsorted = self.writes.done("unsorted").cloned().unwrap_or(Value::Null);
-        let entity = unsorted["lead_id"].as_i64().map(|id| entity_json(EntityRef { kind: EntityKind::Leads, id }));
-        let outcome = json!({ "via": "unsorted", "entity": entity, "with_link": unsorted["with_link"] });
+        let unsorted = self.writes.done(WriteKey::Unsorted).cloned().unwrap_or_default();
+        let outcome = Outcome {
+            via: Some(Via::Unsorted),
+            entity: unsorted.lead_id.map(|id| EntityRef { kind: EntityKind::Leads, id }),
+            with_link: unsorted.with_link,
+            ..Outcome::default()
+        };
         self.writes.mark_done(&self.ctx.store, key, outcome).await.map_err(storage)?;
         Ok(None)
     }
@@ -199,7 +203,7 @@ impl Executor<'_> {
     /// Sends a call note on `entity` behind the (already `sending`) recovery point `key`.
     async fn send_recorded(
         &mut self,
-        key: &'static str,
+        key: WriteKey,
         call: &CallLog,
         request: &Request,
         entity: EntityRef,
@@ -207,26 +211,27 @@ impl Executor<'_> {
         let answer = self.ctx.kommo.send(self.account, Method::POST, &request.path, Some(&request.body)).await?;
         let note_id =
             answer.as_ref().and_then(|answer| items(answer, "notes").first()).and_then(|note| note["id"].as_i64());
-        let outcome = json!({
-            "entity": entity_json(entity),
-            "note_id": note_id,
-            "with_link": call.link.is_some(),
-            "with_result": self.has_result,
-        });
+        let outcome = Outcome {
+            entity: Some(entity),
+            note_id,
+            with_link: Some(call.link.is_some()),
+            with_result: Some(self.has_result),
+            ..Outcome::default()
+        };
         self.writes.mark_done(&self.ctx.store, key, outcome).await.map_err(storage)
     }
 
     /// The entity an action writes to, once known.
     fn resolve(&self, target: Target) -> Option<EntityRef> {
-        let lead = |key: &str| self.writes.done(key).and_then(|outcome| outcome["lead_id"].as_i64());
-        let contact = |key: &str| self.writes.done(key).and_then(|outcome| outcome["contact_id"].as_i64());
+        let lead = |key: WriteKey| self.writes.done(key).and_then(|outcome| outcome.lead_id);
+        let contact = |key: WriteKey| self.writes.done(key).and_then(|outcome| outcome.contact_id);
         match target {
             Target::Entity(entity) => Some(entity),
-            Target::CreatedLead => ["accept", "contact_and_lead", "lead", "unsorted"]
+            Target::CreatedLead => [WriteKey::Accept, WriteKey::ContactAndLead, WriteKey::Lead, WriteKey::Unsorted]
                 .into_iter()
                 .find_map(lead)
                 .map(|id| EntityRef { kind: EntityKind::Leads, id }),
-            Target::CreatedContact => ["accept", "contact_and_lead", "unsorted"]
+            Target::CreatedContact => [WriteKey::Accept, WriteKey::ContactAndLead, WriteKey::Unsorted]
                 .into_iter()
                 .find_map(contact)
                 .map(|id| EntityRef { kind: EntityKind::Contacts, id }),
@@ -234,7 +239,7 @@ impl Executor<'_> {
         }
     }
 
-    fn target(&self, key: &str, target: Target) -> Result<Option<EntityRef>, JobError> {
+    fn target(&self, key: WriteKey, target: Target) -> Result<Option<EntityRef>, JobError> {
         match self.resolve(target) {
             Some(entity) => Ok(Some(entity)),
             // The call itself was skipped (no entity for an outgoing call): what goes with it is too.
@@ -304,10 +309,10 @@ impl Executor<'_> {
                 Request { path: "/api/v4/leads/unsorted/sip".into(), body: json!([item]), entity: None }
             }
             Action::AcceptUnsorted { user_id, status_id, .. } => {
-                let Some(unsorted) = self.writes.done("unsorted") else {
+                let Some(unsorted) = self.writes.done(WriteKey::Unsorted) else {
                     return Err(JobError::Fail { error: "accept: this call created no unsorted lead".into() });
                 };
-                let Some(uid) = unsorted["uid"].as_str() else {
+                let Some(uid) = unsorted.uid.as_deref() else {
                     // Found already accepted (by a manager) when looked up: nothing left to accept.
                     return Ok(None);
                 };
@@ -321,12 +326,12 @@ impl Executor<'_> {
                 }
             }
             Action::LogCall { call, target: Some(target), key } => {
-                let Some(entity) = self.target(key, *target)? else { return Ok(None) };
-                call_note(call, entity, key)
+                let Some(entity) = self.target(*key, *target)? else { return Ok(None) };
+                call_note(call, entity, *key)
             }
             Action::LogCall { target: None, .. } => unreachable!("logged by number in log_call"),
             Action::CreateTask { key, target, text, due_at, task_type_id, responsible_user_id } => {
-                let Some(entity) = self.target(key, *target)? else { return Ok(None) };
+                let Some(entity) = self.target(*key, *target)? else { return Ok(None) };
                 let mut task = json!({
                     "task_type_id": task_type_id,
                     "text": text,
@@ -339,7 +344,7 @@ impl Executor<'_> {
                 Request { path: "/api/v4/tasks".into(), body: json!([task]), entity: Some(entity) }
             }
             Action::AddNote { key, target, text } => {
-                let Some(entity) = self.target(key, *target)? else { return Ok(None) };
+                let Some(entity) = self.target(*key, *target)? else { return Ok(None) };
                 let note = json!({
                     "entity_id": entity.id,
                     "note_type": "common",
@@ -357,7 +362,7 @@ impl Executor<'_> {
     }
 
     /// Looks in Kommo for the write of an earlier attempt; its outcome when found.
-    async fn look(&self, action: &Action, request: &Request) -> Result<Option<Value>, JobError> {
+    async fn look(&self, action: &Action, request: &Request) -> Result<Option<Outcome>, JobError> {
         let kommo = &self.ctx.kommo;
         let number = &self.call.client_number;
         match action {
@@ -365,8 +370,11 @@ impl Executor<'_> {
                 // The number had no contact when this was planned: one now is ours (or a person's; either
                 // way, no second one).
                 let contacts = lookup::search(kommo, self.account, number, self.country).await?;
-                Ok(contacts.first().map(|contact| {
-                    json!({ "contact_id": contact.id, "lead_id": contact.lead_ids.iter().max(), "found": true })
+                Ok(contacts.first().map(|contact| Outcome {
+                    contact_id: Some(contact.id),
+                    lead_id: contact.lead_ids.iter().max().copied(),
+                    found: Some(true),
+                    ..Outcome::default()
                 }))
             }
             Action::CreateLead { contact_id, .. } => {
@@ -375,30 +383,31 @@ impl Executor<'_> {
                 let ids = contacts.into_iter().find(|contact| contact.id == *contact_id).map(|c| c.lead_ids);
                 let leads = lookup::leads(kommo, self.account, &ids.unwrap_or_default()).await?;
                 let newest = leads.iter().filter(|lead| lead.is_active()).max_by_key(|lead| (lead.created_at, lead.id));
-                Ok(newest.map(|lead| json!({ "lead_id": lead.id, "found": true })))
+                Ok(newest.map(|lead| Outcome { lead_id: Some(lead.id), found: Some(true), ..Outcome::default() }))
             }
             Action::CreateUnsorted { call, .. } => {
                 let path = "/api/v4/leads/unsorted?filter[category][]=sip&order[created_at]=desc";
                 let found = self.find(path, "unsorted", |item| item["metadata"]["uniq"] == call.uniq.as_str()).await?;
                 if let Some(item) = found {
-                    let mut outcome = unsorted_outcome(&item);
-                    outcome["with_link"] = json!(!item["metadata"]["link"].is_null());
-                    outcome["found"] = json!(true);
-                    return Ok(Some(outcome));
+                    return Ok(Some(Outcome {
+                        with_link: Some(!item["metadata"]["link"].is_null()),
+                        found: Some(true),
+                        ..unsorted_outcome(&item)
+                    }));
                 }
                 // Kommo lists unsorted leads only until they are accepted; an accepted one still has the
                 // call's note (`is_call_event_needed`) on its lead or contact.
                 let Some(note) = self.look_for_call_by_number(call).await? else { return Ok(None) };
-                let entity = note["entity"].clone();
-                let id = |kind: &str| (entity["type"] == kind).then(|| entity["id"].clone());
-                Ok(Some(json!({
-                    "uid": null,
-                    "lead_id": id("leads"),
-                    "contact_id": id("contacts"),
-                    "accepted": true,
-                    "with_link": note["with_link"],
-                    "found": true,
-                })))
+                let id = |kind: EntityKind| note.entity.filter(|entity| entity.kind == kind).map(|entity| entity.id);
+                Ok(Some(Outcome {
+                    uid: None,
+                    lead_id: id(EntityKind::Leads),
+                    contact_id: id(EntityKind::Contacts),
+                    accepted: Some(true),
+                    with_link: note.with_link,
+                    found: Some(true),
+                    ..Outcome::default()
+                }))
             }
             Action::AcceptUnsorted { .. } => Ok(None),
             Action::LogCall { call, .. } => {
@@ -406,13 +415,14 @@ impl Executor<'_> {
                 let found = self.find_call_note(&[entity.id], entity.kind, &call.uniq).await?;
                 Ok(found.map(|note| {
                     let (with_link, with_result) = note_carries(&note, call, self.has_result);
-                    json!({
-                        "entity": entity_json(entity),
-                        "note_id": note["id"],
-                        "with_link": with_link,
-                        "with_result": with_result,
-                        "found": true,
-                    })
+                    Outcome {
+                        entity: Some(entity),
+                        note_id: note["id"].as_i64(),
+                        with_link: Some(with_link),
+                        with_result: Some(with_result),
+                        found: Some(true),
+                        ..Outcome::default()
+                    }
                 }))
             }
             Action::CreateTask { text, due_at, .. } => {
@@ -425,7 +435,7 @@ impl Executor<'_> {
                 let found = self
                     .find(&path, "tasks", |task| task["text"] == text.as_str() && task["complete_till"] == *due_at)
                     .await?;
-                Ok(found.map(|task| json!({ "task_id": task["id"], "found": true })))
+                Ok(found.map(|task| Outcome { task_id: task["id"].as_i64(), found: Some(true), ..Outcome::default() }))
             }
             Action::AddNote { text, .. } => {
                 let Some(entity) = request.entity else { return Ok(None) };
@@ -435,28 +445,28 @@ impl Executor<'_> {
                     entity.id
                 );
                 let found = self.find(&path, "notes", |note| note["params"]["text"] == text.as_str()).await?;
-                Ok(found.map(|note| json!({ "note_id": note["id"], "found": true })))
+                Ok(found.map(|note| Outcome { note_id: note["id"].as_i64(), found: Some(true), ..Outcome::default() }))
             }
         }
     }
 
     /// An earlier `POST /api/v4/calls` of this call: a call note with its `uniq` on a contact with the
     /// number or on one of their leads.
-    async fn look_for_call_by_number(&self, call: &CallLog) -> Result<Option<Value>, JobError> {
+    async fn look_for_call_by_number(&self, call: &CallLog) -> Result<Option<Outcome>, JobError> {
         let contacts = lookup::search(&self.ctx.kommo, self.account, &self.call.client_number, self.country).await?;
         let contact_ids: Vec<i64> = contacts.iter().map(|contact| contact.id).collect();
         let lead_ids: Vec<i64> = contacts.iter().flat_map(|contact| contact.lead_ids.iter().copied()).collect();
         for (kind, ids) in [(EntityKind::Leads, lead_ids), (EntityKind::Contacts, contact_ids)] {
             if let Some(note) = self.find_call_note(&ids, kind, &self.call.call_id).await? {
-                let entity = note["entity_id"].as_i64().map(|id| entity_json(EntityRef { kind, id }));
                 let (with_link, with_result) = note_carries(&note, call, self.has_result);
-                return Ok(Some(json!({
-                    "entity": entity,
-                    "note_id": note["id"],
-                    "with_link": with_link,
-                    "with_result": with_result,
-                    "found": true,
-                })));
+                return Ok(Some(Outcome {
+                    entity: note["entity_id"].as_i64().map(|id| EntityRef { kind, id }),
+                    note_id: note["id"].as_i64(),
+                    with_link: Some(with_link),
+                    with_result: Some(with_result),
+                    found: Some(true),
+                    ..Outcome::default()
+                }));
             }
         }
         Ok(None)
@@ -499,8 +509,8 @@ struct Request {
     entity: Option<EntityRef>,
 }
 
-fn request_id(call_id: &str, key: &str) -> String {
-    format!("{call_id}:{key}")
+fn request_id(call_id: &str, key: WriteKey) -> String {
+    format!("{call_id}:{}", key.as_str())
 }
 
 /// Sets `key` when there is a value (Kommo takes an absent field as "its default").
@@ -534,7 +544,7 @@ fn call_item(call: &CallLog, request_id: &str) -> Value {
 }
 
 /// A `call_in`/`call_out` note carrying the call, on `entity`.
-fn call_note(call: &CallLog, entity: EntityRef, key: &str) -> Request {
+fn call_note(call: &CallLog, entity: EntityRef, key: WriteKey) -> Request {
     let mut params = json!({
         "uniq": call.uniq,
         "duration": call.duration,
@@ -562,40 +572,42 @@ fn call_note(call: &CallLog, entity: EntityRef, key: &str) -> Request {
 }
 
 /// What to keep of Kommo's answer to an action.
-fn outcome_of(action: &Action, request: &Request, answer: Value, has_result: bool) -> Value {
+fn outcome_of(action: &Action, request: &Request, answer: Value, has_result: bool) -> Outcome {
     let first = |name: &str| items(&answer, name).first().cloned().unwrap_or(Value::Null);
     match action {
         Action::CreateContactAndLead { .. } => {
             // Kommo answers an array; some descriptions wrap it in `_embedded.leads`.
             let item = answer.as_array().and_then(|items| items.first()).cloned().unwrap_or_else(|| first("leads"));
-            json!({ "lead_id": item["id"], "contact_id": item["contact_id"] })
+            Outcome { lead_id: item["id"].as_i64(), contact_id: item["contact_id"].as_i64(), ..Outcome::default() }
         }
-        Action::CreateLead { .. } => json!({ "lead_id": first("leads")["id"] }),
+        Action::CreateLead { .. } => Outcome { lead_id: first("leads")["id"].as_i64(), ..Outcome::default() },
         Action::CreateUnsorted { call, .. } => {
-            let mut outcome = unsorted_outcome(&first("unsorted"));
-            outcome["with_link"] = json!(call.link.is_some());
-            outcome
+            Outcome { with_link: Some(call.link.is_some()), ..unsorted_outcome(&first("unsorted")) }
         }
-        Action::AcceptUnsorted { .. } => {
-            json!({ "lead_id": first("leads")["id"], "contact_id": first("contacts")["id"] })
-        }
-        Action::LogCall { call, .. } => json!({
-            "entity": request.entity.map(entity_json),
-            "note_id": first("notes")["id"],
-            "with_link": call.link.is_some(),
-            "with_result": has_result,
-        }),
-        Action::CreateTask { .. } => json!({ "task_id": first("tasks")["id"] }),
-        Action::AddNote { .. } => json!({ "note_id": first("notes")["id"] }),
+        Action::AcceptUnsorted { .. } => Outcome {
+            lead_id: first("leads")["id"].as_i64(),
+            contact_id: first("contacts")["id"].as_i64(),
+            ..Outcome::default()
+        },
+        Action::LogCall { call, .. } => Outcome {
+            entity: request.entity,
+            note_id: first("notes")["id"].as_i64(),
+            with_link: Some(call.link.is_some()),
+            with_result: Some(has_result),
+            ..Outcome::default()
+        },
+        Action::CreateTask { .. } => Outcome { task_id: first("tasks")["id"].as_i64(), ..Outcome::default() },
+        Action::AddNote { .. } => Outcome { note_id: first("notes")["id"].as_i64(), ..Outcome::default() },
     }
 }
 
-fn unsorted_outcome(item: &Value) -> Value {
-    json!({
-        "uid": item["uid"],
-        "lead_id": item["_embedded"]["leads"][0]["id"],
-        "contact_id": item["_embedded"]["contacts"][0]["id"],
-    })
+fn unsorted_outcome(item: &Value) -> Outcome {
+    Outcome {
+        uid: item["uid"].as_str().map(str::to_owned),
+        lead_id: item["_embedded"]["leads"][0]["id"].as_i64(),
+        contact_id: item["_embedded"]["contacts"][0]["id"].as_i64(),
+        ..Outcome::default()
+    }
 }
 
 /// Whether a call note found in Kommo carries the recording link and the manager's result.

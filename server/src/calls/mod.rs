@@ -15,7 +15,7 @@ pub mod lookup;
 
 use std::time::Duration;
 
-use shared::rules::{self, CallFacts, CallResult, EntityRef, Knowledge, PlanInput};
+use shared::rules::{self, CallFacts, CallResult, Knowledge, PlanInput};
 use shared::{CallHandling, CallStatus, ExtensionEntry, ExtensionMap};
 
 use crate::jobs::JobError;
@@ -226,9 +226,4 @@ pub(crate) struct FoldedCall {
     pub facts: CallFacts,
     /// Our line: the called number on inbound calls, the calling one on outbound calls.
     pub line_number: String,
-}
-
-/// An entity as the ledger stores it.
-pub(crate) fn entity_json(entity: EntityRef) -> serde_json::Value {
-    serde_json::json!({ "type": entity.kind.as_str(), "id": entity.id })
 }
