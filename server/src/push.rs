@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use shared::api::IncomingCall;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +33,7 @@ pub const STREAMS_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 pub const MAX_TICKETS_PER_USER: i64 = 16;
 
 /// One event for an account's widgets; `user_id` narrows it to one Kommo user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PushEvent {
     pub user_id: Option<i64>,
     pub call: IncomingCall,
@@ -121,10 +120,20 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Call events waiting for the notifier (PostgreSQL), at most.
+const OUTBOX_CAPACITY: usize = 4096;
+/// Call events sent per round of the notifier, at most (the store packs them into few `NOTIFY`s).
+const OUTBOX_BATCH: usize = 256;
+
+/// The notifier's queue: call events (serialized) with their account.
+type Outbox = tokio::sync::mpsc::Sender<(AccountId, String)>;
+
 /// The process's fan-out of call events to its open streams, and their counts.
 #[derive(Clone, Default)]
 pub struct Hub {
     state: Arc<Mutex<HubState>>,
+    /// The notifier's queue, once [`Hub::relay`] runs (PostgreSQL).
+    outbox: Arc<Mutex<Option<Outbox>>>,
 }
 
 impl Hub {
@@ -182,53 +191,83 @@ impl Hub {
         Ok((subscriber, StreamSlot { state: Arc::clone(&self.state), subscriber }))
     }
 
-    /// Sends `event` to the account's open streams on every replica: through the database on
-    /// PostgreSQL (the relay of each replica, this one included, hands it on), in memory on SQLite.
-    pub async fn send(&self, store: &Store, account: AccountId, event: PushEvent) {
+    /// Sends a call event to the account's open streams on every replica. On SQLite (one process) it
+    /// is handed on here at once; on PostgreSQL it is queued for the notifier, which sends what queued
+    /// up in one `NOTIFY` (the request that received the webhook does not wait for it), and every
+    /// replica's relay hands it on. A popup is best-effort: when the notifier's queue is full the event
+    /// is dropped (the widget asks for its calls again when it reconnects).
+    pub async fn send(&self, store: &Store, account: AccountId, call: IncomingCall) {
         match store.engine() {
-            Engine::Sqlite => {
-                self.publish(account, event);
-            }
+            Engine::Sqlite => self.deliver(store, account, call).await,
             Engine::Postgres => {
-                let payload = serde_json::to_string(&event).expect("a push event always serialises");
-                if let Err(error) = store.notify_push(account, &payload).await {
-                    tracing::warn!(%error, account.id = account.get(), "push event not sent");
+                let payload = serde_json::to_string(&call).expect("a call always serialises");
+                let outbox = self.outbox.lock().expect("push hub lock poisoned").clone();
+                let queued = outbox.is_some_and(|outbox| outbox.try_send((account, payload)).is_ok());
+                if !queued {
+                    metrics::counter!("push_events_dropped_total").increment(1);
                 }
             }
         }
     }
 
-    /// Whether a call event is worth preparing: on SQLite only when a stream of the account is open
-    /// here; on PostgreSQL always, since another replica may hold the stream.
-    pub fn may_have_subscribers(&self, store: &Store, account: AccountId) -> bool {
-        store.engine() == Engine::Postgres || self.has_subscribers(account)
+    /// Hands a call event to this process's open streams of the account, if any: the extension's user
+    /// is looked up only then (a server with no open stream does no work for a popup).
+    async fn deliver(&self, store: &Store, account: AccountId, call: IncomingCall) {
+        if !self.has_subscribers(account) {
+            return;
+        }
+        let user_id = match &call.extension {
+            Some(extension) => store.user_for_extension(account, extension).await.ok().flatten(),
+            None => None,
+        };
+        self.publish(account, PushEvent { user_id, call });
     }
 
-    /// Hands the events every replica sends through the database to this process's open streams,
-    /// until `shutdown`. Returns at once on SQLite.
+    /// On PostgreSQL: sends the queued call events (see [`Hub::send`]) and hands the events every
+    /// replica sent to this process's open streams, until `shutdown`. Returns at once on SQLite.
     pub async fn relay(&self, store: Store, shutdown: CancellationToken) {
-        let events = loop {
-            match store.listen_push().await {
-                Ok(None) => return,
-                Ok(Some(events)) => break events,
-                Err(error) => {
-                    tracing::error!(%error, "push relay: cannot listen for events; trying again in 5 s");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        if store.engine() != Engine::Postgres {
+            return;
+        }
+        let (outbox, mut queued) = tokio::sync::mpsc::channel(OUTBOX_CAPACITY);
+        *self.outbox.lock().expect("push hub lock poisoned") = Some(outbox);
+        let notifier = async {
+            let mut batch = Vec::with_capacity(OUTBOX_BATCH);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    received = queued.recv_many(&mut batch, OUTBOX_BATCH) => if received == 0 { return },
+                }
+                if let Err(error) = store.notify_push(&batch).await {
+                    metrics::counter!("push_events_dropped_total").increment(batch.len() as u64);
+                    tracing::warn!(%error, events = batch.len(), "push events not sent");
+                }
+                batch.clear();
+            }
+        };
+        let listener = async {
+            let events = loop {
+                match store.listen_push().await {
+                    Ok(Some(events)) => break events,
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::error!(%error, "push relay: cannot listen for events; trying again in 5 s");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        }
                     }
+                }
+            };
+            let mut events = std::pin::pin!(events.take_until(shutdown.clone().cancelled_owned()));
+            while let Some((account, payload)) = events.next().await {
+                match serde_json::from_str::<IncomingCall>(&payload) {
+                    Ok(call) => self.deliver(&store, account, call).await,
+                    Err(error) => tracing::warn!(%error, "push relay: an event that does not parse was skipped"),
                 }
             }
         };
-        let mut events = std::pin::pin!(events.take_until(shutdown.cancelled_owned()));
-        while let Some((account, payload)) = events.next().await {
-            match serde_json::from_str::<PushEvent>(&payload) {
-                Ok(event) => {
-                    self.publish(account, event);
-                }
-                Err(error) => tracing::warn!(%error, "push relay: an event that does not parse was skipped"),
-            }
-        }
+        tokio::join!(notifier, listener);
     }
 
     pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<PushEvent>> {
@@ -364,7 +403,7 @@ mod tests {
         let hub = Hub::default();
         let mut a = hub.subscribe(one);
         let mut b = hub.subscribe(two);
-        hub.send(&store, one, PushEvent { user_id: None, call: call("c1") }).await;
+        hub.send(&store, one, call("c1")).await;
         assert_eq!(a.recv().await.unwrap().call.call_id, "c1");
         assert!(b.try_recv().is_err());
     }

@@ -150,7 +150,7 @@ async fn a_large_backlog_of_one_account_never_hides_another_accounts_job() {
     let queue = Queue::new(&db.store, "w1");
     let mut tx = db.store.pool().begin().await.unwrap();
     for call in 0..5000 {
-        server::jobs::enqueue(&mut *tx, noisy, KIND_CALL, &format!("noisy-{call}"), T0 + call).await.unwrap();
+        server::jobs::enqueue(&mut tx, noisy, KIND_CALL, &format!("noisy-{call}"), T0 + call).await.unwrap();
     }
     tx.commit().await.unwrap();
     queue.enqueue(quiet, KIND_CALL, "quiet-0", T0 + 10_000).await.unwrap();

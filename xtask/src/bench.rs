@@ -6,16 +6,19 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::process;
+use crate::{postgres, process};
 
 /// The server's release profile (the workspace's `release` profile is tuned for the wasm's size).
 const SERVER_PROFILE: &str = "release-server";
 
-/// Runs `server/benches/ingest.rs` built with the server's release profile; it prints its own table.
+/// Runs `server/benches/ingest.rs` built with the server's release profile, on SQLite and on a
+/// throwaway PostgreSQL cluster with durable commits; it prints its own table, both engines side by side.
 pub fn bench(root: &Path) -> Result<()> {
+    let cluster = postgres::Cluster::start_durable(root)?;
     process::run(
         Command::new("cargo")
             .args(["bench", "-p", "server", "--bench", "ingest", "--profile", SERVER_PROFILE])
+            .env("BENCH_POSTGRES_URL", cluster.url())
             .current_dir(root),
     )
 }

@@ -27,6 +27,8 @@ const OWNER_FILE: &str = "owner";
 /// A running test cluster; dropping it stops the server, whatever the outcome of the tests.
 pub struct Cluster {
     bin: PathBuf,
+    /// Commits reach the disk (the benchmark), or not (the tests: nothing outlives the run).
+    durable: bool,
     dir: PathBuf,
     port: u16,
     /// xtask runs as root, and postgres refuses to: its programs run as the `postgres` user.
@@ -34,8 +36,19 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Installs PostgreSQL if it is missing (Debian, as root), then creates and starts a fresh cluster.
+    /// Installs PostgreSQL if it is missing (Debian, as root), then creates and starts a fresh cluster
+    /// for tests (fsync off: nothing in it outlives the run).
     pub fn start(root: &Path) -> Result<Self> {
+        Self::start_with(root, false)
+    }
+
+    /// [`Cluster::start`] with PostgreSQL's durable defaults (fsync and full page writes on), so that
+    /// the benchmark compares it fairly with SQLite's `synchronous = FULL`.
+    pub fn start_durable(root: &Path) -> Result<Self> {
+        Self::start_with(root, true)
+    }
+
+    fn start_with(root: &Path, durable: bool) -> Result<Self> {
         let started = Instant::now();
         let as_postgres = is_root();
         let bin = match binaries() {
@@ -47,7 +60,7 @@ impl Cluster {
         };
         let port = free_port()?;
         let dir = cluster_dir(root, port, as_postgres)?;
-        let cluster = Self { bin, dir, port, as_postgres };
+        let cluster = Self { bin, durable, dir, port, as_postgres };
         cluster.create()?;
         cluster.run_start()?;
         let version = process::stdout_of(Command::new(cluster.bin.join("pg_ctl")).arg("--version")).unwrap_or_default();
@@ -95,16 +108,16 @@ impl Cluster {
                 .current_dir(&self.dir),
         )?;
         // Settings in the cluster's own file rather than `pg_ctl -o`, which goes through a shell.
-        // A test cluster: nothing in it outlives the run, so durability (fsync, full pages) is off, and
-        // every test of a parallel `cargo test` opens its own pool.
+        // A test cluster: nothing in it outlives the run, so durability (fsync, full pages) is off unless
+        // asked for, and every test of a parallel `cargo test` opens its own pool.
+        let durability = if self.durable { "" } else { "fsync = off\nfull_page_writes = off\n" };
         let settings = format!(
             "\n# cargo xtask test: a throwaway test cluster\n\
              listen_addresses = '127.0.0.1'\n\
              port = {}\n\
              unix_socket_directories = '{}'\n\
              max_connections = 400\n\
-             fsync = off\n\
-             full_page_writes = off\n",
+             {durability}",
             self.port,
             socket.display().to_string().replace('\'', "''"),
         );

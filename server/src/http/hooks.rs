@@ -31,7 +31,6 @@ use super::settings::WEBHOOK_SECRET_COLUMN;
 use crate::clock::unix_secs;
 use crate::crypto::SealContext;
 use crate::ingest::{Incoming, IngestError, Stored};
-use crate::push::PushEvent;
 use crate::signing::{self, SignatureError, SignedHeaders, WebhookSecret};
 use crate::store::AccountId;
 use crate::throttle::ClientAddr;
@@ -265,13 +264,6 @@ pub fn event_key(event: &FromWebhook) -> String {
 
 /// Tells the account's widgets (the extension's user, when mapped) about the call.
 async fn push_popup(state: &AppState, account: AccountId, event: &FromWebhook) {
-    if !state.hub.may_have_subscribers(&state.store, account) {
-        return;
-    }
-    let user_id = match &event.extension {
-        Some(extension) => state.store.user_for_extension(account, extension).await.ok().flatten(),
-        None => None,
-    };
     let call = IncomingCall {
         call_id: event.call_id.clone(),
         from: event.from.clone(),
@@ -279,5 +271,5 @@ async fn push_popup(state: &AppState, account: AccountId, event: &FromWebhook) {
         status: event.status,
         extension: event.extension.clone(),
     };
-    state.hub.send(&state.store, account, PushEvent { user_id, call }).await;
+    state.hub.send(&state.store, account, call).await;
 }

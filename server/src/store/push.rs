@@ -53,18 +53,37 @@ impl Store {
         Ok(row.filter(|(_, _, expires_at)| *expires_at >= now).map(|(account, user, _)| (AccountId(account), user)))
     }
 
-    /// Sends a serialized push event to every replica (PostgreSQL only; a SQLite server is one process
-    /// and publishes in memory). Delivery is at most once and only to replicas listening now, which
-    /// is what a live popup needs; a widget that reconnects asks for its calls again.
-    pub async fn notify_push(&self, account: AccountId, event: &str) -> sqlx::Result<()> {
-        let payload = format!("{}:{event}", account.0);
+    /// Sends serialized call events to every replica (PostgreSQL only; a SQLite server is one process
+    /// and publishes in memory): packed into as few notifications as fit PostgreSQL's payload limit, one
+    /// event per line, `<account>:<event>`. Delivery is at most once and only to replicas listening
+    /// now, which is what a live popup needs; a widget that reconnects asks for its calls again.
+    pub async fn notify_push(&self, events: &[(AccountId, String)]) -> sqlx::Result<()> {
         if self.engine != Engine::Postgres {
             return Ok(());
         }
-        if payload.len() > MAX_PAYLOAD {
-            tracing::warn!(account.id = account.0, bytes = payload.len(), "push event too large to send; skipped");
-            return Ok(());
+        let mut payload = String::new();
+        for (account, event) in events {
+            let line = format!("{}:{event}", account.0);
+            if line.len() > MAX_PAYLOAD || line.contains('\n') {
+                tracing::warn!(account.id = account.0, bytes = line.len(), "push event too large to send; skipped");
+                continue;
+            }
+            if !payload.is_empty() && payload.len() + 1 + line.len() > MAX_PAYLOAD {
+                self.notify(&payload).await?;
+                payload.clear();
+            }
+            if !payload.is_empty() {
+                payload.push('\n');
+            }
+            payload.push_str(&line);
         }
+        if !payload.is_empty() {
+            self.notify(&payload).await?;
+        }
+        Ok(())
+    }
+
+    async fn notify(&self, payload: &str) -> sqlx::Result<()> {
         sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await.map(drop)
     }
 
@@ -76,17 +95,28 @@ impl Store {
         }
         let mut listener = PgListener::connect(&self.url).await?;
         listener.listen(CHANNEL).await?;
-        Ok(Some(listener.into_stream().filter_map(|notification| async move {
-            match notification {
-                Ok(notification) => {
-                    let (account, event) = notification.payload().split_once(':')?;
-                    Some((AccountId(account.parse().ok()?), event.to_owned()))
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "push notifications: the listening connection failed; reconnecting");
-                    None
-                }
-            }
-        })))
+        Ok(Some(
+            listener
+                .into_stream()
+                .filter_map(|notification| async move {
+                    match notification {
+                        Ok(notification) => Some(
+                            notification
+                                .payload()
+                                .lines()
+                                .filter_map(|line| {
+                                    let (account, event) = line.split_once(':')?;
+                                    Some((AccountId(account.parse().ok()?), event.to_owned()))
+                                })
+                                .collect::<Vec<_>>(),
+                        ),
+                        Err(error) => {
+                            tracing::warn!(%error, "push notifications: the listening connection failed; reconnecting");
+                            None
+                        }
+                    }
+                })
+                .flat_map(futures_util::stream::iter),
+        ))
     }
 }
