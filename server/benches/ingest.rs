@@ -30,7 +30,7 @@ use axum::body::Bytes;
 use axum::routing::post;
 use serde_json::json;
 use server::signing::WebhookSecret;
-use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world_without_server};
+use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World};
 
 /// Set in the child process that serves the bare handler.
 const BARE_ENV: &str = "INGEST_BENCH_BARE_ADDR";
