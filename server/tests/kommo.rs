@@ -363,3 +363,63 @@ async fn two_server_binaries_sharing_the_database_refresh_once_between_them() {
     assert_eq!(stats["invalid_grant"], 0);
     assert!(stats["accounts"][ACCOUNT.to_string()]["max_requests_per_second"].as_u64().unwrap() <= 7, "{stats}");
 }
+
+/// Push across replicas: a ticket bought from one replica opens a stream on another, and a popup reaches
+/// that stream when the webhook lands on the first (PostgreSQL's NOTIFY; a SQLite server is one process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popup_reaches_its_stream_whichever_replica_took_the_webhook() {
+    if !support::database::on_postgres() {
+        eprintln!("push across replicas: PostgreSQL only (the suite's PostgreSQL pass runs it)");
+        return;
+    }
+    let world = world().await;
+    let (path, secret) = world.configure(ACCOUNT, shared::CallHandling::default()).await;
+    let replicas = [world.spawn_binary().await, world.spawn_binary().await];
+    let ticket: serde_json::Value = world
+        .http
+        .post(format!("{}/widget/v1/push/ticket", replicas[0].url))
+        .header("X-Auth-Token", world.token(ACCOUNT).await)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = ticket["ticket"].as_str().expect("a ticket from the first replica");
+    let mut stream =
+        world.http.get(format!("{}/widget/v1/push/events?ticket={ticket}", replicas[1].url)).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK, "the second replica takes the first one's ticket");
+    let hello = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap();
+    assert!(hello.is_some_and(|hello| hello.starts_with(b":")), "the stream greets");
+
+    let event = json!({"callId": "across-1", "voipAccountId": "sandbox-voip", "from": "+5511987654321",
+                       "to": "+551133334444", "status": "ringing", "type": "call.ringing", "direction": "inbound",
+                       "startTime": server::clock::unix_secs()})
+    .to_string();
+    let secret = server::signing::WebhookSecret::parse(&secret).unwrap();
+    let now = server::clock::unix_secs();
+    let answer = world
+        .http
+        .post(format!("{}{path}", replicas[0].url))
+        .header("content-type", "application/json")
+        .header("webhook-id", "msg_across_1")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", secret.sign("msg_across_1", now, event.as_bytes()))
+        .body(event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "the first replica stores the webhook");
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !received.contains("across-1") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the popup reaches the stream on the other replica within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("event: call"), "{received}");
+    assert!(received.contains("+5511987654321"), "{received}");
+}
