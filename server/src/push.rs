@@ -120,20 +120,10 @@ impl Drop for StreamSlot {
     }
 }
 
-/// Call events waiting for the notifier (PostgreSQL), at most.
-const OUTBOX_CAPACITY: usize = 4096;
-/// Call events sent per round of the notifier, at most (the store packs them into few `NOTIFY`s).
-const OUTBOX_BATCH: usize = 256;
-
-/// The notifier's queue: call events (serialized) with their account.
-type Outbox = tokio::sync::mpsc::Sender<(AccountId, String)>;
-
 /// The process's fan-out of call events to its open streams, and their counts.
 #[derive(Clone, Default)]
 pub struct Hub {
     state: Arc<Mutex<HubState>>,
-    /// The notifier's queue, once [`Hub::relay`] runs (PostgreSQL).
-    outbox: Arc<Mutex<Option<Outbox>>>,
 }
 
 impl Hub {
@@ -191,22 +181,13 @@ impl Hub {
         Ok((subscriber, StreamSlot { state: Arc::clone(&self.state), subscriber }))
     }
 
-    /// Sends a call event to the account's open streams on every replica. On SQLite (one process) it
-    /// is handed on here at once; on PostgreSQL it is queued for the notifier, which sends what queued
-    /// up in one `NOTIFY` (the request that received the webhook does not wait for it), and every
-    /// replica's relay hands it on. A popup is best-effort: when the notifier's queue is full the event
-    /// is dropped (the widget asks for its calls again when it reconnects).
+    /// Sends a call event, stored new, to the account's open streams on every replica. On SQLite (one
+    /// process) it is handed on here; on PostgreSQL the store already sent it with `NOTIFY` in the
+    /// transaction that stored it (see [`crate::store::inbox::NewEvent::popup`]), and every replica's
+    /// [`Hub::relay`], this one's too, hands it on.
     pub async fn send(&self, store: &Store, account: AccountId, call: IncomingCall) {
-        match store.engine() {
-            Engine::Sqlite => self.deliver(store, account, call).await,
-            Engine::Postgres => {
-                let payload = serde_json::to_string(&call).expect("a call always serialises");
-                let outbox = self.outbox.lock().expect("push hub lock poisoned").clone();
-                let queued = outbox.is_some_and(|outbox| outbox.try_send((account, payload)).is_ok());
-                if !queued {
-                    metrics::counter!("push_events_dropped_total").increment(1);
-                }
-            }
+        if store.engine() == Engine::Sqlite {
+            self.deliver(store, account, call).await;
         }
     }
 
@@ -223,51 +204,29 @@ impl Hub {
         self.publish(account, PushEvent { user_id, call });
     }
 
-    /// On PostgreSQL: sends the queued call events (see [`Hub::send`]) and hands the events every
-    /// replica sent to this process's open streams, until `shutdown`. Returns at once on SQLite.
+    /// On PostgreSQL: hands the call events every replica stored (and notified) to this process's open
+    /// streams, until `shutdown`. Returns at once on SQLite.
     pub async fn relay(&self, store: Store, shutdown: CancellationToken) {
-        if store.engine() != Engine::Postgres {
-            return;
-        }
-        let (outbox, mut queued) = tokio::sync::mpsc::channel(OUTBOX_CAPACITY);
-        *self.outbox.lock().expect("push hub lock poisoned") = Some(outbox);
-        let notifier = async {
-            let mut batch = Vec::with_capacity(OUTBOX_BATCH);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    received = queued.recv_many(&mut batch, OUTBOX_BATCH) => if received == 0 { return },
-                }
-                if let Err(error) = store.notify_push(&batch).await {
-                    metrics::counter!("push_events_dropped_total").increment(batch.len() as u64);
-                    tracing::warn!(%error, events = batch.len(), "push events not sent");
-                }
-                batch.clear();
-            }
-        };
-        let listener = async {
-            let events = loop {
-                match store.listen_push().await {
-                    Ok(Some(events)) => break events,
-                    Ok(None) => return,
-                    Err(error) => {
-                        tracing::error!(%error, "push relay: cannot listen for events; trying again in 5 s");
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-                        }
+        let events = loop {
+            match store.listen_push().await {
+                Ok(Some(events)) => break events,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "push relay: cannot listen for events; trying again in 5 s");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
                     }
                 }
-            };
-            let mut events = std::pin::pin!(events.take_until(shutdown.clone().cancelled_owned()));
-            while let Some((account, payload)) = events.next().await {
-                match serde_json::from_str::<IncomingCall>(&payload) {
-                    Ok(call) => self.deliver(&store, account, call).await,
-                    Err(error) => tracing::warn!(%error, "push relay: an event that does not parse was skipped"),
-                }
             }
         };
-        tokio::join!(notifier, listener);
+        let mut events = std::pin::pin!(events.take_until(shutdown.cancelled_owned()));
+        while let Some((account, payload)) = events.next().await {
+            match serde_json::from_str::<IncomingCall>(&payload) {
+                Ok(call) => self.deliver(&store, account, call).await,
+                Err(error) => tracing::warn!(%error, "push relay: an event that does not parse was skipped"),
+            }
+        }
     }
 
     pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<PushEvent>> {

@@ -616,11 +616,11 @@ async fn bad_signatures_stale_timestamps_and_other_accounts_paths_are_refused_an
     let server = start().await;
     let alice = server.webhook_path(ALICE).await;
     let bob = server.webhook_path(BOB).await;
-    let body = call_event("call-s", "ringing", Some("101")).to_string();
+    let body = call_event("call-s", "ended", Some("101")).to_string();
     let now = unix_secs();
     let alice_secret = server.secret_of(&alice);
     let good = alice_secret.sign("msg_s", now, body.as_bytes());
-    let other_body = call_event("call-t", "ringing", Some("101")).to_string();
+    let other_body = call_event("call-t", "ended", Some("101")).to_string();
     let cases: Vec<(&str, String, i64, Option<String>, &str)> = vec![
         ("no signature", alice.clone(), now, Some(String::new()), "signature missing"),
         ("empty v1", alice.clone(), now, Some("v1,".into()), "empty signature"),
@@ -664,10 +664,10 @@ async fn rotate(server: &TestServer, who: (i64, i64, &str)) -> WebhookSecret {
     WebhookSecret::parse(rotated.body["signing_secret"].as_str().expect("the new secret is shown once")).unwrap()
 }
 
-/// Posts a ringing event of call `id` signed with `secret`; returns the status.
+/// Posts the end of call of call `id` signed with `secret`; returns the status.
 async fn post_signed(server: &TestServer, path: &str, id: &str, secret: &WebhookSecret) -> StatusCode {
     let now = unix_secs();
-    let body = call_event(id, "ringing", None).to_string();
+    let body = call_event(id, "ended", None).to_string();
     let signature = secret.sign(id, now, body.as_bytes());
     server.hook_as(path, id, now, body, Some(signature)).await.status
 }
@@ -804,7 +804,7 @@ async fn operator_endpoints_need_the_operator_token_and_no_other_credential_open
         server.store.install_account(kommo_account_id, subdomain, &api_domain, None).await.unwrap();
     }
     let hook = server.webhook_path(ALICE).await;
-    server.hook(&hook, call_event("call-m", "ringing", None).to_string()).await;
+    server.hook(&hook, call_event("call-m", "ended", None).to_string()).await;
     server.hook_as(&hook, "msg_bad", unix_secs(), "{}".into(), Some("v1,AAAA".into())).await;
     park_dead_letter(&server, BOB, "call-b").await;
     let hook_id = hook.trim_start_matches("/hooks/voip/").to_owned();

@@ -43,6 +43,9 @@ fn event(account: AccountId, webhook_id: &str, call_id: &str, status: &str, exte
         call_id: call_id.to_owned(),
         body: body.to_string(),
         received_at: unix_secs(),
+        // Every event queues its call's job here, as the end of a call does.
+        queues_job: true,
+        popup: None,
     }
 }
 

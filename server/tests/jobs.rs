@@ -369,13 +369,18 @@ async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
         .await
         .unwrap();
     }
-    for (webhook_id, applied_at) in [("old-applied", Some(now - 31 * day)), ("old-pending", None)] {
+    // An event waiting for its call's queued job is kept however old; one that no job will ever fold (a
+    // call that never ended) goes after the retention.
+    for (webhook_id, call, applied_at) in
+        [("old-applied", "c", Some(now - 31 * day)), ("old-pending", "old-queued", None), ("never-ended", "gone", None)]
+    {
         sqlx::query(
             "INSERT INTO webhook_inbox (account_id, webhook_id, event_key, call_id, body, received_at, applied_at)
-             VALUES ($1, $2, $2, 'c', '{}', 0, $3)",
+             VALUES ($1, $2, $2, $3, '{}', 0, $4)",
         )
         .bind(a.get())
         .bind(webhook_id)
+        .bind(call)
         .bind(applied_at)
         .execute(db.store.pool())
         .await
@@ -385,7 +390,7 @@ async fn housekeeping_forgets_finished_work_and_keeps_everything_open() {
         finished: Duration::from_secs(90 * 24 * 3600),
         erase_disabled_after: Duration::from_secs(30 * 24 * 3600),
     };
-    assert_eq!(db.store.housekeeping(now, &retention).await.unwrap(), 2);
+    assert_eq!(db.store.housekeeping(now, &retention).await.unwrap(), 3);
     let jobs: Vec<String> =
         sqlx::query_scalar("SELECT subject FROM jobs ORDER BY id").fetch_all(db.store.pool()).await.unwrap();
     assert_eq!(jobs, ["new-done", "old-dead", "old-queued"]);

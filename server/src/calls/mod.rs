@@ -197,6 +197,14 @@ async fn load_settings(store: &Store, account: AccountId) -> Result<Settings, Jo
 }
 
 /// Statuses after which the call is over (the only ones that write to Kommo).
+/// Whether a provider event can change what goes to Kommo: the call ended (or was missed, busy, failed),
+/// or its recording is ready. Only such an event queues the call's job; the job of a call's end folds
+/// every earlier event too (nothing goes to Kommo while the call is going on).
+pub fn ends_call(event: &shared::FromWebhook) -> bool {
+    use shared::CallEventType::{Ended, Missed, RecordingReady};
+    is_terminal(event.status) || matches!(event.event_type, Some(Ended | Missed | RecordingReady))
+}
+
 pub fn is_terminal(status: CallStatus) -> bool {
     matches!(status, CallStatus::Ended | CallStatus::Missed | CallStatus::Busy | CallStatus::Failed)
 }

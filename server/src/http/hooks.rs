@@ -66,7 +66,8 @@ pub async fn receive(
     }
     let (account, event, stored) = result.map_err(|refusal| refusal.error)?;
     if stored == Stored::New {
-        push_popup(&state, account, &event).await;
+        // Tells the account's widgets (the extension's user, when mapped) about the call.
+        state.hub.send(&state.store, account, popup_call(&event)).await;
     }
     Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })))
 }
@@ -151,6 +152,7 @@ async fn accept(
     // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
     let text =
         String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
+    let popup = popup_call(&event);
     let incoming = Incoming {
         account,
         webhook_id: webhook_id.to_owned(),
@@ -158,6 +160,8 @@ async fn accept(
         call_id: event.call_id.clone(),
         body: text,
         received_at: now,
+        queues_job: crate::calls::ends_call(&event),
+        popup: Some(serde_json::to_string(&popup).expect("a call always serialises")),
     };
     let stored = state.ingestor.store(incoming).await.map_err(|error| match error {
         // The account's own flood fills its share of the queue: its problem, not everybody's 503.
@@ -262,14 +266,13 @@ pub fn event_key(event: &FromWebhook) -> String {
     format!("{}/{}", event.call_id, kind.unwrap_or_else(|| event.status.as_str().to_owned()))
 }
 
-/// Tells the account's widgets (the extension's user, when mapped) about the call.
-async fn push_popup(state: &AppState, account: AccountId, event: &FromWebhook) {
-    let call = IncomingCall {
+/// What the popup shows of a provider event.
+fn popup_call(event: &FromWebhook) -> IncomingCall {
+    IncomingCall {
         call_id: event.call_id.clone(),
         from: event.from.clone(),
         to: event.to.clone(),
         status: event.status,
         extension: event.extension.clone(),
-    };
-    state.hub.send(&state.store, account, call).await;
+    }
 }

@@ -9,7 +9,8 @@ impl Store {
     /// Forgets what no one needs any more; returns the rows removed. Finished jobs after a week;
     /// provider events applied a month ago (their call stays in `voip_calls`; a provider retry that late
     /// is no longer recognised as a duplicate, and none retries that long), both sooner when
-    /// `retention.finished` is shorter; finished calls, their write records and results, and dead jobs
+    /// `retention.finished` is shorter; events no job will fold (a call that never ended) after
+    /// `retention.finished`; finished calls, their write records and results, and dead jobs
     /// after `retention.finished`; a disabled account whole after `retention.erase_disabled_after`;
     /// consent states past their expiry; authorization codes left unexchanged a day after Kommo's
     /// 20-minute lifetime ended; pacing rows of idle buckets.
@@ -22,7 +23,7 @@ impl Store {
         const IDLE: &str = "NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.account_id = t.account_id
                               AND j.subject = t.call_id AND j.state IN ('queued', 'running'))";
         let mut removed = 0;
-        let statements: [(String, i64); 12] = [
+        let statements: [(String, i64); 13] = [
             (
                 "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1".into(),
                 (now - (7 * DAY).min(keep_finished)) * 1000,
@@ -31,6 +32,11 @@ impl Store {
             (
                 "DELETE FROM webhook_inbox WHERE applied_at IS NOT NULL AND applied_at < $1".into(),
                 now - (30 * DAY).min(keep_finished),
+            ),
+            // Events no job will fold: a call that never ended, or a late event after its call's end.
+            (
+                format!("DELETE FROM webhook_inbox AS t WHERE applied_at IS NULL AND received_at < $1 AND {IDLE}"),
+                finished,
             ),
             (format!("DELETE FROM voip_calls AS t WHERE updated_at < $1 AND {IDLE}"), finished),
             (format!("DELETE FROM kommo_writes AS t WHERE updated_at < $1 AND {IDLE}"), finished),

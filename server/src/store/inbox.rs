@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use sqlx::AnyConnection;
 
 use super::jobs::{self, KIND_CALL};
-use super::{AccountId, Store};
+use super::{AccountId, Engine, Store};
 use crate::clock::unix_millis;
 
 /// One verified provider event to store.
@@ -18,6 +18,13 @@ pub struct NewEvent {
     pub call_id: String,
     pub body: String,
     pub received_at: i64,
+    /// Whether the event can change what goes to Kommo (the call ended, was missed, its recording is
+    /// ready): only then does it queue the call's job. Events of a call still going on are folded by
+    /// the job of its end, so a call costs one job, not one per event.
+    pub queues_job: bool,
+    /// The popup's event (serialized), sent on PostgreSQL with `NOTIFY` inside the same transaction,
+    /// so every replica hears it at the commit and only if the event was stored new.
+    pub popup: Option<String>,
 }
 
 /// Rows per `INSERT` statement: a batch is cut into pieces of these sizes (largest first), so the
@@ -52,7 +59,7 @@ impl Store {
         let mut calls: Vec<(AccountId, &str)> = events
             .iter()
             .zip(&new)
-            .filter(|(_, is_new)| **is_new)
+            .filter(|(event, is_new)| **is_new && event.queues_job)
             .map(|(event, _)| (event.account, event.call_id.as_str()))
             .collect();
         calls.sort_unstable();
@@ -64,6 +71,17 @@ impl Store {
             let (piece, tail) = rest.split_at(size);
             jobs::enqueue_many(&mut tx, piece, KIND_CALL, now).await?;
             rest = tail;
+        }
+        if self.engine == Engine::Postgres {
+            let popups: Vec<(AccountId, &str)> = events
+                .iter()
+                .zip(&new)
+                .filter(|(_, is_new)| **is_new)
+                .filter_map(|(event, _)| Some((event.account, event.popup.as_deref()?)))
+                .collect();
+            for payload in super::push::payloads(&popups) {
+                super::push::notify(&mut tx, &payload).await?;
+            }
         }
         tx.commit().await?;
         Ok(new)

@@ -1,8 +1,10 @@
 //! The push channel's shared state: single-use stream tickets (`push_tickets`, so a ticket issued by
-//! one replica opens a stream on another), and on PostgreSQL the `push` notification channel that
-//! carries call events to every replica's open streams, whichever replica received the webhook.
+//! one replica opens a stream on another), and on PostgreSQL the notification channel that carries call
+//! events to every replica's open streams, whichever replica received the webhook (sent by
+//! [`Store::insert_events`] inside the transaction that stores them).
 
 use futures_util::{Stream, StreamExt};
+use sqlx::AnyConnection;
 use sqlx::postgres::PgListener;
 
 use super::{AccountId, Engine, Store};
@@ -53,40 +55,6 @@ impl Store {
         Ok(row.filter(|(_, _, expires_at)| *expires_at >= now).map(|(account, user, _)| (AccountId(account), user)))
     }
 
-    /// Sends serialized call events to every replica (PostgreSQL only; a SQLite server is one process
-    /// and publishes in memory): packed into as few notifications as fit PostgreSQL's payload limit, one
-    /// event per line, `<account>:<event>`. Delivery is at most once and only to replicas listening
-    /// now, which is what a live popup needs; a widget that reconnects asks for its calls again.
-    pub async fn notify_push(&self, events: &[(AccountId, String)]) -> sqlx::Result<()> {
-        if self.engine != Engine::Postgres {
-            return Ok(());
-        }
-        let mut payload = String::new();
-        for (account, event) in events {
-            let line = format!("{}:{event}", account.0);
-            if line.len() > MAX_PAYLOAD || line.contains('\n') {
-                tracing::warn!(account.id = account.0, bytes = line.len(), "push event too large to send; skipped");
-                continue;
-            }
-            if !payload.is_empty() && payload.len() + 1 + line.len() > MAX_PAYLOAD {
-                self.notify(&payload).await?;
-                payload.clear();
-            }
-            if !payload.is_empty() {
-                payload.push('\n');
-            }
-            payload.push_str(&line);
-        }
-        if !payload.is_empty() {
-            self.notify(&payload).await?;
-        }
-        Ok(())
-    }
-
-    async fn notify(&self, payload: &str) -> sqlx::Result<()> {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await.map(drop)
-    }
-
     /// The push events every replica (this one too) notified, with their account; `None` on SQLite.
     /// The stream reconnects by itself after a lost connection (events sent meanwhile are missed).
     pub async fn listen_push(&self) -> sqlx::Result<Option<impl Stream<Item = (AccountId, String)> + Send + 'static>> {
@@ -119,4 +87,34 @@ impl Store {
                 .flat_map(futures_util::stream::iter),
         ))
     }
+}
+
+/// Packs call events into as few notification payloads as fit PostgreSQL's limit: one event per line,
+/// `<account>:<event>`. An event too large for one notification is left out (and logged).
+pub(crate) fn payloads(events: &[(AccountId, &str)]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut payload = String::new();
+    for (account, event) in events {
+        let line = format!("{}:{event}", account.0);
+        if line.len() > MAX_PAYLOAD || line.contains('\n') {
+            tracing::warn!(account.id = account.0, bytes = line.len(), "push event too large to send; skipped");
+            continue;
+        }
+        if !payload.is_empty() && payload.len() + 1 + line.len() > MAX_PAYLOAD {
+            payloads.push(std::mem::take(&mut payload));
+        }
+        if !payload.is_empty() {
+            payload.push('\n');
+        }
+        payload.push_str(&line);
+    }
+    if !payload.is_empty() {
+        payloads.push(payload);
+    }
+    payloads
+}
+
+/// `NOTIFY` on the push channel, inside the caller's transaction (heard by every replica at its commit).
+pub(crate) async fn notify(connection: &mut AnyConnection, payload: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(connection).await.map(drop)
 }
