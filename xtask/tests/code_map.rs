@@ -37,7 +37,9 @@ fn ticked(cell: &str) -> Vec<String> {
 
 fn looks_like_path(token: &str) -> bool {
     let extensions = [".rs", ".js", ".css", ".json", ".sql", ".toml", ".html", ".mjs"];
-    !token.contains(' ') && !token.contains("::") && (token.ends_with('/') || extensions.iter().any(|e| token.ends_with(e)))
+    !token.contains(' ')
+        && !token.contains("::")
+        && (token.ends_with('/') || extensions.iter().any(|e| token.ends_with(e)))
 }
 
 /// Every Rust source file of the workspace (the crates' own code, not `target/`).
@@ -70,7 +72,8 @@ fn defined(sources: &[(PathBuf, String)], name: &str) -> bool {
             let line = line.strip_prefix("async ").unwrap_or(line);
             let item = items.iter().any(|item| {
                 line.strip_prefix(item).and_then(|rest| rest.strip_prefix(' ')).is_some_and(|rest| {
-                    rest.strip_prefix(name).is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+                    rest.strip_prefix(name)
+                        .is_some_and(|after| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
                 })
             });
             // An enum variant: `Name,`, `Name {`, `Name(` at the start of a line.
@@ -150,7 +153,7 @@ fn tables(engine: &str) -> BTreeSet<String> {
         let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
         for line in text.lines() {
             if let Some(rest) = line.trim_start().strip_prefix("CREATE TABLE ") {
-                let name = rest.split(|c: char| c == ' ' || c == '(').next().unwrap_or_default();
+                let name = rest.split([' ', '(']).next().unwrap_or_default();
                 tables.insert(name.to_owned());
             }
         }
