@@ -1,14 +1,17 @@
 //! The ingest benchmark (`cargo xtask bench`): in one run on this machine,
-//! (a) a bare axum handler (200 to a POST, the same body) in its own process, and
-//! (b) the server binary's signed-webhook ingest (signature check, group commit to SQLite in WAL mode with
-//!     `synchronous = FULL`, the worker folding the stored events meanwhile),
+//! (a) a bare axum handler (200 to a POST, the same body) in its own process, and, for each engine
+//!     (SQLite, and PostgreSQL when `BENCH_POSTGRES_URL` names a server: `cargo xtask bench` starts a
+//!     throwaway one with durable commits),
+//! (b) the server binary's signed-webhook ingest (signature check, group commit; SQLite in WAL mode with
+//!     `synchronous = FULL`), calls as providers report them (each rings, then ends; an end queues the
+//!     call's job, which the worker runs meanwhile against the local Kommo),
 //! both driven by the same closed-loop load generator (keep-alive, fixed concurrency, fixed duration):
 //! requests/s, p50/p99 and their ratio, beside (b') one delivery repeated (the same path without a write
 //! or a job, to tell the HTTP and verification cost from the storage cost); then
 //! (c) p50/p99 at a fixed open-loop rate (latency counted from each request's scheduled time, so a stall is
 //!     not hidden by the generator waiting for it);
-//! (d) Kommo requests per logged call (the local Kommo's counters): a known number and an unknown one sent
-//!     to unsorted, each cold and again;
+//! (d) Kommo requests per logged call (the local Kommo's counters, SQLite): a known number and an unknown
+//!     one sent to unsorted, each cold and again;
 //! (e) the server's peak RSS (VmHWM).
 //! It also prints what limits the figures: the cost of one fsync on this disk, the server's CPU, the jobs
 //! left due, and the server log's slow-statement and "database is locked" counts. (d) runs first, on a quiet
@@ -131,7 +134,7 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Signed requests to one webhook path: a new call (unique call id and webhook id) each time.
+/// Signed requests to one webhook path: a new event each time (unique webhook id), two per call.
 struct Target {
     base: String,
     path: String,
@@ -143,14 +146,22 @@ struct Target {
 }
 
 impl Target {
+    /// Calls as providers report them: every call rings, then ends (so half the events end a call and
+    /// queue its job, which the worker runs meanwhile against the local Kommo).
     fn request(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
         let n = if self.repeat { 0 } else { self.next.fetch_add(1, Ordering::Relaxed) };
-        let body = json!({
-            "callId": format!("bench-{}-{n}", self.tag), "voipAccountId": "sandbox-voip", "from": "+5511912345678",
+        let (call, ended) = (n / 2, n % 2 == 1);
+        let mut body = json!({
+            "callId": format!("bench-{}-{call}", self.tag), "voipAccountId": "sandbox-voip", "from": "+5511912345678",
             "to": "+551133334444", "status": "ringing", "type": "call.ringing", "direction": "inbound",
-            "startTime": 1_764_000_000 + n, "extension": "101",
-        })
-        .to_string();
+            "startTime": 1_764_000_000 + call, "extension": "101",
+        });
+        if ended {
+            body["status"] = json!("ended");
+            body["type"] = json!("call.ended");
+            body["duration"] = json!(30);
+        }
+        let body = body.to_string();
         signed(http, &format!("{}{}", self.base, self.path), &self.secret, &format!("msg_{}_{n}", self.tag), body)
     }
 }

@@ -17,10 +17,12 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::store::inbox::NewEvent;
-use crate::store::{AccountId, Store};
+use crate::store::{AccountId, Engine, Store};
 
 /// Events written per transaction at most (SQLite binds 6 values per row; far below its limit).
 const MAX_BATCH: usize = 512;
+/// Writer tasks on PostgreSQL: their transactions' round trips and commits overlap.
+const POSTGRES_WRITERS: usize = 4;
 /// Requests waiting for the writer before handlers are told to come back later (503).
 const QUEUE_CAPACITY: usize = 8192;
 /// Events of one account waiting for (or in) the writer at most: an eighth of the queue, so even
@@ -54,6 +56,7 @@ pub enum IngestError {
 }
 
 type Reply = oneshot::Sender<Result<Stored, IngestError>>;
+type Receiver = mpsc::Receiver<(Incoming, Reply)>;
 
 /// Events waiting per account; an account is absent when none waits.
 type Waiting = Arc<Mutex<HashMap<AccountId, usize>>>;
@@ -97,10 +100,18 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Starts the writer task. `stored` is notified after each commit that queued new jobs.
+    /// Starts the writer tasks: one on SQLite (one writer at a time anyway), [`POSTGRES_WRITERS`] on
+    /// PostgreSQL, whose commits overlap. `stored` is notified after each commit that queued new jobs.
     pub fn start(store: &Store, stored: Arc<Notify>) -> Ingestor {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(writer(store.clone(), receiver, stored));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let writers = match store.engine() {
+            Engine::Sqlite => 1,
+            Engine::Postgres => POSTGRES_WRITERS,
+        };
+        for _ in 0..writers {
+            tokio::spawn(writer(store.clone(), receiver.clone(), stored.clone()));
+        }
         Ingestor { sender, waiting: Waiting::default() }
     }
 
@@ -118,15 +129,16 @@ impl Ingestor {
     }
 }
 
-async fn writer(store: Store, mut receiver: mpsc::Receiver<(Incoming, Reply)>, stored: Arc<Notify>) {
+async fn writer(store: Store, receiver: Arc<tokio::sync::Mutex<Receiver>>, stored: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Ends when every handle is gone (the server stopped); what was queued is still written.
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // Ends when every handle is gone (the server stopped); what was queued is still written. The writer
+    // that holds the receiver takes what queued up, then lets the next writer wait for more.
+    while receiver.lock().await.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<Incoming>, Vec<Reply>) = batch.drain(..).unzip();
         let outcome = store.insert_events(&events).await;
         match outcome {
             Ok(new) => {
-                if new.iter().any(|&is_new| is_new) {
+                if events.iter().zip(&new).any(|(event, &is_new)| is_new && event.queues_job) {
                     stored.notify_one();
                 }
                 for (reply, is_new) in replies.into_iter().zip(new) {

@@ -32,7 +32,7 @@ use crate::clock::unix_secs;
 use crate::crypto::SealContext;
 use crate::ingest::{Incoming, IngestError, Stored};
 use crate::signing::{self, SignatureError, SignedHeaders, WebhookSecret};
-use crate::store::AccountId;
+use crate::store::{AccountId, Engine};
 use crate::throttle::ClientAddr;
 
 /// Largest body a provider may send; larger ones get 413 before any parsing.
@@ -152,7 +152,9 @@ async fn accept(
     // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
     let text =
         String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
-    let popup = popup_call(&event);
+    // On PostgreSQL the popup goes out with the event's commit (see `NewEvent::popup`).
+    let popup = (state.store.engine() == Engine::Postgres)
+        .then(|| serde_json::to_string(&popup_call(&event)).expect("a call always serialises"));
     let incoming = Incoming {
         account,
         webhook_id: webhook_id.to_owned(),
@@ -161,7 +163,7 @@ async fn accept(
         body: text,
         received_at: now,
         queues_job: crate::calls::ends_call(&event),
-        popup: Some(serde_json::to_string(&popup).expect("a call always serialises")),
+        popup,
     };
     let stored = state.ingestor.store(incoming).await.map_err(|error| match error {
         // The account's own flood fills its share of the queue: its problem, not everybody's 503.
