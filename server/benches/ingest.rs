@@ -127,6 +127,18 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds (user + system) every PostgreSQL process on this machine used so far (the database's
+/// share of the cores, which the server's own figure leaves out).
+fn postgres_cpu_secs() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "postgres"))
+        .map(cpu_secs)
+        .sum()
+}
+
 /// A `/proc/<pid>/status` figure in KiB (`VmHWM:` is the peak resident set, `VmRSS:` the current one).
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -398,6 +410,8 @@ struct EngineRuns {
     /// The server's peak RSS, KiB.
     hwm: Option<u64>,
     log: std::path::PathBuf,
+    /// CPU the PostgreSQL processes used during (b), in % of one core (0 on SQLite, which runs in the server).
+    database_cpu: f64,
 }
 
 /// A server on `db_url` with one configured account; `kommo` (d) runs first on the first engine only.
@@ -468,7 +482,9 @@ async fn engine_runs(
     eprintln!("{name} (b') one delivery repeated (ingest path without a write or a job), closed loop…");
     let repeat = with_cpu(server.pid(), closed_loop(http, &repeat_target, concurrency, duration)).await;
     eprintln!("{name} (b) signed-webhook ingest, closed loop, concurrency {concurrency}, {secs} s…");
+    let database_before = postgres_cpu_secs();
     let ingest = with_cpu(server.pid(), closed_loop(http, &ingest_target, concurrency, duration)).await;
+    let database_cpu = (postgres_cpu_secs() - database_before) / ingest.elapsed.as_secs_f64() * 100.0;
     eprintln!("{name} (c) open loop at {rate}/s, {secs} s…");
     let open = with_cpu(server.pid(), open_loop(http, &ingest_target, rate, duration)).await;
     let now = server::clock::unix_millis();
@@ -480,7 +496,7 @@ async fn engine_runs(
             .unwrap();
     let hwm = proc_status_kib(server.pid(), "VmHWM:");
     drop(server);
-    EngineRuns { name, detail, repeat, ingest, open, backlog: backlog.0, hwm, log: server_log }
+    EngineRuns { name, detail, repeat, ingest, open, backlog: backlog.0, hwm, log: server_log, database_cpu }
 }
 
 async fn bench() {
@@ -588,12 +604,13 @@ async fn bench() {
         let log = std::fs::read_to_string(&engine.log).unwrap_or_default();
         println!(
             "  - {}: (b') the HTTP, signature and lookup path without a write runs at {:.0}/s ({:.0} % of (a)); \
-             in (b) the server used {:.0} % CPU; {} jobs were still due after the runs; the log holds {} \
-             slow-statement warnings and {} \"database is locked\" errors ({})",
+             in (b) the server used {:.0} % CPU and PostgreSQL's processes {:.0} %; {} jobs were still due \
+             after the runs; the log holds {} slow-statement warnings and {} \"database is locked\" errors ({})",
             engine.name,
             engine.repeat.rate(),
             engine.repeat.rate() / bare_run.rate() * 100.0,
             engine.ingest.cpu_percent,
+            engine.database_cpu,
             engine.backlog,
             log.matches("slow statement").count(),
             log.matches("database is locked").count(),
