@@ -144,16 +144,7 @@ async fn run_replicas(params: &Params, seed: u64, log: &std::path::Path) -> Resu
     let (calls, deliveries) = plan(seed, params.events, &known);
     let concurrency = 32;
     let kill_after = deliveries.len() * rng.random_range(30..=60) / 100;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| e.to_string())?;
-    let provider = Arc::new(Provider {
-        http,
-        bases: RwLock::new(vec![first.url.clone(), second.url.clone()]),
-        turn: AtomicUsize::new(0),
-        hooks,
-        statuses: Mutex::default(),
-        generation: AtomicUsize::new(0),
-        completed: AtomicUsize::new(0),
-    });
+    let provider = Provider::new(vec![first.url.clone(), second.url.clone()], hooks)?;
 
     // 1. Deliveries alternate between the replicas; the first is SIGKILLed part-way and the provider
     //    goes on with the survivor.
@@ -337,6 +328,20 @@ struct Provider {
 }
 
 impl Provider {
+    /// A provider sending to `bases` (round-robin), with nothing sent yet.
+    fn new(bases: Vec<String>, hooks: Vec<(String, WebhookSecret)>) -> Result<Arc<Provider>, String> {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| e.to_string())?;
+        Ok(Arc::new(Provider {
+            http,
+            bases: RwLock::new(bases),
+            turn: AtomicUsize::new(0),
+            hooks,
+            statuses: Mutex::default(),
+            generation: AtomicUsize::new(0),
+            completed: AtomicUsize::new(0),
+        }))
+    }
+
     async fn send(&self, delivery: &Delivery) {
         let (path, secret) = &self.hooks[delivery.account];
         let base = {
@@ -527,16 +532,7 @@ async fn run_seed_logged(params: &Params, seed: u64, log: &std::path::Path) -> R
     let concurrency = rng.random_range(16..=64);
     let kill_after = deliveries.len() * rng.random_range(20..=80) / 100;
 
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| e.to_string())?;
-    let provider = Arc::new(Provider {
-        http,
-        bases: RwLock::new(vec![server.url.clone()]),
-        turn: AtomicUsize::new(0),
-        hooks,
-        statuses: Mutex::default(),
-        generation: AtomicUsize::new(0),
-        completed: AtomicUsize::new(0),
-    });
+    let provider = Provider::new(vec![server.url.clone()], hooks)?;
 
     // 1. Everything once, at `concurrency`; SIGKILL after `kill_after` answers (or failures), then restart
     //    at once while the provider keeps going.
