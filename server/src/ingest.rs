@@ -1,8 +1,9 @@
 //! Group commit for provider webhooks: request handlers hand their verified event to one writer task,
-//! which inserts (through [`Store::insert_events`]) whatever has queued up (inbox rows and their jobs) in ONE transaction, commits (an
-//! fsync of the WAL under `synchronous = FULL`), then answers every handler. A 200 therefore still
-//! means "on disk", while the cost of the commit is shared by every request that arrived during the
-//! previous one.
+//! which inserts (through [`Store::insert_events`]) whatever has queued up (inbox rows, and a job for each
+//! call that ended) in ONE transaction, commits (on SQLite an fsync of the WAL under `synchronous = FULL`;
+//! on PostgreSQL a WAL flush, with several writers whose commits overlap), then answers every handler. A
+//! 200 therefore still means "on disk", while the cost of the commit is shared by every request that
+//! arrived during the previous one.
 //!
 //! Duplicates (a repeated `webhook-id`, or the same provider event under a new id) are skipped by the
 //! inbox's unique keys (`INSERT ... ON CONFLICT DO NOTHING`) and reported as such: stored once, 200.

@@ -118,3 +118,22 @@ pub(crate) fn payloads(events: &[(AccountId, &str)]) -> Vec<String> {
 pub(crate) async fn notify(connection: &mut AnyConnection, payload: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(connection).await.map(drop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_packed_into_payloads_within_the_limit_and_an_oversized_one_is_left_out() {
+        let (one, two) = (AccountId::for_tests(1), AccountId::for_tests(2));
+        let event = "x".repeat(3000);
+        let huge = "y".repeat(MAX_PAYLOAD);
+        let payloads = payloads(&[(one, &event), (two, &event), (one, &huge), (two, &event), (one, "{}")]);
+        assert_eq!(payloads.len(), 2, "two events of 3 kB fit one payload, the third starts another");
+        assert!(payloads.iter().all(|payload| payload.len() <= MAX_PAYLOAD));
+        let lines: Vec<&str> = payloads.iter().flat_map(|payload| payload.lines()).collect();
+        assert_eq!(lines.len(), 4, "the oversized event is left out, the others all go");
+        assert_eq!(lines[0], format!("1:{event}"));
+        assert_eq!(lines[3], "1:{}");
+    }
+}
