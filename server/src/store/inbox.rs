@@ -32,8 +32,9 @@ pub struct NewEvent {
 const PIECES: [usize; 8] = [256, 128, 64, 32, 16, 8, 4, 1];
 
 impl Store {
-    /// Inserts the events and queues a job per new call, in one transaction; returns, per event,
-    /// whether it was new (false: a duplicate, nothing written for it).
+    /// Inserts the events, queues the job of each call a new event ended (`queues_job`), and on
+    /// PostgreSQL notifies the new events' popups, in one transaction; returns, per event, whether it
+    /// was new (false: a duplicate, nothing written for it).
     pub async fn insert_events(&self, events: &[NewEvent]) -> sqlx::Result<Vec<bool>> {
         let mut tx = self.pool.begin().await?;
         let mut inserted: HashSet<(i64, String)> = HashSet::with_capacity(events.len());
