@@ -36,8 +36,8 @@ pub type Incoming = NewEvent;
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stored {
-    /// Committed now; a job will process it.
-    New,
+    /// Committed now, with this inbox id.
+    New(i64),
     /// Already in the inbox (same webhook id or same provider event): nothing written.
     Duplicate,
 }
@@ -139,11 +139,11 @@ async fn writer(store: Store, receiver: Arc<tokio::sync::Mutex<Receiver>>, store
         let outcome = store.insert_events(&events).await;
         match outcome {
             Ok(new) => {
-                if events.iter().zip(&new).any(|(event, &is_new)| is_new && event.queues_job) {
+                if events.iter().zip(&new).any(|(event, id)| id.is_some() && event.queues_job) {
                     stored.notify_one();
                 }
-                for (reply, is_new) in replies.into_iter().zip(new) {
-                    let _ = reply.send(Ok(if is_new { Stored::New } else { Stored::Duplicate }));
+                for (reply, id) in replies.into_iter().zip(new) {
+                    let _ = reply.send(Ok(id.map_or(Stored::Duplicate, Stored::New)));
                 }
             }
             Err(error) => {

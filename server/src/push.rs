@@ -32,6 +32,55 @@ pub const STREAMS_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Unexpired tickets one user may hold at once (a widget needs one per stream it opens).
 pub const MAX_TICKETS_PER_USER: i64 = 16;
 
+/// How far back a reconnecting stream is sent what it missed.
+pub const REPLAY_WINDOW: Duration = Duration::from_secs(10 * 60);
+/// How long a call without an end counts as in progress (a provider that never sent the end).
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(4 * 60 * 60);
+
+/// The popup's view of a provider event.
+pub fn popup_of(event: &shared::FromWebhook) -> IncomingCall {
+    IncomingCall {
+        event_id: None,
+        caller: None,
+        call_id: event.call_id.clone(),
+        from: event.from.clone(),
+        to: event.to.clone(),
+        status: event.status,
+        extension: event.extension.clone(),
+        direction: event.direction,
+    }
+}
+
+/// The popup's view of a stored inbox row (`None` for a body that does not parse, which the inbox
+/// never holds: it is schema-checked before it is stored).
+fn popup_of_row(id: i64, body: &str) -> Option<IncomingCall> {
+    let event: shared::FromWebhook = serde_json::from_str(body).ok()?;
+    Some(IncomingCall { event_id: Some(id), ..popup_of(&event) })
+}
+
+/// Who receives a call's events: the user mapped to its extension, or everyone (`None`).
+async fn recipient(store: &Store, account: AccountId, call: &IncomingCall) -> Option<i64> {
+    match &call.extension {
+        Some(extension) => store.user_for_extension(account, extension).await.ok().flatten(),
+        None => None,
+    }
+}
+
+/// [`recipient`] remembered per extension, for a batch of events.
+#[derive(Default)]
+struct Recipients(HashMap<Option<String>, Option<i64>>);
+
+impl Recipients {
+    async fn of(&mut self, store: &Store, account: AccountId, call: &IncomingCall) -> Option<i64> {
+        if let Some(known) = self.0.get(&call.extension) {
+            return *known;
+        }
+        let user = recipient(store, account, call).await;
+        self.0.insert(call.extension.clone(), user);
+        user
+    }
+}
+
 /// One event for an account's widgets; `user_id` narrows it to one Kommo user.
 #[derive(Debug, Clone)]
 pub struct PushEvent {
@@ -191,16 +240,27 @@ impl Hub {
         }
     }
 
+    /// Sends an event that only adds who is calling (no inbox row of its own) to the account's open
+    /// streams on every replica: in memory on SQLite, with its own `NOTIFY` on PostgreSQL.
+    pub async fn send_update(&self, store: &Store, account: AccountId, call: IncomingCall) {
+        match store.engine() {
+            Engine::Sqlite => self.deliver(store, account, call).await,
+            Engine::Postgres => {
+                let payload = serde_json::to_string(&call).expect("a call always serialises");
+                if let Err(error) = store.notify_push(&[(account, &payload)]).await {
+                    tracing::warn!(account.id = account.get(), %error, "push: cannot send who is calling");
+                }
+            }
+        }
+    }
+
     /// Hands a call event to this process's open streams of the account, if any: the extension's user
     /// is looked up only then (a server with no open stream does no work for a popup).
     async fn deliver(&self, store: &Store, account: AccountId, call: IncomingCall) {
         if !self.has_subscribers(account) {
             return;
         }
-        let user_id = match &call.extension {
-            Some(extension) => store.user_for_extension(account, extension).await.ok().flatten(),
-            None => None,
-        };
+        let user_id = recipient(store, account, &call).await;
         self.publish(account, PushEvent { user_id, call });
     }
 
@@ -227,6 +287,56 @@ impl Hub {
                 Err(error) => tracing::warn!(%error, "push relay: an event that does not parse was skipped"),
             }
         }
+    }
+
+    /// The events of `subscriber`'s account stored after `after` (an inbox id) within the last
+    /// [`REPLAY_WINDOW`], that `subscriber` receives: what a reconnecting stream missed, oldest first.
+    pub async fn missed(&self, store: &Store, subscriber: Subscriber, after: i64) -> sqlx::Result<Vec<IncomingCall>> {
+        let since = unix_secs() - i64::try_from(REPLAY_WINDOW.as_secs()).unwrap_or(i64::MAX);
+        let rows = store.inbox_after(subscriber.account, after, since).await?;
+        let mut recipients = Recipients::default();
+        let mut missed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Some(call) = popup_of_row(row.id, &row.body) else { continue };
+            if subscriber.wants(&PushEvent {
+                user_id: recipients.of(store, subscriber.account, &call).await,
+                call: call.clone(),
+            }) {
+                missed.push(call);
+            }
+        }
+        Ok(missed)
+    }
+
+    /// The calls of `subscriber`'s account still in progress (received within [`ACTIVE_WINDOW`], no
+    /// end stored), each as its latest event, that `subscriber` receives; oldest first.
+    pub async fn active_calls(&self, store: &Store, subscriber: Subscriber) -> sqlx::Result<Vec<IncomingCall>> {
+        let since = unix_secs() - i64::try_from(ACTIVE_WINDOW.as_secs()).unwrap_or(i64::MAX);
+        let rows = store.unapplied_events(subscriber.account, since).await?;
+        // Newest first: the first row of a call is its latest event.
+        let mut latest: Vec<IncomingCall> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut ended = std::collections::HashSet::new();
+        for row in rows {
+            let Some(call) = popup_of_row(row.id, &row.body) else { continue };
+            if crate::calls::is_terminal(call.status) {
+                ended.insert(call.call_id.clone());
+            }
+            if seen.insert(call.call_id.clone()) {
+                latest.push(call);
+            }
+        }
+        latest.retain(|call| !ended.contains(&call.call_id));
+        latest.reverse();
+        let mut recipients = Recipients::default();
+        let mut calls = Vec::with_capacity(latest.len());
+        for call in latest {
+            let user_id = recipients.of(store, subscriber.account, &call).await;
+            if subscriber.wants(&PushEvent { user_id, call: call.clone() }) {
+                calls.push(call);
+            }
+        }
+        Ok(calls)
     }
 
     pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Arc<PushEvent>> {
@@ -264,11 +374,14 @@ mod tests {
 
     fn call(id: &str) -> IncomingCall {
         IncomingCall {
+            event_id: None,
+            caller: None,
             call_id: id.into(),
             from: "+1".into(),
             to: "+2".into(),
             status: CallStatus::Ringing,
             extension: None,
+            direction: None,
         }
     }
 

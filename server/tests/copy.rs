@@ -102,13 +102,13 @@ async fn populate(store: &Store, keyring: &Keyring) -> AccountId {
         event(alpha, "wh-3", "call-2", "ringing", "102"),
         event(beta, "wh-4", "call-9", "ringing", "201"),
     ];
-    assert_eq!(store.insert_events(&events).await.unwrap(), vec![true; 4]);
+    assert!(store.insert_events(&events).await.unwrap().iter().all(Option::is_some));
     // A busy day, so that tables span several pages of the copy (500 rows each): 1,200 events of 600
     // calls (and 600 jobs), and 1,100 ledger rows whose three-column keys share their first columns.
     let busy: Vec<NewEvent> = (0..1_200)
         .map(|n| event(alpha, &format!("busy-{n}"), &format!("busy-call-{}", n / 2), &format!("s{}", n % 2), "101"))
         .collect();
-    assert!(store.insert_events(&busy).await.unwrap().into_iter().all(|new| new));
+    assert!(store.insert_events(&busy).await.unwrap().iter().all(Option::is_some));
     sqlx::query(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1100)
          INSERT INTO kommo_writes (account_id, call_id, action_key, state, outcome, attempts, updated_at)
@@ -316,7 +316,8 @@ async fn a_sqlite_deployment_copied_into_a_fresh_database_reads_the_same_and_a_s
     assert_eq!(gamma.get(), erased.get() + 1, "the next account id follows every id the source handed out");
     let max_inbox: i64 =
         sqlx::query_scalar("SELECT MAX(id) FROM webhook_inbox").fetch_one(target.pool()).await.unwrap();
-    assert_eq!(target.insert_events(&[event(alpha, "wh-5", "call-3", "ringing", "101")]).await.unwrap(), vec![true]);
+    let stored = target.insert_events(&[event(alpha, "wh-5", "call-3", "ringing", "101")]).await.unwrap();
+    assert!(stored[0].is_some(), "stored new in the copy");
     let new_inbox: i64 =
         sqlx::query_scalar("SELECT MAX(id) FROM webhook_inbox").fetch_one(target.pool()).await.unwrap();
     assert_eq!(new_inbox, max_inbox + 1);

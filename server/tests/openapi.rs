@@ -347,6 +347,8 @@ fn wire_types() -> BTreeMap<&'static str, RoundTrip> {
         ("KommoUserView", round_trip::<KommoUserView>),
         ("PushTicket", round_trip::<PushTicket>),
         ("IncomingCall", round_trip::<IncomingCall>),
+        ("Caller", round_trip::<shared::api::Caller>),
+        ("ActiveCalls", round_trip::<shared::api::ActiveCalls>),
         ("FieldError", round_trip::<FieldError>),
         ("ErrorBody", round_trip::<ErrorBody>),
         ("CallResult", round_trip::<CallResult>),

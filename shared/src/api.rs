@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CallStatus, FieldError};
+use crate::{CallDirection, CallStatus, FieldError};
 
 /// Paths of the widget API, relative to the server's public base URL.
 pub mod paths {
@@ -22,6 +22,8 @@ pub mod paths {
     pub const CALL_OPTIONS: &str = "/widget/v1/calls/options";
     /// `POST`: the manager's call result for a call (`{call_id}` is the provider's call id).
     pub const CALL_RESULT: &str = "/widget/v1/calls/{call_id}/result";
+    /// `GET`: this user's calls still in progress (`ActiveCalls`).
+    pub const ACTIVE_CALLS: &str = "/widget/v1/calls/active";
     /// `GET`: the account's Kommo deliveries that failed for good (dead letters).
     pub const FAILED_DELIVERIES: &str = "/widget/v1/deliveries/failed";
     /// `POST`: queue a failed delivery again.
@@ -90,11 +92,97 @@ pub const CALL_EVENT: &str = "call";
 /// What the incoming-call popup shows; sent as the `data` of a `call` server-sent event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingCall {
+    /// The provider event's place in the server's inbox (also the server-sent event's `id`, what a
+    /// reconnecting stream resumes after). A later event of a call has a larger id; an event without
+    /// one only tells who is calling (`caller`) and changes nothing else of the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<i64>,
     pub call_id: String,
     pub from: String,
     pub to: String,
     pub status: CallStatus,
     pub extension: Option<String>,
+    /// Inbound (the default) or outbound, as the provider said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<CallDirection>,
+    /// Who is calling, when the server knew it in time; absent, the popup shows the number and a later
+    /// event of the same call brings the rest (a card keeps what an earlier event told it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<Caller>,
+}
+
+impl IncomingCall {
+    /// The client's number (the caller of an inbound call, the callee of an outbound one).
+    pub fn client_number(&self) -> &str {
+        self.direction.unwrap_or(CallDirection::Inbound).client_and_line(&self.from, &self.to).0
+    }
+}
+
+/// Who is calling, from what the account's Kommo knows of the number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Caller {
+    /// The client's number for people to read, formatted for the account's country.
+    pub number: String,
+    pub known: CallerKnown,
+    /// The contact that has the number (the most recently updated one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<EntityLink>,
+    /// The contact's company, or the company that has the number when no contact has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<EntityLink>,
+    /// Open leads of the contact (or company), most recent first, at most [`MAX_CALLER_LEADS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leads: Vec<LeadSummary>,
+    /// The name of the Kommo user responsible for the contact (or company).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible: Option<String>,
+    /// Calls with this number this server handled before (finished ones).
+    pub earlier_calls: u32,
+}
+
+/// Open leads a caller's popup lists at most.
+pub const MAX_CALLER_LEADS: usize = 3;
+
+/// Whether the number is known to Kommo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerKnown {
+    /// A contact or company has the number.
+    Known,
+    /// Kommo has no contact or company with the number.
+    Unknown,
+    /// Kommo did not answer in time (or refused): the popup shows the number only.
+    Unavailable,
+}
+
+/// A Kommo entity the popup links to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityLink {
+    pub id: i64,
+    pub name: String,
+}
+
+/// An open lead as the popup lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadSummary {
+    pub id: i64,
+    pub name: String,
+    /// The pipeline's and the stage's names, when Kommo told them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The lead's budget, in the account's currency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+}
+
+/// `GET /widget/v1/calls/active`: the calls of this user still in progress (a reload or a new tab
+/// shows them again), with `last_event_id` to resume the push stream from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveCalls {
+    pub calls: Vec<IncomingCall>,
+    pub last_event_id: Option<i64>,
 }
 
 /// The one error envelope every endpoint answers with: `{"error": {...}}`.

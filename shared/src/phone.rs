@@ -62,6 +62,16 @@ pub fn display(e164: &str) -> String {
     }
 }
 
+/// The number as people of the account's `country` write it: in national format when it is a number of
+/// that country (`(11) 99999-0000` for a Brazilian account), in international format otherwise; a value
+/// that isn't a valid number is returned as it is.
+pub fn display_for(raw: &str, country: Option<&str>) -> String {
+    let Some(number) = parse(raw, country) else { return raw.trim().to_owned() };
+    let home = country.and_then(|code| code.trim().to_ascii_uppercase().parse::<country::Id>().ok());
+    let mode = if home.is_some() && number.country().id() == home { Mode::National } else { Mode::International };
+    number.format().mode(mode).to_string()
+}
+
 fn parse(raw: &str, country: Option<&str>) -> Option<PhoneNumber> {
     let raw = raw.trim();
     if raw.is_empty() || raw.chars().any(char::is_alphabetic) {
@@ -244,5 +254,19 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(display(value), *expected, "{value}");
         }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::display_for;
+
+    #[test]
+    fn a_number_reads_as_the_accounts_country_writes_it() {
+        assert_eq!(display_for("+5511999990000", Some("BR")), "(11) 99999-0000");
+        assert_eq!(display_for("+5511999990000", Some("US")), "+55 11 99999-0000");
+        assert_eq!(display_for("+5511999990000", None), "+55 11 99999-0000");
+        assert_eq!(display_for("11 99999-0000", Some("br")), "(11) 99999-0000");
+        assert_eq!(display_for("not a number", Some("BR")), "not a number");
     }
 }

@@ -215,11 +215,14 @@ pub fn CallCard(
 #[cfg(test)]
 pub(crate) fn test_call(id: &str, status: shared::CallStatus) -> IncomingCall {
     IncomingCall {
+        event_id: None,
         call_id: id.into(),
         from: "+5511999990000".into(),
         to: "+5511333330000".into(),
         status,
         extension: None,
+        direction: None,
+        caller: None,
     }
 }
 

@@ -118,6 +118,7 @@ impl Executor<'_> {
                 | Action::AcceptUnsorted { .. }
         ) {
             self.ctx.lookup.invalidate(self.account, &self.call.client_number).await;
+            self.ctx.caller.invalidate(self.account, &self.call.client_number);
         }
         Ok(())
     }

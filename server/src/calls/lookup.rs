@@ -27,6 +27,9 @@ const LEADS_PER_REQUEST: usize = 50;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactMatch {
     pub id: i64,
+    pub name: String,
+    /// The first company the contact belongs to.
+    pub company_id: Option<i64>,
     pub responsible_user_id: Option<i64>,
     pub phone_count: usize,
     pub lead_ids: Vec<i64>,
@@ -34,10 +37,13 @@ pub struct ContactMatch {
 }
 
 /// A lead as `GET /api/v4/leads` describes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeadInfo {
     pub id: i64,
+    pub name: String,
+    pub price: Option<i64>,
     pub responsible_user_id: Option<i64>,
+    pub pipeline_id: Option<i64>,
     pub status_id: Option<i64>,
     pub created_at: i64,
 }
@@ -132,6 +138,19 @@ impl Lookup {
         Ok(active_of(&leads(kommo, account, &lead_ids.unwrap_or_default()).await?))
     }
 
+    /// Keeps what a caller lookup (the popup's) found about `number`, so that the call's processing
+    /// at its end asks Kommo nothing more: the contact that has it (or none) and its active leads.
+    pub async fn remember(
+        &self,
+        account: AccountId,
+        number: &str,
+        contact: Option<ContactMatch>,
+        active: Vec<LeadFacts>,
+    ) {
+        let active_leads = contact.as_ref().map(|_| active);
+        self.cache.insert((account, number.to_owned()), Arc::new(Entry { contact, active_leads })).await;
+    }
+
     /// Drops what is known about `number` (this server just created something for it).
     pub async fn invalidate(&self, account: AccountId, number: &str) {
         self.cache.invalidate(&(account, number.to_owned())).await;
@@ -157,6 +176,8 @@ pub async fn search(
             }
             Some(ContactMatch {
                 id: contact["id"].as_i64()?,
+                name: contact["name"].as_str().unwrap_or_default().to_owned(),
+                company_id: items(contact, "companies").first().and_then(|company| company["id"].as_i64()),
                 responsible_user_id: contact["responsible_user_id"].as_i64(),
                 phone_count: phones.len(),
                 lead_ids: contact["_embedded"]["leads"]
@@ -181,7 +202,10 @@ pub async fn leads(kommo: &KommoClient, account: AccountId, ids: &[i64]) -> Resu
         found.extend(items(&body, "leads").iter().filter_map(|lead| {
             Some(LeadInfo {
                 id: lead["id"].as_i64()?,
+                name: lead["name"].as_str().unwrap_or_default().to_owned(),
+                price: lead["price"].as_i64(),
                 responsible_user_id: lead["responsible_user_id"].as_i64(),
+                pipeline_id: lead["pipeline_id"].as_i64(),
                 status_id: lead["status_id"].as_i64(),
                 created_at: lead["created_at"].as_i64().unwrap_or(0),
             })
@@ -192,9 +216,19 @@ pub async fn leads(kommo: &KommoClient, account: AccountId, ids: &[i64]) -> Resu
 
 /// The active ones, most recent first.
 fn active_of(leads: &[LeadInfo]) -> Vec<LeadFacts> {
-    let mut active: Vec<LeadInfo> = leads.iter().copied().filter(LeadInfo::is_active).collect();
-    active.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-    active.into_iter().map(|lead| LeadFacts { id: lead.id, responsible_user_id: lead.responsible_user_id }).collect()
+    facts_of(&open_leads(leads.to_vec()))
+}
+
+/// The active leads among `leads`, most recent first.
+pub fn open_leads(mut leads: Vec<LeadInfo>) -> Vec<LeadInfo> {
+    leads.retain(LeadInfo::is_active);
+    leads.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    leads
+}
+
+/// What the call-handling rules need of leads.
+pub fn facts_of(leads: &[LeadInfo]) -> Vec<LeadFacts> {
+    leads.iter().map(|lead| LeadFacts { id: lead.id, responsible_user_id: lead.responsible_user_id }).collect()
 }
 
 /// The values of a contact's PHONE field.
@@ -226,7 +260,7 @@ pub async fn entity_has_number(
     }
 }
 
-fn phones(contact: &Value) -> Vec<String> {
+pub(crate) fn phones(contact: &Value) -> Vec<String> {
     contact["custom_fields_values"]
         .as_array()
         .map(Vec::as_slice)

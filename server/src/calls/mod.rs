@@ -8,6 +8,7 @@
 //! failure, or a crash in between) makes the executor look in Kommo before posting again. So a call is
 //! written to Kommo once, however often its job runs.
 
+pub mod caller;
 mod execute;
 mod fold;
 pub(crate) mod ledger;
@@ -22,6 +23,7 @@ use crate::jobs::JobError;
 use crate::kommo::{KommoClient, KommoError};
 use crate::store::{AccountId, Store};
 
+pub use caller::CallerId;
 pub use lookup::Lookup;
 
 /// `source` of our calls (`POST /api/v4/calls`) and `service_code` of our unsorted leads.
@@ -38,20 +40,30 @@ pub struct CallsContext {
     store: Store,
     kommo: KommoClient,
     lookup: Lookup,
+    caller: CallerId,
 }
 
 impl CallsContext {
     pub fn new(store: Store, kommo: KommoClient) -> CallsContext {
-        CallsContext { store, kommo, lookup: Lookup::new() }
+        CallsContext { store, kommo, lookup: Lookup::new(), caller: CallerId::new() }
     }
 
     /// [`CallsContext::new`] with a lookup cache whose entries live `ttl` (tests).
     pub fn with_lookup_ttl(store: Store, kommo: KommoClient, ttl: Duration) -> CallsContext {
-        CallsContext { store, kommo, lookup: Lookup::with_ttl(ttl) }
+        CallsContext { store, kommo, lookup: Lookup::with_ttl(ttl), caller: CallerId::new() }
     }
 
     pub fn lookup(&self) -> &Lookup {
         &self.lookup
+    }
+
+    pub fn caller_id(&self) -> &CallerId {
+        &self.caller
+    }
+
+    /// Who is calling from `number` on `call_id` (see [`CallerId::describe`]).
+    pub async fn describe_caller(&self, account: AccountId, number: &str, call_id: &str) -> shared::api::Caller {
+        self.caller.describe(&self.store, &self.kommo, &self.lookup, account, number, call_id).await
     }
 }
 

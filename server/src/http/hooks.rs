@@ -56,18 +56,22 @@ pub async fn receive(
 ) -> Result<Json<Value>, ApiError> {
     let result = accept(&state, client, &hook_id, &headers, body).await;
     match &result {
-        Ok((_, _, stored)) => {
-            let outcome = if *stored == Stored::New { "stored" } else { "duplicate" };
+        Ok((_, _, stored, _)) => {
+            let outcome = if *stored == Stored::Duplicate { "duplicate" } else { "stored" };
             metrics::counter!("webhooks_received_total", "outcome" => outcome).increment(1);
         }
         Err(refusal) => {
             metrics::counter!("webhooks_refused_total", "reason" => refusal.reason).increment(1);
         }
     }
-    let (account, event, stored) = result.map_err(|refusal| refusal.error)?;
-    if stored == Stored::New {
+    let (account, event, stored, popup) = result.map_err(|refusal| refusal.error)?;
+    if let Stored::New(event_id) = stored {
         // Tells the account's widgets (the extension's user, when mapped) about the call.
-        state.hub.send(&state.store, account, popup_call(&event)).await;
+        let popup = IncomingCall { event_id: Some(event_id), ..popup };
+        if popup.caller.is_none() && !crate::calls::ends_call(&event) {
+            super::push::describe_caller(&state, account, &popup);
+        }
+        state.hub.send(&state.store, account, popup).await;
     }
     Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })))
 }
@@ -88,7 +92,7 @@ async fn accept(
     hook_id: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(AccountId, FromWebhook, Stored), Refusal> {
+) -> Result<(AccountId, FromWebhook, Stored, IncomingCall), Refusal> {
     if let Some(retry_after) = state.throttle.webhook_blocked(client) {
         return Err(refuse("blocked", ApiError::TooManyRequests { code: "rate_limited", retry_after }));
     }
@@ -152,9 +156,11 @@ async fn accept(
     // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
     let text =
         String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
-    // On PostgreSQL the popup goes out with the event's commit (see `NewEvent::popup`).
-    let popup = (state.store.engine() == Engine::Postgres)
-        .then(|| serde_json::to_string(&popup_call(&event)).expect("a call always serialises"));
+    // Who is calling goes with the call's first event when a lookup described the number lately.
+    let mut popup = crate::push::popup_of(&event);
+    if !crate::calls::ends_call(&event) {
+        popup.caller = state.calls.caller_id().cached(account, popup.client_number()).await;
+    }
     let incoming = Incoming {
         account,
         webhook_id: webhook_id.to_owned(),
@@ -163,7 +169,8 @@ async fn accept(
         body: text,
         received_at: now,
         queues_job: crate::calls::ends_call(&event),
-        popup,
+        // On PostgreSQL the popup goes out with the event's commit (see `NewEvent::popup`).
+        popup: (state.store.engine() == Engine::Postgres).then(|| popup.clone()),
     };
     let stored = state.ingestor.store(incoming).await.map_err(|error| match error {
         // The account's own flood fills its share of the queue: its problem, not everybody's 503.
@@ -180,7 +187,7 @@ async fn accept(
         account.id = account.get(), call.id = %event.call_id, status = event.status.as_str(),
         duplicate = stored == Stored::Duplicate, "call event stored"
     );
-    Ok((account, event, stored))
+    Ok((account, event, stored, popup))
 }
 
 /// A webhook path resolved: its account, whether processing is on, and the opened signing secrets.
@@ -266,15 +273,4 @@ pub fn event_key(event: &FromWebhook) -> String {
         None => None,
     };
     format!("{}/{}", event.call_id, kind.unwrap_or_else(|| event.status.as_str().to_owned()))
-}
-
-/// What the popup shows of a provider event.
-fn popup_call(event: &FromWebhook) -> IncomingCall {
-    IncomingCall {
-        call_id: event.call_id.clone(),
-        from: event.from.clone(),
-        to: event.to.clone(),
-        status: event.status,
-        extension: event.extension.clone(),
-    }
 }

@@ -230,6 +230,20 @@ impl FoldTx {
 }
 
 impl Store {
+    /// How many calls with the client number `e164` of `account` this server handled (folded), other
+    /// than `call_id`: what the popup says of a caller's history.
+    pub async fn count_earlier_calls(&self, account: AccountId, e164: &str, call_id: &str) -> sqlx::Result<u32> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM voip_calls WHERE account_id = $1 AND client_number = $2 AND call_id <> $3",
+        )
+        .bind(account.0)
+        .bind(e164)
+        .bind(call_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
     /// Starts the fold of `call_id` (see [`FoldTx`]); `now` is unix seconds.
     pub async fn begin_fold(&self, account: AccountId, call_id: &str, now: i64) -> sqlx::Result<FoldTx> {
         Ok(FoldTx { tx: self.pool.begin().await?, account, call_id: call_id.to_owned(), now })

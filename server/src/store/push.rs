@@ -89,6 +89,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Sends call events on the push channel now (outside any other transaction); nothing on SQLite.
+    pub async fn notify_push(&self, events: &[(AccountId, &str)]) -> sqlx::Result<()> {
+        if self.engine != Engine::Postgres {
+            return Ok(());
+        }
+        let mut connection = self.pool.acquire().await?;
+        for payload in payloads(events) {
+            notify(&mut connection, &payload).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Packs call events into as few notification payloads as fit PostgreSQL's limit: one event per line,
 /// `<account>:<event>`. An event too large for one notification is left out (and logged).
 pub(crate) fn payloads(events: &[(AccountId, &str)]) -> Vec<String> {

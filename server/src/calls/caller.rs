@@ -1,0 +1,421 @@
+//! Who is calling: what the account's Kommo knows of a ringing call's number, for the popup.
+//!
+//! [`CallerId::describe`] asks Kommo (the contacts search, else the companies search; the leads of what
+//! it found; the names of their pipelines and stages, and of the responsible user), counts the earlier
+//! calls with the number in the store, and keeps the answer a few minutes per account and number, so a
+//! caller who calls again is known the moment the webhook arrives ([`CallerId::cached`]). What it found is
+//! also handed to the call processor's [`Lookup`], so the call's delivery at its end asks Kommo nothing
+//! more about the number.
+//!
+//! Bounds: the lookup spends the account's Kommo budget (7 requests/s, shared with deliveries), so at most
+//! [`LOOKUPS_PER_ACCOUNT`] run per account and [`LOOKUPS_TOTAL`] in all (past them the popup keeps the
+//! number alone), each within [`LOOKUP_DEADLINE`]; the caches are bounded in size and time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::api::{Caller, CallerKnown, EntityLink, LeadSummary, MAX_CALLER_LEADS};
+
+use super::lookup::{self, ContactMatch, LeadInfo, Lookup, items};
+use crate::kommo::{KommoClient, KommoError, percent_encode};
+use crate::store::{AccountId, Store};
+
+/// How long a caller's description is reused.
+pub const ANSWER_TTL: Duration = Duration::from_secs(5 * 60);
+/// How long pipelines' and users' names and the account's country are reused.
+const NAMES_TTL: Duration = Duration::from_secs(10 * 60);
+/// The longest a lookup may take; past it the popup says Kommo did not answer.
+pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(4);
+/// Lookups running at once for one account, and in all.
+pub const LOOKUPS_PER_ACCOUNT: usize = 2;
+pub const LOOKUPS_TOTAL: usize = 64;
+/// Entries kept at most, across accounts.
+const ANSWERS_CAPACITY: u64 = 50_000;
+const NAMES_CAPACITY: u64 = 20_000;
+
+/// `(pipeline, status)` → the pipeline's and the stage's names.
+type StageNames = HashMap<(i64, i64), (String, String)>;
+
+/// The caller lookups and their caches; cheap to clone.
+#[derive(Clone)]
+pub struct CallerId {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    answers: moka::sync::Cache<(AccountId, String), Arc<Caller>>,
+    /// `(pipeline, status)` → (pipeline's name, stage's name), per account.
+    stages: moka::future::Cache<AccountId, Arc<StageNames>>,
+    users: moka::future::Cache<(AccountId, i64), Arc<str>>,
+    companies: moka::future::Cache<(AccountId, i64), Arc<str>>,
+    countries: moka::future::Cache<AccountId, Option<Arc<str>>>,
+    running: Mutex<Running>,
+}
+
+#[derive(Default)]
+struct Running {
+    per_account: HashMap<AccountId, usize>,
+    /// The numbers being looked up (as the provider sent them): a call's second event, or another
+    /// call from the number, does not start a second lookup.
+    numbers: HashSet<(AccountId, String)>,
+    total: usize,
+}
+
+/// A lookup's place among those running; dropping it frees the place.
+pub struct LookupSlot {
+    inner: Arc<Inner>,
+    account: AccountId,
+    number: String,
+}
+
+impl Drop for LookupSlot {
+    fn drop(&mut self) {
+        let mut running = self.inner.running.lock().expect("caller lookup lock poisoned");
+        running.numbers.remove(&(self.account, std::mem::take(&mut self.number)));
+        running.total -= 1;
+        if let Some(count) = running.per_account.get_mut(&self.account) {
+            *count -= 1;
+            if *count == 0 {
+                running.per_account.remove(&self.account);
+            }
+        }
+    }
+}
+
+impl Default for CallerId {
+    fn default() -> CallerId {
+        CallerId::new()
+    }
+}
+
+impl CallerId {
+    pub fn new() -> CallerId {
+        CallerId {
+            inner: Arc::new(Inner {
+                answers: moka::sync::Cache::builder().max_capacity(ANSWERS_CAPACITY).time_to_live(ANSWER_TTL).build(),
+                stages: names_cache(),
+                users: names_cache(),
+                companies: names_cache(),
+                countries: names_cache(),
+                running: Mutex::new(Running::default()),
+            }),
+        }
+    }
+
+    /// The description kept for `number` (as the provider sent it), if a lookup made one lately; no
+    /// I/O (the account's country, needed to read a local number, must be known already).
+    pub async fn cached(&self, account: AccountId, number: &str) -> Option<Caller> {
+        let country = self.inner.countries.get(&account).await?;
+        let e164 = shared::phone::normalize(number, country.as_deref())?;
+        self.inner.answers.get(&(account, e164)).map(|caller| Caller::clone(&caller))
+    }
+
+    /// Forgets the description of `e164` (something was created for it in Kommo).
+    pub fn invalidate(&self, account: AccountId, e164: &str) {
+        self.inner.answers.invalidate(&(account, e164.to_owned()));
+    }
+
+    /// A place to look up `number` for `account`, unless that number is being looked up already, or
+    /// the account runs [`LOOKUPS_PER_ACCOUNT`] lookups, or the server [`LOOKUPS_TOTAL`].
+    pub fn slot(&self, account: AccountId, number: &str) -> Option<LookupSlot> {
+        let mut running = self.inner.running.lock().expect("caller lookup lock poisoned");
+        let mine = running.per_account.get(&account).copied().unwrap_or(0);
+        let key = (account, number.trim().to_owned());
+        if mine >= LOOKUPS_PER_ACCOUNT || running.total >= LOOKUPS_TOTAL || running.numbers.contains(&key) {
+            return None;
+        }
+        *running.per_account.entry(account).or_default() += 1;
+        running.total += 1;
+        let number = key.1.clone();
+        running.numbers.insert(key);
+        Some(LookupSlot { inner: Arc::clone(&self.inner), account, number })
+    }
+
+    /// Who is calling from `number` (as the provider sent it) on `call_id`, within [`LOOKUP_DEADLINE`]:
+    /// a Kommo that fails or does not answer in time gives [`CallerKnown::Unavailable`] (not kept).
+    pub async fn describe(
+        &self,
+        store: &Store,
+        kommo: &KommoClient,
+        lookup: &Lookup,
+        account: AccountId,
+        number: &str,
+        call_id: &str,
+    ) -> Caller {
+        let country = self.country(store, account).await;
+        let country = country.as_deref();
+        let e164 = shared::phone::normalize(number, country).unwrap_or_else(|| number.trim().to_owned());
+        let earlier_calls = store.count_earlier_calls(account, &e164, call_id).await.unwrap_or_else(|error| {
+            tracing::warn!(account.id = account.get(), %error, "caller lookup: cannot count earlier calls");
+            0
+        });
+        let mut caller = Caller {
+            number: shared::phone::display_for(&e164, country),
+            known: CallerKnown::Unavailable,
+            contact: None,
+            company: None,
+            leads: Vec::new(),
+            responsible: None,
+            earlier_calls,
+        };
+        let found = tokio::time::timeout(LOOKUP_DEADLINE, self.ask_kommo(kommo, lookup, account, &e164, country)).await;
+        match found {
+            Ok(Ok(found)) => {
+                found.fill(&mut caller);
+                self.inner.answers.insert((account, e164.clone()), Arc::new(caller.clone()));
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(account.id = account.get(), %error, "caller lookup: Kommo did not answer");
+            }
+            Err(_) => tracing::warn!(account.id = account.get(), "caller lookup: Kommo did not answer in time"),
+        }
+        caller
+    }
+
+    async fn ask_kommo(
+        &self,
+        kommo: &KommoClient,
+        lookup: &Lookup,
+        account: AccountId,
+        e164: &str,
+        country: Option<&str>,
+    ) -> Result<Found, KommoError> {
+        let contact = lookup::search(kommo, account, e164, country).await?.into_iter().next();
+        let (company, lead_ids, responsible_id) = match &contact {
+            Some(contact) => {
+                let company = match contact.company_id {
+                    Some(id) => Some(EntityLink { id, name: self.company_name(kommo, account, id).await? }),
+                    None => None,
+                }
+                .filter(|company| !company.name.is_empty());
+                (company, contact.lead_ids.clone(), contact.responsible_user_id)
+            }
+            None => match search_companies(kommo, account, e164, country).await? {
+                Some(company) => (
+                    Some(EntityLink { id: company.id, name: company.name }),
+                    company.lead_ids,
+                    company.responsible_user_id,
+                ),
+                None => (None, Vec::new(), None),
+            },
+        };
+        let open = lookup::open_leads(lookup::leads(kommo, account, &lead_ids).await?);
+        lookup.remember(account, e164, contact.clone(), lookup::facts_of(&open)).await;
+        // Names are a nicety: without them the popup still shows the leads.
+        let stages = if open.is_empty() {
+            Arc::default()
+        } else {
+            self.stages(kommo, account).await.unwrap_or_else(|error| {
+                tracing::warn!(account.id = account.get(), %error, "caller lookup: no pipeline names");
+                Arc::default()
+            })
+        };
+        let leads = open.into_iter().take(MAX_CALLER_LEADS).map(|lead| lead_summary(lead, &stages)).collect();
+        let responsible = match responsible_id {
+            Some(user) => self.user_name(kommo, account, user).await.unwrap_or_else(|error| {
+                tracing::warn!(account.id = account.get(), %error, "caller lookup: no name for the responsible user");
+                None
+            }),
+            None => None,
+        };
+        Ok(Found { contact, company, leads, responsible })
+    }
+
+    async fn country(&self, store: &Store, account: AccountId) -> Option<Arc<str>> {
+        self.inner
+            .countries
+            .try_get_with(account, async { store.account_country(account).await.map(|country| country.map(Arc::from)) })
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(account.id = account.get(), %error, "caller lookup: cannot read the account's country");
+                None
+            })
+    }
+
+    async fn stages(&self, kommo: &KommoClient, account: AccountId) -> Result<Arc<StageNames>, KommoError> {
+        self.inner
+            .stages
+            .try_get_with(account, async {
+                let body = kommo.get(account, "/api/v4/leads/pipelines").await?;
+                Ok(Arc::new(body.as_ref().map(stage_names).unwrap_or_default()))
+            })
+            .await
+            .map_err(|error: Arc<KommoError>| KommoError::clone(&error))
+    }
+
+    async fn user_name(
+        &self,
+        kommo: &KommoClient,
+        account: AccountId,
+        user: i64,
+    ) -> Result<Option<String>, KommoError> {
+        let name = self
+            .inner
+            .users
+            .try_get_with((account, user), async {
+                match kommo.get(account, &format!("/api/v4/users/{user}")).await {
+                    Ok(body) => Ok(Arc::from(body.as_ref().and_then(|user| user["name"].as_str()).unwrap_or_default())),
+                    Err(KommoError::Rejected { status: 404, .. }) => Ok(Arc::from("")),
+                    Err(error) => Err(error),
+                }
+            })
+            .await
+            .map_err(|error: Arc<KommoError>| KommoError::clone(&error))?;
+        Ok((!name.is_empty()).then(|| name.to_string()))
+    }
+
+    async fn company_name(&self, kommo: &KommoClient, account: AccountId, company: i64) -> Result<String, KommoError> {
+        self.inner
+            .companies
+            .try_get_with((account, company), async {
+                match kommo.get(account, &format!("/api/v4/companies/{company}")).await {
+                    Ok(body) => {
+                        Ok(Arc::from(body.as_ref().and_then(|company| company["name"].as_str()).unwrap_or_default()))
+                    }
+                    Err(KommoError::Rejected { status: 404, .. }) => Ok(Arc::from("")),
+                    Err(error) => Err(error),
+                }
+            })
+            .await
+            .map(|name: Arc<str>| name.to_string())
+            .map_err(|error: Arc<KommoError>| KommoError::clone(&error))
+    }
+}
+
+fn names_cache<K, V>() -> moka::future::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::future::Cache::builder().max_capacity(NAMES_CAPACITY).time_to_live(NAMES_TTL).build()
+}
+
+/// What Kommo told about a number.
+struct Found {
+    contact: Option<ContactMatch>,
+    company: Option<EntityLink>,
+    leads: Vec<LeadSummary>,
+    responsible: Option<String>,
+}
+
+impl Found {
+    fn fill(self, caller: &mut Caller) {
+        caller.known =
+            if self.contact.is_some() || self.company.is_some() { CallerKnown::Known } else { CallerKnown::Unknown };
+        caller.contact = self.contact.map(|contact| EntityLink { id: contact.id, name: contact.name });
+        caller.company = self.company;
+        caller.leads = self.leads;
+        caller.responsible = self.responsible;
+    }
+}
+
+/// A company that has the number, as the companies search found it.
+struct CompanyMatch {
+    id: i64,
+    name: String,
+    responsible_user_id: Option<i64>,
+    lead_ids: Vec<i64>,
+}
+
+/// The most recently updated company that has `number` among its phones
+/// (`GET /api/v4/companies?query=…&with=leads`).
+async fn search_companies(
+    kommo: &KommoClient,
+    account: AccountId,
+    number: &str,
+    country: Option<&str>,
+) -> Result<Option<CompanyMatch>, KommoError> {
+    let query = shared::phone::search_key(number);
+    let path = format!("/api/v4/companies?query={}&with=leads", percent_encode(&query));
+    let Some(body) = kommo.get(account, &path).await? else { return Ok(None) };
+    let mut found: Vec<(i64, CompanyMatch)> = items(&body, "companies")
+        .iter()
+        .filter(|company| {
+            lookup::phones(company).iter().any(|phone| shared::phone::same_number(phone, number, country))
+        })
+        .filter_map(|company| {
+            let found = CompanyMatch {
+                id: company["id"].as_i64()?,
+                name: company["name"].as_str().unwrap_or_default().to_owned(),
+                responsible_user_id: company["responsible_user_id"].as_i64(),
+                lead_ids: items(company, "leads").iter().filter_map(|lead| lead["id"].as_i64()).collect(),
+            };
+            Some((company["updated_at"].as_i64().unwrap_or(0), found))
+        })
+        .collect();
+    found.sort_by(|(a_updated, a), (b_updated, b)| b_updated.cmp(a_updated).then(b.id.cmp(&a.id)));
+    Ok(found.into_iter().next().map(|(_, company)| company))
+}
+
+/// `GET /api/v4/leads/pipelines` read as `(pipeline, status)` → the names of both.
+fn stage_names(body: &Value) -> StageNames {
+    let mut names = HashMap::new();
+    for pipeline in items(body, "pipelines") {
+        let (Some(pipeline_id), Some(pipeline_name)) = (pipeline["id"].as_i64(), pipeline["name"].as_str()) else {
+            continue;
+        };
+        for status in items(pipeline, "statuses") {
+            if let (Some(status_id), Some(status_name)) = (status["id"].as_i64(), status["name"].as_str()) {
+                names.insert((pipeline_id, status_id), (pipeline_name.to_owned(), status_name.to_owned()));
+            }
+        }
+    }
+    names
+}
+
+fn lead_summary(lead: LeadInfo, stages: &StageNames) -> LeadSummary {
+    let names = lead.pipeline_id.zip(lead.status_id).and_then(|key| stages.get(&key));
+    LeadSummary {
+        id: lead.id,
+        name: lead.name,
+        pipeline: names.map(|(pipeline, _)| pipeline.clone()),
+        stage: names.map(|(_, stage)| stage.clone()),
+        price: lead.price.filter(|price| *price > 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stages_are_named_by_pipeline_and_status() {
+        let body = json!({"_embedded": {"pipelines": [
+            {"id": 1, "name": "Sales", "_embedded": {"statuses": [{"id": 10, "name": "Incoming"}, {"id": 142, "name": "Won"}]}},
+            {"id": 2, "name": "Partners", "_embedded": {"statuses": [{"id": 10, "name": "First contact"}]}}
+        ]}});
+        let names = stage_names(&body);
+        assert_eq!(names[&(1, 10)], ("Sales".to_owned(), "Incoming".to_owned()));
+        assert_eq!(names[&(2, 10)], ("Partners".to_owned(), "First contact".to_owned()));
+        let lead = LeadInfo {
+            id: 7,
+            name: "Website".into(),
+            price: Some(0),
+            responsible_user_id: None,
+            pipeline_id: Some(2),
+            status_id: Some(10),
+            created_at: 0,
+        };
+        let summary = lead_summary(lead, &names);
+        assert_eq!(summary.stage.as_deref(), Some("First contact"));
+        assert_eq!(summary.price, None, "a lead without a budget shows none, not 0");
+    }
+
+    #[test]
+    fn lookups_are_bounded_per_account_and_freed_when_done() {
+        let callers = CallerId::new();
+        let (one, two) = (AccountId::for_tests(1), AccountId::for_tests(2));
+        let first = callers.slot(one, "+100").unwrap();
+        assert!(callers.slot(one, "+100").is_none(), "a number already being looked up");
+        let held: Vec<LookupSlot> =
+            (1..LOOKUPS_PER_ACCOUNT).map(|n| callers.slot(one, &format!("+10{n}")).unwrap()).collect();
+        assert!(callers.slot(one, "+199").is_none(), "the account's lookups are all running");
+        let other = callers.slot(two, "+100");
+        assert!(other.is_some(), "another account is not affected");
+        drop((first, held));
+        assert!(callers.slot(one, "+100").is_some(), "done lookups free their places and numbers");
+    }
+}

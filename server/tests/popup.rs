@@ -1,0 +1,223 @@
+//! The incoming-call popup as a widget receives it: who is calling (from the local Kommo, through real
+//! HTTP), the calls still in progress after a reload, and a reconnecting stream that misses nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use server::signing::WebhookSecret;
+use support::{ACCOUNT, World, world};
+
+const CALLER: &str = "+5511987654321";
+const COMPANY_PHONE: &str = "+551130001000";
+const STRANGER: &str = "+5521988887777";
+/// A user of the local Kommo's account.
+const MARIA: u64 = ACCOUNT * 100 + 1;
+
+fn event(call_id: &str, from: &str, status: &str) -> String {
+    json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": from, "to": "+551133334444",
+           "status": status, "direction": "inbound", "startTime": server::clock::unix_secs()})
+    .to_string()
+}
+
+/// An open push stream and the `call` events read from it so far.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    async fn open(world: &World, last_event_id: Option<i64>) -> Stream {
+        let (status, ticket) = world.widget(Method::POST, "/widget/v1/push/ticket", ACCOUNT, None).await;
+        assert_eq!(status, StatusCode::OK, "{ticket}");
+        let mut url = format!("{}/widget/v1/push/events?ticket={}", world.server, ticket["ticket"].as_str().unwrap());
+        if let Some(id) = last_event_id {
+            url.push_str(&format!("&last_event_id={id}"));
+        }
+        let response = world.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Stream { response, buffer: String::new() }
+    }
+
+    /// The next `call` event (its SSE id and its data), within 10 s.
+    async fn next(&mut self) -> (Option<i64>, Value) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                if !block.lines().any(|line| line == "event: call") {
+                    continue;
+                }
+                let id = block.lines().find_map(|line| line.strip_prefix("id: ")).map(|id| id.parse().unwrap());
+                let data = block.lines().find_map(|line| line.strip_prefix("data: ")).expect("a call event has data");
+                return (id, serde_json::from_str(data).unwrap());
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("a call event within 10 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event that says who is calling.
+    async fn next_caller(&mut self) -> Value {
+        loop {
+            let (_, call) = self.next().await;
+            if !call["caller"].is_null() {
+                return call;
+            }
+        }
+    }
+}
+
+async fn setup() -> (World, String, WebhookSecret) {
+    let world = world().await;
+    let (path, secret) = world.configure(ACCOUNT, shared::CallHandling::default()).await;
+    (world, path, WebhookSecret::parse(&secret).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_caller_is_named_with_open_leads_and_a_repeat_call_is_named_in_its_first_event() {
+    let (world, path, secret) = setup().await;
+    world.seed_contact(ACCOUNT, "Maria Silva", &[CALLER], &["Website redesign"]).await;
+    let mut stream = Stream::open(&world, None).await;
+
+    let answer = world.post_signed(&path, &secret, "msg_ring_1", &event("known-1", CALLER, "ringing")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (id, first) = stream.next().await;
+    assert!(id.is_some(), "a stored event carries its inbox id");
+    assert_eq!(first["event_id"].as_i64(), id);
+    assert_eq!(first["from"], CALLER, "the number goes out at once");
+    let named = stream.next_caller().await;
+    assert_eq!(named["call_id"], "known-1");
+    assert!(named["event_id"].is_null(), "who is calling comes as an update without an id");
+    let caller = &named["caller"];
+    assert_eq!(caller["known"], "known");
+    assert_eq!(caller["contact"]["name"], "Maria Silva");
+    assert_eq!(caller["number"], "(11) 98765-4321", "formatted for the account's country (BR)");
+    assert_eq!(caller["leads"][0]["name"], "Website redesign");
+    assert_eq!(caller["earlier_calls"], 0);
+
+    // The same caller again: named with the call's first event.
+    let answer = world.post_signed(&path, &secret, "msg_ring_2", &event("known-2", CALLER, "ringing")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (_, again) = stream.next().await;
+    assert_eq!(again["call_id"], "known-2");
+    assert_eq!(again["caller"]["contact"]["name"], "Maria Silva", "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_number_is_said_to_be_unknown_and_a_kommo_outage_leaves_the_number() {
+    let (world, path, secret) = setup().await;
+    let mut stream = Stream::open(&world, None).await;
+    world.post_signed(&path, &secret, "msg_unknown", &event("unknown-1", STRANGER, "ringing")).await;
+    let named = stream.next_caller().await;
+    assert_eq!(named["caller"]["known"], "unknown");
+    assert!(named["caller"]["contact"].is_null());
+    assert_eq!(named["caller"]["number"], "(21) 98888-7777");
+
+    // Kommo fails every contacts search: the popup still has the number, then says Kommo did not answer.
+    world
+        .kommo_control(
+            "/sandbox/kommo/faults",
+            json!({"account_id": ACCOUNT, "status": 500, "count": 20, "method": "GET",
+                   "path_prefix": "/api/v4/contacts"}),
+        )
+        .await;
+    world.post_signed(&path, &secret, "msg_outage", &event("outage-1", COMPANY_PHONE, "ringing")).await;
+    let (_, first) = stream.next().await;
+    assert_eq!(first["call_id"], "outage-1");
+    assert_eq!(first["from"], COMPANY_PHONE);
+    let named = stream.next_caller().await;
+    assert_eq!(named["caller"]["known"], "unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lists_the_calls_in_progress_and_a_reconnect_gets_what_it_missed_once() {
+    let (world, path, secret) = setup().await;
+    world.seed_contact(ACCOUNT, "Maria Silva", &[CALLER], &[]).await;
+    for (id, call, status) in [
+        ("m1", "live-1", "ringing"),
+        ("m2", "live-2", "ringing"),
+        ("m3", "live-2", "answered"),
+        ("m4", "gone", "ringing"),
+    ] {
+        let answer = world.post_signed(&path, &secret, id, &event(call, CALLER, status)).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    world.post_signed(&path, &secret, "m5", &event("gone", CALLER, "ended")).await;
+
+    let (status, active) = world.widget(Method::GET, "/widget/v1/calls/active", ACCOUNT, None).await;
+    assert_eq!(status, StatusCode::OK, "{active}");
+    let calls: Vec<(&str, &str)> = active["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| (call["call_id"].as_str().unwrap(), call["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(calls, [("live-1", "ringing"), ("live-2", "answered")], "the ended call is not in progress");
+    let last = active["last_event_id"].as_i64().expect("where to resume the stream");
+
+    // Events stored while the widget had no stream arrive when it opens one after `last`, once each.
+    world.post_signed(&path, &secret, "m6", &event("live-1", CALLER, "answered")).await;
+    world.post_signed(&path, &secret, "m7", &event("live-2", CALLER, "ended")).await;
+    let mut stream = Stream::open(&world, Some(last)).await;
+    let (first_id, first) = stream.next().await;
+    let (second_id, second) = stream.next().await;
+    assert_eq!((first["call_id"].as_str(), first["status"].as_str()), (Some("live-1"), Some("answered")));
+    assert_eq!((second["call_id"].as_str(), second["status"].as_str()), (Some("live-2"), Some("ended")));
+    assert!(first_id.unwrap() > last && second_id.unwrap() > first_id.unwrap());
+
+    // A live event after the replay comes once, with the next id.
+    world.post_signed(&path, &secret, "m8", &event("live-1", CALLER, "ended")).await;
+    let (third_id, third) = loop {
+        let (id, call) = stream.next().await;
+        if id.is_some() {
+            break (id, call);
+        }
+    };
+    assert_eq!((third["call_id"].as_str(), third["status"].as_str()), (Some("live-1"), Some("ended")));
+    assert!(third_id.unwrap() > second_id.unwrap(), "nothing replayed is sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_a_mapped_extension_is_listed_for_its_user_only() {
+    let world = world().await;
+    world.install(ACCOUNT).await;
+    let mut settings = world.valid_settings();
+    settings.extensions = shared::ExtensionMap {
+        entries: vec![shared::ExtensionEntry { extension: "101".into(), user_id: MARIA as i64 }],
+        fallback_user_id: None,
+    };
+    let (status, saved) =
+        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
+    let secret = WebhookSecret::parse(saved["webhook"]["signing_secret"].as_str().unwrap()).unwrap();
+    let mut body: Value = serde_json::from_str(&event("marias", CALLER, "ringing")).unwrap();
+    body["extension"] = json!("101");
+    world.post_signed(&path, &secret, "x1", &body.to_string()).await;
+
+    let active = |user: u64| {
+        let world = &world;
+        async move {
+            let token = world.token_as(ACCOUNT, user, Some(user == support::ADMIN)).await;
+            let response = world
+                .http
+                .get(format!("{}/widget/v1/calls/active", world.server))
+                .header("X-Auth-Token", token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            let body: Value = response.json().await.unwrap();
+            body["calls"].as_array().unwrap().iter().map(|call| call["call_id"].to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(active(MARIA).await, ["\"marias\""], "the extension's user sees the call");
+    assert!(active(support::ADMIN).await.is_empty(), "another user of the account does not");
+}
