@@ -534,3 +534,242 @@ async fn the_oracle_covers_most_endpoints_and_these_not() {
         ["GET /api/v4/leads/unsorted", "GET /api/v4/leads/unsorted/0123abcd", "POST /api/v4/leads/unsorted/sip"]
     );
 }
+
+#[tokio::test]
+async fn the_pipeline_lists_every_stage_a_lead_can_be_in() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1101).await;
+    let (status, list) = api.get("/api/v4/leads/pipelines").await;
+    assert_eq!((status, list["_total_items"].as_u64()), (200, Some(1)));
+    let pipeline = &list["_embedded"]["pipelines"][0];
+    assert_eq!((pipeline["id"].as_u64(), pipeline["name"].as_str()), (Some(8_000_001), Some("Sales pipeline")));
+    assert_eq!((pipeline["is_main"].as_bool(), pipeline["account_id"].as_u64()), (Some(true), Some(1101)));
+    let statuses = pipeline["_embedded"]["statuses"].as_array().unwrap();
+    let stages: Vec<(u64, &str, u64)> = statuses
+        .iter()
+        .map(|stage| {
+            assert_eq!(stage["pipeline_id"], 8_000_001);
+            assert!(stage["color"].as_str().unwrap().starts_with('#') && stage["sort"].is_u64(), "{stage}");
+            (stage["id"].as_u64().unwrap(), stage["name"].as_str().unwrap(), stage["type"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            (8_100_001, "Incoming leads", 1),
+            (8_100_002, "Initial contact", 0),
+            (8_100_003, "Qualified", 0),
+            (8_100_004, "Proposal", 0),
+            (142, "Closed - won", 0),
+            (143, "Closed - lost", 0),
+        ]
+    );
+    // Every stage the stand-in puts a lead in is one of them: new, accepted, unsorted, won, lost.
+    let (_, leads) = api.seed("Stages", &["+55 11 95555-0000"], &[("New", 0), ("Won", 142), ("Lost", 143)]).await;
+    api.post("/api/v4/leads/unsorted/sip", json!([sip("stage-1", "+5511955550001")])).await;
+    let stored = api.entities().await;
+    for lead in stored["leads"].as_object().unwrap().values() {
+        let status_id = lead["status_id"].as_u64().unwrap();
+        assert!(stages.iter().any(|(id, _, _)| *id == status_id), "lead in an unknown stage: {lead}");
+    }
+    assert_eq!(leads.len(), 3);
+    let (status, one) = api.get("/api/v4/leads/pipelines/8000001").await;
+    assert_eq!((status, one["_embedded"]["statuses"].as_array().map(Vec::len)), (200, Some(6)));
+    assert_eq!(api.get("/api/v4/leads/pipelines/1").await.0, 404);
+    // A seed refuses a stage the pipeline does not have, and the incoming leads stage.
+    for status_id in [8_100_009, 8_100_001] {
+        let body = json!({ "account_id": 1101, "name": "x", "leads": [{ "status_id": status_id }] });
+        assert_eq!(kommo.post("/sandbox/kommo/contacts", body).await.status(), 400, "{status_id}");
+    }
+}
+
+#[tokio::test]
+async fn companies_are_searched_by_phone_with_their_leads_and_contacts_name_them() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1102).await;
+    let (acme, acme_leads) =
+        api.seed_company("Acme Ltda", &["+55 11 3456-7800"], &[("Office phones", 8_100_004, 4_800)]).await;
+    let body = json!({
+        "account_id": 1102, "name": "Bruno Costa", "phones": [{ "value": "+55 11 97777-1111", "enum_code": "MOB" }],
+        "responsible_user_id": manager(1102), "company_id": acme,
+        "leads": [{ "name": "Support plan", "price": 900, "status_id": 8_100_003 }],
+    });
+    let seeded: Value = kommo.post("/sandbox/kommo/contacts", body).await.json().await.unwrap();
+    let (bruno, bruno_lead) = (seeded["contact_id"].as_u64().unwrap(), seeded["lead_ids"][0].as_u64().unwrap());
+
+    let (status, found) = api.get("/api/v4/companies?query=1134567800&with=leads,contacts").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&found, "companies"), [acme]);
+    let company = &found["_embedded"]["companies"][0];
+    assert_eq!(
+        (company["name"].as_str(), company["responsible_user_id"].as_u64()),
+        (Some("Acme Ltda"), Some(5_500_001))
+    );
+    let phone = &company["custom_fields_values"][0];
+    assert_eq!((phone["field_code"].as_str(), phone["field_id"].is_u64()), (Some("PHONE"), true));
+    assert_eq!(phone["values"][0], json!({ "value": "+55 11 3456-7800", "enum_code": "WORK" }));
+    let embedded_ids = |key: &str| -> Vec<u64> {
+        company["_embedded"][key].as_array().unwrap().iter().map(|item| item["id"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(embedded_ids("leads"), acme_leads);
+    assert_eq!(embedded_ids("contacts"), [bruno]);
+    // Without with=, no leads; by name too; one by id; nothing found is 204 with no body.
+    let (_, plain) = api.get("/api/v4/companies?query=3456-7800").await;
+    assert!(plain["_embedded"]["companies"][0]["_embedded"]["leads"].is_null());
+    assert_eq!(ids(&api.get("/api/v4/companies?query=acme").await.1, "companies"), [acme]);
+    let (status, one) = api.get(&format!("/api/v4/companies/{acme}?with=leads")).await;
+    assert_eq!((status, one["_embedded"]["leads"][0]["id"].as_u64()), (200, Some(acme_leads[0])));
+    assert_eq!(api.get("/api/v4/companies?query=5550000").await, (204, Value::Null));
+    assert_eq!(api.get(&format!("/api/v4/companies/{bruno}")).await.0, 404);
+    // The company's number is no contact's.
+    assert_eq!(api.get("/api/v4/contacts?query=1134567800").await, (204, Value::Null));
+
+    // The contact names its company; its leads read with what a popup shows.
+    let (_, contacts) = api.get("/api/v4/contacts?query=977771111&with=leads").await;
+    let contact = &contacts["_embedded"]["contacts"][0];
+    assert_eq!((contact["id"].as_u64(), contact["name"].as_str()), (Some(bruno), Some("Bruno Costa")));
+    assert_eq!(contact["_embedded"]["companies"][0]["id"], acme);
+    assert_eq!(contact["_embedded"]["leads"][0]["id"], bruno_lead);
+    // Leads list in id order (Acme's lead was seeded first).
+    let path = format!("/api/v4/leads?filter[id][]={bruno_lead}&filter[id][]={}", acme_leads[0]);
+    let (_, leads) = api.get(&path).await;
+    let shown: Vec<(u64, &str, i64, u64, u64, u64)> = leads["_embedded"]["leads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|lead| {
+            (
+                lead["id"].as_u64().unwrap(),
+                lead["name"].as_str().unwrap(),
+                lead["price"].as_i64().unwrap(),
+                lead["status_id"].as_u64().unwrap(),
+                lead["pipeline_id"].as_u64().unwrap(),
+                lead["responsible_user_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (acme_leads[0], "Office phones", 4_800, 8_100_004, 8_000_001, 5_500_001),
+            (bruno_lead, "Support plan", 900, 8_100_003, 8_000_001, manager(1102)),
+        ]
+    );
+    // Seeds are checked: a company of another account, an unknown user.
+    let other = json!({ "account_id": 1102, "name": "y", "company_id": 1 });
+    assert_eq!(kommo.post("/sandbox/kommo/contacts", other).await.status(), 400);
+    let stranger = json!({ "account_id": 1102, "name": "y", "responsible_user_id": 1 });
+    assert_eq!(kommo.post("/sandbox/kommo/companies", stranger).await.status(), 400);
+    let wrong_code = json!({ "account_id": 1102, "name": "y", "phones": [{ "value": "1", "enum_code": "CELL" }] });
+    assert_eq!(kommo.post("/sandbox/kommo/companies", wrong_code).await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_call_to_a_company_s_number_goes_on_its_one_active_lead_else_on_the_company() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1103).await;
+    let (lone, _) = api.seed_company("Lone Ltda", &["+55 11 3000-1000"], &[]).await;
+    let (busy, busy_leads) = api.seed_company("Busy SA", &["+55 11 3000-2000"], &[("Deal", 0, 100)]).await;
+    let calls = json!([call("+551130001000", "co-1", "inbound"), call("1130002000", "co-2", "inbound")]);
+    let (status, answer) = api.post("/api/v4/calls", calls).await;
+    assert_eq!((status, answer["errors"].clone()), (200, json!([])));
+    let placed: Vec<(&str, u64)> = answer["_embedded"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| (call["entity_type"].as_str().unwrap(), call["entity_id"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(placed, [("companies", lone), ("leads", busy_leads[0])]);
+    let (status, notes) = api.get(&format!("/api/v4/companies/{lone}/notes")).await;
+    assert_eq!((status, notes["_embedded"]["notes"][0]["params"]["uniq"].as_str()), (200, Some("co-1")));
+    assert!(busy > lone);
+}
+
+#[tokio::test]
+async fn a_call_notification_is_accepted_checked_and_kept() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1104).await;
+    let (contact, leads) = api.seed("Known", &["+55 11 98765-4321"], &[("Open", 0)]).await;
+    let (company, _) = api.seed_company("Acme", &["+55 11 3456-7800"], &[]).await;
+    let body = json!({ "add": [
+        { "type": "phone_call", "phone_number": "+5511987654321", "users": [manager(1104)] },
+        { "type": "phone_call", "phone_number": "(11) 3456-7800" },
+        { "type": "phone_call", "phone_number": "+1 555 000 0000", "users": [] },
+    ]});
+    let (status, answer) = api.post("/api/v2/events", body).await;
+    assert_eq!((status, answer), (202, Value::Null), "202 with no body");
+    let kept = api.notifications().await;
+    assert_eq!(kept.len(), 3);
+    assert_eq!(kept[0]["type"], "phone_call");
+    assert_eq!(kept[0]["phone_number"], "+5511987654321");
+    assert_eq!(
+        (kept[0]["users"].clone(), kept[0]["notified"].clone()),
+        (json!([manager(1104)]), json!([manager(1104)]))
+    );
+    // The one active lead shows; a company with the number; an unknown number shows nothing known.
+    assert_eq!(kept[0]["entity"], json!({ "entity_type": "leads", "entity_id": leads[0] }));
+    assert_eq!(kept[1]["entity"], json!({ "entity_type": "companies", "entity_id": company }));
+    assert!(kept[2]["entity"].is_null());
+    // Without users, every active user of the account is notified (the deactivated one is not).
+    assert!(kept[1]["users"].is_null());
+    let notified: Vec<u64> = kept[1]["notified"].as_array().unwrap().iter().map(|id| id.as_u64().unwrap()).collect();
+    assert_eq!(notified, [5_500_001, manager(1104), 1104 * 100 + 2]);
+    assert_eq!(kept[2]["notified"], json!([]));
+    // It is an API write like the others.
+    let writes = api.writes().await;
+    assert_eq!((writes[0]["path"].as_str(), writes[0]["status"].as_u64()), (Some("/api/v2/events"), Some(202)));
+    assert!(contact > 0);
+
+    // A wrong type, a missing number and a stranger are refused, item by item; nothing is kept.
+    let wrong = json!({ "add": [
+        { "type": "sms", "phone_number": "+5511987654321" },
+        { "type": "phone_call", "users": [manager(1104)] },
+        { "type": "phone_call", "phone_number": "+5511987654321", "users": [manager(1104), 42, "x"] },
+    ]});
+    let (status, problem) = api.post_refused("/api/v2/events", wrong).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        validation_errors(&problem),
+        [
+            ("0".to_owned(), vec![("NotSupportedChoice".to_owned(), "type".to_owned())]),
+            ("1".to_owned(), vec![("NotBlank".to_owned(), "phone_number".to_owned())]),
+            (
+                "2".to_owned(),
+                vec![
+                    ("NotSupportedChoice".to_owned(), "users.1".to_owned()),
+                    ("InvalidType".to_owned(), "users.2".to_owned())
+                ]
+            ),
+        ]
+    );
+    assert_eq!(api.post_refused("/api/v2/events", json!([{ "type": "phone_call" }])).await.0, 400);
+    assert_eq!(api.notifications().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_call_notification_needs_a_live_token_and_counts_against_the_limit() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1105).await;
+    let event = json!({ "add": [{ "type": "phone_call", "phone_number": "+5511987654321" }] });
+    let post = |token: Option<&str>| {
+        let mut request = kommo.http.post(format!("{}/api/v2/events", kommo.kommo)).json(&event);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    support::assert_problem(post(None).await.unwrap(), 401).await;
+    assert_eq!(kommo.post("/sandbox/kommo/expire", json!({ "account_id": 1105 })).await.status(), 200);
+    let expired = support::assert_problem(post(Some(&api.token)).await.unwrap(), 401).await;
+    assert_eq!(expired["detail"], "Access token has expired");
+
+    let api = Api::connect(&kommo, 1106).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(post(Some(&api.token)).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [202, 202, 202, 202, 202, 202, 202, 429]);
+    assert_eq!(api.notifications().await.len(), 7);
+    assert_eq!(kommo.stats().await["accounts"]["1106"]["by_path"]["POST /api/v2/events"], 8);
+}

@@ -1,4 +1,4 @@
-//! Every `/api/v4/...` request goes through [`dispatch`]: counted by method and path, the bearer token (401),
+//! Every `/api/v4/...` request (and `POST /api/v2/events`) goes through [`dispatch`]: counted by method and path, the bearer token (401),
 //! the account's one-second window (429), injected faults (before the handler, or after it with
 //! `after_commit`), the handler itself under the ledger's lock, and, for writes, the write log.
 
@@ -26,6 +26,8 @@ pub(crate) enum Reply {
     Hal(Value),
     /// 204 with no body: an empty search, list or page.
     NoContent,
+    /// 202 with no body: a call notification was accepted.
+    Accepted,
 }
 
 /// What a handler answers when it refuses.
@@ -56,6 +58,7 @@ fn respond(outcome: Outcome) -> Response {
             response
         }
         Ok(Reply::NoContent) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Reply::Accepted) => StatusCode::ACCEPTED.into_response(),
         Err(Refusal::Problem(status, detail)) => problem(status, &detail),
         Err(Refusal::Validation(items)) => validation_failed(&items),
     }
@@ -63,7 +66,7 @@ fn respond(outcome: Outcome) -> Response {
 
 /// An admitted API request as handlers see it.
 pub(crate) struct Request {
-    /// `/api/v4/...`, without the query.
+    /// `/api/v4/...` (or `/api/v2/events`), without the query.
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Value,
@@ -169,7 +172,7 @@ fn is_write(method: &Method) -> bool {
     [Method::POST, Method::PATCH, Method::PUT, Method::DELETE].contains(method)
 }
 
-/// Any `/api/v4/...` request.
+/// Any `/api/v4/...` request, and `/api/v2/events`.
 pub(crate) async fn dispatch(
     State(state): State<crate::State>,
     method: Method,
@@ -261,8 +264,15 @@ pub(crate) async fn dispatch(
     }
 }
 
-/// The handler of `METHOD /api/v4/...`; what the stand-in does not implement is Kommo's 404.
+/// The handler of `METHOD /api/v4/...` (and of `/api/v2/events`); what the stand-in does not implement is
+/// Kommo's 404.
 fn route(desk: &mut Desk<'_>, method: &Method, request: &Request) -> Outcome {
+    if request.path.trim_end_matches('/') == "/api/v2/events" {
+        return match method.as_str() {
+            "POST" => handlers::create_events(desk, request),
+            _ => Err(Refusal::Problem(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed".into())),
+        };
+    }
     let rest = request.path.strip_prefix("/api/v4/").unwrap_or_default();
     let segments: Vec<&str> = rest.split('/').filter(|segment| !segment.is_empty()).collect();
     let id = |text: &str| text.parse::<u64>().ok();
@@ -276,6 +286,14 @@ fn route(desk: &mut Desk<'_>, method: &Method, request: &Request) -> Outcome {
         ("POST", ["contacts"]) => handlers::create_contacts(desk, request),
         ("GET", ["contacts", contact]) if id(contact).is_some() => {
             handlers::show_contact(desk, request, id(contact).unwrap_or_default())
+        }
+        ("GET", ["companies"]) => handlers::list_companies(desk, request),
+        ("GET", ["companies", company]) if id(company).is_some() => {
+            handlers::show_company(desk, request, id(company).unwrap_or_default())
+        }
+        ("GET", ["leads", "pipelines"]) => handlers::list_pipelines(desk, request),
+        ("GET", ["leads", "pipelines", pipeline]) if id(pipeline).is_some() => {
+            handlers::show_pipeline(desk, request, id(pipeline).unwrap_or_default())
         }
         ("GET", ["leads"]) => handlers::list_leads(desk, request),
         ("POST", ["leads"]) => handlers::create_leads(desk, request),

@@ -1,6 +1,6 @@
 //! Control endpoints under `/sandbox/kommo/`: accounts, Kommo's install and disable requests to the server,
-//! expiring tokens, injected faults, seeded contacts and leads, the calls' no-entity answer, and what tests
-//! assert on: counters, the write log and the entities.
+//! expiring tokens, injected faults, seeded contacts, companies and leads, the calls' no-entity answer, and
+//! what tests assert on: counters, the write log, the call notifications and the entities.
 
 use std::time::Instant;
 
@@ -12,11 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::crm::{
-    CallsMode, Contact, FIRST_STATUS_ID, Field, FieldValue, LOST_STATUS_ID, Lead, PHONE_FIELD_ID, PIPELINE_ID,
-    WON_STATUS_ID,
-};
+use super::crm::CallsMode;
 use super::ledger::{Account, Fault, User};
+use super::seed::{SeedCompany, SeedContact};
 use super::{CALLBACK_PATH, DISABLE_PATH, KOMMO_USER_AGENT, StandIn};
 use crate::error::SandboxError;
 
@@ -237,101 +235,37 @@ pub(crate) async fn writes(State(state): State<crate::State>, Query(query): Quer
     Json(serde_json::to_value(state.stand_in.ledger().writes(query.account_id)).unwrap_or_default())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SeedLead {
-    name: Option<String>,
-    status_id: Option<u64>,
-    responsible_user_id: Option<u64>,
-}
-
-/// `POST /sandbox/kommo/contacts` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SeedContact {
-    account_id: u64,
-    name: String,
-    #[serde(default)]
-    phones: Vec<String>,
-    responsible_user_id: Option<u64>,
-    #[serde(default)]
-    leads: Vec<SeedLead>,
-}
-
-/// `POST /sandbox/kommo/contacts`: a contact with its phones and leads, as if made in Kommo by hand (not an
-/// API write: not logged, no uniq). Answers `{contact_id, lead_ids}`.
+/// `POST /sandbox/kommo/contacts` (see [`SeedContact`]): a contact with its phones, emails, company and
+/// leads, as if made in Kommo by hand (not an API write: not logged, no uniq). Answers `{contact_id, lead_ids}`.
 pub(crate) async fn seed_contact(
     State(state): State<crate::State>,
     Json(seed): Json<SeedContact>,
 ) -> Result<Json<Value>, SandboxError> {
-    let mut ledger = state.stand_in.ledger();
-    let desk = ledger
-        .desk(seed.account_id)
-        .ok_or_else(|| SandboxError::BadRequest(format!("no account {}", seed.account_id)))?;
-    let account = desk.account;
-    let user = |id: Option<u64>| match id {
-        None => Ok(account.admin().map(|user| user.id).unwrap_or_default()),
-        Some(id) if account.users.iter().any(|user| user.id == id) => Ok(id),
-        Some(id) => Err(SandboxError::BadRequest(format!("user {id} is not a user of account {}", account.id))),
-    };
-    if seed.leads.iter().any(|lead| lead.status_id == Some(0)) {
-        return Err(SandboxError::BadRequest("status_id must be a positive stage id".into()));
-    }
-    let responsible = user(seed.responsible_user_id)?;
-    let lead_owners = seed.leads.iter().map(|lead| user(lead.responsible_user_id.or(Some(responsible))));
-    let lead_owners = lead_owners.collect::<Result<Vec<u64>, SandboxError>>()?;
-    let now = super::unix_now();
-    let contact_id = desk.ids.contact();
-    let values: Vec<FieldValue> =
-        seed.phones.iter().map(|phone| FieldValue { value: phone.clone(), enum_code: "WORK".to_owned() }).collect();
-    let fields = if values.is_empty() {
-        Vec::new()
-    } else {
-        vec![Field { field_id: PHONE_FIELD_ID, field_code: "PHONE", values }]
-    };
-    desk.crm.contacts.insert(
-        contact_id,
-        Contact {
-            id: contact_id,
-            name: seed.name,
-            first_name: String::new(),
-            last_name: String::new(),
-            responsible_user_id: responsible,
-            created_by: responsible,
-            created_at: now,
-            updated_at: now,
-            fields,
-            leads: Vec::new(),
-            companies: Vec::new(),
-            is_unsorted: false,
-        },
-    );
-    let mut lead_ids = Vec::new();
-    for (lead, owner) in seed.leads.into_iter().zip(lead_owners) {
-        let id = desk.ids.lead();
-        let status_id = lead.status_id.unwrap_or(FIRST_STATUS_ID);
-        let closed = status_id == WON_STATUS_ID || status_id == LOST_STATUS_ID;
-        desk.crm.leads.insert(
-            id,
-            Lead {
-                id,
-                name: lead.name.unwrap_or_else(|| format!("Lead #{id}")),
-                price: 0,
-                status_id,
-                pipeline_id: PIPELINE_ID,
-                responsible_user_id: owner,
-                created_by: owner,
-                created_at: now,
-                updated_at: now,
-                closed_at: closed.then_some(now),
-                contacts: Vec::new(),
-                companies: Vec::new(),
-            },
-        );
-        desk.crm.link(id, contact_id);
-        lead_ids.push(id);
-    }
-    Ok(Json(json!({ "contact_id": contact_id, "lead_ids": lead_ids })))
+    let seeded = state.stand_in.seed_contact(seed).map_err(SandboxError::BadRequest)?;
+    Ok(Json(json!({ "contact_id": seeded.id, "lead_ids": seeded.lead_ids })))
+}
+
+/// `POST /sandbox/kommo/companies` (see [`SeedCompany`]): a company with its phones and leads, as if made in
+/// Kommo by hand. Answers `{company_id, lead_ids}`.
+pub(crate) async fn seed_company(
+    State(state): State<crate::State>,
+    Json(seed): Json<SeedCompany>,
+) -> Result<Json<Value>, SandboxError> {
+    let seeded = state.stand_in.seed_company(seed).map_err(SandboxError::BadRequest)?;
+    Ok(Json(json!({ "company_id": seeded.id, "lead_ids": seeded.lead_ids })))
+}
+
+/// `GET /sandbox/kommo/notifications?account_id=`: the call notifications Kommo accepted
+/// (`POST /api/v2/events`), oldest first: `[{type, phone_number, users, notified, entity, created_by,
+/// created_at}]`; `entity` is `{entity_type, entity_id}` or `null`.
+pub(crate) async fn notifications(
+    State(state): State<crate::State>,
+    Query(query): Query<AccountQuery>,
+) -> Result<Json<Value>, SandboxError> {
+    let ledger = state.stand_in.ledger();
+    ledger.account(query.account_id).ok_or(SandboxError::NotFound)?;
+    let notifications = ledger.crm(query.account_id).map(|crm| crm.notifications.as_slice()).unwrap_or_default();
+    Ok(Json(serde_json::to_value(notifications).unwrap_or_default()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,15 +7,47 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// The account's one pipeline ("Main pipeline"); every account has the same ids.
+/// The account's one pipeline ([`PIPELINE_NAME`]); every account has the same ids.
 pub const PIPELINE_ID: u64 = 8_000_001;
+pub const PIPELINE_NAME: &str = "Sales pipeline";
 /// The pipeline's "Incoming leads" stage: where unsorted items wait until accepted.
 pub const UNSORTED_STATUS_ID: u64 = 8_100_001;
-/// The first real stage: new leads and accepted unsorted ones land here unless told otherwise.
+/// The first real stage ("Initial contact"): new leads and accepted unsorted ones land here unless told
+/// otherwise.
 pub const FIRST_STATUS_ID: u64 = 8_100_002;
+pub const QUALIFIED_STATUS_ID: u64 = 8_100_003;
+pub const PROPOSAL_STATUS_ID: u64 = 8_100_004;
 /// Kommo's fixed closed stages.
 pub const WON_STATUS_ID: u64 = 142;
 pub const LOST_STATUS_ID: u64 = 143;
+
+/// A stage of the pipeline as `GET /api/v4/leads/pipelines` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stage {
+    pub id: u64,
+    pub name: &'static str,
+    pub sort: u32,
+    /// One of Kommo's stage colours.
+    pub color: &'static str,
+    /// Kommo's `type`: 1 for the incoming leads stage, 0 for every other.
+    pub kind: u8,
+    pub is_editable: bool,
+}
+
+/// The stages of [`PIPELINE_ID`] in order: every `status_id` the stand-in gives a lead is one of these.
+pub const STAGES: [Stage; 6] = [
+    Stage { id: UNSORTED_STATUS_ID, name: "Incoming leads", sort: 10, color: "#c1c1c1", kind: 1, is_editable: false },
+    Stage { id: FIRST_STATUS_ID, name: "Initial contact", sort: 20, color: "#99ccff", kind: 0, is_editable: true },
+    Stage { id: QUALIFIED_STATUS_ID, name: "Qualified", sort: 30, color: "#ffff99", kind: 0, is_editable: true },
+    Stage { id: PROPOSAL_STATUS_ID, name: "Proposal", sort: 40, color: "#ffcc66", kind: 0, is_editable: true },
+    Stage { id: WON_STATUS_ID, name: "Closed - won", sort: 10_000, color: "#CCFF66", kind: 0, is_editable: false },
+    Stage { id: LOST_STATUS_ID, name: "Closed - lost", sort: 11_000, color: "#D5D8DB", kind: 0, is_editable: false },
+];
+
+/// The stage with this id, if the pipeline has it.
+pub fn stage(id: u64) -> Option<&'static Stage> {
+    STAGES.iter().find(|stage| stage.id == id)
+}
 /// The `PHONE` and `EMAIL` contact fields' ids.
 pub const PHONE_FIELD_ID: u64 = 9_000_001;
 pub const EMAIL_FIELD_ID: u64 = 9_000_002;
@@ -83,12 +115,17 @@ pub struct Contact {
     pub is_unsorted: bool,
 }
 
+/// The values of the `PHONE` fields among `fields`.
+fn phones_of(fields: &[Field]) -> impl Iterator<Item = &str> {
+    fields
+        .iter()
+        .filter(|field| field.field_code == "PHONE")
+        .flat_map(|field| field.values.iter().map(|value| value.value.as_str()))
+}
+
 impl Contact {
     pub fn phones(&self) -> impl Iterator<Item = &str> {
-        self.fields
-            .iter()
-            .filter(|field| field.field_code == "PHONE")
-            .flat_map(|field| field.values.iter().map(|value| value.value.as_str()))
+        phones_of(&self.fields)
     }
 }
 
@@ -97,7 +134,17 @@ pub struct Company {
     pub id: u64,
     pub name: String,
     pub responsible_user_id: u64,
+    pub created_by: u64,
     pub created_at: i64,
+    pub updated_at: i64,
+    /// `PHONE` (and `EMAIL`) like a contact's.
+    pub fields: Vec<Field>,
+}
+
+impl Company {
+    pub fn phones(&self) -> impl Iterator<Item = &str> {
+        phones_of(&self.fields)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +222,33 @@ pub enum CallsMode {
     Problem400,
 }
 
+/// A call notification Kommo accepted (`POST /api/v2/events`, KOMMO.md §2.3): the popup it shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notification {
+    /// `phone_call`, the one type the stand-in accepts.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub phone_number: String,
+    /// `users` as sent; `None` when left out (everyone is notified).
+    pub users: Option<Vec<u64>>,
+    /// Who sees the popup: `users`, else every active user of the account.
+    pub notified: Vec<u64>,
+    /// What the popup shows (matched on the last 8 digits): the one active lead of the contact or company
+    /// with the number, else the contact, else the company; `None` for an unknown number (the popup offers
+    /// to create a contact).
+    pub entity: Option<EntityRef>,
+    /// The user whose token posted it.
+    pub created_by: u64,
+    pub created_at: i64,
+}
+
+/// An entity by type and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EntityRef {
+    pub entity_type: EntityType,
+    pub entity_id: u64,
+}
+
 /// Ids are unique across accounts, each kind in its own range, so an id of the wrong kind or account is
 /// never found.
 #[derive(Debug)]
@@ -224,6 +298,9 @@ pub struct Crm {
     pub tasks: BTreeMap<u64, Task>,
     pub unsorted: BTreeMap<String, Unsorted>,
     pub calls_mode: CallsMode,
+    /// Accepted call notifications, oldest first (`GET /sandbox/kommo/notifications`).
+    #[serde(skip)]
+    pub notifications: Vec<Notification>,
     /// Every call uniq written, with the `METHOD /path` that first carried it.
     #[serde(skip)]
     pub uniqs: HashMap<String, String>,
@@ -234,11 +311,34 @@ pub fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Kommo matches a call's number on its last 10 digits (shorter numbers whole).
-fn same_number(a: &str, b: &str) -> bool {
+/// Whether two numbers end in the same `n` digits (shorter numbers whole).
+fn same_tail(a: &str, b: &str, n: usize) -> bool {
     let (a, b) = (digits(a), digits(b));
-    let tail = |d: &str| d[d.len().saturating_sub(10)..].to_owned();
+    let tail = |d: &str| d[d.len().saturating_sub(n)..].to_owned();
     !a.is_empty() && tail(&a) == tail(&b)
+}
+
+/// Kommo matches a call's number on its last 10 digits (KOMMO.md §2.2).
+fn same_number(a: &str, b: &str) -> bool {
+    same_tail(a, b, 10)
+}
+
+/// A call notification's number is matched on its last 8 digits (KOMMO.md §1.7).
+fn same_notified_number(a: &str, b: &str) -> bool {
+    same_tail(a, b, 8)
+}
+
+/// Whether a name and phones match a search query: a query of digits (with `+`, spaces, dashes, brackets)
+/// matches phone digits in part, anything else the name or a phone as text.
+fn matches_query<'a>(query: &str, name: &str, mut phones: impl Iterator<Item = &'a str>) -> bool {
+    let query = query.trim();
+    let phone_like = query.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let wanted = digits(query);
+    if phone_like && !wanted.is_empty() {
+        return phones.any(|phone| digits(phone).contains(&wanted));
+    }
+    let lowered = query.to_lowercase();
+    name.to_lowercase().contains(&lowered) || phones.any(|phone| phone.to_lowercase().contains(&lowered))
 }
 
 impl Crm {
@@ -268,42 +368,60 @@ impl Crm {
     /// Contacts whose name or phones contain the query; a query of digits (with `+`, spaces, dashes,
     /// brackets) matches on phone digits.
     pub fn search_contacts(&self, query: &str) -> Vec<&Contact> {
-        let query = query.trim();
-        let phone_like = query.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
-        let wanted = digits(query);
-        let lowered = query.to_lowercase();
-        self.contacts
-            .values()
-            .filter(|contact| {
-                if phone_like && !wanted.is_empty() {
-                    contact.phones().any(|phone| digits(phone).contains(&wanted))
-                } else {
-                    contact.name.to_lowercase().contains(&lowered)
-                        || contact.phones().any(|phone| phone.to_lowercase().contains(&lowered))
-                }
-            })
-            .collect()
+        self.contacts.values().filter(|contact| matches_query(query, &contact.name, contact.phones())).collect()
     }
 
-    /// Where Kommo puts a call for `phone` (KOMMO.md §2.2): the contacts with the number; exactly one active
-    /// lead among them → that lead; otherwise the first (oldest) of those contacts. `None` when no contact
-    /// has the number.
-    pub fn call_entity(&self, phone: &str) -> Option<(EntityType, u64)> {
+    /// Companies found the way [`Crm::search_contacts`] finds contacts.
+    pub fn search_companies(&self, query: &str) -> Vec<&Company> {
+        self.companies.values().filter(|company| matches_query(query, &company.name, company.phones())).collect()
+    }
+
+    /// The leads of a company: those that name it.
+    pub fn company_leads(&self, company_id: u64) -> impl Iterator<Item = &Lead> {
+        self.leads.values().filter(move |lead| lead.companies.contains(&company_id))
+    }
+
+    /// The contacts of a company: those that name it.
+    pub fn company_contacts(&self, company_id: u64) -> impl Iterator<Item = &Contact> {
+        self.contacts.values().filter(move |contact| contact.companies.contains(&company_id))
+    }
+
+    /// Kommo's choice for a number among the contacts and companies that have it (`same` compares
+    /// numbers): exactly one active lead among theirs → that lead; otherwise the first (oldest) contact,
+    /// else the first company. `None` when none has the number.
+    fn entity_for(&self, phone: &str, same: fn(&str, &str) -> bool) -> Option<(EntityType, u64)> {
         let contacts: Vec<&Contact> =
-            self.contacts.values().filter(|contact| contact.phones().any(|own| same_number(own, phone))).collect();
-        let first = contacts.first()?;
-        let mut active: Vec<u64> = contacts
-            .iter()
-            .flat_map(|contact| contact.leads.iter())
-            .filter(|id| self.leads.get(id).is_some_and(Lead::is_active))
-            .copied()
-            .collect();
+            self.contacts.values().filter(|contact| contact.phones().any(|own| same(own, phone))).collect();
+        let companies: Vec<&Company> =
+            self.companies.values().filter(|company| company.phones().any(|own| same(own, phone))).collect();
+        let of_contacts = contacts.iter().flat_map(|contact| contact.leads.iter().copied());
+        let of_companies = companies.iter().flat_map(|company| self.company_leads(company.id).map(|lead| lead.id));
+        let mut active: Vec<u64> =
+            of_contacts.chain(of_companies).filter(|id| self.leads.get(id).is_some_and(Lead::is_active)).collect();
         active.sort_unstable();
         active.dedup();
-        match active.as_slice() {
-            [lead] => Some((EntityType::Leads, *lead)),
-            _ => Some((EntityType::Contacts, first.id)),
+        if let [lead] = active.as_slice() {
+            return Some((EntityType::Leads, *lead));
         }
+        match (contacts.first(), companies.first()) {
+            (Some(contact), _) => Some((EntityType::Contacts, contact.id)),
+            (None, Some(company)) => Some((EntityType::Companies, company.id)),
+            (None, None) => None,
+        }
+    }
+
+    /// Where Kommo puts a call for `phone` (KOMMO.md §2.2), matching the last 10 digits: the contacts and
+    /// companies with the number; exactly one active lead among theirs → that lead; otherwise the first
+    /// (oldest) of those contacts, else of those companies. `None` when none has the number.
+    pub fn call_entity(&self, phone: &str) -> Option<(EntityType, u64)> {
+        self.entity_for(phone, same_number)
+    }
+
+    /// What a call notification for `phone` shows (KOMMO.md §1.7): the same choice as a call's, matching
+    /// the last 8 digits.
+    pub fn notification_entity(&self, phone: &str) -> Option<EntityRef> {
+        self.entity_for(phone, same_notified_number)
+            .map(|(entity_type, entity_id)| EntityRef { entity_type, entity_id })
     }
 
     /// The earliest deadline of the open tasks on an entity.
@@ -325,21 +443,25 @@ pub fn reference(api_base: &str, entity_type: EntityType, id: u64) -> Value {
     json!({ "id": id, "_links": link(api_base, &format!("{}/{id}", entity_type.as_str())) })
 }
 
+/// `custom_fields_values`: `null` when there is none, as Kommo shows it.
+fn fields_json(fields: &[Field]) -> Value {
+    if fields.is_empty() {
+        return Value::Null;
+    }
+    let fields = fields.iter().map(|field| {
+        json!({
+            "field_id": field.field_id,
+            "field_code": field.field_code,
+            "values": field.values.iter()
+                .map(|value| json!({ "value": value.value, "enum_code": value.enum_code }))
+                .collect::<Vec<_>>(),
+        })
+    });
+    Value::Array(fields.collect())
+}
+
 /// A contact as `GET /api/v4/contacts` shows it; `with_leads` adds `_embedded.leads`.
 pub fn contact_json(crm: &Crm, contact: &Contact, account_id: u64, api_base: &str, with_leads: bool) -> Value {
-    let fields: Vec<Value> = contact
-        .fields
-        .iter()
-        .map(|field| {
-            json!({
-                "field_id": field.field_id,
-                "field_code": field.field_code,
-                "values": field.values.iter()
-                    .map(|value| json!({ "value": value.value, "enum_code": value.enum_code }))
-                    .collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     let mut embedded = json!({
         "tags": [],
         "companies": contact.companies.iter()
@@ -360,7 +482,7 @@ pub fn contact_json(crm: &Crm, contact: &Contact, account_id: u64, api_base: &st
         "updated_by": contact.created_by,
         "created_at": contact.created_at,
         "updated_at": contact.updated_at,
-        "custom_fields_values": if fields.is_empty() { Value::Null } else { Value::Array(fields) },
+        "custom_fields_values": fields_json(&contact.fields),
         "account_id": account_id,
         "is_unsorted": contact.is_unsorted,
         "_links": link(api_base, &format!("contacts/{}", contact.id)),
@@ -370,6 +492,83 @@ pub fn contact_json(crm: &Crm, contact: &Contact, account_id: u64, api_base: &st
         body["closest_task_at"] = json!(at);
     }
     body
+}
+
+/// A company as `GET /api/v4/companies` shows it; `with_leads` adds `_embedded.leads` and `with_contacts`
+/// `_embedded.contacts` (`{id, _links}` each).
+pub fn company_json(
+    crm: &Crm,
+    company: &Company,
+    account_id: u64,
+    api_base: &str,
+    with_leads: bool,
+    with_contacts: bool,
+) -> Value {
+    let mut embedded = json!({ "tags": [] });
+    if with_leads {
+        embedded["leads"] = crm
+            .company_leads(company.id)
+            .map(|lead| reference(api_base, EntityType::Leads, lead.id))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    if with_contacts {
+        embedded["contacts"] = crm
+            .company_contacts(company.id)
+            .map(|contact| reference(api_base, EntityType::Contacts, contact.id))
+            .collect::<Vec<_>>()
+            .into();
+    }
+    let mut body = json!({
+        "id": company.id,
+        "name": company.name,
+        "responsible_user_id": company.responsible_user_id,
+        "group_id": 0,
+        "created_by": company.created_by,
+        "updated_by": company.created_by,
+        "created_at": company.created_at,
+        "updated_at": company.updated_at,
+        "custom_fields_values": fields_json(&company.fields),
+        "account_id": account_id,
+        "_links": link(api_base, &format!("companies/{}", company.id)),
+        "_embedded": embedded,
+    });
+    if let Some(at) = crm.closest_task_at(EntityType::Companies, company.id) {
+        body["closest_task_at"] = json!(at);
+    }
+    body
+}
+
+/// The pipeline as `GET /api/v4/leads/pipelines` shows it, with `_embedded.statuses`.
+pub fn pipeline_json(account_id: u64, api_base: &str) -> Value {
+    let base = format!("leads/pipelines/{PIPELINE_ID}");
+    let statuses: Vec<Value> = STAGES
+        .iter()
+        .map(|stage| {
+            json!({
+                "id": stage.id,
+                "name": stage.name,
+                "sort": stage.sort,
+                "is_editable": stage.is_editable,
+                "pipeline_id": PIPELINE_ID,
+                "color": stage.color,
+                "type": stage.kind,
+                "account_id": account_id,
+                "_links": link(api_base, &format!("{base}/statuses/{}", stage.id)),
+            })
+        })
+        .collect();
+    json!({
+        "id": PIPELINE_ID,
+        "name": PIPELINE_NAME,
+        "sort": 1,
+        "is_main": true,
+        "is_unsorted_on": true,
+        "is_archive": false,
+        "account_id": account_id,
+        "_links": link(api_base, &base),
+        "_embedded": { "statuses": statuses },
+    })
 }
 
 /// A lead as `GET /api/v4/leads` shows it; `with_contacts` adds `_embedded.contacts` (`{id, is_main}`).
@@ -551,6 +750,57 @@ mod tests {
         crm.contacts.get_mut(&1).unwrap().leads.push(12);
         assert_eq!(crm.call_entity("11 99999 0000"), Some((EntityType::Contacts, 1)));
         assert_eq!(crm.call_entity("+1 555 000 0000"), None);
+    }
+
+    fn company(id: u64, phone: &str) -> Company {
+        Company {
+            id,
+            name: format!("Company {id}"),
+            responsible_user_id: 1,
+            created_by: 1,
+            created_at: 0,
+            updated_at: 0,
+            fields: vec![Field {
+                field_id: PHONE_FIELD_ID,
+                field_code: "PHONE",
+                values: vec![FieldValue { value: phone.to_owned(), enum_code: "WORK".to_owned() }],
+            }],
+        }
+    }
+
+    #[test]
+    fn a_company_with_the_number_takes_the_call_when_no_contact_has_it() {
+        let mut crm = Crm::default();
+        crm.companies.insert(5, company(5, "+55 11 3456-7800"));
+        assert_eq!(crm.call_entity("551134567800"), Some((EntityType::Companies, 5)));
+        // Its one active lead takes it instead; a contact with the number comes before the company.
+        crm.leads.insert(10, Lead { companies: vec![5], ..lead(10, FIRST_STATUS_ID, vec![]) });
+        assert_eq!(crm.call_entity("551134567800"), Some((EntityType::Leads, 10)));
+        crm.leads.insert(11, Lead { companies: vec![5], ..lead(11, FIRST_STATUS_ID, vec![]) });
+        crm.contacts.insert(1, contact(1, "+55 11 3456-7800", vec![]));
+        assert_eq!(crm.call_entity("551134567800"), Some((EntityType::Contacts, 1)));
+    }
+
+    #[test]
+    fn a_notification_matches_the_last_eight_digits_and_a_call_the_last_ten() {
+        let mut crm = Crm::default();
+        crm.contacts.insert(1, contact(1, "+55 11 98765-4321", vec![]));
+        // Another area code: the same last 8 digits, not the same last 10.
+        assert_eq!(crm.call_entity("+55 12 98765-4321"), None);
+        let shown = crm.notification_entity("+55 12 98765-4321");
+        assert_eq!(shown, Some(EntityRef { entity_type: EntityType::Contacts, entity_id: 1 }));
+        assert_eq!(crm.notification_entity("+55 11 98765-0000"), None);
+    }
+
+    #[test]
+    fn every_stage_is_named_and_the_closed_ones_are_kommos() {
+        assert_eq!(STAGES.iter().filter(|stage| stage.kind == 1).count(), 1);
+        assert_eq!(stage(UNSORTED_STATUS_ID).map(|stage| stage.kind), Some(1));
+        for id in [FIRST_STATUS_ID, QUALIFIED_STATUS_ID, PROPOSAL_STATUS_ID, WON_STATUS_ID, LOST_STATUS_ID] {
+            assert!(stage(id).is_some_and(|stage| !stage.name.is_empty()), "{id}");
+        }
+        let sorts: Vec<u32> = STAGES.iter().map(|stage| stage.sort).collect();
+        assert!(sorts.is_sorted());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The CRM endpoints of API v4 a telephony integration uses (KOMMO.md §2.2-2.7): contacts, leads, complex
-//! leads, calls, notes, tasks and unsorted sip items.
+//! The CRM endpoints of API v4 a telephony integration uses (KOMMO.md §2.2-2.7): contacts, companies, leads,
+//! complex leads, the pipeline, calls, notes, tasks and unsorted sip items; and the legacy call notification
+//! `POST /api/v2/events` (KOMMO.md §2.3).
 //!
 //! Writes take a JSON array of at most 250 items (complex leads: 50). Every item is checked before anything
 //! is written; any refusal answers 400 `validation-errors` for the whole batch, then an id of an entity the
@@ -15,8 +16,8 @@ use super::check::{
 };
 use super::crm::{
     CallsMode, Company, Contact, EMAIL_FIELD_ID, EntityType, FIRST_STATUS_ID, Field, FieldValue, LOST_STATUS_ID, Lead,
-    Note, PHONE_FIELD_ID, PIPELINE_ID, Task, UNSORTED_STATUS_ID, Unsorted, WON_STATUS_ID, contact_json, digits,
-    lead_json, note_json, reference, task_json, unsorted_json,
+    Note, Notification, PHONE_FIELD_ID, PIPELINE_ID, Task, UNSORTED_STATUS_ID, Unsorted, WON_STATUS_ID, company_json,
+    contact_json, digits, lead_json, note_json, pipeline_json, reference, task_json, unsorted_json,
 };
 use super::ledger::{Account, Desk};
 
@@ -252,6 +253,34 @@ pub(super) fn create_contacts(desk: &mut Desk<'_>, request: &Request) -> Outcome
     Ok(Reply::Hal(json!({ "_links": self_link(request), "_embedded": { "contacts": contacts } })))
 }
 
+// --------------------------------------------------------------------------------------------- companies
+
+/// `GET /api/v4/companies?query&with=leads,contacts&filter[id][]`: `query` matches phone digits in part, or
+/// names, like the contacts search; nothing found is 204.
+pub(super) fn list_companies(desk: &mut Desk<'_>, request: &Request) -> Outcome {
+    let ids = request.ids("filter[id]")?;
+    let crm = &*desk.crm;
+    let found: Vec<&Company> = match request.param("query").map(str::trim).filter(|query| !query.is_empty()) {
+        Some(query) => crm.search_companies(query),
+        None => crm.companies.values().collect(),
+    };
+    let (with_leads, with_contacts) = (request.with("leads"), request.with("contacts"));
+    let items = found
+        .into_iter()
+        .filter(|company| ids.is_empty() || ids.contains(&company.id))
+        .map(|company| company_json(crm, company, desk.account.id, &request.api_base, with_leads, with_contacts))
+        .collect();
+    request.page("companies", items)
+}
+
+/// `GET /api/v4/companies/{id}?with=leads,contacts`.
+pub(super) fn show_company(desk: &mut Desk<'_>, request: &Request, id: u64) -> Outcome {
+    let company = desk.crm.companies.get(&id).ok_or_else(|| Refusal::not_found(format!("companies {id} not found")))?;
+    let (with_leads, with_contacts) = (request.with("leads"), request.with("contacts"));
+    let body = company_json(desk.crm, company, desk.account.id, &request.api_base, with_leads, with_contacts);
+    Ok(Reply::Hal(body))
+}
+
 // ------------------------------------------------------------------------------------------------- leads
 
 enum ContactRef {
@@ -351,7 +380,15 @@ fn insert_lead(desk: &mut Desk<'_>, request: &Request, draft: LeadDraft) -> (u64
             CompanyRef::Existing(id) => id,
             CompanyRef::New(name) => {
                 let id = desk.ids.company();
-                let company = Company { id, name, responsible_user_id: responsible, created_at: request.now };
+                let company = Company {
+                    id,
+                    name,
+                    responsible_user_id: responsible,
+                    created_by: request.bearer.user_id,
+                    created_at: request.now,
+                    updated_at: request.now,
+                    fields: Vec::new(),
+                };
                 desk.crm.companies.insert(id, company);
                 id
             }
@@ -441,6 +478,25 @@ pub(super) fn list_leads(desk: &mut Desk<'_>, request: &Request) -> Outcome {
         .map(|lead| lead_json(crm, lead, desk.account.id, &request.api_base, with_contacts))
         .collect();
     request.page("leads", items)
+}
+
+/// `GET /api/v4/leads/pipelines`: the account's one pipeline with its stages (Kommo lists every pipeline at
+/// once: no pages).
+pub(super) fn list_pipelines(desk: &mut Desk<'_>, request: &Request) -> Outcome {
+    let pipeline = pipeline_json(desk.account.id, &request.api_base);
+    Ok(Reply::Hal(json!({
+        "_total_items": 1,
+        "_links": self_link(request),
+        "_embedded": { "pipelines": [pipeline] },
+    })))
+}
+
+/// `GET /api/v4/leads/pipelines/{id}`.
+pub(super) fn show_pipeline(desk: &mut Desk<'_>, request: &Request, id: u64) -> Outcome {
+    if id != PIPELINE_ID {
+        return Err(Refusal::not_found(format!("Pipeline {id} not found")));
+    }
+    Ok(Reply::Hal(pipeline_json(desk.account.id, &request.api_base)))
 }
 
 /// `GET /api/v4/leads/{id}`.
@@ -1054,4 +1110,59 @@ pub(super) fn accept_unsorted(desk: &mut Desk<'_>, request: &Request, uid: &str)
             "contacts": [reference(&request.api_base, EntityType::Contacts, contact_id)],
         },
     })))
+}
+
+// ------------------------------------------------------------------------------------------- call events
+
+/// One `add` item of `POST /api/v2/events`.
+struct EventDraft {
+    phone_number: Option<String>,
+    users: Option<Vec<u64>>,
+}
+
+fn event_draft(checker: &mut Checker<'_>, account: &Account) -> EventDraft {
+    checker.choice("type", true, &["phone_call"]);
+    let phone_number = checker.string("phone_number", true);
+    let mut users = None;
+    if let Some(entries) = checker.array("users", false) {
+        let mut ids = Vec::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let key = format!("users.{index}");
+            match entry.as_u64().filter(|id| *id > 0) {
+                Some(id) if account.users.iter().any(|user| user.id == id) => ids.push(id),
+                Some(id) => {
+                    checker.refuse(NOT_SUPPORTED_CHOICE, &key, format!("User {id} is not a user of this account."))
+                }
+                None => checker.refuse(super::check::INVALID_TYPE, &key, "This value should be a user id.".into()),
+            }
+        }
+        users = Some(ids);
+    }
+    EventDraft { phone_number, users }
+}
+
+/// `POST /api/v2/events` `{"add": [{"type": "phone_call", "phone_number", "users"?}]}` (KOMMO.md §2.3): Kommo's
+/// own incoming-call popup for the users named (everyone active when `users` is left out), showing the one
+/// active lead of the contact or company with the number's last 8 digits, else that contact or company.
+/// Answers 202 with no body; each notification is kept for `GET /sandbox/kommo/notifications`.
+pub(super) fn create_events(desk: &mut Desk<'_>, request: &Request) -> Outcome {
+    let Some(add) = request.body.as_object().and_then(|body| body.get("add")).filter(|add| add.is_array()) else {
+        return Err(Refusal::bad_request("The request body must be an object with an `add` array"));
+    };
+    let drafts = drafts(add, MAX_BATCH, |checker, _| event_draft(checker, desk.account))?;
+    let everyone: Vec<u64> = desk.account.users.iter().filter(|user| user.is_active).map(|user| user.id).collect();
+    for draft in drafts {
+        let phone_number = draft.phone_number.unwrap_or_default();
+        let notification = Notification {
+            kind: "phone_call".to_owned(),
+            entity: desk.crm.notification_entity(&phone_number),
+            phone_number,
+            notified: draft.users.clone().unwrap_or_else(|| everyone.clone()),
+            users: draft.users,
+            created_by: request.bearer.user_id,
+            created_at: request.now,
+        };
+        desk.crm.notifications.push(notification);
+    }
+    Ok(Reply::Accepted)
 }

@@ -304,9 +304,9 @@ pub struct DuplicateUniq {
     pub again: String,
 }
 
-/// One API write (`POST`, `PATCH`, `PUT`, `DELETE` under `/api/v4/`) of an account, with the status it was
-/// answered. `committed` says whether it changed anything: true for a success, and for an `after_commit`
-/// fault's answer.
+/// One API write (`POST`, `PATCH`, `PUT`, `DELETE` under `/api/v4/`, and `POST /api/v2/events`) of an account,
+/// with the status it was answered. `committed` says whether it changed anything: true for a success, and for
+/// an `after_commit` fault's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Write {
     pub account_id: u64,

@@ -1,6 +1,7 @@
 //! The Kommo stand-in: Kommo's OAuth (token endpoint, consent page, install and disable requests) and the
-//! slice of REST API v4 the server uses (account and users; contacts, leads, calls, notes, tasks, unsorted sip
-//! items), in Kommo's wire format and with its limits, plus control endpoints under `/sandbox/kommo/` for tests.
+//! slice of REST API v4 the server uses (account and users; contacts, companies, leads and the pipeline, calls,
+//! notes, tasks, unsorted sip items) and the legacy call notification `POST /api/v2/events`, in Kommo's wire
+//! format and with its limits, plus control endpoints under `/sandbox/kommo/` for tests.
 //!
 //! Every account shares this listener as its API host (Kommo would use `{subdomain}.kommo.com`); the account
 //! of an API request is the one its access token was issued for, as on Kommo, and an account never sees
@@ -11,12 +12,15 @@
 //! | `POST /oauth2/access_token` | JSON `{client_id, client_secret, grant_type, code\|refresh_token, redirect_uri}` → `{token_type, expires_in, server_time, access_token, refresh_token}`. Wrong client → 401; redirect_uri ≠ `PUBLIC_BASE_URL/oauth/kommo/callback` → 400; codes single-use (a replay → 400 and the tokens from that code are revoked) and short-lived; refresh rotates, the old refresh token works until the new one is first presented |
 //! | `GET /oauth?client_id&state&mode&account` | Consent page; Allow / Decline redirect to the Redirect URI with `code&state&referer&client_id` or `error=access_denied&state&client_id` |
 //! | `GET /api/v4/account`, `GET /api/v4/users?page&limit`, `GET /api/v4/users/{id}` | HAL JSON; users 1-based pages, `limit` ≤ 250 (else 422), an empty page is 204 |
-//! | `GET /api/v4/contacts?query&with=leads&filter[id][]`, `GET /api/v4/contacts/{id}`, `POST /api/v4/contacts` | `query` matches phone digits in part (or names); `PHONE`/`EMAIL` in `custom_fields_values` |
+//! | `GET /api/v4/contacts?query&with=leads&filter[id][]`, `GET /api/v4/contacts/{id}`, `POST /api/v4/contacts` | `query` matches phone digits in part (or names); 204 when nothing matches; `PHONE`/`EMAIL` in `custom_fields_values`, `_embedded.companies` `[{id, _links}]` |
+//! | `GET /api/v4/companies?query&with=leads,contacts&filter[id][]`, `GET /api/v4/companies/{id}` | The same search over companies; `with=leads` embeds the leads that name the company |
 //! | `GET /api/v4/leads?filter[id][]&with=contacts`, `GET /api/v4/leads/{id}`, `POST /api/v4/leads`, `POST /api/v4/leads/complex` | Status 142 won, 143 lost (with `closed_at`), others active; complex ≤ 50, answers a bare array |
-//! | `POST /api/v4/calls` | Required `direction`, `duration`, `source`, `phone`; stored as a `call_in`/`call_out` note on the one active lead of the number's contacts, else on the contact; no entity → per [`crm::CallsMode`] |
+//! | `GET /api/v4/leads/pipelines`, `GET /api/v4/leads/pipelines/{id}` | The one pipeline ("Sales pipeline", [`crm::PIPELINE_ID`]) with `_embedded.statuses` ([`crm::STAGES`]: incoming leads, three open stages, won 142, lost 143) |
+//! | `POST /api/v4/calls` | Required `direction`, `duration`, `source`, `phone`; stored as a `call_in`/`call_out` note on the one active lead of the contacts and companies with the number (last 10 digits), else on the first contact, else the first company; no entity → per [`crm::CallsMode`] |
 //! | `GET`/`POST /api/v4/{leads\|contacts\|companies}/notes`, `.../{id}/notes` | `filter[note_type][]`, `filter[entity_id][]`; `common` needs `params.text`, call notes `params.uniq/duration/source/phone` |
 //! | `GET`/`POST /api/v4/tasks` | Required `text`, `complete_till`; `filter[entity_type]`, `filter[entity_id][]`, `filter[is_completed]` |
 //! | `POST /api/v4/leads/unsorted/sip`, `GET /api/v4/leads/unsorted[/{uid}]`, `POST /api/v4/leads/unsorted/{uid}/accept` | A sip item makes a lead in "incoming leads" (status 8100001) and a contact with the caller's number, with the call on the lead; accepting twice → 400 |
+//! | `POST /api/v2/events` `{"add": [{"type": "phone_call", "phone_number", "users"?}]}` | Kommo's call notification (KOMMO.md §2.3): `type` must be `phone_call`, `phone_number` is required, `users` must be users of the account → 202 with no body; refusals 400 `validation-errors` per `add` item. Kept for `GET /sandbox/kommo/notifications` |
 //! | any other `/api/v4/...` | Authenticated and counted, then 404 |
 //! | `POST /sandbox/kommo/accounts` `{id, subdomain, name?, country?, users?}` | Creates an account (201; 200 with the existing one) |
 //! | `GET /sandbox/kommo/accounts[/{id}]` | Accounts with `installed` (holds a live grant) |
@@ -24,13 +28,16 @@
 //! | `POST /sandbox/kommo/disable` `{account_id, forge?}` | Revokes the account's grants, calls the signed disable hook → `{status, elapsed_ms, revoked_grants}` |
 //! | `POST /sandbox/kommo/expire` `{account_id}` | Every access token of the account expires now |
 //! | `POST /sandbox/kommo/faults` `{account_id?, status?, count?, retry_after?, delay_ms?, timeout?, after_commit?, method?, path_prefix?, target?}`, `DELETE` | Queues (clears) faults (see [`ledger::Fault`]); `target` is `api` (default), `oauth` or `any` |
-//! | `POST /sandbox/kommo/contacts` `{account_id, name, phones?, responsible_user_id?, leads?: [{name?, status_id?, responsible_user_id?}]}` | Seeds a contact and its leads → `{contact_id, lead_ids}` |
+//! | `POST /sandbox/kommo/contacts` `{account_id, name, phones?, emails?, responsible_user_id?, company_id?, leads?: [{name?, status_id?, responsible_user_id?, price?}]}` | Seeds a contact (of a company) and its leads → `{contact_id, lead_ids}`; a phone is `"+55…"` or `{value, enum_code}` (see [`seed`]) |
+//! | `POST /sandbox/kommo/companies` `{account_id, name, phones?, responsible_user_id?, leads?}` | Seeds a company and its leads → `{company_id, lead_ids}` |
 //! | `POST /sandbox/kommo/calls-mode` `{account_id, mode: "errors_200"\|"problem_400"}` | How a call with no entity is answered (default `errors_200`) |
 //! | `GET /sandbox/kommo/writes?account_id=` | The API writes `[{account_id, method, path, body, status, committed}]` |
+//! | `GET /sandbox/kommo/notifications?account_id=` | The accepted call notifications `[{type, phone_number, users, notified, entity, created_by, created_at}]` |
 //! | `GET /sandbox/kommo/entities?account_id=` | The account's entities as stored |
 //! | `GET /sandbox/kommo/stats`, `POST /sandbox/kommo/reset-stats` | Counters and duplicate uniqs (see [`ledger::Stats`]) |
 //!
-//! Bearer failures are 401, more than 7 requests of one account in any one-second window are 429 with
+//! Bearer failures are 401 (`/api/v2/events` included), more than 7 requests of one account in any one-second
+//! window (`/api/v2/events` counted like any API request) are 429 with
 //! `Retry-After: 1`; errors are `application/problem+json` `{title, type, status, detail}`, a refused batch
 //! adds `validation-errors: [{request_id, errors: [{code, path, detail}]}]`. A token request counts against
 //! the account of its code or refresh token, in the same window as that account's API calls.
@@ -45,6 +52,7 @@ pub mod ledger;
 mod oauth;
 mod problem;
 mod rest;
+pub mod seed;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -141,6 +149,11 @@ impl StandIn {
         format!("http://{}", self.settings.api_host)
     }
 
+    /// The account as stored, if it exists.
+    pub fn account(&self, id: u64) -> Option<Account> {
+        self.ledger().account(id).cloned()
+    }
+
     pub fn installed(&self, account_id: u64) -> bool {
         self.ledger().installed(account_id)
     }
@@ -152,6 +165,7 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/oauth2/access_token", post(oauth::access_token))
         .route("/oauth", get(oauth::consent_page).post(oauth::consent_decision))
         .route("/api/v4/{*rest}", any(api::dispatch))
+        .route("/api/v2/events", any(api::dispatch))
         .route("/sandbox/kommo/accounts", post(control::create_account).get(control::list_accounts))
         .route("/sandbox/kommo/accounts/{id}", get(control::show_account))
         .route("/sandbox/kommo/install", post(control::install))
@@ -163,6 +177,8 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/sandbox/kommo/reset-stats", post(control::reset_stats))
         .route("/sandbox/kommo/writes", get(control::writes))
         .route("/sandbox/kommo/contacts", post(control::seed_contact))
+        .route("/sandbox/kommo/companies", post(control::seed_company))
+        .route("/sandbox/kommo/notifications", get(control::notifications))
         .route("/sandbox/kommo/calls-mode", post(control::calls_mode))
         .route("/sandbox/kommo/entities", get(control::entities))
 }

@@ -208,6 +208,41 @@ pub const VENDOR_DISAGREES: &[(&str, &str, &str)] = &[(
     "KOMMO.md §2.6: a bare array with request_id as an array; the vendor file: {_links, _embedded.leads[]}",
 )];
 
+/// Fields Kommo documents in an answer that the vendor description does not name, by a path whose `*` is
+/// every item of an array: left out of the closed check only (the check as written still sees them).
+pub const VENDOR_OMITS: &[(&str, &str, &str, &str)] = &[
+    (
+        "GET",
+        "/api/v4/leads/pipelines",
+        "/_total_items",
+        "Kommo's pipelines list (developers.kommo.com, leads-pipelines-and-statuses) carries _total_items",
+    ),
+    (
+        "GET",
+        "/api/v4/leads/pipelines",
+        "/_embedded/pipelines/*/_embedded/statuses/*/_links",
+        "Kommo's statuses carry _links (the same page); the vendor's Status has none",
+    ),
+    (
+        "GET",
+        "/api/v4/leads/pipelines/{id}",
+        "/_embedded/statuses/*/_links",
+        "Kommo's statuses carry _links (developers.kommo.com, get pipeline); the vendor's Status has none",
+    ),
+];
+
+/// Removes the field at `path` (`/a/*/b`, `*` = every array item); answers how many it removed.
+fn remove_at(value: &mut Value, path: &[&str]) -> usize {
+    match path {
+        [] => 0,
+        [last] => value.as_object_mut().and_then(|object| object.remove(*last)).map_or(0, |_| 1),
+        ["*", rest @ ..] => {
+            value.as_array_mut().map_or(0, |items| items.iter_mut().map(|item| remove_at(item, rest)).sum())
+        }
+        [key, rest @ ..] => value.get_mut(*key).map_or(0, |inner| remove_at(inner, rest)),
+    }
+}
+
 /// Answers that are Kommo's but not modelled by the vendor file (its README): 401, 402 and 429.
 const UNMODELLED: &[u16] = &[401, 402, 429];
 
@@ -288,6 +323,8 @@ impl<'a> Api<'a> {
         let answer: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
         match status {
             204 => assert!(bytes.is_empty(), "a 204 with a body: {answer}"),
+            // Accepted with no body: a call notification (`POST /api/v2/events`).
+            202 if bytes.is_empty() => {}
             200..=299 => assert_eq!(content_type, "application/hal+json", "{method} {path}"),
             _ => assert_eq!(content_type, "application/problem+json", "{method} {path}: {answer}"),
         }
@@ -304,7 +341,15 @@ impl<'a> Api<'a> {
             let checked = oracle.validate_response(method, path, status, &answer);
             assert_eq!(checked, Ok(()), "the answer to {method} {path} ({status}) fails the oracle:\n{answer:#}");
             if (200..300).contains(&status) {
-                let closed = oracle.validate_response_closed(method, path, status, &answer);
+                let mut trimmed = answer.clone();
+                for (_, _, field, _) in
+                    VENDOR_OMITS.iter().filter(|(m, p, _, _)| *m == method && Some(*p) == template.as_deref())
+                {
+                    let steps: Vec<&str> = field.trim_start_matches('/').split('/').collect();
+                    let removed = remove_at(&mut trimmed, &steps);
+                    assert!(removed > 0, "{method} {path} no longer answers {field}: drop it from VENDOR_OMITS");
+                }
+                let closed = oracle.validate_response_closed(method, path, status, &trimmed);
                 assert_eq!(closed, Ok(()), "the answer to {method} {path} fails the closed oracle:\n{answer:#}");
             }
         }
@@ -317,6 +362,31 @@ impl<'a> Api<'a> {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send("POST", path, Some(body)).await
+    }
+
+    /// Seeds a company with phones and leads `(name, status_id, price)` (status 0: the first stage); answers
+    /// `(company_id, lead_ids)`.
+    pub async fn seed_company(&self, name: &str, phones: &[&str], leads: &[(&str, u64, u64)]) -> (u64, Vec<u64>) {
+        let leads: Vec<Value> = leads
+            .iter()
+            .map(|(name, status, price)| match status {
+                0 => json!({ "name": name, "price": price }),
+                status => json!({ "name": name, "status_id": status, "price": price }),
+            })
+            .collect();
+        let body = json!({ "account_id": self.account_id, "name": name, "phones": phones, "leads": leads });
+        let response = self.kommo.post("/sandbox/kommo/companies", body).await;
+        assert_eq!(response.status(), 200);
+        let seeded: Value = response.json().await.unwrap();
+        let leads = seeded["lead_ids"].as_array().unwrap().iter().map(|id| id.as_u64().unwrap()).collect();
+        (seeded["company_id"].as_u64().unwrap(), leads)
+    }
+
+    /// The account's accepted call notifications (`POST /api/v2/events`).
+    pub async fn notifications(&self) -> Vec<Value> {
+        let path = format!("/sandbox/kommo/notifications?account_id={}", self.account_id);
+        let notifications: Value = self.kommo.get(&path, None).await.json().await.unwrap();
+        notifications.as_array().unwrap().clone()
     }
 
     /// Seeds a contact with phones and leads `(name, status_id)` (0: the default first stage); answers
