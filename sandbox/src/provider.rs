@@ -30,10 +30,15 @@ pub struct ProviderCall {
     pub extension: Option<String>,
     /// `whsec_...`: when given, the event carries `webhook-id`, `webhook-timestamp` and `webhook-signature`.
     pub secret: Option<String>,
+    /// When the call started ringing (unix seconds): a later event of a call repeats its first event's
+    /// `start_time` (the answer's). Now by default.
+    pub start_time: Option<i64>,
+    /// Seconds of conversation, for the event that ends an answered call.
+    pub duration: Option<u32>,
 }
 
 impl ProviderCall {
-    /// The event as the provider would send it, ringing since `now` (unix seconds).
+    /// The event as the provider would send it; a call without a `start_time` rings since `now` (unix seconds).
     pub fn event(&self, now: i64) -> FromWebhook {
         FromWebhook {
             call_id: self.call_id.clone().unwrap_or_else(|| format!("sandbox-{}", uuid::Uuid::new_v4())),
@@ -41,11 +46,11 @@ impl ProviderCall {
             from: self.from.clone(),
             to: self.to.clone(),
             status: self.status,
-            start_time: now,
+            start_time: self.start_time.unwrap_or(now),
             extension: self.extension.clone(),
             event_type: None,
             direction: None,
-            duration: None,
+            duration: self.duration,
             recording_url: None,
         }
     }
@@ -114,8 +119,9 @@ pub(crate) async fn deliver(
     Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
 }
 
-/// Posts the event and answers with the upstream status and `{upstream_status, upstream_body, call_id}`;
-/// 502 when the webhook cannot be reached at all.
+/// Posts the event and answers with the upstream status and
+/// `{upstream_status, upstream_body, call_id, start_time}` (the call's id and ringing time, for its later
+/// events); 502 when the webhook cannot be reached at all.
 pub(crate) async fn call_handler(
     State(state): State<crate::State>,
     Json(call): Json<ProviderCall>,
@@ -123,7 +129,8 @@ pub(crate) async fn call_handler(
     let url = webhook_target(&state, &call.webhook_url)?;
     let now = crate::kommo_api::unix_now();
     let event = call.event(now);
-    let call_id = event.call_id.clone();
+    let (call_id, start_time) = (event.call_id.clone(), event.start_time);
+    let event_status = event.status.as_str();
     let body = serde_json::to_vec(&event).map_err(|error| SandboxError::Internal(error.to_string()))?;
     let secret = match call.secret.as_deref().filter(|secret| !secret.trim().is_empty()) {
         Some(secret) => {
@@ -136,8 +143,13 @@ pub(crate) async fn call_handler(
     let signed = signature.as_deref().map(|signature| Signed { webhook_id: &webhook_id, timestamp: now, signature });
     let (upstream, body) = deliver(&state, url, body, signed).await?;
     let status = StatusCode::from_u16(upstream).unwrap_or(StatusCode::BAD_GATEWAY);
-    tracing::info!(call.id = %call_id, upstream.status = upstream, "posted a provider event");
-    let answer = serde_json::json!({ "upstream_status": upstream, "upstream_body": body, "call_id": call_id });
+    tracing::info!(call.id = %call_id, call.status = event_status, upstream.status = upstream, "posted a provider event");
+    let answer = serde_json::json!({
+        "upstream_status": upstream,
+        "upstream_body": body,
+        "call_id": call_id,
+        "start_time": start_time,
+    });
     Ok((status, Json(answer)))
 }
 

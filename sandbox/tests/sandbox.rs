@@ -346,3 +346,48 @@ async fn provider_call_to_a_closed_port_is_a_bad_gateway() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(body["error"]["code"], "upstream_unreachable");
 }
+
+#[tokio::test]
+async fn provider_calls_play_one_call_from_ring_to_its_end() {
+    let (url, received) = webhook_receiver(StatusCode::OK).await;
+    let post = |body: Value| async move { post_json("/sandbox/provider/call", &body.to_string()).await };
+    let call = |status: &str| {
+        json!({ "webhook_url": url, "from": "+5511987654321", "to": "+5511333330000",
+        "extension": "102", "status": status })
+    };
+    let (status, rang) = post(call("ringing")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (call_id, start_time) = (rang["call_id"].as_str().unwrap().to_owned(), rang["start_time"].as_i64().unwrap());
+    assert!((start_time - unix_now()).abs() <= 5);
+    // Later events of the same call repeat its id and start time; the end carries the duration.
+    let later = |status: &str, extra: Value| {
+        let mut body = call(status);
+        body["call_id"] = json!(call_id);
+        body["start_time"] = json!(start_time - 30);
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    assert_eq!(post(later("answered", json!({}))).await.0, StatusCode::OK);
+    let (status, ended) = post(later("ended", json!({ "duration": 42 }))).await;
+    assert_eq!((status, ended["call_id"].as_str()), (StatusCode::OK, Some(call_id.as_str())));
+    assert_eq!(ended["start_time"], start_time - 30);
+
+    let events: Vec<shared::FromWebhook> =
+        received.lock().unwrap().iter().map(|event| serde_json::from_value(event.clone()).unwrap()).collect();
+    let played: Vec<(&str, shared::CallStatus, Option<u32>)> =
+        events.iter().map(|event| (event.call_id.as_str(), event.status, event.duration)).collect();
+    assert_eq!(
+        played,
+        [
+            (call_id.as_str(), shared::CallStatus::Ringing, None),
+            (call_id.as_str(), shared::CallStatus::Answered, None),
+            (call_id.as_str(), shared::CallStatus::Ended, Some(42)),
+        ]
+    );
+    assert_eq!((events[1].start_time, events[2].start_time), (start_time - 30, start_time - 30));
+    assert!(events.iter().all(|event| event.extension.as_deref() == Some("102")));
+    // A field the provider stand-in does not know is still refused.
+    let (status, _) =
+        post(json!({ "webhook_url": url, "from": "1", "to": "2", "status": "missed", "recording": "x" })).await;
+    assert!(status.is_client_error(), "{status}");
+}
