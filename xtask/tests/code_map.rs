@@ -35,9 +35,11 @@ fn ticked(cell: &str) -> Vec<String> {
     cell.split('`').skip(1).step_by(2).map(str::to_owned).collect()
 }
 
+/// A path of the repository the map names (build output under `target/` exists only after a build).
 fn looks_like_path(token: &str) -> bool {
     let extensions = [".rs", ".js", ".css", ".json", ".sql", ".toml", ".html", ".mjs"];
     !token.contains(' ')
+        && !token.starts_with("target/")
         && !token.contains("::")
         && (token.ends_with('/') || extensions.iter().any(|e| token.ends_with(e)))
 }
