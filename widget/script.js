@@ -174,13 +174,84 @@ define(['jquery'], function ($) {
       }
     }
 
+    // Opens a Kommo page (a card, a new contact) through Kommo's own navigation, as its links do:
+    // no full page reload. Only Kommo's own paths.
+    function navigate(path) {
+      path = String(path || '');
+      if (!/^\/(contacts|companies|leads)\/(detail\/\d+|add\/(\?[^#]*)?)$/.test(path)) {
+        return false;
+      }
+      try {
+        var link = document.createElement('a');
+        link.className = 'js-navigate-link kvoip-navigate';
+        link.href = path;
+        link.style.display = 'none';
+        document.body.appendChild(link);
+        if (window.jQuery) {
+          window.jQuery(link).trigger('click');
+        } else {
+          link.click();
+        }
+        link.parentNode.removeChild(link);
+        return true;
+      } catch (e) {
+        log('cannot open ' + path, e);
+        return false;
+      }
+    }
+    // A phone's ring (two tones, 2 s on, 4 s off) while `on`, from Web Audio: nothing to download. A
+    // browser that refuses sound before the user touched the page stays silent, quietly.
+    var ringer = { context: null, timer: null };
+    function ring(on) {
+      try {
+        if (!on) {
+          if (ringer.timer) {
+            clearInterval(ringer.timer);
+            ringer.timer = null;
+          }
+          return true;
+        }
+        if (ringer.timer) {
+          return true;
+        }
+        var Context = window.AudioContext || window.webkitAudioContext;
+        if (!Context) {
+          return false;
+        }
+        ringer.context = ringer.context || new Context();
+        var context = ringer.context;
+        var burst = function () {
+          if (context.state !== 'running') {
+            Promise.resolve(context.resume()).catch(function () {});
+            return;
+          }
+          var gain = context.createGain();
+          gain.gain.value = 0.08;
+          gain.connect(context.destination);
+          [440, 480].forEach(function (hz) {
+            var tone = context.createOscillator();
+            tone.frequency.value = hz;
+            tone.connect(gain);
+            tone.start();
+            tone.stop(context.currentTime + 2);
+          });
+        };
+        burst();
+        ringer.timer = setInterval(burst, 6000);
+        return true;
+      } catch (e) {
+        return false;
+      }
+    }
     function host() {
       return {
         apiBase: API_BASE,
         lang: language(),
         strings: strings(),
         request: request,
-        currentCard: currentCard
+        currentCard: currentCard,
+        navigate: navigate,
+        ring: ring
       };
     }
 
@@ -248,6 +319,7 @@ define(['jquery'], function ($) {
           log('cannot stop call popups', e);
         }
       }
+      ring(false);
       $('.kvoip-popups, .kvoip-call-result').remove();
     }
 

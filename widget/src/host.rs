@@ -20,12 +20,17 @@ pub enum HostError {
     Encode(String),
 }
 
-/// The host object: `{apiBase, lang, strings, request(method, path, body), currentCard()}` (see script.js).
+/// The host object: `{apiBase, lang, strings, request(method, path, body), currentCard(), navigate(path),
+/// ring(on)}` (see script.js).
 pub struct Host {
     object: JsValue,
     request: Function,
     /// Optional: the lead or contact card open in Kommo, as `{type, id}` or `null`.
     current_card: Option<Function>,
+    /// Optional: opens a Kommo path (`/contacts/detail/7`) through Kommo's own navigation.
+    navigate: Option<Function>,
+    /// Optional: starts (`true`) or stops the ringing sound.
+    ring: Option<Function>,
     api_base: String,
     lang: String,
     i18n: I18n,
@@ -46,8 +51,9 @@ impl Host {
             .and_then(|text| text.as_string())
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or(Value::Null);
-        let current_card = member("currentCard").ok().and_then(|value| value.dyn_into::<Function>().ok());
-        Ok(Host { object, request, current_card, api_base, lang, i18n: I18n::new(strings) })
+        let function = |name: &'static str| member(name).ok().and_then(|value| value.dyn_into::<Function>().ok());
+        let (current_card, navigate, ring) = (function("currentCard"), function("navigate"), function("ring"));
+        Ok(Host { object, request, current_card, navigate, ring, api_base, lang, i18n: I18n::new(strings) })
     }
 
     /// The server's public base URL, without a trailing slash.
@@ -75,6 +81,21 @@ impl Host {
         let card = self.current_card.as_ref()?.call0(&self.object).ok()?;
         let text = JSON::stringify(&card).ok()?.as_string()?;
         serde_json::from_str::<Option<EntityRef>>(&text).ok().flatten().filter(|card| card.id > 0)
+    }
+
+    /// Opens `path` of Kommo (a card, a new contact) without reloading the page; false when it could not.
+    pub fn navigate(&self, path: &str) -> bool {
+        self.navigate
+            .as_ref()
+            .and_then(|navigate| navigate.call1(&self.object, &JsValue::from_str(path)).ok())
+            .is_some_and(|done| done.as_bool() == Some(true))
+    }
+
+    /// Starts or stops the ringing sound (quietly nothing where the browser refuses sound).
+    pub fn ring(&self, on: bool) {
+        if let Some(ring) = &self.ring {
+            let _ = ring.call1(&self.object, &JsValue::from_bool(on));
+        }
     }
 
     /// Calls our server through Kommo's `$authorizedAjax`. Returns the HTTP status (0 when the network failed)

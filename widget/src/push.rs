@@ -1,11 +1,14 @@
 //! The push stream: trades a disposable JWT for a ticket, listens to `call` events, reconnects with backoff.
+//! Before each stream it asks for this user's calls still in progress (a reload, a new tab, a reconnect
+//! shows them again), and each stream resumes after the last event seen, so an event sent while the page
+//! was reconnecting arrives, once.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use js_sys::{Function, Promise};
-use shared::api::{CALL_EVENT, IncomingCall, PushTicket, paths};
+use shared::api::{ActiveCalls, CALL_EVENT, IncomingCall, PushTicket, paths};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -66,6 +69,8 @@ pub struct PushStream {
 #[derive(Default)]
 struct Shared {
     stopped: Cell<bool>,
+    /// The largest event id seen: where the next stream resumes.
+    last_event_id: Cell<Option<i64>>,
     source: RefCell<Option<EventSource>>,
     /// Resolves the promise the runner is waiting on (a pause or an open stream).
     wake: RefCell<Option<Function>>,
@@ -112,6 +117,19 @@ impl PushStream {
 async fn run(host: Rc<Host>, shared: Rc<Shared>, on_call: Rc<dyn Fn(IncomingCall)>) {
     let backoff = Rc::new(RefCell::new(Backoff::new()));
     while !shared.stopped.get() {
+        if let Ok((200, body)) = host.request("GET", paths::ACTIVE_CALLS, None::<&()>).await
+            && let Ok(active) = serde_json::from_value::<ActiveCalls>(body)
+        {
+            if shared.last_event_id.get().is_none() {
+                shared.last_event_id.set(active.last_event_id);
+            }
+            for call in active.calls {
+                on_call(call);
+            }
+        }
+        if shared.stopped.get() {
+            return;
+        }
         let ticket = match host.request("POST", paths::PUSH_TICKET, None::<&()>).await {
             Ok((200, body)) => serde_json::from_value::<PushTicket>(body).ok(),
             Ok((429, _)) => {
@@ -144,7 +162,10 @@ async fn listen(
     backoff: &Rc<RefCell<Backoff>>,
     ticket: &str,
 ) {
-    let url = format!("{}{}?ticket={}", host.api_base(), paths::PUSH_EVENTS, js_sys::encode_uri_component(ticket));
+    let mut url = format!("{}{}?ticket={}", host.api_base(), paths::PUSH_EVENTS, js_sys::encode_uri_component(ticket));
+    if let Some(last) = shared.last_event_id.get() {
+        url.push_str(&format!("&last_event_id={last}"));
+    }
     let source = match EventSource::new(&url) {
         Ok(source) => source,
         Err(error) => {
@@ -153,13 +174,18 @@ async fn listen(
         }
     };
     let on_message = {
-        let on_call = Rc::clone(on_call);
+        let (on_call, shared) = (Rc::clone(on_call), Rc::clone(shared));
         Closure::<dyn Fn(MessageEvent)>::new(move |event: MessageEvent| {
             let Some(data) = event.data().as_string() else {
                 return;
             };
             match serde_json::from_str::<IncomingCall>(&data) {
-                Ok(call) => on_call(call),
+                Ok(call) => {
+                    if let Some(id) = call.event_id {
+                        shared.last_event_id.set(Some(shared.last_event_id.get().map_or(id, |last| last.max(id))));
+                    }
+                    on_call(call)
+                }
                 Err(error) => web_sys::console::warn_1(&format!("kvoip: unreadable call event: {error}").into()),
             }
         })
