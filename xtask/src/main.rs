@@ -29,6 +29,7 @@ usage: cargo xtask <command>
   run                         tools + package + start the server (and, without Kommo credentials, the local Kommo)
   test                        every test: cargo test (the server's suite on SQLite, then again on a throwaway PostgreSQL
                               cluster), archive checks, browser tests against a live server and local Kommo
+  browser [FILE.test.mjs ...]  package, start a server and the local Kommo, run these browser tests (all by default)
   bench                       the ingest benchmark (release build): webhook ingest vs a bare handler, latency at a fixed
                               rate, Kommo requests per call, peak RSS
   crash                       the long kill -9 test: 5 seeds x 5000 signed webhooks against the release server binary
@@ -58,6 +59,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
         "check-archive" => return check_archive(rest),
         "run" => run::command(&root)?,
         "test" => test_suite::command(&root)?,
+        "browser" => test_suite::browser_command(&root, rest)?,
         "bench" => bench::bench(&root)?,
         "crash" => bench::crash(&root)?,
         "help" | "--help" | "-h" => println!("{USAGE}"),

@@ -67,14 +67,24 @@ pub fn command(root: &Path) -> Result<()> {
             process::run(Command::new("cargo").args(["build", "-p", "server", "-p", "sandbox"]).current_dir(root))
         });
     if ready {
-        step("browser tests (node --test sandbox/browser/)", &mut || browser_tests(root));
+        step("browser tests (node --test sandbox/browser/)", &mut || browser_tests(root, &[]));
     }
 
     summarize(&outcomes)
 }
 
-/// Packages a test archive, starts the server and the local Kommo on free ports, runs the browser tests, stops both.
-fn browser_tests(root: &Path) -> Result<()> {
+/// `cargo xtask browser [files]`: the browser tests alone (or some of them, by file name under
+/// `sandbox/browser/`), after building what they need.
+pub fn browser_command(root: &Path, files: &[String]) -> Result<()> {
+    package::build_widget(root)?;
+    process::run(Command::new("cargo").args(["build", "-p", "server", "-p", "sandbox"]).current_dir(root))?;
+    let files: Vec<String> = files.iter().map(|file| format!("sandbox/browser/{file}")).collect();
+    browser_tests(root, &files)
+}
+
+/// Packages a test archive, starts the server and the local Kommo on free ports, runs the browser tests
+/// (`files`, or every one under `sandbox/browser/`), stops both.
+fn browser_tests(root: &Path, files: &[String]) -> Result<()> {
     let dir = root.join(BROWSER_TEST_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (server_port, sandbox_port) = (free_port()?, free_port()?);
@@ -137,7 +147,8 @@ fn browser_tests(root: &Path) -> Result<()> {
 
     let result = process::run(
         Command::new("node")
-            .args(["--test", "--test-concurrency=1", "sandbox/browser/"])
+            .args(["--test", "--test-concurrency=1"])
+            .args(if files.is_empty() { vec!["sandbox/browser/".to_owned()] } else { files.to_vec() })
             .current_dir(root)
             .env("SERVER_URL", &server_url)
             .env("SANDBOX_URL", &sandbox_url)
