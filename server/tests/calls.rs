@@ -326,8 +326,11 @@ async fn a_missed_call_from_a_contact_with_two_numbers_gets_a_call_back_task_and
     assert_eq!(notes[0]["entity_id"], contact);
     assert_eq!(notes[0]["note_type"], "common");
     assert!(notes[0]["params"]["text"].as_str().unwrap().contains("98888-7777"), "{}", notes[0]);
-    // Lookup, active leads, the call, the note, the task.
-    assert_eq!(desk.api_requests().await, 5);
+    // Written in the language of the extension's user (Maria's Kommo is in Portuguese).
+    assert!(notes[0]["params"]["text"].as_str().unwrap().starts_with("Ligou de "), "{}", notes[0]);
+    assert!(task["text"].as_str().unwrap().starts_with("Retornar a ligação para "), "{task}");
+    // Lookup, active leads, the user's language (asked once per half hour), the call, the note, the task.
+    assert_eq!(desk.api_requests().await, 6);
     desk.assert_one_call_per_uniq().await;
 }
 
@@ -375,7 +378,7 @@ async fn an_unknown_callers_missed_call_goes_to_unsorted_with_a_task_in_three_re
     let delivery = desk.delivery("c-unknown-missed").await;
     assert_eq!(tasks[0]["entity_id"].as_i64(), delivery.entity_id, "on the unsorted lead");
     assert_eq!(tasks[0]["responsible_user_id"], MARIA, "an unknown caller's task goes to the extension's user");
-    assert_eq!(desk.api_requests().await, 3, "lookup, unsorted lead, task");
+    assert_eq!(desk.api_requests().await, 4, "lookup, unsorted lead, the user's language, task");
     desk.assert_one_call_per_uniq().await;
 }
 
@@ -550,7 +553,7 @@ async fn the_managers_result_given_before_the_end_rides_on_the_one_call_with_its
     assert_eq!((tasks[0]["entity_type"].as_str(), tasks[0]["entity_id"].as_i64()), (Some("leads"), Some(leads[0])));
     assert_eq!(tasks[0]["complete_till"], STARTED + 86_400);
     assert!(desk.items("POST", "/api/v4/leads/notes").await.is_empty(), "the call carries the result: no note");
-    assert_eq!(desk.api_requests().await, 3, "lookup, call, follow-up task");
+    assert_eq!(desk.api_requests().await, 4, "lookup, the user's language, call, follow-up task");
     let call_result: Option<i64> = sqlx::query_scalar("SELECT call_result FROM voip_calls WHERE call_id = 'c-result'")
         .fetch_one(desk.world.store.pool())
         .await

@@ -393,6 +393,21 @@ pub struct Plan {
     pub skipped: Option<&'static str>,
 }
 
+impl Plan {
+    /// Whether a write carries words of [`Texts`] (a lead's name, a note, a task, the result on the call):
+    /// only then does the language matter.
+    pub fn writes_words(&self) -> bool {
+        self.actions.iter().any(|action| match action {
+            Action::CreateContactAndLead { .. }
+            | Action::CreateLead { .. }
+            | Action::CreateTask { .. }
+            | Action::AddNote { .. } => true,
+            Action::LogCall { call, .. } | Action::CreateUnsorted { call, .. } => call.call_result.is_some(),
+            Action::AcceptUnsorted { .. } => false,
+        })
+    }
+}
+
 /// Everything [`plan`] decides on.
 #[derive(Debug, Clone, Copy)]
 pub struct PlanInput<'a> {
@@ -402,6 +417,8 @@ pub struct PlanInput<'a> {
     pub kommo: &'a Knowledge,
     pub result: Option<&'a CallResult>,
     pub delivered: Delivered,
+    /// The words of the notes, tasks and names, in the language of the user the call is for.
+    pub texts: &'a Texts,
 }
 
 impl CallFacts {
@@ -432,36 +449,85 @@ impl CallFacts {
     }
 }
 
-impl KommoCallStatus {
-    /// How the status reads in a note.
-    pub fn label(self) -> &'static str {
-        match self {
-            KommoCallStatus::LeftMessage => "left a message",
-            KommoCallStatus::CallBackLater => "call back later",
-            KommoCallStatus::NotAvailable => "not available",
-            KommoCallStatus::Success => "conversation took place",
-            KommoCallStatus::WrongNumber => "wrong number",
-            KommoCallStatus::NoConnection => "did not get through",
-            KommoCallStatus::Busy => "line busy",
+/// What the server writes into Kommo in words, in one language: the lead's name, the number note, the
+/// missed-call task, the result note. Templates hold `#NUMBER#`, `#STATUS#`, `#QUALITY#`. The server
+/// reads them from the archive's i18n files (their `server` section), the same files the widget reads,
+/// in the language of the Kommo user the call is for; [`Texts::english`] is the fallback of every key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Texts {
+    pub call_from: String,
+    pub call_to: String,
+    pub called_from: String,
+    pub call_back: String,
+    pub call_result: String,
+    pub quality: String,
+    /// The call statuses (Kommo's `call_status` 1–7, in that order) as a note reads them.
+    pub statuses: [String; 7],
+}
+
+impl Texts {
+    /// The i18n keys of the `server` section, with their English texts.
+    pub const KEYS: [(&'static str, &'static str); 13] = [
+        ("call_from", "Call from #NUMBER#"),
+        ("call_to", "Call to #NUMBER#"),
+        ("called_from", "Called from #NUMBER#"),
+        ("call_back", "Call back #NUMBER#: missed call"),
+        ("call_result", "Call result: #STATUS#"),
+        ("quality", "Quality: #QUALITY#/5"),
+        ("status_1", "left a message"),
+        ("status_2", "call back later"),
+        ("status_3", "not available"),
+        ("status_4", "conversation took place"),
+        ("status_5", "wrong number"),
+        ("status_6", "did not get through"),
+        ("status_7", "line busy"),
+    ];
+
+    pub fn english() -> Texts {
+        Texts::from_strings(|_| None)
+    }
+
+    /// The texts `lookup` gives by key of the `server` section, English where it gives none.
+    pub fn from_strings(lookup: impl Fn(&str) -> Option<String>) -> Texts {
+        let text = |index: usize| {
+            let (key, english) = Texts::KEYS[index];
+            lookup(key).filter(|text| !text.trim().is_empty()).unwrap_or_else(|| english.to_owned())
+        };
+        Texts {
+            call_from: text(0),
+            call_to: text(1),
+            called_from: text(2),
+            call_back: text(3),
+            call_result: text(4),
+            quality: text(5),
+            statuses: std::array::from_fn(|index| text(6 + index)),
         }
     }
+
+    fn status(&self, status: KommoCallStatus) -> &str {
+        &self.statuses[usize::from(u8::from(status)).saturating_sub(1).min(6)]
+    }
+}
+
+fn fill(template: &str, placeholder: &str, value: &str) -> String {
+    template.replace(placeholder, value)
 }
 
 impl CallResult {
     /// The text the call note shows (`call_result`): the manager's note and the quality rating, when
     /// given.
-    pub fn call_result_text(&self) -> Option<String> {
+    pub fn call_result_text(&self, texts: &Texts) -> Option<String> {
         let note = self.note.as_deref().map(str::trim).filter(|note| !note.is_empty());
-        let quality = self.quality.map(|quality| format!("Quality: {quality}/5"));
+        let quality = self.quality.map(|quality| fill(&texts.quality, "#QUALITY#", &quality.to_string()));
         let parts: Vec<&str> = note.into_iter().chain(quality.as_deref()).collect();
         (!parts.is_empty()).then(|| parts.join(" · "))
     }
 
     /// The note written when the call reached Kommo before the result: the status too, since the call
     /// already carries the provider's.
-    fn note_text(&self) -> String {
-        let status = format!("Call result: {}", self.call_status.label());
-        match self.call_result_text() {
+    fn note_text(&self, texts: &Texts) -> String {
+        let status = fill(&texts.call_result, "#STATUS#", texts.status(self.call_status));
+        match self.call_result_text(texts) {
             Some(text) => format!("{status} · {text}"),
             None => status,
         }
@@ -507,7 +573,7 @@ enum Route<'a> {
 /// follow-ups, plus the manager's result and the recording link when the call went without them; a
 /// follow-up that is already done is skipped by the server by its key.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let PlanInput { call, rules, extensions, kommo, result, delivered } = input;
+    let PlanInput { call, rules, extensions, kommo, result, delivered, texts } = input;
     if !call.is_over() {
         return Plan::default();
     }
@@ -518,8 +584,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     }
     let number = phone::display(&call.client_number);
     let lead_name = match call.direction {
-        CallDirection::Inbound => format!("Call from {number}"),
-        CallDirection::Outbound => format!("Call to {number}"),
+        CallDirection::Inbound => fill(&texts.call_from, "#NUMBER#", &number),
+        CallDirection::Outbound => fill(&texts.call_to, "#NUMBER#", &number),
     };
     let log = CallLog {
         uniq: call.call_id.clone(),
@@ -528,7 +594,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         duration: call.duration,
         link: call.recording_url.clone(),
         call_status: result.map_or_else(|| call.kommo_status(), |result| result.call_status),
-        call_result: result.and_then(CallResult::call_result_text),
+        call_result: result.and_then(|result| result.call_result_text(texts)),
         user_id: user,
         created_at: call.started_at,
     };
@@ -596,7 +662,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         actions.push(Action::AddNote {
             key: WriteKey::NumberNote,
             target: Target::Entity(target),
-            text: format!("Called from {number}"),
+            text: fill(&texts.called_from, "#NUMBER#", &number),
         });
     }
 
@@ -630,7 +696,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         actions.push(Action::CreateTask {
             key: WriteKey::MissedTask,
             target,
-            text: format!("Call back {number}: missed call"),
+            text: fill(&texts.call_back, "#NUMBER#", &number),
             due_at: call.started_at + i64::from(missed.due_in_minutes) * 60,
             task_type_id: FOLLOW_UP_TASK_TYPE,
             responsible_user_id: responsible,
@@ -650,7 +716,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         // call already in Kommo without it.
         let carried = if delivered.call_logged { delivered.logged_with_result } else { route != Route::Unsorted };
         if !carried {
-            actions.push(Action::AddNote { key: WriteKey::ResultNote, target: call_target, text: result.note_text() });
+            actions.push(Action::AddNote {
+                key: WriteKey::ResultNote,
+                target: call_target,
+                text: result.note_text(texts),
+            });
         }
         if let Some(follow_up) = &result.follow_up {
             actions.push(Action::CreateTask {

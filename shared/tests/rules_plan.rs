@@ -3,7 +3,8 @@
 
 use shared::rules::{
     Action, CallFacts, CallLog, CallResult, ContactFacts, Delivered, EntityKind, EntityRef, FollowUp, Knowledge,
-    KommoCallStatus, LeadFacts, Plan, PlanInput, SKIPPED_OUTGOING_UNKNOWN, Target, WriteKey, needs_active_leads, plan,
+    KommoCallStatus, LeadFacts, Plan, PlanInput, SKIPPED_OUTGOING_UNKNOWN, Target, Texts, WriteKey, needs_active_leads,
+    plan,
 };
 use shared::{
     CallDirection, CallHandling, CallStatus, ExtensionEntry, ExtensionMap, TaskResponsible, UnknownCallerEntity,
@@ -44,6 +45,7 @@ struct Case {
     kommo: Knowledge,
     result: Option<CallResult>,
     delivered: Delivered,
+    texts: Texts,
 }
 
 impl Case {
@@ -69,6 +71,7 @@ impl Case {
             kommo: Knowledge::Unknown,
             result: None,
             delivered: Delivered::default(),
+            texts: Texts::english(),
         }
     }
 
@@ -98,6 +101,7 @@ impl Case {
             kommo: &self.kommo,
             result: self.result.as_ref(),
             delivered: self.delivered,
+            texts: &self.texts,
         })
     }
 }
@@ -1036,4 +1040,32 @@ fn check_replanning(case: &Case, call_keys: &[&str]) {
     let follow_ups: Vec<&str> = first_keys.iter().copied().filter(|key| !call_keys.contains(key)).collect();
     assert_eq!(again_keys, follow_ups, "replanning asks for another write: {case:?}");
     assert_eq!(again.skipped, None);
+}
+
+#[test]
+fn the_notes_tasks_and_names_are_written_in_the_texts_given() {
+    let portuguese = Texts::from_strings(|key| {
+        Some(
+            match key {
+                "call_from" => "Chamada de #NUMBER#",
+                "call_back" => "Retornar a ligação para #NUMBER#: chamada perdida",
+                _ => return None,
+            }
+            .to_owned(),
+        )
+    });
+    let mut case = Case::new(CallDirection::Inbound, CallStatus::Missed, false);
+    case.rules.unknown_incoming.create = UnknownCallerEntity::ContactAndLead;
+    case.texts = portuguese;
+    let actions = case.plan().actions;
+    let texts: Vec<String> = actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::CreateTask { text, .. } => Some(text.clone()),
+            Action::CreateContactAndLead { lead_name, .. } => Some(lead_name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(texts.contains(&"Chamada de +55 11 99999-0000".to_owned()), "{texts:?}");
+    assert!(texts.contains(&"Retornar a ligação para +55 11 99999-0000: chamada perdida".to_owned()), "{texts:?}");
 }

@@ -13,6 +13,7 @@ mod execute;
 mod fold;
 pub(crate) mod ledger;
 pub mod lookup;
+pub mod texts;
 
 use std::time::Duration;
 
@@ -41,16 +42,29 @@ pub struct CallsContext {
     kommo: KommoClient,
     lookup: Lookup,
     caller: CallerId,
+    langs: texts::UserLangs,
 }
 
 impl CallsContext {
     pub fn new(store: Store, kommo: KommoClient) -> CallsContext {
-        CallsContext { store, kommo, lookup: Lookup::new(), caller: CallerId::new() }
+        CallsContext {
+            store,
+            kommo,
+            lookup: Lookup::new(),
+            caller: CallerId::new(),
+            langs: texts::UserLangs::default(),
+        }
     }
 
     /// [`CallsContext::new`] with a lookup cache whose entries live `ttl` (tests).
     pub fn with_lookup_ttl(store: Store, kommo: KommoClient, ttl: Duration) -> CallsContext {
-        CallsContext { store, kommo, lookup: Lookup::with_ttl(ttl), caller: CallerId::new() }
+        CallsContext {
+            store,
+            kommo,
+            lookup: Lookup::with_ttl(ttl),
+            caller: CallerId::new(),
+            langs: texts::UserLangs::default(),
+        }
     }
 
     pub fn lookup(&self) -> &Lookup {
@@ -126,15 +140,27 @@ async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<()
     };
     writes.save_knowledge(&ctx.store, &knowledge).await.map_err(storage)?;
 
-    let plan = rules::plan(PlanInput {
-        call,
-        rules: &settings.rules,
-        extensions: &settings.extensions,
-        kommo: &knowledge,
-        result: result.as_ref(),
-        delivered,
-    });
     let user_id = settings.extensions.user_for(call.extension.as_deref());
+    let plan_in = |texts| {
+        rules::plan(PlanInput {
+            call,
+            rules: &settings.rules,
+            extensions: &settings.extensions,
+            kommo: &knowledge,
+            result: result.as_ref(),
+            delivered,
+            texts,
+        })
+    };
+    let mut plan = plan_in(texts::texts(None));
+    // Words (a lead's name, a note, a task) are written in the language of the user the call is for; only
+    // a plan that writes some asks Kommo for it (once per user and half hour).
+    if plan.writes_words()
+        && let Some(user) = user_id
+        && let Some(lang) = ctx.langs.of(&ctx.kommo, account, user).await
+    {
+        plan = plan_in(texts::texts(Some(&lang)));
+    }
     let mut executor = execute::Executor {
         ctx,
         account,
