@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use shared::api::IncomingCall;
+use shared::{CallHandling, PopupAudience};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -58,33 +59,87 @@ fn popup_of_row(id: i64, body: &str) -> Option<IncomingCall> {
     Some(IncomingCall { event_id: Some(id), ..popup_of(&event) })
 }
 
-/// Who receives a call's events: the user mapped to its extension, or everyone (`None`).
-async fn recipient(store: &Store, account: AccountId, call: &IncomingCall) -> Option<i64> {
-    match &call.extension {
-        Some(extension) => store.user_for_extension(account, extension).await.ok().flatten(),
-        None => None,
+/// Who of an account receives a call's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Everyone,
+    /// The user mapped to the call's extension.
+    User(i64),
+    /// The users the account chose for calls on unmapped extensions.
+    Users(Arc<[i64]>),
+    Nobody,
+}
+
+impl Audience {
+    pub fn includes(&self, user_id: i64) -> bool {
+        match self {
+            Audience::Everyone => true,
+            Audience::User(user) => *user == user_id,
+            Audience::Users(users) => users.contains(&user_id),
+            Audience::Nobody => false,
+        }
+    }
+
+    /// The Kommo users to name in Kommo's own call notification: `None` for everyone (Kommo's default
+    /// when `users` is left out), `Some(empty)` for nobody.
+    pub fn kommo_users(&self) -> Option<Vec<i64>> {
+        match self {
+            Audience::Everyone => None,
+            Audience::User(user) => Some(vec![*user]),
+            Audience::Users(users) => Some(users.to_vec()),
+            Audience::Nobody => Some(Vec::new()),
+        }
     }
 }
 
-/// [`recipient`] remembered per extension, for a batch of events.
+/// The audience of a call of `account`: the user mapped to its extension, else whom the account's
+/// settings choose for unmapped calls (everyone by default). A store that cannot be read sends the
+/// event to nobody rather than to the wrong users.
+pub async fn audience(store: &Store, account: AccountId, extension: Option<&str>) -> Audience {
+    if let Some(extension) = extension {
+        match store.user_for_extension(account, extension).await {
+            Ok(Some(user)) => return Audience::User(user),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(account.id = account.get(), %error, "push: cannot read the extension map");
+                return Audience::Nobody;
+            }
+        }
+    }
+    let handling = match store.settings(account).await {
+        Ok(Some(row)) => serde_json::from_str::<CallHandling>(&row.config).unwrap_or_default(),
+        Ok(None) => CallHandling::default(),
+        Err(error) => {
+            tracing::warn!(account.id = account.get(), %error, "push: cannot read the settings");
+            return Audience::Nobody;
+        }
+    };
+    match handling.unmapped_calls.to {
+        PopupAudience::Everyone => Audience::Everyone,
+        PopupAudience::Users => Audience::Users(handling.unmapped_calls.user_ids.into()),
+        PopupAudience::Nobody => Audience::Nobody,
+    }
+}
+
+/// [`audience`] remembered per extension, for a batch of events.
 #[derive(Default)]
-struct Recipients(HashMap<Option<String>, Option<i64>>);
+struct Recipients(HashMap<Option<String>, Audience>);
 
 impl Recipients {
-    async fn of(&mut self, store: &Store, account: AccountId, call: &IncomingCall) -> Option<i64> {
+    async fn of(&mut self, store: &Store, account: AccountId, call: &IncomingCall) -> Audience {
         if let Some(known) = self.0.get(&call.extension) {
-            return *known;
+            return known.clone();
         }
-        let user = recipient(store, account, call).await;
-        self.0.insert(call.extension.clone(), user);
-        user
+        let found = audience(store, account, call.extension.as_deref()).await;
+        self.0.insert(call.extension.clone(), found.clone());
+        found
     }
 }
 
-/// One event for an account's widgets; `user_id` narrows it to one Kommo user.
+/// One event for an account's widgets, for its audience.
 #[derive(Debug, Clone)]
 pub struct PushEvent {
-    pub user_id: Option<i64>,
+    pub audience: Audience,
     pub call: IncomingCall,
 }
 
@@ -98,7 +153,7 @@ pub struct Subscriber {
 impl Subscriber {
     /// Whether this subscriber should see `event` (its account is already implied by the channel).
     pub fn wants(&self, event: &PushEvent) -> bool {
-        event.user_id.is_none_or(|user| user == self.user_id)
+        event.audience.includes(self.user_id)
     }
 }
 
@@ -260,8 +315,8 @@ impl Hub {
         if !self.has_subscribers(account) {
             return;
         }
-        let user_id = recipient(store, account, &call).await;
-        self.publish(account, PushEvent { user_id, call });
+        let audience = audience(store, account, call.extension.as_deref()).await;
+        self.publish(account, PushEvent { audience, call });
     }
 
     /// On PostgreSQL: hands the call events every replica stored (and notified) to this process's open
@@ -298,10 +353,7 @@ impl Hub {
         let mut missed = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(call) = popup_of_row(row.id, &row.body) else { continue };
-            if subscriber.wants(&PushEvent {
-                user_id: recipients.of(store, subscriber.account, &call).await,
-                call: call.clone(),
-            }) {
+            if recipients.of(store, subscriber.account, &call).await.includes(subscriber.user_id) {
                 missed.push(call);
             }
         }
@@ -331,8 +383,7 @@ impl Hub {
         let mut recipients = Recipients::default();
         let mut calls = Vec::with_capacity(latest.len());
         for call in latest {
-            let user_id = recipients.of(store, subscriber.account, &call).await;
-            if subscriber.wants(&PushEvent { user_id, call: call.clone() }) {
+            if recipients.of(store, subscriber.account, &call).await.includes(subscriber.user_id) {
                 calls.push(call);
             }
         }
@@ -483,8 +534,12 @@ mod tests {
     #[test]
     fn user_targeted_events_reach_only_that_user() {
         let subscriber = Subscriber { account: AccountId::for_tests(1), user_id: 5 };
-        assert!(subscriber.wants(&PushEvent { user_id: None, call: call("c") }));
-        assert!(subscriber.wants(&PushEvent { user_id: Some(5), call: call("c") }));
-        assert!(!subscriber.wants(&PushEvent { user_id: Some(6), call: call("c") }));
+        let event = |audience: Audience| PushEvent { audience, call: call("c") };
+        assert!(subscriber.wants(&event(Audience::Everyone)));
+        assert!(subscriber.wants(&event(Audience::User(5))));
+        assert!(!subscriber.wants(&event(Audience::User(6))));
+        assert!(subscriber.wants(&event(Audience::Users(Arc::from([4, 5])))));
+        assert!(!subscriber.wants(&event(Audience::Users(Arc::from([4, 6])))));
+        assert!(!subscriber.wants(&event(Audience::Nobody)));
     }
 }

@@ -348,9 +348,15 @@ async fn a_stored_call_is_pushed_to_its_accounts_widgets_only() {
     assert_eq!(reply.status, StatusCode::OK);
 
     let event = next_call_event(&mut alice_stream).await.expect("alice's widget gets the call");
+    let stored: i64 = sqlx::query_scalar("SELECT id FROM webhook_inbox WHERE call_id = 'call-9'")
+        .fetch_one(server.store.pool())
+        .await
+        .unwrap();
     assert_eq!(
         event,
-        json!({"call_id": "call-9", "from": "+5511987654321", "to": "+551133334444", "status": "ringing", "extension": "101"})
+        json!({"event_id": stored, "call_id": "call-9", "from": "+5511987654321", "to": "+551133334444",
+               "status": "ringing", "extension": "101"}),
+        "the event carries its inbox id"
     );
     assert_eq!(next_call_event(&mut bob_stream).await, None, "bob's widget gets nothing");
 }

@@ -221,3 +221,98 @@ async fn a_call_on_a_mapped_extension_is_listed_for_its_user_only() {
     assert_eq!(active(MARIA).await, ["\"marias\""], "the extension's user sees the call");
     assert!(active(support::ADMIN).await.is_empty(), "another user of the account does not");
 }
+
+/// Saves settings for `ACCOUNT` with `tweak` applied; returns the webhook's path and, on the first save,
+/// its secret.
+async fn configure_with(
+    world: &World,
+    tweak: impl FnOnce(&mut shared::IntegrationSettings),
+) -> (String, Option<WebhookSecret>) {
+    let mut settings = world.valid_settings();
+    tweak(&mut settings);
+    let (status, saved) =
+        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
+    let secret = saved["webhook"]["signing_secret"].as_str().map(|secret| WebhookSecret::parse(secret).unwrap());
+    (path, secret)
+}
+
+/// The call ids `user` of `ACCOUNT` sees in progress.
+async fn active_for(world: &World, user: u64) -> Vec<String> {
+    let token = world.token_as(ACCOUNT, user, Some(user == support::ADMIN)).await;
+    let response = world
+        .http
+        .get(format!("{}/widget/v1/calls/active", world.server))
+        .header("X-Auth-Token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["calls"].as_array().unwrap().iter().map(|call| call["call_id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_unmapped_extensions_pop_up_for_the_chosen_users_or_for_nobody() {
+    let world = world().await;
+    world.install(ACCOUNT).await;
+    let (path, secret) = configure_with(&world, |settings| {
+        settings.call_handling.unmapped_calls =
+            shared::UnmappedCalls { to: shared::PopupAudience::Users, user_ids: vec![MARIA as i64] };
+    })
+    .await;
+    let secret = secret.expect("the first save shows the secret");
+    world.post_signed(&path, &secret, "u1", &event("for-maria", STRANGER, "ringing")).await;
+    assert_eq!(active_for(&world, MARIA).await, ["for-maria"], "a chosen user sees it");
+    assert!(active_for(&world, support::ADMIN).await.is_empty(), "a user not chosen does not");
+
+    configure_with(&world, |settings| {
+        settings.call_handling.unmapped_calls =
+            shared::UnmappedCalls { to: shared::PopupAudience::Nobody, user_ids: vec![] };
+    })
+    .await;
+    assert!(active_for(&world, MARIA).await.is_empty(), "nobody");
+    assert!(active_for(&world, support::ADMIN).await.is_empty(), "nobody");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kommos_own_notification_is_sent_once_per_ringing_call_to_the_extensions_user() {
+    let world = world().await;
+    world.install(ACCOUNT).await;
+    let (path, secret) = configure_with(&world, |settings| {
+        settings.call_handling.widget.kommo_notification = true;
+        settings.extensions = shared::ExtensionMap {
+            entries: vec![shared::ExtensionEntry { extension: "101".into(), user_id: MARIA as i64 }],
+            fallback_user_id: None,
+        };
+    })
+    .await;
+    let secret = secret.expect("the first save shows the secret");
+    let mut ringing: Value = serde_json::from_str(&event("notified", CALLER, "ringing")).unwrap();
+    ringing["extension"] = json!("101");
+    world.post_signed(&path, &secret, "k1", &ringing.to_string()).await;
+    // A repeated delivery and the answer send nothing more.
+    world.post_signed(&path, &secret, "k1", &ringing.to_string()).await;
+    let mut answered = ringing.clone();
+    answered["status"] = json!("answered");
+    world.post_signed(&path, &secret, "k2", &answered.to_string()).await;
+
+    let url = format!("{}/sandbox/kommo/notifications?account_id={ACCOUNT}", world.kommo);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let notifications = loop {
+        let notifications: Value = world.http.get(&url).send().await.unwrap().json().await.unwrap();
+        if !notifications.as_array().unwrap().is_empty() || tokio::time::Instant::now() > deadline {
+            break notifications;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again: Value = world.http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(again, notifications, "nothing more came");
+    let notifications = notifications.as_array().unwrap();
+    assert_eq!(notifications.len(), 1, "{notifications:?}");
+    assert_eq!(notifications[0]["type"], "phone_call");
+    assert_eq!(notifications[0]["phone_number"], CALLER);
+    assert_eq!(notifications[0]["users"], json!([MARIA]), "the extension's user only");
+}

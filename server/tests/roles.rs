@@ -100,7 +100,10 @@ async fn a_non_admin_gets_admin_only_on_every_admin_endpoint_and_changes_nothing
         assert_eq!(status, StatusCode::OK, "{options}");
         assert_eq!(options["call_feedback_modal"], true);
         let keys: Vec<&String> = options.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["auto_open_card", "call_feedback_modal", "call_quality_rating", "ringing_sound"]);
+        assert_eq!(
+            keys,
+            ["auto_open_card", "call_feedback_modal", "call_quality_rating", "kommo_notification", "ringing_sound"]
+        );
     }
     // Nothing changed: the same signing secret, processing still on, the provider never asked.
     assert_eq!(signing_secret_hint(&world).await, hint);

@@ -167,6 +167,9 @@ impl VoipCredentials {
 #[serde(deny_unknown_fields)]
 pub struct CallHandling {
     pub widget: WidgetBehaviour,
+    /// Who sees the popup of a call whose extension no user has.
+    #[serde(default)]
+    pub unmapped_calls: UnmappedCalls,
     pub unknown_incoming: UnknownIncoming,
     pub known_incoming: KnownIncoming,
     pub missed: MissedCall,
@@ -186,6 +189,11 @@ pub struct WidgetBehaviour {
     pub auto_open_card: bool,
     /// Ask for a call-quality rating; shown inside the call-result modal, so ignored while that is off.
     pub call_quality_rating: bool,
+    /// Kommo's own call notification (`POST /api/v2/events`, sent by the server) instead of the widget's
+    /// popup: for admins who prefer Kommo's look, and for browsers that cannot run the widget. The
+    /// widget then shows no popup of its own, so nobody gets both.
+    #[serde(default)]
+    pub kommo_notification: bool,
 }
 
 impl Default for WidgetBehaviour {
@@ -195,8 +203,34 @@ impl Default for WidgetBehaviour {
             call_feedback_modal: true,
             auto_open_card: false,
             call_quality_rating: false,
+            kommo_notification: false,
         }
     }
+}
+
+/// Most users the popup of unmapped calls may go to.
+pub const MAX_POPUP_USERS: usize = 100;
+
+/// Who sees the popup of a call on an extension that no user has (or without an extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UnmappedCalls {
+    pub to: PopupAudience,
+    /// The users, when `to` is [`PopupAudience::Users`].
+    #[serde(default)]
+    pub user_ids: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PopupAudience {
+    /// Every user of the account.
+    #[default]
+    Everyone,
+    /// The chosen users.
+    Users,
+    /// Nobody: only calls on a mapped extension pop up.
+    Nobody,
 }
 
 /// An incoming call from a number no contact has.
@@ -553,6 +587,23 @@ impl CallHandling {
             && let Some(code) = check_user(user_id, ctx, missed.create_task)
         {
             push(errors, "call_handling.missed.responsible.user_id", code);
+        }
+
+        let unmapped = &self.unmapped_calls;
+        if unmapped.to == PopupAudience::Users {
+            if unmapped.user_ids.is_empty() {
+                push(errors, "call_handling.unmapped_calls.user_ids", ValidationCode::Required);
+            } else if unmapped.user_ids.len() > MAX_POPUP_USERS {
+                push(errors, "call_handling.unmapped_calls.user_ids", ValidationCode::TooMany);
+            } else {
+                for (index, user_id) in unmapped.user_ids.iter().enumerate() {
+                    let code = check_user(*user_id, ctx, true)
+                        .or_else(|| unmapped.user_ids[..index].contains(user_id).then_some(ValidationCode::Duplicate));
+                    if let Some(code) = code {
+                        push(errors, format!("call_handling.unmapped_calls.user_ids[{index}]"), code);
+                    }
+                }
+            }
         }
 
         let LeadPlacement { pipeline_id, status_id } = self.placement;
@@ -1355,6 +1406,49 @@ mod tests {
     }
 
     #[test]
+    fn the_popup_of_unmapped_calls_goes_to_chosen_active_users_once_each() {
+        let known = users(&[7, 8]);
+        let with = |to: PopupAudience, user_ids: Vec<i64>| {
+            let mut settings = valid();
+            settings.call_handling.unmapped_calls = UnmappedCalls { to, user_ids };
+            settings
+        };
+        let field = |index: usize| format!("call_handling.unmapped_calls.user_ids[{index}]");
+        assert_eq!(refused(&with(PopupAudience::Users, vec![7, 8]), &known), vec![]);
+        assert_eq!(refused(&with(PopupAudience::Everyone, vec![]), &known), vec![]);
+        assert_eq!(refused(&with(PopupAudience::Nobody, vec![99]), &known), vec![], "unused choices do not block");
+        assert_eq!(
+            refused(&with(PopupAudience::Users, vec![]), &known),
+            vec![("call_handling.unmapped_calls.user_ids".to_owned(), ValidationCode::Required)]
+        );
+        assert_eq!(
+            refused(&with(PopupAudience::Users, vec![7, 9, 7, -1]), &known),
+            vec![
+                (field(1), ValidationCode::UnknownUser),
+                (field(2), ValidationCode::Duplicate),
+                (field(3), ValidationCode::OutOfRange)
+            ]
+        );
+        let many = (1..=MAX_POPUP_USERS as i64 + 1).collect();
+        assert_eq!(
+            refused(&with(PopupAudience::Users, many), &ValidationContext::default()),
+            vec![("call_handling.unmapped_calls.user_ids".to_owned(), ValidationCode::TooMany)]
+        );
+        // Settings stored before this choice existed read as "everyone", without Kommo's notification.
+        let stored: CallHandling = serde_json::from_value(serde_json::json!({
+            "widget": {"ringing_sound": true, "call_feedback_modal": true, "auto_open_card": false,
+                       "call_quality_rating": false},
+            "unknown_incoming": {"create": "unsorted", "unsorted_accept": "manual"},
+            "known_incoming": serde_json::to_value(KnownIncoming::default()).unwrap(),
+            "missed": serde_json::to_value(MissedCall::default()).unwrap(),
+            "outgoing_new": serde_json::to_value(OutgoingToNewNumber::default()).unwrap(),
+            "placement": serde_json::to_value(LeadPlacement::default()).unwrap(),
+        }))
+        .unwrap();
+        assert_eq!(stored, CallHandling::default());
+    }
+
+    #[test]
     fn defaults_are_what_a_new_install_starts_with() {
         let handling = CallHandling::default();
         assert_eq!(
@@ -1363,9 +1457,11 @@ mod tests {
                 ringing_sound: true,
                 call_feedback_modal: true,
                 auto_open_card: false,
-                call_quality_rating: false
+                call_quality_rating: false,
+                kommo_notification: false,
             }
         );
+        assert_eq!(handling.unmapped_calls, UnmappedCalls { to: PopupAudience::Everyone, user_ids: vec![] });
         assert_eq!(
             handling.unknown_incoming,
             UnknownIncoming { create: UnknownCallerEntity::Unsorted, unsorted_accept: UnsortedAccept::Manual }

@@ -15,8 +15,8 @@ pub mod settings;
 pub use call::{CallDirection, CallEventType, CallStatus, FromWebhook};
 pub use integration::{
     CallHandling, CredentialMethod, ExtensionEntry, ExtensionMap, IntegrationSettings, IntegrationSettingsView,
-    KnownIncoming, LeadPlacement, MissedCall, OutgoingToNewNumber, StoredSecret, TaskResponsible, UnknownCallerEntity,
-    UnknownIncoming, UnsortedAccept, ValidationContext, VoipCredentials, VoipCredentialsView, WebhookEndpoint,
-    WidgetBehaviour,
+    KnownIncoming, LeadPlacement, MissedCall, OutgoingToNewNumber, PopupAudience, StoredSecret, TaskResponsible,
+    UnknownCallerEntity, UnknownIncoming, UnmappedCalls, UnsortedAccept, ValidationContext, VoipCredentials,
+    VoipCredentialsView, WebhookEndpoint, WidgetBehaviour,
 };
 pub use settings::{FieldError, ValidationCode};

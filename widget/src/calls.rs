@@ -267,10 +267,17 @@ pub fn CallPopups(
     /// Strings of the current language.
     i18n: I18n,
 ) -> impl IntoView {
+    // With Kommo's own notification chosen, Kommo shows the call: no card and no ring here (the result
+    // form still comes after the call when the account asks for it).
+    let kommo_style = {
+        let options = options.clone();
+        Memo::new(move |_| options.with(|options| options.as_ref().is_some_and(|options| options.kommo_notification)))
+    };
     let ringing = {
         let (board, options) = (board.clone(), options.clone());
         Memo::new(move |_| {
             options.with(|options| options.as_ref().is_some_and(|options| options.ringing_sound))
+                && !kommo_style.get()
                 && board.with(CallBoard::ringing)
         })
     };
@@ -285,7 +292,7 @@ pub fn CallPopups(
     });
     let ids = {
         let board = board.clone();
-        move || board.with(CallBoard::ids)
+        move || if kommo_style.get() { Vec::new() } else { board.with(CallBoard::ids) }
     };
     view! {
         <For

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use shared::FieldError;
 use shared::api::KommoUserView;
-use shared::integration::{CredentialMethod, UnknownCallerEntity, UnsortedAccept, VoipCredentialsView};
+use shared::integration::{CredentialMethod, PopupAudience, UnknownCallerEntity, UnsortedAccept, VoipCredentialsView};
 
 use crate::connection::ConnectionSection;
 use crate::deliveries::deliveries_section;
@@ -412,6 +412,8 @@ fn behaviour_sections(ctx: &Ctx) -> impl IntoView + use<> {
             {checkbox(ctx.clone(), "call_handling.widget.auto_open_card", ctx.t("auto_open_card"), lens!(handling.widget.auto_open_card))}
             {checkbox(ctx.clone(), "call_handling.widget.call_quality_rating", ctx.t("call_quality_rating"),
                 lens!(handling.widget.call_quality_rating))}
+            {checkbox(ctx.clone(), "call_handling.widget.kommo_notification", ctx.t("kommo_notification"),
+                lens!(handling.widget.kommo_notification))}
         </div>
     };
     let unknown = view! {
@@ -577,8 +579,67 @@ fn extensions_section(ctx: &Ctx) -> impl IntoView + use<> {
             {error_line(ctx.clone(), || "extensions.fallback_user_id".to_owned())}
             <p class="kvoip-field__hint">{ctx.t("extensions_hint")}</p>
         </div>
+        {unmapped_calls(ctx)}
     };
     section(ctx.t("section_extensions"), "kvoip-section--extensions", body)
+}
+
+/// Who sees the popup of a call on an extension no user has: everyone, the users ticked, or nobody.
+fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
+    let chosen = ctx.values.clone();
+    let users = ctx.users.clone();
+    let boxes = {
+        let ctx = ctx.clone();
+        move || {
+            users.with(|users| {
+                users
+                    .iter()
+                    .flatten()
+                    .map(|user| {
+                        let id = user.id;
+                        let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
+                        view! {
+                            <label class="kvoip-check">
+                                <input
+                                    type="checkbox"
+                                    class="kvoip-check__input"
+                                    name="call_handling.unmapped_calls.user_ids"
+                                    value=id.to_string()
+                                    prop:checked=move || values.with(|values| values.handling.unmapped_calls.user_ids.contains(&id))
+                                    on:change=move |event| {
+                                        let on = event_target_checked(&event);
+                                        set_values.update(|values| {
+                                            let ids = &mut values.handling.unmapped_calls.user_ids;
+                                            ids.retain(|other| *other != id);
+                                            if on {
+                                                ids.push(id);
+                                            }
+                                        });
+                                    }
+                                />
+                                <span class="kvoip-check__text">{user.name.clone()}</span>
+                            </label>
+                        }
+                    })
+                    .collect_view()
+            })
+        }
+    };
+    view! {
+        <div class="kvoip-field" class:kvoip-field--invalid=ctx.refused("call_handling.unmapped_calls.user_ids")>
+            <p class="kvoip-sublabel">{ctx.t("unmapped_calls")}</p>
+            {radios(ctx.clone(), "call_handling.unmapped_calls.to", vec![
+                (PopupAudience::Everyone, "everyone", ctx.t("unmapped_everyone")),
+                (PopupAudience::Users, "users", ctx.t("unmapped_users")),
+                (PopupAudience::Nobody, "nobody", ctx.t("unmapped_nobody")),
+            ], lens!(handling.unmapped_calls.to), |_| false)}
+            <div class="kvoip-indent kvoip-grid"
+                class:kvoip-hidden=move || chosen.with(|values| values.handling.unmapped_calls.to != PopupAudience::Users)>
+                {boxes}
+            </div>
+            {error_line(ctx.clone(), || "call_handling.unmapped_calls.user_ids".to_owned())}
+        </div>
+    }
 }
 
 fn webhook_section(

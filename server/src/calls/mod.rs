@@ -15,6 +15,7 @@ pub(crate) mod ledger;
 pub mod lookup;
 pub mod texts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use shared::rules::{self, CallFacts, CallResult, Knowledge, PlanInput};
@@ -43,17 +44,16 @@ pub struct CallsContext {
     lookup: Lookup,
     caller: CallerId,
     langs: texts::UserLangs,
+    /// Places for Kommo call notifications being sent (each waits for the account's Kommo budget).
+    notifications: Arc<tokio::sync::Semaphore>,
 }
+
+/// Kommo call notifications being sent at once, at most, by this process.
+const NOTIFICATIONS_IN_FLIGHT: usize = 64;
 
 impl CallsContext {
     pub fn new(store: Store, kommo: KommoClient) -> CallsContext {
-        CallsContext {
-            store,
-            kommo,
-            lookup: Lookup::new(),
-            caller: CallerId::new(),
-            langs: texts::UserLangs::default(),
-        }
+        CallsContext::with_lookup_ttl(store, kommo, lookup::CACHE_TTL)
     }
 
     /// [`CallsContext::new`] with a lookup cache whose entries live `ttl` (tests).
@@ -64,6 +64,7 @@ impl CallsContext {
             lookup: Lookup::with_ttl(ttl),
             caller: CallerId::new(),
             langs: texts::UserLangs::default(),
+            notifications: Arc::new(tokio::sync::Semaphore::new(NOTIFICATIONS_IN_FLIGHT)),
         }
     }
 
@@ -73,6 +74,34 @@ impl CallsContext {
 
     pub fn caller_id(&self) -> &CallerId {
         &self.caller
+    }
+
+    /// Kommo's own call notification for a ringing call from `number` (`POST /api/v2/events`, Kommo
+    /// answers 202), to the call's audience: the extension's user, else whom the settings choose for
+    /// unmapped calls (everyone: `users` left out). Sent in the background; past
+    /// [`NOTIFICATIONS_IN_FLIGHT`] or on a Kommo failure it is logged and dropped (a notification is
+    /// worth nothing late).
+    pub fn notify_in_kommo(&self, account: AccountId, number: &str, extension: Option<&str>) {
+        let Ok(permit) = Arc::clone(&self.notifications).try_acquire_owned() else {
+            tracing::warn!(account.id = account.get(), "Kommo call notification skipped: too many being sent");
+            return;
+        };
+        let (ctx, number, extension) = (self.clone(), number.to_owned(), extension.map(str::to_owned));
+        tokio::spawn(async move {
+            let _permit = permit;
+            let audience = crate::push::audience(&ctx.store, account, extension.as_deref()).await;
+            let mut event = serde_json::json!({"type": "phone_call", "phone_number": number});
+            match audience.kommo_users() {
+                Some(users) if users.is_empty() => return,
+                Some(users) => event["users"] = serde_json::json!(users),
+                None => {}
+            }
+            let body = serde_json::json!({"add": [event]});
+            let sent = ctx.kommo.send(account, reqwest::Method::POST, "/api/v2/events", Some(&body)).await;
+            if let Err(error) = sent {
+                tracing::warn!(account.id = account.get(), %error, "Kommo call notification failed");
+            }
+        });
     }
 
     /// Who is calling from `number` on `call_id` (see [`CallerId::describe`]).

@@ -56,7 +56,7 @@ pub async fn receive(
 ) -> Result<Json<Value>, ApiError> {
     let result = accept(&state, client, &hook_id, &headers, body).await;
     match &result {
-        Ok((_, _, stored, _)) => {
+        Ok((_, _, stored, _, _)) => {
             let outcome = if *stored == Stored::Duplicate { "duplicate" } else { "stored" };
             metrics::counter!("webhooks_received_total", "outcome" => outcome).increment(1);
         }
@@ -64,8 +64,12 @@ pub async fn receive(
             metrics::counter!("webhooks_refused_total", "reason" => refusal.reason).increment(1);
         }
     }
-    let (account, event, stored, popup) = result.map_err(|refusal| refusal.error)?;
+    let (account, event, stored, popup, kommo_notification) = result.map_err(|refusal| refusal.error)?;
     if let Stored::New(event_id) = stored {
+        // The account prefers Kommo's own notification: sent once, by the replica that took the webhook.
+        if kommo_notification && event.status == shared::CallStatus::Ringing {
+            state.calls.notify_in_kommo(account, popup.client_number(), event.extension.as_deref());
+        }
         // Tells the account's widgets (the extension's user, when mapped) about the call.
         let popup = IncomingCall { event_id: Some(event_id), ..popup };
         if popup.caller.is_none() && !crate::calls::ends_call(&event) {
@@ -92,7 +96,7 @@ async fn accept(
     hook_id: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(AccountId, FromWebhook, Stored, IncomingCall), Refusal> {
+) -> Result<(AccountId, FromWebhook, Stored, IncomingCall, bool), Refusal> {
     if let Some(retry_after) = state.throttle.webhook_blocked(client) {
         return Err(refuse("blocked", ApiError::TooManyRequests { code: "rate_limited", retry_after }));
     }
@@ -187,7 +191,7 @@ async fn accept(
         account.id = account.get(), call.id = %event.call_id, status = event.status.as_str(),
         duplicate = stored == Stored::Duplicate, "call event stored"
     );
-    Ok((account, event, stored, popup))
+    Ok((account, event, stored, popup, hook.kommo_notification))
 }
 
 /// A webhook path resolved: its account, whether processing is on, and the opened signing secrets.
@@ -197,6 +201,8 @@ pub struct ResolvedHook {
     pub secret: Option<WebhookSecret>,
     /// The secret before the last rotation, and until when (unix seconds) it verifies.
     pub previous: Option<(WebhookSecret, i64)>,
+    /// Kommo's own call notification instead of the widget's popup (the account's settings).
+    pub kommo_notification: bool,
 }
 
 impl ResolvedHook {
@@ -253,7 +259,10 @@ impl HookCache {
         };
         let secret = open(&hook.secret);
         let previous = hook.previous_secret.and_then(|(sealed, until)| Some((open(&sealed)?, until)));
-        let resolved = Arc::new(ResolvedHook { account: hook.account, active: hook.active, secret, previous });
+        let kommo_notification = serde_json::from_str::<shared::CallHandling>(&hook.config)
+            .is_ok_and(|handling| handling.widget.kommo_notification);
+        let resolved =
+            Arc::new(ResolvedHook { account: hook.account, active: hook.active, secret, previous, kommo_notification });
         self.cache.insert(hook_id.to_owned(), resolved.clone()).await;
         Ok(Some(resolved))
     }

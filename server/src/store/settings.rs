@@ -56,6 +56,8 @@ pub struct Hook {
     pub secret: String,
     /// The secret before the last rotation, sealed, while it still verifies, and until when (unix s).
     pub previous_secret: Option<(String, i64)>,
+    /// The call-handling settings (JSON of `shared::CallHandling`).
+    pub config: String,
 }
 
 impl Store {
@@ -177,21 +179,23 @@ impl Store {
 
     /// Resolves a webhook path to its account. Unknown ids give `None`.
     pub async fn hook(&self, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {
-        type Row = (i64, Flag, String, Option<String>, Option<i64>);
+        type Row = (i64, Flag, String, Option<String>, Option<i64>, String);
         let row: Option<Row> = sqlx::query_as(
             "SELECT account_id, CASE WHEN active THEN 1 ELSE 0 END, webhook_secret,
-                    CASE WHEN previous_secret_until > $2 THEN previous_webhook_secret END, previous_secret_until
+                    CASE WHEN previous_secret_until > $2 THEN previous_webhook_secret END, previous_secret_until,
+                    config
              FROM widget_settings WHERE hook_id = $1",
         )
         .bind(hook_id)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(account, active, secret, previous, until)| Hook {
+        Ok(row.map(|(account, active, secret, previous, until, config)| Hook {
             account: AccountId(account),
             active: active.into(),
             secret,
             previous_secret: previous.zip(until),
+            config,
         }))
     }
 
