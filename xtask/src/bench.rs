@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::{postgres, process};
+use crate::{package, postgres, process, test_suite};
 
 /// The server's release profile (the workspace's `release` profile is tuned for the wasm's size).
 const SERVER_PROFILE: &str = "release-server";
@@ -20,7 +20,18 @@ pub fn bench(root: &Path) -> Result<()> {
             .args(["bench", "-p", "server", "--bench", "ingest", "--profile", SERVER_PROFILE])
             .env("BENCH_POSTGRES_URL", cluster.url())
             .current_dir(root),
-    )
+    )?;
+    drop(cluster);
+    widget(root)
+}
+
+/// The widget's side: what every Kommo page downloads (gzipped), and the popup's latency in Chromium
+/// from the webhook's 200 to the caller's name (`sandbox/browser/bench/popup-latency.mjs`).
+fn widget(root: &Path) -> Result<()> {
+    package::build_widget(root)?;
+    package::print_page_weight(root)?;
+    process::run(Command::new("cargo").args(["build", "-p", "server", "-p", "sandbox"]).current_dir(root))?;
+    test_suite::with_live_services(root, &["sandbox/browser/bench/popup-latency.mjs".to_owned()])
 }
 
 /// The kill -9 test at length (RELIABILITY.md §3.6): 5 seeds × 5000 deliveries against the release server

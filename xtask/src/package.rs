@@ -88,6 +88,25 @@ pub fn write_archive(root: &Path, api_base: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Prints what every Kommo page downloads for the widget, gzipped as a browser receives it: `script.js`,
+/// the wasm-bindgen glue and the wasm (the archive's `style.css` beside them).
+pub fn print_page_weight(root: &Path) -> Result<()> {
+    let files = archive_files(root, "https://example.invalid")?;
+    let mut total = 0;
+    println!("widget weight on every Kommo page (gzipped; goal for script + glue + wasm: 80 KiB):");
+    for name in ["script.js", "widget.js", "widget_bg.wasm"] {
+        let bytes = files.get(name).with_context(|| format!("{name} is not in the archive"))?;
+        let gzipped = gzipped_len(bytes)?;
+        total += gzipped;
+        println!("  {name:<16} {:>10} raw  {:>10} gzipped", kib(bytes.len()), kib(gzipped));
+    }
+    println!("  {:<16} {:>10}      {:>10} gzipped", "every page", "", kib(total));
+    if let Some(style) = files.get("style.css") {
+        println!("  {:<16} {:>10} raw  {:>10} gzipped", "style.css", kib(style.len()), kib(gzipped_len(style)?));
+    }
+    Ok(())
+}
+
 /// Archive name → contents, for every file Kommo loads.
 fn archive_files(root: &Path, api_base: &str) -> Result<BTreeMap<String, Vec<u8>>> {
     let read = |relative: &str| {

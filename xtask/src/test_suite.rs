@@ -85,6 +85,18 @@ pub fn browser_command(root: &Path, files: &[String]) -> Result<()> {
 /// Packages a test archive, starts the server and the local Kommo on free ports, runs the browser tests
 /// (`files`, or every one under `sandbox/browser/`), stops both.
 fn browser_tests(root: &Path, files: &[String]) -> Result<()> {
+    let mut args = vec!["--test".to_owned(), "--test-concurrency=1".to_owned()];
+    if files.is_empty() {
+        args.push("sandbox/browser/".to_owned());
+    } else {
+        args.extend(files.iter().cloned());
+    }
+    with_live_services(root, &args)
+}
+
+/// Packages a test archive, starts the server and the local Kommo on free ports, runs `node args` against
+/// them (their URLs in `SERVER_URL` and `SANDBOX_URL`), stops both.
+pub fn with_live_services(root: &Path, args: &[String]) -> Result<()> {
     let dir = root.join(BROWSER_TEST_DIR);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (server_port, sandbox_port) = (free_port()?, free_port()?);
@@ -147,8 +159,7 @@ fn browser_tests(root: &Path, files: &[String]) -> Result<()> {
 
     let result = process::run(
         Command::new("node")
-            .args(["--test", "--test-concurrency=1"])
-            .args(if files.is_empty() { vec!["sandbox/browser/".to_owned()] } else { files.to_vec() })
+            .args(args)
             .current_dir(root)
             .env("SERVER_URL", &server_url)
             .env("SANDBOX_URL", &sandbox_url)
