@@ -17,6 +17,7 @@ pub mod kommo_api;
 pub mod oracle;
 mod page;
 pub mod provider;
+pub mod samples;
 pub mod token;
 pub mod voip;
 
@@ -49,6 +50,8 @@ struct AppState {
     stand_in: kommo_api::StandIn,
     /// The VoIP provider: accounts, originated calls, faults, counters.
     voip: voip::Provider,
+    /// The demo account's sample callers, when this sandbox seeded them ([`demo_app`]).
+    samples: Option<samples::Samples>,
 }
 
 type State = Arc<AppState>;
@@ -58,8 +61,19 @@ pub fn app(config: Config) -> Router {
     app_with_provider(config, voip::Settings::default())
 }
 
-/// The sandbox's whole HTTP surface with the given provider account; the binary serves it.
+/// The sandbox's whole HTTP surface with the given provider account.
 pub fn app_with_provider(config: Config, provider: voip::Settings) -> Router {
+    build(config, provider, false)
+}
+
+/// What the binary serves: [`app_with_provider`] whose default account (the one the host page shows) also
+/// holds the sample callers of [`samples`], offered by the host page's call panel and listed at
+/// `GET /sandbox/samples`.
+pub fn demo_app(config: Config, provider: voip::Settings) -> Router {
+    build(config, provider, true)
+}
+
+fn build(config: Config, provider: voip::Settings, with_samples: bool) -> Router {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
@@ -67,12 +81,15 @@ pub fn app_with_provider(config: Config, provider: voip::Settings) -> Router {
         .expect("an HTTP client without TLS always builds");
     let stand_in = kommo_api::StandIn::new(config.stand_in.clone(), &config.kommo);
     let voip = voip::Provider::new(provider);
-    let state = Arc::new(AppState { config, http, stand_in, voip });
+    let samples = with_samples.then(|| samples::seed(&stand_in, config.kommo.account_id));
+    let samples = samples.map(|seeded| seeded.expect("the default account exists: StandIn::new creates it"));
+    let state = Arc::new(AppState { config, http, stand_in, voip, samples });
     Router::new()
         .route("/", get(page::host_page))
         .route("/sandbox/host.js", get(page::host_script))
         .route("/sandbox/host.css", get(page::host_style))
         .route("/sandbox/health", get(page::health))
+        .route("/sandbox/samples", get(page::samples))
         .route("/sandbox/token", post(token::mint_handler))
         .route("/sandbox/provider/call", post(provider::call_handler))
         .route("/vendor/{name}", get(archive::vendor_handler))

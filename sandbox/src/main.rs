@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use sandbox::{Archive, Config, Kommo, Vendor, app_with_provider, kommo_api, token, voip};
+use sandbox::{Archive, Config, Kommo, Vendor, demo_app, kommo_api, token, voip};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
@@ -134,6 +134,6 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(widget.version = %version, account.id = config.kommo.account_id, "the local Kommo is ready");
     // One plain line on stdout so tools starting the sandbox on port 0 can learn its address.
     println!("sandbox listening on http://{local}/");
-    axum::serve(listener, app_with_provider(config, provider)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, demo_app(config, provider)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }

@@ -8,6 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::archive::{Archive, BLOCK_WASM_COOKIE};
+use crate::error::SandboxError;
+use crate::samples::{LINE, Samples};
 
 /// The widget code Kommo assigns our widget; also the CSS/DOM prefix.
 pub const WIDGET_CODE: &str = "kvoip";
@@ -145,6 +147,51 @@ fn escape_html(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// The lead card the page shows: the demo account's sample lead, else a placeholder deal.
+fn card_fields(samples: Option<&Samples>, user: &PageUser) -> Vec<(&'static str, String)> {
+    match samples {
+        Some(samples) => {
+            let card = &samples.card;
+            vec![
+                ("card_title", card.title.clone()),
+                ("card_stage", card.stage.clone()),
+                ("card_responsible", card.responsible.clone()),
+                ("card_budget", card.budget.clone()),
+                ("card_contact", card.contact.clone()),
+                ("card_phone", card.phone.clone()),
+                ("card_phone_href", format!("tel:{}", card.phone_e164)),
+                ("card_email", card.email.clone()),
+            ]
+        }
+        None => vec![
+            ("card_title", "Sandbox deal #1".to_owned()),
+            ("card_stage", "Initial contact".to_owned()),
+            ("card_responsible", user.name.clone()),
+            ("card_budget", "—".to_owned()),
+            ("card_contact", "—".to_owned()),
+            ("card_phone", "—".to_owned()),
+            ("card_phone_href", "#".to_owned()),
+            ("card_email", "—".to_owned()),
+        ],
+    }
+}
+
+/// The call panel's caller choices: the sample callers, then a number typed by hand.
+fn caller_options(samples: Option<&Samples>) -> String {
+    let mut options = String::new();
+    for caller in samples.map(|samples| samples.callers.as_slice()).unwrap_or_default() {
+        options.push_str(&format!(
+            r#"<option value="{}" data-hint="{}">{} · {}</option>"#,
+            escape_html(&caller.number),
+            escape_html(&caller.known_as),
+            escape_html(&caller.name),
+            escape_html(&caller.display),
+        ));
+    }
+    options.push_str(r#"<option value="">Another number…</option>"#);
+    options
+}
+
 pub(crate) async fn host_page(State(state): State<crate::State>, Query(options): Query<PageOptions>) -> Response {
     let area = options
         .area
@@ -170,15 +217,34 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
         "installed": state.stand_in.installed(account_id),
         "connection_url": format!("{}/widget/v1/connection", kommo.audience),
     });
+    // The demo account shows its sample lead and offers its sample callers; other accounts a placeholder.
+    let samples = state.samples.as_ref().filter(|samples| samples.account_id == account_id);
+    boot["card_id"] = json!(samples.map_or(1, |samples| samples.card.lead_id));
+    boot["samples"] = json!(samples.map(|samples| samples.callers.as_slice()).unwrap_or_default());
+    let from = samples.and_then(|samples| samples.callers.first()).map_or("+5511999990000", |c| c.number.as_str());
+    let extensions: String = state
+        .voip
+        .extensions()
+        .iter()
+        .map(|extension| format!(r#"<option value="{}">"#, escape_html(extension)))
+        .collect();
     // `<` escaped so the JSON can never close its <script> element.
     let boot_json = boot.to_string().replace('<', "\\u003c");
     let strings = &boot["strings"];
-    let html = PAGE
+    let mut html = PAGE
         .replace("{{lang}}", lang)
         .replace("{{title}}", &escape_html(boot["widget"]["name"].as_str().unwrap_or(WIDGET_CODE)))
         .replace("{{settings}}", &escape_html(strings["settings"].as_str().unwrap_or_default()))
         .replace("{{disable}}", &escape_html(strings["disable"].as_str().unwrap_or_default()))
-        .replace("{{boot}}", &boot_json);
+        .replace("{{caller_options}}", &caller_options(samples))
+        .replace("{{from}}", &escape_html(from))
+        .replace("{{line}}", LINE)
+        .replace("{{extensions}}", &extensions);
+    for (name, value) in card_fields(samples, &user) {
+        html = html.replace(&format!("{{{{{name}}}}}"), &escape_html(&value));
+    }
+    // The boot JSON last: nothing in it is ever read as a placeholder.
+    let html = html.replace("{{boot}}", &boot_json);
 
     let block_wasm = options.block_wasm.as_deref() == Some("1");
     let cookie = if block_wasm {
@@ -210,15 +276,24 @@ pub(crate) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `GET /sandbox/samples`: the demo account's sample callers and card (404 when this sandbox seeded none):
+/// `{account_id, callers: [{kind, name, number, display, known_as, contact_id, company_id, lead_ids}], card}`.
+pub(crate) async fn samples(State(state): State<crate::State>) -> Result<Json<Value>, SandboxError> {
+    let samples = state.samples.as_ref().ok_or(SandboxError::NotFound)?;
+    Ok(Json(serde_json::to_value(samples).map_err(|error| SandboxError::Internal(error.to_string()))?))
+}
+
 const HOST_JS: &str = include_str!("host/host.js");
 const HOST_CSS: &str = include_str!("host/host.css");
 
-/// The shell: Kommo's left menu, top bar and a lead card, plus a panel of sandbox tools.
+/// The shell: Kommo's left menu, top bar and a lead card, plus sandbox tools: the VoIP provider's call panel
+/// under the card's fields (out of the way of the widget's popups, which stack up from the bottom right) and
+/// the callbacks log beside the widget's tile.
 const PAGE: &str = r##"<!doctype html>
 <html lang="{{lang}}">
 <head>
 <meta charset="utf-8">
-<title>Sandbox deal #1 · Kommo (local)</title>
+<title>{{card_title}} · Kommo (local)</title>
 <link rel="stylesheet" href="/sandbox/host.css">
 <script type="application/json" id="sandbox-boot">{{boot}}</script>
 <script src="/vendor/require.js"></script>
@@ -238,21 +313,45 @@ const PAGE: &str = r##"<!doctype html>
 </nav>
 <div class="sandbox-main">
   <header class="sandbox-topbar">
-    <div class="sandbox-topbar__crumbs">Leads <span>›</span> Sandbox deal #1</div>
+    <div class="sandbox-topbar__crumbs">Leads <span>›</span> {{card_title}}</div>
     <input class="sandbox-topbar__search" type="search" placeholder="Search" aria-label="Search">
     <div class="sandbox-topbar__langs" id="sandbox-langs"></div>
   </header>
   <main class="sandbox-card">
     <section class="sandbox-card__info">
-      <h1 class="sandbox-card__title">Sandbox deal #1</h1>
-      <div class="sandbox-card__pipeline"><span class="sandbox-card__stage">Initial contact</span></div>
+      <h1 class="sandbox-card__title">{{card_title}}</h1>
+      <div class="sandbox-card__pipeline"><span class="sandbox-card__stage">{{card_stage}}</span></div>
       <dl class="sandbox-card__fields">
-        <dt>Responsible</dt><dd>Sandbox Admin</dd>
-        <dt>Budget</dt><dd>$ 1,200</dd>
-        <dt>Contact</dt><dd>Maria Silva</dd>
-        <dt>Phone</dt><dd><a href="tel:+5511999990000">+55 11 99999-0000</a></dd>
-        <dt>Email</dt><dd>maria@example.com</dd>
+        <dt>Responsible</dt><dd>{{card_responsible}}</dd>
+        <dt>Budget</dt><dd>{{card_budget}}</dd>
+        <dt>Contact</dt><dd>{{card_contact}}</dd>
+        <dt>Phone</dt><dd><a href="{{card_phone_href}}">{{card_phone}}</a></dd>
+        <dt>Email</dt><dd>{{card_email}}</dd>
       </dl>
+      <form class="sandbox-tools sandbox-phone" id="sandbox-call-form" autocomplete="off">
+        <div class="sandbox-tools__title">VoIP provider (sandbox)</div>
+        <label>Caller<select name="caller" id="sandbox-call-caller">{{caller_options}}</select></label>
+        <div class="sandbox-phone__hint" id="sandbox-call-hint"></div>
+        <label>From<input name="from" id="sandbox-call-from" value="{{from}}" inputmode="tel"></label>
+        <div class="sandbox-phone__row">
+          <label>To<input name="to" id="sandbox-call-to" value="{{line}}" inputmode="tel"></label>
+          <label>Extension<input name="extension" id="sandbox-call-extension" value="101" list="sandbox-call-extensions"></label>
+        </div>
+        <datalist id="sandbox-call-extensions">{{extensions}}</datalist>
+        <div class="sandbox-phone__state" id="sandbox-call-state" data-state="idle" aria-live="polite">No call</div>
+        <div class="sandbox-phone__buttons">
+          <button type="submit" class="sandbox-button sandbox-button_blue" id="sandbox-simulate-call">Ring</button>
+          <button type="button" class="sandbox-button" id="sandbox-call-answer" disabled>Answer</button>
+          <button type="button" class="sandbox-button" id="sandbox-call-end" disabled>End</button>
+          <button type="button" class="sandbox-button" id="sandbox-call-miss" disabled>Miss</button>
+        </div>
+        <output id="sandbox-provider-result"></output>
+        <details class="sandbox-phone__webhook" id="sandbox-call-webhook-box">
+          <summary>Webhook</summary>
+          <label>Webhook URL<input name="webhook_url" id="sandbox-call-webhook" placeholder="taken from the widget's settings"></label>
+          <label>Webhook secret<input name="secret" id="sandbox-call-secret" placeholder="whsec_… (unsigned when empty)"></label>
+        </details>
+      </form>
     </section>
     <section class="sandbox-card__feed">
       <div class="sandbox-feed__note"><b>System</b> · Lead created from an incoming call</div>
@@ -267,24 +366,11 @@ const PAGE: &str = r##"<!doctype html>
           <button type="button" class="sandbox-button" id="sandbox-disable" disabled>{{disable}}</button>
         </div>
       </div>
-      <form class="sandbox-tools" id="sandbox-call-form" autocomplete="off">
-        <div class="sandbox-tools__title">VoIP provider (sandbox)</div>
-        <label>Webhook URL<input name="webhook_url" id="sandbox-call-webhook" placeholder="taken from the widget's settings"></label>
-        <label>From<input name="from" id="sandbox-call-from" value="+5511999990000"></label>
-        <label>To<input name="to" id="sandbox-call-to" value="+5511333330000"></label>
-        <label>Extension<input name="extension" id="sandbox-call-extension" value="101"></label>
-        <label>Webhook secret<input name="secret" id="sandbox-call-secret" placeholder="whsec_… (unsigned when empty)"></label>
-        <label>Status<select name="status" id="sandbox-call-status">
-          <option>ringing</option><option>answered</option><option>ended</option>
-          <option>missed</option><option>busy</option><option>failed</option>
-        </select></label>
-        <button type="submit" class="sandbox-button sandbox-button_blue" id="sandbox-simulate-call">Simulate incoming call</button>
-        <output id="sandbox-provider-result"></output>
-      </form>
       <div class="sandbox-tools sandbox-tools_log">
         <div class="sandbox-tools__title">Callbacks</div>
         <div id="sandbox-calls"></div>
         <div>onSave: <output id="sandbox-save-result"></output></div>
+        <div>Opened: <output id="sandbox-navigation"></output></div>
       </div>
     </aside>
   </main>

@@ -773,3 +773,76 @@ async fn a_call_notification_needs_a_live_token_and_counts_against_the_limit() {
     assert_eq!(api.notifications().await.len(), 7);
     assert_eq!(kommo.stats().await["accounts"]["1106"]["by_path"]["POST /api/v2/events"], 8);
 }
+
+#[tokio::test]
+async fn the_demo_account_holds_the_three_sample_callers() {
+    let kommo = Harness::demo().await;
+    let samples: Value = kommo.get("/sandbox/samples", None).await.json().await.unwrap();
+    assert_eq!(samples["account_id"], support::DEFAULT_ACCOUNT);
+    let callers = samples["callers"].as_array().unwrap();
+    let kinds: Vec<(&str, &str, &str)> = callers
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["name"].as_str().unwrap(), c["number"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("contact", "Maria Silva", "+5511987654321"),
+            ("company", "Acme Ltda", "+551134567800"),
+            ("unknown", "Unknown caller", "+5521976543210"),
+        ]
+    );
+    // Seeded first in a fresh local Kommo: the first id of each kind.
+    assert_eq!(
+        (callers[0]["contact_id"].as_u64(), callers[0]["lead_ids"].clone()),
+        (Some(20_000_001), json!([30_000_001]))
+    );
+    assert_eq!(callers[1]["company_id"], 25_000_001);
+    assert_eq!(samples["card"]["lead_id"], 30_000_001);
+
+    // What the server's lookups find, through the API.
+    let api = Api::connect(&kommo, support::DEFAULT_ACCOUNT).await;
+    let juan = support::DEFAULT_ACCOUNT * 100 + 2;
+    let (status, found) = api.get("/api/v4/contacts?query=5511987654321&with=leads").await;
+    assert_eq!(status, 200);
+    let maria = &found["_embedded"]["contacts"][0];
+    assert_eq!((maria["name"].as_str(), maria["responsible_user_id"].as_u64()), (Some("Maria Silva"), Some(juan)));
+    assert_eq!(maria["custom_fields_values"][0]["values"][0]["enum_code"], "MOB");
+    assert_eq!(maria["_embedded"]["leads"][0]["id"], 30_000_001);
+    let (_, lead) = api.get("/api/v4/leads?filter[id][]=30000001").await;
+    let lead = &lead["_embedded"]["leads"][0];
+    assert_eq!(
+        (
+            lead["name"].as_str(),
+            lead["price"].as_i64(),
+            lead["status_id"].as_u64(),
+            lead["responsible_user_id"].as_u64()
+        ),
+        (Some("Website redesign"), Some(12_500), Some(8_100_003), Some(juan))
+    );
+    let (_, acme) = api.get("/api/v4/companies?query=551134567800&with=leads").await;
+    assert_eq!(ids(&acme, "companies"), [25_000_001]);
+    assert_eq!(acme["_embedded"]["companies"][0]["_embedded"]["leads"], json!([]));
+    assert_eq!(api.get("/api/v4/contacts?query=551134567800").await.0, 204);
+    assert_eq!(api.get("/api/v4/contacts?query=5521976543210").await.0, 204);
+    assert_eq!(api.get("/api/v4/companies?query=5521976543210").await.0, 204);
+    // Calls from each land where Kommo puts them.
+    let calls = json!([
+        call("+5511987654321", "s-1", "inbound"),
+        call("+551134567800", "s-2", "inbound"),
+        call("+5521976543210", "s-3", "inbound"),
+    ]);
+    let (_, answer) = api.post("/api/v4/calls", calls).await;
+    let placed: Vec<(&str, u64)> = answer["_embedded"]["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| (call["entity_type"].as_str().unwrap(), call["entity_id"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(placed, [("leads", 30_000_001), ("companies", 25_000_001)]);
+    assert_eq!(answer["errors"][0]["request_id"], "s-3");
+
+    // A sandbox without samples has none.
+    let plain = Harness::start().await;
+    assert_eq!(plain.get("/sandbox/samples", None).await.status(), 404);
+}

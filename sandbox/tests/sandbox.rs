@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
-use sandbox::{Archive, ArchiveError, Config, Kommo, Vendor, app};
+use sandbox::{Archive, ArchiveError, Config, Kommo, Vendor, app, demo_app};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tower::ServiceExt;
@@ -255,6 +255,65 @@ async fn host_page_boots_the_archive_script_in_the_requested_language() {
 
     let (_, _, body) = get("/?lang=xx", None).await;
     assert!(String::from_utf8(body.to_vec()).unwrap().contains(r#""lang":"en""#), "unknown languages fall back to en");
+}
+
+/// The page's boot JSON and its HTML.
+fn boot_of(body: &Bytes) -> (Value, String) {
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    let start = html.find(r#"<script type="application/json" id="sandbox-boot">"#).unwrap();
+    let json_start = html[start..].find('>').unwrap() + start + 1;
+    let json_end = html[json_start..].find("</script>").unwrap() + json_start;
+    (serde_json::from_str(&html[json_start..json_end]).unwrap(), html)
+}
+
+#[tokio::test]
+async fn the_demo_page_shows_the_sample_lead_and_offers_the_sample_callers() {
+    let demo = || demo_app(config(), sandbox::voip::Settings::default());
+    let response = demo().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    let (boot, html) = boot_of(&response.into_body().collect().await.unwrap().to_bytes());
+    // The card is the sample contact's lead, and Kommo's current card is that lead.
+    assert_eq!(boot["card_id"], 30_000_001);
+    for shown in [
+        "<h1 class=\"sandbox-card__title\">Website redesign</h1>",
+        ">Qualified<",
+        ">R$ 12,500<",
+        ">Juan Pérez<",
+        ">Maria Silva<",
+        r#"<a href="tel:+5511987654321">+55 11 98765-4321</a>"#,
+        ">maria.silva@example.com<",
+    ] {
+        assert!(html.contains(shown), "the card lacks {shown}");
+    }
+    // The call panel offers the three callers (the first picked), a typed number, and the provider's extensions.
+    let numbers: Vec<&str> =
+        boot["samples"].as_array().unwrap().iter().map(|c| c["number"].as_str().unwrap()).collect();
+    assert_eq!(numbers, ["+5511987654321", "+551134567800", "+5521976543210"]);
+    for option in [
+        r#"<option value="+5511987654321" data-hint="Contact of Juan Pérez, one open lead: Website redesign (R$ 12,500, Qualified)">Maria Silva · +55 11 98765-4321</option>"#,
+        r#"<option value="+551134567800""#,
+        r#"<option value="+5521976543210""#,
+        r#"<option value="">Another number…</option>"#,
+        r#"id="sandbox-call-from" value="+5511987654321""#,
+        r#"<option value="105">"#,
+    ] {
+        assert!(html.contains(option), "the panel lacks {option}");
+    }
+    for id in
+        ["sandbox-simulate-call", "sandbox-call-answer", "sandbox-call-end", "sandbox-call-miss", "sandbox-call-state"]
+    {
+        assert!(html.contains(&format!(r#"id="{id}""#)), "the panel lacks #{id}");
+    }
+    let response = demo().oneshot(Request::get("/sandbox/samples").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Another account (a browser test's) gets a placeholder card and no samples.
+    let response = demo().oneshot(Request::get("/?account=77").body(Body::empty()).unwrap()).await.unwrap();
+    let (boot, html) = boot_of(&response.into_body().collect().await.unwrap().to_bytes());
+    assert_eq!((boot["card_id"].as_u64(), boot["samples"].clone()), (Some(1), json!([])));
+    assert!(html.contains("Sandbox deal #1") && !html.contains("Website redesign"));
+    assert!(html.contains(
+        r#"<select name="caller" id="sandbox-call-caller"><option value="">Another number…</option></select>"#
+    ));
 }
 
 #[tokio::test]

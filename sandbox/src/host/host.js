@@ -1,13 +1,14 @@
 //! The local Kommo's page script: builds Kommo's widget object around the archive's script.js and drives its callbacks.
 //
 // What tests read: window.__sandbox = {calls, results, thrown, lastSave, saving, ready, loadError, widget, tokenAs,
-// install}.
+// install, providerCall, lastProviderCall, navigations}.
 // - calls: callback names in the order they were called; results: what render/init/bind_actions returned.
 // - lastSave: {seq, active, result} of the last onSave; saving: true while one is pending.
 // - tokenAs: {account_id?, user_id?, subdomain?, is_admin?, omit_is_admin?}: who the next disposable tokens speak
 //   for and what they claim (POST /sandbox/token); the page's ?account, ?user and ?is_admin_claim set it.
 // - install: {requested, status, connection, done}: the install request the page had the Kommo stand-in send
 //   before loading the widget, the server's answer, and the last connection state the server reported.
+// - navigations: the Kommo paths opened through Kommo's links (`/contacts/detail/7`), oldest first.
 (function () {
   'use strict';
 
@@ -29,7 +30,8 @@
     widgets: { system: { area: boot.area } },
     getBaseEntity: function () { return 'leads'; },
     isCard: function () { return boot.area.slice(1) === 'card'; },
-    data: { current_card: { id: 1 }, current_view: null, current_list: null }
+    // The lead the page shows: the demo account's sample lead, else a placeholder id.
+    data: { current_card: { id: boot.card_id || 1 }, current_view: null, current_list: null }
   };
 
   requirejs.config({ paths: { jquery: '/vendor/jquery' } });
@@ -272,37 +274,179 @@
     recorder.ready = true;
   }
 
-  function simulateCall(event) {
-    event.preventDefault();
+  // The call panel: a sample caller (or a typed number) rings an extension; the call in progress then moves on
+  // with Answer, End (after an answer: ended, with its duration) or Miss (while ringing: hung up unanswered),
+  // each one more event of the same call id through POST /sandbox/provider/call.
+  // recorder.providerCall = {id, startTime, from, to, extension, name, state, answeredAt, duration}: the call the
+  // panel plays (state: ringing, answered, ended, missed); recorder.lastProviderCall = {status, answer}: the
+  // provider stand-in's last answer.
+  var phone = { busy: false, timer: null };
+  var CALL_CONTROLS = ['sandbox-call-caller', 'sandbox-call-from', 'sandbox-call-to', 'sandbox-call-extension'];
+
+  function byId(id) { return document.getElementById(id); }
+  function field(id) { return byId(id).value.trim(); }
+
+  function minutes(seconds) {
+    var s = Math.max(0, Math.floor(seconds));
+    return Math.floor(s / 60) + ':' + ('0' + (s % 60)).slice(-2);
+  }
+
+  function inProgress(call) { return call && (call.state === 'ringing' || call.state === 'answered'); }
+
+  // The state line and which buttons apply.
+  function showCall() {
+    var call = recorder.providerCall;
+    var line = byId('sandbox-call-state');
+    var state = call ? call.state : 'idle';
+    var who = call ? (call.name ? call.name + ' (' + call.from + ')' : call.from) + ' → ext ' + (call.extension || '—') : '';
+    var text = {
+      idle: 'No call',
+      ringing: 'Ringing: ' + who,
+      answered: 'Talking ' + (call && minutes((Date.now() - call.answeredAt) / 1000)) + ': ' + who,
+      ended: 'Ended after ' + (call && minutes(call.duration || 0)) + ': ' + who,
+      missed: 'Missed: ' + who
+    }[state];
+    line.textContent = text;
+    line.setAttribute('data-state', state);
+    if (call) line.title = 'call id ' + call.id; else line.removeAttribute('title');
+    var live = inProgress(call);
+    byId('sandbox-simulate-call').disabled = phone.busy || live;
+    byId('sandbox-call-answer').disabled = phone.busy || state !== 'ringing';
+    byId('sandbox-call-miss').disabled = phone.busy || state !== 'ringing';
+    byId('sandbox-call-end').disabled = phone.busy || state !== 'answered';
+    CALL_CONTROLS.forEach(function (id) { byId(id).disabled = live; });
+    if (state === 'answered' && !phone.timer) phone.timer = setInterval(showCall, 1000);
+    if (state !== 'answered' && phone.timer) { clearInterval(phone.timer); phone.timer = null; }
+  }
+
+  // The sample caller's hint under the picker; a typed number that is a sample's selects it.
+  function showCaller() {
+    var select = byId('sandbox-call-caller');
+    var option = select.options[select.selectedIndex];
+    byId('sandbox-call-hint').textContent = option && option.value ? option.getAttribute('data-hint') : 'A number typed below';
+  }
+
+  function pickCaller() {
+    var value = byId('sandbox-call-caller').value;
+    if (value) byId('sandbox-call-from').value = value;
+    showCaller();
+  }
+
+  function typedNumber() {
+    var select = byId('sandbox-call-caller');
+    var typed = field('sandbox-call-from');
+    var match = Array.prototype.filter.call(select.options, function (option) { return option.value && option.value === typed; })[0];
+    select.value = match ? match.value : '';
+    showCaller();
+  }
+
+  function callerName(number) {
+    var sample = (boot.samples || []).filter(function (caller) { return caller.number === number; })[0];
+    return sample ? sample.name : '';
+  }
+
+  // Posts the call's next event; resolves with the answer when the webhook took it (2xx), else null.
+  function postEvent(call, status, extra) {
     var $ = window.jQuery;
-    var output = document.getElementById('sandbox-provider-result');
-    var typed = document.getElementById('sandbox-call-webhook').value.trim();
-    var webhookUrl = typed || ($ ? shownWebhookUrl($) : '');
+    var output = byId('sandbox-provider-result');
+    var webhookUrl = field('sandbox-call-webhook') || ($ ? shownWebhookUrl($) : '');
     if (!webhookUrl) {
       output.textContent = 'Open the widget settings first (or type a webhook URL).';
-      return;
+      byId('sandbox-call-webhook-box').open = true;
+      return Promise.resolve(null);
     }
-    var field = function (id) { return document.getElementById(id).value.trim(); };
-    var body = {
-      webhook_url: webhookUrl,
-      from: field('sandbox-call-from'),
-      to: field('sandbox-call-to'),
-      status: field('sandbox-call-status')
-    };
-    if (field('sandbox-call-extension')) body.extension = field('sandbox-call-extension');
+    var body = Object.assign({ webhook_url: webhookUrl, from: call.from, to: call.to, status: status }, extra);
+    if (call.extension) body.extension = call.extension;
+    if (call.id) { body.call_id = call.id; body.start_time = call.startTime; }
     if (field('sandbox-call-secret')) body.secret = field('sandbox-call-secret');
     output.textContent = '…';
-    fetch('/sandbox/provider/call', {
+    phone.busy = true;
+    showCall();
+    return fetch('/sandbox/provider/call', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify(body)
     }).then(function (response) {
       return response.json().then(function (answer) {
         recorder.lastProviderCall = { status: response.status, answer: answer };
-        output.textContent = answer.error ? answer.error.message : 'webhook answered ' + answer.upstream_status;
+        if (answer.error) {
+          output.textContent = answer.error.message;
+          return null;
+        }
+        output.textContent = status + ': webhook answered ' + answer.upstream_status;
+        return response.ok ? answer : null;
       });
     }).catch(function (error) {
       output.textContent = 'provider stand-in failed: ' + error;
+      return null;
+    }).then(function (answer) {
+      phone.busy = false;
+      return answer;
+    });
+  }
+
+  function ring(event) {
+    event.preventDefault();
+    if (inProgress(recorder.providerCall) || phone.busy) return;
+    var from = field('sandbox-call-from');
+    if (!from) {
+      byId('sandbox-provider-result').textContent = 'Pick a caller or type a number.';
+      return;
+    }
+    var call = { id: null, from: from, to: field('sandbox-call-to'), extension: field('sandbox-call-extension'),
+      name: callerName(from) };
+    postEvent(call, 'ringing').then(function (answer) {
+      if (answer) {
+        call.id = answer.call_id;
+        call.startTime = answer.start_time;
+        call.state = 'ringing';
+        recorder.providerCall = call;
+      }
+      showCall();
+    });
+  }
+
+  // The call in progress moves to `state` once the webhook took its event (`extra`: more of the event).
+  function advance(from, state, extra) {
+    var call = recorder.providerCall;
+    if (!call || call.state !== from || phone.busy) return;
+    postEvent(call, state, extra).then(function (answer) {
+      if (answer) {
+        Object.assign(call, extra || {}, { state: state });
+        if (state === 'answered') call.answeredAt = Date.now();
+      }
+      showCall();
+    });
+  }
+
+  function answerCall() { advance('ringing', 'answered'); }
+  function missCall() { advance('ringing', 'missed'); }
+  function endCall() {
+    var call = recorder.providerCall;
+    if (call) advance('answered', 'ended', { duration: Math.round((Date.now() - call.answeredAt) / 1000) });
+  }
+
+  function callPanel() {
+    byId('sandbox-call-form').addEventListener('submit', ring);
+    byId('sandbox-call-answer').addEventListener('click', answerCall);
+    byId('sandbox-call-end').addEventListener('click', endCall);
+    byId('sandbox-call-miss').addEventListener('click', missCall);
+    byId('sandbox-call-caller').addEventListener('change', pickCaller);
+    byId('sandbox-call-from').addEventListener('input', typedNumber);
+    typedNumber();
+    showCall();
+  }
+
+  // Kommo's router: its links (`a.js-navigate-link`, which the widget clicks, through jQuery, to open a card or a
+  // new contact) change the page without a reload. The page records each path (recorder.navigations) and shows
+  // the last one.
+  function kommoRouter($) {
+    recorder.navigations = [];
+    $(document).on('click', 'a.js-navigate-link', function (event) {
+      event.preventDefault();
+      var path = this.getAttribute('href') || '';
+      recorder.navigations.push(path);
+      $('#sandbox-navigation').text(path);
     });
   }
 
@@ -321,8 +465,9 @@
 
   document.addEventListener('DOMContentLoaded', function () {
     languageLinks();
-    document.getElementById('sandbox-call-form').addEventListener('submit', simulateCall);
+    callPanel();
     require(['jquery'], function ($) {
+      kommoRouter($);
       ensureInstalled($).then(function () { loadWidget($); });
     });
   });

@@ -267,6 +267,13 @@ impl Provider {
     pub(crate) fn book(&self) -> MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The extensions of the configured account (the one the host page's calls come from).
+    pub(crate) fn extensions(&self) -> Vec<String> {
+        let book = self.book();
+        let account = book.accounts.iter().find(|account| account.account_id == self.default_account_id);
+        account.map(|account| account.extensions.clone()).unwrap_or_default()
+    }
 }
 
 /// A provider event on the wire: `FromWebhook` with the contract's optional fields.

@@ -11,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use sandbox::kommo_api::Settings;
-use sandbox::{Archive, Config, Kommo, Vendor, app};
+use sandbox::{Archive, Config, Kommo, Vendor, app, demo_app};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "test-client-secret";
@@ -89,6 +89,15 @@ impl Harness {
     }
 
     pub async fn with(access_token_ttl: Duration, code_ttl: Duration) -> Harness {
+        Harness::build(access_token_ttl, code_ttl, false).await
+    }
+
+    /// The binary's local Kommo: its default account ([`DEFAULT_ACCOUNT`]) holds the sample callers.
+    pub async fn demo() -> Harness {
+        Harness::build(Duration::from_secs(86_400), Duration::from_secs(1200), true).await
+    }
+
+    async fn build(access_token_ttl: Duration, code_ttl: Duration, samples: bool) -> Harness {
         let received: Log = Arc::default();
         let server_router = axum::Router::new()
             .route("/oauth/kommo/callback", get(record("callback")))
@@ -101,7 +110,8 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let kommo_host = listener.local_addr().unwrap().to_string();
         let settings = Settings { api_host: kommo_host.clone(), access_token_ttl, code_ttl };
-        let router = app(config(&server, settings));
+        let config = config(&server, settings);
+        let router = if samples { demo_app(config, sandbox::voip::Settings::default()) } else { app(config) };
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         Harness { kommo: format!("http://{kommo_host}"), kommo_host, server, received, http }
