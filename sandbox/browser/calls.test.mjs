@@ -16,7 +16,7 @@ test('a webhook posted to the shown URL pops up the caller number', async () => 
   const from = '+5511912345678';
   const response = await postEvent(webhook, { callId: `direct-${Date.now()}`, from, status: 'ringing', extension: '101' });
   assert.equal(response.status, 200, await response.text());
-  const shown = page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from });
+  const shown = page.locator(`.kvoip-popup[data-number="${from}"]`);
   await shown.waitFor({ state: 'visible', timeout: STEP_MS });
   await screenshot(page, 'popup.png');
   assert.deepEqual(errors, []);
@@ -36,7 +36,7 @@ test('a call from the provider stand-in pops up the caller number', async () => 
   await page.waitForFunction(() => window.__sandbox.lastProviderCall, null, { timeout: STEP_MS });
   const answer = await page.evaluate(() => window.__sandbox.lastProviderCall);
   assert.equal(answer.status, 200, JSON.stringify(answer));
-  await page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from }).waitFor({ state: 'visible', timeout: STEP_MS });
+  await page.locator(`.kvoip-popup[data-number="${from}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
   assert.deepEqual(errors, []);
   await context.close();
 });
@@ -53,7 +53,7 @@ test('a call to one account never pops up in another account', async () => {
   const from = '+5531977776666';
   const response = await postEvent(webhook, { callId: `isolation-${Date.now()}`, from, status: 'ringing' });
   assert.equal(response.status, 200);
-  await mine.page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from }).waitFor({ state: 'visible', timeout: STEP_MS });
+  await mine.page.locator(`.kvoip-popup[data-number="${from}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
   // The other page had as long to receive it, and then some.
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.equal(await other.page.locator('.kvoip-popup').count(), 0);
@@ -77,7 +77,7 @@ test('an unsigned or wrongly signed event is refused and pops up nothing', async
   // A signed event after them shows, alone.
   const from = '+5511900002222';
   assert.equal((await postEvent(webhook, { callId: `signed-${Date.now()}`, from, status: 'ringing' })).status, 200);
-  await page.locator('.kvoip-popup .kvoip-popup__from', { hasText: from }).waitFor({ state: 'visible', timeout: STEP_MS });
+  await page.locator(`.kvoip-popup[data-number="${from}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
   assert.equal(await page.locator('.kvoip-popup').count(), 1);
   assert.deepEqual(errors, []);
   await context.close();

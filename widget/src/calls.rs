@@ -169,28 +169,46 @@ pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
     let results = ArcRwSignal::new(ResultQueue::default());
     // What the account's settings say every user's widget does; read once when the widget starts.
     let options = ArcRwSignal::new(None::<WidgetBehaviour>);
+    let fresh = ArcRwSignal::new(false);
     let mounted = {
-        let (board, results, options, i18n) = (board.clone(), results.clone(), options.clone(), host.i18n());
+        let (board, results, options, fresh, i18n) =
+            (board.clone(), results.clone(), options.clone(), fresh.clone(), host.i18n());
         let host = Rc::clone(&host);
         mount_to(root.clone(), move || {
             let host = StoredValue::new_local(Rc::clone(&host));
-            view! { <CallPopups board results options host i18n /> }.into_any()
+            view! { <CallPopups board results options fresh host i18n /> }.into_any()
         })
     };
     let result_mounted = {
         let (results, host) = (results.clone(), Rc::clone(&host));
         mount_to(result_root.clone(), move || view! { <ResultModal results host /> }.into_any())
     };
-    wasm_bindgen_futures::spawn_local({
-        let (host, options) = (Rc::clone(&host), options.clone());
-        async move {
-            if let Ok((200, body)) = host.request("GET", paths::CALL_OPTIONS, None::<&()>).await {
-                options.set(serde_json::from_value::<WidgetBehaviour>(body).ok());
-            }
-        }
-    });
+    let options = CallOptions { signal: options, fresh };
+    options.refresh(&host);
     let stream = PushStream::start(Rc::clone(&host), move |call| on_call(&host, &board, &results, &options, call));
     Ok(CallsHandle { stream, mounted: vec![mounted, result_mounted], roots: vec![root, result_root] })
+}
+
+/// The account's call options as this page last read them: when the widget starts, and again with each
+/// new call (one small request), so an admin's change applies to the next call on every open page.
+struct CallOptions {
+    signal: ArcRwSignal<Option<WidgetBehaviour>>,
+    /// False while they are being read again: nothing rings on options that may just have changed.
+    fresh: ArcRwSignal<bool>,
+}
+
+impl CallOptions {
+    /// Reads them again, in the background.
+    fn refresh(&self, host: &Rc<Host>) {
+        let (host, signal, fresh) = (Rc::clone(host), self.signal.clone(), self.fresh.clone());
+        fresh.set(false);
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Ok((200, body)) = host.request("GET", paths::CALL_OPTIONS, None::<&()>).await {
+                signal.set(serde_json::from_value::<WidgetBehaviour>(body).ok());
+            }
+            fresh.set(true);
+        });
+    }
 }
 
 /// One call event: onto the board, then what it sets off (the result form at the first end, the card's
@@ -199,12 +217,16 @@ fn on_call(
     host: &Rc<Host>,
     board: &ArcRwSignal<CallBoard>,
     results: &ArcRwSignal<ResultQueue>,
-    options: &ArcRwSignal<Option<WidgetBehaviour>>,
+    options: &CallOptions,
     call: IncomingCall,
 ) {
     let call_id = call.call_id.clone();
-    if board.try_update(|board| board.apply(call)).unwrap_or(Change::None) == Change::None {
+    let change = board.try_update(|board| board.apply(call)).unwrap_or(Change::None);
+    if change == Change::None {
         return;
+    }
+    if change == Change::Added {
+        options.refresh(host);
     }
     let Some(shown) = board.with_untracked(|board| board.get(&call_id).cloned()) else { return };
     if result::is_end(shown.status) && results.try_update(|results| results.first_end(&call_id)) == Some(true) {
@@ -220,7 +242,8 @@ fn on_call(
             std::time::Duration::from_millis(CLOSE_AFTER_END_MS as u64),
         );
     }
-    let auto_open = options.with_untracked(|options| options.as_ref().is_some_and(|options| options.auto_open_card));
+    let auto_open =
+        options.signal.with_untracked(|options| options.as_ref().is_some_and(|options| options.auto_open_card));
     if auto_open && let Some(path) = board.try_update(|board| board.card_to_open(&call_id)).flatten() {
         host.navigate(&path);
     }
@@ -262,6 +285,8 @@ pub fn CallPopups(
     results: ArcRwSignal<ResultQueue>,
     /// The account's call options, once read.
     options: ArcRwSignal<Option<WidgetBehaviour>>,
+    /// Whether the options were read since the last new call (false while they are read again).
+    fresh: ArcRwSignal<bool>,
     /// Kommo's navigation and the ringing sound.
     host: StoredValue<Rc<Host>, LocalStorage>,
     /// Strings of the current language.
@@ -278,6 +303,7 @@ pub fn CallPopups(
         Memo::new(move |_| {
             options.with(|options| options.as_ref().is_some_and(|options| options.ringing_sound))
                 && !kommo_style.get()
+                && fresh.get()
                 && board.with(CallBoard::ringing)
         })
     };
@@ -370,13 +396,17 @@ pub fn CallCard(
             let shown_number = number.get();
             match caller.get() {
                 None => view! {
-                    <div class="kvoip-popup__name kvoip-popup__from">{shown_number.clone()}</div>
+                    <div class="kvoip-popup__name">{shown_number.clone()}</div>
                     <div class="kvoip-popup__lookup">{i18n.t("popup", "looking_up")}</div>
                 }
                 .into_any(),
-                Some(caller) => caller_view(caller, &shown_number, host, &i18n).into_any(),
+                Some(caller) => caller_view(caller, host, &i18n).into_any(),
             }
         }
+    };
+    let action = {
+        let i18n = i18n.clone();
+        move || caller.get().and_then(|caller| caller_action(&caller, &number.get(), host, &i18n))
     };
 
     view! {
@@ -411,6 +441,7 @@ pub fn CallCard(
                     </div>
                 })}
             </dl>
+            {action}
         </section>
     }
 }
@@ -423,14 +454,32 @@ fn known_str(known: CallerKnown) -> &'static str {
     }
 }
 
-/// Who is calling: the name (contact, else company), the number, the company, the open leads, the
-/// responsible user, the earlier calls, and the buttons that open the card or create the contact.
-fn caller_view(
-    caller: Caller,
+/// The card's button: open the contact (or the company), or create a contact with the number of an
+/// unknown caller.
+fn caller_action(
+    caller: &Caller,
     raw_number: &str,
     host: StoredValue<Rc<Host>, LocalStorage>,
     i18n: &I18n,
-) -> impl IntoView {
+) -> Option<impl IntoView + use<>> {
+    let (label, path) = match (&caller.contact, &caller.company, caller.known) {
+        (Some(contact), _, _) => (i18n.t("popup", "open_contact"), format!("/contacts/detail/{}", contact.id)),
+        (None, Some(company), _) => (i18n.t("popup", "open_company"), format!("/companies/detail/{}", company.id)),
+        (None, None, CallerKnown::Unknown) => (i18n.t("popup", "create_contact"), new_contact_path(raw_number)),
+        _ => return None,
+    };
+    Some(view! {
+        <div class="kvoip-popup__actions">
+            <button type="button" class="kvoip-popup__action" on:click=move |_| {
+                host.with_value(|host| host.navigate(&path));
+            }>{label}</button>
+        </div>
+    })
+}
+
+/// Who is calling: the name (contact, else company), the number, the company, the open leads (each opens
+/// its card), the responsible user, the earlier calls.
+fn caller_view(caller: Caller, host: StoredValue<Rc<Host>, LocalStorage>, i18n: &I18n) -> impl IntoView {
     let open = move |path: String| {
         move |_| {
             host.with_value(|host| host.navigate(&path));
@@ -477,26 +526,14 @@ fn caller_view(
             </div>
         }
     });
-    let action = match (&caller.contact, &caller.company, caller.known) {
-        (Some(contact), _, _) => Some((i18n.t("popup", "open_contact"), format!("/contacts/detail/{}", contact.id))),
-        (None, Some(company), _) => {
-            Some((i18n.t("popup", "open_company"), format!("/companies/detail/{}", company.id)))
-        }
-        (None, None, CallerKnown::Unknown) => Some((i18n.t("popup", "create_contact"), new_contact_path(raw_number))),
-        _ => None,
-    };
     view! {
         <div class="kvoip-popup__name">{headline}</div>
-        {name.is_some().then(|| view! { <div class="kvoip-popup__number kvoip-popup__from">{caller.number.clone()}</div> })}
+        {name.is_some().then(|| view! { <div class="kvoip-popup__number">{caller.number.clone()}</div> })}
         {company.map(|company| view! { <div class="kvoip-popup__company">{company}</div> })}
         {note.map(|note| view! { <div class="kvoip-popup__note">{note}</div> })}
         {(!caller.leads.is_empty()).then(|| view! { <ul class="kvoip-popup__leads">{leads}</ul> })}
         <dl class="kvoip-popup__details kvoip-popup__details--caller">{responsible}{history}</dl>
-        {action.map(|(label, path)| view! {
-            <div class="kvoip-popup__actions">
-                <button type="button" class="kvoip-popup__action" on:click=open(path)>{label}</button>
-            </div>
-        })}
+
     }
 }
 

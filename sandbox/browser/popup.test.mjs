@@ -1,0 +1,168 @@
+//! The incoming-call popup as a manager sees it: who is calling (from the local Kommo's contacts and
+//! companies, through our server), its buttons through Kommo's navigation, the options every user's widget
+//! applies (auto-open on answer, the ringing sound), and a reload during a ring.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { SANDBOX_URL, STEP_MS, configure, launch, openWidget, postEvent, screenshot, streamOpen } from './support.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+/** Seeds the page's account in the local Kommo (a contact or a company) and returns what it made. */
+async function seed(kind, body) {
+  const response = await fetch(`${SANDBOX_URL}/sandbox/kommo/${kind}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  return JSON.parse(text);
+}
+
+/**
+ * A configured page with its push stream open, the widget's attempts to ring counted: the page's Web Audio
+ * constructor is wrapped (`window.__rings`), so a test can tell whether the widget rang without speakers.
+ * Headless Chromium refuses sound before a user gesture, as browsers do: the widget then stays quiet.
+ */
+async function ready(tweak, options) {
+  const opened = await openWidget(browser, options);
+  await opened.page.evaluate(() => {
+    window.__rings = 0;
+    const Real = window.AudioContext;
+    window.AudioContext = function CountingContext() {
+      window.__rings += 1;
+      return new Real();
+    };
+  });
+  const webhook = await configure(opened.page, tweak);
+  await opened.page.click('.modal .sandbox-modal__cancel');
+  await streamOpen(opened.stream);
+  return { ...opened, webhook };
+}
+
+/** The card of `callId` once it shows `known` (`known`, `unknown`, `unavailable`). */
+function card(page, callId, known) {
+  return page.locator(`.kvoip-popup[data-call-id="${callId}"][data-known="${known}"]`);
+}
+
+/** Kommo paths the widget navigated to (the host page plays Kommo's router for `.js-navigate-link`). */
+function navigations(page) {
+  return page.evaluate(() => window.__sandbox.navigations || []);
+}
+
+test('a known contact is named with its company, open lead and responsible, and its card opens in place', async () => {
+  const { page, context, errors, account, webhook } = await ready();
+  const company = await seed('companies', { account_id: account, name: 'Acme Ltda', phones: ['+551130009999'] });
+  const contact = await seed('contacts', {
+    account_id: account, name: 'Maria Silva', phones: ['+5511987650001'], company_id: company.company_id,
+    leads: [{ name: 'Website redesign', price: 15000 }],
+  });
+  const callId = `known-${Date.now()}`;
+  assert.equal((await postEvent(webhook, { callId, from: '+5511987650001', status: 'ringing' })).status, 200);
+  const shown = card(page, callId, 'known');
+  await shown.waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await shown.locator('.kvoip-popup__name').textContent(), 'Maria Silva');
+  assert.equal(await shown.locator('.kvoip-popup__number').textContent(), '(11) 98765-0001');
+  assert.equal(await shown.locator('.kvoip-popup__company').textContent(), 'Acme Ltda');
+  assert.equal(await shown.locator('.kvoip-popup__lead-name').textContent(), 'Website redesign');
+  assert.match(await shown.locator('.kvoip-popup__price').textContent(), /15.?000/);
+  assert.ok((await shown.locator('.kvoip-popup__stage').textContent()).length > 0, 'the stage is named');
+  assert.ok((await shown.locator('.kvoip-popup__responsible').textContent()).length > 0, 'the responsible is named');
+  await screenshot(page, 'popup-known.png');
+
+  // Keyboard: Tab reaches the card's buttons; Enter on "Open contact" opens the card without a reload.
+  const before = await page.evaluate(() => performance.timeOrigin);
+  await shown.locator('.kvoip-popup__action').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((path) => (window.__sandbox.navigations || []).includes(path),
+    `/contacts/detail/${contact.contact_id}`, { timeout: STEP_MS });
+  assert.equal(await page.evaluate(() => performance.timeOrigin), before, 'no page reload');
+  await shown.locator('.kvoip-popup__lead-name').click();
+  await page.waitForFunction((path) => (window.__sandbox.navigations || []).includes(path),
+    `/leads/detail/${contact.lead_ids[0]}`, { timeout: STEP_MS });
+  // Escape closes the focused card.
+  await shown.locator('.kvoip-popup__close').focus();
+  await page.keyboard.press('Escape');
+  await page.locator(`.kvoip-popup[data-call-id="${callId}"]`).waitFor({ state: 'detached', timeout: STEP_MS });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a company number is named as the company, and an unknown number offers to create the contact', async () => {
+  const { page, context, errors, account, webhook } = await ready();
+  const company = await seed('companies', { account_id: account, name: 'Acme Ltda', phones: ['+551130001000'] });
+  const companyCall = `company-${Date.now()}`;
+  await postEvent(webhook, { callId: companyCall, from: '+551130001000', status: 'ringing' });
+  const byCompany = card(page, companyCall, 'known');
+  await byCompany.waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await byCompany.locator('.kvoip-popup__name').textContent(), 'Acme Ltda');
+  await byCompany.locator('.kvoip-popup__action').click();
+  await page.waitForFunction((path) => (window.__sandbox.navigations || []).includes(path),
+    `/companies/detail/${company.company_id}`, { timeout: STEP_MS });
+
+  const unknownCall = `unknown-${Date.now()}`;
+  await postEvent(webhook, { callId: unknownCall, from: '+5521988887777', status: 'ringing' });
+  const unknown = card(page, unknownCall, 'unknown');
+  await unknown.waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await unknown.locator('.kvoip-popup__name').textContent(), '(21) 98888-7777');
+  await screenshot(page, 'popup-unknown-and-company.png');
+  await unknown.locator('.kvoip-popup__action').click();
+  await page.waitForFunction(() => (window.__sandbox.navigations || []).some((path) => path.startsWith('/contacts/add/')),
+    null, { timeout: STEP_MS });
+  const created = (await navigations(page)).find((path) => path.startsWith('/contacts/add/'));
+  assert.equal(created, '/contacts/add/?phone=%2B5521988887777');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a reload during a ring shows the call again, and its answer and end arrive once', async () => {
+  const { page, context, errors, stream, account, webhook } = await ready();
+  await seed('contacts', { account_id: account, name: 'Ana Costa', phones: ['+5511987650002'] });
+  const callId = `reload-${Date.now()}`;
+  await postEvent(webhook, { callId, from: '+5511987650002', status: 'ringing' });
+  await card(page, callId, 'known').waitFor({ state: 'visible', timeout: STEP_MS });
+
+  stream.open = false;
+  await page.reload();
+  await page.waitForFunction(() => window.__sandbox && window.__sandbox.ready, null, { timeout: STEP_MS });
+  const again = card(page, callId, 'known');
+  await again.waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await again.locator('.kvoip-popup__name').textContent(), 'Ana Costa');
+  await streamOpen(stream);
+  await postEvent(webhook, { callId, from: '+5511987650002', status: 'answered' });
+  await page.locator(`.kvoip-popup--answered[data-call-id="${callId}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
+  assert.equal(await page.locator('.kvoip-popup').count(), 1, 'one card per call');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('with auto-open on, answering opens the caller\'s card by itself; the ringing sound follows its setting', async () => {
+  const withOptions = async (page) => {
+    await page.check('.kvoip-settings input[name="call_handling.widget.auto_open_card"]');
+    await page.check('.kvoip-settings input[name="call_handling.widget.ringing_sound"]');
+  };
+  const { page, context, errors, account, webhook } = await ready(withOptions);
+  const contact = await seed('contacts', { account_id: account, name: 'Rui Lima', phones: ['+5511987650003'] });
+  const callId = `auto-${Date.now()}`;
+  await postEvent(webhook, { callId, from: '+5511987650003', status: 'ringing' });
+  await card(page, callId, 'known').waitFor({ state: 'visible', timeout: STEP_MS });
+  await page.waitForFunction(() => window.__rings > 0, null, { timeout: STEP_MS });
+  assert.deepEqual(await navigations(page), [], 'nothing opens while it rings');
+  await postEvent(webhook, { callId, from: '+5511987650003', status: 'answered' });
+  await page.waitForFunction((path) => (window.__sandbox.navigations || []).includes(path),
+    `/contacts/detail/${contact.contact_id}`, { timeout: STEP_MS });
+  assert.deepEqual(errors, []);
+  await context.close();
+
+  // The sound off: a ringing call makes no sound.
+  const quiet = await ready(async (page) => {
+    await page.uncheck('.kvoip-settings input[name="call_handling.widget.ringing_sound"]');
+  });
+  const quietCall = `quiet-${Date.now()}`;
+  await postEvent(quiet.webhook, { callId: quietCall, from: '+5521900000001', status: 'ringing' });
+  await quiet.page.locator(`.kvoip-popup[data-call-id="${quietCall}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(await quiet.page.evaluate(() => window.__rings), 0);
+  await quiet.context.close();
+});
