@@ -44,10 +44,28 @@ pub fn path_with_node_tools(root: &Path) -> Result<OsString> {
     std::env::join_paths(paths).context("joining PATH")
 }
 
-/// A long-lived child process (server, local Kommo) that is stopped when this value is dropped.
+/// What a watchdog runs (`sh -c WATCHDOG sh <pid>`): it waits for end-of-file on its stdin, a pipe only xtask
+/// holds open; then SIGTERM to the service, and SIGKILL if it is still running (not a zombie) after [`GRACE`].
+/// Ctrl-C and a closed terminal reach the whole process group: the watchdog ignores them, so it outlives xtask
+/// to clean up.
+const WATCHDOG: &str = r#"trap '' INT HUP
+read -r _ignored
+kill -TERM "$1" 2>/dev/null || exit 0
+alive() { [ -r "/proc/$1/stat" ] && [ "$(cut -d ' ' -f 3 "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+waited=0
+while alive "$1" && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+if alive "$1"; then kill -KILL "$1" 2>/dev/null; fi
+exit 0"#;
+
+/// A long-lived child process (server, local Kommo) that is stopped when this value is dropped, and also when
+/// xtask dies without dropping it (SIGTERM, SIGKILL, an abort): a watchdog process holds the read end of a pipe
+/// whose write end only xtask has (std opens pipes close-on-exec, so no other child inherits it). When xtask
+/// exits, however it exits, the kernel closes that end, and the watchdog stops the service.
 pub struct Service {
     name: String,
     child: Child,
+    /// `None` when `sh` could not start: the service then lives only as long as xtask stops it.
+    watchdog: Option<Child>,
 }
 
 impl Service {
@@ -55,7 +73,20 @@ impl Service {
         let description = describe(command);
         eprintln!("$ {description} &");
         let child = command.spawn().with_context(|| format!("starting {name}: `{description}`"))?;
-        Ok(Self { name: name.to_owned(), child })
+        let watchdog = Command::new("sh")
+            .args(["-c", WATCHDOG, "sh", &child.id().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let watchdog = match watchdog {
+            Ok(watchdog) => Some(watchdog),
+            Err(error) => {
+                eprintln!("warning: no watchdog for {name} ({error}): if xtask is killed, stop it by hand");
+                None
+            }
+        };
+        Ok(Self { name: name.to_owned(), child, watchdog })
     }
 
     pub fn name(&self) -> &str {
@@ -69,6 +100,12 @@ impl Service {
 
     /// SIGTERM, then SIGKILL if it is still running after a grace period.
     pub fn stop(&mut self) {
+        // The watchdog goes first: once this child is reaped its pid may be reused, and the watchdog must not
+        // signal whatever gets it.
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         if self.exited().is_some() {
             return;
         }

@@ -82,11 +82,12 @@ pub fn command(root: &Path) -> Result<()> {
     } else {
         println!("Kommo credentials found: upload {} to your Kommo integration", archive.display());
     }
-    println!("Ctrl-C stops everything.");
+    println!("Ctrl-C (or SIGTERM to xtask, pid {}) stops everything.", std::process::id());
     supervise(services)
 }
 
-/// Blocks until a service stops (Ctrl-C reaches the whole process group), then stops the others.
+/// Blocks until a service stops (Ctrl-C reaches the whole process group), then stops the others. If xtask is
+/// killed instead, each service's watchdog stops it (`process::Service`).
 fn supervise(mut services: Vec<Service>) -> Result<()> {
     loop {
         for service in &mut services {
