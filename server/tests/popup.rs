@@ -95,7 +95,13 @@ async fn a_known_caller_is_named_with_open_leads_and_a_repeat_call_is_named_in_i
     let named = stream.next_caller().await;
     assert_eq!(named["call_id"], "known-1");
     assert!(named["event_id"].is_null(), "who is calling comes as an update without an id");
-    let caller = &named["caller"];
+    assert_eq!(named["caller"]["contact"]["name"], "Maria Silva", "the name first, as soon as the search found it");
+    // Then the same with the open leads, once they are read.
+    let mut described = named;
+    while described["caller"]["leads"].as_array().is_none_or(Vec::is_empty) {
+        described = stream.next_caller().await;
+    }
+    let caller = &described["caller"];
     assert_eq!(caller["known"], "known");
     assert_eq!(caller["contact"]["name"], "Maria Silva");
     assert_eq!(caller["number"], "(11) 98765-4321", "formatted for the account's country (BR)");

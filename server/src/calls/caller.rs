@@ -29,8 +29,8 @@ const NAMES_TTL: Duration = Duration::from_secs(10 * 60);
 /// The longest a lookup may take; past it the popup says Kommo did not answer.
 pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(4);
 /// Lookups running at once for one account, and in all.
-pub const LOOKUPS_PER_ACCOUNT: usize = 2;
-pub const LOOKUPS_TOTAL: usize = 64;
+pub const LOOKUPS_PER_ACCOUNT: usize = 8;
+pub const LOOKUPS_TOTAL: usize = 256;
 /// Entries kept at most, across accounts.
 const ANSWERS_CAPACITY: u64 = 50_000;
 const NAMES_CAPACITY: u64 = 20_000;
@@ -57,9 +57,8 @@ struct Inner {
 #[derive(Default)]
 struct Running {
     per_account: HashMap<AccountId, usize>,
-    /// The numbers being looked up (as the provider sent them): a call's second event, or another
-    /// call from the number, does not start a second lookup.
-    numbers: HashSet<(AccountId, String)>,
+    /// The calls whose caller is being looked up: a call's second event does not start a second lookup.
+    calls: HashSet<(AccountId, String)>,
     total: usize,
 }
 
@@ -67,13 +66,13 @@ struct Running {
 pub struct LookupSlot {
     inner: Arc<Inner>,
     account: AccountId,
-    number: String,
+    call_id: String,
 }
 
 impl Drop for LookupSlot {
     fn drop(&mut self) {
         let mut running = self.inner.running.lock().expect("caller lookup lock poisoned");
-        running.numbers.remove(&(self.account, std::mem::take(&mut self.number)));
+        running.calls.remove(&(self.account, std::mem::take(&mut self.call_id)));
         running.total -= 1;
         if let Some(count) = running.per_account.get_mut(&self.account) {
             *count -= 1;
@@ -108,7 +107,7 @@ impl CallerId {
     /// I/O (the account's country, needed to read a local number, must be known already).
     pub async fn cached(&self, account: AccountId, number: &str) -> Option<Caller> {
         let country = self.inner.countries.get(&account).await?;
-        let e164 = shared::phone::normalize(number, country.as_deref())?;
+        let e164 = shared::phone::normalize(number, country.as_deref()).unwrap_or_else(|| number.trim().to_owned());
         self.inner.answers.get(&(account, e164)).map(|caller| Caller::clone(&caller))
     }
 
@@ -117,24 +116,28 @@ impl CallerId {
         self.inner.answers.invalidate(&(account, e164.to_owned()));
     }
 
-    /// A place to look up `number` for `account`, unless that number is being looked up already, or
-    /// the account runs [`LOOKUPS_PER_ACCOUNT`] lookups, or the server [`LOOKUPS_TOTAL`].
-    pub fn slot(&self, account: AccountId, number: &str) -> Option<LookupSlot> {
+    /// A place to look up who is calling on `call_id` of `account`, unless that call's caller is being
+    /// looked up already, or the account runs [`LOOKUPS_PER_ACCOUNT`] lookups, or the server
+    /// [`LOOKUPS_TOTAL`].
+    pub fn slot(&self, account: AccountId, call_id: &str) -> Option<LookupSlot> {
         let mut running = self.inner.running.lock().expect("caller lookup lock poisoned");
         let mine = running.per_account.get(&account).copied().unwrap_or(0);
-        let key = (account, number.trim().to_owned());
-        if mine >= LOOKUPS_PER_ACCOUNT || running.total >= LOOKUPS_TOTAL || running.numbers.contains(&key) {
+        let key = (account, call_id.to_owned());
+        if mine >= LOOKUPS_PER_ACCOUNT || running.total >= LOOKUPS_TOTAL || running.calls.contains(&key) {
             return None;
         }
         *running.per_account.entry(account).or_default() += 1;
         running.total += 1;
-        let number = key.1.clone();
-        running.numbers.insert(key);
-        Some(LookupSlot { inner: Arc::clone(&self.inner), account, number })
+        let call_id = key.1.clone();
+        running.calls.insert(key);
+        Some(LookupSlot { inner: Arc::clone(&self.inner), account, call_id })
     }
 
     /// Who is calling from `number` (as the provider sent it) on `call_id`, within [`LOOKUP_DEADLINE`]:
     /// a Kommo that fails or does not answer in time gives [`CallerKnown::Unavailable`] (not kept).
+    /// `early` hears the name as soon as the search found it, before the leads and the names of their
+    /// stages are read (each a request at the account's pace).
+    #[allow(clippy::too_many_arguments, reason = "the lookup's context, the number and its listener")]
     pub async fn describe(
         &self,
         store: &Store,
@@ -143,6 +146,7 @@ impl CallerId {
         account: AccountId,
         number: &str,
         call_id: &str,
+        early: impl Fn(Caller) + Sync,
     ) -> Caller {
         let country = self.country(store, account).await;
         let country = country.as_deref();
@@ -160,7 +164,13 @@ impl CallerId {
             responsible: None,
             earlier_calls,
         };
-        let found = tokio::time::timeout(LOOKUP_DEADLINE, self.ask_kommo(kommo, lookup, account, &e164, country)).await;
+        let named = |found: Found| {
+            let mut early_caller = caller.clone();
+            found.fill(&mut early_caller);
+            early(early_caller);
+        };
+        let asked = self.ask_kommo(kommo, lookup, account, &e164, country, &named);
+        let found = tokio::time::timeout(LOOKUP_DEADLINE, asked).await;
         match found {
             Ok(Ok(found)) => {
                 found.fill(&mut caller);
@@ -181,6 +191,7 @@ impl CallerId {
         account: AccountId,
         e164: &str,
         country: Option<&str>,
+        early: &(dyn Fn(Found) + Sync),
     ) -> Result<Found, KommoError> {
         let contact = lookup::search(kommo, account, e164, country).await?.into_iter().next();
         let (company, lead_ids, responsible_id) = match &contact {
@@ -201,6 +212,11 @@ impl CallerId {
                 None => (None, Vec::new(), None),
             },
         };
+        if lead_ids.is_empty() && contact.is_none() && company.is_none() {
+            // Nobody has the number: nothing more to read.
+        } else {
+            early(Found { contact: contact.clone(), company: company.clone(), leads: Vec::new(), responsible: None });
+        }
         let open = lookup::open_leads(lookup::leads(kommo, account, &lead_ids).await?);
         lookup.remember(account, e164, contact.clone(), lookup::facts_of(&open)).await;
         // Names are a nicety: without them the popup still shows the leads.
@@ -409,13 +425,13 @@ mod tests {
         let callers = CallerId::new();
         let (one, two) = (AccountId::for_tests(1), AccountId::for_tests(2));
         let first = callers.slot(one, "+100").unwrap();
-        assert!(callers.slot(one, "+100").is_none(), "a number already being looked up");
+        assert!(callers.slot(one, "+100").is_none(), "a call already being looked up");
         let held: Vec<LookupSlot> =
             (1..LOOKUPS_PER_ACCOUNT).map(|n| callers.slot(one, &format!("+10{n}")).unwrap()).collect();
         assert!(callers.slot(one, "+199").is_none(), "the account's lookups are all running");
         let other = callers.slot(two, "+100");
         assert!(other.is_some(), "another account is not affected");
         drop((first, held));
-        assert!(callers.slot(one, "+100").is_some(), "done lookups free their places and numbers");
+        assert!(callers.slot(one, "+100").is_some(), "done lookups free their places and calls");
     }
 }

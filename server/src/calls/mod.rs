@@ -104,9 +104,16 @@ impl CallsContext {
         });
     }
 
-    /// Who is calling from `number` on `call_id` (see [`CallerId::describe`]).
-    pub async fn describe_caller(&self, account: AccountId, number: &str, call_id: &str) -> shared::api::Caller {
-        self.caller.describe(&self.store, &self.kommo, &self.lookup, account, number, call_id).await
+    /// Who is calling from `number` on `call_id` (see [`CallerId::describe`]); `early` hears the name
+    /// before the rest.
+    pub async fn describe_caller(
+        &self,
+        account: AccountId,
+        number: &str,
+        call_id: &str,
+        early: impl Fn(shared::api::Caller) + Sync,
+    ) -> shared::api::Caller {
+        self.caller.describe(&self.store, &self.kommo, &self.lookup, account, number, call_id, early).await
     }
 }
 

@@ -46,15 +46,29 @@ pub fn router() -> Router<AppState> {
 /// Looks up who is calling in the background and sends it as an event of the call without an id (the
 /// popup has the number already), within the caller lookup's bounds (else not at all).
 pub(crate) fn describe_caller(state: &AppState, account: AccountId, call: &IncomingCall) {
-    let Some(slot) = state.calls.caller_id().slot(account, call.client_number()) else {
+    let Some(slot) = state.calls.caller_id().slot(account, &call.call_id) else {
         tracing::debug!(account.id = account.get(), "caller lookup skipped: running already, or too many running");
         return;
     };
     let (state, call) = (state.clone(), call.clone());
     tokio::spawn(async move {
         let _slot = slot;
-        let caller = state.calls.describe_caller(account, call.client_number(), &call.call_id).await;
-        let update = IncomingCall { event_id: None, caller: Some(caller), ..call };
+        // The name goes out as soon as the search found it, from a task of its own (the lookup keeps
+        // going meanwhile, and may hold the store's connection while it waits); the leads follow.
+        let sent_early = std::sync::Mutex::new(None);
+        let early = |caller| {
+            let (state, update) =
+                (state.clone(), IncomingCall { event_id: None, caller: Some(caller), ..call.clone() });
+            let task = tokio::spawn(async move { state.hub.send_update(&state.store, account, update).await });
+            *sent_early.lock().expect("early send lock poisoned") = Some(task);
+        };
+        let caller = state.calls.describe_caller(account, call.client_number(), &call.call_id, early).await;
+        // The full description goes after the name, never before it.
+        let early_task = sent_early.lock().expect("early send lock poisoned").take();
+        if let Some(task) = early_task {
+            let _ = task.await;
+        }
+        let update = IncomingCall { event_id: None, caller: Some(caller), ..call.clone() };
         state.hub.send_update(&state.store, account, update).await;
     });
 }
