@@ -194,38 +194,19 @@ async fn a_reload_lists_the_calls_in_progress_and_a_reconnect_gets_what_it_misse
 async fn a_call_on_a_mapped_extension_is_listed_for_its_user_only() {
     let world = world().await;
     world.install(ACCOUNT).await;
-    let mut settings = world.valid_settings();
-    settings.extensions = shared::ExtensionMap {
-        entries: vec![shared::ExtensionEntry { extension: "101".into(), user_id: MARIA as i64 }],
-        fallback_user_id: None,
-    };
-    let (status, saved) =
-        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{saved}");
-    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
-    let secret = WebhookSecret::parse(saved["webhook"]["signing_secret"].as_str().unwrap()).unwrap();
+    let (path, secret) = configure_with(&world, |settings| {
+        settings.extensions = shared::ExtensionMap {
+            entries: vec![shared::ExtensionEntry { extension: "101".into(), user_id: MARIA as i64 }],
+            fallback_user_id: None,
+        };
+    })
+    .await;
+    let secret = secret.expect("the first save shows the secret");
     let mut body: Value = serde_json::from_str(&event("marias", CALLER, "ringing")).unwrap();
     body["extension"] = json!("101");
     world.post_signed(&path, &secret, "x1", &body.to_string()).await;
-
-    let active = |user: u64| {
-        let world = &world;
-        async move {
-            let token = world.token_as(ACCOUNT, user, Some(user == support::ADMIN)).await;
-            let response = world
-                .http
-                .get(format!("{}/widget/v1/calls/active", world.server))
-                .header("X-Auth-Token", token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-            let body: Value = response.json().await.unwrap();
-            body["calls"].as_array().unwrap().iter().map(|call| call["call_id"].to_string()).collect::<Vec<_>>()
-        }
-    };
-    assert_eq!(active(MARIA).await, ["\"marias\""], "the extension's user sees the call");
-    assert!(active(support::ADMIN).await.is_empty(), "another user of the account does not");
+    assert_eq!(active_for(&world, MARIA).await, ["marias"], "the extension's user sees the call");
+    assert!(active_for(&world, support::ADMIN).await.is_empty(), "another user of the account does not");
 }
 
 /// Saves settings for `ACCOUNT` with `tweak` applied; returns the webhook's path and, on the first save,
