@@ -67,7 +67,8 @@ pub async fn receive(
     let (account, event, stored, popup, kommo_notification) = result.map_err(|refusal| refusal.error)?;
     if let Stored::New(event_id) = stored {
         // The account prefers Kommo's own notification: sent once, by the replica that took the webhook.
-        if kommo_notification && event.status == shared::CallStatus::Ringing {
+        let inbound = event.direction.is_none_or(|direction| direction == shared::CallDirection::Inbound);
+        if kommo_notification && inbound && event.status == shared::CallStatus::Ringing {
             state.calls.notify_in_kommo(account, popup.client_number(), event.extension.as_deref());
         }
         // Tells the account's widgets (the extension's user, when mapped) about the call.
