@@ -205,7 +205,21 @@ pub async fn callback(
         Err(error) => return ApiError::from(error).into_response(),
     };
     let installer = state.installer.clone();
-    let exchange = tokio::spawn(async move { installer.exchange_pending(Some(id)).await });
+    // A transient failure (Kommo or the store slow for a moment) is tried again twice, 2 s apart,
+    // rather than only by the recovery loop a minute later; a code refused for good is not claimed
+    // again, so the later attempts then do nothing.
+    let exchange = tokio::spawn(async move {
+        for attempt in 0..QUICK_EXCHANGE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(QUICK_EXCHANGE_PAUSE).await;
+            }
+            let connected = installer.exchange_pending(Some(id)).await;
+            if connected > 0 {
+                return connected;
+            }
+        }
+        0
+    });
     if !browser_flow {
         // Kommo waits at most 3 s and never retries: answer now, exchange in the background
         // (the recovery loop retries it if this attempt fails or the process stops).
@@ -219,6 +233,10 @@ pub async fn callback(
         ),
     }
 }
+
+/// Attempts at a received code right away (then the recovery loop's), and the pause between them.
+const QUICK_EXCHANGE_ATTEMPTS: u32 = 3;
+const QUICK_EXCHANGE_PAUSE: Duration = Duration::from_secs(2);
 
 /// Starts the consent flow: a single-use state of 256 random bits, bound to this browser by a
 /// cookie, then a redirect to Kommo's consent page.

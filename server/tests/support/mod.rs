@@ -218,7 +218,8 @@ impl World {
         let reply = self.kommo_control("/sandbox/kommo/install", json!({"account_id": id})).await;
         assert_eq!(reply["status"], 200, "the Redirect URI answers Kommo at once");
         assert!(reply["elapsed_ms"].as_u64().unwrap() < 3000, "within Kommo's 3 s");
-        for _ in 0..100 {
+        // Up to 20 s: a suite running many installs at once on two busy cores takes a while.
+        for _ in 0..400 {
             if let Some(account) = self.store.account_by_kommo_id(id as i64).await.unwrap()
                 && self.store.tokens(account).await.unwrap().is_some()
             {
@@ -226,7 +227,10 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("account {id} was not connected");
+        let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+        let said: Vec<&str> =
+            logs.lines().filter(|line| line.contains("WARN") || line.contains("ERROR")).rev().take(20).collect();
+        panic!("account {id} was not connected; the last warnings and errors:\n{}", said.join("\n"));
     }
 
     /// A second server process on the same database (its own pool, locks and Kommo client).
