@@ -167,7 +167,7 @@ pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
 
     let board = ArcRwSignal::new(CallBoard::default());
     let results = ArcRwSignal::new(ResultQueue::default());
-    // What the account's settings say every user's widget does; read once when the widget starts.
+    // What the account's settings say every user's widget does (see `CallOptions`).
     let options = ArcRwSignal::new(None::<WidgetBehaviour>);
     let fresh = ArcRwSignal::new(false);
     let mounted = {
