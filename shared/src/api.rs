@@ -155,6 +155,17 @@ pub enum CallerKnown {
     Unavailable,
 }
 
+impl CallerKnown {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerKnown::Known => "known",
+            CallerKnown::Unknown => "unknown",
+            CallerKnown::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// A Kommo entity the popup links to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityLink {
@@ -207,4 +218,16 @@ pub struct ErrorDetail {
 pub struct ConnectionCheck {
     pub account_id: String,
     pub name: String,
+}
+
+#[cfg(test)]
+mod caller_tests {
+    use super::CallerKnown;
+
+    #[test]
+    fn a_callers_known_state_reads_as_its_wire_name() {
+        for known in [CallerKnown::Known, CallerKnown::Unknown, CallerKnown::Unavailable] {
+            assert_eq!(serde_json::to_value(known).unwrap(), known.as_str());
+        }
+    }
 }

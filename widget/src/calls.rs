@@ -366,7 +366,7 @@ pub fn CallCard(
         let (board, call_id) = (board.clone(), call_id.clone());
         Memo::new(move |_| board.with(|board| board.get(&call_id).and_then(|call| call.caller.clone())))
     };
-    let known = move || caller.with(|caller| caller.as_ref().map_or("pending", |caller| known_str(caller.known)));
+    let known = move || caller.with(|caller| caller.as_ref().map_or("pending", |caller| caller.known.as_str()));
     let title = {
         let i18n = i18n.clone();
         move || i18n.t("popup", &outbound.get())
@@ -443,14 +443,6 @@ pub fn CallCard(
             </dl>
             {action}
         </section>
-    }
-}
-
-fn known_str(known: CallerKnown) -> &'static str {
-    match known {
-        CallerKnown::Known => "known",
-        CallerKnown::Unknown => "unknown",
-        CallerKnown::Unavailable => "unavailable",
     }
 }
 

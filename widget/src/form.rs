@@ -129,6 +129,18 @@ fn text_field(
 }
 
 fn checkbox(ctx: Ctx, name: &'static str, label: String, lens: Lens<bool>) -> impl IntoView {
+    check(ctx, name, None, label, move |values| (lens.get)(values), move |values, on| (lens.set)(values, on))
+}
+
+/// A checkbox over any part of the form: `get` says whether it is ticked, `set` applies a tick.
+fn check(
+    ctx: Ctx,
+    name: &'static str,
+    value: Option<String>,
+    label: String,
+    get: impl Fn(&FormValues) -> bool + Send + Sync + 'static,
+    set: impl Fn(&mut FormValues, bool) + Send + Sync + 'static,
+) -> impl IntoView {
     let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
     view! {
         <label class="kvoip-check">
@@ -136,8 +148,9 @@ fn checkbox(ctx: Ctx, name: &'static str, label: String, lens: Lens<bool>) -> im
                 type="checkbox"
                 class="kvoip-check__input"
                 name=name
-                prop:checked=move || values.with(lens.get)
-                on:change=move |event| set_values.update(|values| (lens.set)(values, event_target_checked(&event)))
+                value=value
+                prop:checked=move || values.with(&get)
+                on:change=move |event| set_values.update(|values| set(values, event_target_checked(&event)))
             />
             <span class="kvoip-check__text">{label}</span>
         </label>
@@ -597,29 +610,16 @@ fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
                     .flatten()
                     .map(|user| {
                         let id = user.id;
-                        let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
-                        view! {
-                            <label class="kvoip-check">
-                                <input
-                                    type="checkbox"
-                                    class="kvoip-check__input"
-                                    name="call_handling.unmapped_calls.user_ids"
-                                    value=id.to_string()
-                                    prop:checked=move || values.with(|values| values.handling.unmapped_calls.user_ids.contains(&id))
-                                    on:change=move |event| {
-                                        let on = event_target_checked(&event);
-                                        set_values.update(|values| {
-                                            let ids = &mut values.handling.unmapped_calls.user_ids;
-                                            ids.retain(|other| *other != id);
-                                            if on {
-                                                ids.push(id);
-                                            }
-                                        });
-                                    }
-                                />
-                                <span class="kvoip-check__text">{user.name.clone()}</span>
-                            </label>
-                        }
+                        let chosen = move |values: &FormValues| values.handling.unmapped_calls.user_ids.contains(&id);
+                        let choose = move |values: &mut FormValues, on: bool| {
+                            let ids = &mut values.handling.unmapped_calls.user_ids;
+                            ids.retain(|other| *other != id);
+                            if on {
+                                ids.push(id);
+                            }
+                        };
+                        let name = "call_handling.unmapped_calls.user_ids";
+                        check(ctx.clone(), name, Some(id.to_string()), user.name.clone(), chosen, choose)
                     })
                     .collect_view()
             })
