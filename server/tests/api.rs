@@ -327,9 +327,17 @@ async fn next_call_event(body: &mut Body) -> Option<Value> {
 }
 
 async fn open_stream(server: &TestServer, who: (i64, i64, &str)) -> Body {
+    open_stream_after(server, who, None).await
+}
+
+/// A push stream that first replays what was stored after `last_event_id`.
+async fn open_stream_after(server: &TestServer, who: (i64, i64, &str), last_event_id: Option<i64>) -> Body {
     let ticket = server.widget(Method::POST, "/widget/v1/push/ticket", Some(&token_of(who)), None).await;
     assert_eq!(ticket.status, StatusCode::OK);
-    let uri = format!("/widget/v1/push/events?ticket={}", ticket.body["ticket"].as_str().unwrap());
+    let mut uri = format!("/widget/v1/push/events?ticket={}", ticket.body["ticket"].as_str().unwrap());
+    if let Some(id) = last_event_id {
+        uri.push_str(&format!("&last_event_id={id}"));
+    }
     let response = server.router.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
@@ -359,6 +367,34 @@ async fn a_stored_call_is_pushed_to_its_accounts_widgets_only() {
         "the event carries its inbox id"
     );
     assert_eq!(next_call_event(&mut bob_stream).await, None, "bob's widget gets nothing");
+}
+
+#[tokio::test]
+async fn a_replay_and_the_calls_in_progress_hold_only_the_accounts_own_calls() {
+    let server = start().await;
+    let (alice_hook, bob_hook) = (server.webhook_path(ALICE).await, server.webhook_path(BOB).await);
+    assert_eq!(
+        server.hook(&alice_hook, call_event("alice-1", "ringing", None).to_string()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(server.hook(&bob_hook, call_event("bob-1", "ringing", None).to_string()).await.status, StatusCode::OK);
+
+    // Bob asks for everything since the beginning: he gets his own call, never Alice's.
+    let mut bob_stream = open_stream_after(&server, BOB, Some(0)).await;
+    let replayed = next_call_event(&mut bob_stream).await.expect("bob's call is replayed");
+    assert_eq!(replayed["call_id"], "bob-1");
+    // (Who is calling may follow for bob's call; nothing of alice's account ever does.)
+    while let Some(event) = next_call_event(&mut bob_stream).await {
+        assert_eq!(event["call_id"], "bob-1", "nothing of alice's account: {event}");
+    }
+    let active = server.widget(Method::GET, "/widget/v1/calls/active", Some(&token_of(BOB)), None).await;
+    assert_eq!(active.status, StatusCode::OK);
+    let ids: Vec<&str> =
+        active.body["calls"].as_array().unwrap().iter().map(|c| c["call_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["bob-1"]);
+    // Without a token nothing is listed.
+    let anonymous = server.widget(Method::GET, "/widget/v1/calls/active", None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
