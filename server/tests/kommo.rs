@@ -293,6 +293,39 @@ async fn an_install_survives_a_failing_kommo_and_is_finished_by_another_process(
     world.assert_no_secret_leaked(&[reply["code"].as_str().unwrap().to_owned()]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_received_code_goes_to_one_process_however_many_claim_it_at_once() {
+    // Every replica's recovery loop (and the install request's own attempt) may look for pending codes
+    // at the same moment. A code exchanged twice is a replayed code, and Kommo then revokes the tokens
+    // issued from it: the account would never connect.
+    let world = world().await;
+    let mut replicas = Vec::new();
+    for _ in 0..6 {
+        replicas.push(server::store::Store::connect(&world.db_url).await.unwrap());
+    }
+    let limits = server::store::PendingCodeLimits { total: 1000, per_host: 1000 };
+    for round in 0..100 {
+        let now = server::clock::unix_secs();
+        let id = world.store.insert_code(&world.kommo_host, "sealed", now - 60, limits).await.unwrap().unwrap();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(replicas.len()));
+        let claims = replicas.iter().cloned().map(|store| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.claim_codes(now - 60, now + 30, None).await.unwrap()
+            })
+        });
+        let claimed: Vec<i64> = futures_util::future::join_all(claims)
+            .await
+            .into_iter()
+            .flat_map(Result::unwrap)
+            .map(|code| code.id)
+            .collect();
+        assert_eq!(claimed, [id], "round {round}: the code went to exactly one process");
+        world.store.finish_code(id, false, None).await.unwrap();
+    }
+}
+
 /// A `server` binary started as its own OS process; killed when dropped.
 struct ServerProcess {
     child: std::process::Child,

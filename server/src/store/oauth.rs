@@ -57,7 +57,10 @@ impl Store {
     }
 
     /// Claims pending codes received after `not_before` (older ones have expired at Kommo),
-    /// including ones whose exchange lease lapsed (a crash mid-exchange).
+    /// including ones whose exchange lease lapsed (a crash mid-exchange). One plain `UPDATE`: when
+    /// replicas claim at once, PostgreSQL re-checks its conditions on the row a concurrent claim just
+    /// wrote, so a code goes to one of them (a sub-select would be read from the older snapshot and
+    /// hand the code to both, and Kommo revokes everything issued from a code presented twice).
     pub async fn claim_codes(
         &self,
         not_before: i64,
@@ -67,9 +70,8 @@ impl Store {
         let now = unix_secs();
         sqlx::query_as(
             "UPDATE oauth_codes SET state = 'exchanging', lease_until = $2, attempts = attempts + 1
-             WHERE id IN (SELECT id FROM oauth_codes
-                          WHERE received_at >= $1 AND ($4 IS NULL OR id = $4)
-                            AND (state = 'pending' OR (state = 'exchanging' AND lease_until < $3)))
+             WHERE received_at >= $1 AND ($4 IS NULL OR id = $4)
+               AND (state = 'pending' OR (state = 'exchanging' AND lease_until < $3))
              RETURNING id, api_domain, code, received_at",
         )
         .bind(not_before)
