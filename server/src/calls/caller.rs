@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shared::api::{Caller, CallerKnown, EntityLink, LeadSummary, MAX_CALLER_LEADS};
+use shared::rules::EntityKind;
 
-use super::lookup::{self, ContactMatch, LeadInfo, Lookup, items};
-use crate::kommo::{KommoClient, KommoError, percent_encode};
+use super::lookup::{self, EntityMatch, LeadInfo, Lookup, items};
+use crate::kommo::{KommoClient, KommoError};
 use crate::store::{AccountId, Store};
 
 /// How long a caller's description is reused.
@@ -193,7 +194,7 @@ impl CallerId {
         country: Option<&str>,
         early: &(dyn Fn(Found) + Sync),
     ) -> Result<Found, KommoError> {
-        let contact = lookup::search(kommo, account, e164, country).await?.into_iter().next();
+        let contact = lookup::search(kommo, account, EntityKind::Contacts, e164, country).await?.into_iter().next();
         let (company, lead_ids, responsible_id) = match &contact {
             Some(contact) => {
                 let company = match contact.company_id {
@@ -203,14 +204,16 @@ impl CallerId {
                 .filter(|company| !company.name.is_empty());
                 (company, contact.lead_ids.clone(), contact.responsible_user_id)
             }
-            None => match search_companies(kommo, account, e164, country).await? {
-                Some(company) => (
-                    Some(EntityLink { id: company.id, name: company.name }),
-                    company.lead_ids,
-                    company.responsible_user_id,
-                ),
-                None => (None, Vec::new(), None),
-            },
+            None => {
+                match lookup::search(kommo, account, EntityKind::Companies, e164, country).await?.into_iter().next() {
+                    Some(company) => (
+                        Some(EntityLink { id: company.id, name: company.name }),
+                        company.lead_ids,
+                        company.responsible_user_id,
+                    ),
+                    None => (None, Vec::new(), None),
+                }
+            }
         };
         if lead_ids.is_empty() && contact.is_none() && company.is_none() {
             // Nobody has the number: nothing more to read.
@@ -310,7 +313,7 @@ where
 
 /// What Kommo told about a number.
 struct Found {
-    contact: Option<ContactMatch>,
+    contact: Option<EntityMatch>,
     company: Option<EntityLink>,
     leads: Vec<LeadSummary>,
     responsible: Option<String>,
@@ -325,44 +328,6 @@ impl Found {
         caller.leads = self.leads;
         caller.responsible = self.responsible;
     }
-}
-
-/// A company that has the number, as the companies search found it.
-struct CompanyMatch {
-    id: i64,
-    name: String,
-    responsible_user_id: Option<i64>,
-    lead_ids: Vec<i64>,
-}
-
-/// The most recently updated company that has `number` among its phones
-/// (`GET /api/v4/companies?query=…&with=leads`).
-async fn search_companies(
-    kommo: &KommoClient,
-    account: AccountId,
-    number: &str,
-    country: Option<&str>,
-) -> Result<Option<CompanyMatch>, KommoError> {
-    let query = shared::phone::search_key(number);
-    let path = format!("/api/v4/companies?query={}&with=leads", percent_encode(&query));
-    let Some(body) = kommo.get(account, &path).await? else { return Ok(None) };
-    let mut found: Vec<(i64, CompanyMatch)> = items(&body, "companies")
-        .iter()
-        .filter(|company| {
-            lookup::phones(company).iter().any(|phone| shared::phone::same_number(phone, number, country))
-        })
-        .filter_map(|company| {
-            let found = CompanyMatch {
-                id: company["id"].as_i64()?,
-                name: company["name"].as_str().unwrap_or_default().to_owned(),
-                responsible_user_id: company["responsible_user_id"].as_i64(),
-                lead_ids: items(company, "leads").iter().filter_map(|lead| lead["id"].as_i64()).collect(),
-            };
-            Some((company["updated_at"].as_i64().unwrap_or(0), found))
-        })
-        .collect();
-    found.sort_by(|(a_updated, a), (b_updated, b)| b_updated.cmp(a_updated).then(b.id.cmp(&a.id)));
-    Ok(found.into_iter().next().map(|(_, company)| company))
 }
 
 /// `GET /api/v4/leads/pipelines` read as `(pipeline, status)` → the names of both.

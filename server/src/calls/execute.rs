@@ -370,7 +370,7 @@ impl Executor<'_> {
             Action::CreateContactAndLead { .. } => {
                 // The number had no contact when this was planned: one now is ours (or a person's; either
                 // way, no second one).
-                let contacts = lookup::search(kommo, self.account, number, self.country).await?;
+                let contacts = lookup::search(kommo, self.account, EntityKind::Contacts, number, self.country).await?;
                 Ok(contacts.first().map(|contact| Outcome {
                     contact_id: Some(contact.id),
                     lead_id: contact.lead_ids.iter().max().copied(),
@@ -380,7 +380,7 @@ impl Executor<'_> {
             }
             Action::CreateLead { contact_id, .. } => {
                 // Planned because the contact had no active lead: an active one now is ours.
-                let contacts = lookup::search(kommo, self.account, number, self.country).await?;
+                let contacts = lookup::search(kommo, self.account, EntityKind::Contacts, number, self.country).await?;
                 let ids = contacts.into_iter().find(|contact| contact.id == *contact_id).map(|c| c.lead_ids);
                 let leads = lookup::leads(kommo, self.account, &ids.unwrap_or_default()).await?;
                 let newest = leads.iter().filter(|lead| lead.is_active()).max_by_key(|lead| (lead.created_at, lead.id));
@@ -454,7 +454,9 @@ impl Executor<'_> {
     /// An earlier `POST /api/v4/calls` of this call: a call note with its `uniq` on a contact with the
     /// number or on one of their leads.
     async fn look_for_call_by_number(&self, call: &CallLog) -> Result<Option<Outcome>, JobError> {
-        let contacts = lookup::search(&self.ctx.kommo, self.account, &self.call.client_number, self.country).await?;
+        let contacts =
+            lookup::search(&self.ctx.kommo, self.account, EntityKind::Contacts, &self.call.client_number, self.country)
+                .await?;
         let contact_ids: Vec<i64> = contacts.iter().map(|contact| contact.id).collect();
         let lead_ids: Vec<i64> = contacts.iter().flat_map(|contact| contact.lead_ids.iter().copied()).collect();
         for (kind, ids) in [(EntityKind::Leads, lead_ids), (EntityKind::Contacts, contact_ids)] {

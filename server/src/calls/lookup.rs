@@ -1,5 +1,5 @@
-//! What Kommo knows about a client's number: the contacts search by phone, their active leads, and a
-//! per-account cache of the answer.
+//! What Kommo knows about a client's number: the contacts (and companies) search by phone, their active
+//! leads, and a per-account cache of the answer.
 //!
 //! The cache keeps an answer for [`CACHE_TTL`]; the entry of a number is dropped as soon as this server
 //! creates a contact, lead or unsorted lead for it (another server process may keep its own entry until
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::rules::{ContactFacts, Knowledge, LeadFacts};
+use shared::rules::{ContactFacts, EntityKind, EntityRef, Knowledge, LeadFacts};
 
 use crate::kommo::{KommoClient, KommoError, percent_encode};
 use crate::store::AccountId;
@@ -23,12 +23,14 @@ pub const CLOSED_STATUSES: [i64; 2] = [142, 143];
 /// Leads read per request (their ids go into the query string).
 const LEADS_PER_REQUEST: usize = 50;
 
-/// A contact that has the number, as the search found it.
+/// A contact or company that has the number, as the search found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactMatch {
+pub struct EntityMatch {
+    /// Contacts or companies.
+    pub kind: EntityKind,
     pub id: i64,
     pub name: String,
-    /// The first company the contact belongs to.
+    /// The first company a contact belongs to (`None` for a company).
     pub company_id: Option<i64>,
     pub responsible_user_id: Option<i64>,
     pub phone_count: usize,
@@ -57,7 +59,7 @@ impl LeadInfo {
 /// What the cache keeps of a number: the freshest contact that has it, and its active leads once read.
 #[derive(Debug, Clone)]
 struct Entry {
-    contact: Option<ContactMatch>,
+    contact: Option<EntityMatch>,
     active_leads: Option<Vec<LeadFacts>>,
 }
 
@@ -112,9 +114,10 @@ impl Lookup {
                 return Ok(entry.knowledge());
             }
             Some(entry) => Entry::clone(&entry),
-            None => {
-                Entry { contact: search(kommo, account, number, country).await?.into_iter().next(), active_leads: None }
-            }
+            None => Entry {
+                contact: search(kommo, account, EntityKind::Contacts, number, country).await?.into_iter().next(),
+                active_leads: None,
+            },
         };
         if with_leads && let Some(contact) = &entry.contact {
             entry.active_leads = Some(active_of(&leads(kommo, account, &contact.lead_ids).await?));
@@ -133,7 +136,7 @@ impl Lookup {
         country: Option<&str>,
         contact_id: i64,
     ) -> Result<Vec<LeadFacts>, KommoError> {
-        let contacts = search(kommo, account, number, country).await?;
+        let contacts = search(kommo, account, EntityKind::Contacts, number, country).await?;
         let lead_ids = contacts.into_iter().find(|contact| contact.id == contact_id).map(|c| c.lead_ids);
         Ok(active_of(&leads(kommo, account, &lead_ids.unwrap_or_default()).await?))
     }
@@ -144,7 +147,7 @@ impl Lookup {
         &self,
         account: AccountId,
         number: &str,
-        contact: Option<ContactMatch>,
+        contact: Option<EntityMatch>,
         active: Vec<LeadFacts>,
     ) {
         let active_leads = contact.as_ref().map(|_| active);
@@ -157,34 +160,41 @@ impl Lookup {
     }
 }
 
-/// The contacts that have `number` among their phones, most recently updated first (uncached).
+impl EntityMatch {
+    pub fn entity(&self) -> EntityRef {
+        EntityRef { kind: self.kind, id: self.id }
+    }
+}
+
+/// The entities of `kind` (contacts or companies: those with phones) that have `number` among their
+/// phones, most recently updated first (uncached): `GET /api/v4/{kind}?query=…&with=leads`, whose
+/// full-text answer is narrowed to the same number.
 pub async fn search(
     kommo: &KommoClient,
     account: AccountId,
+    kind: EntityKind,
     number: &str,
     country: Option<&str>,
-) -> Result<Vec<ContactMatch>, KommoError> {
+) -> Result<Vec<EntityMatch>, KommoError> {
     let query = shared::phone::search_key(number);
-    let path = format!("/api/v4/contacts?query={}&with=leads", percent_encode(&query));
+    let path = format!("/api/v4/{}?query={}&with=leads", kind.as_str(), percent_encode(&query));
     let Some(body) = kommo.get(account, &path).await? else { return Ok(Vec::new()) };
-    let mut found: Vec<ContactMatch> = items(&body, "contacts")
+    let mut found: Vec<EntityMatch> = items(&body, kind.as_str())
         .iter()
-        .filter_map(|contact| {
-            let phones = phones(contact);
+        .filter_map(|entity| {
+            let phones = phones(entity);
             if !phones.iter().any(|phone| shared::phone::same_number(phone, number, country)) {
                 return None;
             }
-            Some(ContactMatch {
-                id: contact["id"].as_i64()?,
-                name: contact["name"].as_str().unwrap_or_default().to_owned(),
-                company_id: items(contact, "companies").first().and_then(|company| company["id"].as_i64()),
-                responsible_user_id: contact["responsible_user_id"].as_i64(),
+            Some(EntityMatch {
+                kind,
+                id: entity["id"].as_i64()?,
+                name: entity["name"].as_str().unwrap_or_default().to_owned(),
+                company_id: items(entity, "companies").first().and_then(|company| company["id"].as_i64()),
+                responsible_user_id: entity["responsible_user_id"].as_i64(),
                 phone_count: phones.len(),
-                lead_ids: contact["_embedded"]["leads"]
-                    .as_array()
-                    .map(|leads| leads.iter().filter_map(|lead| lead["id"].as_i64()).collect())
-                    .unwrap_or_default(),
-                updated_at: contact["updated_at"].as_i64().unwrap_or(0),
+                lead_ids: items(entity, "leads").iter().filter_map(|lead| lead["id"].as_i64()).collect(),
+                updated_at: entity["updated_at"].as_i64().unwrap_or(0),
             })
         })
         .collect();
@@ -231,22 +241,21 @@ pub fn facts_of(leads: &[LeadInfo]) -> Vec<LeadFacts> {
     leads.iter().map(|lead| LeadFacts { id: lead.id, responsible_user_id: lead.responsible_user_id }).collect()
 }
 
-/// The values of a contact's PHONE field.
 /// Whether `entity` is tied to the phone `number` in Kommo: a contact with the number, one of such a
 /// contact's leads, or a company with the number. (A call's result may only go there.)
 pub async fn entity_has_number(
     kommo: &KommoClient,
     account: AccountId,
-    entity: shared::rules::EntityRef,
+    entity: EntityRef,
     number: &str,
     country: Option<&str>,
 ) -> Result<bool, KommoError> {
-    use shared::rules::EntityKind;
     match entity.kind {
-        EntityKind::Contacts => {
-            Ok(search(kommo, account, number, country).await?.iter().any(|contact| contact.id == entity.id))
-        }
-        EntityKind::Leads => Ok(search(kommo, account, number, country)
+        EntityKind::Contacts => Ok(search(kommo, account, EntityKind::Contacts, number, country)
+            .await?
+            .iter()
+            .any(|contact| contact.id == entity.id)),
+        EntityKind::Leads => Ok(search(kommo, account, EntityKind::Contacts, number, country)
             .await?
             .iter()
             .any(|contact| contact.lead_ids.contains(&entity.id))),
@@ -260,8 +269,9 @@ pub async fn entity_has_number(
     }
 }
 
-pub(crate) fn phones(contact: &Value) -> Vec<String> {
-    contact["custom_fields_values"]
+/// The values of a contact's (or company's) PHONE field.
+fn phones(entity: &Value) -> Vec<String> {
+    entity["custom_fields_values"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
