@@ -1,10 +1,12 @@
 /*
  * Kommo VoIP widget: the AMD shell Kommo loads.
  *
- * It loads the Rust/wasm part (widget.js + widget_bg.wasm, built by Trunk from widget/src), hands it the
- * "host" object (the only way the wasm reaches Kommo), and maps Kommo's callbacks onto the wasm's exports:
- *   mount_settings(root, host) -> SettingsHandle { save(active) -> Promise<bool>, unmount() }
- *   start_calls(host)          -> CallsHandle    { stop() }  (call popups and the call-result modal)
+ * It loads the Rust/wasm part, built by Trunk from widget/src as two modules, hands each the "host" object
+ * (the only way the wasm reaches Kommo), and maps Kommo's callbacks onto their exports:
+ *   widget.js + widget_bg.wasm (every page):       start_calls(host) -> CallsHandle { stop() }
+ *     (call popups, the call-result modal and the push stream)
+ *   settings.js + settings_bg.wasm (fetched when the settings modal opens, so only admins ever load it):
+ *     mount_settings(root, host) -> SettingsHandle { save(active) -> Promise<bool>, unmount() }
  * Nothing here throws into Kommo's page: every callback catches and logs.
  */
 define(['jquery'], function ($) {
@@ -22,9 +24,9 @@ define(['jquery'], function ($) {
     var self = this;
 
     var state = {
-      loading: null, // Promise of the wasm module (or of null when it failed), created once
-      wasm: null, // the ES module once initialised
-      failure: null, // why the wasm could not be loaded, as text
+      // Per wasm module: loading (Promise of the module, or of null when it failed; created once),
+      // module (the initialised ES module), failure (why it could not be loaded, as text).
+      modules: {},
       calls: null, // CallsHandle
       settings: null, // SettingsHandle
       settingsRoot: null, // div.kvoip-settings in the open settings modal
@@ -266,43 +268,57 @@ define(['jquery'], function ($) {
       document.head.appendChild(link);
     }
 
-    // Loads and initialises the wasm once; resolves with the module, or with null (state.failure says why).
-    function loadWasm() {
-      if (state.loading) {
-        return state.loading;
+    // The wasm module `name` ('widget' or 'settings'): its glue <name>.js and <name>_bg.wasm, loaded from the
+    // archive's own URL and initialised once; resolves with the module, or with null (failure() says why).
+    function loadModule(name) {
+      var entry = state.modules[name];
+      if (entry) {
+        return entry.loading;
       }
-      state.loading = Promise.resolve()
+      entry = state.modules[name] = { loading: null, module: null, failure: null };
+      entry.loading = Promise.resolve()
         .then(function () {
           if (typeof WebAssembly !== 'object' || !WebAssembly) {
             throw new Error('WebAssembly is not available in this browser');
           }
-          return import(fileUrl('widget.js'));
+          return import(fileUrl(name + '.js'));
         })
         .then(function (mod) {
-          return Promise.resolve(mod.default({ module_or_path: fileUrl('widget_bg.wasm') })).then(function () {
+          return Promise.resolve(mod.default({ module_or_path: fileUrl(name + '_bg.wasm') })).then(function () {
             return mod;
           });
         })
         .then(
           function (mod) {
-            state.wasm = mod;
+            entry.module = mod;
             return mod;
           },
           function (error) {
-            state.failure = describe(error);
-            log('the widget could not be loaded', error);
+            entry.failure = describe(error);
+            log('the widget could not be loaded (' + name + ')', error);
             return null;
           }
         );
-      return state.loading;
+      return entry.loading;
+    }
+
+    function loaded(name) {
+      var entry = state.modules[name];
+      return entry ? entry.module : null;
+    }
+
+    function failure(name) {
+      var entry = state.modules[name];
+      return entry ? entry.failure : null;
     }
 
     function startCalls() {
-      if (state.calls || !state.wasm) {
+      var calls = loaded('widget');
+      if (state.calls || !calls) {
         return;
       }
       try {
-        state.calls = state.wasm.start_calls(host());
+        state.calls = calls.start_calls(host());
       } catch (e) {
         log('cannot start call popups', e);
       }
@@ -327,7 +343,7 @@ define(['jquery'], function ($) {
     function start() {
       state.started = true;
       addStyle();
-      loadWasm().then(function (mod) {
+      loadModule('widget').then(function (mod) {
         // destroy() may have come first.
         if (mod && state.started) {
           startCalls();
@@ -362,7 +378,8 @@ define(['jquery'], function ($) {
       box.setAttribute('role', 'alert');
       box.style.color = '#c13c3c'; // readable even when style.css could not be loaded either
       box.textContent = text('errors', 'wasm_failed');
-      if (state.failure) {
+      var reason = failure('settings');
+      if (reason) {
         // The browser's own (English, technical) reason, kept apart from the translated sentence
         // so that support can read it without it reading as part of the message.
         var detail = document.createElement('div');
@@ -370,7 +387,7 @@ define(['jquery'], function ($) {
         detail.style.marginTop = '6px';
         detail.style.fontSize = '12px';
         detail.style.color = '#8a6d6d';
-        detail.textContent = text('errors', 'details') + ': ' + state.failure;
+        detail.textContent = text('errors', 'details') + ': ' + reason;
         box.appendChild(detail);
       }
       root.appendChild(box);
@@ -380,17 +397,18 @@ define(['jquery'], function ($) {
       if (state.settingsRoot !== root) {
         return; // the modal was closed or reopened meanwhile
       }
-      if (!state.wasm) {
+      var settings = loaded('settings');
+      if (!settings) {
         root.textContent = '';
         showFailure(root);
         return;
       }
       try {
         // The loading line stays until the server said who the user is; the wasm then replaces it.
-        state.settings = state.wasm.mount_settings(root, host());
+        state.settings = settings.mount_settings(root, host());
       } catch (e) {
         root.textContent = '';
-        state.failure = describe(e);
+        state.modules.settings.failure = describe(e);
         log('cannot show the settings', e);
         showFailure(root);
       }
@@ -434,7 +452,7 @@ define(['jquery'], function ($) {
           root.appendChild(loading);
           $target.append(root);
           state.settingsRoot = root;
-          loadWasm().then(function () {
+          loadModule('settings').then(function () {
             mountSettings(root);
           });
         } catch (e) {
@@ -446,7 +464,7 @@ define(['jquery'], function ($) {
       onSave: function (data) {
         try {
           var active = !!data && data.active === 'Y';
-          return loadWasm().then(function () {
+          return loadModule('settings').then(function () {
             if (!state.settings) {
               showFailure(state.settingsRoot);
               return false;

@@ -9,7 +9,7 @@ use shared::api::{FailedDelivery, paths};
 
 use crate::host::Host;
 use crate::i18n::I18n;
-use crate::settings::Problem;
+use crate::problem::Problem;
 
 /// What the section shows.
 #[derive(Debug, Clone, PartialEq, Eq)]

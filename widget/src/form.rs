@@ -12,7 +12,8 @@ use crate::connection::ConnectionSection;
 use crate::deliveries::deliveries_section;
 use crate::host::Host;
 use crate::i18n::I18n;
-use crate::settings::{CheckState, SettingsModel, Status, WebhookAction, error_key, hint_tail, status_text};
+use crate::problem::error_key;
+use crate::settings::{CheckState, SettingsModel, Status, WebhookAction, hint_tail, status_text};
 use crate::values::{FormValues, ResponsibleChoice};
 
 /// Reads and writes one value of the form.

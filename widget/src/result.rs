@@ -16,7 +16,7 @@ use web_sys::HtmlElement;
 
 use crate::host::Host;
 use crate::i18n::I18n;
-use crate::settings::{Problem, error_key};
+use crate::problem::{Problem, error_key};
 
 pub use shared::rules::{MAX_FOLLOW_UP_CHARS as MAX_TASK_CHARS, MAX_RESULT_NOTE_CHARS as MAX_NOTE_CHARS};
 /// How many ended calls are remembered, so that a repeated end event does not ask twice.

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use shared::api::{ConnectionState, ErrorBody, KommoUserView, paths};
 use shared::integration::WebhookEndpoint;
-use shared::{FieldError, IntegrationSettingsView, ValidationCode};
+use shared::{FieldError, IntegrationSettingsView};
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
 
@@ -25,6 +25,7 @@ use crate::deliveries::DeliveriesModel;
 use crate::form::{AdminOnlyNotice, SettingsForm};
 use crate::host::Host;
 use crate::i18n::I18n;
+use crate::problem::Problem;
 use crate::values::{FormValues, refusals, validation_context};
 
 /// What the status line under the form says.
@@ -37,39 +38,6 @@ pub enum Status {
     /// Some fields were refused; each says why under its input.
     Invalid,
     Failed(Problem),
-}
-
-/// A failure that is not about one field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    Unauthorized,
-    Server,
-    Network,
-    LoadFailed,
-    /// The account's Kommo connection is not usable (not installed, expired, suspended, disabled):
-    /// the connection section says what to do.
-    Connection(ConnectionState),
-    /// Kommo itself is not answering for now.
-    KommoUnavailable,
-    /// This Kommo user is not an administrator of the account.
-    AdminOnly,
-}
-
-impl Problem {
-    /// Classifies a failed reply by status and error code; `fallback` stands for any other failure.
-    pub fn from_reply(status: u16, body: &Value, fallback: Problem) -> Problem {
-        let code = serde_json::from_value::<ErrorBody>(body.clone()).map(|body| body.error.code).unwrap_or_default();
-        match (status, code.as_str()) {
-            (0, _) => Problem::Network,
-            (401, "not_installed") | (409, "kommo_not_connected") => Problem::Connection(ConnectionState::NotInstalled),
-            (401, _) => Problem::Unauthorized,
-            (409, "kommo_needs_reauth") => Problem::Connection(ConnectionState::NeedsReauth),
-            (409, "kommo_suspended") => Problem::Connection(ConnectionState::Suspended),
-            (503, "kommo_unavailable") => Problem::KommoUnavailable,
-            (403, "admin_only") => Problem::AdminOnly,
-            _ => fallback,
-        }
-    }
 }
 
 impl Status {
@@ -209,14 +177,6 @@ pub enum WebhookAction {
     Rotating,
     Revealing,
     Failed(Problem),
-}
-
-/// The i18n key under `errors` for a validation code (its wire spelling, by contract).
-pub fn error_key(code: ValidationCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "server".to_owned())
 }
 
 /// The last characters of the secret a hint stands for (the server writes `…abcd`).
@@ -562,7 +522,9 @@ impl SettingsHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::error_key;
     use serde_json::json;
+    use shared::ValidationCode;
 
     #[test]
     fn save_replies_are_classified_by_status() {

@@ -14,8 +14,26 @@ use crate::{archive_rules, env_file, process, workspace};
 pub const DEFAULT_API_BASE: &str = "http://127.0.0.1:8080";
 /// The JS string literal content in `widget/script.js` that packaging replaces with the server's public base URL.
 const API_BASE_PLACEHOLDER: &str = "__KVOIP_API_BASE__";
-/// Trunk's output directory (`dist` in Trunk.toml).
-const TRUNK_DIST: &str = "target/widget-dist";
+/// The archive's two wasm modules, built by Trunk from the `widget` crate with different features:
+/// (Trunk's HTML target, its output directory, the archive name of its glue and of its wasm).
+const MODULES: [WasmModule; 2] = [
+    // Every Kommo page: the call popups, the call-result modal and the push stream.
+    WasmModule { target: "widget/index.html", dist: "target/widget-dist", glue: "widget.js", wasm: "widget_bg.wasm" },
+    // Fetched by script.js when the settings modal opens (admins only).
+    WasmModule {
+        target: "widget/settings.html",
+        dist: "target/settings-dist",
+        glue: "settings.js",
+        wasm: "settings_bg.wasm",
+    },
+];
+
+struct WasmModule {
+    target: &'static str,
+    dist: &'static str,
+    glue: &'static str,
+    wasm: &'static str,
+}
 pub const DEFAULT_OUT: &str = "dist/widget.zip";
 
 /// `cargo xtask package [--api-base URL] [--out PATH]`.
@@ -55,7 +73,7 @@ fn normalize_api_base(url: &str) -> Result<String> {
     Ok(url.to_owned())
 }
 
-/// Runs `trunk build` (Trunk.toml at the root) with npm's wasm-opt first on PATH.
+/// Runs `trunk build` (Trunk.toml at the root) for each wasm module, with npm's wasm-opt first on PATH.
 pub fn build_widget(root: &Path) -> Result<()> {
     let wasm_opt = root.join("node_modules/.bin/wasm-opt");
     ensure!(
@@ -63,7 +81,15 @@ pub fn build_widget(root: &Path) -> Result<()> {
         "{} is missing: run `cargo xtask tools` (npm ci installs binaryen 132)",
         wasm_opt.display()
     );
-    process::run(Command::new("trunk").arg("build").current_dir(root).env("PATH", process::path_with_node_tools(root)?))
+    for module in &MODULES {
+        process::run(
+            Command::new("trunk")
+                .args(["build", module.target, "--dist", module.dist])
+                .current_dir(root)
+                .env("PATH", process::path_with_node_tools(root)?),
+        )?;
+    }
+    Ok(())
 }
 
 /// Zips the built widget into `out`, prints its sizes, and fails if it breaks any Kommo rule.
@@ -75,9 +101,11 @@ pub fn write_archive(root: &Path, api_base: &str, out: &Path) -> Result<()> {
     }
     std::fs::write(out, &zip).with_context(|| format!("writing {}", out.display()))?;
 
-    let wasm = &files["widget_bg.wasm"];
     println!("packaged {} for API base {api_base}", out.display());
-    println!("  widget_bg.wasm: {} raw, {} gzipped", kib(wasm.len()), kib(gzipped_len(wasm)?));
+    for module in &MODULES {
+        let wasm = &files[module.wasm];
+        println!("  {:<17} {} raw, {} gzipped", format!("{}:", module.wasm), kib(wasm.len()), kib(gzipped_len(wasm)?));
+    }
     println!("  archive:        {} ({} files)", kib(zip.len()), files.len());
 
     let violations = archive_rules::check(&zip);
@@ -88,23 +116,35 @@ pub fn write_archive(root: &Path, api_base: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prints what every Kommo page downloads for the widget, gzipped as a browser receives it: `script.js`,
-/// the wasm-bindgen glue and the wasm (the archive's `style.css` beside them).
+/// Prints what every Kommo page downloads for the widget, gzipped as a browser receives it (`script.js`,
+/// the calls module's glue and wasm; the archive's `style.css` beside them), and what opening the settings
+/// adds (the settings module's glue and wasm).
 pub fn print_page_weight(root: &Path) -> Result<()> {
     let files = archive_files(root, "https://example.invalid")?;
-    let mut total = 0;
-    println!("widget weight on every Kommo page (gzipped; goal for script + glue + wasm: 80 KiB):");
-    for name in ["script.js", "widget.js", "widget_bg.wasm"] {
-        let bytes = files.get(name).with_context(|| format!("{name} is not in the archive"))?;
-        let gzipped = gzipped_len(bytes)?;
-        total += gzipped;
-        println!("  {name:<16} {:>10} raw  {:>10} gzipped", kib(bytes.len()), kib(gzipped));
-    }
-    println!("  {:<16} {:>10}      {:>10} gzipped", "every page", "", kib(total));
+    let [calls, settings] = &MODULES;
+    let sum = |title: &str, names: &[&str]| -> Result<()> {
+        let mut total = 0;
+        println!("{title}");
+        for name in names {
+            let bytes = files.get(*name).with_context(|| format!("{name} is not in the archive"))?;
+            let gzipped = gzipped_len(bytes)?;
+            total += gzipped;
+            println!("  {name:<17} {:>22} raw  {:>22} gzipped", kib(bytes.len()), kib(gzipped));
+        }
+        println!("  {:<17} {:>22}      {:>22} gzipped", "total", "", kib(total));
+        Ok(())
+    };
+    sum(
+        "widget weight on every Kommo page (gzipped; goal for script + glue + wasm: 80 KiB):",
+        &["script.js", calls.glue, calls.wasm],
+    )?;
     if let Some(style) = files.get("style.css") {
-        println!("  {:<16} {:>10} raw  {:>10} gzipped", "style.css", kib(style.len()), kib(gzipped_len(style)?));
+        println!("  {:<17} {:>22} raw  {:>22} gzipped", "style.css", kib(style.len()), kib(gzipped_len(style)?));
     }
-    Ok(())
+    sum(
+        "the settings module, fetched when an admin opens the settings (gzipped; goal: 150 KiB):",
+        &[settings.glue, settings.wasm],
+    )
 }
 
 /// Archive name → contents, for every file Kommo loads.
@@ -126,10 +166,13 @@ fn archive_files(root: &Path, api_base: &str) -> Result<BTreeMap<String, Vec<u8>
     );
     files.insert("script.js".to_owned(), script.replace(API_BASE_PLACEHOLDER, api_base).into_bytes());
     files.insert("style.css".to_owned(), read("widget/style.css")?);
-    for built in ["widget.js", "widget_bg.wasm"] {
-        let bytes = read(&format!("{TRUNK_DIST}/{built}"))
-            .context("run `cargo xtask package`, which builds the widget with Trunk first")?;
-        files.insert(built.to_owned(), bytes);
+    for module in &MODULES {
+        // Trunk names both outputs after the crate; the archive names them after the module.
+        for (built, name) in [("widget.js", module.glue), ("widget_bg.wasm", module.wasm)] {
+            let bytes = read(&format!("{}/{built}", module.dist))
+                .context("run `cargo xtask package`, which builds the widget with Trunk first")?;
+            files.insert(name.to_owned(), bytes);
+        }
     }
     for (folder, extension) in [("i18n", "json"), ("images", "png")] {
         for name in files_with_extension(&root.join(folder), extension)? {
