@@ -1,12 +1,15 @@
 /*
  * Kommo VoIP widget: the AMD shell Kommo loads.
  *
- * It loads the Rust/wasm part, built by Trunk from widget/src as two modules, hands each the "host" object
- * (the only way the wasm reaches Kommo), and maps Kommo's callbacks onto their exports:
- *   widget.js + widget_bg.wasm (every page):       start_calls(host) -> CallsHandle { stop() }
- *     (call popups, the call-result modal and the push stream)
- *   settings.js + settings_bg.wasm (fetched when the settings modal opens, so only admins ever load it):
+ * Kommo loads it on every page for every user, so it keeps the push stream itself (a few kilobytes) and loads
+ * the Rust/wasm part, built by Trunk from widget/src as two modules, only when it is needed, handing each the
+ * "host" object (the only way the wasm reaches Kommo):
+ *   widget.js + widget_bg.wasm, at the first call for this user (an event, or a call in progress at start):
+ *     start_calls(host) -> CallsHandle { push(eventJson) -> bool, stop() }  (call popups, call-result modal)
+ *   settings.js + settings_bg.wasm, when the settings modal opens (so only admins ever load it):
  *     mount_settings(root, host) -> SettingsHandle { save(active) -> Promise<bool>, unmount() }
+ * A browser that cannot run the wasm still hears of a ringing call, through Kommo's own call notification
+ * (APP.notifications.add_call), unless the account has the server send Kommo's notification itself.
  * Nothing here throws into Kommo's page: every callback catches and logs.
  */
 define(['jquery'], function ($) {
@@ -19,6 +22,19 @@ define(['jquery'], function ($) {
   var I18N_SECTIONS = ['widget', 'settings', 'connection', 'errors', 'popup', 'status', 'result', 'deliveries'];
   // Kommo's card areas whose open record a call result may be logged in.
   var CARD_AREAS = { lcard: 'leads', ccard: 'contacts' };
+  // Our server's push stream (shared::api::paths, CALL_EVENT) and its reconnection delays: doubling from
+  // FIRST_MS up to MAX_MS, jittered; a stream that stayed open MAX_MS or longer resets them.
+  var PUSH = {
+    ACTIVE: '/widget/v1/calls/active',
+    TICKET: '/widget/v1/push/ticket',
+    EVENTS: '/widget/v1/push/events',
+    OPTIONS: '/widget/v1/calls/options',
+    EVENT: 'call',
+    FIRST_MS: 1000,
+    MAX_MS: 60000,
+    // Events kept while the calls module loads; more than this and the oldest are dropped.
+    MAX_PENDING: 200
+  };
 
   var CustomWidget = function () {
     var self = this;
@@ -28,6 +44,9 @@ define(['jquery'], function ($) {
       // module (the initialised ES module), failure (why it could not be loaded, as text).
       modules: {},
       calls: null, // CallsHandle
+      push: null, // the push stream: { stopped, source, timer, lastEventId, backoff }
+      pending: [], // call events (JSON) waiting for the calls module
+      notified: {}, // call ids shown through Kommo's own notification (when the wasm cannot run)
       settings: null, // SettingsHandle
       settingsRoot: null, // div.kvoip-settings in the open settings modal
       started: false // render/init ran and destroy did not since
@@ -312,19 +331,240 @@ define(['jquery'], function ($) {
       return entry ? entry.failure : null;
     }
 
-    function startCalls() {
+    // Hands the call events waiting for the calls module to it, in order, starting it first.
+    function flushCalls() {
       var calls = loaded('widget');
-      if (state.calls || !calls) {
+      if (!calls || !state.started) {
         return;
       }
-      try {
-        state.calls = calls.start_calls(host());
-      } catch (e) {
-        log('cannot start call popups', e);
+      if (!state.calls) {
+        try {
+          state.calls = calls.start_calls(host());
+        } catch (e) {
+          log('cannot start call popups', e);
+          return;
+        }
+      }
+      var events = state.pending;
+      state.pending = [];
+      for (var i = 0; i < events.length; i++) {
+        try {
+          state.calls.push(events[i]);
+        } catch (e) {
+          log('cannot show a call', e);
+        }
       }
     }
 
+    // One call event (the JSON of an IncomingCall) for the popups: at once when the calls module runs,
+    // else kept while it loads.
+    function deliver(json) {
+      if (state.pending.length >= PUSH.MAX_PENDING) {
+        state.pending.shift();
+      }
+      state.pending.push(json);
+      if (state.calls) {
+        flushCalls();
+        return;
+      }
+      loadModule('widget').then(function (mod) {
+        if (mod) {
+          flushCalls();
+        } else if (state.started) {
+          kommoNotification();
+        }
+      });
+    }
+
+    // The wasm cannot run in this browser: each ringing inbound call waiting for it is shown through Kommo's
+    // own call notification instead (once per call), unless the account has the server send that
+    // notification (then Kommo shows it already, and a second one would be a duplicate).
+    function kommoNotification() {
+      var events = state.pending;
+      state.pending = [];
+      var ringing = [];
+      for (var i = 0; i < events.length; i++) {
+        var call = null;
+        try {
+          call = JSON.parse(events[i]);
+        } catch (e) {
+          call = null;
+        }
+        if (call && call.status === 'ringing' && call.direction !== 'outbound' && !state.notified[call.call_id]) {
+          ringing.push(call);
+        }
+      }
+      if (!ringing.length) {
+        return;
+      }
+      request('GET', PUSH.OPTIONS).then(function (reply) {
+        if (reply.status !== 200 || !reply.body || reply.body.kommo_notification) {
+          return;
+        }
+        for (var j = 0; j < ringing.length; j++) {
+          var call = ringing[j];
+          if (!state.notified[call.call_id] && state.started) {
+            state.notified[call.call_id] = true;
+            addKommoCall(call);
+          }
+        }
+      });
+    }
+
+    function addKommoCall(call) {
+      var notifications = window.APP && window.APP.notifications;
+      if (!notifications || typeof notifications.add_call !== 'function') {
+        return;
+      }
+      var caller = call.caller || null;
+      var number = (caller && caller.number) || call.from;
+      var entity = caller && (caller.contact ? { type: 'contact', link: caller.contact } : caller.company ? { type: 'company', link: caller.company } : null);
+      var notice = {
+        header: text('popup', 'incoming'),
+        text: entity && entity.link.name ? entity.link.name + ' · ' + number : number,
+        date: Math.ceil(Date.now() / 1000),
+        from: call.from,
+        to: call.to
+      };
+      if (entity) {
+        notice.element = { id: entity.link.id, type: entity.type };
+      } else {
+        var link = document.createElement('a');
+        link.href = '/contacts/add/?phone=' + encodeURIComponent(call.from);
+        link.textContent = text('popup', 'create_contact');
+        notice.text = number + ' · ' + link.outerHTML;
+      }
+      try {
+        notifications.add_call(notice);
+      } catch (e) {
+        log('cannot show Kommo\'s call notification', e);
+      }
+    }
+
+    // The push stream: before each stream, this user's calls still in progress (a reload, a new tab, a
+    // reconnect shows them again); each stream resumes after the last event seen, so an event sent while
+    // the page was reconnecting arrives, once. The ticket is single-use: on any error the stream is closed
+    // and a new ticket fetched after the next delay.
+    function startPush() {
+      if (state.push) {
+        return;
+      }
+      var push = (state.push = { stopped: false, source: null, timer: null, lastEventId: null, backoff: PUSH.FIRST_MS });
+
+      function seen(id) {
+        if (typeof id === 'number' && (push.lastEventId === null || id > push.lastEventId)) {
+          push.lastEventId = id;
+        }
+      }
+
+      function later() {
+        if (push.stopped) {
+          return;
+        }
+        var delay = push.backoff;
+        push.backoff = Math.min(push.backoff * 2, PUSH.MAX_MS);
+        // Jitter: spread the reconnections of many open pages after a server restart.
+        push.timer = setTimeout(connect, delay * (0.5 + Math.random() / 2));
+      }
+
+      function listen(ticket) {
+        var url = API_BASE + PUSH.EVENTS + '?ticket=' + encodeURIComponent(ticket);
+        if (push.lastEventId !== null) {
+          url += '&last_event_id=' + push.lastEventId;
+        }
+        var source;
+        try {
+          source = new EventSource(url);
+        } catch (e) {
+          log('cannot open the push stream', e);
+          later();
+          return;
+        }
+        var openedAt = null;
+        source.onopen = function () {
+          openedAt = Date.now();
+        };
+        source.addEventListener(PUSH.EVENT, function (event) {
+          var call = null;
+          try {
+            call = JSON.parse(event.data);
+          } catch (e) {
+            log('unreadable call event', e);
+            return;
+          }
+          seen(call && call.event_id);
+          deliver(String(event.data));
+        });
+        // A stream that ends (its lifetime passed, the server restarted) or was refused lands here too.
+        source.onerror = function () {
+          source.close();
+          if (push.source === source) {
+            push.source = null;
+          }
+          if (openedAt !== null && Date.now() - openedAt >= PUSH.MAX_MS) {
+            push.backoff = PUSH.FIRST_MS;
+          }
+          later();
+        };
+        push.source = source;
+      }
+
+      function connect() {
+        push.timer = null;
+        if (push.stopped) {
+          return;
+        }
+        request('GET', PUSH.ACTIVE)
+          .then(function (reply) {
+            if (push.stopped) {
+              return null;
+            }
+            var active = reply.status === 200 && reply.body;
+            if (active && Array.isArray(active.calls)) {
+              if (push.lastEventId === null) {
+                seen(active.last_event_id);
+              }
+              for (var i = 0; i < active.calls.length; i++) {
+                deliver(JSON.stringify(active.calls[i]));
+              }
+            }
+            return request('POST', PUSH.TICKET);
+          })
+          .then(function (reply) {
+            if (!reply || push.stopped) {
+              return;
+            }
+            if (reply.status === 200 && reply.body && reply.body.ticket) {
+              listen(String(reply.body.ticket));
+              return;
+            }
+            if (reply.status === 429) {
+              push.backoff = PUSH.MAX_MS; // refused for load: the longest delay
+            }
+            later();
+          });
+      }
+
+      connect();
+    }
+
+    function stopPush() {
+      var push = state.push;
+      state.push = null;
+      if (push) {
+        push.stopped = true;
+        if (push.timer) {
+          clearTimeout(push.timer);
+        }
+        if (push.source) {
+          push.source.close();
+        }
+      }
+      state.pending = [];
+    }
+
     function stopCalls() {
+      stopPush();
       if (state.calls) {
         var calls = state.calls;
         state.calls = null;
@@ -339,16 +579,12 @@ define(['jquery'], function ($) {
       $('.kvoip-popups, .kvoip-call-result').remove();
     }
 
-    // Idempotent: the stylesheet, the wasm and the call popups, whichever callback comes first.
+    // Idempotent: the stylesheet and the push stream, whichever callback comes first. The calls module
+    // loads at the first call.
     function start() {
       state.started = true;
       addStyle();
-      loadModule('widget').then(function (mod) {
-        // destroy() may have come first.
-        if (mod && state.started) {
-          startCalls();
-        }
-      });
+      startPush();
     }
 
     function unmountSettings() {

@@ -40,6 +40,42 @@ test('the settings UI mounts into the modal body', async () => {
   await context.close();
 });
 
+/** How many times the page fetched each of the archive's wasm modules' files, from its resource timing. */
+function fetchedModules(page) {
+  return page.evaluate(() => {
+    const counts = {};
+    for (const entry of performance.getEntriesByType('resource')) {
+      const name = new URL(entry.name).pathname.split('/').pop();
+      if (/^(widget|settings)(\.js|_bg\.wasm)$/.test(name)) counts[name] = (counts[name] || 0) + 1;
+    }
+    return counts;
+  });
+}
+
+test('a page loads no wasm until a call; the calls and settings modules are each fetched once, when needed', async () => {
+  const { page, context, errors, stream } = await openWidget(browser);
+  await waitFor(() => stream.open, 'the push stream opens');
+  assert.deepEqual(await fetchedModules(page), {}, 'a page without calls or settings downloads no wasm');
+
+  const webhook = await configure(page);
+  await page.click('.modal .sandbox-modal__cancel');
+  await openSettings(page);
+  await page.waitForSelector('.modal .modal-body .kvoip-settings input[name="credentials.login"]', { timeout: STEP_MS });
+  await page.click('.modal .sandbox-modal__cancel');
+  assert.deepEqual(await fetchedModules(page), { 'settings.js': 1, 'settings_bg.wasm': 1 },
+    'opening the settings twice fetches the settings module once, and not the calls module');
+
+  for (const callId of [`lazy-a-${Date.now()}`, `lazy-b-${Date.now()}`]) {
+    assert.equal((await postEvent(webhook, { callId, from: '+5511987650000', status: 'ringing' })).status, 200);
+    await page.waitForSelector(`.kvoip-popup[data-call-id="${callId}"]`, { timeout: STEP_MS });
+  }
+  assert.deepEqual(await fetchedModules(page),
+    { 'settings.js': 1, 'settings_bg.wasm': 1, 'widget.js': 1, 'widget_bg.wasm': 1 },
+    'the first call fetches the calls module, once');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test('destroy removes every element the widget added and its stylesheet', async () => {
   const { page, context, errors, stream } = await openWidget(browser);
   const webhook = await configure(page);

@@ -166,3 +166,63 @@ test('with auto-open on, answering opens the caller\'s card by itself; the ringi
   assert.equal(await quiet.page.evaluate(() => window.__rings), 0);
   await quiet.context.close();
 });
+
+/** What the local Kommo received on `POST /api/v2/events` (Kommo's own call notification) for `account`. */
+async function serverNotifications(account) {
+  const response = await fetch(`${SANDBOX_URL}/sandbox/kommo/notifications?account_id=${account}`);
+  assert.equal(response.status, 200);
+  return response.json();
+}
+
+/** From now on the page's context gets 404 for every .wasm, as in a browser whose wasm cannot load. */
+async function blockWasm(context) {
+  await context.addCookies([{ name: 'sandbox_block_wasm', value: '1', url: SANDBOX_URL }]);
+}
+
+test('where the wasm cannot run, a ringing call shows once through Kommo\'s own notification', async () => {
+  const { page, context, errors, account, webhook } = await ready();
+  await blockWasm(context);
+  const callId = `no-wasm-${Date.now()}`;
+  for (const status of ['ringing', 'answered', 'ended']) {
+    assert.equal((await postEvent(webhook, { callId, from: '+5511987650009', status })).status, 200);
+  }
+  await page.waitForFunction(() => window.__sandbox.kommoCalls.length > 0, null, { timeout: STEP_MS });
+  await page.locator('.sandbox-kommo-call').waitFor({ state: 'visible', timeout: STEP_MS });
+  await screenshot(page, 'kommo-notification-fallback.png');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const shown = await page.evaluate(() => window.__sandbox.kommoCalls);
+  assert.equal(shown.length, 1, 'once for the call, not once per event');
+  const [notice] = shown;
+  assert.equal(notice.from, '+5511987650009');
+  assert.equal(notice.header, 'Incoming call');
+  assert.ok(Number.isInteger(notice.date) && Math.abs(notice.date - Date.now() / 1000) < 60, 'date is in seconds');
+  assert.match(notice.text, /contacts\/add\/\?phone=%2B5511987650009/, 'an unknown number offers to create the contact');
+  assert.equal(await page.locator('.kvoip-popup').count(), 0, 'no popup of ours');
+  assert.deepEqual(await serverNotifications(account), [], 'the server sent no notification of its own');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('with Kommo\'s notification chosen, the server sends it and a browser without wasm adds none', async () => {
+  const { page, context, errors, account, webhook } = await ready(async (page) => {
+    await page.check('.kvoip-settings input[name="call_handling.widget.kommo_notification"]');
+  });
+  await blockWasm(context);
+  const callId = `server-notice-${Date.now()}`;
+  assert.equal((await postEvent(webhook, { callId, from: '+5511987650010', status: 'ringing' })).status, 200);
+  const deadline = Date.now() + STEP_MS;
+  let sent = [];
+  while (sent.length === 0 && Date.now() < deadline) {
+    sent = await serverNotifications(account);
+    if (sent.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(sent.length, 1, 'the server sent Kommo\'s notification once');
+  assert.equal(sent[0].phone_number, '+5511987650010');
+  // The widget asked for the options and chose not to add a second notification.
+  await page.waitForFunction(() => performance.getEntriesByType('resource')
+    .some((entry) => entry.name.includes('/widget/v1/calls/options')), null, { timeout: STEP_MS });
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.deepEqual(await page.evaluate(() => window.__sandbox.kommoCalls), [], 'never both for one call');
+  assert.deepEqual(errors, []);
+  await context.close();
+});

@@ -1,5 +1,8 @@
 //! Incoming-call popups: the board of calls on screen (one card per call id) and its cards; a call's end
 //! may also ask for its result (see [`crate::result`]).
+//!
+//! The push stream itself is script.js's (a page loads no wasm until there is a call to show): it starts
+//! this module at the first call for the user and hands it every call event ([`CallsHandle::push`]).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -14,7 +17,6 @@ use web_sys::HtmlElement;
 use crate::Mounted;
 use crate::host::Host;
 use crate::i18n::I18n;
-use crate::push::PushStream;
 use crate::result::{self, Decision, ResultModal, ResultQueue};
 
 /// Most cards on screen at once; the oldest goes first.
@@ -156,9 +158,8 @@ fn body_root(host: &Host, class: &str) -> Result<HtmlElement, JsError> {
     Ok(root)
 }
 
-/// Opens the push stream and shows a popup for each call (in `div.kvoip-popups` on `document.body`), with
-/// the calls still in progress when the widget starts; when a call ends and the account asks for call
-/// results, the result modal (in `div.kvoip-call-result`).
+/// Shows a popup for each call event script.js pushes (in `div.kvoip-popups` on `document.body`); when a
+/// call ends and the account asks for call results, the result modal (in `div.kvoip-call-result`).
 #[wasm_bindgen]
 pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
     let host = Rc::new(Host::from_js(host)?);
@@ -185,8 +186,14 @@ pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
     };
     let options = CallOptions { signal: options, fresh };
     options.refresh(&host);
-    let stream = PushStream::start(Rc::clone(&host), move |call| on_call(&host, &board, &results, &options, call));
-    Ok(CallsHandle { stream, mounted: vec![mounted, result_mounted], roots: vec![root, result_root] })
+    Ok(CallsHandle {
+        host,
+        board,
+        results,
+        options,
+        mounted: vec![mounted, result_mounted],
+        roots: vec![root, result_root],
+    })
 }
 
 /// The account's call options as this page last read them: when the widget starts, and again with each
@@ -252,7 +259,10 @@ fn on_call(
 /// The running call popups, kept by script.js until `destroy`.
 #[wasm_bindgen]
 pub struct CallsHandle {
-    stream: PushStream,
+    host: Rc<Host>,
+    board: ArcRwSignal<CallBoard>,
+    results: ArcRwSignal<ResultQueue>,
+    options: CallOptions,
     /// Dropping them unmounts the popups and the result modal, so they live here until `stop`.
     mounted: Vec<Mounted>,
     roots: Vec<HtmlElement>,
@@ -260,9 +270,26 @@ pub struct CallsHandle {
 
 #[wasm_bindgen]
 impl CallsHandle {
-    /// Closes the stream and removes the popups. Safe to call twice.
+    /// One call event as the server sent it (the JSON of an `IncomingCall`: a push event, or a call in
+    /// progress when the page started). False when it is not one (nothing changes).
+    pub fn push(&self, event: &str) -> bool {
+        if self.mounted.is_empty() {
+            return false;
+        }
+        match serde_json::from_str::<IncomingCall>(event) {
+            Ok(call) => {
+                on_call(&self.host, &self.board, &self.results, &self.options, call);
+                true
+            }
+            Err(error) => {
+                web_sys::console::warn_1(&format!("kvoip: unreadable call event: {error}").into());
+                false
+            }
+        }
+    }
+
+    /// Removes the popups. Safe to call twice.
     pub fn stop(&mut self) {
-        self.stream.stop();
         self.mounted.clear();
         for root in self.roots.drain(..) {
             root.remove();

@@ -1,14 +1,17 @@
-//! The Kommo VoIP widget's wasm: the settings form and the incoming-call popups, exported to script.js.
+//! The Kommo VoIP widget's wasm: the incoming-call popups and the settings form, exported to script.js as two
+//! modules built from this crate with different features.
 //!
-//! Exports (wasm-bindgen, ES-module glue `widget.js`): [`settings::mount_settings`] → [`settings::SettingsHandle`]
-//! (the settings form, with the failed deliveries of [`deliveries`]) and [`calls::start_calls`] →
-//! [`calls::CallsHandle`] (the incoming-call popups and the call-result modal of [`result`]).
+//! - `calls` (glue `widget.js`, wasm `widget_bg.wasm`): [`calls::start_calls`] → [`calls::CallsHandle`] (the
+//!   incoming-call popups and the call-result modal of [`result`]). script.js loads it at the first call for
+//!   the user; until then a Kommo page loads no wasm at all (the push stream is script.js's).
+//! - `settings` (glue `settings.js`, wasm `settings_bg.wasm`): [`settings::mount_settings`] →
+//!   [`settings::SettingsHandle`] (the settings form, with the failed deliveries of [`deliveries`]), loaded when
+//!   an admin opens the settings.
 //!
 //! Invariant: the wasm reaches Kommo only through the host object script.js passes in ([`host::Host`]);
-//! it talks to our server through that host, except for the push stream (an `EventSource` on a ticket) and
-//! the Kommo authorization popup (`window.open` on the server's re-authorize URL, see [`connection`]).
+//! it talks to our server through that host, except for the Kommo authorization popup (`window.open` on the
+//! server's re-authorize URL, see [`connection`]).
 
-// Every Kommo page loads the `calls` module; only the settings modal loads the `settings` one.
 #[cfg(feature = "calls")]
 pub mod calls;
 #[cfg(feature = "settings")]
@@ -20,8 +23,6 @@ pub mod form;
 pub mod host;
 pub mod i18n;
 pub mod problem;
-#[cfg(feature = "calls")]
-pub mod push;
 #[cfg(feature = "calls")]
 pub mod result;
 #[cfg(feature = "settings")]

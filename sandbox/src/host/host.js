@@ -9,13 +9,14 @@
 // - install: {requested, status, connection, done}: the install request the page had the Kommo stand-in send
 //   before loading the widget, the server's answer, and the last connection state the server reported.
 // - navigations: the Kommo paths opened through Kommo's links (`/contacts/detail/7`), oldest first.
+// - kommoCalls: what the widget gave Kommo's APP.notifications.add_call, oldest first.
 (function () {
   'use strict';
 
   var boot = JSON.parse(document.getElementById('sandbox-boot').textContent);
   var strings = boot.strings;
   var recorder = window.__sandbox = {
-    calls: [], results: {}, thrown: [], lastSave: null, saving: false, saves: 0,
+    calls: [], results: {}, thrown: [], lastSave: null, saving: false, saves: 0, kommoCalls: [],
     ready: false, loadError: null, widget: null,
     // Tokens speak for the account and user the page shows (?account=<id>, ?user=<id>, ?is_admin_claim=).
     tokenAs: boot.token_as || { account_id: boot.account.id }
@@ -31,7 +32,20 @@
     getBaseEntity: function () { return 'leads'; },
     isCard: function () { return boot.area.slice(1) === 'card'; },
     // The lead the page shows: the demo account's sample lead, else a placeholder id.
-    data: { current_card: { id: boot.card_id || 1 }, current_view: null, current_list: null }
+    data: { current_card: { id: boot.card_id || 1 }, current_view: null, current_list: null },
+    // Kommo's own notifications: add_call shows a call at the bottom left (KOMMO.md 6.1); here each one is
+    // recorded in window.__sandbox.kommoCalls and shown as a plain box.
+    notifications: {
+      add_call: function (notice) {
+        recorder.kommoCalls.push(JSON.parse(JSON.stringify(notice)));
+        var box = document.createElement('div');
+        box.className = 'sandbox-kommo-call';
+        box.innerHTML = '<b></b><div></div>';
+        box.firstChild.textContent = String(notice.header || '');
+        box.lastChild.innerHTML = String(notice.text || '');
+        document.body.appendChild(box);
+      }
+    }
   };
 
   requirejs.config({ paths: { jquery: '/vendor/jquery' } });
