@@ -565,7 +565,7 @@ async fn the_managers_result_given_before_the_end_rides_on_the_one_call_with_its
 /// The number was planned as a known contact's (an earlier attempt posted the call and did not hear
 /// back), and Kommo no longer has an entity with it (the contact was deleted meanwhile).
 async fn known_but_gone(desk: &Desk, call_id: &str) {
-    let knowledge = shared::rules::Knowledge::Contact(shared::rules::ContactFacts {
+    let knowledge = shared::rules::Knowledge::Contact(shared::rules::KnownFacts {
         id: 1,
         responsible_user_id: None,
         phone_count: 1,

@@ -233,7 +233,7 @@ pub enum PopupAudience {
     Nobody,
 }
 
-/// An incoming call from a number no contact has.
+/// An incoming call from a number no contact or company has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UnknownIncoming {
@@ -264,14 +264,14 @@ pub enum UnsortedAccept {
     OnAnswer,
 }
 
-/// An incoming call from a known contact.
+/// An incoming call from a known contact or company (a number only a company has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KnownIncoming {
     /// Create a lead when the contact has no active lead (off by default: returning clients often call
-    /// about something that is not a sale).
+    /// about something that is not a sale). Never for a company: its call goes to the company as it is.
     pub create_lead_when_no_active_lead: bool,
-    /// Write the number that called into the call note when the contact has several numbers.
+    /// Write the number that called into a note when the contact (or company) has several numbers.
     pub note_number_when_several: bool,
 }
 
@@ -289,7 +289,8 @@ pub struct MissedCall {
     pub create_task: bool,
     /// The task is due this many minutes after the call, `0..=`[`MAX_TASK_DUE_MINUTES`].
     pub due_in_minutes: u32,
-    /// Attach the task to the caller's active lead when there is one (otherwise to the contact).
+    /// Attach the task to the caller's active lead when there is one (otherwise to the contact, or the
+    /// company that has the number).
     pub link_to_lead: bool,
     pub responsible: TaskResponsible,
 }
@@ -312,7 +313,8 @@ impl Default for MissedCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(try_from = "ResponsibleWire", into = "ResponsibleWire")]
 pub enum TaskResponsible {
-    /// The contact's responsible user; for an unknown caller, the user of the extension that rang.
+    /// The contact's responsible user (the company's, when a company has the number); for an unknown
+    /// caller, the user of the extension that rang.
     #[default]
     ContactResponsible,
     /// The Kommo user mapped to the extension that rang (or the fallback user).
@@ -364,7 +366,7 @@ impl From<TaskResponsible> for ResponsibleWire {
     }
 }
 
-/// An outgoing call to a number no contact has.
+/// An outgoing call to a number no contact or company has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutgoingToNewNumber {

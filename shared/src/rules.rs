@@ -37,22 +37,58 @@ pub struct CallFacts {
     pub extension: Option<String>,
 }
 
-/// What Kommo knows about the client's number (contacts search by phone).
+/// What Kommo knows about the client's number (the contacts search by phone, then the companies search).
+///
+/// Kommo's own rule for `POST /api/v4/calls` (KOMMO.md §2.2): the contacts with the number take the call,
+/// and when no contact has it, a company with it does. So a number that only a company has is a known
+/// caller as much as a contact's: the call is logged by number and Kommo attaches it to the company (or
+/// its one active lead). (The server keeps this in its write ledger as JSON: `"Unknown"`,
+/// `{"Contact": {..}}`, `{"Company": {..}}`.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Knowledge {
-    /// No contact has the number.
+    /// Neither a contact nor a company has the number.
     Unknown,
-    Contact(ContactFacts),
+    /// A contact has the number.
+    Contact(KnownFacts),
+    /// No contact has the number, a company does.
+    Company(KnownFacts),
 }
 
+impl Knowledge {
+    /// The contact or company that has the number.
+    pub fn entity(&self) -> Option<EntityRef> {
+        match self {
+            Knowledge::Unknown => None,
+            Knowledge::Contact(facts) => Some(EntityRef { kind: EntityKind::Contacts, id: facts.id }),
+            Knowledge::Company(facts) => Some(EntityRef { kind: EntityKind::Companies, id: facts.id }),
+        }
+    }
+
+    /// What the rules use of the contact or company that has the number.
+    pub fn facts(&self) -> Option<&KnownFacts> {
+        match self {
+            Knowledge::Unknown => None,
+            Knowledge::Contact(facts) | Knowledge::Company(facts) => Some(facts),
+        }
+    }
+
+    pub fn facts_mut(&mut self) -> Option<&mut KnownFacts> {
+        match self {
+            Knowledge::Unknown => None,
+            Knowledge::Contact(facts) | Knowledge::Company(facts) => Some(facts),
+        }
+    }
+}
+
+/// The contact (or company) that has the number, as the rules use it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContactFacts {
+pub struct KnownFacts {
     pub id: i64,
     pub responsible_user_id: Option<i64>,
-    /// How many phone numbers the contact has.
+    /// How many phone numbers the contact (or company) has.
     pub phone_count: usize,
-    /// The contact's open leads (not won, not lost), most recent first. `None` when they were not
-    /// looked up (see [`needs_active_leads`]).
+    /// Its open leads (not won, not lost), most recent first. `None` when they were not looked up (see
+    /// [`needs_active_leads`]).
     pub active_leads: Option<Vec<LeadFacts>>,
 }
 
@@ -538,11 +574,12 @@ impl CallResult {
 pub const FOLLOW_UP_TASK_TYPE: i64 = 1;
 
 /// Why an outgoing call to an unknown number goes nowhere.
-pub const SKIPPED_OUTGOING_UNKNOWN: &str = "outgoing call to a number no contact has; creating contacts is off";
+pub const SKIPPED_OUTGOING_UNKNOWN: &str =
+    "outgoing call to a number no contact or company has; creating contacts is off";
 
-/// Whether the plan for `call` depends on the contact's active leads (so the server looks them up
-/// only then): an incoming call that is over, when the account creates a lead for a contact without
-/// one, or links a missed call's task to the lead.
+/// Whether the plan for `call` depends on the active leads of the contact (or company) that has the number
+/// (so the server looks them up only then): an incoming call that is over, when the account creates a
+/// lead for a contact without one, or links a missed call's task to the lead.
 pub fn needs_active_leads(call: &CallFacts, rules: &CallHandling) -> bool {
     call.direction == CallDirection::Inbound
         && call.is_over()
@@ -559,8 +596,9 @@ enum Route<'a> {
     Unsorted,
     /// A contact and a lead are created, then the call is logged by number.
     ContactAndLead,
-    /// A known contact: the call is logged by number, after a lead is created when `create_lead`.
-    Known { contact: &'a ContactFacts, create_lead: bool },
+    /// A known contact or company (`entity`): the call is logged by number, after a lead is created for
+    /// the contact when `create_lead` (never for a company: Kommo attaches the call to it as it is).
+    Known { entity: EntityRef, facts: &'a KnownFacts, create_lead: bool },
     /// Outgoing call to an unknown number with contact creation off: nothing is written.
     Nowhere,
 }
@@ -623,13 +661,13 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                 });
                 actions.push(Action::LogCall { key: WriteKey::Call, call: log, target: None });
             }
-            Route::Known { contact, create_lead } => {
+            Route::Known { entity, facts, create_lead } => {
                 if create_lead {
                     actions.push(Action::CreateLead {
                         key: WriteKey::Lead,
-                        contact_id: contact.id,
+                        contact_id: entity.id,
                         lead_name,
-                        responsible_user_id: contact.responsible_user_id.or(user),
+                        responsible_user_id: facts.responsible_user_id.or(user),
                         pipeline_id: rules.placement.pipeline_id,
                         status_id: rules.placement.status_id,
                     });
@@ -649,15 +687,15 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         });
     }
 
-    // Which of the contact's numbers called.
-    if let Knowledge::Contact(contact) = kommo
+    // Which of the contact's (or company's) numbers called.
+    if let (Some(known), Some(facts)) = (kommo.entity(), kommo.facts())
         && call.direction == CallDirection::Inbound
         && rules.known_incoming.note_number_when_several
-        && contact.phone_count > 1
+        && facts.phone_count > 1
     {
         let target = match route {
             Route::Chosen(entity) => entity,
-            _ => EntityRef { kind: EntityKind::Contacts, id: contact.id },
+            _ => known,
         };
         actions.push(Action::AddNote {
             key: WriteKey::NumberNote,
@@ -674,22 +712,20 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             Route::Unsorted | Route::ContactAndLead if missed.link_to_lead => Target::CreatedLead,
             // (`Nowhere` is an outgoing call: never a missed incoming one.)
             Route::Unsorted | Route::ContactAndLead | Route::Nowhere => Target::CreatedContact,
-            Route::Known { contact, create_lead } => {
-                let active_lead = contact.active_leads.as_deref().and_then(<[LeadFacts]>::first);
+            Route::Known { entity, facts, create_lead } => {
+                let active_lead = facts.active_leads.as_deref().and_then(<[LeadFacts]>::first);
                 match active_lead {
                     Some(lead) if missed.link_to_lead => {
                         Target::Entity(EntityRef { kind: EntityKind::Leads, id: lead.id })
                     }
                     None if missed.link_to_lead && create_lead => Target::CreatedLead,
-                    _ => Target::Entity(EntityRef { kind: EntityKind::Contacts, id: contact.id }),
+                    _ => Target::Entity(entity),
                 }
             }
         };
         let responsible = match missed.responsible {
-            TaskResponsible::ContactResponsible => match kommo {
-                Knowledge::Contact(contact) => contact.responsible_user_id.or(user),
-                Knowledge::Unknown => user,
-            },
+            // A company's responsible when a company has the number.
+            TaskResponsible::ContactResponsible => kommo.facts().and_then(|facts| facts.responsible_user_id).or(user),
             TaskResponsible::ExtensionUser => user,
             TaskResponsible::User { user_id } => Some(user_id),
         };
@@ -753,13 +789,17 @@ fn route<'a>(call: &CallFacts, rules: &CallHandling, kommo: &'a Knowledge, resul
         return Route::Chosen(entity);
     }
     match (kommo, call.direction) {
-        (Knowledge::Contact(contact), direction) => {
+        (Knowledge::Contact(facts), direction) => {
             // Leads not looked up: no lead is created on a guess.
-            let no_active_lead = contact.active_leads.as_ref().is_some_and(Vec::is_empty);
+            let no_active_lead = facts.active_leads.as_ref().is_some_and(Vec::is_empty);
             let create_lead = direction == CallDirection::Inbound
                 && rules.known_incoming.create_lead_when_no_active_lead
                 && no_active_lead;
-            Route::Known { contact, create_lead }
+            Route::Known { entity: EntityRef { kind: EntityKind::Contacts, id: facts.id }, facts, create_lead }
+        }
+        // The call lands on the company (or its one active lead); a new lead would be a contact's.
+        (Knowledge::Company(facts), _) => {
+            Route::Known { entity: EntityRef { kind: EntityKind::Companies, id: facts.id }, facts, create_lead: false }
         }
         (Knowledge::Unknown, CallDirection::Inbound) => match rules.unknown_incoming.create {
             UnknownCallerEntity::Unsorted => Route::Unsorted,

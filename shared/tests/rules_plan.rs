@@ -2,7 +2,7 @@
 //! result, the exact Kommo writes (what a user sees appear in Kommo).
 
 use shared::rules::{
-    Action, CallFacts, CallLog, CallResult, ContactFacts, Delivered, EntityKind, EntityRef, FollowUp, Knowledge,
+    Action, CallFacts, CallLog, CallResult, Delivered, EntityKind, EntityRef, FollowUp, Knowledge, KnownFacts,
     KommoCallStatus, LeadFacts, Plan, PlanInput, SKIPPED_OUTGOING_UNKNOWN, Target, Texts, WriteKey, needs_active_leads,
     plan,
 };
@@ -20,6 +20,9 @@ const AGENT: i64 = 7;
 const FALLBACK: i64 = 9;
 const CONTACT: i64 = 500;
 const OWNER: i64 = 20;
+/// A company that has the number when no contact does, and its responsible user.
+const COMPANY: i64 = 550;
+const COMPANY_OWNER: i64 = 21;
 const LEAD: i64 = 600;
 const OLDER_LEAD: i64 = 601;
 const CHOSEN: EntityRef = EntityRef { kind: EntityKind::Leads, id: 777 };
@@ -83,12 +86,26 @@ impl Case {
     /// The number belongs to contact [`CONTACT`] (responsible [`OWNER`]).
     fn known(self, phone_count: usize, active_leads: Option<&[i64]>) -> Case {
         self.with(|case| {
-            case.kommo = Knowledge::Contact(ContactFacts {
+            case.kommo = Knowledge::Contact(KnownFacts {
                 id: CONTACT,
                 responsible_user_id: Some(OWNER),
                 phone_count,
                 active_leads: active_leads
                     .map(|ids| ids.iter().map(|&id| LeadFacts { id, responsible_user_id: Some(OWNER) }).collect()),
+            })
+        })
+    }
+
+    /// No contact has the number; company [`COMPANY`] (responsible [`COMPANY_OWNER`]) does.
+    fn company(self, phone_count: usize, active_leads: Option<&[i64]>) -> Case {
+        self.with(|case| {
+            case.kommo = Knowledge::Company(KnownFacts {
+                id: COMPANY,
+                responsible_user_id: Some(COMPANY_OWNER),
+                phone_count,
+                active_leads: active_leads.map(|ids| {
+                    ids.iter().map(|&id| LeadFacts { id, responsible_user_id: Some(COMPANY_OWNER) }).collect()
+                }),
             })
         })
     }
@@ -150,6 +167,10 @@ fn lead(id: i64) -> EntityRef {
 
 fn contact() -> EntityRef {
     EntityRef { kind: EntityKind::Contacts, id: CONTACT }
+}
+
+fn company() -> EntityRef {
+    EntityRef { kind: EntityKind::Companies, id: COMPANY }
 }
 
 fn on(entity: EntityRef) -> Target {
@@ -610,6 +631,84 @@ fn the_missed_call_task_goes_to_the_chosen_responsible() {
 }
 
 #[test]
+fn a_number_only_a_company_has_is_a_known_caller_whose_call_kommo_attaches_to_the_company() {
+    let create_lead = |case: &mut Case| case.rules.known_incoming.create_lead_when_no_active_lead = true;
+    let unlinked = |case: &mut Case| case.rules.missed.link_to_lead = false;
+    let contact_and_lead_rule =
+        |case: &mut Case| case.rules.unknown_incoming.create = UnknownCallerEntity::ContactAndLead;
+    let no_contacts = |case: &mut Case| case.rules.outgoing_new.create_contact_and_lead = false;
+    check(vec![
+        (
+            "answered: logged by number, nothing created",
+            answered_in().company(1, Some(&[LEAD])),
+            vec![call(log_in(K::Success))],
+        ),
+        (
+            "answered, unknown callers become contacts and leads: still nothing created",
+            answered_in().company(1, None).with(contact_and_lead_rule),
+            vec![call(log_in(K::Success))],
+        ),
+        (
+            "no active lead, leads are created for contacts without one: none for a company",
+            answered_in().company(1, Some(&[])).with(create_lead),
+            vec![call(log_in(K::Success))],
+        ),
+        (
+            "a company with several numbers: the note goes on the company",
+            answered_in().company(2, Some(&[LEAD])),
+            vec![call(log_in(K::Success)), number_note(company())],
+        ),
+        (
+            "missed: the task on the company's active lead, for the company's responsible",
+            missed_in().company(1, Some(&[LEAD, OLDER_LEAD])),
+            vec![call(log_in(K::NoConnection)), missed_task(on(lead(LEAD)), Some(COMPANY_OWNER))],
+        ),
+        (
+            "missed, no active lead (leads created for contacts): the task on the company",
+            missed_in().company(1, Some(&[])).with(create_lead),
+            vec![call(log_in(K::NoConnection)), missed_task(on(company()), Some(COMPANY_OWNER))],
+        ),
+        (
+            "missed, not linked to the lead: on the company though it has one",
+            missed_in().company(1, Some(&[LEAD])).with(unlinked),
+            vec![call(log_in(K::NoConnection)), missed_task(on(company()), Some(COMPANY_OWNER))],
+        ),
+        (
+            "missed, the company has no responsible: the extension's user",
+            missed_in().company(1, Some(&[LEAD])).with(|case| {
+                if let Some(facts) = case.kommo.facts_mut() {
+                    facts.responsible_user_id = None;
+                }
+            }),
+            vec![call(log_in(K::NoConnection)), missed_task(on(lead(LEAD)), Some(AGENT))],
+        ),
+        (
+            "a result after delivery goes where Kommo put the call",
+            answered_in().company(1, None).with(|case| {
+                case.delivered = delivered_on(Some(company()));
+                case.result = Some(result(K::CallBackLater));
+            }),
+            vec![result_note(on(company()), "Call result: call back later · Wants a quote · Quality: 4/5")],
+        ),
+        (
+            "outgoing: logged by number, no contact created",
+            outbound(Ended, true).company(1, None),
+            vec![call(log(Outbound, K::Success))],
+        ),
+        (
+            "outgoing, contacts not created for new numbers: logged all the same",
+            outbound(Ended, true).company(1, None).with(no_contacts),
+            vec![call(log(Outbound, K::Success))],
+        ),
+    ]);
+    let known = answered_in().company(1, None);
+    assert_eq!(known.kommo.entity(), Some(company()));
+    let stored = serde_json::to_string(&known.kommo).unwrap();
+    assert!(stored.starts_with(r#"{"Company":{"id":550,"#), "{stored}");
+    assert_eq!(serde_json::from_str::<Knowledge>(&stored).unwrap(), known.kommo, "the ledger reads it back");
+}
+
+#[test]
 fn a_call_by_nobody_mapped_is_logged_without_a_user() {
     let case = answered_in().known(1, Some(&[LEAD])).with(|case| {
         case.call.extension = None;
@@ -660,7 +759,7 @@ fn outgoing_calls() {
     ] {
         let plan = case.plan();
         assert_eq!(plan, Plan { actions: vec![], skipped: Some(SKIPPED_OUTGOING_UNKNOWN) }, "{case:?}");
-        assert_eq!(plan.skipped, Some("outgoing call to a number no contact has; creating contacts is off"));
+        assert_eq!(plan.skipped, Some("outgoing call to a number no contact or company has; creating contacts is off"));
     }
 }
 
@@ -918,12 +1017,15 @@ fn active_leads_are_looked_up_only_when_the_plan_depends_on_them() {
 #[test]
 fn planning_again_after_delivery_never_writes_the_call_twice() {
     const CALL_KEYS: [&str; 4] = ["call", "unsorted", "contact_and_lead", "lead"];
+    // (a company's?, phone count, active leads)
     let knowledge = [
         None,
-        Some((1, Some(vec![]))),
-        Some((2, Some(vec![LEAD]))),
-        Some((2, Some(vec![LEAD, OLDER_LEAD]))),
-        Some((3, None)),
+        Some((false, 1, Some(vec![]))),
+        Some((false, 2, Some(vec![LEAD]))),
+        Some((false, 2, Some(vec![LEAD, OLDER_LEAD]))),
+        Some((false, 3, None)),
+        Some((true, 1, Some(vec![]))),
+        Some((true, 2, Some(vec![LEAD]))),
     ];
     let results = [
         None,
@@ -943,13 +1045,13 @@ fn planning_again_after_delivery_never_writes_the_call_twice() {
             (Busy, false),
             (Failed, false),
         ] {
-            for contact in &knowledge {
+            for known in &knowledge {
                 for result in &results {
                     for recording in [false, true] {
                         // Bits: 0 contact and lead for unknown callers, 1 accept on answer, 2 missed-call
                         // task, 3 task on the lead, 4 number note, 5 lead for a contact without one,
                         // 6 contact for a new outgoing number.
-                        let applies = match (direction, contact.is_some()) {
+                        let applies = match (direction, known.is_some()) {
                             (Inbound, true) => 0b011_1100,
                             (Inbound, false) => 0b000_1111,
                             (Outbound, true) => 0b011_0000,
@@ -973,9 +1075,11 @@ fn planning_again_after_delivery_never_writes_the_call_twice() {
                                 case.result = result.clone();
                                 case.call.recording_url = recording.then(|| LINK.into());
                             });
-                            if let Some((phone_count, leads)) = contact {
-                                case = case.known(*phone_count, leads.as_deref());
-                            }
+                            case = match known {
+                                Some((false, phone_count, leads)) => case.known(*phone_count, leads.as_deref()),
+                                Some((true, phone_count, leads)) => case.company(*phone_count, leads.as_deref()),
+                                None => case,
+                            };
                             check_replanning(&case, &CALL_KEYS);
                             cases += 1;
                         }
@@ -984,8 +1088,8 @@ fn planning_again_after_delivery_never_writes_the_call_twice() {
             }
         }
     }
-    // (4 known × 16 + 16 unknown) inbound + (4 known × 4 + 2 unknown) outbound setting combinations.
-    assert_eq!(cases, 7 * 5 * 2 * (4 * 16 + 16 + 4 * 4 + 2));
+    // (6 known × 16 + 16 unknown) inbound + (6 known × 4 + 2 unknown) outbound setting combinations.
+    assert_eq!(cases, 7 * 5 * 2 * (6 * 16 + 16 + 6 * 4 + 2));
 }
 
 fn check_replanning(case: &Case, call_keys: &[&str]) {

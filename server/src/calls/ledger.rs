@@ -275,7 +275,7 @@ pub async fn record_error(store: &Store, account: AccountId, call_id: &str, erro
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
-    use shared::rules::{ContactFacts, Delivered, EntityKind, EntityRef, Knowledge, WriteKey};
+    use shared::rules::{Delivered, EntityKind, EntityRef, Knowledge, KnownFacts, WriteKey};
 
     use super::{KNOWLEDGE_KEY, Outcome, State, Via, Writes};
     use crate::store::AccountId;
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn stored_rows_read_back_by_key() {
-        let knowledge = Knowledge::Contact(ContactFacts {
+        let knowledge = Knowledge::Contact(KnownFacts {
             id: 500,
             responsible_user_id: Some(7),
             phone_count: 2,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use shared::rules::{ContactFacts, EntityKind, EntityRef, Knowledge, LeadFacts};
+use shared::rules::{EntityKind, EntityRef, Knowledge, KnownFacts, LeadFacts};
 
 use crate::kommo::{KommoClient, KommoError, percent_encode};
 use crate::store::AccountId;
@@ -67,7 +67,7 @@ impl Entry {
     fn knowledge(&self) -> Knowledge {
         match &self.contact {
             None => Knowledge::Unknown,
-            Some(contact) => Knowledge::Contact(ContactFacts {
+            Some(contact) => Knowledge::Contact(KnownFacts {
                 id: contact.id,
                 responsible_user_id: contact.responsible_user_id,
                 phone_count: contact.phone_count,

@@ -169,7 +169,7 @@ async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<()
                 .lookup
                 .active_leads(&ctx.kommo, account, &call.client_number, country.as_deref(), contact.id)
                 .await?;
-            Knowledge::Contact(shared::rules::ContactFacts { active_leads: Some(leads), ..contact })
+            Knowledge::Contact(shared::rules::KnownFacts { active_leads: Some(leads), ..contact })
         }
         Some(knowledge) => knowledge,
         None => ctx.lookup.knowledge(&ctx.kommo, account, &call.client_number, country.as_deref(), needs_leads).await?,
