@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Types of our dependencies the map names (tokio-util's, axum's).
 const EXTERNAL: [&str; 2] = ["CancellationToken", "ConnectInfo"];
 /// Files the build makes (Trunk's output), not kept in the repository.
-const BUILT: [&str; 2] = ["widget.js", "widget_bg.wasm"];
+const BUILT: [&str; 4] = ["widget.js", "widget_bg.wasm", "settings.js", "settings_bg.wasm"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
