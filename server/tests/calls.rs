@@ -169,6 +169,46 @@ impl Desk {
         (reply["contact_id"].as_i64().unwrap(), leads)
     }
 
+    /// A company in the local Kommo (no contact of it has its number): its id and its leads' ids.
+    async fn company(&self, phones: &[&str], responsible: i64, leads: Value) -> (i64, Vec<i64>) {
+        let reply = self
+            .world
+            .kommo_control(
+                "/sandbox/kommo/companies",
+                json!({"account_id": ACCOUNT, "name": "Acme Ltda", "phones": phones,
+                       "responsible_user_id": responsible, "leads": leads}),
+            )
+            .await;
+        let leads = reply["lead_ids"].as_array().unwrap().iter().map(|id| id.as_i64().unwrap()).collect();
+        (reply["company_id"].as_i64().unwrap(), leads)
+    }
+
+    /// The account's CRM as the local Kommo stores it (no API request spent).
+    async fn entities(&self) -> Value {
+        let url = format!("{}/sandbox/kommo/entities?account_id={ACCOUNT}", self.world.kommo);
+        self.world.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// The calls in the local Kommo (its `call_in`/`call_out` notes) with `uniq`: where each is, as
+    /// `(entity_type, entity_id)`.
+    async fn calls_in_kommo(&self, uniq: &str) -> Vec<(String, i64)> {
+        let entities = self.entities().await;
+        entities["notes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|note| note["note_type"] == "call_in" || note["note_type"] == "call_out")
+            .filter(|note| note["params"]["uniq"] == uniq)
+            .map(|note| (note["entity_type"].as_str().unwrap().to_owned(), note["entity_id"].as_i64().unwrap()))
+            .collect()
+    }
+
+    /// How many contacts, leads and unsorted leads the local Kommo holds.
+    async fn created_counts(&self) -> [usize; 3] {
+        let entities = self.entities().await;
+        ["contacts", "leads", "unsorted"].map(|name| entities[name].as_object().unwrap().len())
+    }
+
     async fn reset_stats(&self) {
         let response =
             self.world.http.post(format!("{}/sandbox/kommo/reset-stats", self.world.kommo)).send().await.unwrap();
@@ -185,6 +225,13 @@ impl Desk {
             .filter(|(name, _)| name.contains(" /api/v4/"))
             .map(|(_, count)| count.as_u64().unwrap())
             .sum()
+    }
+
+    /// Requests our server sent to Kommo's API since the last reset, per `METHOD /path`.
+    async fn api_request_counts(&self) -> Value {
+        let stats = self.world.stats().await;
+        let counts = stats["requests"].as_object().unwrap().iter().filter(|(name, _)| name.contains(" /api/v4/"));
+        Value::Object(counts.map(|(name, count)| (name.clone(), count.clone())).collect())
     }
 
     /// Every write the local Kommo recorded for the account, each body checked against the vendor's
@@ -356,7 +403,7 @@ async fn an_unknown_caller_becomes_an_unsorted_lead_accepted_when_answered() {
     assert_eq!(accepts.len(), 1, "{accepts:?}");
     assert_eq!(accepts[0]["body"]["user_id"], MARIA);
     assert!(desk.items("POST", "/api/v4/calls").await.is_empty(), "the unsorted lead carries the call");
-    assert_eq!(desk.api_requests().await, 3, "lookup, unsorted lead, accept");
+    assert_eq!(desk.api_requests().await, 4, "the contacts and companies searches, unsorted lead, accept");
 
     let delivery = desk.delivery("c-new").await;
     assert_eq!(delivery.status, "delivered");
@@ -368,7 +415,7 @@ async fn an_unknown_caller_becomes_an_unsorted_lead_accepted_when_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_callers_missed_call_goes_to_unsorted_with_a_task_in_three_requests() {
+async fn an_unknown_callers_missed_call_goes_to_unsorted_with_a_task_in_five_requests() {
     let desk = desk(CallHandling::default()).await;
     desk.event("c-unknown-missed", "missed", json!({"type": "call.missed"})).await;
     desk.process("c-unknown-missed").await.unwrap();
@@ -378,7 +425,11 @@ async fn an_unknown_callers_missed_call_goes_to_unsorted_with_a_task_in_three_re
     let delivery = desk.delivery("c-unknown-missed").await;
     assert_eq!(tasks[0]["entity_id"].as_i64(), delivery.entity_id, "on the unsorted lead");
     assert_eq!(tasks[0]["responsible_user_id"], MARIA, "an unknown caller's task goes to the extension's user");
-    assert_eq!(desk.api_requests().await, 4, "lookup, unsorted lead, the user's language, task");
+    assert_eq!(
+        desk.api_requests().await,
+        5,
+        "the contacts and companies searches, unsorted lead, the user's language, task"
+    );
     desk.assert_one_call_per_uniq().await;
 }
 
@@ -416,7 +467,7 @@ async fn an_outgoing_call_to_an_unknown_number_is_skipped_when_creating_contacts
     let delivery = desk.delivery("c-out").await;
     assert_eq!(delivery.status, "skipped");
     assert!(delivery.error.unwrap().contains("outgoing"));
-    assert_eq!(desk.api_requests().await, 1, "the lookup");
+    assert_eq!(desk.api_requests().await, 2, "the contacts and companies searches");
 }
 
 /// An ambiguous failure of `path`: Kommo performs the write, then answers 500 (or never answers).
@@ -621,12 +672,12 @@ async fn no_entity_for_an_outgoing_call_skips_it_with_the_reason_in_both_answers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_callers_call_reaches_unsorted_in_two_requests() {
+async fn an_unknown_callers_call_reaches_unsorted_in_three_requests() {
     let desk = desk(CallHandling::default()).await;
-    desk.event("c-two", "ended", json!({"type": "call.ended", "duration": 14})).await;
-    desk.process("c-two").await.unwrap();
+    desk.event("c-three", "ended", json!({"type": "call.ended", "duration": 14})).await;
+    desk.process("c-three").await.unwrap();
     assert_eq!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.len(), 1);
-    assert_eq!(desk.api_requests().await, 2, "lookup and the unsorted lead");
+    assert_eq!(desk.api_requests().await, 3, "the contacts and companies searches, and the unsorted lead");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -704,4 +755,110 @@ async fn a_call_kommo_cannot_place_after_we_created_its_contact_goes_as_a_note_o
     let delivery = desk.delivery("c-created").await;
     assert_eq!((delivery.status.as_str(), delivery.entity_id), ("delivered", Some(leads[0])));
     desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_companys_call_is_logged_once_where_kommo_attaches_it_and_nothing_is_created_for_it() {
+    let desk = desk(CallHandling::default()).await;
+    // No contact has the number; a company has it, with one open lead.
+    let (company, leads) = desk.company(&[CALLER_E164], JUAN, json!([{"name": "Company deal"}])).await;
+    let before = desk.created_counts().await;
+    desk.reset_stats().await;
+    desk.event("c-company", "ringing", json!({"type": "call.ringing"})).await;
+    desk.event("c-company", "answered", json!({"type": "call.answered"})).await;
+    desk.event("c-company", "ended", json!({"type": "call.ended", "duration": 42})).await;
+    desk.process("c-company").await.unwrap();
+
+    assert_eq!(
+        desk.api_request_counts().await,
+        json!({"GET /api/v4/contacts": 1, "GET /api/v4/companies": 1, "POST /api/v4/calls": 1}),
+        "the contacts search, the companies search, the call"
+    );
+    let calls = desk.items("POST", "/api/v4/calls").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!((calls[0]["uniq"].as_str(), calls[0]["phone"].as_str()), (Some("c-company"), Some(CALLER_E164)));
+    assert_eq!(calls[0]["created_by"], MARIA);
+    // Kommo's rule: the company's one active lead takes the call.
+    assert_eq!(desk.calls_in_kommo("c-company").await, [("leads".to_owned(), leads[0])]);
+    assert_eq!(desk.entities().await["leads"][leads[0].to_string()]["companies"], json!([company]));
+    let writes = desk.writes().await;
+    assert_eq!(writes.len(), 1, "only the call: {writes:?}");
+    assert_eq!(desk.created_counts().await, before, "no contact, lead or unsorted lead created");
+
+    let delivery = desk.delivery("c-company").await;
+    assert_eq!(delivery.status, "delivered", "{delivery:?}");
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("leads"), Some(leads[0])));
+    desk.assert_a_rerun_sends_nothing("c-company").await;
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_call_from_a_companys_number_lands_on_the_company_with_a_task_on_its_newest_lead() {
+    let desk = desk(CallHandling::default()).await;
+    // Two open leads: Kommo attaches the call to the company itself.
+    let (company, leads) =
+        desk.company(&[CALLER_E164], JUAN, json!([{"name": "Older deal"}, {"name": "Newer deal"}])).await;
+    let before = desk.created_counts().await;
+    desk.reset_stats().await;
+    desk.event("c-company-missed", "missed", json!({"type": "call.missed"})).await;
+    desk.process("c-company-missed").await.unwrap();
+
+    assert_eq!(
+        desk.api_request_counts().await,
+        json!({
+            "GET /api/v4/contacts": 1,
+            "GET /api/v4/companies": 1,
+            "GET /api/v4/leads": 1,
+            format!("GET /api/v4/users/{MARIA}"): 1,
+            "POST /api/v4/calls": 1,
+            "POST /api/v4/tasks": 1,
+        }),
+        "the searches, the company's leads, the user's language, the call, the task"
+    );
+    let calls = desk.items("POST", "/api/v4/calls").await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["call_status"], 6, "did not get through");
+    assert_eq!(desk.calls_in_kommo("c-company-missed").await, [("companies".to_owned(), company)]);
+    let tasks = desk.items("POST", "/api/v4/tasks").await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!((task["entity_type"].as_str(), task["entity_id"].as_i64()), (Some("leads"), Some(leads[1])));
+    assert_eq!(task["responsible_user_id"], JUAN, "the company's responsible user");
+    assert_eq!(task["complete_till"], STARTED + 60 * 60);
+    assert_eq!(desk.created_counts().await, before, "no contact, lead or unsorted lead created");
+
+    let delivery = desk.delivery("c-company-missed").await;
+    assert_eq!(delivery.status, "delivered", "{delivery:?}");
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("companies"), Some(company)));
+    desk.assert_a_rerun_sends_nothing("c-company-missed").await;
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_companys_call_written_before_a_500_is_found_on_the_company_and_not_written_again() {
+    let desk = desk(CallHandling::default()).await;
+    let (company, _) = desk.company(&[CALLER_E164], JUAN, json!([])).await;
+    desk.event("c-company-500", "ended", json!({"type": "call.ended", "duration": 8})).await;
+    ambiguous(&desk, "/api/v4/calls", false).await;
+    desk.process_after_a_retry("c-company-500").await;
+    assert_eq!(desk.writes_to("/api/v4/calls").await.len(), 1, "looked on the company before posting again");
+    assert_eq!(desk.calls_in_kommo("c-company-500").await, [("companies".to_owned(), company)]);
+    let delivery = desk.delivery("c-company-500").await;
+    assert_eq!((delivery.status.as_str(), delivery.entity_id), ("delivered", Some(company)));
+    desk.assert_one_call_per_uniq().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_the_popup_found_is_known_to_the_calls_delivery_without_asking_again() {
+    let desk = desk(CallHandling::default()).await;
+    let (company, _) = desk.company(&[CALLER_E164], JUAN, json!([])).await;
+    let caller = desk.ctx.describe_caller(desk.account, CALLER, "c-company-popup", |_| {}).await;
+    assert_eq!(caller.company.map(|company| company.id), Some(company));
+    assert!(caller.contact.is_none());
+    desk.reset_stats().await;
+    desk.event("c-company-popup", "ended", json!({"type": "call.ended", "duration": 5})).await;
+    desk.process("c-company-popup").await.unwrap();
+    assert_eq!(desk.api_request_counts().await, json!({"POST /api/v4/calls": 1}), "the call alone");
+    assert_eq!(desk.calls_in_kommo("c-company-popup").await, [("companies".to_owned(), company)]);
+    assert!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.is_empty());
 }

@@ -194,34 +194,35 @@ impl CallerId {
         country: Option<&str>,
         early: &(dyn Fn(Found) + Sync),
     ) -> Result<Found, KommoError> {
-        let contact = lookup::search(kommo, account, EntityKind::Contacts, e164, country).await?.into_iter().next();
-        let (company, lead_ids, responsible_id) = match &contact {
-            Some(contact) => {
+        // Who has the number: a contact, else a company (the order in which Kommo attaches a call).
+        let holder = lookup::holder(kommo, account, e164, country).await?;
+        let (contact, company) = match &holder {
+            Some(contact) if contact.kind == EntityKind::Contacts => {
                 let company = match contact.company_id {
                     Some(id) => Some(EntityLink { id, name: self.company_name(kommo, account, id).await? }),
                     None => None,
                 }
                 .filter(|company| !company.name.is_empty());
-                (company, contact.lead_ids.clone(), contact.responsible_user_id)
+                (Some(contact.clone()), company)
             }
-            None => {
-                match lookup::search(kommo, account, EntityKind::Companies, e164, country).await?.into_iter().next() {
-                    Some(company) => (
-                        Some(EntityLink { id: company.id, name: company.name }),
-                        company.lead_ids,
-                        company.responsible_user_id,
-                    ),
-                    None => (None, Vec::new(), None),
-                }
-            }
+            Some(company) => (None, Some(EntityLink { id: company.id, name: company.name.clone() })),
+            None => (None, None),
         };
-        if lead_ids.is_empty() && contact.is_none() && company.is_none() {
+        let (lead_ids, responsible_id) = match &holder {
+            Some(holder) => {
+                early(Found {
+                    contact: contact.clone(),
+                    company: company.clone(),
+                    leads: Vec::new(),
+                    responsible: None,
+                });
+                (holder.lead_ids.as_slice(), holder.responsible_user_id)
+            }
             // Nobody has the number: nothing more to read.
-        } else {
-            early(Found { contact: contact.clone(), company: company.clone(), leads: Vec::new(), responsible: None });
-        }
-        let open = lookup::open_leads(lookup::leads(kommo, account, &lead_ids).await?);
-        lookup.remember(account, e164, contact.clone(), lookup::facts_of(&open)).await;
+            None => (&[][..], None),
+        };
+        let open = lookup::open_leads(lookup::leads(kommo, account, lead_ids).await?);
+        lookup.remember(account, e164, holder, lookup::facts_of(&open)).await;
         // Names are a nicety: without them the popup still shows the leads.
         let stages = if open.is_empty() {
             Arc::default()

@@ -451,25 +451,27 @@ impl Executor<'_> {
         }
     }
 
-    /// An earlier `POST /api/v4/calls` of this call: a call note with its `uniq` on a contact with the
-    /// number or on one of their leads.
+    /// An earlier `POST /api/v4/calls` of this call: a call note with its `uniq` wherever Kommo attaches a
+    /// call for the number: on a contact with the number or one of their leads, else on a company with
+    /// the number or one of its leads (the companies are asked only when the call is not on the contacts).
     async fn look_for_call_by_number(&self, call: &CallLog) -> Result<Option<Outcome>, JobError> {
-        let contacts =
-            lookup::search(&self.ctx.kommo, self.account, EntityKind::Contacts, &self.call.client_number, self.country)
-                .await?;
-        let contact_ids: Vec<i64> = contacts.iter().map(|contact| contact.id).collect();
-        let lead_ids: Vec<i64> = contacts.iter().flat_map(|contact| contact.lead_ids.iter().copied()).collect();
-        for (kind, ids) in [(EntityKind::Leads, lead_ids), (EntityKind::Contacts, contact_ids)] {
-            if let Some(note) = self.find_call_note(&ids, kind, &self.call.call_id).await? {
-                let (with_link, with_result) = note_carries(&note, call, self.has_result);
-                return Ok(Some(Outcome {
-                    entity: note["entity_id"].as_i64().map(|id| EntityRef { kind, id }),
-                    note_id: note["id"].as_i64(),
-                    with_link: Some(with_link),
-                    with_result: Some(with_result),
-                    found: Some(true),
-                    ..Outcome::default()
-                }));
+        for holders in [EntityKind::Contacts, EntityKind::Companies] {
+            let found =
+                lookup::search(&self.ctx.kommo, self.account, holders, &self.call.client_number, self.country).await?;
+            let ids: Vec<i64> = found.iter().map(|holder| holder.id).collect();
+            let lead_ids: Vec<i64> = found.iter().flat_map(|holder| holder.lead_ids.iter().copied()).collect();
+            for (kind, ids) in [(EntityKind::Leads, lead_ids), (holders, ids)] {
+                if let Some(note) = self.find_call_note(&ids, kind, &self.call.call_id).await? {
+                    let (with_link, with_result) = note_carries(&note, call, self.has_result);
+                    return Ok(Some(Outcome {
+                        entity: note["entity_id"].as_i64().map(|id| EntityRef { kind, id }),
+                        note_id: note["id"].as_i64(),
+                        with_link: Some(with_link),
+                        with_result: Some(with_result),
+                        found: Some(true),
+                        ..Outcome::default()
+                    }));
+                }
             }
         }
         Ok(None)

@@ -1,5 +1,6 @@
-//! What Kommo knows about a client's number: the contacts (and companies) search by phone, their active
-//! leads, and a per-account cache of the answer.
+//! What Kommo knows about a client's number: the contacts search by phone, else the companies search (a
+//! number no contact has and a company has is the company's: Kommo attaches its calls there, KOMMO.md
+//! §2.2), the active leads of what it found, and a per-account cache of the answer.
 //!
 //! The cache keeps an answer for [`CACHE_TTL`]; the entry of a number is dropped as soon as this server
 //! creates a contact, lead or unsorted lead for it (another server process may keep its own entry until
@@ -56,23 +57,26 @@ impl LeadInfo {
     }
 }
 
-/// What the cache keeps of a number: the freshest contact that has it, and its active leads once read.
+/// What the cache keeps of a number: the contact or company that has it ([`holder`]), and its active
+/// leads once read.
 #[derive(Debug, Clone)]
 struct Entry {
-    contact: Option<EntityMatch>,
+    holder: Option<EntityMatch>,
     active_leads: Option<Vec<LeadFacts>>,
 }
 
 impl Entry {
     fn knowledge(&self) -> Knowledge {
-        match &self.contact {
-            None => Knowledge::Unknown,
-            Some(contact) => Knowledge::Contact(KnownFacts {
-                id: contact.id,
-                responsible_user_id: contact.responsible_user_id,
-                phone_count: contact.phone_count,
-                active_leads: self.active_leads.clone(),
-            }),
+        let Some(holder) = &self.holder else { return Knowledge::Unknown };
+        let facts = KnownFacts {
+            id: holder.id,
+            responsible_user_id: holder.responsible_user_id,
+            phone_count: holder.phone_count,
+            active_leads: self.active_leads.clone(),
+        };
+        match holder.kind {
+            EntityKind::Companies => Knowledge::Company(facts),
+            EntityKind::Contacts | EntityKind::Leads => Knowledge::Contact(facts),
         }
     }
 }
@@ -99,7 +103,7 @@ impl Lookup {
     }
 
     /// What Kommo knows about `number` (E.164, or as the provider sent it), from the cache when it can.
-    /// With `with_leads`, a known contact's active leads are looked up too.
+    /// With `with_leads`, the active leads of the contact (or company) that has it are looked up too.
     pub async fn knowledge(
         &self,
         kommo: &KommoClient,
@@ -110,48 +114,47 @@ impl Lookup {
     ) -> Result<Knowledge, KommoError> {
         let key = (account, number.to_owned());
         let mut entry = match self.cache.get(&key).await {
-            Some(entry) if !with_leads || entry.contact.is_none() || entry.active_leads.is_some() => {
+            Some(entry) if !with_leads || entry.holder.is_none() || entry.active_leads.is_some() => {
                 return Ok(entry.knowledge());
             }
             Some(entry) => Entry::clone(&entry),
-            None => Entry {
-                contact: search(kommo, account, EntityKind::Contacts, number, country).await?.into_iter().next(),
-                active_leads: None,
-            },
+            None => Entry { holder: holder(kommo, account, number, country).await?, active_leads: None },
         };
-        if with_leads && let Some(contact) = &entry.contact {
-            entry.active_leads = Some(active_of(&leads(kommo, account, &contact.lead_ids).await?));
+        if with_leads && let Some(holder) = &entry.holder {
+            entry.active_leads = Some(active_of(&leads(kommo, account, &holder.lead_ids).await?));
         }
         let knowledge = entry.knowledge();
         self.cache.insert(key, Arc::new(entry)).await;
         Ok(knowledge)
     }
 
-    /// The active leads of `contact_id` (which has `number`), most recent first (uncached).
+    /// The active leads of `holder` (a contact or company that has `number`), most recent first
+    /// (uncached).
     pub async fn active_leads(
         &self,
         kommo: &KommoClient,
         account: AccountId,
         number: &str,
         country: Option<&str>,
-        contact_id: i64,
+        holder: EntityRef,
     ) -> Result<Vec<LeadFacts>, KommoError> {
-        let contacts = search(kommo, account, EntityKind::Contacts, number, country).await?;
-        let lead_ids = contacts.into_iter().find(|contact| contact.id == contact_id).map(|c| c.lead_ids);
+        let found = search(kommo, account, holder.kind, number, country).await?;
+        let lead_ids = found.into_iter().find(|found| found.id == holder.id).map(|found| found.lead_ids);
         Ok(active_of(&leads(kommo, account, &lead_ids.unwrap_or_default()).await?))
     }
 
     /// Keeps what a caller lookup (the popup's) found about `number`, so that the call's processing
-    /// at its end asks Kommo nothing more: the contact that has it (or none) and its active leads.
+    /// at its end asks Kommo nothing more: the contact or company that has it ([`holder`], or none) and
+    /// its active leads.
     pub async fn remember(
         &self,
         account: AccountId,
         number: &str,
-        contact: Option<EntityMatch>,
+        holder: Option<EntityMatch>,
         active: Vec<LeadFacts>,
     ) {
-        let active_leads = contact.as_ref().map(|_| active);
-        self.cache.insert((account, number.to_owned()), Arc::new(Entry { contact, active_leads })).await;
+        let active_leads = holder.as_ref().map(|_| active);
+        self.cache.insert((account, number.to_owned()), Arc::new(Entry { holder, active_leads })).await;
     }
 
     /// Drops what is known about `number` (this server just created something for it).
@@ -160,10 +163,19 @@ impl Lookup {
     }
 }
 
-impl EntityMatch {
-    pub fn entity(&self) -> EntityRef {
-        EntityRef { kind: self.kind, id: self.id }
+/// Who has `number` in Kommo, the way Kommo attaches a call to it (KOMMO.md §2.2): the freshest
+/// contact with it, else (no contact has it) the freshest company with it (uncached; the companies are
+/// searched only when no contact has the number).
+pub async fn holder(
+    kommo: &KommoClient,
+    account: AccountId,
+    number: &str,
+    country: Option<&str>,
+) -> Result<Option<EntityMatch>, KommoError> {
+    if let Some(contact) = search(kommo, account, EntityKind::Contacts, number, country).await?.into_iter().next() {
+        return Ok(Some(contact));
     }
+    Ok(search(kommo, account, EntityKind::Companies, number, country).await?.into_iter().next())
 }
 
 /// The entities of `kind` (contacts or companies: those with phones) that have `number` among their
@@ -241,8 +253,8 @@ pub fn facts_of(leads: &[LeadInfo]) -> Vec<LeadFacts> {
     leads.iter().map(|lead| LeadFacts { id: lead.id, responsible_user_id: lead.responsible_user_id }).collect()
 }
 
-/// Whether `entity` is tied to the phone `number` in Kommo: a contact with the number, one of such a
-/// contact's leads, or a company with the number. (A call's result may only go there.)
+/// Whether `entity` is tied to the phone `number` in Kommo: a contact with the number, a company with
+/// the number, or one of their leads. (A call's result may only go there.)
 pub async fn entity_has_number(
     kommo: &KommoClient,
     account: AccountId,
@@ -255,10 +267,15 @@ pub async fn entity_has_number(
             .await?
             .iter()
             .any(|contact| contact.id == entity.id)),
-        EntityKind::Leads => Ok(search(kommo, account, EntityKind::Contacts, number, country)
-            .await?
-            .iter()
-            .any(|contact| contact.lead_ids.contains(&entity.id))),
+        EntityKind::Leads => {
+            for kind in [EntityKind::Contacts, EntityKind::Companies] {
+                let holders = search(kommo, account, kind, number, country).await?;
+                if holders.iter().any(|holder| holder.lead_ids.contains(&entity.id)) {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
         EntityKind::Companies => match kommo.get(account, &format!("/api/v4/companies/{}", entity.id)).await {
             Ok(company) => Ok(company.as_ref().is_some_and(|company| {
                 phones(company).iter().any(|phone| shared::phone::same_number(phone, number, country))

@@ -18,7 +18,7 @@ pub mod texts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::rules::{self, CallFacts, CallResult, Knowledge, PlanInput};
+use shared::rules::{self, CallFacts, CallResult, PlanInput};
 use shared::{CallHandling, CallStatus, ExtensionEntry, ExtensionMap};
 
 use crate::jobs::JobError;
@@ -164,14 +164,20 @@ async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<()
     let knowledge = match writes.knowledge() {
         // The plan of a call that already wrote something stays on what Kommo knew then: planning
         // twice on different knowledge could choose another way for the same call.
-        Some(Knowledge::Contact(contact)) if needs_leads && contact.active_leads.is_none() => {
-            let leads = ctx
-                .lookup
-                .active_leads(&ctx.kommo, account, &call.client_number, country.as_deref(), contact.id)
-                .await?;
-            Knowledge::Contact(shared::rules::KnownFacts { active_leads: Some(leads), ..contact })
+        Some(mut knowledge) => {
+            if needs_leads
+                && let Some(holder) = knowledge.entity()
+                && let Some(facts) = knowledge.facts_mut()
+                && facts.active_leads.is_none()
+            {
+                let leads = ctx
+                    .lookup
+                    .active_leads(&ctx.kommo, account, &call.client_number, country.as_deref(), holder)
+                    .await?;
+                facts.active_leads = Some(leads);
+            }
+            knowledge
         }
-        Some(knowledge) => knowledge,
         None => ctx.lookup.knowledge(&ctx.kommo, account, &call.client_number, country.as_deref(), needs_leads).await?,
     };
     writes.save_knowledge(&ctx.store, &knowledge).await.map_err(storage)?;
