@@ -190,8 +190,9 @@ pub struct WidgetBehaviour {
     /// Ask for a call-quality rating; shown inside the call-result modal, so ignored while that is off.
     pub call_quality_rating: bool,
     /// Kommo's own call notification (`POST /api/v2/events`, sent by the server) instead of the widget's
-    /// popup: for admins who prefer Kommo's look, and for browsers that cannot run the widget. The
-    /// widget then shows no popup of its own, so nobody gets both.
+    /// popup, for admins who prefer Kommo's look: the widget then shows no popup of its own. Off, the
+    /// widget shows its popup, or, in a browser that cannot run its wasm, Kommo's notification through
+    /// `APP.notifications.add_call`. Either way nobody gets both for one call.
     #[serde(default)]
     pub kommo_notification: bool,
 }
