@@ -542,6 +542,11 @@ define(['jquery'], function ($) {
               push.backoff = PUSH.MAX_MS; // refused for load: the longest delay
             }
             later();
+          })
+          .catch(function (error) {
+            // Never leave the page without a stream: whatever went wrong, try again later.
+            log('the push stream failed', error);
+            later();
           });
       }
 
