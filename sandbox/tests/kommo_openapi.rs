@@ -98,7 +98,7 @@ async fn users_pages_match_the_vendor_user_list_response() {
     let schema = response_schema("/api/v4/users", "get");
     let entity = success_branch(&schema);
     assert_eq!(entity, component("UserListResponse"));
-    for query in ["?page=1&limit=2", "?page=2&limit=2", "?limit=250"] {
+    for query in ["?page=1&limit=2", "?page=2&limit=2", "?limit=250", "?limit=250&with=group"] {
         let body: Value = kommo.get(&format!("/api/v4/users{query}"), Some(&token)).await.json().await.unwrap();
         assert!(!body["_embedded"]["users"].as_array().unwrap().is_empty());
         assert_conforms(&format!("GET /api/v4/users{query}"), &schema, &body);
@@ -108,8 +108,27 @@ async fn users_pages_match_the_vendor_user_list_response() {
                 assert!(user.get(field).is_some(), "a user lacks {field}: {user}");
             }
             assert!(user["rights"]["is_active"].is_boolean() && user["rights"]["is_admin"].is_boolean());
+            // KOMMO.md §2.9: the group's id in the rights, the group itself only with `with=group`.
+            assert!(user["rights"]["group_id"].is_i64(), "{user}");
+            let groups = &user["_embedded"]["groups"];
+            if query.contains("with=group") {
+                assert_eq!(groups[0]["id"], user["rights"]["group_id"], "{user}");
+                assert!(groups[0]["name"].is_string(), "{user}");
+            } else {
+                assert!(groups.is_null(), "{user}");
+            }
         }
     }
+    let body: Value = kommo.get("/api/v4/users?limit=250&with=group", Some(&token)).await.json().await.unwrap();
+    let mut groups: Vec<i64> = body["_embedded"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["rights"]["group_id"].as_i64().unwrap())
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+    assert!(groups.len() >= 2, "the seeded users are in at least two groups: {groups:?}");
 }
 
 #[tokio::test]

@@ -173,6 +173,15 @@ pub struct KommoUser {
     pub id: i64,
     pub name: String,
     pub email: Option<String>,
+    /// The user's group (`rights.group_id`, named from `_embedded.groups`), if Kommo gave one.
+    pub group: Option<KommoGroup>,
+}
+
+/// A Kommo user group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KommoGroup {
+    pub id: i64,
+    pub name: String,
 }
 
 /// The account as `/api/v4/account` describes it.
@@ -336,7 +345,7 @@ impl KommoClient {
         }
     }
 
-    /// Every active user of the account, across pages.
+    /// Every active user of the account with their group (`with=group`), across pages.
     pub async fn active_users(&self, account: AccountId) -> Result<Vec<KommoUser>, KommoError> {
         #[derive(Deserialize)]
         struct Page {
@@ -355,11 +364,35 @@ impl KommoClient {
             email: Option<String>,
             #[serde(default)]
             rights: Option<Rights>,
+            #[serde(default, rename = "_embedded")]
+            embedded: Option<UserEmbedded>,
         }
         #[derive(Deserialize)]
         struct Rights {
             #[serde(default = "active_by_default")]
             is_active: bool,
+            #[serde(default)]
+            group_id: Option<i64>,
+        }
+        #[derive(Deserialize)]
+        struct UserEmbedded {
+            #[serde(default)]
+            groups: Vec<Group>,
+        }
+        #[derive(Deserialize)]
+        struct Group {
+            id: i64,
+            #[serde(default)]
+            name: Option<String>,
+        }
+        impl User {
+            /// `rights.group_id`, named from `_embedded.groups` (by its id, else `#id`).
+            fn group(&self) -> Option<KommoGroup> {
+                let id = self.rights.as_ref()?.group_id?;
+                let groups = self.embedded.as_ref().map(|embedded| embedded.groups.as_slice()).unwrap_or_default();
+                let name = groups.iter().find(|group| group.id == id).and_then(|group| group.name.clone());
+                Some(KommoGroup { id, name: name.unwrap_or_else(|| format!("#{id}")) })
+            }
         }
         fn active_by_default() -> bool {
             true
@@ -367,7 +400,8 @@ impl KommoClient {
 
         let mut users = Vec::new();
         for page in 1..=100 {
-            let Some(body) = self.get(account, &format!("/api/v4/users?page={page}&limit=250")).await? else { break };
+            let path = format!("/api/v4/users?page={page}&limit=250&with=group");
+            let Some(body) = self.get(account, &path).await? else { break };
             let has_next = body.pointer("/_links/next/href").is_some();
             let page: Page = serde_json::from_value(body)
                 .map_err(|error| KommoError::Transient(format!("unexpected /api/v4/users body: {error}")))?;
@@ -376,7 +410,10 @@ impl KommoClient {
                     .users
                     .into_iter()
                     .filter(|user| user.rights.as_ref().is_none_or(|rights| rights.is_active))
-                    .map(|user| KommoUser { id: user.id, name: user.name, email: user.email }),
+                    .map(|user| {
+                        let group = user.group();
+                        KommoUser { id: user.id, name: user.name, email: user.email, group }
+                    }),
             );
             if !has_next {
                 break;

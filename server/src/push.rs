@@ -7,9 +7,9 @@
 //! (the sender too) hears and hands to its own open streams ([`Hub::relay`]); so a popup reaches its
 //! user whichever replica received the webhook. A SQLite server is one process and fans out in memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shared::api::IncomingCall;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::unix_secs;
 use crate::config::Limits;
 use crate::crypto::{random_token, sha256_hex};
+use crate::kommo::{KommoClient, KommoUser};
 use crate::store::{AccountId, Engine, Store};
 
 /// How long a ticket may wait before the widget opens its stream with it.
@@ -92,10 +93,129 @@ impl Audience {
     }
 }
 
+/// How long a listing of an account's users and their groups is used before it is asked for again
+/// (in the background: until the new one comes, the old one still answers).
+pub const GROUPS_FRESH: Duration = Duration::from_secs(5 * 60);
+/// How long a listing is kept at most, however long Kommo fails to give a new one.
+pub const GROUPS_KEPT: Duration = Duration::from_secs(60 * 60);
+/// Accounts whose listing this process keeps at most (the least used go first).
+pub const GROUPS_ACCOUNTS: u64 = 4_000;
+/// After a listing failed, how long before the account's users are asked for again.
+const GROUPS_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Who is in which Kommo user group, per account, for the audience of unmapped calls sent to groups
+/// ([`PopupAudience::Groups`]). Filled from the users listing (`KommoClient::active_users`, `with=group`)
+/// in the background, never on the push path: an account with no listing yet gets its group events
+/// sent to nobody while the first one is asked for (one listing in flight per account). A listing
+/// older than [`GROUPS_FRESH`] is still used while a new one is asked for; one older than
+/// [`GROUPS_KEPT`] is dropped. A settings save forgets the account's listing, and a save that chooses
+/// groups puts in the listing it validated with.
+#[derive(Clone, Default)]
+pub struct UserGroups {
+    inner: Arc<GroupsInner>,
+}
+
+struct GroupsInner {
+    /// `None` in tests of the hub alone: nothing is ever asked for.
+    kommo: Option<KommoClient>,
+    listings: moka::sync::Cache<AccountId, Arc<GroupListing>>,
+    /// Accounts whose listing is being asked for.
+    refreshing: Mutex<HashSet<AccountId>>,
+    /// Accounts whose last listing failed, for [`GROUPS_RETRY_AFTER`].
+    failed: moka::sync::Cache<AccountId, ()>,
+}
+
+impl Default for GroupsInner {
+    fn default() -> Self {
+        GroupsInner {
+            kommo: None,
+            listings: moka::sync::Cache::builder().max_capacity(GROUPS_ACCOUNTS).time_to_live(GROUPS_KEPT).build(),
+            refreshing: Mutex::default(),
+            failed: moka::sync::Cache::builder().max_capacity(GROUPS_ACCOUNTS).time_to_live(GROUPS_RETRY_AFTER).build(),
+        }
+    }
+}
+
+/// One account's active users by group, as listed at `fetched`.
+struct GroupListing {
+    fetched: Instant,
+    members: HashMap<i64, Vec<i64>>,
+}
+
+impl UserGroups {
+    pub fn new(kommo: KommoClient) -> UserGroups {
+        UserGroups { inner: Arc::new(GroupsInner { kommo: Some(kommo), ..GroupsInner::default() }) }
+    }
+
+    /// The active users of `groups` of `account`, from the listing in memory, without waiting: `None`
+    /// when there is none yet (a listing is then asked for). A stale listing answers and is renewed.
+    pub fn members(&self, account: AccountId, groups: &[i64]) -> Option<Arc<[i64]>> {
+        let Some(listing) = self.inner.listings.get(&account) else {
+            self.refresh(account);
+            return None;
+        };
+        if listing.fetched.elapsed() >= GROUPS_FRESH {
+            self.refresh(account);
+        }
+        let mut users: Vec<i64> =
+            groups.iter().filter_map(|group| listing.members.get(group)).flatten().copied().collect();
+        users.sort_unstable();
+        users.dedup();
+        Some(users.into())
+    }
+
+    /// Keeps `users` (with their groups) as the account's listing, as of now.
+    pub fn remember(&self, account: AccountId, users: &[KommoUser]) {
+        let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
+        for user in users {
+            if let Some(group) = &user.group {
+                members.entry(group.id).or_default().push(user.id);
+            }
+        }
+        self.inner.listings.insert(account, Arc::new(GroupListing { fetched: Instant::now(), members }));
+    }
+
+    /// Drops the account's listing (its settings were saved).
+    pub fn forget(&self, account: AccountId) {
+        self.inner.listings.invalidate(&account);
+        self.inner.failed.invalidate(&account);
+    }
+
+    /// Asks Kommo for the account's users in the background, unless that is already under way or
+    /// failed within [`GROUPS_RETRY_AFTER`].
+    pub fn refresh(&self, account: AccountId) {
+        let Some(kommo) = self.inner.kommo.clone() else { return };
+        if self.inner.failed.contains_key(&account) {
+            return;
+        }
+        if !self.inner.refreshing.lock().expect("user groups lock poisoned").insert(account) {
+            return;
+        }
+        /// Takes the account out of `refreshing` however the listing ends.
+        struct Done(UserGroups, AccountId);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.inner.refreshing.lock().expect("user groups lock poisoned").remove(&self.1);
+            }
+        }
+        let done = Done(self.clone(), account);
+        tokio::spawn(async move {
+            let groups = &done.0;
+            match kommo.active_users(account).await {
+                Ok(users) => groups.remember(account, &users),
+                Err(error) => {
+                    tracing::warn!(account.id = account.get(), %error, "push: cannot list the users' groups");
+                    groups.inner.failed.insert(account, ());
+                }
+            }
+        });
+    }
+}
+
 /// The audience of a call of `account`: the user mapped to its extension, else whom the account's
-/// settings choose for unmapped calls (everyone by default). A store that cannot be read sends the
-/// event to nobody rather than to the wrong users.
-pub async fn audience(store: &Store, account: AccountId, extension: Option<&str>) -> Audience {
+/// settings choose for unmapped calls (everyone by default; chosen groups from `groups`, never waiting
+/// for Kommo). A store that cannot be read sends the event to nobody rather than to the wrong users.
+pub async fn audience(store: &Store, groups: &UserGroups, account: AccountId, extension: Option<&str>) -> Audience {
     if let Some(extension) = extension {
         match store.user_for_extension(account, extension).await {
             Ok(Some(user)) => return Audience::User(user),
@@ -117,6 +237,16 @@ pub async fn audience(store: &Store, account: AccountId, extension: Option<&str>
     match handling.unmapped_calls.to {
         PopupAudience::Everyone => Audience::Everyone,
         PopupAudience::Users => Audience::Users(handling.unmapped_calls.user_ids.into()),
+        PopupAudience::Groups => match groups.members(account, &handling.unmapped_calls.group_ids) {
+            Some(users) => Audience::Users(users),
+            None => {
+                tracing::debug!(
+                    account.id = account.get(),
+                    "push: the users' groups are not known yet; nobody gets this event"
+                );
+                Audience::Nobody
+            }
+        },
         PopupAudience::Nobody => Audience::Nobody,
     }
 }
@@ -126,11 +256,11 @@ pub async fn audience(store: &Store, account: AccountId, extension: Option<&str>
 struct Recipients(HashMap<Option<String>, Audience>);
 
 impl Recipients {
-    async fn of(&mut self, store: &Store, account: AccountId, call: &IncomingCall) -> Audience {
+    async fn of(&mut self, store: &Store, groups: &UserGroups, account: AccountId, call: &IncomingCall) -> Audience {
         if let Some(known) = self.0.get(&call.extension) {
             return known.clone();
         }
-        let found = audience(store, account, call.extension.as_deref()).await;
+        let found = audience(store, groups, account, call.extension.as_deref()).await;
         self.0.insert(call.extension.clone(), found.clone());
         found
     }
@@ -228,9 +358,16 @@ impl Drop for StreamSlot {
 #[derive(Clone, Default)]
 pub struct Hub {
     state: Arc<Mutex<HubState>>,
+    /// Who is in which user group, for calls sent to groups.
+    groups: UserGroups,
 }
 
 impl Hub {
+    /// A hub whose group audiences come from `groups` (the default hub knows no groups).
+    pub fn new(groups: UserGroups) -> Hub {
+        Hub { state: Arc::default(), groups }
+    }
+
     /// Issues a single-use ticket for `subscriber`, kept (hashed) in the store for [`TICKET_TTL`]. A
     /// subscriber already at a cap here, or holding [`MAX_TICKETS_PER_USER`] unspent tickets, gets
     /// none: the widget sees the refusal (an `EventSource` could not) and waits.
@@ -315,7 +452,7 @@ impl Hub {
         if !self.has_subscribers(account) {
             return;
         }
-        let audience = audience(store, account, call.extension.as_deref()).await;
+        let audience = audience(store, &self.groups, account, call.extension.as_deref()).await;
         self.publish(account, PushEvent { audience, call });
     }
 
@@ -353,7 +490,7 @@ impl Hub {
         let mut missed = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(call) = popup_of_row(row.id, &row.body) else { continue };
-            if recipients.of(store, subscriber.account, &call).await.includes(subscriber.user_id) {
+            if recipients.of(store, &self.groups, subscriber.account, &call).await.includes(subscriber.user_id) {
                 missed.push(call);
             }
         }
@@ -383,7 +520,7 @@ impl Hub {
         let mut recipients = Recipients::default();
         let mut calls = Vec::with_capacity(latest.len());
         for call in latest {
-            if recipients.of(store, subscriber.account, &call).await.includes(subscriber.user_id) {
+            if recipients.of(store, &self.groups, subscriber.account, &call).await.includes(subscriber.user_id) {
                 calls.push(call);
             }
         }
@@ -529,6 +666,26 @@ mod tests {
         hub.send(&store, one, call("c1")).await;
         assert_eq!(a.recv().await.unwrap().call.call_id, "c1");
         assert!(b.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn group_members_come_from_memory_only_and_a_save_forgets_them() {
+        let groups = UserGroups::default();
+        let account = AccountId::for_tests(1);
+        assert_eq!(groups.members(account, &[1]), None, "nothing known yet: nobody, and nothing waits");
+        let user = |id: i64, group: Option<i64>| KommoUser {
+            id,
+            name: format!("user {id}"),
+            email: None,
+            group: group.map(|id| crate::kommo::KommoGroup { id, name: format!("group {id}") }),
+        };
+        groups.remember(account, &[user(5, Some(1)), user(6, Some(2)), user(7, None), user(8, Some(1))]);
+        assert_eq!(groups.members(account, &[1]).as_deref(), Some(&[5, 8][..]));
+        assert_eq!(groups.members(account, &[1, 2]).as_deref(), Some(&[5, 6, 8][..]));
+        assert_eq!(groups.members(account, &[3]).as_deref(), Some(&[][..]), "an empty group is nobody");
+        assert_eq!(groups.members(AccountId::for_tests(2), &[1]), None, "per account");
+        groups.forget(account);
+        assert_eq!(groups.members(account, &[1]), None);
     }
 
     #[test]

@@ -345,6 +345,7 @@ fn wire_types() -> BTreeMap<&'static str, RoundTrip> {
         ("ConnectionCheck", round_trip::<ConnectionCheck>),
         ("ConnectionView", round_trip::<ConnectionView>),
         ("KommoUserView", round_trip::<KommoUserView>),
+        ("KommoGroupView", round_trip::<shared::api::KommoGroupView>),
         ("PushTicket", round_trip::<PushTicket>),
         ("IncomingCall", round_trip::<IncomingCall>),
         ("Caller", round_trip::<shared::api::Caller>),

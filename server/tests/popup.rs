@@ -13,8 +13,9 @@ use support::{ACCOUNT, World, world};
 const CALLER: &str = "+5511987654321";
 const COMPANY_PHONE: &str = "+551130001000";
 const STRANGER: &str = "+5521988887777";
-/// A user of the local Kommo's account.
+/// Users of the local Kommo's account: Maria in its main group (Sales), Juan in Support.
 const MARIA: u64 = ACCOUNT * 100 + 1;
+const JUAN: u64 = ACCOUNT * 100 + 2;
 
 fn event(call_id: &str, from: &str, status: &str) -> String {
     json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": from, "to": "+551133334444",
@@ -36,6 +37,24 @@ impl Stream {
         if let Some(id) = last_event_id {
             url.push_str(&format!("&last_event_id={id}"));
         }
+        let response = world.http.get(url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        Stream { response, buffer: String::new() }
+    }
+
+    /// A stream of `user` of `ACCOUNT`.
+    async fn open_as(world: &World, user: u64) -> Stream {
+        let token = world.token_as(ACCOUNT, user, Some(user == support::ADMIN)).await;
+        let response = world
+            .http
+            .post(format!("{}/widget/v1/push/ticket", world.server))
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let ticket: Value = response.json().await.unwrap();
+        let url = format!("{}/widget/v1/push/events?ticket={}", world.server, ticket["ticket"].as_str().unwrap());
         let response = world.http.get(url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         Stream { response, buffer: String::new() }
@@ -246,7 +265,7 @@ async fn calls_on_unmapped_extensions_pop_up_for_the_chosen_users_or_for_nobody(
     world.install(ACCOUNT).await;
     let (path, secret) = configure_with(&world, |settings| {
         settings.call_handling.unmapped_calls =
-            shared::UnmappedCalls { to: shared::PopupAudience::Users, user_ids: vec![MARIA as i64] };
+            shared::UnmappedCalls { to: shared::PopupAudience::Users, user_ids: vec![MARIA as i64], group_ids: vec![] };
     })
     .await;
     let secret = secret.expect("the first save shows the secret");
@@ -256,11 +275,53 @@ async fn calls_on_unmapped_extensions_pop_up_for_the_chosen_users_or_for_nobody(
 
     configure_with(&world, |settings| {
         settings.call_handling.unmapped_calls =
-            shared::UnmappedCalls { to: shared::PopupAudience::Nobody, user_ids: vec![] };
+            shared::UnmappedCalls { to: shared::PopupAudience::Nobody, ..Default::default() };
     })
     .await;
     assert!(active_for(&world, MARIA).await.is_empty(), "nobody");
     assert!(active_for(&world, support::ADMIN).await.is_empty(), "nobody");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_unmapped_extensions_pop_up_for_the_users_of_the_chosen_group() {
+    let world = world().await;
+    world.install(ACCOUNT).await;
+    // The local Kommo's users: the admin and Maria in Sales (id 0), Juan in Support.
+    let users = world.widget(Method::GET, "/widget/v1/users", ACCOUNT, None).await.1;
+    let group_of = |id: u64| users.as_array().unwrap().iter().find(|user| user["id"] == id).unwrap()["group"].clone();
+    let support = group_of(JUAN);
+    assert_eq!(support["name"], "Support", "{users}");
+    assert_ne!(group_of(MARIA)["id"], support["id"], "{users}");
+    let (path, secret) = configure_with(&world, |settings| {
+        settings.call_handling.unmapped_calls = shared::UnmappedCalls {
+            to: shared::PopupAudience::Groups,
+            group_ids: vec![support["id"].as_i64().unwrap()],
+            ..Default::default()
+        };
+        settings.extensions = shared::ExtensionMap {
+            entries: vec![shared::ExtensionEntry { extension: "101".into(), user_id: MARIA as i64 }],
+            fallback_user_id: None,
+        };
+    })
+    .await;
+    let secret = secret.expect("the first save shows the secret");
+    let (mut juans, mut marias) = (Stream::open_as(&world, JUAN).await, Stream::open_as(&world, MARIA).await);
+    world.post_signed(&path, &secret, "g1", &event("for-support", STRANGER, "ringing")).await;
+    let (_, call) = juans.next().await;
+    assert_eq!(call["call_id"], "for-support", "a user of the group gets the popup");
+    // A mapped call for Maria comes after the group's call: had she been sent that one, it would come first.
+    world
+        .post_signed(&path, &secret, "g2", &{
+            let mut body: Value = serde_json::from_str(&event("marias-own", CALLER, "ringing")).unwrap();
+            body["extension"] = json!("101");
+            body.to_string()
+        })
+        .await;
+    let (_, call) = marias.next().await;
+    assert_eq!(call["call_id"], "marias-own", "a user of another group does not get the group's popup");
+    assert_eq!(active_for(&world, JUAN).await, ["for-support"], "the calls in progress follow the same rule");
+    assert_eq!(active_for(&world, MARIA).await, ["marias-own"]);
+    assert!(active_for(&world, support::ADMIN).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,12 +70,22 @@ pub struct ConnectionView {
     pub reauthorize_url: String,
 }
 
-/// One active Kommo user, for the extension mapping (`GET /widget/v1/users`).
+/// One active Kommo user, for the extension mapping and the popup's audience (`GET /widget/v1/users`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KommoUserView {
     pub id: i64,
     pub name: String,
     pub email: Option<String>,
+    /// The user's Kommo user group (`rights.group_id` and its name); left out when the user has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<KommoGroupView>,
+}
+
+/// A Kommo user group, as its users are listed with it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KommoGroupView {
+    pub id: i64,
+    pub name: String,
 }
 
 /// A short-lived, single-use ticket that opens the push stream (`EventSource` cannot send headers,

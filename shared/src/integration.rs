@@ -211,6 +211,8 @@ impl Default for WidgetBehaviour {
 
 /// Most users the popup of unmapped calls may go to.
 pub const MAX_POPUP_USERS: usize = 100;
+/// Most Kommo user groups the popup of unmapped calls may go to.
+pub const MAX_POPUP_GROUPS: usize = 50;
 
 /// Who sees the popup of a call on an extension that no user has (or without an extension).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -220,6 +222,10 @@ pub struct UnmappedCalls {
     /// The users, when `to` is [`PopupAudience::Users`].
     #[serde(default)]
     pub user_ids: Vec<i64>,
+    /// The Kommo user groups (`rights.group_id`), when `to` is [`PopupAudience::Groups`]: every active
+    /// user of these groups. Settings stored before groups existed read as none.
+    #[serde(default)]
+    pub group_ids: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -230,6 +236,8 @@ pub enum PopupAudience {
     Everyone,
     /// The chosen users.
     Users,
+    /// The users of the chosen Kommo user groups.
+    Groups,
     /// Nobody: only calls on a mapped extension pop up.
     Nobody,
 }
@@ -604,6 +612,23 @@ impl CallHandling {
                         .or_else(|| unmapped.user_ids[..index].contains(user_id).then_some(ValidationCode::Duplicate));
                     if let Some(code) = code {
                         push(errors, format!("call_handling.unmapped_calls.user_ids[{index}]"), code);
+                    }
+                }
+            }
+        }
+        if unmapped.to == PopupAudience::Groups {
+            if unmapped.group_ids.is_empty() {
+                push(errors, "call_handling.unmapped_calls.group_ids", ValidationCode::Required);
+            } else if unmapped.group_ids.len() > MAX_POPUP_GROUPS {
+                push(errors, "call_handling.unmapped_calls.group_ids", ValidationCode::TooMany);
+            } else {
+                for (index, group_id) in unmapped.group_ids.iter().enumerate() {
+                    // Kommo's main group is 0; a negative id is none.
+                    let code = (*group_id < 0).then_some(ValidationCode::OutOfRange).or_else(|| {
+                        unmapped.group_ids[..index].contains(group_id).then_some(ValidationCode::Duplicate)
+                    });
+                    if let Some(code) = code {
+                        push(errors, format!("call_handling.unmapped_calls.group_ids[{index}]"), code);
                     }
                 }
             }
@@ -1413,7 +1438,7 @@ mod tests {
         let known = users(&[7, 8]);
         let with = |to: PopupAudience, user_ids: Vec<i64>| {
             let mut settings = valid();
-            settings.call_handling.unmapped_calls = UnmappedCalls { to, user_ids };
+            settings.call_handling.unmapped_calls = UnmappedCalls { to, user_ids, group_ids: vec![] };
             settings
         };
         let field = |index: usize| format!("call_handling.unmapped_calls.user_ids[{index}]");
@@ -1452,6 +1477,47 @@ mod tests {
     }
 
     #[test]
+    fn the_popup_of_unmapped_calls_goes_to_chosen_groups_once_each() {
+        let with = |to: PopupAudience, group_ids: Vec<i64>| {
+            let mut settings = valid();
+            settings.call_handling.unmapped_calls = UnmappedCalls { to, user_ids: vec![], group_ids };
+            settings
+        };
+        let known = users(&[7]);
+        let field = |index: usize| format!("call_handling.unmapped_calls.group_ids[{index}]");
+        assert_eq!(refused(&with(PopupAudience::Groups, vec![0, 12]), &known), vec![], "Kommo's main group is 0");
+        assert_eq!(
+            refused(&with(PopupAudience::Everyone, vec![-1, -1]), &known),
+            vec![],
+            "unused choices do not block"
+        );
+        assert_eq!(
+            refused(&with(PopupAudience::Groups, vec![]), &known),
+            vec![("call_handling.unmapped_calls.group_ids".to_owned(), ValidationCode::Required)]
+        );
+        assert_eq!(
+            refused(&with(PopupAudience::Groups, vec![3, 4, 3, -2]), &known),
+            vec![(field(2), ValidationCode::Duplicate), (field(3), ValidationCode::OutOfRange)]
+        );
+        let most = (1..=MAX_POPUP_GROUPS as i64).collect();
+        assert_eq!(refused(&with(PopupAudience::Groups, most), &known), vec![]);
+        let many = (0..=MAX_POPUP_GROUPS as i64).collect();
+        assert_eq!(
+            refused(&with(PopupAudience::Groups, many), &known),
+            vec![("call_handling.unmapped_calls.group_ids".to_owned(), ValidationCode::TooMany)]
+        );
+        // On the wire: `groups`, with `group_ids`; settings stored without `group_ids` read as none, and an
+        // unknown key is still refused.
+        let stored: UnmappedCalls =
+            serde_json::from_value(serde_json::json!({"to": "users", "user_ids": [7]})).unwrap();
+        assert_eq!(stored, UnmappedCalls { to: PopupAudience::Users, user_ids: vec![7], group_ids: vec![] });
+        let groups: UnmappedCalls =
+            serde_json::from_value(serde_json::json!({"to": "groups", "group_ids": [0, 5]})).unwrap();
+        assert_eq!(groups, UnmappedCalls { to: PopupAudience::Groups, user_ids: vec![], group_ids: vec![0, 5] });
+        assert!(serde_json::from_value::<UnmappedCalls>(serde_json::json!({"to": "groups", "groups": [5]})).is_err());
+    }
+
+    #[test]
     fn defaults_are_what_a_new_install_starts_with() {
         let handling = CallHandling::default();
         assert_eq!(
@@ -1464,7 +1530,10 @@ mod tests {
                 kommo_notification: false,
             }
         );
-        assert_eq!(handling.unmapped_calls, UnmappedCalls { to: PopupAudience::Everyone, user_ids: vec![] });
+        assert_eq!(
+            handling.unmapped_calls,
+            UnmappedCalls { to: PopupAudience::Everyone, user_ids: vec![], group_ids: vec![] }
+        );
         assert_eq!(
             handling.unknown_incoming,
             UnknownIncoming { create: UnknownCallerEntity::Unsorted, unsorted_accept: UnsortedAccept::Manual }

@@ -14,7 +14,7 @@ use crate::host::Host;
 use crate::i18n::I18n;
 use crate::problem::error_key;
 use crate::settings::{CheckState, SettingsModel, Status, WebhookAction, hint_tail, status_text};
-use crate::values::{FormValues, ResponsibleChoice};
+use crate::values::{FormValues, ResponsibleChoice, group_choices};
 
 /// Reads and writes one value of the form.
 #[derive(Clone, Copy)]
@@ -598,10 +598,40 @@ fn extensions_section(ctx: &Ctx) -> impl IntoView + use<> {
     section(ctx.t("section_extensions"), "kvoip-section--extensions", body)
 }
 
-/// Who sees the popup of a call on an extension no user has: everyone, the users ticked, or nobody.
+/// Who sees the popup of a call on an extension no user has: everyone, the users ticked, the users of
+/// the groups ticked, or nobody.
 fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
     let chosen = ctx.values.clone();
+    let chosen_groups = ctx.values.clone();
     let users = ctx.users.clone();
+    let group_boxes = {
+        let ctx = ctx.clone();
+        let (users, values) = (ctx.users.clone(), ctx.values.clone());
+        // Rebuilt only when the list itself changes, not at every keystroke elsewhere in the form.
+        let groups = ArcMemo::new(move |_| {
+            let picked = values.with(|values| values.handling.unmapped_calls.group_ids.clone());
+            users.with(|users| group_choices(users.as_deref().unwrap_or_default(), &picked))
+        });
+        move || {
+            groups
+                .get()
+                .into_iter()
+                .map(|group| {
+                    let id = group.id;
+                    let chosen = move |values: &FormValues| values.handling.unmapped_calls.group_ids.contains(&id);
+                    let choose = move |values: &mut FormValues, on: bool| {
+                        let ids = &mut values.handling.unmapped_calls.group_ids;
+                        ids.retain(|other| *other != id);
+                        if on {
+                            ids.push(id);
+                        }
+                    };
+                    let name = "call_handling.unmapped_calls.group_ids";
+                    check(ctx.clone(), name, Some(id.to_string()), group.name, chosen, choose)
+                })
+                .collect_view()
+        }
+    };
     let boxes = {
         let ctx = ctx.clone();
         move || {
@@ -626,12 +656,15 @@ fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
             })
         }
     };
+    let (users_refused, groups_refused) =
+        (ctx.refused("call_handling.unmapped_calls.user_ids"), ctx.refused("call_handling.unmapped_calls.group_ids"));
     view! {
-        <div class="kvoip-field" class:kvoip-field--invalid=ctx.refused("call_handling.unmapped_calls.user_ids")>
+        <div class="kvoip-field" class:kvoip-field--invalid=move || users_refused() || groups_refused()>
             <p class="kvoip-sublabel">{ctx.t("unmapped_calls")}</p>
             {radios(ctx.clone(), "call_handling.unmapped_calls.to", vec![
                 (PopupAudience::Everyone, "everyone", ctx.t("unmapped_everyone")),
                 (PopupAudience::Users, "users", ctx.t("unmapped_users")),
+                (PopupAudience::Groups, "groups", ctx.t("unmapped_groups")),
                 (PopupAudience::Nobody, "nobody", ctx.t("unmapped_nobody")),
             ], lens!(handling.unmapped_calls.to), |_| false)}
             <div class="kvoip-indent kvoip-grid"
@@ -639,6 +672,11 @@ fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
                 {boxes}
             </div>
             {error_line(ctx.clone(), || "call_handling.unmapped_calls.user_ids".to_owned())}
+            <div class="kvoip-indent kvoip-grid kvoip-unmapped-groups"
+                class:kvoip-hidden=move || chosen_groups.with(|values| values.handling.unmapped_calls.to != PopupAudience::Groups)>
+                {group_boxes}
+            </div>
+            {error_line(ctx.clone(), || "call_handling.unmapped_calls.group_ids".to_owned())}
         </div>
     }
 }

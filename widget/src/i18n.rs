@@ -107,6 +107,7 @@ mod tests {
             "settings.unmapped_calls",
             "settings.unmapped_everyone",
             "settings.unmapped_users",
+            "settings.unmapped_groups",
             "settings.unmapped_nobody",
             "settings.section_unknown",
             "settings.unknown_contact_and_lead",

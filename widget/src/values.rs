@@ -1,11 +1,12 @@
 //! What the settings form holds as the admin types (text as typed), and how it becomes the
 //! `IntegrationSettings` the server stores.
 
+use shared::VoipCredentials;
+use shared::api::{KommoGroupView, KommoUserView};
 use shared::integration::{
     CredentialMethod, ExtensionEntry, LeadPlacement, TaskResponsible, ValidationContext, VoipCredentialsView,
 };
 use shared::{CallHandling, ExtensionMap, FieldError, IntegrationSettings, IntegrationSettingsView, ValidationCode};
-use shared::{VoipCredentials, api::KommoUserView};
 
 /// Who a missed-call task goes to, as the form's radios choose it (the user itself is a separate select).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -233,6 +234,21 @@ pub fn validation_context(view: &IntegrationSettingsView, users: Option<&[KommoU
     }
 }
 
+/// The groups the popup of unmapped calls can go to: each group of the account's users once, by name,
+/// then any `chosen` group none of them is in any more (as `#id`, so that it can be unticked).
+pub fn group_choices(users: &[KommoUserView], chosen: &[i64]) -> Vec<KommoGroupView> {
+    let mut groups: Vec<KommoGroupView> = users.iter().filter_map(|user| user.group.clone()).collect();
+    groups.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    let mut seen = std::collections::BTreeSet::new();
+    groups.retain(|group| seen.insert(group.id));
+    for id in chosen {
+        if seen.insert(*id) {
+            groups.push(KommoGroupView { id: *id, name: format!("#{id}") });
+        }
+    }
+    groups
+}
+
 /// Every refused field of an active save: what could not be read, then the shared rules for the rest
 /// (a field is reported once, by whichever found it first).
 pub fn refusals(values: &FormValues, ctx: &ValidationContext) -> (IntegrationSettings, Vec<FieldError>) {
@@ -270,6 +286,31 @@ mod tests {
             }),
             allow_insecure_provider: true,
         }
+    }
+
+    #[test]
+    fn each_group_of_the_users_is_offered_once_by_name_and_a_chosen_empty_group_stays() {
+        let user = |id: i64, group: Option<(i64, &str)>| KommoUserView {
+            id,
+            name: format!("user {id}"),
+            email: None,
+            group: group.map(|(id, name)| KommoGroupView { id, name: name.to_owned() }),
+        };
+        let users = [
+            user(1, Some((7, "Support"))),
+            user(2, Some((0, "Sales"))),
+            user(3, None),
+            user(4, Some((7, "Support"))),
+            user(5, Some((0, "Sales"))),
+        ];
+        let names =
+            |groups: Vec<KommoGroupView>| groups.into_iter().map(|group| (group.id, group.name)).collect::<Vec<_>>();
+        assert_eq!(names(group_choices(&users, &[])), [(0, "Sales".to_owned()), (7, "Support".to_owned())]);
+        assert_eq!(
+            names(group_choices(&users, &[7, 9, 9])),
+            [(0, "Sales".to_owned()), (7, "Support".to_owned()), (9, "#9".to_owned())]
+        );
+        assert!(group_choices(&[], &[]).is_empty());
     }
 
     #[test]

@@ -59,6 +59,19 @@ pub struct User {
     pub is_active: bool,
     #[serde(default)]
     pub is_admin: bool,
+    /// The user's group (`rights.group_id`): one of [`GROUPS`], or none.
+    #[serde(default)]
+    pub group_id: Option<u64>,
+}
+
+/// The user groups of every stand-in account (`with=users_groups`): Kommo's main group, id 0, and one more.
+pub const GROUPS: [(u64, &str); 2] = [(0, "Sales"), (SUPPORT_GROUP, "Support")];
+/// The second group of [`GROUPS`].
+pub const SUPPORT_GROUP: u64 = 101;
+
+/// The name of group `id`: from [`GROUPS`], else made up from its id.
+pub fn group_name(id: u64) -> String {
+    GROUPS.iter().find(|(group, _)| *group == id).map_or_else(|| format!("Group {id}"), |(_, name)| (*name).to_owned())
 }
 
 fn default_lang() -> String {
@@ -69,22 +82,24 @@ fn yes() -> bool {
     true
 }
 
-/// The users an account gets when none are given: the page's user as admin, two managers, one deactivated.
+/// The users an account gets when none are given: the page's user as admin, two managers, one deactivated;
+/// the admin and Maria in the main group (Sales), Juan and the former agent in Support.
 pub fn default_users(account_id: u64, admin_id: u64) -> Vec<User> {
-    let user = |id: u64, name: &str, email: String, lang: &str, is_active: bool, is_admin: bool| User {
+    let user = |id: u64, name: &str, email: String, lang: &str, is_active: bool, is_admin: bool, group: u64| User {
         id,
         name: name.to_owned(),
         email,
         lang: lang.to_owned(),
         is_active,
         is_admin,
+        group_id: Some(group),
     };
     let base = account_id.saturating_mul(100);
     vec![
-        user(admin_id, "Sandbox Admin", "admin@sandbox.test".to_owned(), "en", true, true),
-        user(base + 1, "Maria Silva", format!("maria.{account_id}@sandbox.test"), "pt", true, false),
-        user(base + 2, "Juan Pérez", format!("juan.{account_id}@sandbox.test"), "es", true, false),
-        user(base + 3, "Former Agent", format!("former.{account_id}@sandbox.test"), "en", false, false),
+        user(admin_id, "Sandbox Admin", "admin@sandbox.test".to_owned(), "en", true, true, 0),
+        user(base + 1, "Maria Silva", format!("maria.{account_id}@sandbox.test"), "pt", true, false, 0),
+        user(base + 2, "Juan Pérez", format!("juan.{account_id}@sandbox.test"), "es", true, false, SUPPORT_GROUP),
+        user(base + 3, "Former Agent", format!("former.{account_id}@sandbox.test"), "en", false, false, SUPPORT_GROUP),
     ]
 }
 

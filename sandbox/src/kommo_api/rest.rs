@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::api::{DEFAULT_LIMIT, Outcome, Refusal, Reply, Request, positive};
-use super::ledger::{Account, User};
+use super::ledger::{Account, GROUPS, User, group_name};
 
 /// `GET /api/v4/account`.
 pub(super) fn account(account: &Account, request: &Request) -> Outcome {
@@ -52,7 +52,8 @@ pub fn account_json(account: &Account, current_user_id: u64, api_base: &str, wit
         embedded.insert("amojo_rights".into(), json!({ "can_direct": true, "can_create_groups": true }));
     }
     if with.contains(&"users_groups") {
-        embedded.insert("users_groups".into(), json!([{ "id": 0, "name": "Sales" }]));
+        let groups: Vec<Value> = GROUPS.iter().map(|(id, name)| json!({ "id": id, "name": name })).collect();
+        embedded.insert("users_groups".into(), Value::Array(groups));
     }
     if with.contains(&"datetime_settings") {
         embedded.insert(
@@ -70,6 +71,21 @@ pub fn account_json(account: &Account, current_user_id: u64, api_base: &str, wit
     }
     if !embedded.is_empty() {
         body["_embedded"] = Value::Object(embedded);
+    }
+    body
+}
+
+/// Whether the request asks for the users' groups (`with=group`).
+fn with_group(request: &Request) -> bool {
+    request.param("with").is_some_and(|with| with.split(',').any(|part| part.trim() == "group"))
+}
+
+/// A user as Kommo lists it; `with_group` adds its group (`_embedded.groups`), as `with=group` does.
+pub fn user_json_with(user: &User, api_base: &str, with_group: bool) -> Value {
+    let mut body = user_json(user, api_base);
+    if with_group {
+        let groups: Vec<Value> = user.group_id.iter().map(|id| json!({ "id": id, "name": group_name(*id) })).collect();
+        body["_embedded"] = json!({ "groups": groups });
     }
     body
 }
@@ -101,7 +117,7 @@ pub fn user_json(user: &User, api_base: &str) -> Value {
             "is_admin": user.is_admin,
             "is_free": false,
             "is_active": user.is_active,
-            "group_id": null,
+            "group_id": user.group_id,
             "role_id": null,
         },
         "_links": { "self": { "href": format!("{api_base}/api/v4/users/{}", user.id) } },
@@ -111,14 +127,15 @@ pub fn user_json(user: &User, api_base: &str) -> Value {
 /// `GET /api/v4/users/{id}`: one user of the account, with its rights; another account's user is 404.
 pub(super) fn user(account: &Account, request: &Request, id: u64) -> Outcome {
     match account.users.iter().find(|user| user.id == id) {
-        Some(user) => Ok(Reply::Hal(user_json(user, &request.api_base))),
+        Some(user) => Ok(Reply::Hal(user_json_with(user, &request.api_base, with_group(request)))),
         None => Err(Refusal::not_found(format!("User {id} not found"))),
     }
 }
 
-/// `GET /api/v4/users?page&limit`: 1-based pages of at most 250; an empty page is 204 with no body.
+/// `GET /api/v4/users?page&limit&with=group`: 1-based pages of at most 250; an empty page is 204 with no body.
 pub(super) fn users(account: &Account, request: &Request) -> Outcome {
-    let users = account.users.iter().map(|user| user_json(user, &request.api_base)).collect();
+    let with_group = with_group(request);
+    let users = account.users.iter().map(|user| user_json_with(user, &request.api_base, with_group)).collect();
     let mut list = request.page("users", users)?;
     if let Reply::Hal(body) = &mut list {
         let limit = positive(request.param("limit"), "limit", DEFAULT_LIMIT)?;

@@ -46,6 +46,8 @@ pub struct CallsContext {
     langs: texts::UserLangs,
     /// Places for Kommo call notifications being sent (each waits for the account's Kommo budget).
     notifications: Arc<tokio::sync::Semaphore>,
+    /// Who is in which Kommo user group (shared with the push hub).
+    groups: crate::push::UserGroups,
 }
 
 /// Kommo call notifications being sent at once, at most, by this process.
@@ -60,12 +62,18 @@ impl CallsContext {
     pub fn with_lookup_ttl(store: Store, kommo: KommoClient, ttl: Duration) -> CallsContext {
         CallsContext {
             store,
-            kommo,
             lookup: Lookup::with_ttl(ttl),
             caller: CallerId::new(),
             langs: texts::UserLangs::default(),
             notifications: Arc::new(tokio::sync::Semaphore::new(NOTIFICATIONS_IN_FLIGHT)),
+            groups: crate::push::UserGroups::new(kommo.clone()),
+            kommo,
         }
+    }
+
+    /// Who is in which Kommo user group, per account (the push hub uses the same).
+    pub fn groups(&self) -> &crate::push::UserGroups {
+        &self.groups
     }
 
     pub fn lookup(&self) -> &Lookup {
@@ -89,7 +97,7 @@ impl CallsContext {
         let (ctx, number, extension) = (self.clone(), number.to_owned(), extension.map(str::to_owned));
         tokio::spawn(async move {
             let _permit = permit;
-            let audience = crate::push::audience(&ctx.store, account, extension.as_deref()).await;
+            let audience = crate::push::audience(&ctx.store, &ctx.groups, account, extension.as_deref()).await;
             let mut event = serde_json::json!({"type": "phone_call", "phone_number": number});
             match audience.kommo_users() {
                 Some(users) if users.is_empty() => return,

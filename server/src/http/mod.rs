@@ -119,7 +119,8 @@ impl AppState {
         crate::metrics::handle();
         let pending_limits =
             PendingCodeLimits { total: config.limits.max_pending_codes, per_host: oauth::MAX_PENDING_CODES_PER_HOST };
-        let hub = Hub::default();
+        let calls = CallsContext::new(store.clone(), kommo.clone());
+        let hub = Hub::new(calls.groups().clone());
         // On PostgreSQL, call events from every replica reach this process's open streams.
         tokio::spawn({
             let (hub, store, shutdown) = (hub.clone(), store.clone(), shutdown.clone());
@@ -131,7 +132,7 @@ impl AppState {
             limits: Arc::new(config.limits),
             retention: config.retention,
             ingestor: Ingestor::start(&store, jobs_wake.clone()),
-            calls: CallsContext::new(store.clone(), kommo.clone()),
+            calls,
             hooks: hooks::HookCache::default(),
             queue: Queue::new(&store, worker_name()),
             jobs_wake,

@@ -15,8 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use shared::api::{ConnectionCheck, paths};
 use shared::{
     CallHandling, CredentialMethod, ExtensionEntry, ExtensionMap, FieldError, IntegrationSettings,
-    IntegrationSettingsView, StoredSecret, ValidationCode, ValidationContext, VoipCredentials, VoipCredentialsView,
-    WebhookEndpoint,
+    IntegrationSettingsView, PopupAudience, StoredSecret, ValidationCode, ValidationContext, VoipCredentials,
+    VoipCredentialsView, WebhookEndpoint,
 };
 
 use super::AppState;
@@ -80,6 +80,7 @@ async fn save(
         // Kommo's "disable": stop processing; nothing else is validated or changed.
         state.store.deactivate(auth.account, auth.user_id).await?;
         state.hooks.forget();
+        state.calls.groups().forget(auth.account);
         tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "call processing turned off");
         return Ok((NO_STORE, Json(view(&state, auth.account, None).await?)));
     }
@@ -129,6 +130,12 @@ async fn save(
     };
     let created = state.store.save_settings(auth.account, write).await?;
     state.hooks.forget();
+    // The users' groups are read again; when the popup goes to groups, the listing just validated with
+    // is the fresh one, so the next call needs no wait for it.
+    state.calls.groups().forget(auth.account);
+    if input.call_handling.unmapped_calls.to == PopupAudience::Groups {
+        state.calls.groups().remember(auth.account, &users);
+    }
     tracing::info!(account.id = auth.account.get(), user.id = auth.user_id, "settings saved");
     // The save that issued the signing secret shows it; later an admin asks for it again (reveal).
     Ok((NO_STORE, Json(view(&state, auth.account, created.then_some(signing_secret)).await?)))

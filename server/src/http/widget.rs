@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
-use shared::api::{ConnectionState, ConnectionView, KommoUserView, paths};
+use shared::api::{ConnectionState, ConnectionView, KommoGroupView, KommoUserView, paths};
 
 use super::AppState;
 use super::error::ApiError;
@@ -149,5 +149,15 @@ async fn users(
     AdminAuth(auth): AdminAuth,
 ) -> Result<Json<Vec<KommoUserView>>, ApiError> {
     let users = state.installer.kommo.active_users(auth.account).await?;
-    Ok(Json(users.into_iter().map(|user| KommoUserView { id: user.id, name: user.name, email: user.email }).collect()))
+    Ok(Json(
+        users
+            .into_iter()
+            .map(|user| KommoUserView {
+                id: user.id,
+                name: user.name,
+                email: user.email,
+                group: user.group.map(|group| KommoGroupView { id: group.id, name: group.name }),
+            })
+            .collect(),
+    ))
 }
