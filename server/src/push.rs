@@ -368,6 +368,20 @@ impl Hub {
         Hub { state: Arc::default(), groups }
     }
 
+    /// When the account's unmapped calls go to groups, asks for its users' groups in the background
+    /// unless they are known: a widget opening its stream (a page load, a server restart) makes them
+    /// known before the next call, rather than that call reaching nobody.
+    pub async fn warm_groups(&self, store: &Store, account: AccountId) {
+        let chooses_groups = match store.settings(account).await {
+            Ok(Some(row)) => serde_json::from_str::<CallHandling>(&row.config)
+                .is_ok_and(|handling| handling.unmapped_calls.to == PopupAudience::Groups),
+            _ => false,
+        };
+        if chooses_groups {
+            self.groups.members(account, &[]);
+        }
+    }
+
     /// Issues a single-use ticket for `subscriber`, kept (hashed) in the store for [`TICKET_TTL`]. A
     /// subscriber already at a cap here, or holding [`MAX_TICKETS_PER_USER`] unspent tickets, gets
     /// none: the widget sees the refusal (an `EventSource` could not) and waits.

@@ -325,6 +325,49 @@ async fn calls_on_unmapped_extensions_pop_up_for_the_users_of_the_chosen_group()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widget_opening_its_stream_makes_the_groups_known_before_the_next_call() {
+    let world = world().await;
+    let account = world.install(ACCOUNT).await;
+    let (path, secret) = configure_with(&world, |_| {}).await;
+    let secret = secret.expect("the first save shows the secret");
+    let users = world.widget(Method::GET, "/widget/v1/users", ACCOUNT, None).await.1;
+    let support = users.as_array().unwrap().iter().find(|user| user["id"] == JUAN).unwrap()["group"]["id"].clone();
+    // As after a restart: the settings send unmapped calls to Juan's group, and this process has not
+    // listed the users' groups since.
+    let config: String = sqlx::query_scalar("SELECT config FROM widget_settings WHERE account_id = $1")
+        .bind(account.get())
+        .fetch_one(world.store.pool())
+        .await
+        .unwrap();
+    let mut handling: shared::CallHandling = serde_json::from_str(&config).unwrap();
+    handling.unmapped_calls = shared::UnmappedCalls {
+        to: shared::PopupAudience::Groups,
+        group_ids: vec![support.as_i64().unwrap()],
+        ..Default::default()
+    };
+    sqlx::query("UPDATE widget_settings SET config = $1 WHERE account_id = $2")
+        .bind(serde_json::to_string(&handling).unwrap())
+        .bind(account.get())
+        .execute(world.store.pool())
+        .await
+        .unwrap();
+    let listings = || async { world.stats().await["requests"]["GET /api/v4/users"].as_u64().unwrap_or(0) };
+    let before = listings().await;
+
+    let mut juans = Stream::open_as(&world, JUAN).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while listings().await == before {
+        assert!(tokio::time::Instant::now() < deadline, "opening the stream asks for the users' groups");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The listing was asked for; its answer is read back in a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    world.post_signed(&path, &secret, "w1", &event("first-after-restart", STRANGER, "ringing")).await;
+    let (_, call) = juans.next().await;
+    assert_eq!(call["call_id"], "first-after-restart", "the first call already reaches the group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kommos_own_notification_is_sent_once_per_ringing_call_to_the_extensions_user() {
     let world = world().await;
     world.install(ACCOUNT).await;

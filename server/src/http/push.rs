@@ -94,6 +94,7 @@ async fn active_calls(State(state): State<AppState>, auth: WidgetAuth) -> Result
 async fn push_ticket(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<PushTicket>, ApiError> {
     let subscriber = Subscriber { account: auth.account, user_id: auth.user_id };
     let ticket = state.hub.issue_ticket(&state.store, subscriber, &state.limits).await?;
+    state.hub.warm_groups(&state.store, auth.account).await;
     Ok(Json(PushTicket { ticket, expires_in: TICKET_TTL.as_secs() }))
 }
 
