@@ -4,7 +4,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { SANDBOX_URL, STEP_MS, configure, launch, openWidget, postEvent, screenshot, streamOpen } from './support.mjs';
+import {
+  SANDBOX_URL, STEP_MS, configure, launch, openSettings, openWidget, partScreenshot, postEvent, screenshot, streamOpen,
+  waitForForm,
+} from './support.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -223,6 +226,33 @@ test('with Kommo\'s notification chosen, the server sends it and a browser witho
     .some((entry) => entry.name.includes('/widget/v1/calls/options')), null, { timeout: STEP_MS });
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.deepEqual(await page.evaluate(() => window.__sandbox.kommoCalls), [], 'never both for one call');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('calls on an extension nobody has pop up for the users of the group the admin ticked', async () => {
+  const groups = '.kvoip-settings .kvoip-unmapped-groups';
+  const { page, context, errors, webhook } = await ready(async (form) => {
+    await form.check('.kvoip-settings input[name="call_handling.unmapped_calls.to"][value="groups"]');
+    // The local Kommo's users are in two groups: Sales (the admin, who opened this page, and Maria)
+    // and Support (Juan).
+    const sales = form.locator(`${groups} input[name="call_handling.unmapped_calls.group_ids"][value="0"]`);
+    await sales.waitFor({ state: 'visible', timeout: STEP_MS });
+    assert.equal(await form.locator(`${groups} input`).count(), 2, 'one checkbox per group');
+    await sales.check();
+    await partScreenshot(form.locator(groups).locator('xpath=..'), 'settings-unmapped-groups.png');
+  });
+  // Read back: the choice and the group are what the server stored.
+  await openSettings(page);
+  await waitForForm(page);
+  assert.ok(await page.isChecked('.kvoip-settings input[name="call_handling.unmapped_calls.to"][value="groups"]'));
+  assert.ok(await page.isChecked(`${groups} input[value="0"]`));
+  assert.ok(!(await page.isChecked(`${groups} input:not([value="0"])`)));
+  await page.click('.modal .sandbox-modal__cancel');
+
+  const callId = `group-${Date.now()}`;
+  assert.equal((await postEvent(webhook, { callId, from: '+5511987650011', status: 'ringing' })).status, 200);
+  await page.locator(`.kvoip-popup[data-call-id="${callId}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
   assert.deepEqual(errors, []);
   await context.close();
 });
