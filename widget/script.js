@@ -35,6 +35,8 @@ define(['jquery'], function ($) {
     // Events kept while the calls module loads; more than this and the oldest are dropped.
     MAX_PENDING: 200
   };
+  // Where the wasm cannot run, how long Kommo's notification of a ringing call waits for who is calling.
+  var FALLBACK_WAIT_MS = 1500;
 
   var CustomWidget = function () {
     var self = this;
@@ -46,7 +48,9 @@ define(['jquery'], function ($) {
       calls: null, // CallsHandle
       push: null, // the push stream: { stopped, source, timer, lastEventId, backoff }
       pending: [], // call events (JSON) waiting for the calls module
-      notified: {}, // call ids shown through Kommo's own notification (when the wasm cannot run)
+      notified: {}, // call ids shown through Kommo's own notification, or too late for it (no wasm)...
+      notifiedOrder: [], // ...oldest first, at most PUSH.MAX_PENDING of them
+      waiting: {}, // call id -> { call, timer }: ringing calls whose Kommo notification waits for the caller
       settings: null, // SettingsHandle
       settingsRoot: null, // div.kvoip-settings in the open settings modal
       started: false // render/init ran and destroy did not since
@@ -376,13 +380,13 @@ define(['jquery'], function ($) {
       });
     }
 
-    // The wasm cannot run in this browser: each ringing inbound call waiting for it is shown through Kommo's
-    // own call notification instead (once per call), unless the account has the server send that
-    // notification (then Kommo shows it already, and a second one would be a duplicate).
+    // The wasm cannot run in this browser: each ringing inbound call is shown through Kommo's own call
+    // notification instead (once per call; after who is calling arrives, or FALLBACK_WAIT_MS without it),
+    // unless the account has the server send that notification (then Kommo shows it already, and a second
+    // one would be a duplicate). A call answered or ended before then is not shown.
     function kommoNotification() {
       var events = state.pending;
       state.pending = [];
-      var ringing = [];
       for (var i = 0; i < events.length; i++) {
         var call = null;
         try {
@@ -390,25 +394,65 @@ define(['jquery'], function ($) {
         } catch (e) {
           call = null;
         }
-        if (call && call.status === 'ringing' && call.direction !== 'outbound' && !state.notified[call.call_id]) {
-          ringing.push(call);
+        if (!call || call.direction === 'outbound' || state.notified[call.call_id]) {
+          continue;
+        }
+        var id = call.call_id;
+        var waiting = state.waiting[id];
+        if (call.status !== 'ringing') {
+          // Answered or over: too late for a notification, also for a late event that still says ringing.
+          if (waiting) {
+            clearTimeout(waiting.timer);
+            delete state.waiting[id];
+          }
+          settle(id);
+          continue;
+        }
+        if (!waiting) {
+          if (Object.keys(state.waiting).length >= PUSH.MAX_PENDING) {
+            continue;
+          }
+          waiting = state.waiting[id] = { call: call, timer: null };
+          waiting.timer = setTimeout(notifyInKommo, FALLBACK_WAIT_MS, id);
+        }
+        if (call.caller) {
+          waiting.call.caller = call.caller;
+          clearTimeout(waiting.timer);
+          notifyInKommo(id);
         }
       }
-      if (!ringing.length) {
+    }
+
+    // The call `id` gets no (further) Kommo notification on this page.
+    function settle(id) {
+      if (state.notified[id]) {
         return;
       }
+      state.notified[id] = true;
+      state.notifiedOrder.push(id);
+      if (state.notifiedOrder.length > PUSH.MAX_PENDING) {
+        delete state.notified[state.notifiedOrder.shift()];
+      }
+    }
+
+    function notifyInKommo(id) {
+      var waiting = state.waiting[id];
+      if (!waiting) {
+        return;
+      }
+      delete state.waiting[id];
+      settle(id);
       request('GET', PUSH.OPTIONS).then(function (reply) {
-        if (reply.status !== 200 || !reply.body || reply.body.kommo_notification) {
-          return;
-        }
-        for (var j = 0; j < ringing.length; j++) {
-          var call = ringing[j];
-          if (!state.notified[call.call_id] && state.started) {
-            state.notified[call.call_id] = true;
-            addKommoCall(call);
-          }
+        if (reply.status === 200 && reply.body && !reply.body.kommo_notification && state.started) {
+          addKommoCall(waiting.call);
         }
       });
+    }
+
+    function escapeHtml(value) {
+      var holder = document.createElement('span');
+      holder.textContent = String(value);
+      return holder.innerHTML;
     }
 
     function addKommoCall(call) {
@@ -419,9 +463,11 @@ define(['jquery'], function ($) {
       var caller = call.caller || null;
       var number = (caller && caller.number) || call.from;
       var entity = caller && (caller.contact ? { type: 'contact', link: caller.contact } : caller.company ? { type: 'company', link: caller.company } : null);
+      // Kommo shows `text` as HTML: names and numbers (anyone with access to the CRM or the provider can
+      // write them) go in escaped.
       var notice = {
         header: text('popup', 'incoming'),
-        text: entity && entity.link.name ? entity.link.name + ' · ' + number : number,
+        text: escapeHtml(entity && entity.link.name ? entity.link.name + ' · ' + number : number),
         date: Math.ceil(Date.now() / 1000),
         from: call.from,
         to: call.to
@@ -432,7 +478,7 @@ define(['jquery'], function ($) {
         var link = document.createElement('a');
         link.href = '/contacts/add/?phone=' + encodeURIComponent(call.from);
         link.textContent = text('popup', 'create_contact');
-        notice.text = number + ' · ' + link.outerHTML;
+        notice.text = escapeHtml(number) + ' · ' + link.outerHTML;
       }
       try {
         notifications.add_call(notice);
@@ -566,6 +612,12 @@ define(['jquery'], function ($) {
         }
       }
       state.pending = [];
+      for (var id in state.waiting) {
+        if (Object.prototype.hasOwnProperty.call(state.waiting, id)) {
+          clearTimeout(state.waiting[id].timer);
+        }
+      }
+      state.waiting = {};
     }
 
     function stopCalls() {

@@ -186,13 +186,19 @@ test('where the wasm cannot run, a ringing call shows once through Kommo\'s own 
   const { page, context, errors, account, webhook } = await ready();
   await blockWasm(context);
   const callId = `no-wasm-${Date.now()}`;
-  for (const status of ['ringing', 'answered', 'ended']) {
-    assert.equal((await postEvent(webhook, { callId, from: '+5511987650009', status })).status, 200);
-  }
+  assert.equal((await postEvent(webhook, { callId, from: '+5511987650009', status: 'ringing' })).status, 200);
   await page.waitForFunction(() => window.__sandbox.kommoCalls.length > 0, null, { timeout: STEP_MS });
   await page.locator('.sandbox-kommo-call').waitFor({ state: 'visible', timeout: STEP_MS });
   await screenshot(page, 'kommo-notification-fallback.png');
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  for (const status of ['answered', 'ended']) {
+    assert.equal((await postEvent(webhook, { callId, from: '+5511987650009', status })).status, 200);
+  }
+  // A call answered before its notification went out gets none.
+  const quick = `no-wasm-quick-${Date.now()}`;
+  for (const status of ['ringing', 'answered']) {
+    assert.equal((await postEvent(webhook, { callId: quick, from: '+5511987650013', status })).status, 200);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 2000));
   const shown = await page.evaluate(() => window.__sandbox.kommoCalls);
   assert.equal(shown.length, 1, 'once for the call, not once per event');
   const [notice] = shown;
@@ -201,6 +207,18 @@ test('where the wasm cannot run, a ringing call shows once through Kommo\'s own 
   assert.ok(Number.isInteger(notice.date) && Math.abs(notice.date - Date.now() / 1000) < 60, 'date is in seconds');
   assert.match(notice.text, /contacts\/add\/\?phone=%2B5511987650009/, 'an unknown number offers to create the contact');
   assert.equal(await page.locator('.kvoip-popup').count(), 0, 'no popup of ours');
+
+  // A known caller is named, and a name is text, never markup (Kommo shows the notice as HTML).
+  const contact = await seed('contacts', {
+    account_id: account, name: '<img src=x onerror="window.__xss=1">Eve', phones: ['+5511987650012'],
+  });
+  const known = `no-wasm-known-${Date.now()}`;
+  assert.equal((await postEvent(webhook, { callId: known, from: '+5511987650012', status: 'ringing' })).status, 200);
+  await page.waitForFunction(() => window.__sandbox.kommoCalls.length > 1, null, { timeout: STEP_MS });
+  const named = (await page.evaluate(() => window.__sandbox.kommoCalls))[1];
+  assert.deepEqual(named.element, { id: contact.contact_id, type: 'contact' });
+  assert.match(named.text, /^&lt;img src=x onerror="window.__xss=1"&gt;Eve · /);
+  assert.equal(await page.evaluate(() => window.__xss), undefined, 'no script ran');
   assert.deepEqual(await serverNotifications(account), [], 'the server sent no notification of its own');
   assert.deepEqual(errors, []);
   await context.close();
