@@ -598,6 +598,26 @@ fn extensions_section(ctx: &Ctx) -> impl IntoView + use<> {
     section(ctx.t("section_extensions"), "kvoip-section--extensions", body)
 }
 
+/// A list of ids in the form: how to read it and how to change it.
+struct IdList {
+    get: fn(&FormValues) -> &Vec<i64>,
+    get_mut: fn(&mut FormValues) -> &mut Vec<i64>,
+}
+
+/// A checkbox for `id` in `list` (ticked: the id is in the list).
+fn id_check(ctx: Ctx, name: &'static str, id: i64, label: String, list: IdList) -> impl IntoView {
+    let IdList { get, get_mut } = list;
+    let chosen = move |values: &FormValues| get(values).contains(&id);
+    let choose = move |values: &mut FormValues, on: bool| {
+        let ids = get_mut(values);
+        ids.retain(|other| *other != id);
+        if on {
+            ids.push(id);
+        }
+    };
+    check(ctx, name, Some(id.to_string()), label, chosen, choose)
+}
+
 /// Who sees the popup of a call on an extension no user has: everyone, the users ticked, the users of
 /// the groups ticked, or nobody.
 fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
@@ -617,17 +637,11 @@ fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
                 .get()
                 .into_iter()
                 .map(|group| {
-                    let id = group.id;
-                    let chosen = move |values: &FormValues| values.handling.unmapped_calls.group_ids.contains(&id);
-                    let choose = move |values: &mut FormValues, on: bool| {
-                        let ids = &mut values.handling.unmapped_calls.group_ids;
-                        ids.retain(|other| *other != id);
-                        if on {
-                            ids.push(id);
-                        }
+                    let list = IdList {
+                        get: |values| &values.handling.unmapped_calls.group_ids,
+                        get_mut: |values| &mut values.handling.unmapped_calls.group_ids,
                     };
-                    let name = "call_handling.unmapped_calls.group_ids";
-                    check(ctx.clone(), name, Some(id.to_string()), group.name, chosen, choose)
+                    id_check(ctx.clone(), "call_handling.unmapped_calls.group_ids", group.id, group.name, list)
                 })
                 .collect_view()
         }
@@ -640,17 +654,12 @@ fn unmapped_calls(ctx: &Ctx) -> impl IntoView + use<> {
                     .iter()
                     .flatten()
                     .map(|user| {
-                        let id = user.id;
-                        let chosen = move |values: &FormValues| values.handling.unmapped_calls.user_ids.contains(&id);
-                        let choose = move |values: &mut FormValues, on: bool| {
-                            let ids = &mut values.handling.unmapped_calls.user_ids;
-                            ids.retain(|other| *other != id);
-                            if on {
-                                ids.push(id);
-                            }
+                        let list = IdList {
+                            get: |values| &values.handling.unmapped_calls.user_ids,
+                            get_mut: |values| &mut values.handling.unmapped_calls.user_ids,
                         };
                         let name = "call_handling.unmapped_calls.user_ids";
-                        check(ctx.clone(), name, Some(id.to_string()), user.name.clone(), chosen, choose)
+                        id_check(ctx.clone(), name, user.id, user.name.clone(), list)
                     })
                     .collect_view()
             })
