@@ -274,3 +274,48 @@ test('calls on an extension nobody has pop up for the users of the group the adm
   assert.deepEqual(errors, []);
   await context.close();
 });
+
+test('a push stream that drops reconnects and resumes: an event sent meanwhile arrives, once', async () => {
+  const { page, context, errors, stream, webhook } = await ready();
+  // Every EventSource the page opens, and every call event its streams deliver.
+  await context.addInitScript(() => {
+    window.__sources = [];
+    window.__heard = [];
+    const Real = window.EventSource;
+    window.EventSource = function (url) {
+      const source = new Real(url);
+      window.__sources.push(source);
+      source.addEventListener('call', (event) => window.__heard.push(event.data));
+      return source;
+    };
+    window.EventSource.prototype = Real.prototype;
+  });
+  stream.open = false;
+  await page.reload();
+  await page.waitForFunction(() => window.__sandbox && window.__sandbox.ready, null, { timeout: STEP_MS });
+  await streamOpen(stream);
+  const callId = `reconnect-${Date.now()}`;
+  const from = '+5511987650014';
+  assert.equal((await postEvent(webhook, { callId, from, status: 'ringing' })).status, 200);
+  await page.locator(`.kvoip-popup--ringing[data-call-id="${callId}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
+
+  // The stream drops (as when a proxy or the network cuts it); the answer is sent before the page is back.
+  stream.open = false;
+  await page.evaluate(() => {
+    const source = window.__sources[window.__sources.length - 1];
+    source.close();
+    source.onerror(new Event('error'));
+  });
+  assert.equal((await postEvent(webhook, { callId, from, status: 'answered' })).status, 200);
+  await page.locator(`.kvoip-popup--answered[data-call-id="${callId}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
+  await streamOpen(stream);
+  assert.ok(await page.evaluate(() => window.__sources.length) >= 2, 'the page opened a new stream');
+  assert.equal((await postEvent(webhook, { callId, from, status: 'ended' })).status, 200);
+  await page.locator(`.kvoip-popup--ended[data-call-id="${callId}"]`).waitFor({ state: 'visible', timeout: STEP_MS });
+  const heard = (await page.evaluate(() => window.__heard)).map((data) => JSON.parse(data))
+    .filter((call) => call.call_id === callId && call.event_id).map((call) => call.status);
+  assert.deepEqual(heard, ['ringing', 'answered', 'ended'], 'each event of the call arrived once, in order');
+  assert.equal(await page.locator('.kvoip-popup').count(), 1, 'one card for the call');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
