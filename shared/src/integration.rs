@@ -602,36 +602,15 @@ impl CallHandling {
 
         let unmapped = &self.unmapped_calls;
         if unmapped.to == PopupAudience::Users {
-            if unmapped.user_ids.is_empty() {
-                push(errors, "call_handling.unmapped_calls.user_ids", ValidationCode::Required);
-            } else if unmapped.user_ids.len() > MAX_POPUP_USERS {
-                push(errors, "call_handling.unmapped_calls.user_ids", ValidationCode::TooMany);
-            } else {
-                for (index, user_id) in unmapped.user_ids.iter().enumerate() {
-                    let code = check_user(*user_id, ctx, true)
-                        .or_else(|| unmapped.user_ids[..index].contains(user_id).then_some(ValidationCode::Duplicate));
-                    if let Some(code) = code {
-                        push(errors, format!("call_handling.unmapped_calls.user_ids[{index}]"), code);
-                    }
-                }
-            }
+            let field = "call_handling.unmapped_calls.user_ids";
+            check_ids(errors, field, &unmapped.user_ids, MAX_POPUP_USERS, |user_id| check_user(user_id, ctx, true));
         }
         if unmapped.to == PopupAudience::Groups {
-            if unmapped.group_ids.is_empty() {
-                push(errors, "call_handling.unmapped_calls.group_ids", ValidationCode::Required);
-            } else if unmapped.group_ids.len() > MAX_POPUP_GROUPS {
-                push(errors, "call_handling.unmapped_calls.group_ids", ValidationCode::TooMany);
-            } else {
-                for (index, group_id) in unmapped.group_ids.iter().enumerate() {
-                    // Kommo's main group is 0; a negative id is none.
-                    let code = (*group_id < 0).then_some(ValidationCode::OutOfRange).or_else(|| {
-                        unmapped.group_ids[..index].contains(group_id).then_some(ValidationCode::Duplicate)
-                    });
-                    if let Some(code) = code {
-                        push(errors, format!("call_handling.unmapped_calls.group_ids[{index}]"), code);
-                    }
-                }
-            }
+            // Kommo's main group is 0; a negative id is none.
+            let field = "call_handling.unmapped_calls.group_ids";
+            check_ids(errors, field, &unmapped.group_ids, MAX_POPUP_GROUPS, |group_id| {
+                (group_id < 0).then_some(ValidationCode::OutOfRange)
+            });
         }
 
         let LeadPlacement { pipeline_id, status_id } = self.placement;
@@ -682,6 +661,29 @@ fn push(errors: &mut Vec<FieldError>, field: impl Into<String>, code: Validation
 
 /// A Kommo user id: positive always; among the active users when they are known and the setting is in use
 /// (a user deactivated since must not block saving a section that is switched off).
+/// A chosen list of ids under `field`: 1 to `max` of them, each valid by `check` and there once; a
+/// refusal of one id names its place (`field[i]`).
+fn check_ids(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    ids: &[i64],
+    max: usize,
+    check: impl Fn(i64) -> Option<ValidationCode>,
+) {
+    if ids.is_empty() {
+        push(errors, field, ValidationCode::Required);
+    } else if ids.len() > max {
+        push(errors, field, ValidationCode::TooMany);
+    } else {
+        for (index, id) in ids.iter().enumerate() {
+            let code = check(*id).or_else(|| ids[..index].contains(id).then_some(ValidationCode::Duplicate));
+            if let Some(code) = code {
+                push(errors, format!("{field}[{index}]"), code);
+            }
+        }
+    }
+}
+
 fn check_user(user_id: i64, ctx: &ValidationContext, in_use: bool) -> Option<ValidationCode> {
     if user_id <= 0 {
         return Some(ValidationCode::OutOfRange);
