@@ -43,12 +43,15 @@ pub fn command(root: &Path) -> Result<()> {
                 process::run(Command::new("cargo").arg("test").env_remove("TEST_POSTGRES_URL").current_dir(root))
             });
             // The server's suite again on PostgreSQL: every test creates its own database on a throwaway
-            // cluster, which stops when the step ends, whatever the outcome.
-            step("cargo test -p server --tests on PostgreSQL", &mut || {
+            // cluster, which stops when the step ends, whatever the outcome. The same packages as the step
+            // before, so that cargo unifies the same features and reuses its build (`-p server` alone would
+            // give shared dependencies other features, rebuild the sandbox and link every test binary
+            // again); `--test '*'` runs the integration tests, the only ones that read `TEST_POSTGRES_URL`.
+            step("cargo test --test '*' on PostgreSQL (the server's suite)", &mut || {
                 let cluster = postgres::Cluster::start(root)?;
                 process::run(
                     Command::new("cargo")
-                        .args(["test", "-p", "server", "--tests"])
+                        .args(["test", "--test", "*"])
                         .env("TEST_POSTGRES_URL", cluster.url())
                         .current_dir(root),
                 )
@@ -63,8 +66,11 @@ pub fn command(root: &Path) -> Result<()> {
                 package::write_archive(root, &package::resolve_api_base(root, None)?, &root.join(package::DEFAULT_OUT))
             })
         }
+        // `cargo test` builds the server's and the local Kommo's binaries for their integration tests:
+        // `--no-run` with the same packages makes sure they are current without building them a second
+        // time with the features of a plain `cargo build` (which the tests' dev-dependencies change).
         && step("build server and local Kommo", &mut || {
-            process::run(Command::new("cargo").args(["build", "-p", "server", "-p", "sandbox"]).current_dir(root))
+            process::run(Command::new("cargo").args(["test", "--no-run"]).current_dir(root))
         });
     if ready {
         step("browser tests (node --test sandbox/browser/)", &mut || browser_tests(root, &[]));
