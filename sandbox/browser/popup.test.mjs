@@ -67,6 +67,9 @@ test('a known contact is named with its company, open lead and responsible, and 
   await shown.waitFor({ state: 'visible', timeout: STEP_MS });
   assert.equal(await shown.locator('.kvoip-popup__name').textContent(), 'Maria Silva');
   assert.equal(await shown.locator('.kvoip-popup__number').textContent(), '(11) 98765-0001');
+  // Our line (sent as +551133330000) as a Brazilian account writes it, like the caller's number.
+  await page.waitForFunction((id) => document.querySelector(`.kvoip-popup[data-call-id="${id}"] .kvoip-popup__to`)
+    ?.textContent === '(11) 3333-0000', callId, { timeout: STEP_MS });
   assert.equal(await shown.locator('.kvoip-popup__company').textContent(), 'Acme Ltda');
   assert.equal(await shown.locator('.kvoip-popup__lead-name').textContent(), 'Website redesign');
   assert.match(await shown.locator('.kvoip-popup__price').textContent(), /15.?000/);

@@ -180,7 +180,7 @@ export function signedHeaders(secret, body) {
 
 /** Posts a provider event (`FromWebhook` JSON) to a webhook URL, signed; resolves with the fetch response. */
 export function postEvent({ url, secret }, event) {
-  const body = JSON.stringify({ voipAccountId: 'sandbox-voip', to: '+5511333330000',
+  const body = JSON.stringify({ voipAccountId: 'sandbox-voip', to: '+551133330000',
     startTime: Math.floor(Date.now() / 1000), ...event });
   return fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json', ...signedHeaders(secret, body) }, body });
 }

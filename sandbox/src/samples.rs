@@ -17,7 +17,7 @@ use crate::kommo_api::crm::{QUALIFIED_STATUS_ID, stage};
 use crate::kommo_api::seed::{SeedCompany, SeedContact, SeedLead, SeedPhone};
 
 /// The number every sample calls: the account's line.
-pub const LINE: &str = "+5511333330000";
+pub const LINE: &str = "+551133330000";
 
 /// Maria Silva's mobile, as the contact shows it.
 pub const CONTACT_PHONE: &str = "+55 11 98765-4321";

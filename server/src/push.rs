@@ -44,6 +44,7 @@ pub fn popup_of(event: &shared::FromWebhook) -> IncomingCall {
     IncomingCall {
         event_id: None,
         caller: None,
+        line_shown: None,
         call_id: event.call_id.clone(),
         from: event.from.clone(),
         to: event.to.clone(),
@@ -578,6 +579,7 @@ mod tests {
         IncomingCall {
             event_id: None,
             caller: None,
+            line_shown: None,
             call_id: id.into(),
             from: "+1".into(),
             to: "+2".into(),

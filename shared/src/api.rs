@@ -119,12 +119,21 @@ pub struct IncomingCall {
     /// event of the same call brings the rest (a card keeps what an earlier event told it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<Caller>,
+    /// Our line (`to` of an inbound call, `from` of an outbound one) as people of the account write it;
+    /// sent with `caller` (a card keeps it like the caller), else the card shows the line as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line_shown: Option<String>,
 }
 
 impl IncomingCall {
     /// The client's number (the caller of an inbound call, the callee of an outbound one).
     pub fn client_number(&self) -> &str {
         self.direction.unwrap_or(CallDirection::Inbound).client_and_line(&self.from, &self.to).0
+    }
+
+    /// Our line (the number called on an inbound call, the caller ID of an outbound one).
+    pub fn line_number(&self) -> &str {
+        self.direction.unwrap_or(CallDirection::Inbound).client_and_line(&self.from, &self.to).1
     }
 }
 

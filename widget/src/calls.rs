@@ -68,8 +68,12 @@ impl CallBoard {
         };
         match call.event_id {
             None => match call.caller {
-                Some(caller) if shown.caller.as_ref() != Some(&caller) => {
+                Some(caller)
+                    if shown.caller.as_ref() != Some(&caller)
+                        || (call.line_shown.is_some() && shown.line_shown != call.line_shown) =>
+                {
                     shown.caller = Some(caller);
+                    shown.line_shown = call.line_shown.or(shown.line_shown.take());
                     Change::Details
                 }
                 _ => Change::None,
@@ -78,7 +82,8 @@ impl CallBoard {
             Some(_) => {
                 let before = shown.status;
                 let caller = call.caller.clone().or_else(|| shown.caller.take());
-                *shown = IncomingCall { caller, ..call };
+                let line_shown = call.line_shown.clone().or_else(|| shown.line_shown.take());
+                *shown = IncomingCall { caller, line_shown, ..call };
                 if before == shown.status { Change::Details } else { Change::Status(before, shown.status) }
             }
         }
@@ -383,9 +388,7 @@ pub fn CallCard(
     };
     let status = pick(|call| call.status.as_str().to_owned());
     let number = pick(|call| call.client_number().to_owned());
-    let line = pick(|call| {
-        call.direction.unwrap_or(CallDirection::Inbound).client_and_line(&call.from, &call.to).1.to_owned()
-    });
+    let line = pick(|call| call.line_shown.clone().unwrap_or_else(|| call.line_number().to_owned()));
     let extension = pick(|call| call.extension.clone().unwrap_or_default());
     let outbound =
         pick(|call| if call.direction == Some(CallDirection::Outbound) { "outgoing" } else { "incoming" }.to_owned());
@@ -568,6 +571,7 @@ pub(crate) fn test_call(id: &str, status: shared::CallStatus) -> IncomingCall {
         extension: None,
         direction: None,
         caller: None,
+        line_shown: None,
     }
 }
 
@@ -629,13 +633,19 @@ mod tests {
     fn who_is_calling_arrives_apart_and_stays_through_later_events() {
         let mut board = CallBoard::default();
         board.apply(call("a", CallStatus::Ringing, 1));
-        let named = IncomingCall { event_id: None, caller: Some(caller(0)), ..call("a", CallStatus::Ringing, 0) };
+        let named = IncomingCall {
+            event_id: None,
+            caller: Some(caller(0)),
+            line_shown: Some("(11) 3333-0000".into()),
+            ..call("a", CallStatus::Ringing, 0)
+        };
         assert_eq!(board.apply(named.clone()), Change::Details);
         assert_eq!(board.apply(named), Change::None, "the same description again");
         board.apply(call("a", CallStatus::Answered, 2));
         let shown = board.get("a").unwrap();
         assert_eq!(shown.status, CallStatus::Answered);
         assert_eq!(shown.caller.as_ref().and_then(|caller| caller.contact.as_ref()).unwrap().name, "Maria Silva");
+        assert_eq!(shown.line_shown.as_deref(), Some("(11) 3333-0000"), "the line as formatted, kept");
         // An update that only names the caller never turns an answered call back to ringing.
         let late = IncomingCall { event_id: None, caller: Some(caller(1)), ..call("a", CallStatus::Ringing, 0) };
         board.apply(late);

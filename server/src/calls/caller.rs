@@ -112,6 +112,14 @@ impl CallerId {
         self.inner.answers.get(&(account, e164)).map(|caller| Caller::clone(&caller))
     }
 
+    /// `number` (as the provider sent it) as people of the account write it.
+    pub async fn shown(&self, store: &Store, account: AccountId, number: &str) -> String {
+        let country = self.country(store, account).await;
+        let country = country.as_deref();
+        let e164 = shared::phone::normalize(number, country).unwrap_or_else(|| number.trim().to_owned());
+        shared::phone::display_for(&e164, country)
+    }
+
     /// Forgets the description of `e164` (something was created for it in Kommo).
     pub fn invalidate(&self, account: AccountId, e164: &str) {
         self.inner.answers.invalidate(&(account, e164.to_owned()));

@@ -112,6 +112,11 @@ impl CallsContext {
         });
     }
 
+    /// `number` (as the provider sent it) as people of the account write it (see [`CallerId::shown`]).
+    pub async fn number_shown(&self, account: AccountId, number: &str) -> String {
+        self.caller.shown(&self.store, account, number).await
+    }
+
     /// Who is calling from `number` on `call_id` (see [`CallerId::describe`]); `early` hears the name
     /// before the rest.
     pub async fn describe_caller(

@@ -50,9 +50,11 @@ pub(crate) fn describe_caller(state: &AppState, account: AccountId, call: &Incom
         tracing::debug!(account.id = account.get(), "caller lookup skipped: running already, or too many running");
         return;
     };
-    let (state, call) = (state.clone(), call.clone());
+    let (state, mut call) = (state.clone(), call.clone());
     tokio::spawn(async move {
         let _slot = slot;
+        // Our line goes out formatted with the caller (the account's country is read once, then cached).
+        call.line_shown = Some(state.calls.number_shown(account, call.line_number()).await);
         // The name goes out as soon as the search found it, from a task of its own (the lookup keeps
         // going meanwhile, and may hold the store's connection while it waits); the leads follow.
         let sent_early = std::sync::Mutex::new(None);
@@ -83,6 +85,7 @@ async fn active_calls(State(state): State<AppState>, auth: WidgetAuth) -> Result
     let last_event_id = state.store.last_inbox_id().await?;
     let mut calls = state.hub.active_calls(&state.store, subscriber).await?;
     for call in &mut calls {
+        call.line_shown = Some(state.calls.number_shown(auth.account, call.line_number()).await);
         call.caller = state.calls.caller_id().cached(auth.account, call.client_number()).await;
         if call.caller.is_none() {
             describe_caller(&state, auth.account, call);
