@@ -175,6 +175,9 @@ async fn refusals_name_the_field_and_store_nothing() {
     ];
     let mut stranger = world.valid_settings();
     stranger.extensions.entries = vec![ExtensionEntry { extension: "103".into(), user_id: 999_999 }];
+    let mut no_such_group = world.valid_settings();
+    no_such_group.call_handling.unmapped_calls =
+        shared::UnmappedCalls { to: shared::PopupAudience::Groups, user_ids: vec![], group_ids: vec![0, 424_242] };
     let cases: Vec<(&str, Value, Value)> = vec![
         (
             "refused credentials",
@@ -206,6 +209,12 @@ async fn refusals_name_the_field_and_store_nothing() {
             "a user outside the account",
             json_of(&stranger),
             json!([{"field": "extensions.entries[0].user_id", "code": "unknown_user"}]),
+        ),
+        (
+            // The main group (0) has users in the local Kommo; no user is in 424242.
+            "a group no active user is in",
+            json_of(&no_such_group),
+            json!([{"field": "call_handling.unmapped_calls.group_ids[1]", "code": "unknown_group"}]),
         ),
     ];
     world.http.post(format!("{}/sandbox/voip/reset-stats", world.kommo)).send().await.unwrap();

@@ -510,6 +510,8 @@ pub struct ValidationContext {
     /// The account's active Kommo users, when known. `None` skips the membership checks (the widget before
     /// the list has loaded); the server should know them before it stores anything.
     pub active_user_ids: Option<BTreeSet<i64>>,
+    /// The Kommo user groups the active users are in, when known (`None` skips the check, as above).
+    pub active_group_ids: Option<BTreeSet<i64>>,
     /// The secret the server keeps for this account, if any.
     pub stored_secret: Option<StoredSecret>,
     /// Operator setting for a local provider stand-in: also accept `http`, loopback and private-network
@@ -609,7 +611,12 @@ impl CallHandling {
             // Kommo's main group is 0; a negative id is none.
             let field = "call_handling.unmapped_calls.group_ids";
             check_ids(errors, field, &unmapped.group_ids, MAX_POPUP_GROUPS, |group_id| {
-                (group_id < 0).then_some(ValidationCode::OutOfRange)
+                let unknown = ctx.active_group_ids.as_ref().is_some_and(|groups| !groups.contains(&group_id));
+                if group_id < 0 {
+                    Some(ValidationCode::OutOfRange)
+                } else {
+                    unknown.then_some(ValidationCode::UnknownGroup)
+                }
             });
         }
 
@@ -659,8 +666,6 @@ fn push(errors: &mut Vec<FieldError>, field: impl Into<String>, code: Validation
     errors.push(FieldError { field: field.into(), code });
 }
 
-/// A Kommo user id: positive always; among the active users when they are known and the setting is in use
-/// (a user deactivated since must not block saving a section that is switched off).
 /// A chosen list of ids under `field`: 1 to `max` of them, each valid by `check` and there once; a
 /// refusal of one id names its place (`field[i]`).
 fn check_ids(
@@ -684,6 +689,8 @@ fn check_ids(
     }
 }
 
+/// A Kommo user id: positive always; among the active users when they are known and the setting is in use
+/// (a user deactivated since must not block saving a section that is switched off).
 fn check_user(user_id: i64, ctx: &ValidationContext, in_use: bool) -> Option<ValidationCode> {
     if user_id <= 0 {
         return Some(ValidationCode::OutOfRange);
@@ -1488,6 +1495,14 @@ mod tests {
         let known = users(&[7]);
         let field = |index: usize| format!("call_handling.unmapped_calls.group_ids[{index}]");
         assert_eq!(refused(&with(PopupAudience::Groups, vec![0, 12]), &known), vec![], "Kommo's main group is 0");
+        // With the account's groups known (the server always knows them), a group no active user is in
+        // is refused, as an inactive user is.
+        let grouped = ValidationContext { active_group_ids: Some([0, 12].into()), ..users(&[7]) };
+        assert_eq!(refused(&with(PopupAudience::Groups, vec![0, 12]), &grouped), vec![]);
+        assert_eq!(
+            refused(&with(PopupAudience::Groups, vec![12, 13, -1]), &grouped),
+            vec![(field(1), ValidationCode::UnknownGroup), (field(2), ValidationCode::OutOfRange)]
+        );
         assert_eq!(
             refused(&with(PopupAudience::Everyone, vec![-1, -1]), &known),
             vec![],
@@ -1709,6 +1724,7 @@ mod tests {
             (OutOfRange, "out_of_range"),
             (Duplicate, "duplicate"),
             (UnknownUser, "unknown_user"),
+            (UnknownGroup, "unknown_group"),
             (Incomplete, "incomplete"),
             (TooMany, "too_many"),
             (InvalidExtension, "invalid_extension"),

@@ -32,6 +32,8 @@ pub enum ValidationCode {
     Duplicate,
     /// The user is not among the account's active Kommo users.
     UnknownUser,
+    /// No active user of the account is in this Kommo user group (or it no longer exists).
+    UnknownGroup,
     /// One of two fields that go together is missing.
     Incomplete,
     /// A list has more entries than allowed.
@@ -50,7 +52,7 @@ pub enum ValidationCode {
 
 impl ValidationCode {
     /// Every code, for tests and documents that must cover them all.
-    pub const ALL: [ValidationCode; 18] = [
+    pub const ALL: [ValidationCode; 19] = [
         ValidationCode::Required,
         ValidationCode::TooLong,
         ValidationCode::NotActive,
@@ -62,6 +64,7 @@ impl ValidationCode {
         ValidationCode::OutOfRange,
         ValidationCode::Duplicate,
         ValidationCode::UnknownUser,
+        ValidationCode::UnknownGroup,
         ValidationCode::Incomplete,
         ValidationCode::TooMany,
         ValidationCode::InvalidExtension,
@@ -85,6 +88,7 @@ impl ValidationCode {
             ValidationCode::OutOfRange => "This value is out of the allowed range.",
             ValidationCode::Duplicate => "This value is already used in another row.",
             ValidationCode::UnknownUser => "This user is not an active user of the Kommo account.",
+            ValidationCode::UnknownGroup => "No active user of the Kommo account is in this group.",
             ValidationCode::Incomplete => "Fill in this field too, or clear the related one.",
             ValidationCode::TooMany => "This list has too many entries.",
             ValidationCode::InvalidExtension => "An extension may contain only digits, *, # and +.",
@@ -130,8 +134,8 @@ mod tests {
         // assertion checks that no code is listed twice.
         let position = |code: ValidationCode| match code {
             Required | TooLong | NotActive | ControlCharacters | InvalidUrl | NotHttps | CredentialsInUrl
-            | ForbiddenAddress | OutOfRange | Duplicate | UnknownUser | Incomplete | TooMany | InvalidExtension
-            | CredentialsRefused | Unreachable | ProviderError | NotTiedToCall => {
+            | ForbiddenAddress | OutOfRange | Duplicate | UnknownUser | UnknownGroup | Incomplete | TooMany
+            | InvalidExtension | CredentialsRefused | Unreachable | ProviderError | NotTiedToCall => {
                 ValidationCode::ALL.iter().position(|c| *c == code)
             }
         };

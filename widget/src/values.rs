@@ -229,6 +229,8 @@ fn required_id(text: &str, field: &str, refuse: &mut impl FnMut(String, Validati
 pub fn validation_context(view: &IntegrationSettingsView, users: Option<&[KommoUserView]>) -> ValidationContext {
     ValidationContext {
         active_user_ids: users.map(|users| users.iter().map(|user| user.id).collect()),
+        active_group_ids: users
+            .map(|users| users.iter().filter_map(|user| user.group.as_ref().map(|group| group.id)).collect()),
         stored_secret: view.credentials.stored_secret(),
         allow_insecure_local: view.allow_insecure_provider,
     }

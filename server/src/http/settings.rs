@@ -89,6 +89,7 @@ async fn save(
     let users = state.installer.kommo.active_users(auth.account).await?;
     let ctx = ValidationContext {
         active_user_ids: Some(users.iter().map(|user| user.id).collect::<BTreeSet<i64>>()),
+        active_group_ids: Some(users.iter().filter_map(|user| user.group.as_ref().map(|group| group.id)).collect()),
         stored_secret: stored.as_ref().and_then(stored_secret),
         allow_insecure_local: state.provider.policy().allow_insecure_local,
     };
@@ -151,6 +152,7 @@ async fn check(
     let stored = state.store.settings(auth.account).await?;
     let ctx = ValidationContext {
         active_user_ids: None,
+        active_group_ids: None,
         stored_secret: stored.as_ref().and_then(stored_secret),
         allow_insecure_local: state.provider.policy().allow_insecure_local,
     };
