@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::check::ItemErrors;
+use super::check::{FieldError, INVALID_TYPE, ItemErrors, NOT_SUPPORTED_CHOICE};
 use super::crm::EntityType;
 use super::ledger::{Bearer, Desk, FaultScope, FaultTarget, Ledger, Write};
 use super::problem::{problem, too_many_requests, validation_failed};
@@ -118,13 +118,20 @@ impl Request {
     /// One page of `items` as a HAL list under `_embedded.{key}`: 1-based `page`, `limit` ≤ 250 (else 422),
     /// `_links.next` while more pages exist; an empty page is 204.
     pub fn page(&self, key: &str, items: Vec<Value>) -> Outcome {
+        self.page_of(key, items, |item| item)
+    }
+
+    /// [`Request::page`] of entities that are rendered only once their page is cut: `render` runs for the
+    /// page's items alone.
+    pub fn page_of<T>(&self, key: &str, items: Vec<T>, render: impl FnMut(T) -> Value) -> Outcome {
         let page = positive(self.param("page"), "page", 1)?;
         let limit = positive(self.param("limit"), "limit", DEFAULT_LIMIT)?;
         if limit > MAX_LIMIT {
             return Err(Refusal::Problem(StatusCode::UNPROCESSABLE_ENTITY, "Limit 250 per page".into()));
         }
         let total = items.len();
-        let items: Vec<Value> = items.into_iter().skip((page - 1).saturating_mul(limit)).take(limit).collect();
+        let items: Vec<Value> =
+            items.into_iter().skip((page - 1).saturating_mul(limit)).take(limit).map(render).collect();
         if items.is_empty() {
             return Ok(Reply::NoContent);
         }
@@ -132,10 +139,78 @@ impl Request {
         if page > 1 {
             links["prev"] = json!({ "href": self.href(page - 1, limit) });
         }
-        if page * limit < total {
+        if page.saturating_mul(limit) < total {
             links["next"] = json!({ "href": self.href(page + 1, limit) });
         }
         Ok(Reply::Hal(json!({ "_page": page, "_links": links, "_embedded": { key: items } })))
+    }
+
+    /// A listing of entities as Kommo pages it: kept when `filter[updated_at]` admits their `updated_at`
+    /// ([`Request::updated_window`]), sorted by `order[...]` ([`Request::order`]; ties by id ascending), then
+    /// one page of them rendered by `render` ([`Request::page_of`]).
+    pub fn listing<T>(
+        &self,
+        key: &str,
+        mut items: Vec<T>,
+        stamp: impl Fn(&T) -> (u64, i64),
+        render: impl FnMut(T) -> Value,
+    ) -> Outcome {
+        let window = self.updated_window()?;
+        let order = self.order()?;
+        items.retain(|item| window.admits(stamp(item).1));
+        match order {
+            Order::Id(Direction::Asc) => items.sort_by_key(|item| stamp(item).0),
+            Order::Id(Direction::Desc) => items.sort_by_key(|item| std::cmp::Reverse(stamp(item).0)),
+            Order::UpdatedAt(direction) => items.sort_by(|a, b| {
+                let ((a_id, a_at), (b_id, b_at)) = (stamp(a), stamp(b));
+                let by_time = match direction {
+                    Direction::Asc => a_at.cmp(&b_at),
+                    Direction::Desc => b_at.cmp(&a_at),
+                };
+                by_time.then(a_id.cmp(&b_id))
+            }),
+        }
+        self.page_of(key, items, render)
+    }
+
+    /// `filter[updated_at][from]` and `filter[updated_at][to]` (unix seconds, both inclusive), or
+    /// `filter[updated_at]=` one second; a value that is not an integer is a 400 `validation-errors`.
+    pub fn updated_window(&self) -> Result<Window, Refusal> {
+        let seconds = |key: &str, path: &str| -> Result<Option<i64>, Refusal> {
+            match self.param(key).map(str::trim).filter(|value| !value.is_empty()) {
+                None => Ok(None),
+                Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+                    query_refusal(INVALID_TYPE, path, format!("`{key}` must be unix seconds, got `{text}`."))
+                }),
+            }
+        };
+        let exact = seconds("filter[updated_at]", "filter.updated_at")?;
+        let from = seconds("filter[updated_at][from]", "filter.updated_at.from")?.or(exact);
+        let to = seconds("filter[updated_at][to]", "filter.updated_at.to")?.or(exact);
+        Ok(Window { from, to })
+    }
+
+    /// `order[updated_at]` or `order[id]` = `asc` | `desc`; by id ascending when absent (stable across pages).
+    /// Another field or value is a 400 `validation-errors`.
+    pub fn order(&self) -> Result<Order, Refusal> {
+        let Some((key, value)) = self.query.iter().find(|(key, _)| key == "order" || key.starts_with("order[")) else {
+            return Ok(Order::Id(Direction::Asc));
+        };
+        let field = key.strip_prefix("order[").and_then(|rest| rest.strip_suffix(']')).unwrap_or_default();
+        let path = format!("order.{field}");
+        let direction = match value.trim().to_ascii_lowercase().as_str() {
+            "asc" => Direction::Asc,
+            "desc" => Direction::Desc,
+            other => {
+                let detail = format!("`{key}` must be asc or desc, got `{other}`.");
+                return Err(query_refusal(NOT_SUPPORTED_CHOICE, &path, detail));
+            }
+        };
+        match field {
+            "id" => Ok(Order::Id(direction)),
+            "updated_at" => Ok(Order::UpdatedAt(direction)),
+            _ => Err(query_refusal(NOT_SUPPORTED_CHOICE, &path, format!("`{key}`: order by updated_at or id."))),
+        }
     }
 
     /// This request's URL with `page` and `limit` set.
@@ -147,6 +222,38 @@ impl Request {
         query.append_pair("page", &page.to_string()).append_pair("limit", &limit.to_string());
         format!("{}{}?{}", self.api_base, self.path, query.finish())
     }
+}
+
+/// A refused query parameter, as Kommo's validation errors name it: `request_id` "0", the dotted `path`.
+fn query_refusal(code: &'static str, path: &str, detail: String) -> Refusal {
+    let errors = vec![FieldError { code, path: path.to_owned(), detail }];
+    Refusal::Validation(vec![ItemErrors { request_id: "0".to_owned(), errors }])
+}
+
+/// The `updated_at` seconds a listing keeps (inclusive bounds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl Window {
+    pub fn admits(&self, updated_at: i64) -> bool {
+        self.from.is_none_or(|from| updated_at >= from) && self.to.is_none_or(|to| updated_at <= to)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Asc,
+    Desc,
+}
+
+/// A listing's `order[...]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    Id(Direction),
+    UpdatedAt(Direction),
 }
 
 /// A positive integer query parameter; the error is a 400.

@@ -217,7 +217,8 @@ fn insert_contact(desk: &mut Desk<'_>, request: &Request, draft: ContactDraft, i
     id
 }
 
-/// `GET /api/v4/contacts?query&with=leads&filter[id][]`: `query` matches phone digits in part, or names.
+/// `GET /api/v4/contacts?query&with=leads&filter[id][]&filter[updated_at][from|to]&order[updated_at|id]`:
+/// `query` matches phone digits in part, or names; pages cut before the contacts are rendered.
 pub(super) fn list_contacts(desk: &mut Desk<'_>, request: &Request) -> Outcome {
     let ids = request.ids("filter[id]")?;
     let crm = &*desk.crm;
@@ -226,12 +227,14 @@ pub(super) fn list_contacts(desk: &mut Desk<'_>, request: &Request) -> Outcome {
         None => crm.contacts.values().collect(),
     };
     let with_leads = request.with("leads");
-    let items = found
-        .into_iter()
-        .filter(|contact| ids.is_empty() || ids.contains(&contact.id))
-        .map(|contact| contact_json(crm, contact, desk.account.id, &request.api_base, with_leads))
-        .collect();
-    request.page("contacts", items)
+    let found = found.into_iter().filter(|contact| ids.is_empty() || ids.contains(&contact.id)).collect();
+    let account_id = desk.account.id;
+    request.listing(
+        "contacts",
+        found,
+        |contact| (contact.id, contact.updated_at),
+        |contact| contact_json(crm, contact, account_id, &request.api_base, with_leads),
+    )
 }
 
 /// `GET /api/v4/contacts/{id}`.
@@ -255,8 +258,8 @@ pub(super) fn create_contacts(desk: &mut Desk<'_>, request: &Request) -> Outcome
 
 // --------------------------------------------------------------------------------------------- companies
 
-/// `GET /api/v4/companies?query&with=leads,contacts&filter[id][]`: `query` matches phone digits in part, or
-/// names, like the contacts search; nothing found is 204.
+/// `GET /api/v4/companies?query&with=leads,contacts&filter[id][]&filter[updated_at][from|to]&order[...]`:
+/// `query` matches phone digits in part, or names, like the contacts search; nothing found is 204.
 pub(super) fn list_companies(desk: &mut Desk<'_>, request: &Request) -> Outcome {
     let ids = request.ids("filter[id]")?;
     let crm = &*desk.crm;
@@ -265,12 +268,14 @@ pub(super) fn list_companies(desk: &mut Desk<'_>, request: &Request) -> Outcome 
         None => crm.companies.values().collect(),
     };
     let (with_leads, with_contacts) = (request.with("leads"), request.with("contacts"));
-    let items = found
-        .into_iter()
-        .filter(|company| ids.is_empty() || ids.contains(&company.id))
-        .map(|company| company_json(crm, company, desk.account.id, &request.api_base, with_leads, with_contacts))
-        .collect();
-    request.page("companies", items)
+    let found = found.into_iter().filter(|company| ids.is_empty() || ids.contains(&company.id)).collect();
+    let account_id = desk.account.id;
+    request.listing(
+        "companies",
+        found,
+        |company| (company.id, company.updated_at),
+        |company| company_json(crm, company, account_id, &request.api_base, with_leads, with_contacts),
+    )
 }
 
 /// `GET /api/v4/companies/{id}?with=leads,contacts`.
@@ -464,20 +469,25 @@ pub(super) fn create_complex(desk: &mut Desk<'_>, request: &Request) -> Outcome 
     Ok(Reply::Hal(Value::Array(results)))
 }
 
-/// `GET /api/v4/leads?filter[id][]&query&with=contacts`.
+/// `GET /api/v4/leads?filter[id][]&filter[updated_at][from|to]&order[updated_at|id]&query&with=contacts`.
 pub(super) fn list_leads(desk: &mut Desk<'_>, request: &Request) -> Outcome {
     let ids = request.ids("filter[id]")?;
     let query = request.param("query").map(|query| query.trim().to_lowercase()).unwrap_or_default();
     let with_contacts = request.with("contacts");
     let crm = &*desk.crm;
-    let items = crm
+    let found = crm
         .leads
         .values()
         .filter(|lead| ids.is_empty() || ids.contains(&lead.id))
         .filter(|lead| query.is_empty() || lead.name.to_lowercase().contains(&query))
-        .map(|lead| lead_json(crm, lead, desk.account.id, &request.api_base, with_contacts))
         .collect();
-    request.page("leads", items)
+    let account_id = desk.account.id;
+    request.listing(
+        "leads",
+        found,
+        |lead| (lead.id, lead.updated_at),
+        |lead| lead_json(crm, lead, account_id, &request.api_base, with_contacts),
+    )
 }
 
 /// `GET /api/v4/leads/pipelines`: the account's one pipeline with its stages (Kommo lists every pipeline at
