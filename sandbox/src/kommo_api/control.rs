@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use super::crm::CallsMode;
 use super::ledger::{Account, Fault, User};
-use super::seed::{SeedCompany, SeedContact};
+use super::seed::{Edit, EditError, SeedCompany, SeedContact, SeedContacts};
 use super::{CALLBACK_PATH, DISABLE_PATH, KOMMO_USER_AGENT, StandIn};
 use crate::error::SandboxError;
 
@@ -243,6 +243,65 @@ pub(crate) async fn seed_contact(
 ) -> Result<Json<Value>, SandboxError> {
     let seeded = state.stand_in.seed_contact(seed).map_err(SandboxError::BadRequest)?;
     Ok(Json(json!({ "contact_id": seeded.id, "lead_ids": seeded.lead_ids })))
+}
+
+/// `POST /sandbox/kommo/contacts/batch` `{account_id, contacts: [{name, phones?, emails?, responsible_user_id?,
+/// company_id?, leads?}]}` (see [`SeedContacts`]): up to 20 000 contacts seeded like `POST /sandbox/kommo/contacts`,
+/// all or none. Answers `{contact_ids: [..], lead_ids: [[..], ..]}` in the order given.
+pub(crate) async fn seed_contacts(
+    State(state): State<crate::State>,
+    Json(seed): Json<SeedContacts>,
+) -> Result<Json<Value>, SandboxError> {
+    let seeded = state.stand_in.seed_contacts(seed.account_id, seed.contacts).map_err(SandboxError::BadRequest)?;
+    let contact_ids: Vec<u64> = seeded.iter().map(|seeded| seeded.id).collect();
+    let lead_ids: Vec<Vec<u64>> = seeded.into_iter().map(|seeded| seeded.lead_ids).collect();
+    Ok(Json(json!({ "contact_ids": contact_ids, "lead_ids": lead_ids })))
+}
+
+fn edit_error(error: EditError) -> SandboxError {
+    match error {
+        EditError::NotFound => SandboxError::NotFound,
+        EditError::Refused(reason) => SandboxError::BadRequest(reason),
+    }
+}
+
+/// `PATCH /sandbox/kommo/contacts/{id}` `{name?, phones?, responsible_user_id?}` (see [`Edit`]): an edit made in
+/// Kommo by hand; `updated_at` moves to now (at least a second past its previous value). Answers the contact as
+/// `GET /api/v4/contacts/{id}?with=leads` shows it; 404 for an unknown id.
+pub(crate) async fn edit_contact(
+    State(state): State<crate::State>,
+    Path(id): Path<u64>,
+    Json(edit): Json<Edit>,
+) -> Result<Json<Value>, SandboxError> {
+    state.stand_in.edit_contact(id, edit).map(Json).map_err(edit_error)
+}
+
+/// `DELETE /sandbox/kommo/contacts/{id}`: deleted in Kommo by hand → 204; 404 for an unknown id.
+pub(crate) async fn delete_contact(
+    State(state): State<crate::State>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, SandboxError> {
+    state.stand_in.delete_contact(id).map_err(edit_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /sandbox/kommo/companies/{id}`: like [`edit_contact`]; answers the company as
+/// `GET /api/v4/companies/{id}?with=leads,contacts` shows it.
+pub(crate) async fn edit_company(
+    State(state): State<crate::State>,
+    Path(id): Path<u64>,
+    Json(edit): Json<Edit>,
+) -> Result<Json<Value>, SandboxError> {
+    state.stand_in.edit_company(id, edit).map(Json).map_err(edit_error)
+}
+
+/// `DELETE /sandbox/kommo/companies/{id}` → 204; 404 for an unknown id.
+pub(crate) async fn delete_company(
+    State(state): State<crate::State>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, SandboxError> {
+    state.stand_in.delete_company(id).map_err(edit_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /sandbox/kommo/companies` (see [`SeedCompany`]): a company with its phones and leads, as if made in

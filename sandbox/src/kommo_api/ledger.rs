@@ -631,6 +631,11 @@ impl Ledger {
         Some(Desk { account, crm, ids: &mut self.ids, stats: &mut self.stats })
     }
 
+    /// The account whose CRM holds the contact, company or lead `id` (ids are unique across accounts).
+    pub fn holder(&self, entity_type: super::crm::EntityType, id: u64) -> Option<u64> {
+        self.crm.iter().find(|(_, crm)| crm.has(entity_type, id)).map(|(account_id, _)| *account_id)
+    }
+
     /// The account's CRM, to read (empty for an account that has none yet).
     pub fn crm(&self, account_id: u64) -> Option<&Crm> {
         self.crm.get(&account_id)

@@ -30,7 +30,9 @@
 //! | `POST /sandbox/kommo/expire` `{account_id}` | Every access token of the account expires now |
 //! | `POST /sandbox/kommo/faults` `{account_id?, status?, count?, retry_after?, delay_ms?, timeout?, after_commit?, method?, path_prefix?, target?}`, `DELETE` | Queues (clears) faults (see [`ledger::Fault`]); `target` is `api` (default), `oauth` or `any` |
 //! | `POST /sandbox/kommo/contacts` `{account_id, name, phones?, emails?, responsible_user_id?, company_id?, leads?: [{name?, status_id?, responsible_user_id?, price?}]}` | Seeds a contact (of a company) and its leads → `{contact_id, lead_ids}`; a phone is `"+55…"` or `{value, enum_code}` (see [`seed`]) |
+//! | `POST /sandbox/kommo/contacts/batch` `{account_id, contacts: [{name, phones?, emails?, responsible_user_id?, company_id?, leads?}]}` | Seeds up to 20 000 contacts like the above, all or none (a refusal is 400 naming `contacts[i]`) → `{contact_ids: [..], lead_ids: [[..], ..]}` in order ([`StandIn::seed_contacts`]) |
 //! | `POST /sandbox/kommo/companies` `{account_id, name, phones?, responsible_user_id?, leads?}` | Seeds a company and its leads → `{company_id, lead_ids}` |
+//! | `PATCH /sandbox/kommo/{contacts\|companies}/{id}` `{name?, phones?, responsible_user_id?}`, `DELETE` the same | An edit (delete) made in Kommo by hand: `phones` replaces the list; `updated_at` becomes now and at least its previous value + 1 → the entity as the API shows it (`with=leads`; companies also `contacts`), `DELETE` → 204; unknown id 404, unknown user or phone type 400 ([`StandIn::edit_contact`], [`StandIn::delete_contact`], `edit_company`, `delete_company`) |
 //! | `POST /sandbox/kommo/calls-mode` `{account_id, mode: "errors_200"\|"problem_400"}` | How a call with no entity is answered (default `errors_200`) |
 //! | `GET /sandbox/kommo/writes?account_id=` | The API writes `[{account_id, method, path, body, status, committed}]` |
 //! | `GET /sandbox/kommo/notifications?account_id=` | The accepted call notifications `[{type, phone_number, users, notified, entity, created_by, created_at}]` |
@@ -59,7 +61,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::routing::{any, delete, get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, delete, get, patch, post};
 
 pub use control::disable_signature;
 
@@ -72,6 +75,9 @@ pub const KOMMO_USER_AGENT: &str = "amoService-oAuth-Code-Sender/1.0";
 pub const CALLBACK_PATH: &str = "/oauth/kommo/callback";
 /// The server's disable hook, relative to its public base URL.
 pub const DISABLE_PATH: &str = "/oauth/kommo/disable";
+
+/// The largest bulk seed body: 20 000 contacts with a few phones and leads each.
+const SEED_BODY_LIMIT: usize = 64 << 20;
 
 /// How the stand-in behaves.
 #[derive(Debug, Clone)]
@@ -178,7 +184,13 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/sandbox/kommo/reset-stats", post(control::reset_stats))
         .route("/sandbox/kommo/writes", get(control::writes))
         .route("/sandbox/kommo/contacts", post(control::seed_contact))
+        .route(
+            "/sandbox/kommo/contacts/batch",
+            post(control::seed_contacts).layer(DefaultBodyLimit::max(SEED_BODY_LIMIT)),
+        )
+        .route("/sandbox/kommo/contacts/{id}", patch(control::edit_contact).delete(control::delete_contact))
         .route("/sandbox/kommo/companies", post(control::seed_company))
+        .route("/sandbox/kommo/companies/{id}", patch(control::edit_company).delete(control::delete_company))
         .route("/sandbox/kommo/notifications", get(control::notifications))
         .route("/sandbox/kommo/calls-mode", post(control::calls_mode))
         .route("/sandbox/kommo/entities", get(control::entities))

@@ -1,14 +1,17 @@
 //! Entities made "by hand in Kommo" rather than through the API: contacts and companies with their phones
-//! and leads, for the control endpoints `POST /sandbox/kommo/contacts` and `POST /sandbox/kommo/companies`
-//! and for the sample callers of the local Kommo's demo account ([`crate::samples`]). Not API writes: not
-//! logged, not rate-limited, no call uniq.
+//! and leads, for the control endpoints `POST /sandbox/kommo/contacts` (and `/contacts/batch`, up to
+//! [`MAX_SEED_BATCH`] at once) and `POST /sandbox/kommo/companies` and for the sample callers of the local
+//! Kommo's demo account ([`crate::samples`]); and hand edits and deletes of contacts and companies
+//! (`PATCH`/`DELETE /sandbox/kommo/{contacts|companies}/{id}`), each moving `updated_at` forward. Not API
+//! writes: not logged, not rate-limited, no call uniq.
 
 use serde::Deserialize;
+use serde_json::Value;
 
 use super::StandIn;
 use super::crm::{
-    Company, Contact, EMAIL_FIELD_ID, FIRST_STATUS_ID, Field, FieldValue, LOST_STATUS_ID, Lead, PHONE_FIELD_ID,
-    PIPELINE_ID, UNSORTED_STATUS_ID, WON_STATUS_ID, stage,
+    Company, Contact, EMAIL_FIELD_ID, EntityType, FIRST_STATUS_ID, Field, FieldValue, LOST_STATUS_ID, Lead,
+    PHONE_FIELD_ID, PIPELINE_ID, UNSORTED_STATUS_ID, WON_STATUS_ID, company_json, contact_json, stage,
 };
 use super::ledger::{Account, Desk};
 
@@ -57,6 +60,60 @@ pub struct SeedContact {
     pub company_id: Option<u64>,
     #[serde(default)]
     pub leads: Vec<SeedLead>,
+}
+
+/// One contact of `POST /sandbox/kommo/contacts/batch`: [`SeedContact`] without `account_id`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactSeed {
+    pub name: String,
+    #[serde(default)]
+    pub phones: Vec<SeedPhone>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    pub responsible_user_id: Option<u64>,
+    pub company_id: Option<u64>,
+    #[serde(default)]
+    pub leads: Vec<SeedLead>,
+}
+
+impl SeedContact {
+    /// The account and the contact.
+    pub fn split(self) -> (u64, ContactSeed) {
+        let SeedContact { account_id, name, phones, emails, responsible_user_id, company_id, leads } = self;
+        (account_id, ContactSeed { name, phones, emails, responsible_user_id, company_id, leads })
+    }
+}
+
+/// `POST /sandbox/kommo/contacts/batch` body: up to [`MAX_SEED_BATCH`] contacts of one account, written all or
+/// none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedContacts {
+    pub account_id: u64,
+    pub contacts: Vec<ContactSeed>,
+}
+
+/// The most contacts one bulk seed takes.
+pub const MAX_SEED_BATCH: usize = 20_000;
+
+/// `PATCH /sandbox/kommo/contacts/{id}` and `PATCH /sandbox/kommo/companies/{id}` body: what changes; `phones`
+/// replaces the whole list (an empty list removes them).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Edit {
+    pub name: Option<String>,
+    pub phones: Option<Vec<SeedPhone>>,
+    pub responsible_user_id: Option<u64>,
+}
+
+/// Why a hand edit was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditError {
+    /// No account has a contact (company) with this id.
+    NotFound,
+    /// The edit names a user who is not one of the account's, or a phone type Kommo does not have.
+    Refused(String),
 }
 
 /// `POST /sandbox/kommo/companies` body.
@@ -148,48 +205,176 @@ fn insert_leads(desk: &mut Desk<'_>, leads: Vec<SeedLead>, owners: Vec<u64>, now
     ids
 }
 
+/// A contact's checked owner, leads' owners and fields.
+struct Checked {
+    responsible: u64,
+    owners: Vec<u64>,
+    fields: Vec<Field>,
+}
+
+/// Checks a contact to seed against its account (users, company, stages, phone types).
+fn check_contact(desk: &Desk<'_>, seed: &ContactSeed) -> Result<Checked, String> {
+    let account = desk.account;
+    let responsible = owner(account, seed.responsible_user_id)?;
+    let owners = lead_owners(account, &seed.leads, responsible)?;
+    if let Some(company) = seed.company_id
+        && !desk.crm.companies.contains_key(&company)
+    {
+        return Err(format!("account {} has no company {company}", account.id));
+    }
+    let mut fields: Vec<Field> = phone_field(&seed.phones)?.into_iter().collect();
+    if !seed.emails.is_empty() {
+        let values =
+            seed.emails.iter().map(|email| FieldValue { value: email.clone(), enum_code: "WORK".into() }).collect();
+        fields.push(Field { field_id: EMAIL_FIELD_ID, field_code: "EMAIL", values });
+    }
+    Ok(Checked { responsible, owners, fields })
+}
+
+/// Writes a checked contact and its leads.
+fn insert_contact(desk: &mut Desk<'_>, seed: ContactSeed, checked: Checked, now: i64) -> Seeded {
+    let contact_id = desk.ids.contact();
+    let contact = Contact {
+        id: contact_id,
+        name: seed.name,
+        first_name: String::new(),
+        last_name: String::new(),
+        responsible_user_id: checked.responsible,
+        created_by: checked.responsible,
+        created_at: now,
+        updated_at: now,
+        fields: checked.fields,
+        leads: Vec::new(),
+        companies: seed.company_id.into_iter().collect(),
+        is_unsorted: false,
+    };
+    desk.crm.contacts.insert(contact_id, contact);
+    let lead_ids = insert_leads(desk, seed.leads, checked.owners, now);
+    for lead in &lead_ids {
+        desk.crm.link(*lead, contact_id);
+    }
+    Seeded { id: contact_id, lead_ids }
+}
+
+/// The `PHONE` field replaced by `phones` (none: removed), other fields kept.
+fn replace_phones(fields: &mut Vec<Field>, phones: Option<Field>) {
+    fields.retain(|field| field.field_code != "PHONE");
+    if let Some(phones) = phones {
+        fields.insert(0, phones);
+    }
+}
+
+/// An edited entity's `updated_at`: now, and never the same second as before, so that an incremental sync
+/// from the previous value sees the edit.
+fn touched(previous: i64) -> i64 {
+    super::unix_now().max(previous + 1)
+}
+
 impl StandIn {
     /// A contact with its phones, emails, company and leads, as if made in Kommo by hand. Refuses (saying
     /// why) an unknown account, user, company or stage before writing anything.
     pub fn seed_contact(&self, seed: SeedContact) -> Result<Seeded, String> {
+        let (account_id, seed) = seed.split();
+        let mut seeded = self
+            .seed_contacts(account_id, vec![seed])
+            .map_err(|error| error.strip_prefix("contacts[0]: ").map(str::to_owned).unwrap_or(error))?;
+        Ok(seeded.remove(0))
+    }
+
+    /// Contacts seeded like [`StandIn::seed_contact`], all or none (at most [`MAX_SEED_BATCH`]); a refusal
+    /// names the contact (`contacts[3]: ...`). Answers what each made, in order.
+    pub fn seed_contacts(&self, account_id: u64, seeds: Vec<ContactSeed>) -> Result<Vec<Seeded>, String> {
+        if seeds.len() > MAX_SEED_BATCH {
+            return Err(format!("at most {MAX_SEED_BATCH} contacts per batch, got {}", seeds.len()));
+        }
         let mut ledger = self.ledger();
-        let mut desk = ledger.desk(seed.account_id).ok_or_else(|| format!("no account {}", seed.account_id))?;
-        let account = desk.account;
-        let responsible = owner(account, seed.responsible_user_id)?;
-        let owners = lead_owners(account, &seed.leads, responsible)?;
-        if let Some(company) = seed.company_id
-            && !desk.crm.companies.contains_key(&company)
-        {
-            return Err(format!("account {} has no company {company}", account.id));
-        }
-        let mut fields: Vec<Field> = phone_field(&seed.phones)?.into_iter().collect();
-        if !seed.emails.is_empty() {
-            let values =
-                seed.emails.iter().map(|email| FieldValue { value: email.clone(), enum_code: "WORK".into() }).collect();
-            fields.push(Field { field_id: EMAIL_FIELD_ID, field_code: "EMAIL", values });
-        }
+        let mut desk = ledger.desk(account_id).ok_or_else(|| format!("no account {account_id}"))?;
+        let checked = seeds
+            .iter()
+            .enumerate()
+            .map(|(index, seed)| check_contact(&desk, seed).map_err(|error| format!("contacts[{index}]: {error}")))
+            .collect::<Result<Vec<_>, String>>()?;
         let now = super::unix_now();
-        let contact_id = desk.ids.contact();
-        let contact = Contact {
-            id: contact_id,
-            name: seed.name,
-            first_name: String::new(),
-            last_name: String::new(),
-            responsible_user_id: responsible,
-            created_by: responsible,
-            created_at: now,
-            updated_at: now,
-            fields,
-            leads: Vec::new(),
-            companies: seed.company_id.into_iter().collect(),
-            is_unsorted: false,
-        };
-        desk.crm.contacts.insert(contact_id, contact);
-        let lead_ids = insert_leads(&mut desk, seed.leads, owners, now);
-        for lead in &lead_ids {
-            desk.crm.link(*lead, contact_id);
+        Ok(seeds
+            .into_iter()
+            .zip(checked)
+            .map(|(seed, checked)| insert_contact(&mut desk, seed, checked, now))
+            .collect())
+    }
+
+    /// Edits a contact by hand (`name`, `phones`, `responsible_user_id`); its `updated_at` becomes now, and at
+    /// least one second later than before. Answers the contact as the API shows it (`with=leads`).
+    pub fn edit_contact(&self, id: u64, edit: Edit) -> Result<Value, EditError> {
+        let mut ledger = self.ledger();
+        let account_id = ledger.holder(EntityType::Contacts, id).ok_or(EditError::NotFound)?;
+        let desk = ledger.desk(account_id).ok_or(EditError::NotFound)?;
+        let responsible = edit.responsible_user_id.map(|user| owner(desk.account, Some(user))).transpose();
+        let responsible = responsible.map_err(EditError::Refused)?;
+        let phones = edit.phones.as_deref().map(phone_field).transpose().map_err(EditError::Refused)?;
+        let contact = desk.crm.contacts.get_mut(&id).ok_or(EditError::NotFound)?;
+        if let Some(name) = edit.name {
+            contact.name = name;
         }
-        Ok(Seeded { id: contact_id, lead_ids })
+        if let Some(user) = responsible {
+            contact.responsible_user_id = user;
+        }
+        if let Some(phones) = phones {
+            replace_phones(&mut contact.fields, phones);
+        }
+        contact.updated_at = touched(contact.updated_at);
+        let contact = &desk.crm.contacts[&id];
+        Ok(contact_json(desk.crm, contact, account_id, &self.api_base(), true))
+    }
+
+    /// Deletes a contact by hand: it leaves its leads, which stay.
+    pub fn delete_contact(&self, id: u64) -> Result<(), EditError> {
+        let mut ledger = self.ledger();
+        let account_id = ledger.holder(EntityType::Contacts, id).ok_or(EditError::NotFound)?;
+        let desk = ledger.desk(account_id).ok_or(EditError::NotFound)?;
+        desk.crm.contacts.remove(&id).ok_or(EditError::NotFound)?;
+        for lead in desk.crm.leads.values_mut() {
+            lead.contacts.retain(|contact| *contact != id);
+        }
+        Ok(())
+    }
+
+    /// Edits a company by hand, like [`StandIn::edit_contact`]; answers it as the API shows it
+    /// (`with=leads,contacts`).
+    pub fn edit_company(&self, id: u64, edit: Edit) -> Result<Value, EditError> {
+        let mut ledger = self.ledger();
+        let account_id = ledger.holder(EntityType::Companies, id).ok_or(EditError::NotFound)?;
+        let desk = ledger.desk(account_id).ok_or(EditError::NotFound)?;
+        let responsible = edit.responsible_user_id.map(|user| owner(desk.account, Some(user))).transpose();
+        let responsible = responsible.map_err(EditError::Refused)?;
+        let phones = edit.phones.as_deref().map(phone_field).transpose().map_err(EditError::Refused)?;
+        let company = desk.crm.companies.get_mut(&id).ok_or(EditError::NotFound)?;
+        if let Some(name) = edit.name {
+            company.name = name;
+        }
+        if let Some(user) = responsible {
+            company.responsible_user_id = user;
+        }
+        if let Some(phones) = phones {
+            replace_phones(&mut company.fields, phones);
+        }
+        company.updated_at = touched(company.updated_at);
+        let company = &desk.crm.companies[&id];
+        Ok(company_json(desk.crm, company, account_id, &self.api_base(), true, true))
+    }
+
+    /// Deletes a company by hand: its contacts and leads stay, without it.
+    pub fn delete_company(&self, id: u64) -> Result<(), EditError> {
+        let mut ledger = self.ledger();
+        let account_id = ledger.holder(EntityType::Companies, id).ok_or(EditError::NotFound)?;
+        let desk = ledger.desk(account_id).ok_or(EditError::NotFound)?;
+        desk.crm.companies.remove(&id).ok_or(EditError::NotFound)?;
+        for contact in desk.crm.contacts.values_mut() {
+            contact.companies.retain(|company| *company != id);
+        }
+        for lead in desk.crm.leads.values_mut() {
+            lead.companies.retain(|company| *company != id);
+        }
+        Ok(())
     }
 
     /// A company with its phones and leads, as if made in Kommo by hand. Refuses (saying why) an unknown
