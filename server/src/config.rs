@@ -36,6 +36,9 @@ pub struct Config {
     pub operator: OperatorConfig,
     /// Jobs run at once by this process's worker; 0 runs no worker (a replica that only takes webhooks).
     pub worker_concurrency: usize,
+    /// Mirror each account's Kommo phone numbers into the store (`PHONE_INDEX`, on by default), so that
+    /// a call's caller is known without a Kommo search; off, every call searches Kommo.
+    pub phone_index: bool,
     /// Bounds on what clients (authenticated or not) can make this process hold or do.
     pub limits: Limits,
     /// How long finished work and disabled accounts' data are kept.
@@ -224,6 +227,11 @@ impl Config {
             }
         };
         let worker_concurrency = number("WORKER_CONCURRENCY", 8, 0, 256)? as usize;
+        let phone_index = match var("PHONE_INDEX").as_deref().map(str::trim) {
+            None | Some("true") | Some("1") | Some("on") => true,
+            Some("false") | Some("0") | Some("off") => false,
+            Some(other) => bail!("PHONE_INDEX must be true or false, got {other:?}"),
+        };
         let defaults = Limits::default();
         let secs = |name: &str, default: Duration, max: u64| -> anyhow::Result<Duration> {
             number(name, default.as_secs(), 1, max).map(Duration::from_secs)
@@ -298,6 +306,7 @@ impl Config {
             provider_egress,
             operator,
             worker_concurrency,
+            phone_index,
             limits,
             retention,
         })
@@ -350,6 +359,10 @@ mod tests {
     fn operator_and_worker_settings_are_checked() {
         let defaults = with(&[]).unwrap();
         assert_eq!(defaults.worker_concurrency, 8);
+        assert!(defaults.phone_index, "the phone index is on by default");
+        assert!(!with(&[("PHONE_INDEX", "false")]).unwrap().phone_index);
+        let refused = with(&[("PHONE_INDEX", "sometimes")]).unwrap_err().to_string();
+        assert!(refused.contains("PHONE_INDEX"), "{refused}");
         assert!(defaults.operator.token.is_none() && defaults.operator.bind_addr.is_none());
         assert_eq!(with(&[("WORKER_CONCURRENCY", "0")]).unwrap().worker_concurrency, 0, "a webhook-only replica");
         assert!(with(&[("WORKER_CONCURRENCY", "257")]).unwrap_err().to_string().contains("WORKER_CONCURRENCY"));

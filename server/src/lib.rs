@@ -62,6 +62,9 @@ pub async fn serve_on(
     let state = AppState::new(config, store.clone(), shutdown.clone());
     tokio::spawn(recover_installs(state.installer.clone(), shutdown.clone()));
     tokio::spawn(housekeeping(state.clone(), shutdown.clone()));
+    if state.phone_index {
+        tokio::spawn(schedule_phone_syncs(state.clone(), shutdown.clone()));
+    }
     let worker = Worker {
         queue: state.queue.clone(),
         handler: job_handler(&state),
@@ -177,14 +180,41 @@ async fn housekeeping(state: AppState, shutdown: CancellationToken) {
     }
 }
 
+/// Every [`PHONE_SYNC_SCHEDULE`], queues a phone sync step for each account that has none under way
+/// and whose index was never synced or is due a refresh (`calls::index`); a sync whose chain of steps
+/// broke (a step that gave up) is queued again the same way.
+async fn schedule_phone_syncs(state: AppState, shutdown: CancellationToken) {
+    loop {
+        let stale_before = clock::unix_secs() - calls::index::REFRESH_EVERY.as_secs() as i64;
+        match state.store.queue_due_phone_syncs(stale_before, clock::unix_millis()).await {
+            Ok(0) => {}
+            Ok(queued) => {
+                tracing::debug!(queued, "phone syncs queued");
+                state.jobs_wake.notify_one();
+            }
+            Err(error) => tracing::warn!(%error, "could not queue phone syncs"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PHONE_SYNC_SCHEDULE) => {}
+        }
+    }
+}
+
+/// How often [`schedule_phone_syncs`] looks for accounts due a sync.
+pub const PHONE_SYNC_SCHEDULE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Runs one job by its kind.
 pub fn job_handler(state: &AppState) -> Handler {
-    let calls = state.calls.clone();
+    let (calls, phone_index) = (state.calls.clone(), state.phone_index);
     std::sync::Arc::new(move |job: jobs::Job| {
         let calls = calls.clone();
         Box::pin(async move {
             match job.kind.as_str() {
                 jobs::KIND_CALL => calls::process_call(&calls, job.account(), &job.subject).await,
+                // With the index turned off, a step still queued ends without a request.
+                jobs::KIND_PHONE_SYNC if !phone_index => Ok(()),
+                jobs::KIND_PHONE_SYNC => calls.sync_phones(job.account()).await,
                 other => Err(jobs::JobError::Fail { error: format!("unknown job kind {other:?}") }),
             }
         })

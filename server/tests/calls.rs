@@ -53,8 +53,16 @@ async fn desk_with_timeout(handling: CallHandling, timeout: Duration) -> Desk {
     let (status, body) =
         world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    let kommo = KommoClient::with_timeout(
-        world.store.clone(),
+    let ctx = CallsContext::new(world.store.clone(), kommo_client(&world, world.store.clone(), timeout));
+    let desk = Desk { world, account, ctx, next_webhook: AtomicU32::new(1) };
+    desk.reset_stats().await;
+    desk
+}
+
+/// A Kommo client of this world's local Kommo on `store` (a process of its own when the store is).
+fn kommo_client(world: &World, store: server::store::Store, timeout: Duration) -> KommoClient {
+    KommoClient::with_timeout(
+        store,
         std::sync::Arc::new(server::crypto::Keyring::parse(&format!("k1:{KEY_B64}")).unwrap()),
         OAuthClient {
             client_id: CLIENT_ID.into(),
@@ -63,11 +71,7 @@ async fn desk_with_timeout(handling: CallHandling, timeout: Duration) -> Desk {
         },
         KommoHosts::parse(&format!("http://{}", world.kommo_host)).unwrap(),
         timeout,
-    );
-    let ctx = CallsContext::new(world.store.clone(), kommo);
-    let desk = Desk { world, account, ctx, next_webhook: AtomicU32::new(1) };
-    desk.reset_stats().await;
-    desk
+    )
 }
 
 impl Desk {
@@ -861,4 +865,116 @@ async fn a_company_the_popup_found_is_known_to_the_calls_delivery_without_asking
     assert_eq!(desk.api_request_counts().await, json!({"POST /api/v4/calls": 1}), "the call alone");
     assert_eq!(desk.calls_in_kommo("c-company-popup").await, [("companies".to_owned(), company)]);
     assert!(desk.items("POST", "/api/v4/leads/unsorted/sip").await.is_empty());
+}
+
+// ------------------------------------------------------------------------------------------- phone index
+
+impl Desk {
+    /// Runs the account's phone sync with `ctx` (one page per step, as the queue runs it) until its pass
+    /// is over; returns the steps taken.
+    async fn sync_to_the_end(&self, ctx: &CallsContext) -> u32 {
+        for step in 1..=200 {
+            ctx.sync_phones(self.account).await.unwrap();
+            let sync = self.world.store.phone_sync(self.account).await.unwrap().unwrap();
+            if sync.pass_kind.is_none() {
+                return step;
+            }
+        }
+        panic!("the phone sync did not end in 200 steps");
+    }
+
+    /// `GET` requests to `path` since the last reset.
+    async fn gets(&self, path: &str) -> u64 {
+        self.world.stats().await["requests"][format!("GET {path}")].as_u64().unwrap_or(0)
+    }
+}
+
+/// How many contacts the sync tests seed, and their numbers: `+551198nnnnnnn`, and for every tenth a
+/// second one, `+551197nnnnnnn`.
+const INDEXED_CONTACTS: usize = 10_000;
+
+fn indexed_number(n: usize) -> String {
+    format!("+551198{n:07}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_sync_indexes_every_number_within_the_rate_and_resumes_where_it_stopped() {
+    use server::calls::index::{self, IndexAnswer};
+    let desk = desk(CallHandling::default()).await;
+    let seeds = (0..INDEXED_CONTACTS).map(|n| {
+        let mut phones = vec![indexed_number(n)];
+        if n % 10 == 0 {
+            phones.push(format!("+551197{n:07}"));
+        }
+        desk.world.kommo_control(
+            "/sandbox/kommo/contacts",
+            json!({"account_id": ACCOUNT, "name": format!("Client {n}"), "phones": phones, "responsible_user_id": JUAN}),
+        )
+    });
+    use futures_util::StreamExt;
+    futures_util::stream::iter(seeds).buffer_unordered(32).collect::<Vec<_>>().await;
+    let (company, _) = desk.company(&["+551130009999"], MARIA, json!([])).await;
+    desk.reset_stats().await;
+
+    // Three pages, then the process stops: each step is committed with its page.
+    for _ in 0..3 {
+        desk.ctx.sync_phones(desk.account).await.unwrap();
+    }
+    let store = &desk.world.store;
+    let sync = store.phone_sync(desk.account).await.unwrap().unwrap();
+    assert_eq!((sync.pass_kind.as_deref(), sync.pass_page, sync.complete_at), (Some("contacts"), 4, None));
+    assert_eq!(index::holder(store, desk.account, &indexed_number(7)).await.unwrap(), IndexAnswer::NotReady);
+
+    // Another process (its own database connection and Kommo client) takes the sync over where it stood.
+    let other_store = server::store::Store::connect(&desk.world.db_url).await.unwrap();
+    let other = CallsContext::new(other_store.clone(), kommo_client(&desk.world, other_store, Duration::from_secs(15)));
+    desk.sync_to_the_end(&other).await;
+
+    let pages = INDEXED_CONTACTS.div_ceil(index::PAGE_LIMIT) as u64;
+    assert_eq!(desk.gets("/api/v4/contacts").await, pages, "each page of contacts read once, none again");
+    assert_eq!(desk.gets("/api/v4/companies").await, 1);
+    let stats = desk.world.stats().await;
+    assert_eq!(stats["too_many_requests"], 0, "within Kommo's 7 requests/s: {stats}");
+    let numbers = INDEXED_CONTACTS + INDEXED_CONTACTS / 10 + 1;
+    assert_eq!(store.phone_index_size(desk.account).await.unwrap(), (numbers as i64, INDEXED_CONTACTS as i64 + 1));
+
+    let known = |answer: IndexAnswer| match answer {
+        IndexAnswer::Known(found) => (found.kind, found.id, found.name, found.responsible_user_id),
+        other => panic!("not known: {other:?}"),
+    };
+    let (kind, _, name, responsible) = known(index::holder(store, desk.account, &indexed_number(7)).await.unwrap());
+    assert_eq!((kind, name.as_str(), responsible), (shared::rules::EntityKind::Contacts, "Client 7", Some(JUAN)));
+    let (_, _, second, _) = known(index::holder(store, desk.account, "+5511970000030").await.unwrap());
+    assert_eq!(second, "Client 30", "a contact's second number");
+    let (kind, id, _, _) = known(index::holder(store, desk.account, "+551130009999").await.unwrap());
+    assert_eq!((kind, id), (shared::rules::EntityKind::Companies, company));
+    assert_eq!(index::holder(store, desk.account, "+5511966660000").await.unwrap(), IndexAnswer::Unknown);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_index_synced_a_known_caller_and_an_unknown_one_cost_one_request_each() {
+    // Unsorted leads accepted by hand (the default): the unknown caller's call is one write.
+    let desk = desk(CallHandling::default()).await;
+    let (contact, _) = desk.contact(&[CALLER_E164], JUAN, json!([])).await;
+    desk.sync_to_the_end(&desk.ctx).await;
+
+    desk.reset_stats().await;
+    desk.event("c-indexed", "ringing", json!({"type": "call.ringing"})).await;
+    desk.event("c-indexed", "ended", json!({"type": "call.ended", "duration": 30})).await;
+    desk.process("c-indexed").await.unwrap();
+    assert_eq!(desk.api_request_counts().await, json!({"POST /api/v4/calls": 1}), "no search: the index knew");
+    let delivery = desk.delivery("c-indexed").await;
+    assert_eq!(delivery.status, "delivered", "{delivery:?}");
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("contacts"), Some(contact)));
+
+    desk.reset_stats().await;
+    let unknown = json!({"type": "call.ended", "from": "+5511955554444", "duration": 12});
+    desk.event("c-stranger", "ended", unknown).await;
+    desk.process("c-stranger").await.unwrap();
+    assert_eq!(
+        desk.api_request_counts().await,
+        json!({"POST /api/v4/leads/unsorted/sip": 1}),
+        "no search: the index knew nobody has the number"
+    );
+    desk.assert_one_call_per_uniq().await;
 }

@@ -181,6 +181,23 @@ async fn populate(store: &Store, keyring: &Keyring) -> AccountId {
     assert!(store.remember_token_id("jti-1", unix_secs() + 600).await.unwrap());
     store.reserve_send_slot(&format!("account:{}", alpha.get()), unix_millis(), 143, 10_000).await.unwrap().unwrap();
     assert!(store.insert_push_ticket("ticket-hash", alpha, 5_001, unix_secs() + 60, 16).await.unwrap());
+    // The phone index: a contact with two numbers, from a sync's first page.
+    store.start_phone_pass(alpha, true, unix_secs()).await.unwrap();
+    let contact = server::store::phones::EntityNumbers {
+        entity: server::store::phones::IndexedEntity {
+            entity_kind: "contacts".into(),
+            entity_id: 770,
+            name: "Ana Souza".into(),
+            company_id: Some(12),
+            responsible_user_id: Some(5_001),
+            phone_count: 2,
+            lead_ids: "[41,42]".into(),
+            updated_at: 1_760_000_000,
+        },
+        numbers: vec!["+5511988887777".into(), "+551133334444".into()],
+    };
+    let next = server::store::phones::PassStep::Page { kind: "contacts", page: 2 };
+    store.save_phone_page(alpha, &[contact], &next, unix_secs()).await.unwrap();
     erased
 }
 
@@ -213,6 +230,8 @@ async fn view(store: &Store, now_ms: i64) -> Vec<String> {
     seen.push(format!("{:?}", store.call_parties(alpha, "call-1").await.unwrap()));
     seen.push(format!("{:?}", store.call_parties(alpha, "call-2").await.unwrap()));
     seen.push(format!("{:?}", store.user_for_extension(alpha, "102").await.unwrap()));
+    seen.push(format!("{:?}", store.phone_sync(alpha).await.unwrap()));
+    seen.push(format!("{:?}", store.phone_holders(alpha, "+551133334444").await.unwrap()));
     seen.push(format!("{:?}", Queue::new(store, "viewer").depth(now_ms).await.unwrap()));
     let call: (i64, i64, String, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT id, CASE WHEN answered THEN 1 ELSE 0 END, delivery_status, delivered_at, kommo_call_id, duration

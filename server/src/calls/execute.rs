@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use shared::CallDirection;
 use shared::rules::{Action, CallFacts, CallLog, EntityKind, EntityRef, Plan, Target, WriteKey};
 
+use super::index;
 use super::ledger::{Outcome, State, Via, Writes, entity_kind};
 use super::lookup::{self, items};
 use super::{CallsContext, SOURCE, UNSORTED_SOURCE_NAME, UNSORTED_SOURCE_UID, storage};
@@ -109,6 +110,23 @@ impl Executor<'_> {
     }
 
     async fn done(&mut self, action: &Action, outcome: Outcome) -> Result<(), JobError> {
+        if let (Action::CreateContactAndLead { contact_name, responsible_user_id, .. }, Some(contact_id)) =
+            (action, outcome.contact_id)
+        {
+            // The caller's next call knows the new contact at once, before the sync's next pass.
+            let number = &self.call.client_number;
+            let leads: Vec<i64> = outcome.lead_id.into_iter().collect();
+            index::remember_created(
+                &self.ctx.store,
+                self.account,
+                number,
+                contact_id,
+                contact_name,
+                *responsible_user_id,
+                &leads,
+            )
+            .await;
+        }
         self.writes.mark_done(&self.ctx.store, action.key(), outcome).await.map_err(storage)?;
         if matches!(
             action,

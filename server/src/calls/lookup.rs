@@ -102,8 +102,10 @@ impl Lookup {
         Lookup { cache: moka::future::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(ttl).build() }
     }
 
-    /// What Kommo knows about `number` (E.164, or as the provider sent it), from the cache when it can.
-    /// With `with_leads`, the active leads of the contact (or company) that has it are looked up too.
+    /// What Kommo knows about `number` (E.164, or as the provider sent it), from the cache when it can
+    /// (what a recent lookup, the popup's, found), else from the phone index when it answers
+    /// (`indexed`: `Some` with the holder it knows, or none), else from Kommo's search. With
+    /// `with_leads`, the active leads of the contact (or company) that has it are looked up too.
     pub async fn knowledge(
         &self,
         kommo: &KommoClient,
@@ -111,6 +113,7 @@ impl Lookup {
         number: &str,
         country: Option<&str>,
         with_leads: bool,
+        indexed: Option<Option<EntityMatch>>,
     ) -> Result<Knowledge, KommoError> {
         let key = (account, number.to_owned());
         let mut entry = match self.cache.get(&key).await {
@@ -118,7 +121,13 @@ impl Lookup {
                 return Ok(entry.knowledge());
             }
             Some(entry) => Entry::clone(&entry),
-            None => Entry { holder: holder(kommo, account, number, country).await?, active_leads: None },
+            None => {
+                let holder = match indexed {
+                    Some(holder) => holder,
+                    None => holder(kommo, account, number, country).await?,
+                };
+                Entry { holder, active_leads: None }
+            }
         };
         if with_leads && let Some(holder) = &entry.holder {
             entry.active_leads = Some(active_of(&leads(kommo, account, &holder.lead_ids).await?));
@@ -287,7 +296,7 @@ pub async fn entity_has_number(
 }
 
 /// The values of a contact's (or company's) PHONE field.
-fn phones(entity: &Value) -> Vec<String> {
+pub(crate) fn phones(entity: &Value) -> Vec<String> {
     entity["custom_fields_values"]
         .as_array()
         .map(Vec::as_slice)

@@ -11,6 +11,7 @@
 pub mod caller;
 mod execute;
 mod fold;
+pub mod index;
 pub(crate) mod ledger;
 pub mod lookup;
 pub mod texts;
@@ -112,6 +113,12 @@ impl CallsContext {
         });
     }
 
+    /// One step of the account's phone sync (see [`index`]).
+    pub async fn sync_phones(&self, account: AccountId) -> Result<(), JobError> {
+        let country = self.store.account_country(account).await.map_err(storage)?;
+        index::sync_step(&self.store, &self.kommo, account, country.as_deref()).await
+    }
+
     /// `number` (as the provider sent it) as people of the account write it (see [`CallerId::shown`]).
     pub async fn number_shown(&self, account: AccountId, number: &str) -> String {
         self.caller.shown(&self.store, account, number).await
@@ -191,7 +198,15 @@ async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<()
             }
             knowledge
         }
-        None => ctx.lookup.knowledge(&ctx.kommo, account, &call.client_number, country.as_deref(), needs_leads).await?,
+        None => {
+            let indexed = match index::holder(&ctx.store, account, &call.client_number).await.map_err(storage)? {
+                index::IndexAnswer::NotReady => None,
+                index::IndexAnswer::Unknown => Some(None),
+                index::IndexAnswer::Known(holder) => Some(Some(holder)),
+            };
+            let number = &call.client_number;
+            ctx.lookup.knowledge(&ctx.kommo, account, number, country.as_deref(), needs_leads, indexed).await?
+        }
     };
     writes.save_knowledge(&ctx.store, &knowledge).await.map_err(storage)?;
 

@@ -94,6 +94,8 @@ pub struct Shared {
     pub throttle: Throttle,
     /// How long finished work and disabled accounts' data are kept.
     pub retention: Retention,
+    /// Whether this process syncs the accounts' phone indexes (`PHONE_INDEX`).
+    pub phone_index: bool,
     cors_extra_origins: Arc<[String]>,
 }
 
@@ -148,6 +150,7 @@ impl AppState {
             client_secret: Arc::new(config.kommo.client_secret),
             consent_url: config.kommo_consent_url.into(),
             provider: ProviderClient::new(config.provider_egress),
+            phone_index: config.phone_index,
             cors_extra_origins: config.cors_extra_origins.into(),
         }))
     }

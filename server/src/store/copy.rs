@@ -248,6 +248,47 @@ const TABLES: &[Table] = &[
         columns: &[("ticket_hash", Text), ("account_id", Int), ("user_id", Int), ("expires_at", Int)],
     },
     Table { name: "workers", key: &["id"], generated_id: false, columns: &[("id", Text), ("seen_at_ms", Int)] },
+    Table {
+        name: "phone_entities",
+        key: &["account_id", "entity_kind", "entity_id"],
+        generated_id: false,
+        columns: &[
+            ("account_id", Int),
+            ("entity_kind", Text),
+            ("entity_id", Int),
+            ("name", Text),
+            ("company_id", Int),
+            ("responsible_user_id", Int),
+            ("phone_count", Int),
+            ("lead_ids", Text),
+            ("updated_at", Int),
+            ("seen_at", Int),
+        ],
+    },
+    Table {
+        name: "phone_numbers",
+        key: &["account_id", "e164", "entity_kind", "entity_id"],
+        generated_id: false,
+        columns: &[("account_id", Int), ("e164", Text), ("entity_kind", Text), ("entity_id", Int)],
+    },
+    Table {
+        name: "phone_sync",
+        key: &["account_id"],
+        generated_id: false,
+        columns: &[
+            ("account_id", Int),
+            ("pass_kind", Text),
+            ("pass_page", Int),
+            ("pass_from", Int),
+            ("pass_started_at", Int),
+            ("pass_entities", Int),
+            ("complete_at", Int),
+            ("fresh_at", Int),
+            ("full_at", Int),
+            ("next_from", Int),
+            ("updated_at", Int),
+        ],
+    },
 ];
 
 /// What a copy did: rows per table, in the order they were copied.

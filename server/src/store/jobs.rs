@@ -22,8 +22,10 @@ use sqlx::{AnyConnection, AnyPool};
 
 use super::{AccountId, Engine, Store};
 
-/// The one kind of job today: bring Kommo in line with one provider call (subject = call id).
+/// Bring Kommo in line with one provider call (subject = call id).
 pub const KIND_CALL: &str = "call";
+/// One step of an account's phone sync (subject empty: one per account), see `calls::index`.
+pub const KIND_PHONE_SYNC: &str = "phone_sync";
 
 /// How long a claim holds a job before another worker may take it; the worker extends it every
 /// third of this while the job runs.
@@ -321,11 +323,12 @@ impl Queue {
         enqueue(&mut connection, account, kind, subject, now).await
     }
 
-    /// The dead letters of one account (or of every account, for the operator), newest first.
+    /// The dead letters of one account's calls (or of every account and kind, for the operator), newest
+    /// first. (A phone sync that gave up is queued again by its schedule; it is no delivery of the admin's.)
     pub async fn dead_letters(&self, account: Option<AccountId>, limit: i64) -> sqlx::Result<Vec<DeadLetter>> {
         sqlx::query_as(
             "SELECT id, account_id, subject, attempts, last_error, updated_at FROM jobs
-             WHERE state = 'dead' AND ($1 IS NULL OR account_id = $1)
+             WHERE state = 'dead' AND ($1 IS NULL OR (account_id = $1 AND kind = 'call'))
              ORDER BY updated_at DESC, id DESC LIMIT $2",
         )
         .bind(account.map(|account| account.0))

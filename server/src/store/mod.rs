@@ -32,6 +32,7 @@ pub mod housekeeping;
 pub mod inbox;
 pub mod jobs;
 pub mod oauth;
+pub mod phones;
 pub mod push;
 pub mod rate;
 pub mod settings;

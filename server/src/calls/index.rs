@@ -1,0 +1,193 @@
+//! The per-account phone index: a mirror of which Kommo contact or company has which number, so that a
+//! call's caller is known without a Kommo search (KOMMO.md §1.6, §1.10).
+//!
+//! **The sync.** A pass pages through the account's contacts, then its companies
+//! (`GET /api/v4/{contacts,companies}?with=leads&limit=250&page=N&order[id]=asc`), one page per job step
+//! ([`KIND_PHONE_SYNC`](crate::jobs::KIND_PHONE_SYNC)), each step committed with the page it read, so a
+//! crash or restart resumes at the next page; the next step is queued [`STEP_INTERVAL`] later, so the
+//! sync takes at most a third or so of the account's 7 requests/s and its calls go first. The first pass
+//! reads every entity; later ones (every [`REFRESH_EVERY`]) read what changed since the previous pass
+//! began (`filter[updated_at][from]`, with a margin for the clocks). The queue runs one step of an
+//! account at a time, across replicas. An entity never goes back to an older version.
+//!
+//! **The answer.** Once the first pass is complete and the last one ended within [`TRUSTED_FOR`], the
+//! index answers who has a number: known (the contact, else the company, most recently updated first) or
+//! unknown, with no Kommo request. Before that, or when the sync has stalled, the processor searches
+//! Kommo as before. What this server creates for an unknown caller goes into the index at once.
+//!
+//! Deletions in Kommo are not seen by an incremental pass (a deleted entity is no longer listed); a full
+//! pass, every [`FULL_PASS_EVERY`], drops what it did not see. Until then a deleted contact may still be
+//! taken for the caller's: the call is posted by number (`POST /api/v4/calls`), and Kommo attaches it
+//! where it finds the number.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shared::rules::EntityKind;
+
+use super::lookup::{EntityMatch, items, phones};
+use crate::clock::{unix_millis, unix_secs};
+use crate::jobs::JobError;
+use crate::kommo::KommoClient;
+use crate::store::phones::{EntityNumbers, IndexedEntity, PassStep, SyncRow};
+use crate::store::{AccountId, Store};
+
+/// Entities per page (Kommo's maximum).
+pub const PAGE_LIMIT: usize = 250;
+/// Between two steps of a sync: at most ~3 of the account's 7 requests/s go to the sync.
+pub const STEP_INTERVAL: Duration = Duration::from_millis(350);
+/// A pass over what changed starts this long after the previous pass ended.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(120);
+/// The index answers for an account whose last pass ended within this; past it (a stalled sync), the
+/// processor searches Kommo.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(15 * 60);
+/// Every so often a pass reads every entity again (it also drops what Kommo deleted meanwhile).
+pub const FULL_PASS_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
+/// How far before a pass's start the next pass reads from (Kommo's clock may differ from ours).
+const CLOCK_MARGIN: i64 = 300;
+
+/// What the index says about a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexAnswer {
+    /// The index cannot answer yet (the first pass is not complete, or the sync stalled).
+    NotReady,
+    /// No contact or company of the account has the number.
+    Unknown,
+    /// The contact (else company) that has it.
+    Known(EntityMatch),
+}
+
+/// Who has `e164` in the account's Kommo, from the index alone.
+pub async fn holder(store: &Store, account: AccountId, e164: &str) -> sqlx::Result<IndexAnswer> {
+    let Some(sync) = store.phone_sync(account).await? else { return Ok(IndexAnswer::NotReady) };
+    if !is_trusted(&sync, unix_secs()) {
+        return Ok(IndexAnswer::NotReady);
+    }
+    let found = store.phone_holders(account, e164).await?;
+    Ok(found.into_iter().next().map_or(IndexAnswer::Unknown, |entity| IndexAnswer::Known(entity_match(entity))))
+}
+
+/// Whether the index of a sync in this state answers for its account at `now` (unix s).
+pub fn is_trusted(sync: &SyncRow, now: i64) -> bool {
+    sync.complete_at.is_some() && sync.fresh_at.is_some_and(|fresh| now - fresh <= TRUSTED_FOR.as_secs() as i64)
+}
+
+fn entity_match(entity: IndexedEntity) -> EntityMatch {
+    EntityMatch {
+        kind: if entity.entity_kind == "companies" { EntityKind::Companies } else { EntityKind::Contacts },
+        id: entity.entity_id,
+        name: entity.name,
+        company_id: entity.company_id,
+        responsible_user_id: entity.responsible_user_id,
+        phone_count: usize::try_from(entity.phone_count).unwrap_or(0),
+        lead_ids: serde_json::from_str(&entity.lead_ids).unwrap_or_default(),
+        updated_at: entity.updated_at,
+    }
+}
+
+/// One step of the account's sync: the next page of the running pass (a new pass when none runs and
+/// one is due), then the next step queued. A Kommo failure leaves the pass where it was (the job
+/// retries it).
+pub async fn sync_step(
+    store: &Store,
+    kommo: &KommoClient,
+    account: AccountId,
+    country: Option<&str>,
+) -> Result<(), JobError> {
+    let now = unix_secs();
+    let sync = match store.phone_sync(account).await.map_err(storage)? {
+        Some(sync) if sync.pass_kind.is_some() => sync,
+        Some(sync) if !pass_due(&sync, now) => return Ok(()),
+        Some(sync) => {
+            let full = sync.full_at.is_none_or(|full| now - full >= FULL_PASS_EVERY.as_secs() as i64);
+            store.start_phone_pass(account, full, now).await.map_err(storage)?
+        }
+        None => store.start_phone_pass(account, true, now).await.map_err(storage)?,
+    };
+    let kind = if sync.pass_kind.as_deref() == Some("companies") { "companies" } else { "contacts" };
+    let mut path = format!("/api/v4/{kind}?with=leads&limit={PAGE_LIMIT}&page={}&order[id]=asc", sync.pass_page);
+    if sync.pass_from > 0 {
+        path.push_str(&format!("&filter[updated_at][from]={}", sync.pass_from));
+    }
+    let body = kommo.get(account, &path).await?;
+    let entities: Vec<EntityNumbers> = body
+        .as_ref()
+        .map(|body| items(body, kind).iter().filter_map(|entity| entity_numbers(entity, kind, country)).collect())
+        .unwrap_or_default();
+    let more = body.as_ref().is_some_and(|body| body.pointer("/_links/next/href").is_some());
+    let step = match (more, kind) {
+        (true, _) => PassStep::Page { kind, page: sync.pass_page + 1 },
+        (false, "contacts") => PassStep::Page { kind: "companies", page: 1 },
+        (false, _) => PassStep::Done { next_from: (sync.pass_started_at - CLOCK_MARGIN).max(1) },
+    };
+    store.save_phone_page(account, &entities, &step, unix_secs()).await.map_err(storage)?;
+    metrics::counter!("phone_sync_entities_total").increment(entities.len() as u64);
+    if let PassStep::Page { .. } = step {
+        let next = unix_millis() + STEP_INTERVAL.as_millis() as i64;
+        store.queue_phone_sync(account, next).await.map_err(storage)?;
+    }
+    Ok(())
+}
+
+/// Whether a new pass is due for a sync between passes.
+fn pass_due(sync: &SyncRow, now: i64) -> bool {
+    sync.fresh_at.is_none_or(|fresh| now - fresh >= REFRESH_EVERY.as_secs() as i64)
+}
+
+/// An entity of a listing page with its numbers in E.164 (a number that does not read as one is kept
+/// as its digits, so that it still matches a provider that sends it the same way).
+fn entity_numbers(entity: &Value, kind: &str, country: Option<&str>) -> Option<EntityNumbers> {
+    let phones = phones(entity);
+    let mut numbers: Vec<String> = phones.iter().filter_map(|phone| shared::phone::normalize(phone, country)).collect();
+    numbers.sort();
+    numbers.dedup();
+    let lead_ids: Vec<i64> = items(entity, "leads").iter().filter_map(|lead| lead["id"].as_i64()).collect();
+    Some(EntityNumbers {
+        entity: IndexedEntity {
+            entity_kind: kind.to_owned(),
+            entity_id: entity["id"].as_i64()?,
+            name: entity["name"].as_str().unwrap_or_default().to_owned(),
+            company_id: items(entity, "companies").first().and_then(|company| company["id"].as_i64()),
+            responsible_user_id: entity["responsible_user_id"].as_i64(),
+            phone_count: phones.len() as i64,
+            lead_ids: serde_json::to_string(&lead_ids).expect("ids serialise"),
+            updated_at: entity["updated_at"].as_i64().unwrap_or(0),
+        },
+        numbers,
+    })
+}
+
+/// Puts a contact this server just created for `e164` into the index, so the caller's next call is
+/// known at once (a failure is only logged: the next pass brings it).
+pub async fn remember_created(
+    store: &Store,
+    account: AccountId,
+    e164: &str,
+    contact_id: i64,
+    name: &str,
+    responsible_user_id: Option<i64>,
+    lead_ids: &[i64],
+) {
+    let entity = EntityNumbers {
+        entity: IndexedEntity {
+            entity_kind: "contacts".into(),
+            entity_id: contact_id,
+            name: name.to_owned(),
+            company_id: None,
+            responsible_user_id,
+            phone_count: 1,
+            lead_ids: serde_json::to_string(lead_ids).expect("ids serialise"),
+            // Older than anything Kommo will report for it: the next pass's version replaces this one.
+            updated_at: 0,
+        },
+        numbers: vec![e164.to_owned()],
+    };
+    if let Err(error) = store.put_phone_entity(account, &entity, unix_secs()).await {
+        tracing::warn!(account.id = account.get(), %error, "could not put a created contact into the phone index");
+    }
+}
+
+fn storage(error: sqlx::Error) -> JobError {
+    tracing::error!(%error, "database error in the phone sync");
+    JobError::Retry { error: "storage unavailable".into(), after: None }
+}

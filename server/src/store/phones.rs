@@ -1,0 +1,296 @@
+//! The phone index: the account's Kommo contacts and companies with their numbers in E.164
+//! (`phone_entities`, `phone_numbers`), and where the account's sync of them stands (`phone_sync`).
+//! Filled and kept fresh by `calls::index`; read by the call processor instead of a Kommo search.
+
+use sqlx::{AnyConnection, FromRow};
+
+use super::jobs::{self, KIND_PHONE_SYNC};
+use super::{AccountId, Store};
+
+/// A contact or company of the index.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct IndexedEntity {
+    /// `contacts` or `companies`.
+    pub entity_kind: String,
+    pub entity_id: i64,
+    pub name: String,
+    pub company_id: Option<i64>,
+    pub responsible_user_id: Option<i64>,
+    pub phone_count: i64,
+    /// Its leads' ids, a JSON array.
+    pub lead_ids: String,
+    /// Kommo's `updated_at` (unix s).
+    pub updated_at: i64,
+}
+
+/// An entity as a sync page (or one of our own writes) brings it, with its numbers in E.164.
+#[derive(Debug, Clone)]
+pub struct EntityNumbers {
+    pub entity: IndexedEntity,
+    pub numbers: Vec<String>,
+}
+
+/// Where an account's sync stands.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct SyncRow {
+    /// The list the running pass pages through (`contacts`, `companies`); `None` between passes.
+    pub pass_kind: Option<String>,
+    pub pass_page: i64,
+    /// The pass reads entities updated at or after this (0: every entity).
+    pub pass_from: i64,
+    pub pass_started_at: i64,
+    pub pass_entities: i64,
+    /// The first complete pass ended (unix s).
+    pub complete_at: Option<i64>,
+    /// The last pass ended (unix s).
+    pub fresh_at: Option<i64>,
+    /// The last full pass ended (unix s).
+    pub full_at: Option<i64>,
+    /// Where the next pass reads from.
+    pub next_from: i64,
+}
+
+/// What a page did to the pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassStep {
+    /// Read `page` of `kind` next.
+    Page { kind: &'static str, page: i64 },
+    /// The pass is over: the next one reads from `next_from`.
+    Done { next_from: i64 },
+}
+
+const ENTITY_COLUMNS: &str =
+    "e.entity_kind, e.entity_id, e.name, e.company_id, e.responsible_user_id, e.phone_count, e.lead_ids, e.updated_at";
+
+impl Store {
+    /// The account's sync, if one ever started.
+    pub async fn phone_sync(&self, account: AccountId) -> sqlx::Result<Option<SyncRow>> {
+        sqlx::query_as(
+            "SELECT pass_kind, pass_page, pass_from, pass_started_at, pass_entities, complete_at, fresh_at, full_at,
+                    next_from
+               FROM phone_sync WHERE account_id = $1",
+        )
+        .bind(account.0)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Starts a pass over the contacts, then the companies: a full one (every entity; the first pass
+    /// always is), or one of those updated at or after the account's `next_from`. Returns the sync as it
+    /// now stands.
+    pub async fn start_phone_pass(&self, account: AccountId, full: bool, now: i64) -> sqlx::Result<SyncRow> {
+        sqlx::query(
+            "INSERT INTO phone_sync (account_id, pass_kind, pass_page, pass_from, pass_started_at, pass_entities, updated_at)
+             VALUES ($1, 'contacts', 1, 0, $2, 0, $2)
+             ON CONFLICT (account_id) DO UPDATE SET pass_kind = 'contacts', pass_page = 1,
+                 pass_from = CASE WHEN $3 = 1 THEN 0 ELSE phone_sync.next_from END, pass_started_at = $2,
+                 pass_entities = 0, updated_at = $2",
+        )
+        .bind(account.0)
+        .bind(now)
+        .bind(i64::from(full))
+        .execute(&self.pool)
+        .await?;
+        Ok(self.phone_sync(account).await?.expect("the pass was just started"))
+    }
+
+    /// Applies a page of the pass (each entity unless the index holds a newer version of it) and moves
+    /// the pass on, in one transaction: a crash before it commits reads the page again. The end of a
+    /// full pass drops every entity it did not see (Kommo deleted it).
+    pub async fn save_phone_page(
+        &self,
+        account: AccountId,
+        entities: &[EntityNumbers],
+        step: &PassStep,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for entity in entities {
+            put_entity(&mut tx, account, entity, now).await?;
+        }
+        let read = entities.len() as i64;
+        match step {
+            PassStep::Page { kind, page } => {
+                sqlx::query(
+                    "UPDATE phone_sync SET pass_kind = $2, pass_page = $3, pass_entities = pass_entities + $4,
+                         updated_at = $5 WHERE account_id = $1",
+                )
+                .bind(account.0)
+                .bind(*kind)
+                .bind(*page)
+                .bind(read)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            PassStep::Done { next_from } => {
+                let (from, started): (i64, i64) =
+                    sqlx::query_as("SELECT pass_from, pass_started_at FROM phone_sync WHERE account_id = $1")
+                        .bind(account.0)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let full = from == 0;
+                if full {
+                    for table in ["phone_numbers", "phone_entities"] {
+                        let unseen = if table == "phone_numbers" {
+                            "(entity_kind, entity_id) IN (SELECT entity_kind, entity_id FROM phone_entities
+                               WHERE account_id = $1 AND seen_at < $2)"
+                        } else {
+                            "seen_at < $2"
+                        };
+                        sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND {unseen}"))
+                            .bind(account.0)
+                            .bind(started)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                sqlx::query(
+                    "UPDATE phone_sync SET pass_kind = NULL, pass_page = 1, pass_entities = pass_entities + $2,
+                         complete_at = COALESCE(complete_at, $3), fresh_at = $3, next_from = $4,
+                         full_at = CASE WHEN $5 = 1 THEN $3 ELSE full_at END, updated_at = $3
+                     WHERE account_id = $1",
+                )
+                .bind(account.0)
+                .bind(read)
+                .bind(now)
+                .bind(*next_from)
+                .bind(i64::from(full))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Puts one entity into the index now (something this server just created in Kommo), unless the
+    /// index holds a newer version of it.
+    pub async fn put_phone_entity(&self, account: AccountId, entity: &EntityNumbers, now: i64) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        put_entity(&mut tx, account, entity, now).await?;
+        tx.commit().await
+    }
+
+    /// Removes a contact or company from the index (Kommo deleted it).
+    pub async fn delete_phone_entity(&self, account: AccountId, kind: &str, id: i64) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["phone_numbers", "phone_entities"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3"))
+                .bind(account.0)
+                .bind(kind)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The contacts and companies of the index that have `e164`: contacts first (Kommo attaches a call
+    /// to a contact before a company), most recently updated first.
+    pub async fn phone_holders(&self, account: AccountId, e164: &str) -> sqlx::Result<Vec<IndexedEntity>> {
+        sqlx::query_as(&format!(
+            "SELECT {ENTITY_COLUMNS} FROM phone_numbers n
+               JOIN phone_entities e ON e.account_id = n.account_id AND e.entity_kind = n.entity_kind
+                                    AND e.entity_id = n.entity_id
+              WHERE n.account_id = $1 AND n.e164 = $2
+              ORDER BY CASE WHEN e.entity_kind = 'contacts' THEN 0 ELSE 1 END, e.updated_at DESC, e.entity_id DESC"
+        ))
+        .bind(account.0)
+        .bind(e164)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// How many numbers and entities the account's index holds.
+    pub async fn phone_index_size(&self, account: AccountId) -> sqlx::Result<(i64, i64)> {
+        let numbers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers WHERE account_id = $1")
+            .bind(account.0)
+            .fetch_one(&self.pool)
+            .await?;
+        let entities: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_entities WHERE account_id = $1")
+            .bind(account.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((numbers, entities))
+    }
+
+    /// Queues a sync step for every connected account whose integration is on and whose index has never
+    /// been synced, or whose last pass ended before `stale_before` (unix s); an account with a sync step
+    /// queued already keeps that one. Returns how many were queued.
+    pub async fn queue_due_phone_syncs(&self, stale_before: i64, now_ms: i64) -> sqlx::Result<u64> {
+        let queued = sqlx::query(
+            "INSERT INTO jobs (account_id, kind, subject, state, run_at, created_at, updated_at)
+             SELECT a.id, $1, '', 'queued', $2, $2, $2
+               FROM accounts a
+               JOIN widget_settings w ON w.account_id = a.id AND w.active
+               LEFT JOIN phone_sync s ON s.account_id = a.id
+              WHERE a.state = 'installed'
+                AND (s.account_id IS NULL OR (s.pass_kind IS NULL AND s.fresh_at < $3)
+                     OR (s.pass_kind IS NOT NULL AND s.updated_at < $3))
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(KIND_PHONE_SYNC)
+        .bind(now_ms)
+        .bind(stale_before)
+        .execute(&self.pool)
+        .await?;
+        Ok(queued.rows_affected())
+    }
+
+    /// Queues the account's next sync step at `run_at_ms` (unless one is queued already).
+    pub async fn queue_phone_sync(&self, account: AccountId, run_at_ms: i64) -> sqlx::Result<()> {
+        let mut connection = self.pool.acquire().await?;
+        jobs::enqueue(&mut connection, account, KIND_PHONE_SYNC, "", run_at_ms).await
+    }
+}
+
+/// Upserts `entity` (seen at `now`) unless the stored version is newer; when it was written, its
+/// numbers replace the stored ones.
+async fn put_entity(tx: &mut AnyConnection, account: AccountId, entity: &EntityNumbers, now: i64) -> sqlx::Result<()> {
+    let EntityNumbers { entity, numbers } = entity;
+    let written: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO phone_entities (account_id, entity_kind, entity_id, name, company_id, responsible_user_id,
+                                     phone_count, lead_ids, updated_at, seen_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (account_id, entity_kind, entity_id) DO UPDATE SET name = excluded.name,
+             company_id = excluded.company_id, responsible_user_id = excluded.responsible_user_id,
+             phone_count = excluded.phone_count, lead_ids = excluded.lead_ids, updated_at = excluded.updated_at,
+             seen_at = excluded.seen_at
+           WHERE phone_entities.updated_at <= excluded.updated_at
+         RETURNING entity_id",
+    )
+    .bind(account.0)
+    .bind(&entity.entity_kind)
+    .bind(entity.entity_id)
+    .bind(&entity.name)
+    .bind(entity.company_id)
+    .bind(entity.responsible_user_id)
+    .bind(entity.phone_count)
+    .bind(&entity.lead_ids)
+    .bind(entity.updated_at)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if written.is_none() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM phone_numbers WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3")
+        .bind(account.0)
+        .bind(&entity.entity_kind)
+        .bind(entity.entity_id)
+        .execute(&mut *tx)
+        .await?;
+    for e164 in numbers {
+        sqlx::query(
+            "INSERT INTO phone_numbers (account_id, e164, entity_kind, entity_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(account.0)
+        .bind(e164)
+        .bind(&entity.entity_kind)
+        .bind(entity.entity_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
