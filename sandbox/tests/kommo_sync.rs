@@ -256,3 +256,274 @@ async fn ten_thousand_contacts_are_seeded_in_one_request_and_paged_in_forty() {
     let (_, first) = api.get("/api/v4/contacts?order[id]=desc&limit=1").await;
     assert_eq!(ids(&first, "contacts"), [contact_ids.last().and_then(Value::as_u64).unwrap()]);
 }
+
+/// A local webhook receiver: every POST's `Content-Type`, `User-Agent` and form pairs, answered 200.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Hook>>>,
+}
+
+#[derive(Debug, Clone)]
+struct Hook {
+    content_type: String,
+    user_agent: String,
+    form: Vec<(String, String)>,
+}
+
+impl Hook {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.form.iter().find(|(name, _)| name == key).map(|(_, value)| value.as_str())
+    }
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let got: std::sync::Arc<std::sync::Mutex<Vec<Hook>>> = Default::default();
+        let log = got.clone();
+        let router = axum::Router::new().route(
+            "/kommo/hooks/{token}",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let header =
+                    |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                let form = form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                log.lock().unwrap().push(Hook {
+                    content_type: header("content-type"),
+                    user_agent: header("user-agent"),
+                    form,
+                });
+                std::future::ready("ok")
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/kommo/hooks/unguessable-token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Receiver { url, got }
+    }
+
+    /// Waits (at most 5 s) until `count` deliveries arrived; answers them all.
+    async fn wait_for(&self, count: usize) -> Vec<Hook> {
+        for _ in 0..100 {
+            let got = self.got.lock().unwrap().clone();
+            if got.len() >= count {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{count} webhook deliveries expected, got {:?}", self.got.lock().unwrap());
+    }
+}
+
+async fn deliveries(kommo: &Harness, account_id: u64) -> Vec<Value> {
+    let path = format!("/sandbox/kommo/webhook-deliveries?account_id={account_id}");
+    let answer: Value = kommo.get(&path, None).await.json().await.unwrap();
+    answer.as_array().unwrap().clone()
+}
+
+const ALL: [&str; 10] = [
+    "add_contact",
+    "update_contact",
+    "delete_contact",
+    "responsible_contact",
+    "add_company",
+    "update_company",
+    "delete_company",
+    "add_lead",
+    "status_lead",
+    "responsible_lead",
+];
+
+#[tokio::test]
+async fn a_subscribed_destination_gets_classic_form_webhooks_for_contact_company_and_lead_changes() {
+    let kommo = Harness::start().await;
+    let receiver = Receiver::start().await;
+    let api = Api::connect(&kommo, 7301).await;
+    let (status, webhook) = api.post("/api/v4/webhooks", json!({ "destination": receiver.url, "settings": ALL })).await;
+    assert_eq!(status, 200, "{webhook}");
+    assert_eq!(webhook["destination"], receiver.url.as_str());
+    assert_eq!(webhook["account_id"], 7301);
+    assert_eq!(webhook["disabled"], false);
+    assert_eq!(webhook["settings"].as_array().unwrap().len(), ALL.len());
+    let (status, list) = api.get(&format!("/api/v4/webhooks?filter[destination]={}", receiver.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["_embedded"]["webhooks"][0]["id"], webhook["id"]);
+    let (status, _) = api.get("/api/v4/webhooks?filter[destination]=https://elsewhere.example/hook").await;
+    assert_eq!(status, 204);
+
+    // A hand seed: the contact and its lead, one delivery.
+    let (contact, leads) = api.seed("Ana", &["+5511988887777"], &[("Deal", 0)]).await;
+    let got = receiver.wait_for(1).await;
+    let hook = &got[0];
+    assert_eq!(hook.content_type, "application/x-www-form-urlencoded");
+    assert_eq!(hook.user_agent, "amoCRM-Webhooks/3.0");
+    assert_eq!(hook.get("account[subdomain]"), Some("acct7301"));
+    assert_eq!(hook.get("account[id]"), Some("7301"));
+    assert_eq!(hook.get("contacts[add][0][id]"), Some(contact.to_string().as_str()));
+    assert_eq!(hook.get("contacts[add][0][type]"), Some("contact"));
+    assert_eq!(hook.get("contacts[add][0][name]"), Some("Ana"));
+    assert_eq!(hook.get("contacts[add][0][custom_fields][0][code]"), Some("PHONE"));
+    assert_eq!(hook.get("contacts[add][0][custom_fields][0][values][0][value]"), Some("+5511988887777"));
+    assert_eq!(hook.get("leads[add][0][id]"), Some(leads[0].to_string().as_str()));
+
+    // A hand edit that changes the responsible user: update and responsible, in one delivery.
+    let maria = 7301 * 100 + 1;
+    let edit = json!({ "responsible_user_id": maria, "phones": ["+5511900000000"] });
+    let edited: Value = patch(&kommo, &format!("/sandbox/kommo/contacts/{contact}"), edit).await.json().await.unwrap();
+    let hook = receiver.wait_for(2).await.remove(1);
+    assert_eq!(hook.get("contacts[update][0][id]"), Some(contact.to_string().as_str()));
+    assert_eq!(hook.get("contacts[update][0][responsible_user_id]"), Some(maria.to_string().as_str()));
+    let modified = edited["updated_at"].to_string();
+    assert_eq!(hook.get("contacts[update][0][last_modified]"), Some(modified.as_str()));
+    assert_eq!(hook.get("contacts[update][0][custom_fields][0][values][0][value]"), Some("+5511900000000"));
+    assert_eq!(hook.get("contacts[responsible][0][id]"), Some(contact.to_string().as_str()));
+    assert_eq!(
+        hook.get("contacts[responsible][0][old_responsible_user_id]"),
+        Some(support::ADMIN_ID.to_string().as_str())
+    );
+
+    // A company edit comes under contacts[...] with type=company; a delete carries the id.
+    let (company, _) = api.seed_company("Acme", &[], &[]).await;
+    receiver.wait_for(3).await;
+    patch(&kommo, &format!("/sandbox/kommo/companies/{company}"), json!({ "name": "Acme Ltd" })).await;
+    let hook = receiver.wait_for(4).await.remove(3);
+    assert_eq!(hook.get("contacts[update][0][type]"), Some("company"));
+    assert_eq!(hook.get("contacts[update][0][name]"), Some("Acme Ltd"));
+    assert_eq!(delete(&kommo, &format!("/sandbox/kommo/contacts/{contact}")).await.status(), 204);
+    let hook = receiver.wait_for(5).await.remove(4);
+    assert_eq!(hook.get("contacts[delete][0][id]"), Some(contact.to_string().as_str()));
+    assert_eq!(hook.get("contacts[delete][0][type]"), Some("contact"));
+
+    // API writes too: an incoming call's lead accepted into a stage by another user.
+    let sip = json!([{ "source_uid": "line-1", "source_name": "Main line", "request_id": "u-1",
+        "metadata": { "uniq": "u-1", "from": "+5511977776666", "phone": "+551130000000", "called_at": 1_764_000_000,
+                      "duration": 0, "service_code": "kommo-voip", "is_call_event_needed": true } }]);
+    let (status, unsorted) = api.post("/api/v4/leads/unsorted/sip", sip).await;
+    assert_eq!(status, 200, "{unsorted}");
+    let hook = receiver.wait_for(6).await.remove(5);
+    assert!(hook.get("contacts[add][0][id]").is_some() && hook.get("leads[add][0][id]").is_some(), "{hook:?}");
+    let uid = unsorted["_embedded"]["unsorted"][0]["uid"].as_str().unwrap().to_owned();
+    let (status, _) = api.post(&format!("/api/v4/leads/unsorted/{uid}/accept"), json!({ "user_id": maria })).await;
+    assert_eq!(status, 200);
+    let hook = receiver.wait_for(7).await.remove(6);
+    assert_eq!(hook.get("leads[status][0][old_status_id]"), Some("8100001"));
+    assert_eq!(hook.get("leads[status][0][status_id]"), Some("8100002"));
+    assert_eq!(hook.get("leads[responsible][0][responsible_user_id]"), Some(maria.to_string().as_str()));
+    assert!(hook.get("leads[update][0][id]").is_none(), "update_lead is not subscribed");
+
+    // The log says what was sent and how each was answered.
+    let sent = deliveries(&kommo, 7301).await;
+    assert_eq!(sent.len(), 7);
+    assert!(sent.iter().all(|delivery| delivery["state"] == "answered" && delivery["status"] == 200), "{sent:?}");
+    assert_eq!(sent[1]["events"], json!(["update_contact", "responsible_contact"]));
+    assert_eq!(sent[1]["form"]["contacts[update][0][id]"], contact.to_string());
+
+    // Unsubscribed: nothing more is sent.
+    let (status, _) = api.send("DELETE", "/api/v4/webhooks", Some(json!({ "destination": receiver.url }))).await;
+    assert_eq!(status, 204);
+    let (status, _) = api.send("DELETE", "/api/v4/webhooks", Some(json!({ "destination": receiver.url }))).await;
+    assert_eq!(status, 404);
+    api.seed("Bea", &["+5511911112222"], &[]).await;
+    assert_eq!(deliveries(&kommo, 7301).await.len(), 7);
+    let (status, _) = api.get("/api/v4/webhooks").await;
+    assert_eq!(status, 204);
+}
+
+#[tokio::test]
+async fn a_bulk_seed_is_delivered_in_batches_of_a_hundred() {
+    let kommo = Harness::start().await;
+    let receiver = Receiver::start().await;
+    let api = Api::connect(&kommo, 7302).await;
+    let (status, _) =
+        api.post("/api/v4/webhooks", json!({ "destination": receiver.url, "settings": ["add_contact"] })).await;
+    assert_eq!(status, 200);
+    let contacts: Vec<Value> = (0..250).map(|index| json!({ "name": format!("Bulk {index}") })).collect();
+    let response =
+        kommo.post("/sandbox/kommo/contacts/batch", json!({ "account_id": 7302, "contacts": contacts })).await;
+    assert_eq!(response.status(), 200);
+    let got = receiver.wait_for(3).await;
+    let counts: Vec<usize> =
+        got.iter().map(|hook| hook.form.iter().filter(|(key, _)| key.ends_with("][id]")).count()).collect();
+    assert_eq!(counts, [100, 100, 50]);
+    assert!(got[2].get("contacts[add][49][id]").is_some());
+}
+
+#[tokio::test]
+async fn webhooks_need_an_admin_token_and_a_plan_that_has_them() {
+    let kommo = Harness::start().await;
+    let receiver = Receiver::start().await;
+    let api = Api::connect(&kommo, 7303).await;
+    let body = json!({ "destination": receiver.url, "settings": ["update_contact"] });
+
+    // A manager's token: 403.
+    let response = kommo.post("/sandbox/kommo/install", json!({ "account_id": 7303, "user_id": 7303 * 100 + 1 })).await;
+    let code = response.json::<Value>().await.unwrap()["code"].as_str().unwrap().to_owned();
+    let manager = kommo.exchange(&code).await["access_token"].as_str().unwrap().to_owned();
+    for method in ["POST", "GET", "DELETE"] {
+        let request = kommo
+            .http
+            .request(method.parse().unwrap(), format!("{}/api/v4/webhooks", kommo.kommo))
+            .bearer_auth(&manager)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        support::assert_problem(request, 403).await;
+    }
+    // Those requests count in the account's window of 7 a second, as the paced client does not know.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Refused bodies name the field.
+    let (status, problem) =
+        api.post_refused("/api/v4/webhooks", json!({ "destination": "not a url", "settings": ["sing"] })).await;
+    assert_eq!(status, 400);
+    let errors = validation_errors(&problem);
+    let paths: Vec<&str> = errors[0].1.iter().map(|(_, path)| path.as_str()).collect();
+    assert_eq!(paths, ["destination", "settings.0"]);
+
+    // The plan without webhooks: 402, and no deliveries for changes, even to an existing subscription.
+    let (status, _) = api.post("/api/v4/webhooks", body.clone()).await;
+    assert_eq!(status, 200);
+    let (contact, _) = api.seed("Ana", &[], &[]).await;
+    let response = kommo.post("/sandbox/kommo/accounts/7303/plan", json!({ "webhooks": false })).await;
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({ "account_id": 7303, "webhooks": false }));
+    let (status, problem) = api.post("/api/v4/webhooks", body.clone()).await;
+    assert_eq!((status, problem["status"].as_u64()), (402, Some(402)));
+    let (status, _) = api.get("/api/v4/webhooks").await;
+    assert_eq!(status, 402);
+    patch(&kommo, &format!("/sandbox/kommo/contacts/{contact}"), json!({ "name": "Ana B" })).await;
+    assert!(deliveries(&kommo, 7303).await.is_empty());
+
+    kommo.post("/sandbox/kommo/accounts/7303/plan", json!({ "webhooks": true })).await;
+    patch(&kommo, &format!("/sandbox/kommo/contacts/{contact}"), json!({ "name": "Ana C" })).await;
+    let hook = receiver.wait_for(1).await.remove(0);
+    assert_eq!(hook.get("contacts[update][0][name]"), Some("Ana C"));
+    assert_eq!(kommo.post("/sandbox/kommo/accounts/9999/plan", json!({ "webhooks": false })).await.status(), 404);
+}
+
+#[tokio::test]
+async fn a_destination_off_this_machine_is_never_posted_to_and_a_dead_one_is_recorded_failed() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 7304).await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    for destination in ["https://hooks.example.com/kommo", dead.as_str()] {
+        let (status, _) =
+            api.post("/api/v4/webhooks", json!({ "destination": destination, "settings": ["add_contact"] })).await;
+        assert_eq!(status, 200);
+    }
+    api.seed("Ana", &[], &[]).await;
+    let mut sent = deliveries(&kommo, 7304).await;
+    for _ in 0..100 {
+        if sent.iter().all(|delivery| delivery["state"] != "queued") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        sent = deliveries(&kommo, 7304).await;
+    }
+    let states: Vec<(&str, &str)> = sent
+        .iter()
+        .map(|delivery| (delivery["destination"].as_str().unwrap(), delivery["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("https://hooks.example.com/kommo", "refused"), (dead.as_str(), "failed")]);
+    assert!(sent.iter().all(|delivery| delivery["error"].is_string() && delivery["status"].is_null()));
+}

@@ -14,7 +14,7 @@ use super::check::{FieldError, INVALID_TYPE, ItemErrors, NOT_SUPPORTED_CHOICE};
 use super::crm::EntityType;
 use super::ledger::{Bearer, Desk, FaultScope, FaultTarget, Ledger, Write};
 use super::problem::{problem, too_many_requests, validation_failed};
-use super::{faults, handlers, rest, unix_now};
+use super::{faults, handlers, rest, unix_now, webhooks};
 
 /// Kommo's page size when `limit` is absent, and its maximum.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -363,6 +363,7 @@ pub(crate) async fn dispatch(
         let status = response.status().as_u16();
         let answered = deferred.as_ref().and_then(|fault| fault.answer_status()).unwrap_or(status);
         log(&mut ledger, account_id, answered, response.status().is_success());
+        stand_in.notify(ledger, account_id);
         response
     };
     match deferred {
@@ -413,6 +414,9 @@ fn route(desk: &mut Desk<'_>, method: &Method, request: &Request) -> Outcome {
             handlers::show_lead(desk, request, id(lead).unwrap_or_default())
         }
         ("POST", ["calls"]) => handlers::create_calls(desk, request),
+        ("POST", ["webhooks"]) => webhooks::subscribe(desk, request),
+        ("GET", ["webhooks"]) => webhooks::list(desk, request),
+        ("DELETE", ["webhooks"]) => webhooks::unsubscribe(desk, request),
         ("GET", ["tasks"]) => handlers::list_tasks(desk, request),
         ("POST", ["tasks"]) => handlers::create_tasks(desk, request),
         (_, [entity_type, "notes"]) | (_, [entity_type, _, "notes"]) => {

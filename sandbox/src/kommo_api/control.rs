@@ -369,3 +369,38 @@ pub(crate) async fn entities(
     };
     Ok(Json(body))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Plan {
+    webhooks: bool,
+}
+
+/// `POST /sandbox/kommo/accounts/{id}/plan {"webhooks": false}`: the account's plan lacks webhooks through the
+/// API (Kommo's below Advanced): `/api/v4/webhooks` answers 402 and no delivery is sent; `true` restores it.
+/// Answers `{account_id, webhooks}`.
+pub(crate) async fn plan(
+    State(state): State<crate::State>,
+    Path(id): Path<u64>,
+    Json(plan): Json<Plan>,
+) -> Result<Json<Value>, SandboxError> {
+    state.stand_in.set_webhooks_plan(id, plan.webhooks).ok_or(SandboxError::NotFound)?;
+    Ok(Json(json!({ "account_id": id, "webhooks": plan.webhooks })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliveriesQuery {
+    account_id: Option<u64>,
+    destination: Option<String>,
+}
+
+/// `GET /sandbox/kommo/webhook-deliveries?account_id=&destination=`: Kommo's webhook deliveries, oldest first
+/// (see [`super::webhooks::DeliveryRecord`]).
+pub(crate) async fn webhook_deliveries(
+    State(state): State<crate::State>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Json<Value> {
+    let records = state.stand_in.webhook_deliveries(query.account_id, query.destination.as_deref());
+    Json(serde_json::to_value(records).unwrap_or_default())
+}

@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::webhooks::{Action, Change, Webhook};
+
 /// The account's one pipeline ([`PIPELINE_NAME`]); every account has the same ids.
 pub const PIPELINE_ID: u64 = 8_000_001;
 pub const PIPELINE_NAME: &str = "Sales pipeline";
@@ -258,11 +260,19 @@ pub struct Ids {
     lead: u64,
     note: u64,
     task: u64,
+    webhook: u64,
 }
 
 impl Default for Ids {
     fn default() -> Ids {
-        Ids { contact: 20_000_000, company: 25_000_000, lead: 30_000_000, note: 40_000_000, task: 50_000_000 }
+        Ids {
+            contact: 20_000_000,
+            company: 25_000_000,
+            lead: 30_000_000,
+            note: 40_000_000,
+            task: 50_000_000,
+            webhook: 60_000_000,
+        }
     }
 }
 
@@ -286,6 +296,9 @@ impl Ids {
     pub fn task(&mut self) -> u64 {
         Ids::bump(&mut self.task)
     }
+    pub fn webhook(&mut self) -> u64 {
+        Ids::bump(&mut self.webhook)
+    }
 }
 
 /// One account's entities.
@@ -304,6 +317,15 @@ pub struct Crm {
     /// Every call uniq written, with the `METHOD /path` that first carried it.
     #[serde(skip)]
     pub uniqs: HashMap<String, String>,
+    /// Kommo's webhooks of the account (`/api/v4/webhooks`).
+    #[serde(skip)]
+    pub webhooks: Vec<Webhook>,
+    /// The account's plan lacks webhooks through the API (`POST /sandbox/kommo/accounts/{id}/plan`).
+    #[serde(skip)]
+    pub webhooks_off: bool,
+    /// Changes not yet turned into webhook deliveries (`webhooks::take`).
+    #[serde(skip)]
+    pub changes: Vec<Change>,
 }
 
 /// The digits of a phone number.
@@ -342,6 +364,12 @@ fn matches_query<'a>(query: &str, name: &str, mut phones: impl Iterator<Item = &
 }
 
 impl Crm {
+    /// Notes a change of a contact, company or lead for the webhooks; `old` is the previous status or
+    /// responsible user of a `Status` or `Responsible` change.
+    pub fn changed(&mut self, entity_type: EntityType, action: Action, id: u64, old: Option<u64>) {
+        self.changes.push(Change { entity_type, action, id, old });
+    }
+
     pub fn has(&self, entity_type: EntityType, id: u64) -> bool {
         match entity_type {
             EntityType::Leads => self.leads.contains_key(&id),

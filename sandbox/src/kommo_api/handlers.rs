@@ -20,6 +20,7 @@ use super::crm::{
     contact_json, digits, lead_json, note_json, pipeline_json, reference, task_json, unsorted_json,
 };
 use super::ledger::{Account, Desk};
+use super::webhooks::Action;
 
 const PHONE_CODES: &[&str] = &["WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER"];
 const EMAIL_CODES: &[&str] = &["WORK", "PRIV", "OTHER"];
@@ -214,6 +215,7 @@ fn insert_contact(desk: &mut Desk<'_>, request: &Request, draft: ContactDraft, i
         is_unsorted,
     };
     desk.crm.contacts.insert(id, contact);
+    desk.crm.changed(EntityType::Contacts, Action::Add, id, None);
     id
 }
 
@@ -395,6 +397,7 @@ fn insert_lead(desk: &mut Desk<'_>, request: &Request, draft: LeadDraft) -> (u64
                     fields: Vec::new(),
                 };
                 desk.crm.companies.insert(id, company);
+                desk.crm.changed(EntityType::Companies, Action::Add, id, None);
                 id
             }
         });
@@ -418,6 +421,7 @@ fn insert_lead(desk: &mut Desk<'_>, request: &Request, draft: LeadDraft) -> (u64
         companies: companies.clone(),
     };
     desk.crm.leads.insert(id, lead);
+    desk.crm.changed(EntityType::Leads, Action::Add, id, None);
     for contact in &contacts {
         desk.crm.link(id, *contact);
         if let Some(contact) = desk.crm.contacts.get_mut(contact) {
@@ -1006,6 +1010,7 @@ pub(super) fn create_sip(desk: &mut Desk<'_>, request: &Request) -> Outcome {
             companies: Vec::new(),
         };
         desk.crm.leads.insert(lead_id, lead);
+        desk.crm.changed(EntityType::Leads, Action::Add, lead_id, None);
         desk.crm.link(lead_id, contact_id);
         let note = Note {
             id: desk.ids.note(),
@@ -1097,18 +1102,36 @@ pub(super) fn accept_unsorted(desk: &mut Desk<'_>, request: &Request, uid: &str)
     item.accepted = true;
     let (lead_id, contact_id, pipeline_id) = (item.lead_id, item.contact_id, item.pipeline_id);
     let responsible = user_id.unwrap_or(request.bearer.user_id);
+    let mut changes = Vec::new();
     if let Some(lead) = desk.crm.leads.get_mut(&lead_id) {
+        let (old_status, old_responsible) = (lead.status_id, lead.responsible_user_id);
         lead.status_id = status_id.unwrap_or(FIRST_STATUS_ID);
         lead.responsible_user_id = responsible;
         lead.updated_at = request.now;
         if lead.status_id == WON_STATUS_ID || lead.status_id == LOST_STATUS_ID {
             lead.closed_at = Some(request.now);
         }
+        changes.push((EntityType::Leads, Action::Update, None));
+        if lead.status_id != old_status {
+            changes.push((EntityType::Leads, Action::Status, Some(old_status)));
+        }
+        if responsible != old_responsible {
+            changes.push((EntityType::Leads, Action::Responsible, Some(old_responsible)));
+        }
     }
     if let Some(contact) = desk.crm.contacts.get_mut(&contact_id) {
+        let old_responsible = contact.responsible_user_id;
         contact.is_unsorted = false;
         contact.responsible_user_id = responsible;
         contact.updated_at = request.now;
+        changes.push((EntityType::Contacts, Action::Update, None));
+        if responsible != old_responsible {
+            changes.push((EntityType::Contacts, Action::Responsible, Some(old_responsible)));
+        }
+    }
+    for (entity_type, action, old) in changes {
+        let id = if entity_type == EntityType::Leads { lead_id } else { contact_id };
+        desk.crm.changed(entity_type, action, id, old);
     }
     Ok(Reply::Hal(json!({
         "uid": uid,

@@ -22,9 +22,12 @@
 //! | `GET`/`POST /api/v4/tasks` | Required `text`, `complete_till`; `filter[entity_type]`, `filter[entity_id][]`, `filter[is_completed]` |
 //! | `POST /api/v4/leads/unsorted/sip`, `GET /api/v4/leads/unsorted[/{uid}]`, `POST /api/v4/leads/unsorted/{uid}/accept` | A sip item makes a lead in "incoming leads" (status 8100001) and a contact with the caller's number, with the call on the lead; accepting twice → 400 |
 //! | `POST /api/v2/events` `{"add": [{"type": "phone_call", "phone_number", "users"?}]}` | Kommo's call notification (KOMMO.md §2.3): `type` must be `phone_call`, `phone_number` is required, `users` must be users of the account → 202 with no body; refusals 400 `validation-errors` per `add` item. Kept for `GET /sandbox/kommo/notifications` |
+//! | `POST /api/v4/webhooks` `{destination, settings: [..], sort?}`, `GET /api/v4/webhooks?filter[destination]=`, `DELETE /api/v4/webhooks` `{destination}` | Kommo's webhooks ([`webhooks`]): admin tokens only (else 403); subscribing answers the webhook `{id, destination, created_at, updated_at, account_id, created_by, sort, disabled, settings}` (the same destination again replaces its settings), the list `{_total_items, _links, _embedded: {webhooks}}` (none: 204), `DELETE` 204 (nothing there: 404); an account whose plan lacks webhooks answers 402. Changes to contacts, companies and leads (API writes, seeds, hand edits) are posted to each destination whose `settings` name the event, as classic amoCRM form bodies (`account[id]`, `contacts[update][0][id]`, ...; companies under `contacts[...]` with `[type]=company`), in the background |
 //! | any other `/api/v4/...` | Authenticated and counted, then 404 |
 //! | `POST /sandbox/kommo/accounts` `{id, subdomain, name?, country?, users?}` | Creates an account (201; 200 with the existing one) |
 //! | `GET /sandbox/kommo/accounts[/{id}]` | Accounts with `installed` (holds a live grant) |
+//! | `POST /sandbox/kommo/accounts/{id}/plan` `{webhooks: bool}` | `false`: the account's plan lacks webhooks (`/api/v4/webhooks` answers 402, nothing is delivered) → `{account_id, webhooks}`; unknown account 404 |
+//! | `GET /sandbox/kommo/webhook-deliveries?account_id=&destination=` | Kommo's webhook deliveries, oldest first: `[{id, account_id, destination, events, body, form: {key: value}, state: queued\|answered\|failed\|dropped\|refused, status, error, elapsed_ms, queued_at}]` |
 //! | `POST /sandbox/kommo/install` `{account_id, referer?, user_id?}` | Kommo's install request to the server → `{status, elapsed_ms, code}` |
 //! | `POST /sandbox/kommo/disable` `{account_id, forge?}` | Revokes the account's grants, calls the signed disable hook → `{status, elapsed_ms, revoked_grants}` |
 //! | `POST /sandbox/kommo/expire` `{account_id}` | Every access token of the account expires now |
@@ -56,6 +59,7 @@ mod oauth;
 mod problem;
 mod rest;
 pub mod seed;
+pub mod webhooks;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -104,6 +108,8 @@ impl Default for Settings {
 pub struct StandIn {
     pub settings: Settings,
     ledger: Mutex<Ledger>,
+    /// Kommo's webhook deliveries, sent in the background.
+    outbox: webhooks::Outbox,
     /// The page's user: an admin in every account created without a user list.
     admin_id: u64,
     default_subdomain: String,
@@ -115,6 +121,7 @@ impl StandIn {
         let stand_in = StandIn {
             settings,
             ledger: Mutex::default(),
+            outbox: webhooks::Outbox::new(kommo.audience.clone()),
             admin_id: kommo.user_id,
             default_subdomain: kommo.subdomain.clone(),
         };
@@ -125,6 +132,31 @@ impl StandIn {
     /// The ledger; a panic elsewhere never makes it unusable for the other tests.
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
         self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the webhooks of the account's pending changes (in the background) once the ledger is let go.
+    pub(crate) fn notify(&self, mut ledger: MutexGuard<'_, Ledger>, account_id: u64) {
+        let deliveries = webhooks::take(&mut ledger, account_id);
+        drop(ledger);
+        self.outbox.send(deliveries);
+    }
+
+    /// The webhook deliveries, oldest first, of one account and/or destination.
+    pub fn webhook_deliveries(
+        &self,
+        account_id: Option<u64>,
+        destination: Option<&str>,
+    ) -> Vec<webhooks::DeliveryRecord> {
+        self.outbox.records(account_id, destination)
+    }
+
+    /// Whether the account's plan has webhooks through the API (`false`: `/api/v4/webhooks` answers 402 and
+    /// nothing is delivered). `None` for an unknown account.
+    pub fn set_webhooks_plan(&self, account_id: u64, webhooks: bool) -> Option<()> {
+        let mut ledger = self.ledger();
+        let desk = ledger.desk(account_id)?;
+        desk.crm.webhooks_off = !webhooks;
+        Some(())
     }
 
     /// Creates the account with default users unless it exists (the host page acts as any account id).
@@ -175,6 +207,8 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/api/v2/events", any(api::dispatch))
         .route("/sandbox/kommo/accounts", post(control::create_account).get(control::list_accounts))
         .route("/sandbox/kommo/accounts/{id}", get(control::show_account))
+        .route("/sandbox/kommo/accounts/{id}/plan", post(control::plan))
+        .route("/sandbox/kommo/webhook-deliveries", get(control::webhook_deliveries))
         .route("/sandbox/kommo/install", post(control::install))
         .route("/sandbox/kommo/disable", post(control::disable))
         .route("/sandbox/kommo/expire", post(control::expire))

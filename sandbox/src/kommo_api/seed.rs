@@ -14,6 +14,7 @@ use super::crm::{
     PHONE_FIELD_ID, PIPELINE_ID, UNSORTED_STATUS_ID, WON_STATUS_ID, company_json, contact_json, stage,
 };
 use super::ledger::{Account, Desk};
+use super::webhooks::Action;
 
 /// A phone as seeded: a bare number (`WORK`), or a number with its `enum_code`.
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +201,7 @@ fn insert_leads(desk: &mut Desk<'_>, leads: Vec<SeedLead>, owners: Vec<u64>, now
             companies: Vec::new(),
         };
         desk.crm.leads.insert(id, lead);
+        desk.crm.changed(EntityType::Leads, Action::Add, id, None);
         ids.push(id);
     }
     ids
@@ -249,6 +251,7 @@ fn insert_contact(desk: &mut Desk<'_>, seed: ContactSeed, checked: Checked, now:
         is_unsorted: false,
     };
     desk.crm.contacts.insert(contact_id, contact);
+    desk.crm.changed(EntityType::Contacts, Action::Add, contact_id, None);
     let lead_ids = insert_leads(desk, seed.leads, checked.owners, now);
     for lead in &lead_ids {
         desk.crm.link(*lead, contact_id);
@@ -295,11 +298,13 @@ impl StandIn {
             .map(|(index, seed)| check_contact(&desk, seed).map_err(|error| format!("contacts[{index}]: {error}")))
             .collect::<Result<Vec<_>, String>>()?;
         let now = super::unix_now();
-        Ok(seeds
+        let seeded = seeds
             .into_iter()
             .zip(checked)
             .map(|(seed, checked)| insert_contact(&mut desk, seed, checked, now))
-            .collect())
+            .collect();
+        self.notify(ledger, account_id);
+        Ok(seeded)
     }
 
     /// Edits a contact by hand (`name`, `phones`, `responsible_user_id`); its `updated_at` becomes now, and at
@@ -315,6 +320,7 @@ impl StandIn {
         if let Some(name) = edit.name {
             contact.name = name;
         }
+        let old_responsible = contact.responsible_user_id;
         if let Some(user) = responsible {
             contact.responsible_user_id = user;
         }
@@ -322,8 +328,14 @@ impl StandIn {
             replace_phones(&mut contact.fields, phones);
         }
         contact.updated_at = touched(contact.updated_at);
-        let contact = &desk.crm.contacts[&id];
-        Ok(contact_json(desk.crm, contact, account_id, &self.api_base(), true))
+        let responsible_changed = contact.responsible_user_id != old_responsible;
+        desk.crm.changed(EntityType::Contacts, Action::Update, id, None);
+        if responsible_changed {
+            desk.crm.changed(EntityType::Contacts, Action::Responsible, id, Some(old_responsible));
+        }
+        let body = contact_json(desk.crm, &desk.crm.contacts[&id], account_id, &self.api_base(), true);
+        self.notify(ledger, account_id);
+        Ok(body)
     }
 
     /// Deletes a contact by hand: it leaves its leads, which stay.
@@ -335,6 +347,8 @@ impl StandIn {
         for lead in desk.crm.leads.values_mut() {
             lead.contacts.retain(|contact| *contact != id);
         }
+        desk.crm.changed(EntityType::Contacts, Action::Delete, id, None);
+        self.notify(ledger, account_id);
         Ok(())
     }
 
@@ -351,6 +365,7 @@ impl StandIn {
         if let Some(name) = edit.name {
             company.name = name;
         }
+        let old_responsible = company.responsible_user_id;
         if let Some(user) = responsible {
             company.responsible_user_id = user;
         }
@@ -358,8 +373,14 @@ impl StandIn {
             replace_phones(&mut company.fields, phones);
         }
         company.updated_at = touched(company.updated_at);
-        let company = &desk.crm.companies[&id];
-        Ok(company_json(desk.crm, company, account_id, &self.api_base(), true, true))
+        let responsible_changed = company.responsible_user_id != old_responsible;
+        desk.crm.changed(EntityType::Companies, Action::Update, id, None);
+        if responsible_changed {
+            desk.crm.changed(EntityType::Companies, Action::Responsible, id, Some(old_responsible));
+        }
+        let body = company_json(desk.crm, &desk.crm.companies[&id], account_id, &self.api_base(), true, true);
+        self.notify(ledger, account_id);
+        Ok(body)
     }
 
     /// Deletes a company by hand: its contacts and leads stay, without it.
@@ -374,6 +395,8 @@ impl StandIn {
         for lead in desk.crm.leads.values_mut() {
             lead.companies.retain(|company| *company != id);
         }
+        desk.crm.changed(EntityType::Companies, Action::Delete, id, None);
+        self.notify(ledger, account_id);
         Ok(())
     }
 
@@ -398,12 +421,15 @@ impl StandIn {
             fields,
         };
         desk.crm.companies.insert(company_id, company);
+        desk.crm.changed(EntityType::Companies, Action::Add, company_id, None);
         let lead_ids = insert_leads(&mut desk, seed.leads, owners, now);
         for lead in &lead_ids {
             if let Some(lead) = desk.crm.leads.get_mut(lead) {
                 lead.companies.push(company_id);
             }
         }
+        let account_id = seed.account_id;
+        self.notify(ledger, account_id);
         Ok(Seeded { id: company_id, lead_ids })
     }
 }
