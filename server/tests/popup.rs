@@ -136,6 +136,47 @@ async fn a_known_caller_is_named_with_open_leads_and_a_repeat_call_is_named_in_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_phone_index_synced_a_first_call_is_named_in_its_first_event_and_its_leads_follow() {
+    use server::store::phones::{EntityNumbers, IndexedEntity, PassStep};
+    let (world, path, secret) = setup().await;
+    let seeded = world.seed_contact(ACCOUNT, "Maria Silva", &[CALLER], &["Website redesign"]).await;
+    // The account's index as a completed sync leaves it, with the contact in it.
+    let account = world.store.account_by_kommo_id(ACCOUNT as i64).await.unwrap().unwrap();
+    let now = server::clock::unix_secs();
+    world.store.start_phone_pass(account, true, now).await.unwrap();
+    let contact = EntityNumbers {
+        entity: IndexedEntity {
+            entity_kind: "contacts".into(),
+            entity_id: seeded["contact_id"].as_i64().unwrap(),
+            name: "Maria Silva".into(),
+            company_id: None,
+            responsible_user_id: Some(MARIA as i64),
+            phone_count: 1,
+            lead_ids: serde_json::to_string(&seeded["lead_ids"]).unwrap(),
+            updated_at: now,
+        },
+        numbers: vec![CALLER.into()],
+    };
+    world.store.save_phone_page(account, &[contact], &PassStep::Done { next_from: now }, now).await.unwrap();
+    let mut stream = Stream::open(&world, None).await;
+    let searches_before = world.stats().await["requests"]["GET /api/v4/contacts"].as_u64().unwrap_or(0);
+
+    let answer = world.post_signed(&path, &secret, "msg_ring_1", &event("indexed-1", CALLER, "ringing")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let (id, first) = stream.next().await;
+    assert!(id.is_some());
+    assert_eq!(first["caller"]["contact"]["name"], "Maria Silva", "named in the first event: {first}");
+    assert_eq!(first["caller"]["number"], "(11) 98765-4321");
+    let mut described = stream.next_caller().await;
+    while described["caller"]["leads"].as_array().is_none_or(Vec::is_empty) {
+        described = stream.next_caller().await;
+    }
+    assert_eq!(described["caller"]["leads"][0]["name"], "Website redesign");
+    let searches = world.stats().await["requests"]["GET /api/v4/contacts"].as_u64().unwrap_or(0);
+    assert_eq!(searches, searches_before, "the index knew the number: no contacts search");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_number_is_said_to_be_unknown_and_a_kommo_outage_leaves_the_number() {
     let (world, path, secret) = setup().await;
     let mut stream = Stream::open(&world, None).await;

@@ -19,6 +19,7 @@ use serde_json::Value;
 use shared::api::{Caller, CallerKnown, EntityLink, LeadSummary, MAX_CALLER_LEADS};
 use shared::rules::EntityKind;
 
+use super::index::{self, IndexAnswer};
 use super::lookup::{self, EntityMatch, LeadInfo, Lookup, items};
 use crate::kommo::{KommoClient, KommoError};
 use crate::store::{AccountId, Store};
@@ -112,6 +113,38 @@ impl CallerId {
         self.inner.answers.get(&(account, e164)).map(|caller| Caller::clone(&caller))
     }
 
+    /// Who is calling from `number` as far as is known without asking Kommo: a description made lately
+    /// ([`CallerId::cached`]), else the contact or company the phone index knows for the number (its
+    /// name only: the leads and the responsible follow from [`CallerId::describe`]): an indexed read of
+    /// the store (and of the account's country, once in a while).
+    pub async fn known(&self, store: &Store, account: AccountId, number: &str) -> Option<Caller> {
+        if let Some(caller) = self.cached(account, number).await {
+            return Some(caller);
+        }
+        let country = self.country(store, account).await;
+        let e164 = shared::phone::normalize(number, country.as_deref()).unwrap_or_else(|| number.trim().to_owned());
+        let holder = match index::holder(store, account, &e164).await {
+            Ok(IndexAnswer::Known(holder)) => holder,
+            Ok(_) => return None,
+            Err(error) => {
+                tracing::warn!(account.id = account.get(), %error, "caller lookup: cannot read the phone index");
+                return None;
+            }
+        };
+        let link = EntityLink { id: holder.id, name: holder.name };
+        let (contact, company) =
+            if holder.kind == EntityKind::Companies { (None, Some(link)) } else { (Some(link), None) };
+        Some(Caller {
+            number: shared::phone::display_for(&e164, country.as_deref()),
+            known: CallerKnown::Known,
+            contact,
+            company,
+            leads: Vec::new(),
+            responsible: None,
+            earlier_calls: 0,
+        })
+    }
+
     /// `number` (as the provider sent it) as people of the account write it.
     pub async fn shown(&self, store: &Store, account: AccountId, number: &str) -> String {
         let country = self.country(store, account).await;
@@ -178,7 +211,7 @@ impl CallerId {
             found.fill(&mut early_caller);
             early(early_caller);
         };
-        let asked = self.ask_kommo(kommo, lookup, account, &e164, country, &named);
+        let asked = self.ask_kommo(store, kommo, lookup, account, &e164, country, &named);
         let found = tokio::time::timeout(LOOKUP_DEADLINE, asked).await;
         match found {
             Ok(Ok(found)) => {
@@ -193,8 +226,10 @@ impl CallerId {
         caller
     }
 
+    #[allow(clippy::too_many_arguments, reason = "the lookup's context, the number and its listener")]
     async fn ask_kommo(
         &self,
+        store: &Store,
         kommo: &KommoClient,
         lookup: &Lookup,
         account: AccountId,
@@ -202,8 +237,17 @@ impl CallerId {
         country: Option<&str>,
         early: &(dyn Fn(Found) + Sync),
     ) -> Result<Found, KommoError> {
-        // Who has the number: a contact, else a company (the order in which Kommo attaches a call).
-        let holder = lookup::holder(kommo, account, e164, country).await?;
+        // Who has the number: a contact, else a company (the order in which Kommo attaches a call),
+        // from the phone index when it answers, else from Kommo's search.
+        let indexed = index::holder(store, account, e164).await.unwrap_or_else(|error| {
+            tracing::warn!(account.id = account.get(), %error, "caller lookup: cannot read the phone index");
+            IndexAnswer::NotReady
+        });
+        let holder = match indexed {
+            IndexAnswer::Known(holder) => Some(holder),
+            IndexAnswer::Unknown => None,
+            IndexAnswer::NotReady => lookup::holder(kommo, account, e164, country).await?,
+        };
         let (contact, company) = match &holder {
             Some(contact) if contact.kind == EntityKind::Contacts => {
                 let company = match contact.company_id {

@@ -73,7 +73,9 @@ pub async fn receive(
         }
         // Tells the account's widgets (the extension's user, when mapped) about the call.
         let popup = IncomingCall { event_id: Some(event_id), ..popup };
-        if popup.caller.is_none() && !crate::calls::ends_call(&event) {
+        // Unless the whole description was at hand (the index gives the name only), it is looked up.
+        let described = state.calls.caller_id().cached(account, popup.client_number()).await.is_some();
+        if !described && !crate::calls::ends_call(&event) {
             super::push::describe_caller(&state, account, &popup);
         }
         state.hub.send(&state.store, account, popup).await;
@@ -161,10 +163,11 @@ async fn accept(
     // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
     let text =
         String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
-    // Who is calling goes with the call's first event when a lookup described the number lately.
+    // Who is calling goes with the call's first event when a lookup described the number lately, or
+    // the phone index knows it (the rest of the description follows).
     let mut popup = crate::push::popup_of(&event);
     if !crate::calls::ends_call(&event) {
-        popup.caller = state.calls.caller_id().cached(account, popup.client_number()).await;
+        popup.caller = state.calls.caller_id().known(&state.store, account, popup.client_number()).await;
     }
     let incoming = Incoming {
         account,
