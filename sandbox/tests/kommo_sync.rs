@@ -527,3 +527,35 @@ async fn a_destination_off_this_machine_is_never_posted_to_and_a_dead_one_is_rec
     assert_eq!(states, [("https://hooks.example.com/kommo", "refused"), (dead.as_str(), "failed")]);
     assert!(sent.iter().all(|delivery| delivery["error"].is_string() && delivery["status"].is_null()));
 }
+
+#[tokio::test]
+async fn a_lead_moved_by_hand_is_listed_again_and_sends_a_status_webhook() {
+    let kommo = Harness::start().await;
+    let receiver = Receiver::start().await;
+    let api = Api::connect(&kommo, 7305).await;
+    let (_, leads) = api.seed("Ana", &["+5511988887777"], &[("Deal", 0), ("Other", 0)]).await;
+    let (status, _) = api
+        .post("/api/v4/webhooks", json!({ "destination": receiver.url, "settings": ["status_lead", "update_lead"] }))
+        .await;
+    assert_eq!(status, 200);
+    let (_, list) = api.get("/api/v4/leads").await;
+    let last_sync = items(&list, "leads").iter().map(|lead| lead["updated_at"].as_i64().unwrap()).max().unwrap();
+
+    let response = patch(&kommo, &format!("/sandbox/kommo/leads/{}", leads[0]), json!({ "status_id": 142 })).await;
+    assert_eq!(response.status(), 200);
+    let lead: Value = response.json().await.unwrap();
+    assert_eq!(lead["status_id"], 142);
+    assert_eq!(lead["closed_at"], lead["updated_at"]);
+    let (_, changed) = api.get(&format!("/api/v4/leads?filter[updated_at][from]={}", last_sync + 1)).await;
+    assert_eq!(ids(&changed, "leads"), [leads[0]]);
+    let hook = receiver.wait_for(1).await.remove(0);
+    assert_eq!(hook.get("leads[status][0][id]"), Some(leads[0].to_string().as_str()));
+    assert_eq!(hook.get("leads[status][0][status_id]"), Some("142"));
+    assert_eq!(hook.get("leads[status][0][old_status_id]"), Some("8100002"));
+    assert_eq!(hook.get("leads[update][0][id]"), Some(leads[0].to_string().as_str()));
+
+    let path = format!("/sandbox/kommo/leads/{}", leads[1]);
+    assert_eq!(patch(&kommo, &path, json!({ "status_id": 8_100_001 })).await.status(), 400);
+    assert_eq!(patch(&kommo, &path, json!({ "responsible_user_id": 1 })).await.status(), 400);
+    assert_eq!(patch(&kommo, "/sandbox/kommo/leads/1", json!({ "name": "x" })).await.status(), 404);
+}

@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use super::crm::CallsMode;
 use super::ledger::{Account, Fault, User};
-use super::seed::{Edit, EditError, SeedCompany, SeedContact, SeedContacts};
+use super::seed::{Edit, EditError, LeadEdit, SeedCompany, SeedContact, SeedContacts};
 use super::{CALLBACK_PATH, DISABLE_PATH, KOMMO_USER_AGENT, StandIn};
 use crate::error::SandboxError;
 
@@ -293,6 +293,17 @@ pub(crate) async fn edit_company(
     Json(edit): Json<Edit>,
 ) -> Result<Json<Value>, SandboxError> {
     state.stand_in.edit_company(id, edit).map(Json).map_err(edit_error)
+}
+
+/// `PATCH /sandbox/kommo/leads/{id}` `{name?, status_id?, responsible_user_id?, price?}` (see [`LeadEdit`]): a lead
+/// moved or handed over in Kommo by hand. Answers the lead as `GET /api/v4/leads/{id}?with=contacts` shows it;
+/// 404 for an unknown id, 400 for a stage or user the account lacks.
+pub(crate) async fn edit_lead(
+    State(state): State<crate::State>,
+    Path(id): Path<u64>,
+    Json(edit): Json<LeadEdit>,
+) -> Result<Json<Value>, SandboxError> {
+    state.stand_in.edit_lead(id, edit).map(Json).map_err(edit_error)
 }
 
 /// `DELETE /sandbox/kommo/companies/{id}` → 204; 404 for an unknown id.

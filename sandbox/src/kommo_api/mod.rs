@@ -36,6 +36,7 @@
 //! | `POST /sandbox/kommo/contacts/batch` `{account_id, contacts: [{name, phones?, emails?, responsible_user_id?, company_id?, leads?}]}` | Seeds up to 20 000 contacts like the above, all or none (a refusal is 400 naming `contacts[i]`) → `{contact_ids: [..], lead_ids: [[..], ..]}` in order ([`StandIn::seed_contacts`]) |
 //! | `POST /sandbox/kommo/companies` `{account_id, name, phones?, responsible_user_id?, leads?}` | Seeds a company and its leads → `{company_id, lead_ids}` |
 //! | `PATCH /sandbox/kommo/{contacts\|companies}/{id}` `{name?, phones?, responsible_user_id?}`, `DELETE` the same | An edit (delete) made in Kommo by hand: `phones` replaces the list; `updated_at` becomes now and at least its previous value + 1 → the entity as the API shows it (`with=leads`; companies also `contacts`), `DELETE` → 204; unknown id 404, unknown user or phone type 400 ([`StandIn::edit_contact`], [`StandIn::delete_contact`], `edit_company`, `delete_company`) |
+//! | `PATCH /sandbox/kommo/leads/{id}` `{name?, status_id?, responsible_user_id?, price?}` | A lead moved to a stage (won 142 / lost 143 close it) or handed over by hand, `updated_at` as above → the lead as the API shows it (`with=contacts`); unknown id 404, unknown stage or user 400 ([`StandIn::edit_lead`]) |
 //! | `POST /sandbox/kommo/calls-mode` `{account_id, mode: "errors_200"\|"problem_400"}` | How a call with no entity is answered (default `errors_200`) |
 //! | `GET /sandbox/kommo/writes?account_id=` | The API writes `[{account_id, method, path, body, status, committed}]` |
 //! | `GET /sandbox/kommo/notifications?account_id=` | The accepted call notifications `[{type, phone_number, users, notified, entity, created_by, created_at}]` |
@@ -225,6 +226,7 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/sandbox/kommo/contacts/{id}", patch(control::edit_contact).delete(control::delete_contact))
         .route("/sandbox/kommo/companies", post(control::seed_company))
         .route("/sandbox/kommo/companies/{id}", patch(control::edit_company).delete(control::delete_company))
+        .route("/sandbox/kommo/leads/{id}", patch(control::edit_lead))
         .route("/sandbox/kommo/notifications", get(control::notifications))
         .route("/sandbox/kommo/calls-mode", post(control::calls_mode))
         .route("/sandbox/kommo/entities", get(control::entities))

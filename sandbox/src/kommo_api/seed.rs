@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::StandIn;
 use super::crm::{
     Company, Contact, EMAIL_FIELD_ID, EntityType, FIRST_STATUS_ID, Field, FieldValue, LOST_STATUS_ID, Lead,
-    PHONE_FIELD_ID, PIPELINE_ID, UNSORTED_STATUS_ID, WON_STATUS_ID, company_json, contact_json, stage,
+    PHONE_FIELD_ID, PIPELINE_ID, UNSORTED_STATUS_ID, WON_STATUS_ID, company_json, contact_json, lead_json, stage,
 };
 use super::ledger::{Account, Desk};
 use super::webhooks::Action;
@@ -106,6 +106,17 @@ pub struct Edit {
     pub name: Option<String>,
     pub phones: Option<Vec<SeedPhone>>,
     pub responsible_user_id: Option<u64>,
+}
+
+/// `PATCH /sandbox/kommo/leads/{id}` body: what changes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadEdit {
+    pub name: Option<String>,
+    /// A stage of the pipeline other than incoming leads; won (142) and lost (143) close the lead.
+    pub status_id: Option<u64>,
+    pub responsible_user_id: Option<u64>,
+    pub price: Option<u64>,
 }
 
 /// Why a hand edit was refused.
@@ -379,6 +390,52 @@ impl StandIn {
             desk.crm.changed(EntityType::Companies, Action::Responsible, id, Some(old_responsible));
         }
         let body = company_json(desk.crm, &desk.crm.companies[&id], account_id, &self.api_base(), true, true);
+        self.notify(ledger, account_id);
+        Ok(body)
+    }
+
+    /// Edits a lead by hand (`name`, `status_id`, `responsible_user_id`, `price`), like
+    /// [`StandIn::edit_contact`]: webhooks `update_lead`, and `status_lead` / `responsible_lead` when those
+    /// change. Answers the lead as the API shows it (`with=contacts`).
+    pub fn edit_lead(&self, id: u64, edit: LeadEdit) -> Result<Value, EditError> {
+        let mut ledger = self.ledger();
+        let account_id = ledger.holder(EntityType::Leads, id).ok_or(EditError::NotFound)?;
+        let desk = ledger.desk(account_id).ok_or(EditError::NotFound)?;
+        let responsible = edit.responsible_user_id.map(|user| owner(desk.account, Some(user))).transpose();
+        let responsible = responsible.map_err(EditError::Refused)?;
+        if let Some(status_id) = edit.status_id
+            && (status_id == UNSORTED_STATUS_ID || stage(status_id).is_none())
+        {
+            let reason =
+                format!("status_id {status_id} is not a stage of pipeline {PIPELINE_ID} a lead can be put in by hand");
+            return Err(EditError::Refused(reason));
+        }
+        let lead = desk.crm.leads.get_mut(&id).ok_or(EditError::NotFound)?;
+        let (old_status, old_responsible) = (lead.status_id, lead.responsible_user_id);
+        if let Some(name) = edit.name {
+            lead.name = name;
+        }
+        if let Some(price) = edit.price {
+            lead.price = i64::try_from(price).unwrap_or(i64::MAX);
+        }
+        if let Some(user) = responsible {
+            lead.responsible_user_id = user;
+        }
+        lead.updated_at = touched(lead.updated_at);
+        if let Some(status_id) = edit.status_id {
+            lead.status_id = status_id;
+            let closed = status_id == WON_STATUS_ID || status_id == LOST_STATUS_ID;
+            lead.closed_at = closed.then_some(lead.updated_at);
+        }
+        let (status, responsible) = (lead.status_id, lead.responsible_user_id);
+        desk.crm.changed(EntityType::Leads, Action::Update, id, None);
+        if status != old_status {
+            desk.crm.changed(EntityType::Leads, Action::Status, id, Some(old_status));
+        }
+        if responsible != old_responsible {
+            desk.crm.changed(EntityType::Leads, Action::Responsible, id, Some(old_responsible));
+        }
+        let body = lead_json(desk.crm, &desk.crm.leads[&id], account_id, &self.api_base(), true);
         self.notify(ledger, account_id);
         Ok(body)
     }
