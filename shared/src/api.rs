@@ -68,6 +68,21 @@ pub struct ConnectionView {
     pub reason: Option<String>,
     /// Opens Kommo's consent page to (re-)authorize the integration.
     pub reauthorize_url: String,
+    /// Where the account's phone index stands; absent when the server keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_index: Option<PhoneIndexView>,
+}
+
+/// The account's phone index (the contacts and companies mirrored from Kommo) as the admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PhoneIndexView {
+    /// Not started yet (it starts shortly after the integration is saved on).
+    Waiting,
+    /// The first sync is reading the account's contacts and companies.
+    Syncing { read: i64 },
+    /// Complete: callers are known from this many numbers.
+    Ready { numbers: i64 },
 }
 
 /// One active Kommo user, for the extension mapping and the popup's audience (`GET /widget/v1/users`).

@@ -5,7 +5,7 @@ use std::time::Duration;
 use js_sys::Promise;
 use leptos::prelude::*;
 use serde_json::Value;
-use shared::api::{ConnectionState, ConnectionView};
+use shared::api::{ConnectionState, ConnectionView, PhoneIndexView};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::i18n::I18n;
@@ -22,6 +22,8 @@ pub const RECHECK_EVERY_TICKS: u32 = 3;
 pub const POLL_LIMIT_TICKS: u32 = 120;
 /// The placeholder for the account's subdomain in `connection.installed`.
 const SUBDOMAIN_PLACEHOLDER: &str = "#SUBDOMAIN#";
+/// Where a count goes in the phone index's sentences.
+const COUNT_PLACEHOLDER: &str = "#COUNT#";
 
 /// What the widget knows about the account's connection to Kommo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,8 @@ pub struct ConnectionLine {
     pub reason: Option<String>,
     /// Where the re-authorize button leads; `None` hides the button (connected, or nothing known yet).
     pub reauthorize_url: Option<String>,
+    /// Where the phone index stands (its `data-index` state and sentence), while connected.
+    pub index: Option<(&'static str, String)>,
 }
 
 impl ConnectionLine {
@@ -96,12 +100,24 @@ impl ConnectionLine {
             text: state_text(view.state, &view.subdomain, i18n),
             reason: reason.filter(|_| view.state == ConnectionState::Suspended).map(str::to_owned),
             reauthorize_url: (!connected && !view.reauthorize_url.is_empty()).then(|| view.reauthorize_url.clone()),
+            index: view.phone_index.as_ref().filter(|_| connected).map(|index| index_line(index, i18n)),
         }
     }
 
     fn plain(state: &'static str, text: String) -> Self {
-        ConnectionLine { state, text, reason: None, reauthorize_url: None }
+        ConnectionLine { state, text, reason: None, reauthorize_url: None, index: None }
     }
+}
+
+/// The phone index's state and sentence, its count filled in.
+fn index_line(index: &PhoneIndexView, i18n: &I18n) -> (&'static str, String) {
+    let (key, count) = match index {
+        PhoneIndexView::Waiting => ("index_waiting", 0),
+        PhoneIndexView::Syncing { read } => ("index_syncing", *read),
+        PhoneIndexView::Ready { numbers } => ("index_ready", *numbers),
+    };
+    let state = key.trim_start_matches("index_");
+    (state, i18n.t("connection", key).replace(COUNT_PLACEHOLDER, &count.to_string()))
 }
 
 /// What to do on one tick while an authorization popup is followed.
@@ -190,6 +206,12 @@ pub fn ConnectionSection(
         let line = line.clone();
         move || line().reason.map(|reason| view! { <p class="kvoip-connection__reason">{reason}</p> })
     };
+    let index = {
+        let line = line.clone();
+        move || {
+            line().index.map(|(state, text)| view! { <p class="kvoip-connection__index" data-index=state>{text}</p> })
+        }
+    };
     let button = {
         let label = i18n.t("connection", "reauthorize");
         move || {
@@ -216,6 +238,7 @@ pub fn ConnectionSection(
                 <div class="kvoip-connection__body">
                     <p class="kvoip-connection__text" role="status" aria-live="polite">{text}</p>
                     {reason}
+                    {index}
                 </div>
                 {button}
             </div>
@@ -234,6 +257,7 @@ mod tests {
             subdomain: "acme".to_owned(),
             reason: reason.map(str::to_owned),
             reauthorize_url: "https://voip.example/oauth/kommo/start".to_owned(),
+            phone_index: Some(PhoneIndexView::Syncing { read: 750 }),
         })
     }
 
@@ -248,6 +272,23 @@ mod tests {
         assert_eq!(line.text, "Connected to acme.kommo.com");
         assert_eq!(line.reason, None);
         assert_eq!(line.reauthorize_url, None);
+        assert_eq!(line.index, Some(("syncing", "Reading the contacts from Kommo: 750 so far…".to_owned())));
+    }
+
+    #[test]
+    fn the_phone_index_says_how_far_it_got_while_connected_only() {
+        let with = |index: PhoneIndexView| {
+            let Connection::Known(mut view) = view(ConnectionState::Installed, None) else { unreachable!() };
+            view.phone_index = Some(index);
+            ConnectionLine::new(&Connection::Known(view), &english()).index
+        };
+        assert_eq!(
+            with(PhoneIndexView::Ready { numbers: 10_001 }),
+            Some(("ready", "Callers known from 10001 phone numbers in Kommo".to_owned()))
+        );
+        assert_eq!(with(PhoneIndexView::Waiting).map(|(state, _)| state), Some("waiting"));
+        let expired = ConnectionLine::new(&view(ConnectionState::NeedsReauth, None), &english());
+        assert_eq!(expired.index, None, "a disconnected account syncs nothing");
     }
 
     #[test]

@@ -637,6 +637,7 @@ mod tests {
             subdomain: "acme".to_owned(),
             reason: None,
             reauthorize_url: "https://voip.example/oauth/kommo/start".to_owned(),
+            phone_index: None,
         });
         assert_eq!(status_text(problem, &disabled, &i18n), "Kommo connection: Disabled in Kommo");
         assert_eq!(

@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
-use shared::api::{ConnectionState, ConnectionView, KommoGroupView, KommoUserView, paths};
+use shared::api::{ConnectionState, ConnectionView, KommoGroupView, KommoUserView, PhoneIndexView, paths};
 
 use super::AppState;
 use super::error::ApiError;
@@ -120,9 +120,14 @@ async fn connection(
     State(state): State<AppState>,
     VerifiedToken(identity): VerifiedToken,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let info = match state.store.account_by_kommo_id(identity.kommo_account_id).await? {
+    let account = state.store.account_by_kommo_id(identity.kommo_account_id).await?;
+    let info = match account {
         Some(account) => state.store.account(account).await?,
         None => None,
+    };
+    let phone_index = match account {
+        Some(account) if state.phone_index => Some(phone_index_view(&state, account).await?),
+        _ => None,
     };
     let (connection_state, reason) = match info {
         None => (ConnectionState::NotInstalled, None),
@@ -141,7 +146,17 @@ async fn connection(
         subdomain: identity.subdomain,
         reason,
         reauthorize_url: format!("{}{}", state.public_base_url, oauth::START_PATH),
+        phone_index,
     }))
+}
+
+/// Where the account's phone index stands, for the connection section.
+async fn phone_index_view(state: &AppState, account: AccountId) -> Result<PhoneIndexView, ApiError> {
+    Ok(match state.store.phone_sync(account).await? {
+        None => PhoneIndexView::Waiting,
+        Some(sync) if sync.complete_at.is_none() => PhoneIndexView::Syncing { read: sync.pass_entities },
+        Some(_) => PhoneIndexView::Ready { numbers: state.store.phone_index_size(account).await?.0 },
+    })
 }
 
 async fn users(
