@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::clock::unix_millis;
 use crate::jobs::Queue;
+use crate::store::Store;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -33,10 +34,13 @@ fn describe() {
     metrics::describe_gauge!("jobs_running", "Jobs claimed by a worker.");
     metrics::describe_gauge!("jobs_dead", "Dead letters: jobs parked after failing for good.");
     metrics::describe_gauge!("jobs_oldest_due_age_seconds", "How long the oldest due job has waited.");
+    metrics::describe_counter!("phone_sync_entities_total", "Contacts and companies the phone syncs read from Kommo.");
+    metrics::describe_gauge!("phone_index_accounts", "Accounts by their phone index's state (syncing, ready).");
+    metrics::describe_gauge!("phone_index_numbers", "Phone numbers in the phone indexes of every account.");
 }
 
-/// The text exposition, with the queue's gauges refreshed from the database.
-pub async fn render(queue: &Queue) -> String {
+/// The text exposition, with the queue's and the phone indexes' gauges refreshed from the database.
+pub async fn render(queue: &Queue, store: &Store) -> String {
     let handle = handle();
     match queue.depth(unix_millis()).await {
         Ok(depth) => {
@@ -50,6 +54,17 @@ pub async fn render(queue: &Queue) -> String {
             }
         }
         Err(error) => tracing::error!(%error, "reading the queue depth for metrics failed"),
+    }
+    match store.phone_index_totals().await {
+        Ok(totals) => {
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!("phone_index_accounts", "state" => "syncing").set(totals.syncing as f64);
+                metrics::gauge!("phone_index_accounts", "state" => "ready").set(totals.ready as f64);
+                metrics::gauge!("phone_index_numbers").set(totals.numbers as f64);
+            }
+        }
+        Err(error) => tracing::error!(%error, "reading the phone indexes for metrics failed"),
     }
     handle.render()
 }

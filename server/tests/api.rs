@@ -878,6 +878,9 @@ async fn operator_endpoints_need_the_operator_token_and_no_other_credential_open
         "webhooks_refused_total{reason=\"bad_signature\"}",
         "jobs_queued 1",
         "jobs_dead 1",
+        // No account synced its phone index here.
+        "phone_index_accounts{state=\"ready\"} 0",
+        "phone_index_numbers 0",
     ] {
         assert!(metrics.text.contains(line), "/metrics shows {line}:\n{}", metrics.text);
     }

@@ -76,7 +76,7 @@ fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = crate::metrics::render(&state.queue).await;
+    let body = crate::metrics::render(&state.queue, &state.store).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

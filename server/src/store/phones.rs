@@ -50,6 +50,14 @@ pub struct SyncRow {
     pub next_from: i64,
 }
 
+/// The phone indexes of every account, for the operator's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexTotals {
+    pub syncing: i64,
+    pub ready: i64,
+    pub numbers: i64,
+}
+
 /// What a page did to the pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PassStep {
@@ -212,6 +220,19 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok((numbers, entities))
+    }
+
+    /// Accounts whose first sync runs, accounts whose index is complete, and the numbers of every index.
+    pub async fn phone_index_totals(&self) -> sqlx::Result<IndexTotals> {
+        let (syncing, ready): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN complete_at IS NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN complete_at IS NULL THEN 0 ELSE 1 END), 0)
+               FROM phone_sync",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let numbers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers").fetch_one(&self.pool).await?;
+        Ok(IndexTotals { syncing, ready, numbers })
     }
 
     /// Queues a sync step for every connected account whose integration is on and whose index has never
