@@ -319,6 +319,30 @@ impl KommoClient {
         path_and_query: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, KommoError> {
+        self.send_parking(account, method, path_and_query, body, true).await
+    }
+
+    /// [`KommoClient::send`] for an API whose 402/403 concern that API only, not the account (Kommo's
+    /// webhooks API: a plan without it, a token that is not an admin's): the error comes back as
+    /// `Suspended`, and the account keeps working.
+    pub async fn send_optional_api(
+        &self,
+        account: AccountId,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, KommoError> {
+        self.send_parking(account, method, path_and_query, body, false).await
+    }
+
+    async fn send_parking(
+        &self,
+        account: AccountId,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&Value>,
+        park: bool,
+    ) -> Result<Option<Value>, KommoError> {
         let base_url = self.account_base_url(account).await?;
         let mut token = self.access_token(account, None).await?;
         let mut refreshed = false;
@@ -337,7 +361,9 @@ impl KommoClient {
                     tokio::time::sleep(after).await;
                 }
                 Err(suspended @ KommoError::Suspended(_)) => {
-                    self.park(account, AccountState::Suspended, &suspended.to_string()).await;
+                    if park {
+                        self.park(account, AccountState::Suspended, &suspended.to_string()).await;
+                    }
                     return Err(suspended);
                 }
                 other => return other,

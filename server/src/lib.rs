@@ -215,6 +215,7 @@ pub fn job_handler(state: &AppState) -> Handler {
                 // With the index turned off, a step still queued ends without a request.
                 jobs::KIND_PHONE_SYNC if !phone_index => Ok(()),
                 jobs::KIND_PHONE_SYNC => calls.sync_phones(job.account()).await,
+                jobs::KIND_KOMMO_EVENT => calls.apply_kommo_event(job.account(), &job.subject).await,
                 other => Err(jobs::JobError::Fail { error: format!("unknown job kind {other:?}") }),
             }
         })

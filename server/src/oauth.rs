@@ -277,6 +277,9 @@ pub struct DisableQuery {
     signature: String,
 }
 
+/// How long the disable hook waits for Kommo to remove the phone index's webhooks.
+const UNSUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Kommo's disable hook: a valid signature wipes the account's tokens and stops its traffic; an
 /// invalid one changes nothing.
 pub async fn disable(State(state): State<AppState>, Query(query): Query<DisableQuery>) -> Result<StatusCode, ApiError> {
@@ -292,6 +295,12 @@ pub async fn disable(State(state): State<AppState>, Query(query): Query<DisableQ
     let kommo_account_id: i64 =
         query.account_id.parse().map_err(|_| ApiError::BadRequest("account_id is not a number".into()))?;
     if let Some(account) = state.store.account_by_kommo_id(kommo_account_id).await? {
+        // Kommo's webhooks for the phone index go first, while the account's token may still work
+        // (bounded: the hook answers Kommo promptly either way; a disabled account's are refused).
+        let unsubscribed = state.calls.unsubscribe_kommo_hooks(account);
+        if tokio::time::timeout(UNSUBSCRIBE_WAIT, unsubscribed).await.is_err() {
+            tracing::info!(account.id = account.get(), "Kommo webhook removal did not finish in time");
+        }
         state.store.disable_account(account).await?;
         state.hooks.forget();
         tracing::info!(account.id = account.get(), "account disabled by Kommo's disable hook");

@@ -978,3 +978,136 @@ async fn with_the_index_synced_a_known_caller_and_an_unknown_one_cost_one_reques
     );
     desk.assert_one_call_per_uniq().await;
 }
+
+/// Waits (up to 10 s) until the index gives `number` to `expected` (`None`: nobody).
+async fn index_says(desk: &Desk, number: &str, expected: Option<&str>) {
+    for _ in 0..200 {
+        let holders = desk.world.store.phone_holders(desk.account, number).await.unwrap();
+        if holders.first().map(|holder| holder.name.as_str()) == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holders = desk.world.store.phone_holders(desk.account, number).await.unwrap();
+    panic!("the index gives {number} to {holders:?}, not {expected:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kommos_webhooks_keep_the_index_fresh_and_a_number_added_seconds_ago_is_logged_on_its_contact() {
+    let mut desk = desk(CallHandling::default()).await;
+    desk.ctx = desk.ctx.with_public_base_url(&desk.world.server);
+    let (ana, _) = desk.contact(&["+5511911110000"], JUAN, json!([])).await;
+    desk.sync_to_the_end(&desk.ctx).await;
+    let hook = desk.world.store.kommo_hook(desk.account).await.unwrap().expect("subscribed at the first pass");
+    assert_eq!(hook.state, "subscribed");
+    let listed: Value = desk
+        .world
+        .http
+        .get(format!("{}/sandbox/kommo/webhook-deliveries?account_id={ACCOUNT}", desk.world.kommo))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]), "nothing changed yet");
+
+    // Renamed, given a second number, handed over: Kommo's webhook brings each into the index.
+    let edit = |path: String, body: Value| {
+        let http = desk.world.http.clone();
+        async move {
+            let response = http.patch(path).json(&body).send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    };
+    let contact_path = format!("{}/sandbox/kommo/contacts/{ana}", desk.world.kommo);
+    edit(contact_path.clone(), json!({"name": "Ana Lima", "phones": ["+5511911110000", "+5511922220000"]})).await;
+    index_says(&desk, "+5511922220000", Some("Ana Lima")).await;
+    index_says(&desk, "+5511911110000", Some("Ana Lima")).await;
+    edit(contact_path.clone(), json!({"responsible_user_id": MARIA})).await;
+    for _ in 0..200 {
+        let holders = desk.world.store.phone_holders(desk.account, "+5511922220000").await.unwrap();
+        if holders[0].responsible_user_id == Some(MARIA) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let holders = desk.world.store.phone_holders(desk.account, "+5511922220000").await.unwrap();
+    assert_eq!(holders[0].responsible_user_id, Some(MARIA), "handed over");
+
+    // A contact added seconds ago: its caller's call lands on it, once, with no search.
+    let (new, _) = desk.contact(&[CALLER_E164], JUAN, json!([])).await;
+    index_says(&desk, CALLER_E164, Some("Ana Souza")).await;
+    desk.reset_stats().await;
+    desk.event("c-fresh", "ringing", json!({"type": "call.ringing"})).await;
+    desk.event("c-fresh", "ended", json!({"type": "call.ended", "duration": 20})).await;
+    desk.process("c-fresh").await.unwrap();
+    assert_eq!(desk.api_request_counts().await, json!({"POST /api/v4/calls": 1}));
+    let delivery = desk.delivery("c-fresh").await;
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("contacts"), Some(new)));
+    desk.assert_one_call_per_uniq().await;
+
+    // Deleted in Kommo: gone from the index.
+    let response = desk.world.http.delete(contact_path).send().await.unwrap();
+    assert!(response.status().is_success());
+    index_says(&desk, "+5511922220000", None).await;
+
+    // A stranger's guess is refused and stores nothing; so is an oversized body on the right path.
+    let post = |path: String, body: String| {
+        let http = desk.world.http.clone();
+        async move {
+            let response = http
+                .post(path)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+    let forged = "contacts%5Bupdate%5D%5B0%5D%5Bid%5D=1&contacts%5Bupdate%5D%5B0%5D%5Bname%5D=x".to_owned();
+    let guess = format!("{}/hooks/kommo/not-the-token", desk.world.server);
+    assert_eq!(post(guess, forged.clone()).await, reqwest::StatusCode::NOT_FOUND);
+    let ours = format!("{}/hooks/kommo/{}", desk.world.server, hook.token);
+    assert_eq!(post(ours, "a".repeat(600 * 1024)).await, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
+    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kommo_events").fetch_one(desk.world.store.pool()).await.unwrap();
+    assert_eq!(waiting, 0, "nothing refused was kept, and what came was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_plan_without_webhooks_the_incremental_pass_brings_the_changes() {
+    let mut desk = desk(CallHandling::default()).await;
+    desk.ctx = desk.ctx.with_public_base_url(&desk.world.server);
+    let plan = format!("{}/sandbox/kommo/accounts/{ACCOUNT}/plan", desk.world.kommo);
+    let response = desk.world.http.post(plan).json(&json!({"webhooks": false})).send().await.unwrap();
+    assert!(response.status().is_success());
+    let (ana, _) = desk.contact(&["+5511911110000"], JUAN, json!([])).await;
+    desk.sync_to_the_end(&desk.ctx).await;
+    let hook = desk.world.store.kommo_hook(desk.account).await.unwrap().unwrap();
+    assert_eq!(hook.state, "unavailable", "Kommo refused the subscription (402)");
+    let account = desk.world.store.account(desk.account).await.unwrap().unwrap();
+    assert_eq!(account.state, server::store::AccountState::Installed, "the refusal does not park the account");
+
+    let response = desk
+        .world
+        .http
+        .patch(format!("{}/sandbox/kommo/contacts/{ana}", desk.world.kommo))
+        .json(&json!({"name": "Ana Lima", "phones": ["+5511922220000"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let (bruno, _) = desk.contact(&["+5511933330000"], MARIA, json!([])).await;
+    // The next pass, when due (every two minutes), reads what changed since the last one began.
+    desk.world.store.hurry_phone_pass(desk.account).await.unwrap();
+    desk.reset_stats().await;
+    desk.sync_to_the_end(&desk.ctx).await;
+    let sync = desk.world.store.phone_sync(desk.account).await.unwrap().unwrap();
+    assert!(sync.pass_from > 0, "an incremental pass: {sync:?}");
+    assert_eq!(desk.gets("/api/v4/contacts").await, 1, "one page of changes");
+    index_says(&desk, "+5511922220000", Some("Ana Lima")).await;
+    index_says(&desk, "+5511911110000", None).await;
+    let holders = desk.world.store.phone_holders(desk.account, "+5511933330000").await.unwrap();
+    assert_eq!(holders.iter().map(|holder| holder.entity_id).collect::<Vec<_>>(), [bruno]);
+}

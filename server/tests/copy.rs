@@ -195,9 +195,14 @@ async fn populate(store: &Store, keyring: &Keyring) -> AccountId {
             updated_at: 1_760_000_000,
         },
         numbers: vec!["+5511988887777".into(), "+551133334444".into()],
+        with_leads: true,
     };
     let next = server::store::phones::PassStep::Page { kind: "contacts", page: 2 };
     store.save_phone_page(alpha, &[contact], &next, unix_secs()).await.unwrap();
+    // Kommo's webhooks for it: the subscription, and a body not applied yet.
+    store.set_kommo_hook(alpha, "kommo-hook-token", "subscribed", unix_secs()).await.unwrap();
+    let body = "contacts%5Bdelete%5D%5B0%5D%5Bid%5D=770";
+    assert!(store.insert_kommo_event(alpha, body, 10, unix_millis()).await.unwrap().is_some());
     erased
 }
 
@@ -232,6 +237,11 @@ async fn view(store: &Store, now_ms: i64) -> Vec<String> {
     seen.push(format!("{:?}", store.user_for_extension(alpha, "102").await.unwrap()));
     seen.push(format!("{:?}", store.phone_sync(alpha).await.unwrap()));
     seen.push(format!("{:?}", store.phone_holders(alpha, "+551133334444").await.unwrap()));
+    seen.push(format!("{:?}", store.kommo_hook(alpha).await.unwrap()));
+    let events = sqlx::query_scalar::<_, i64>("SELECT id FROM kommo_events").fetch_all(store.pool()).await.unwrap();
+    for id in events {
+        seen.push(format!("{:?}", store.kommo_event(alpha, id).await.unwrap()));
+    }
     seen.push(format!("{:?}", Queue::new(store, "viewer").depth(now_ms).await.unwrap()));
     let call: (i64, i64, String, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
         "SELECT id, CASE WHEN answered THEN 1 ELSE 0 END, delivery_status, delivered_at, kommo_call_id, duration

@@ -156,6 +156,7 @@ async fn with_the_phone_index_synced_a_first_call_is_named_in_its_first_event_an
             updated_at: now,
         },
         numbers: vec![CALLER.into()],
+        with_leads: true,
     };
     world.store.save_phone_page(account, &[contact], &PassStep::Done { next_from: now }, now).await.unwrap();
     let mut stream = Stream::open(&world, None).await;

@@ -49,3 +49,21 @@ CREATE TABLE phone_sync (
     next_from       BIGINT  NOT NULL DEFAULT 0,
     updated_at      BIGINT  NOT NULL
 );
+-- Kommo's own webhooks for the account's contact and company changes, which keep the index fresh
+-- between passes: the unguessable path token and whether Kommo took the subscription.
+CREATE TABLE kommo_hooks (
+    account_id    INTEGER PRIMARY KEY REFERENCES accounts (id) ON DELETE CASCADE,
+    token    TEXT   NOT NULL UNIQUE,
+    -- 'subscribed', or 'unavailable' (the plan has no webhooks, or the token is not an admin's)
+    state         TEXT   NOT NULL CHECK (state IN ('subscribed', 'unavailable')),
+    -- unix s: the last subscription attempt
+    checked_at    BIGINT NOT NULL
+);
+-- Kommo's webhook bodies, stored before the 200 and applied by a job (kind 'kommo_event').
+CREATE TABLE kommo_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id  INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    body        TEXT   NOT NULL,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX kommo_events_account ON kommo_events (account_id, id);

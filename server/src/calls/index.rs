@@ -28,7 +28,7 @@ use shared::rules::EntityKind;
 use super::lookup::{EntityMatch, items, phones};
 use crate::clock::{unix_millis, unix_secs};
 use crate::jobs::JobError;
-use crate::kommo::KommoClient;
+use crate::kommo::{KommoClient, KommoError};
 use crate::store::phones::{EntityNumbers, IndexedEntity, PassStep, SyncRow};
 use crate::store::{AccountId, Store};
 
@@ -45,6 +45,27 @@ pub const TRUSTED_FOR: Duration = Duration::from_secs(15 * 60);
 pub const FULL_PASS_EVERY: Duration = Duration::from_secs(24 * 60 * 60);
 /// How far before a pass's start the next pass reads from (Kommo's clock may differ from ours).
 const CLOCK_MARGIN: i64 = 300;
+/// Where Kommo posts an account's contact and company changes: this, then the account's token.
+pub const KOMMO_HOOK_PATH: &str = "/hooks/kommo/";
+/// The changes the index subscribes to (KOMMO.md §2.9b).
+pub const KOMMO_HOOK_EVENTS: [&str; 10] = [
+    "add_contact",
+    "update_contact",
+    "delete_contact",
+    "restore_contact",
+    "responsible_contact",
+    "add_company",
+    "update_company",
+    "delete_company",
+    "restore_company",
+    "responsible_company",
+];
+/// A subscription Kommo refused (a plan without webhooks, a token that is not an admin's) is tried again
+/// after this.
+const HOOK_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// Kommo webhook bodies an account may have waiting to be applied; past it a body is not kept and the
+/// next pass is made due instead (it reads the same changes).
+pub const MAX_PENDING_EVENTS: i64 = 1_000;
 
 /// What the index says about a number.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +114,7 @@ pub async fn sync_step(
     kommo: &KommoClient,
     account: AccountId,
     country: Option<&str>,
+    public_base_url: Option<&str>,
 ) -> Result<(), JobError> {
     let now = unix_secs();
     let sync = match store.phone_sync(account).await.map_err(storage)? {
@@ -100,9 +122,17 @@ pub async fn sync_step(
         Some(sync) if !pass_due(&sync, now) => return Ok(()),
         Some(sync) => {
             let full = sync.full_at.is_none_or(|full| now - full >= FULL_PASS_EVERY.as_secs() as i64);
+            if let Some(base) = public_base_url {
+                subscribe(store, kommo, account, base).await?;
+            }
             store.start_phone_pass(account, full, now).await.map_err(storage)?
         }
-        None => store.start_phone_pass(account, true, now).await.map_err(storage)?,
+        None => {
+            if let Some(base) = public_base_url {
+                subscribe(store, kommo, account, base).await?;
+            }
+            store.start_phone_pass(account, true, now).await.map_err(storage)?
+        }
     };
     let kind = if sync.pass_kind.as_deref() == Some("companies") { "companies" } else { "contacts" };
     let mut path = format!("/api/v4/{kind}?with=leads&limit={PAGE_LIMIT}&page={}&order[id]=asc", sync.pass_page);
@@ -154,6 +184,7 @@ fn entity_numbers(entity: &Value, kind: &str, country: Option<&str>) -> Option<E
             updated_at: entity["updated_at"].as_i64().unwrap_or(0),
         },
         numbers,
+        with_leads: true,
     })
 }
 
@@ -181,6 +212,7 @@ pub async fn remember_created(
             updated_at: 0,
         },
         numbers: vec![e164.to_owned()],
+        with_leads: true,
     };
     if let Err(error) = store.put_phone_entity(account, &entity, unix_secs()).await {
         tracing::warn!(account.id = account.get(), %error, "could not put a created contact into the phone index");
@@ -190,4 +222,130 @@ pub async fn remember_created(
 fn storage(error: sqlx::Error) -> JobError {
     tracing::error!(%error, "database error in the phone sync");
     JobError::Retry { error: "storage unavailable".into(), after: None }
+}
+
+/// Subscribes the account to Kommo's webhooks for its contact and company changes
+/// (`POST /api/v4/webhooks`), unless it is subscribed, or Kommo refused within [`HOOK_RETRY_AFTER`].
+/// Only some plans have webhooks, and only an admin's token may subscribe: a refusal is recorded, and
+/// the incremental passes keep the index fresh alone. A transient failure is tried again at the next
+/// pass.
+async fn subscribe(
+    store: &Store,
+    kommo: &KommoClient,
+    account: AccountId,
+    public_base_url: &str,
+) -> Result<(), JobError> {
+    let now = unix_secs();
+    let hook = store.kommo_hook(account).await.map_err(storage)?;
+    let token = match hook {
+        Some(hook) if hook.state == "subscribed" => return Ok(()),
+        Some(hook) if now - hook.checked_at < HOOK_RETRY_AFTER.as_secs() as i64 => return Ok(()),
+        Some(hook) => hook.token,
+        None => crate::crypto::random_token(24),
+    };
+    let body = serde_json::json!({
+        "destination": format!("{public_base_url}{KOMMO_HOOK_PATH}{token}"),
+        "settings": KOMMO_HOOK_EVENTS,
+    });
+    let state = match kommo.send_optional_api(account, reqwest::Method::POST, "/api/v4/webhooks", Some(&body)).await {
+        Ok(_) => "subscribed",
+        Err(KommoError::Suspended(reason)) => {
+            tracing::info!(account.id = account.get(), %reason, "Kommo webhooks unavailable: the index syncs by time alone");
+            "unavailable"
+        }
+        Err(KommoError::Rejected { status, .. }) if status == 400 || status == 404 => "unavailable",
+        Err(error) => {
+            tracing::warn!(account.id = account.get(), %error, "Kommo webhook subscription failed; tried again later");
+            return Ok(());
+        }
+    };
+    store.set_kommo_hook(account, &token, state, now).await.map_err(storage)
+}
+
+/// Removes the account's subscription to Kommo's webhooks (the integration was disabled); best effort.
+pub async fn unsubscribe(store: &Store, kommo: &KommoClient, account: AccountId, public_base_url: &str) {
+    let Ok(Some(hook)) = store.kommo_hook(account).await else { return };
+    if hook.state != "subscribed" {
+        return;
+    }
+    let body = serde_json::json!({ "destination": format!("{public_base_url}{KOMMO_HOOK_PATH}{}", hook.token) });
+    if let Err(error) = kommo.send_optional_api(account, reqwest::Method::DELETE, "/api/v4/webhooks", Some(&body)).await
+    {
+        tracing::info!(account.id = account.get(), %error, "Kommo webhook not removed");
+    }
+}
+
+/// Applies a stored Kommo webhook body (`kommo_events` row `id`) to the index: contacts and companies
+/// added, edited, restored or handed over are put as the body describes them (their numbers
+/// normalised; their leads, which the body does not list, kept); deleted ones are dropped. No Kommo
+/// request. A body that is gone (applied already) is nothing to do.
+pub async fn apply_event(store: &Store, account: AccountId, id: i64, country: Option<&str>) -> Result<(), JobError> {
+    let Some(body) = store.kommo_event(account, id).await.map_err(storage)? else { return Ok(()) };
+    let (put, dropped) = read_event(&body, country);
+    store.apply_kommo_event(account, id, &put, &dropped, unix_secs()).await.map_err(storage)
+}
+
+/// Kommo's classic form-encoded webhook body: `contacts[<action>][<i>][<field>]…` (companies among
+/// them with `type=company`, or under `companies[…]`), read into the entities to put and to drop.
+pub fn read_event(body: &str, country: Option<&str>) -> (Vec<EntityNumbers>, Vec<(String, i64)>) {
+    use std::collections::BTreeMap;
+    // (section, action, index) → field path → value
+    let mut items: BTreeMap<(String, String, u32), BTreeMap<String, String>> = BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(body.as_bytes()) {
+        let parts: Vec<&str> = key.split('[').map(|part| part.trim_end_matches(']')).collect();
+        let [section, action, index, rest @ ..] = parts.as_slice() else { continue };
+        if !matches!(*section, "contacts" | "companies") || rest.is_empty() {
+            continue;
+        }
+        let Ok(index) = index.parse::<u32>() else { continue };
+        items
+            .entry((section.to_string(), action.to_string(), index))
+            .or_default()
+            .insert(rest.join("."), value.into_owned());
+    }
+    let (mut put, mut dropped) = (Vec::new(), Vec::new());
+    for ((section, action, _), fields) in items {
+        let Some(id) = fields.get("id").and_then(|id| id.parse::<i64>().ok()) else { continue };
+        let company = section == "companies" || fields.get("type").is_some_and(|kind| kind == "company");
+        let kind = if company { "companies" } else { "contacts" };
+        if action == "delete" {
+            dropped.push((kind.to_owned(), id));
+            continue;
+        }
+        // custom_fields.<k>.code = PHONE, custom_fields.<k>.values.<j>.value = the number
+        let phone_fields: Vec<&str> = fields
+            .iter()
+            .filter(|(path, value)| path.starts_with("custom_fields.") && path.ends_with(".code") && *value == "PHONE")
+            .map(|(path, _)| path.trim_end_matches(".code"))
+            .collect();
+        let phones: Vec<&String> = fields
+            .iter()
+            .filter(|(path, _)| {
+                phone_fields
+                    .iter()
+                    .any(|field| path.starts_with(&format!("{field}.values.")) && path.ends_with(".value"))
+            })
+            .map(|(_, value)| value)
+            .collect();
+        let mut numbers: Vec<String> =
+            phones.iter().filter_map(|phone| shared::phone::normalize(phone, country)).collect();
+        numbers.sort();
+        numbers.dedup();
+        let number = |name: &str| fields.get(name).and_then(|value| value.parse::<i64>().ok());
+        put.push(EntityNumbers {
+            entity: IndexedEntity {
+                entity_kind: kind.to_owned(),
+                entity_id: id,
+                name: fields.get("name").cloned().unwrap_or_default(),
+                company_id: if company { None } else { number("linked_company_id").filter(|id| *id > 0) },
+                responsible_user_id: number("responsible_user_id"),
+                phone_count: phones.len() as i64,
+                lead_ids: "[]".to_owned(),
+                updated_at: number("updated_at").or_else(|| number("last_modified")).unwrap_or(0),
+            },
+            numbers,
+            with_leads: false,
+        });
+    }
+    (put, dropped)
 }

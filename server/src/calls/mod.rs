@@ -49,6 +49,8 @@ pub struct CallsContext {
     notifications: Arc<tokio::sync::Semaphore>,
     /// Who is in which Kommo user group (shared with the push hub).
     groups: crate::push::UserGroups,
+    /// Where Kommo reaches this server (the destination of its webhooks); empty: none subscribed.
+    public_base_url: Arc<str>,
 }
 
 /// Kommo call notifications being sent at once, at most, by this process.
@@ -69,7 +71,13 @@ impl CallsContext {
             notifications: Arc::new(tokio::sync::Semaphore::new(NOTIFICATIONS_IN_FLIGHT)),
             groups: crate::push::UserGroups::new(kommo.clone()),
             kommo,
+            public_base_url: Arc::from(""),
         }
+    }
+
+    /// This context with Kommo's webhooks for the phone index subscribed to at `public_base_url`.
+    pub fn with_public_base_url(self, public_base_url: &str) -> CallsContext {
+        CallsContext { public_base_url: Arc::from(public_base_url), ..self }
     }
 
     /// Who is in which Kommo user group, per account (the push hub uses the same).
@@ -116,7 +124,22 @@ impl CallsContext {
     /// One step of the account's phone sync (see [`index`]).
     pub async fn sync_phones(&self, account: AccountId) -> Result<(), JobError> {
         let country = self.store.account_country(account).await.map_err(storage)?;
-        index::sync_step(&self.store, &self.kommo, account, country.as_deref()).await
+        let base = (!self.public_base_url.is_empty()).then_some(&*self.public_base_url);
+        index::sync_step(&self.store, &self.kommo, account, country.as_deref(), base).await
+    }
+
+    /// Applies a stored Kommo webhook body to the account's phone index (see [`index::apply_event`]).
+    pub async fn apply_kommo_event(&self, account: AccountId, id: &str) -> Result<(), JobError> {
+        let Ok(id) = id.parse::<i64>() else {
+            return Err(JobError::Fail { error: format!("not a Kommo event id: {id:?}") });
+        };
+        let country = self.store.account_country(account).await.map_err(storage)?;
+        index::apply_event(&self.store, account, id, country.as_deref()).await
+    }
+
+    /// Removes the account's Kommo webhook subscription (the integration was disabled); best effort.
+    pub async fn unsubscribe_kommo_hooks(&self, account: AccountId) {
+        index::unsubscribe(&self.store, &self.kommo, account, &self.public_base_url).await;
     }
 
     /// `number` (as the provider sent it) as people of the account write it (see [`CallerId::shown`]).

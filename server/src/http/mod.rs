@@ -3,6 +3,7 @@
 mod calls;
 mod error;
 mod hooks;
+mod kommo_hooks;
 mod openapi;
 mod operator;
 mod push;
@@ -121,7 +122,7 @@ impl AppState {
         crate::metrics::handle();
         let pending_limits =
             PendingCodeLimits { total: config.limits.max_pending_codes, per_host: oauth::MAX_PENDING_CODES_PER_HOST };
-        let calls = CallsContext::new(store.clone(), kommo.clone());
+        let calls = CallsContext::new(store.clone(), kommo.clone()).with_public_base_url(&config.public_base_url);
         let hub = Hub::new(calls.groups().clone());
         // On PostgreSQL, call events from every replica reach this process's open streams.
         tokio::spawn({
@@ -188,7 +189,11 @@ pub fn app(state: AppState) -> Router {
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .route(oauth::START_PATH, get(oauth::start))
         .route(oauth::DISABLE_PATH, get(oauth::disable))
-        .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)));
+        .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
+        .route(
+            "/hooks/kommo/{token}",
+            post(kommo_hooks::receive).layer(DefaultBodyLimit::max(kommo_hooks::MAX_KOMMO_HOOK_BODY)),
+        );
     bounded(public, &state.limits)
         .merge(widget_api)
         .layer(

@@ -272,6 +272,18 @@ const TABLES: &[Table] = &[
         columns: &[("account_id", Int), ("e164", Text), ("entity_kind", Text), ("entity_id", Int)],
     },
     Table {
+        name: "kommo_hooks",
+        key: &["account_id"],
+        generated_id: false,
+        columns: &[("account_id", Int), ("token", Text), ("state", Text), ("checked_at", Int)],
+    },
+    Table {
+        name: "kommo_events",
+        key: &["id"],
+        generated_id: true,
+        columns: &[("id", Int), ("account_id", Int), ("body", Text), ("received_at", Int)],
+    },
+    Table {
         name: "phone_sync",
         key: &["account_id"],
         generated_id: false,

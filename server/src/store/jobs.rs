@@ -26,6 +26,8 @@ use super::{AccountId, Engine, Store};
 pub const KIND_CALL: &str = "call";
 /// One step of an account's phone sync (subject empty: one per account), see `calls::index`.
 pub const KIND_PHONE_SYNC: &str = "phone_sync";
+/// Apply one Kommo webhook body to the phone index (subject = its `kommo_events` id).
+pub const KIND_KOMMO_EVENT: &str = "kommo_event";
 
 /// How long a claim holds a job before another worker may take it; the worker extends it every
 /// third of this while the job runs.

@@ -1,10 +1,12 @@
 //! The phone index: the account's Kommo contacts and companies with their numbers in E.164
-//! (`phone_entities`, `phone_numbers`), and where the account's sync of them stands (`phone_sync`).
-//! Filled and kept fresh by `calls::index`; read by the call processor instead of a Kommo search.
+//! (`phone_entities`, `phone_numbers`), where the account's sync of them stands (`phone_sync`), and
+//! Kommo's own webhooks that keep it fresh (`kommo_hooks`, the subscription; `kommo_events`, the bodies
+//! received and not yet applied). Filled and kept fresh by `calls::index`; read by the call processor
+//! instead of a Kommo search.
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::jobs::{self, KIND_PHONE_SYNC};
+use super::jobs::{self, KIND_KOMMO_EVENT, KIND_PHONE_SYNC};
 use super::{AccountId, Store};
 
 /// A contact or company of the index.
@@ -28,6 +30,17 @@ pub struct IndexedEntity {
 pub struct EntityNumbers {
     pub entity: IndexedEntity,
     pub numbers: Vec<String>,
+    /// Whether `entity.lead_ids` is known (a Kommo webhook does not say the leads: the stored ones stay).
+    pub with_leads: bool,
+}
+
+/// The account's subscription to Kommo's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct KommoHook {
+    pub token: String,
+    /// `subscribed` or `unavailable`.
+    pub state: String,
+    pub checked_at: i64,
 }
 
 /// Where an account's sync stands.
@@ -258,6 +271,125 @@ impl Store {
         Ok(queued.rows_affected())
     }
 
+    /// The account's subscription to Kommo's webhooks, if one was tried.
+    pub async fn kommo_hook(&self, account: AccountId) -> sqlx::Result<Option<KommoHook>> {
+        sqlx::query_as("SELECT token, state, checked_at FROM kommo_hooks WHERE account_id = $1")
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Records a subscription attempt: the path token and what Kommo answered.
+    pub async fn set_kommo_hook(&self, account: AccountId, token: &str, state: &str, now: i64) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO kommo_hooks (account_id, token, state, checked_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account_id) DO UPDATE SET token = $2, state = $3, checked_at = $4",
+        )
+        .bind(account.0)
+        .bind(token)
+        .bind(state)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    /// The connected account whose Kommo webhook path token is `token`.
+    pub async fn account_by_kommo_hook(&self, token: &str) -> sqlx::Result<Option<AccountId>> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT h.account_id FROM kommo_hooks h JOIN accounts a ON a.id = h.account_id
+              WHERE h.token = $1 AND a.state = 'installed'",
+        )
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map(AccountId))
+    }
+
+    /// Stores a Kommo webhook body with the job that applies it, in one transaction, unless the account
+    /// has `max_pending` bodies waiting already: then `None` and nothing is stored (the caller makes the
+    /// next sync pass due at once, which reads the same changes by `updated_at`).
+    pub async fn insert_kommo_event(
+        &self,
+        account: AccountId,
+        body: &str,
+        max_pending: i64,
+        now_ms: i64,
+    ) -> sqlx::Result<Option<i64>> {
+        let mut tx = self.pool.begin().await?;
+        let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kommo_events WHERE account_id = $1")
+            .bind(account.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        if pending >= max_pending {
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO kommo_events (account_id, body, received_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(account.0)
+        .bind(body)
+        .bind(now_ms / 1000)
+        .fetch_one(&mut *tx)
+        .await?;
+        jobs::enqueue(&mut tx, account, KIND_KOMMO_EVENT, &id.to_string(), now_ms).await?;
+        tx.commit().await?;
+        Ok(Some(id))
+    }
+
+    /// A stored Kommo webhook body of the account.
+    pub async fn kommo_event(&self, account: AccountId, id: i64) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar("SELECT body FROM kommo_events WHERE account_id = $1 AND id = $2")
+            .bind(account.0)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Applies a Kommo webhook body's changes (entities to put, entities to drop) and forgets the body,
+    /// in one transaction.
+    pub async fn apply_kommo_event(
+        &self,
+        account: AccountId,
+        id: i64,
+        put: &[EntityNumbers],
+        dropped: &[(String, i64)],
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for entity in put {
+            put_entity(&mut tx, account, entity, now).await?;
+        }
+        for (kind, entity_id) in dropped {
+            for table in ["phone_numbers", "phone_entities"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3"
+                ))
+                .bind(account.0)
+                .bind(kind)
+                .bind(*entity_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query("DELETE FROM kommo_events WHERE account_id = $1 AND id = $2")
+            .bind(account.0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Makes the account's next incremental pass due now (changes were announced that could not be
+    /// kept: the pass reads them by `updated_at`).
+    pub async fn hurry_phone_pass(&self, account: AccountId) -> sqlx::Result<()> {
+        sqlx::query("UPDATE phone_sync SET fresh_at = 0 WHERE account_id = $1 AND pass_kind IS NULL")
+            .bind(account.0)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+    }
+
     /// Queues the account's next sync step at `run_at_ms` (unless one is queued already).
     pub async fn queue_phone_sync(&self, account: AccountId, run_at_ms: i64) -> sqlx::Result<()> {
         let mut connection = self.pool.acquire().await?;
@@ -268,15 +400,16 @@ impl Store {
 /// Upserts `entity` (seen at `now`) unless the stored version is newer; when it was written, its
 /// numbers replace the stored ones.
 async fn put_entity(tx: &mut AnyConnection, account: AccountId, entity: &EntityNumbers, now: i64) -> sqlx::Result<()> {
-    let EntityNumbers { entity, numbers } = entity;
+    let EntityNumbers { entity, numbers, with_leads } = entity;
     let written: Option<i64> = sqlx::query_scalar(
         "INSERT INTO phone_entities (account_id, entity_kind, entity_id, name, company_id, responsible_user_id,
                                      phone_count, lead_ids, updated_at, seen_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (account_id, entity_kind, entity_id) DO UPDATE SET name = excluded.name,
              company_id = excluded.company_id, responsible_user_id = excluded.responsible_user_id,
-             phone_count = excluded.phone_count, lead_ids = excluded.lead_ids, updated_at = excluded.updated_at,
-             seen_at = excluded.seen_at
+             phone_count = excluded.phone_count,
+             lead_ids = CASE WHEN $11 = 1 THEN excluded.lead_ids ELSE phone_entities.lead_ids END,
+             updated_at = excluded.updated_at, seen_at = excluded.seen_at
            WHERE phone_entities.updated_at <= excluded.updated_at
          RETURNING entity_id",
     )
@@ -290,6 +423,7 @@ async fn put_entity(tx: &mut AnyConnection, account: AccountId, entity: &EntityN
     .bind(&entity.lead_ids)
     .bind(entity.updated_at)
     .bind(now)
+    .bind(i64::from(*with_leads))
     .fetch_optional(&mut *tx)
     .await?;
     if written.is_none() {
