@@ -1071,7 +1071,8 @@ async fn kommos_webhooks_keep_the_index_fresh_and_a_number_added_seconds_ago_is_
     assert_eq!(post(guess, forged.clone()).await, reqwest::StatusCode::NOT_FOUND);
     let ours = format!("{}/hooks/kommo/{}", desk.world.server, hook.token);
     assert_eq!(post(ours, "a".repeat(600 * 1024)).await, reqwest::StatusCode::PAYLOAD_TOO_LARGE);
-    let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kommo_events").fetch_one(desk.world.store.pool()).await.unwrap();
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM kommo_events").fetch_one(desk.world.store.pool()).await.unwrap();
     assert_eq!(waiting, 0, "nothing refused was kept, and what came was applied");
 }
 

@@ -31,12 +31,12 @@ pub async fn receive(
         return Err(ApiError::TooManyRequests { code: "rate_limited", retry_after });
     }
     let body = body.map_err(ApiError::from)?;
-    let account = if token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        state.store.account_by_kommo_hook(&token).await?
-    } else {
-        None
-    };
+    let account =
+        if token.len() <= MAX_TOKEN_LEN && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            state.store.account_by_kommo_hook(&token).await?
+        } else {
+            None
+        };
     let Some(account) = account else {
         // Spends the caller's budget of refused deliveries, as an unknown provider hook does.
         state.throttle.webhook_failed(client);
@@ -53,7 +53,10 @@ pub async fn receive(
             state.jobs_wake.notify_one();
         }
         None => {
-            tracing::warn!(account.id = account.get(), "Kommo webhook not kept: too many waiting; the next pass reads it");
+            tracing::warn!(
+                account.id = account.get(),
+                "Kommo webhook not kept: too many waiting; the next pass reads it"
+            );
             metrics::counter!("kommo_hooks_total", "outcome" => "deferred").increment(1);
             state.store.hurry_phone_pass(account).await?;
         }
