@@ -84,12 +84,12 @@ pub async fn receive(
 }
 
 /// A refusal with its metrics label.
-struct Refusal {
-    reason: &'static str,
-    error: ApiError,
+pub(crate) struct Refusal {
+    pub(crate) reason: &'static str,
+    pub(crate) error: ApiError,
 }
 
-fn refuse(reason: &'static str, error: ApiError) -> Refusal {
+pub(crate) fn refuse(reason: &'static str, error: ApiError) -> Refusal {
     Refusal { reason, error }
 }
 
@@ -100,43 +100,10 @@ async fn accept(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(AccountId, FromWebhook, Stored, IncomingCall, bool), Refusal> {
-    if let Some(retry_after) = state.throttle.webhook_blocked(client) {
-        return Err(refuse("blocked", ApiError::TooManyRequests { code: "rate_limited", retry_after }));
-    }
-    let body = body.map_err(|rejection| {
-        let error = ApiError::from(rejection);
-        let reason = if matches!(error, ApiError::PayloadTooLarge) { "too_large" } else { "unreadable" };
-        refuse(reason, error)
-    })?;
     let now = unix_secs();
-    let unknown = || {
-        state.throttle.webhook_failed(client);
-        refuse("unknown_hook", ApiError::NotFound)
-    };
-    // Not one of ours by its shape (ours are base64url): no lookup, no cache entry.
-    let plausible = hook_id.len() <= MAX_HOOK_ID_LEN
-        && hook_id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
-    if !plausible {
-        return Err(unknown());
-    }
-    let hook = state
-        .hooks
-        .resolve(state, hook_id, now)
-        .await
-        .map_err(|error| refuse("unavailable", ApiError::from(error)))?
-        .ok_or_else(unknown)?;
+    let (hook, body) = verified(state, client, hook_id, headers, body, now).await?;
     let account = hook.account;
     let signed = SignedHeaders::from_headers(headers);
-    signing::verify(&signed, &body, now, &hook.secrets(now)).map_err(|error| {
-        let reason = match error {
-            SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => "signature_missing",
-            SignatureError::TimestampOutOfTolerance => "stale_timestamp",
-            SignatureError::NoMatchingSignature => "bad_signature",
-        };
-        state.throttle.webhook_failed(client);
-        tracing::info!(account.id = account.get(), reason, "provider webhook refused");
-        refuse(reason, ApiError::BadSignature(error))
-    })?;
     // The account's own signed traffic, and only it, spends the account's budget.
     state.throttle.ingest(account).map_err(|retry_after| {
         refuse("ingest_budget", ApiError::TooManyRequests { code: "ingest_budget", retry_after })
@@ -196,6 +163,57 @@ async fn accept(
         duplicate = stored == Stored::Duplicate, "call event stored"
     );
     Ok((account, event, stored, popup, hook.kommo_notification))
+}
+
+/// The checks every signed provider request shares (call events and caller-id questions), in order: the
+/// client address's budget of refused requests (429 before any lookup), the body as read (413), the hook
+/// id resolved (404) and the Standard Webhooks signature over the raw body with the account's secrets,
+/// timestamp within ±300 s (401). Unknown ids and bad signatures count against the client address.
+pub(crate) async fn verified(
+    state: &AppState,
+    client: std::net::IpAddr,
+    hook_id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    now: i64,
+) -> Result<(Arc<ResolvedHook>, Bytes), Refusal> {
+    if let Some(retry_after) = state.throttle.webhook_blocked(client) {
+        return Err(refuse("blocked", ApiError::TooManyRequests { code: "rate_limited", retry_after }));
+    }
+    let body = body.map_err(|rejection| {
+        let error = ApiError::from(rejection);
+        let reason = if matches!(error, ApiError::PayloadTooLarge) { "too_large" } else { "unreadable" };
+        refuse(reason, error)
+    })?;
+    let unknown = || {
+        state.throttle.webhook_failed(client);
+        refuse("unknown_hook", ApiError::NotFound)
+    };
+    // Not one of ours by its shape (ours are base64url): no lookup, no cache entry.
+    let plausible = hook_id.len() <= MAX_HOOK_ID_LEN
+        && hook_id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if !plausible {
+        return Err(unknown());
+    }
+    let hook = state
+        .hooks
+        .resolve(state, hook_id, now)
+        .await
+        .map_err(|error| refuse("unavailable", ApiError::from(error)))?
+        .ok_or_else(unknown)?;
+    let account = hook.account;
+    let signed = SignedHeaders::from_headers(headers);
+    signing::verify(&signed, &body, now, &hook.secrets(now)).map_err(|error| {
+        let reason = match error {
+            SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => "signature_missing",
+            SignatureError::TimestampOutOfTolerance => "stale_timestamp",
+            SignatureError::NoMatchingSignature => "bad_signature",
+        };
+        state.throttle.webhook_failed(client);
+        tracing::info!(account.id = account.get(), reason, "provider webhook refused");
+        refuse(reason, ApiError::BadSignature(error))
+    })?;
+    Ok((hook, body))
 }
 
 /// A webhook path resolved: its account, whether processing is on, and the opened signing secrets.

@@ -1,5 +1,6 @@
 //! The HTTP surface: one [`app`] function builds the whole router that `main` serves and tests drive.
 
+mod caller_id;
 mod calls;
 mod error;
 mod hooks;
@@ -22,6 +23,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
+pub use caller_id::MAX_CALLER_ID_BODY;
 pub use error::ApiError;
 pub use hooks::MAX_WEBHOOK_BODY;
 pub use widget::AUTH_HEADER;
@@ -41,6 +43,9 @@ use crate::push::Hub;
 use crate::store::{PendingCodeLimits, Store};
 use crate::throttle::Throttle;
 use tokio::sync::Notify;
+
+/// The provider's caller-id question (see `caller_id`), beside its account's webhook.
+const CALLER_ID_PATH: &str = "/hooks/voip/{hook_id}/caller-id";
 
 /// Largest JSON body the widget API accepts.
 const MAX_WIDGET_BODY: usize = 16 * 1024;
@@ -193,7 +198,8 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/hooks/kommo/{token}",
             post(kommo_hooks::receive).layer(DefaultBodyLimit::max(kommo_hooks::MAX_KOMMO_HOOK_BODY)),
-        );
+        )
+        .route(CALLER_ID_PATH, post(caller_id::answer).layer(DefaultBodyLimit::max(MAX_CALLER_ID_BODY)));
     bounded(public, &state.limits)
         .merge(widget_api)
         .layer(
