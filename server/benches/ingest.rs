@@ -12,8 +12,12 @@
 //!     not hidden by the generator waiting for it);
 //! (d) Kommo requests per logged call (the local Kommo's counters, SQLite), each call ringing a second
 //!     (the popup's lookup of the caller counted too) then ended: a known number and an unknown one sent to
-//!     unsorted, each cold and again;
-//! (e) the server's peak RSS (VmHWM).
+//!     unsorted, each cold and again, and a missed call from the known number, once the account's phone
+//!     index is synced;
+//! (e) the server's peak RSS (VmHWM);
+//! (f) the phone index (SQLite): the first sync of an account of 10,000 contacts (its duration and its
+//!     share of the account's 7 requests/s), the index's size on disk per 100,000 numbers, and the
+//!     provider's caller-ID answer p50/p99 with 100,000 numbers in the index.
 //! It also prints what limits the figures: the cost of one fsync on this disk, the server's CPU, the jobs
 //! left due, and the server log's slow-statement and "database is locked" counts. (d) runs first, on a quiet
 //! server.
@@ -40,6 +44,13 @@ use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World};
 const BARE_ENV: &str = "INGEST_BENCH_BARE_ADDR";
 const INGEST_ACCOUNT: u64 = 31_200_001;
 const KOMMO_ACCOUNT: u64 = 31_200_002;
+const INDEX_ACCOUNT: u64 = 31_200_003;
+/// Contacts of the account whose first sync (f) measures.
+const INDEX_CONTACTS: usize = 10_000;
+/// Numbers in that account's index when its caller-ID answers are measured.
+const INDEX_NUMBERS: usize = 100_000;
+/// Caller-ID questions asked, one at a time.
+const CALLER_ID_QUESTIONS: usize = 2_000;
 const KNOWN_NUMBER: &str = "+5511987650001";
 const UNKNOWN_NUMBER: &str = "+5521987650002";
 
@@ -352,14 +363,19 @@ async fn kommo_requests_for_call(
     secret: &WebhookSecret,
     call_id: &str,
     from: &str,
+    answered: bool,
 ) -> (u64, String) {
     world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
-    for (n, (status, kind)) in [("ringing", "call.ringing"), ("ended", "call.ended")].into_iter().enumerate() {
+    let end = if answered { ("ended", "call.ended") } else { ("missed", "call.missed") };
+    for (n, (status, kind)) in [("ringing", "call.ringing"), end].into_iter().enumerate() {
         let mut event = json!({"callId": call_id, "voipAccountId": "sandbox-voip", "from": from,
                                "to": "+551133334444", "status": status, "type": kind, "direction": "inbound",
                                "startTime": 1_764_000_000});
         if status == "ended" {
             event["duration"] = json!(42);
+        }
+        if status == "missed" {
+            event["duration"] = json!(0);
         }
         let response =
             signed(&world.http, url, secret, &format!("msg_{call_id}_{n}"), event.to_string()).send().await.unwrap();
@@ -430,16 +446,18 @@ async fn engine_runs(
     dir: tempfile::TempDir,
     http: &reqwest::Client,
     knobs: (u64, u64, Duration),
-    kommo: Option<&mut Vec<(&'static str, u64, String)>>,
+    kommo: Option<&mut KommoFigures>,
 ) -> EngineRuns {
     let (concurrency, rate, duration) = knobs;
     let port = free_port();
     let public_url = format!("http://127.0.0.1:{port}");
     let ingest_kommo = support::world_without_server_on(&public_url, INGEST_ACCOUNT, db_url, dir).await;
     let calls_kommo = ingest_kommo.another_kommo(KOMMO_ACCOUNT).await;
+    let index_kommo = ingest_kommo.another_kommo(INDEX_ACCOUNT).await;
     let server_log =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("ingest-bench-server-{}.log", name.to_lowercase()));
-    let server = start_server(&public_url, port, &ingest_kommo.db_url, &[&ingest_kommo, &calls_kommo], &server_log);
+    let kommos = [&ingest_kommo, &calls_kommo, &index_kommo];
+    let server = start_server(&public_url, port, &ingest_kommo.db_url, &kommos, &server_log);
     wait_healthy(&public_url, "/health").await;
     let (ingest_path, ingest_secret) = ingest_kommo.configure(INGEST_ACCOUNT, shared::CallHandling::default()).await;
     let detail = if name == "SQLite" {
@@ -456,22 +474,35 @@ async fn engine_runs(
     };
 
     if let Some(kommo) = kommo {
-        // On a quiet server first: what one call costs in Kommo requests, undisturbed by the load below.
+        // On a quiet server first: what one call costs in Kommo requests, undisturbed by the load below,
+        // once the account's phone index is synced (the known caller is in Kommo before the install).
         eprintln!("(d) Kommo requests per logged call…");
-        let (calls_path, calls_secret) = calls_kommo.configure(KOMMO_ACCOUNT, shared::CallHandling::default()).await;
         calls_kommo.seed_contact(KOMMO_ACCOUNT, "Known caller", &[KNOWN_NUMBER], &["Open deal"]).await;
+        let (calls_path, calls_secret) = calls_kommo.configure(KOMMO_ACCOUNT, shared::CallHandling::default()).await;
+        wait_index_complete(&calls_kommo, KOMMO_ACCOUNT).await;
         let calls_url = format!("{public_url}{calls_path}");
         let calls_secret = WebhookSecret::parse(&calls_secret).unwrap();
-        for (label, call_id, from) in [
-            ("known number, cold", "kommo-known-1", KNOWN_NUMBER),
-            ("known number, again", "kommo-known-2", KNOWN_NUMBER),
-            ("unknown number → unsorted, cold", "kommo-unknown-1", UNKNOWN_NUMBER),
-            ("same number, again", "kommo-unknown-2", UNKNOWN_NUMBER),
+        for (label, call_id, from, answered) in [
+            ("known number, cold", "kommo-known-1", KNOWN_NUMBER, true),
+            ("known number, again", "kommo-known-2", KNOWN_NUMBER, true),
+            ("unknown number → unsorted, cold", "kommo-unknown-1", UNKNOWN_NUMBER, true),
+            ("same number, again", "kommo-unknown-2", UNKNOWN_NUMBER, true),
+            ("known number, missed → call + task", "kommo-missed-1", KNOWN_NUMBER, false),
         ] {
-            let (requests, by_path) =
-                kommo_requests_for_call(&calls_kommo, KOMMO_ACCOUNT, &calls_url, &calls_secret, call_id, from).await;
-            kommo.push((label, requests, by_path));
+            let (requests, by_path) = kommo_requests_for_call(
+                &calls_kommo,
+                KOMMO_ACCOUNT,
+                &calls_url,
+                &calls_secret,
+                call_id,
+                from,
+                answered,
+            )
+            .await;
+            kommo.per_call.push((label, requests, by_path));
         }
+        eprintln!("(f) the phone index: a first sync of {INDEX_CONTACTS} contacts, then caller-ID answers…");
+        kommo.index = Some(index_figures(&index_kommo, &public_url, http).await);
     }
 
     let secret = WebhookSecret::parse(&ingest_secret).unwrap();
@@ -544,7 +575,7 @@ async fn bench() {
     let bare_hwm = proc_status_kib(bare.pid(), "VmHWM:");
     drop(bare);
 
-    let mut kommo = Vec::new();
+    let mut kommo = KommoFigures::default();
     let knobs = (concurrency, rate, duration);
     let sqlite_dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", sqlite_dir.path().join("bench.sqlite").display());
@@ -600,10 +631,38 @@ async fn bench() {
          (goal: known ≤ 2, unknown → unsorted ≤ 1)",
         RING.as_secs()
     );
-    for (label, requests, by_path) in &kommo {
+    for (label, requests, by_path) in &kommo.per_call {
         println!("    {label:<34} {requests:>3}   {by_path}");
     }
     println!();
+    if let Some(index) = &kommo.index {
+        let budget = index.sync.as_secs_f64() * 7.0;
+        println!("(f) phone index, SQLite");
+        println!(
+            "    first sync of {} contacts: {:.1} s, {} Kommo requests ({} of contacts and companies) = {:.0} % of the \
+             account's 7 requests/s meanwhile",
+            index.contacts,
+            index.sync.as_secs_f64(),
+            index.requests,
+            index.listing_requests,
+            index.requests as f64 / budget * 100.0
+        );
+        match index.bytes_per_100k {
+            Some(bytes) => println!("    size on disk: {:.1} MiB per 100,000 numbers", bytes / 1024.0 / 1024.0),
+            None => println!("    size on disk: n/a"),
+        }
+        println!(
+            "    caller-ID answer with {} numbers indexed, {} questions one at a time (half known): p50 {:.2} ms, \
+             p99 {:.2} ms, {} failed (goal p99 ≤ 5 ms)",
+            index.numbers,
+            index.caller_id.ok + index.caller_id.failed,
+            index.caller_id.percentile(0.50),
+            index.caller_id.percentile(0.99),
+            index.caller_id.failed
+        );
+        println!("    the answers' sources: {}", index.sources);
+        println!();
+    }
     let mib = |kib: Option<u64>| kib.map_or("n/a".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0));
     let peaks: Vec<String> =
         engines.iter().map(|engine| format!("server on {} {}", engine.name, mib(engine.hwm))).collect();
@@ -631,4 +690,148 @@ async fn bench() {
         );
     }
     println!("  - the load generator shares the {cores} cores with the server (and the bare handler in (a)).");
+}
+
+/// What (d) and (f) measured.
+#[derive(Default)]
+struct KommoFigures {
+    per_call: Vec<(&'static str, u64, String)>,
+    index: Option<IndexFigures>,
+}
+
+/// (f) The phone index's figures.
+struct IndexFigures {
+    contacts: usize,
+    /// From the settings save to the first pass's end.
+    sync: Duration,
+    /// Kommo requests of the account meanwhile, and those of them that listed contacts and companies.
+    requests: u64,
+    listing_requests: u64,
+    numbers: i64,
+    bytes_per_100k: Option<f64>,
+    caller_id: Run,
+    sources: String,
+}
+
+/// Waits (up to 2 minutes) until the account's first sync is complete.
+async fn wait_index_complete(world: &World, account: u64) {
+    let account = world.store.account_by_kommo_id(account as i64).await.unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while world.store.phone_sync(account).await.unwrap().and_then(|sync| sync.complete_at).is_none() {
+        assert!(Instant::now() < deadline, "the phone index of account {account:?} was not synced in 2 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The database's size in bytes (SQLite; `None` elsewhere), its WAL checkpointed first.
+async fn sqlite_bytes(world: &World) -> Option<f64> {
+    let pool = world.store.pool();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.ok()?;
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(pool).await.ok()?;
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(pool).await.ok()?;
+    Some((pages * size) as f64)
+}
+
+async fn index_figures(world: &World, public_url: &str, http: &reqwest::Client) -> IndexFigures {
+    let contacts: Vec<serde_json::Value> = (0..INDEX_CONTACTS)
+        .map(|n| json!({"name": format!("Client {n}"), "phones": [format!("+551197{n:07}")]}))
+        .collect();
+    let seeded = world
+        .http
+        .post(format!("{}/sandbox/kommo/contacts/batch", world.kommo))
+        .json(&json!({"account_id": INDEX_ACCOUNT, "contacts": contacts}))
+        .send()
+        .await
+        .unwrap();
+    assert!(seeded.status().is_success(), "bulk seed: {}", seeded.status());
+    world.http.post(format!("{}/sandbox/kommo/reset-stats", world.kommo)).send().await.unwrap();
+    let started = Instant::now();
+    let (path, secret) = world.configure(INDEX_ACCOUNT, shared::CallHandling::default()).await;
+    wait_index_complete(world, INDEX_ACCOUNT).await;
+    let sync = started.elapsed();
+    let stats = world.stats().await;
+    let account_stats = &stats["accounts"][INDEX_ACCOUNT.to_string()];
+    let requests = account_stats["requests"].as_u64().unwrap_or(0);
+    let listing_requests = ["GET /api/v4/contacts", "GET /api/v4/companies"]
+        .iter()
+        .map(|path| account_stats["by_path"][*path].as_u64().unwrap_or(0))
+        .sum();
+
+    // The rest of the 100,000 numbers, written straight into the index (another account's worth of
+    // contacts would take Kommo's rate several minutes to sync).
+    let account = world.store.account_by_kommo_id(INDEX_ACCOUNT as i64).await.unwrap().unwrap();
+    let before = sqlite_bytes(world).await;
+    let pool = world.store.pool();
+    let mut tx = pool.begin().await.unwrap();
+    let ids: Vec<usize> = (INDEX_CONTACTS..INDEX_NUMBERS).collect();
+    for chunk in ids.chunks(500) {
+        let mut entities = String::from(
+            "INSERT INTO phone_entities (account_id, entity_kind, entity_id, name, company_id, responsible_user_id, \
+             phone_count, lead_ids, updated_at, seen_at) VALUES ",
+        );
+        let mut numbers = String::from("INSERT INTO phone_numbers (account_id, e164, entity_kind, entity_id) VALUES ");
+        for (k, n) in chunk.iter().enumerate() {
+            let sep = if k == 0 { "" } else { "," };
+            let (account, id) = (account.get(), 1_000_000_000 + n);
+            entities.push_str(&format!(
+                "{sep}({account}, 'contacts', {id}, 'Client {n}', NULL, NULL, 1, '[]', 1764000000, 1764000000)"
+            ));
+            numbers.push_str(&format!("{sep}({account}, '+551197{n:07}', 'contacts', {id})"));
+        }
+        sqlx::query(&entities).execute(&mut *tx).await.unwrap();
+        sqlx::query(&numbers).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let after = sqlite_bytes(world).await;
+    let bytes_per_100k =
+        before.zip(after).map(|(before, after)| (after - before) / (INDEX_NUMBERS - INDEX_CONTACTS) as f64 * 100_000.0);
+    let (numbers, _) = world.store.phone_index_size(account).await.unwrap();
+
+    // The provider's question before it rings: half known numbers (anywhere in the index), half unknown.
+    let url = format!("{public_url}{path}/caller-id");
+    let secret = WebhookSecret::parse(&secret).unwrap();
+    let mut run = Run::default();
+    let mut sources = std::collections::BTreeMap::<String, u64>::new();
+    let started = Instant::now();
+    for question in 0..CALLER_ID_QUESTIONS {
+        let number = if question % 2 == 0 {
+            format!("+551197{:07}", (question * 7_919) % INDEX_NUMBERS)
+        } else {
+            format!("+552199{question:07}")
+        };
+        let body = json!({"number": number}).to_string();
+        let sent = Instant::now();
+        let answer = signed(http, &url, &secret, &format!("cid_{question}"), body).send().await;
+        let took = sent.elapsed().as_micros() as u64;
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                let answer: serde_json::Value = response.json().await.unwrap_or_default();
+                let known = if answer["known"] == json!(true) { "known" } else { "unknown" };
+                *sources.entry(format!("{known} from {}", answer["source"].as_str().unwrap_or("?"))).or_default() += 1;
+                run.ok += 1;
+                run.latencies.push(took);
+            }
+            Ok(response) => {
+                run.failed += 1;
+                *run.failures.entry(response.status().to_string()).or_default() += 1;
+            }
+            Err(error) => {
+                run.failed += 1;
+                *run.failures.entry(error.to_string()).or_default() += 1;
+            }
+        }
+    }
+    run.elapsed = started.elapsed();
+    run.latencies.sort_unstable();
+    let sources = sources.iter().map(|(source, count)| format!("{source} ×{count}")).collect::<Vec<_>>().join(", ");
+    IndexFigures {
+        contacts: INDEX_CONTACTS,
+        sync,
+        requests,
+        listing_requests,
+        numbers,
+        bytes_per_100k,
+        caller_id: run,
+        sources,
+    }
 }

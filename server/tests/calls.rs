@@ -1106,9 +1106,19 @@ async fn on_a_plan_without_webhooks_the_incremental_pass_brings_the_changes() {
     desk.sync_to_the_end(&desk.ctx).await;
     let sync = desk.world.store.phone_sync(desk.account).await.unwrap().unwrap();
     assert!(sync.pass_from > 0, "an incremental pass: {sync:?}");
-    assert_eq!(desk.gets("/api/v4/contacts").await, 1, "one page of changes");
+    assert_eq!(desk.gets("/api/v4/contacts").await, 2, "one page of changes, then the drift check's sample");
     index_says(&desk, "+5511922220000", Some("Ana Lima")).await;
     index_says(&desk, "+5511911110000", None).await;
     let holders = desk.world.store.phone_holders(desk.account, "+5511933330000").await.unwrap();
     assert_eq!(holders.iter().map(|holder| holder.entity_id).collect::<Vec<_>>(), [bruno]);
+
+    // Deleted in Kommo: no incremental pass lists it; the drift check's sample (25 a kind: both here)
+    // finds it gone and drops it.
+    let response =
+        desk.world.http.delete(format!("{}/sandbox/kommo/contacts/{ana}", desk.world.kommo)).send().await.unwrap();
+    assert!(response.status().is_success());
+    desk.world.store.hurry_phone_pass(desk.account).await.unwrap();
+    desk.sync_to_the_end(&desk.ctx).await;
+    index_says(&desk, "+5511922220000", None).await;
+    index_says(&desk, "+5511933330000", Some("Ana Souza")).await;
 }

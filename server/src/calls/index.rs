@@ -152,11 +152,63 @@ pub async fn sync_step(
     };
     store.save_phone_page(account, &entities, &step, unix_secs()).await.map_err(storage)?;
     metrics::counter!("phone_sync_entities_total").increment(entities.len() as u64);
-    if let PassStep::Page { .. } = step {
-        let next = unix_millis() + STEP_INTERVAL.as_millis() as i64;
-        store.queue_phone_sync(account, next).await.map_err(storage)?;
+    match step {
+        PassStep::Page { .. } => {
+            let next = unix_millis() + STEP_INTERVAL.as_millis() as i64;
+            store.queue_phone_sync(account, next).await.map_err(storage)?;
+        }
+        // After an incremental pass (a full one has just read everything), a sample is compared.
+        PassStep::Done { .. } if sync.pass_from > 0 => {
+            check_drift(store, kommo, account, country).await?;
+        }
+        PassStep::Done { .. } => {}
     }
     Ok(())
+}
+
+/// Entities compared with Kommo per kind after each incremental pass.
+pub const DRIFT_SAMPLE: i64 = 25;
+
+/// The drift check: a random sample of the index's contacts and of its companies read again from Kommo
+/// (one request per kind, `filter[id][]`), and what differs repaired: an entity Kommo changed without
+/// the change reaching us is put as Kommo has it, one Kommo no longer has (deleted, which no
+/// incremental pass lists) is dropped. Returns how many differed.
+pub async fn check_drift(
+    store: &Store,
+    kommo: &KommoClient,
+    account: AccountId,
+    country: Option<&str>,
+) -> Result<u64, JobError> {
+    let mut repaired = 0;
+    for kind in ["contacts", "companies"] {
+        let sample = store.phone_sample(account, kind, DRIFT_SAMPLE).await.map_err(storage)?;
+        if sample.is_empty() {
+            continue;
+        }
+        let filter: String = sample.iter().map(|(entity, _)| format!("filter[id][]={}&", entity.entity_id)).collect();
+        let path = format!("/api/v4/{kind}?{filter}with=leads&limit={PAGE_LIMIT}");
+        let body = kommo.get(account, &path).await?;
+        let found: Vec<EntityNumbers> = body
+            .as_ref()
+            .map(|body| items(body, kind).iter().filter_map(|entity| entity_numbers(entity, kind, country)).collect())
+            .unwrap_or_default();
+        let (mut put, mut dropped) = (Vec::new(), Vec::new());
+        for (stored, numbers) in sample {
+            match found.iter().find(|fresh| fresh.entity.entity_id == stored.entity_id) {
+                None => dropped.push((kind.to_owned(), stored.entity_id)),
+                Some(fresh) if fresh.entity != stored || fresh.numbers != numbers => put.push(fresh.clone()),
+                Some(_) => {}
+            }
+        }
+        let differed = (put.len() + dropped.len()) as u64;
+        if differed > 0 {
+            tracing::info!(account.id = account.get(), kind, differed, "phone index drift repaired");
+            store.repair_phone_entities(account, &put, &dropped, unix_secs()).await.map_err(storage)?;
+        }
+        repaired += differed;
+    }
+    metrics::counter!("phone_index_drift_total").increment(repaired);
+    Ok(repaired)
 }
 
 /// Whether a new pass is due for a sync between passes.

@@ -131,6 +131,12 @@ async fn save(
     };
     let created = state.store.save_settings(auth.account, write).await?;
     state.hooks.forget();
+    if state.phone_index {
+        // The account's phone sync starts now rather than at the schedule's next round (a sync under way
+        // or done lately makes this step a no-op).
+        state.store.queue_phone_sync(auth.account, crate::clock::unix_millis()).await?;
+        state.jobs_wake.notify_one();
+    }
     // The users' groups are read again; when the popup goes to groups, the listing just validated with
     // is the fresh one, so the next call needs no wait for it.
     state.calls.groups().forget(auth.account);

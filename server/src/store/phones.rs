@@ -192,20 +192,6 @@ impl Store {
         tx.commit().await
     }
 
-    /// Removes a contact or company from the index (Kommo deleted it).
-    pub async fn delete_phone_entity(&self, account: AccountId, kind: &str, id: i64) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for table in ["phone_numbers", "phone_entities"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3"))
-                .bind(account.0)
-                .bind(kind)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await
-    }
-
     /// The contacts and companies of the index that have `e164`: contacts first (Kommo attaches a call
     /// to a contact before a company), most recently updated first.
     pub async fn phone_holders(&self, account: AccountId, e164: &str) -> sqlx::Result<Vec<IndexedEntity>> {
@@ -220,6 +206,39 @@ impl Store {
         .bind(e164)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Up to `limit` entities of `kind` of the account's index, picked at random, each with its numbers
+    /// (sorted), for the drift check.
+    pub async fn phone_sample(
+        &self,
+        account: AccountId,
+        kind: &str,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(IndexedEntity, Vec<String>)>> {
+        let entities: Vec<IndexedEntity> = sqlx::query_as(&format!(
+            "SELECT {ENTITY_COLUMNS} FROM phone_entities e WHERE e.account_id = $1 AND e.entity_kind = $2
+              ORDER BY RANDOM() LIMIT $3"
+        ))
+        .bind(account.0)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sampled = Vec::with_capacity(entities.len());
+        for entity in entities {
+            let numbers: Vec<String> = sqlx::query_scalar(
+                "SELECT e164 FROM phone_numbers WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3
+                  ORDER BY e164",
+            )
+            .bind(account.0)
+            .bind(kind)
+            .bind(entity.entity_id)
+            .fetch_all(&self.pool)
+            .await?;
+            sampled.push((entity, numbers));
+        }
+        Ok(sampled)
     }
 
     /// How many numbers and entities the account's index holds.
@@ -357,26 +376,25 @@ impl Store {
         now: i64,
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        for entity in put {
-            put_entity(&mut tx, account, entity, now).await?;
-        }
-        for (kind, entity_id) in dropped {
-            for table in ["phone_numbers", "phone_entities"] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3"
-                ))
-                .bind(account.0)
-                .bind(kind)
-                .bind(*entity_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
+        change_entities(&mut tx, account, put, dropped, now).await?;
         sqlx::query("DELETE FROM kommo_events WHERE account_id = $1 AND id = $2")
             .bind(account.0)
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        tx.commit().await
+    }
+
+    /// Puts and drops entities (the drift check's repairs), in one transaction.
+    pub async fn repair_phone_entities(
+        &self,
+        account: AccountId,
+        put: &[EntityNumbers],
+        dropped: &[(String, i64)],
+        now: i64,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        change_entities(&mut tx, account, put, dropped, now).await?;
         tx.commit().await
     }
 
@@ -395,6 +413,30 @@ impl Store {
         let mut connection = self.pool.acquire().await?;
         jobs::enqueue(&mut connection, account, KIND_PHONE_SYNC, "", run_at_ms).await
     }
+}
+
+/// Puts `put` and drops `dropped` (kind, id).
+async fn change_entities(
+    tx: &mut AnyConnection,
+    account: AccountId,
+    put: &[EntityNumbers],
+    dropped: &[(String, i64)],
+    now: i64,
+) -> sqlx::Result<()> {
+    for entity in put {
+        put_entity(tx, account, entity, now).await?;
+    }
+    for (kind, entity_id) in dropped {
+        for table in ["phone_numbers", "phone_entities"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND entity_kind = $2 AND entity_id = $3"))
+                .bind(account.0)
+                .bind(kind)
+                .bind(*entity_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Upserts `entity` (seen at `now`) unless the stored version is newer; when it was written, its
