@@ -15,6 +15,13 @@
 //! | `GET /sandbox/voip/stats`, `POST /sandbox/voip/reset-stats` | Requests by `METHOD /path` and outcome, originated calls, sent webhooks |
 //! | `POST /sandbox/voip/send` `{webhook_url, secret, event, webhook_id?, timestamp_offset?, signature_override?}` | Posts a signed event → `{status, body, webhook_id, timestamp, signature}` |
 //!
+//! Smart forwarding: before a call of the host page's call panel (`POST /sandbox/provider/call`, see
+//! `crate::provider`) rings, the provider asks our server's caller-id endpoint (the webhook URL +
+//! `/caller-id`, signed with the same secret) and rings the extension it names; every later event of the
+//! call carries that extension. An answer later than [`CALLER_ID_TIMEOUT`], a failure, or an answer that
+//! names no extension leaves the extension the call would have rung. Each ask is listed in the stats'
+//! `routes`.
+//!
 //! Errors of the provider API are `application/problem+json` `{title, type, status, detail}`, except the token
 //! endpoint's refusals, which are RFC 6749's `{"error": "..."}`. Faults apply before authentication, the way an
 //! outage would, the token endpoint included.
@@ -113,6 +120,26 @@ fn one() -> u32 {
     1
 }
 
+/// How long the provider waits for our server's caller-id answer before it rings as it would have.
+pub const CALLER_ID_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Calls whose routing is remembered at most (the oldest are forgotten first).
+const MAX_ROUTES: usize = 10_000;
+
+/// One caller-id question before a call rang.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoutedCall {
+    pub call_id: String,
+    /// `routed` (the answer named an extension), `as_usual` (it named none), `late` (no answer within
+    /// [`CALLER_ID_TIMEOUT`]), `failed` (no answer, or not a 200 with the answer's JSON).
+    pub outcome: &'static str,
+    /// The extension the call rang: the answer's when routed, else the one it would have rung.
+    pub extension: Option<String>,
+    /// The server's answer, when one came in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<serde_json::Value>,
+}
+
 /// A click-to-call the provider accepted.
 #[derive(Debug, Clone, Serialize)]
 pub struct OriginatedCall {
@@ -143,6 +170,9 @@ pub struct Stats {
     pub requests: BTreeMap<String, BTreeMap<&'static str, u64>>,
     pub calls: Vec<OriginatedCall>,
     pub webhooks: Vec<SentWebhook>,
+    /// Caller-id questions asked before calls rang, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RoutedCall>,
 }
 
 /// The stand-in's memory.
@@ -153,6 +183,8 @@ pub(crate) struct Book {
     tokens: HashMap<String, IssuedToken>,
     faults: VecDeque<Fault>,
     stats: Stats,
+    /// Call id → the extension the caller-id answer routed it to, oldest first.
+    routed: VecDeque<(String, String)>,
 }
 
 impl Book {
@@ -266,6 +298,26 @@ impl Provider {
     /// The memory; a panic elsewhere never makes it unusable for the other tests.
     pub(crate) fn book(&self) -> MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The extension a call was routed to by a caller-id answer, if it was.
+    pub(crate) fn route_of(&self, call_id: &str) -> Option<String> {
+        let book = self.book();
+        book.routed.iter().rev().find(|(id, _)| id == call_id).map(|(_, extension)| extension.clone())
+    }
+
+    /// Records a caller-id question; a routed call keeps its extension for its later events.
+    pub(crate) fn record_route(&self, route: RoutedCall) {
+        let mut book = self.book();
+        if route.outcome == "routed"
+            && let Some(extension) = &route.extension
+        {
+            if book.routed.len() >= MAX_ROUTES {
+                book.routed.pop_front();
+            }
+            book.routed.push_back((route.call_id.clone(), extension.clone()));
+        }
+        book.stats.routes.push(route);
     }
 
     /// The extensions of the configured account (the one the host page's calls come from).
