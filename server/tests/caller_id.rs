@@ -185,10 +185,10 @@ async fn a_contact_with_one_lead_rings_the_responsible_the_index_knows() {
     let answer = desk.number("+5511966665555").await;
     assert_eq!((&answer["entity"]["id"], &answer["responsible_user_id"]), (&json!(contact), &json!(MARIA)));
     assert_eq!(answer["extension"], "101", "the lead's (and contact's) responsible");
-    // The index keeps a contact's lead ids only, not who is responsible for each lead: the contact's
-    // responsible is answered (documented in `http::caller_id`).
+    // The one open lead was handed to Juan: his extension rings, not the contact's responsible's.
     let answer = desk.number("+5511955554444").await;
-    assert_eq!((&answer["entity"]["id"], &answer["extension"]), (&json!(handed), &json!("101")));
+    assert_eq!((&answer["entity"]["id"], &answer["responsible_user_id"]), (&json!(handed), &json!(JUAN)));
+    assert_eq!(answer["extension"], "102", "the one open lead's responsible");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

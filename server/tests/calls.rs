@@ -967,6 +967,18 @@ async fn with_the_index_synced_a_known_caller_and_an_unknown_one_cost_one_reques
     assert_eq!(delivery.status, "delivered", "{delivery:?}");
     assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("contacts"), Some(contact)));
 
+    // A caller with an open lead: the call lands on the lead the index knows, still one request.
+    let (_, leads) = desk.contact(&["+5511977776666"], JUAN, json!([{"name": "Open deal"}])).await;
+    desk.world.store.hurry_phone_pass(desk.account).await.unwrap();
+    desk.sync_to_the_end(&desk.ctx).await;
+    desk.reset_stats().await;
+    let with_lead = json!({"type": "call.ended", "from": "+5511977776666", "duration": 25});
+    desk.event("c-lead", "ended", with_lead).await;
+    desk.process("c-lead").await.unwrap();
+    assert_eq!(desk.api_request_counts().await, json!({"POST /api/v4/calls": 1}), "the open lead from the index");
+    let delivery = desk.delivery("c-lead").await;
+    assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("leads"), Some(leads[0])));
+
     desk.reset_stats().await;
     let unknown = json!({"type": "call.ended", "from": "+5511955554444", "duration": 12});
     desk.event("c-stranger", "ended", unknown).await;
@@ -1046,6 +1058,28 @@ async fn kommos_webhooks_keep_the_index_fresh_and_a_number_added_seconds_ago_is_
     let delivery = desk.delivery("c-fresh").await;
     assert_eq!((delivery.entity_type.as_deref(), delivery.entity_id), (Some("contacts"), Some(new)));
     desk.assert_one_call_per_uniq().await;
+
+    // A lead of the new contact won in Kommo: the index no longer counts it among the open ones.
+    let (_, leads) = desk.contact(&["+5511944443333"], JUAN, json!([{"name": "Deal"}])).await;
+    index_says(&desk, "+5511944443333", Some("Ana Souza")).await;
+    let holder = desk.world.store.phone_holders(desk.account, "+5511944443333").await.unwrap().remove(0);
+    let open = || desk.world.store.open_phone_leads(desk.account, "contacts", holder.entity_id);
+    for _ in 0..200 {
+        if open().await.unwrap().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open().await.unwrap().iter().map(|lead| lead.lead_id).collect::<Vec<_>>(), leads, "added by webhook");
+    let lead_path = format!("{}/sandbox/kommo/leads/{}", desk.world.kommo, leads[0]);
+    edit(lead_path, json!({"status_id": 142})).await;
+    for _ in 0..200 {
+        if open().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open().await.unwrap(), vec![], "won: not open any more");
 
     // Deleted in Kommo: gone from the index.
     let response = desk.world.http.delete(contact_path).send().await.unwrap();

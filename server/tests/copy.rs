@@ -198,7 +198,20 @@ async fn populate(store: &Store, keyring: &Keyring) -> AccountId {
         with_leads: true,
     };
     let next = server::store::phones::PassStep::Page { kind: "contacts", page: 2 };
-    store.save_phone_page(alpha, &[contact], &next, unix_secs()).await.unwrap();
+    let lead = server::store::phones::LeadLinks {
+        lead: server::store::phones::IndexedLead {
+            lead_id: 41,
+            name: "Website redesign".into(),
+            price: Some(15_000),
+            pipeline_id: Some(3),
+            status_id: Some(30),
+            responsible_user_id: Some(5_001),
+            created_at: 1_760_000_000,
+            updated_at: 1_760_000_000,
+        },
+        links: vec![("contacts".into(), 770)],
+    };
+    store.save_phone_page(alpha, &[contact], &[lead], &next, unix_secs()).await.unwrap();
     // Kommo's webhooks for it: the subscription, and a body not applied yet.
     store.set_kommo_hook(alpha, "kommo-hook-token", "subscribed", unix_secs()).await.unwrap();
     let body = "contacts%5Bdelete%5D%5B0%5D%5Bid%5D=770";
@@ -238,6 +251,7 @@ async fn view(store: &Store, now_ms: i64) -> Vec<String> {
     seen.push(format!("{:?}", store.phone_sync(alpha).await.unwrap()));
     seen.push(format!("{:?}", store.phone_holders(alpha, "+551133334444").await.unwrap()));
     seen.push(format!("{:?}", store.kommo_hook(alpha).await.unwrap()));
+    seen.push(format!("{:?}", store.open_phone_leads(alpha, "contacts", 770).await.unwrap()));
     let events = sqlx::query_scalar::<_, i64>("SELECT id FROM kommo_events").fetch_all(store.pool()).await.unwrap();
     for id in events {
         seen.push(format!("{:?}", store.kommo_event(alpha, id).await.unwrap()));

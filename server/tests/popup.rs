@@ -137,7 +137,7 @@ async fn a_known_caller_is_named_with_open_leads_and_a_repeat_call_is_named_in_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_phone_index_synced_a_first_call_is_named_in_its_first_event_and_its_leads_follow() {
-    use server::store::phones::{EntityNumbers, IndexedEntity, PassStep};
+    use server::store::phones::{EntityNumbers, IndexedEntity, IndexedLead, LeadLinks, PassStep};
     let (world, path, secret) = setup().await;
     let seeded = world.seed_contact(ACCOUNT, "Maria Silva", &[CALLER], &["Website redesign"]).await;
     // The account's index as a completed sync leaves it, with the contact in it.
@@ -158,7 +158,21 @@ async fn with_the_phone_index_synced_a_first_call_is_named_in_its_first_event_an
         numbers: vec![CALLER.into()],
         with_leads: true,
     };
-    world.store.save_phone_page(account, &[contact], &PassStep::Done { next_from: now }, now).await.unwrap();
+    let lead = LeadLinks {
+        lead: IndexedLead {
+            lead_id: seeded["lead_ids"][0].as_i64().unwrap(),
+            name: "Website redesign".into(),
+            price: Some(15_000),
+            pipeline_id: None,
+            status_id: None,
+            responsible_user_id: Some(MARIA as i64),
+            created_at: now,
+            updated_at: now,
+        },
+        links: vec![("contacts".into(), seeded["contact_id"].as_i64().unwrap())],
+    };
+    let done = PassStep::Done { next_from: now };
+    world.store.save_phone_page(account, &[contact], &[lead], &done, now).await.unwrap();
     let mut stream = Stream::open(&world, None).await;
     let searches_before = world.stats().await["requests"]["GET /api/v4/contacts"].as_u64().unwrap_or(0);
 
@@ -175,6 +189,8 @@ async fn with_the_phone_index_synced_a_first_call_is_named_in_its_first_event_an
     assert_eq!(described["caller"]["leads"][0]["name"], "Website redesign");
     let searches = world.stats().await["requests"]["GET /api/v4/contacts"].as_u64().unwrap_or(0);
     assert_eq!(searches, searches_before, "the index knew the number: no contacts search");
+    let leads_read = world.stats().await["requests"]["GET /api/v4/leads"].as_u64().unwrap_or(0);
+    assert_eq!(leads_read, 0, "the index knew its open leads too");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,3 +67,27 @@ CREATE TABLE kommo_events (
     received_at BIGINT NOT NULL
 );
 CREATE INDEX kommo_events_account ON kommo_events (account_id, id);
+-- The account's leads (open and closed: a closed one says so), read by the same passes after the
+-- companies, with the contacts and companies each is linked to.
+CREATE TABLE phone_leads (
+    account_id          BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    lead_id             BIGINT NOT NULL,
+    name                TEXT   NOT NULL,
+    price               BIGINT,
+    pipeline_id         BIGINT,
+    status_id           BIGINT,
+    responsible_user_id BIGINT,
+    created_at          BIGINT NOT NULL,
+    -- Kommo's updated_at (unix s)
+    updated_at          BIGINT NOT NULL,
+    seen_at             BIGINT NOT NULL,
+    PRIMARY KEY (account_id, lead_id)
+);
+CREATE TABLE phone_lead_links (
+    account_id  BIGINT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    entity_kind TEXT   NOT NULL,
+    entity_id   BIGINT NOT NULL,
+    lead_id     BIGINT NOT NULL,
+    PRIMARY KEY (account_id, entity_kind, entity_id, lead_id)
+);
+CREATE INDEX phone_lead_links_lead ON phone_lead_links (account_id, lead_id);

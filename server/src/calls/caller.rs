@@ -243,6 +243,7 @@ impl CallerId {
             tracing::warn!(account.id = account.get(), %error, "caller lookup: cannot read the phone index");
             IndexAnswer::NotReady
         });
+        let from_index = !matches!(indexed, IndexAnswer::NotReady);
         let holder = match indexed {
             IndexAnswer::Known(holder) => Some(holder),
             IndexAnswer::Unknown => None,
@@ -273,7 +274,13 @@ impl CallerId {
             // Nobody has the number: nothing more to read.
             None => (&[][..], None),
         };
-        let open = lookup::open_leads(lookup::leads(kommo, account, lead_ids).await?);
+        // The open leads: from the index when it knew the holder, else read from Kommo.
+        let open = match &holder {
+            Some(holder) if from_index => index::open_leads(store, account, holder).await.map_err(|error| {
+                KommoError::Transient(format!("the phone index's leads could not be read: {error}"))
+            })?,
+            _ => lookup::open_leads(lookup::leads(kommo, account, lead_ids).await?),
+        };
         lookup.remember(account, e164, holder, lookup::facts_of(&open)).await;
         // Names are a nicety: without them the popup still shows the leads.
         let stages = if open.is_empty() {

@@ -25,11 +25,11 @@ use std::time::Duration;
 use serde_json::Value;
 use shared::rules::EntityKind;
 
-use super::lookup::{EntityMatch, items, phones};
+use super::lookup::{EntityMatch, LeadInfo, items, phones};
 use crate::clock::{unix_millis, unix_secs};
 use crate::jobs::JobError;
 use crate::kommo::{KommoClient, KommoError};
-use crate::store::phones::{EntityNumbers, IndexedEntity, PassStep, SyncRow};
+use crate::store::phones::{EntityNumbers, IndexChanges, IndexedEntity, IndexedLead, LeadLinks, PassStep, SyncRow};
 use crate::store::{AccountId, Store};
 
 /// Entities per page (Kommo's maximum).
@@ -48,7 +48,7 @@ const CLOCK_MARGIN: i64 = 300;
 /// Where Kommo posts an account's contact and company changes: this, then the account's token.
 pub const KOMMO_HOOK_PATH: &str = "/hooks/kommo/";
 /// The changes the index subscribes to (KOMMO.md §2.9b).
-pub const KOMMO_HOOK_EVENTS: [&str; 10] = [
+pub const KOMMO_HOOK_EVENTS: [&str; 16] = [
     "add_contact",
     "update_contact",
     "delete_contact",
@@ -59,6 +59,12 @@ pub const KOMMO_HOOK_EVENTS: [&str; 10] = [
     "delete_company",
     "restore_company",
     "responsible_company",
+    "add_lead",
+    "update_lead",
+    "delete_lead",
+    "restore_lead",
+    "status_lead",
+    "responsible_lead",
 ];
 /// A subscription Kommo refused (a plan without webhooks, a token that is not an admin's) is tried again
 /// after this.
@@ -86,6 +92,24 @@ pub async fn holder(store: &Store, account: AccountId, e164: &str) -> sqlx::Resu
     }
     let found = store.phone_holders(account, e164).await?;
     Ok(found.into_iter().next().map_or(IndexAnswer::Unknown, |entity| IndexAnswer::Known(entity_match(entity))))
+}
+
+/// The open leads of a contact or company the index knows (`holder`), most recent first, as the
+/// index has them (read with the leads pass and kept fresh like the rest).
+pub async fn open_leads(store: &Store, account: AccountId, holder: &EntityMatch) -> sqlx::Result<Vec<LeadInfo>> {
+    let leads = store.open_phone_leads(account, holder.kind.as_str(), holder.id).await?;
+    Ok(leads
+        .into_iter()
+        .map(|lead| LeadInfo {
+            id: lead.lead_id,
+            name: lead.name,
+            price: lead.price,
+            responsible_user_id: lead.responsible_user_id,
+            pipeline_id: lead.pipeline_id,
+            status_id: lead.status_id,
+            created_at: lead.created_at,
+        })
+        .collect())
 }
 
 /// Whether the index of a sync in this state answers for its account at `now` (unix s).
@@ -134,24 +158,33 @@ pub async fn sync_step(
             store.start_phone_pass(account, true, now).await.map_err(storage)?
         }
     };
-    let kind = if sync.pass_kind.as_deref() == Some("companies") { "companies" } else { "contacts" };
-    let mut path = format!("/api/v4/{kind}?with=leads&limit={PAGE_LIMIT}&page={}&order[id]=asc", sync.pass_page);
+    let kind = match sync.pass_kind.as_deref() {
+        Some("companies") => "companies",
+        Some("leads") => "leads",
+        _ => "contacts",
+    };
+    // A contact or company comes with its leads' ids, a lead with its contacts and companies.
+    let with = if kind == "leads" { "contacts" } else { "leads" };
+    let mut path = format!("/api/v4/{kind}?with={with}&limit={PAGE_LIMIT}&page={}&order[id]=asc", sync.pass_page);
     if sync.pass_from > 0 {
         path.push_str(&format!("&filter[updated_at][from]={}", sync.pass_from));
     }
     let body = kommo.get(account, &path).await?;
-    let entities: Vec<EntityNumbers> = body
-        .as_ref()
-        .map(|body| items(body, kind).iter().filter_map(|entity| entity_numbers(entity, kind, country)).collect())
-        .unwrap_or_default();
+    let listed = body.as_ref().map(|body| items(body, kind)).unwrap_or_default();
+    let (entities, leads): (Vec<EntityNumbers>, Vec<LeadLinks>) = if kind == "leads" {
+        (Vec::new(), listed.iter().filter_map(lead_links).collect())
+    } else {
+        (listed.iter().filter_map(|entity| entity_numbers(entity, kind, country)).collect(), Vec::new())
+    };
     let more = body.as_ref().is_some_and(|body| body.pointer("/_links/next/href").is_some());
     let step = match (more, kind) {
         (true, _) => PassStep::Page { kind, page: sync.pass_page + 1 },
         (false, "contacts") => PassStep::Page { kind: "companies", page: 1 },
+        (false, "companies") => PassStep::Page { kind: "leads", page: 1 },
         (false, _) => PassStep::Done { next_from: (sync.pass_started_at - CLOCK_MARGIN).max(1) },
     };
-    store.save_phone_page(account, &entities, &step, unix_secs()).await.map_err(storage)?;
-    metrics::counter!("phone_sync_entities_total").increment(entities.len() as u64);
+    store.save_phone_page(account, &entities, &leads, &step, unix_secs()).await.map_err(storage)?;
+    metrics::counter!("phone_sync_entities_total").increment((entities.len() + leads.len()) as u64);
     match step {
         PassStep::Page { .. } => {
             let next = unix_millis() + STEP_INTERVAL.as_millis() as i64;
@@ -331,22 +364,78 @@ pub async fn unsubscribe(store: &Store, kommo: &KommoClient, account: AccountId,
 /// added, edited, restored or handed over are put as the body describes them (their numbers
 /// normalised; their leads, which the body does not list, kept); deleted ones are dropped. No Kommo
 /// request. A body that is gone (applied already) is nothing to do.
-pub async fn apply_event(store: &Store, account: AccountId, id: i64, country: Option<&str>) -> Result<(), JobError> {
+pub async fn apply_event(
+    store: &Store,
+    kommo: &KommoClient,
+    account: AccountId,
+    id: i64,
+    country: Option<&str>,
+) -> Result<(), JobError> {
     let Some(body) = store.kommo_event(account, id).await.map_err(storage)? else { return Ok(()) };
-    let (put, dropped) = read_event(&body, country);
-    store.apply_kommo_event(account, id, &put, &dropped, unix_secs()).await.map_err(storage)
+    let event = read_event(&body, country);
+    // A lead's webhook does not say which contacts and companies it belongs to: the leads are read again
+    // (50 a request), with them.
+    let mut leads = Vec::new();
+    for chunk in event.leads.chunks(LEADS_PER_READ) {
+        let filter: String = chunk.iter().map(|id| format!("filter[id][]={id}&")).collect();
+        let path = format!("/api/v4/leads?{filter}with=contacts&limit={PAGE_LIMIT}");
+        if let Some(body) = kommo.get(account, &path).await? {
+            leads.extend(items(&body, "leads").iter().filter_map(lead_links));
+        }
+    }
+    let changes = IndexChanges { put: event.put, dropped: event.dropped, leads, dropped_leads: event.dropped_leads };
+    store.apply_kommo_event(account, id, &changes, unix_secs()).await.map_err(storage)
+}
+
+/// Leads read again per request after Kommo's lead webhooks (their ids go into the query string).
+const LEADS_PER_READ: usize = 50;
+
+/// What a Kommo webhook body says changed.
+#[derive(Debug, Default)]
+pub struct KommoEvent {
+    /// Contacts and companies to put, as the body describes them.
+    pub put: Vec<EntityNumbers>,
+    /// Contacts and companies deleted: `(kind, id)`.
+    pub dropped: Vec<(String, i64)>,
+    /// Leads added or changed (to read again with their links).
+    pub leads: Vec<i64>,
+    pub dropped_leads: Vec<i64>,
+}
+
+/// A lead of a listing (`with=contacts`) with the contacts and companies it is linked to.
+fn lead_links(lead: &Value) -> Option<LeadLinks> {
+    let links = ["contacts", "companies"]
+        .iter()
+        .flat_map(|kind| {
+            items(lead, kind).iter().filter_map(move |linked| Some((kind.to_string(), linked["id"].as_i64()?)))
+        })
+        .collect();
+    Some(LeadLinks {
+        lead: IndexedLead {
+            lead_id: lead["id"].as_i64()?,
+            name: lead["name"].as_str().unwrap_or_default().to_owned(),
+            price: lead["price"].as_i64(),
+            pipeline_id: lead["pipeline_id"].as_i64(),
+            status_id: lead["status_id"].as_i64(),
+            responsible_user_id: lead["responsible_user_id"].as_i64(),
+            created_at: lead["created_at"].as_i64().unwrap_or(0),
+            updated_at: lead["updated_at"].as_i64().unwrap_or(0),
+        },
+        links,
+    })
 }
 
 /// Kommo's classic form-encoded webhook body: `contacts[<action>][<i>][<field>]…` (companies among
-/// them with `type=company`, or under `companies[…]`), read into the entities to put and to drop.
-pub fn read_event(body: &str, country: Option<&str>) -> (Vec<EntityNumbers>, Vec<(String, i64)>) {
+/// them with `type=company`, or under `companies[…]`) and `leads[<action>][<i>][id]`, read into what
+/// changed.
+pub fn read_event(body: &str, country: Option<&str>) -> KommoEvent {
     use std::collections::BTreeMap;
     // (section, action, index) → field path → value
     let mut items: BTreeMap<(String, String, u32), BTreeMap<String, String>> = BTreeMap::new();
     for (key, value) in form_urlencoded::parse(body.as_bytes()) {
         let parts: Vec<&str> = key.split('[').map(|part| part.trim_end_matches(']')).collect();
         let [section, action, index, rest @ ..] = parts.as_slice() else { continue };
-        if !matches!(*section, "contacts" | "companies") || rest.is_empty() {
+        if !matches!(*section, "contacts" | "companies" | "leads") || rest.is_empty() {
             continue;
         }
         let Ok(index) = index.parse::<u32>() else { continue };
@@ -355,13 +444,21 @@ pub fn read_event(body: &str, country: Option<&str>) -> (Vec<EntityNumbers>, Vec
             .or_default()
             .insert(rest.join("."), value.into_owned());
     }
-    let (mut put, mut dropped) = (Vec::new(), Vec::new());
+    let mut event = KommoEvent::default();
     for ((section, action, _), fields) in items {
         let Some(id) = fields.get("id").and_then(|id| id.parse::<i64>().ok()) else { continue };
+        if section == "leads" {
+            if action == "delete" {
+                event.dropped_leads.push(id);
+            } else if !event.leads.contains(&id) {
+                event.leads.push(id);
+            }
+            continue;
+        }
         let company = section == "companies" || fields.get("type").is_some_and(|kind| kind == "company");
         let kind = if company { "companies" } else { "contacts" };
         if action == "delete" {
-            dropped.push((kind.to_owned(), id));
+            event.dropped.push((kind.to_owned(), id));
             continue;
         }
         // custom_fields.<k>.code = PHONE, custom_fields.<k>.values.<j>.value = the number
@@ -384,7 +481,7 @@ pub fn read_event(body: &str, country: Option<&str>) -> (Vec<EntityNumbers>, Vec
         numbers.sort();
         numbers.dedup();
         let number = |name: &str| fields.get(name).and_then(|value| value.parse::<i64>().ok());
-        put.push(EntityNumbers {
+        event.put.push(EntityNumbers {
             entity: IndexedEntity {
                 entity_kind: kind.to_owned(),
                 entity_id: id,
@@ -399,5 +496,5 @@ pub fn read_event(body: &str, country: Option<&str>) -> (Vec<EntityNumbers>, Vec
             with_leads: false,
         });
     }
-    (put, dropped)
+    event
 }

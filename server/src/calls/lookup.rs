@@ -57,6 +57,14 @@ impl LeadInfo {
     }
 }
 
+/// What the phone index answered for a number: the contact or company that has it (or none), and its
+/// open leads (`None`: not read).
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    pub holder: Option<EntityMatch>,
+    pub open_leads: Option<Vec<LeadInfo>>,
+}
+
 /// What the cache keeps of a number: the contact or company that has it ([`holder`]), and its active
 /// leads once read.
 #[derive(Debug, Clone)]
@@ -104,8 +112,9 @@ impl Lookup {
 
     /// What Kommo knows about `number` (E.164, or as the provider sent it), from the cache when it can
     /// (what a recent lookup, the popup's, found), else from the phone index when it answers
-    /// (`indexed`: `Some` with the holder it knows, or none), else from Kommo's search. With
-    /// `with_leads`, the active leads of the contact (or company) that has it are looked up too.
+    /// (`indexed`: the holder it knows, or none, and that holder's open leads), else from Kommo's
+    /// search. With `with_leads`, the active leads of the contact (or company) that has it are looked up
+    /// too (unless the index gave them).
     pub async fn knowledge(
         &self,
         kommo: &KommoClient,
@@ -113,7 +122,7 @@ impl Lookup {
         number: &str,
         country: Option<&str>,
         with_leads: bool,
-        indexed: Option<Option<EntityMatch>>,
+        indexed: Option<Indexed>,
     ) -> Result<Knowledge, KommoError> {
         let key = (account, number.to_owned());
         let mut entry = match self.cache.get(&key).await {
@@ -121,15 +130,17 @@ impl Lookup {
                 return Ok(entry.knowledge());
             }
             Some(entry) => Entry::clone(&entry),
-            None => {
-                let holder = match indexed {
-                    Some(holder) => holder,
-                    None => holder(kommo, account, number, country).await?,
-                };
-                Entry { holder, active_leads: None }
-            }
+            None => match indexed {
+                Some(Indexed { holder, open_leads }) => {
+                    Entry { holder, active_leads: open_leads.map(|open| facts_of(&open)) }
+                }
+                None => Entry { holder: holder(kommo, account, number, country).await?, active_leads: None },
+            },
         };
-        if with_leads && let Some(holder) = &entry.holder {
+        if with_leads
+            && entry.active_leads.is_none()
+            && let Some(holder) = &entry.holder
+        {
             entry.active_leads = Some(active_of(&leads(kommo, account, &holder.lead_ids).await?));
         }
         let knowledge = entry.knowledge();

@@ -134,7 +134,7 @@ impl CallsContext {
             return Err(JobError::Fail { error: format!("not a Kommo event id: {id:?}") });
         };
         let country = self.store.account_country(account).await.map_err(storage)?;
-        index::apply_event(&self.store, account, id, country.as_deref()).await
+        index::apply_event(&self.store, &self.kommo, account, id, country.as_deref()).await
     }
 
     /// Removes the account's Kommo webhook subscription (the integration was disabled); best effort.
@@ -224,8 +224,14 @@ async fn run(ctx: &CallsContext, account: AccountId, call_id: &str) -> Result<()
         None => {
             let indexed = match index::holder(&ctx.store, account, &call.client_number).await.map_err(storage)? {
                 index::IndexAnswer::NotReady => None,
-                index::IndexAnswer::Unknown => Some(None),
-                index::IndexAnswer::Known(holder) => Some(Some(holder)),
+                index::IndexAnswer::Unknown => Some(lookup::Indexed { holder: None, open_leads: None }),
+                index::IndexAnswer::Known(holder) => {
+                    let open = match needs_leads {
+                        true => Some(index::open_leads(&ctx.store, account, &holder).await.map_err(storage)?),
+                        false => None,
+                    };
+                    Some(lookup::Indexed { holder: Some(holder), open_leads: open })
+                }
             };
             let number = &call.client_number;
             ctx.lookup.knowledge(&ctx.kommo, account, number, country.as_deref(), needs_leads, indexed).await?

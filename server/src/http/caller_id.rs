@@ -15,12 +15,9 @@
 //! runs under [`ANSWER_DEADLINE`]; past it, or while the index cannot answer (`NotReady`: first sync not
 //! done, or stalled), the answer is that default with `"source": "default"`.
 //!
-//! **Whose extension.** Smart forwarding's usual rule is the responsible user of the open lead when there
-//! is exactly one, else of the contact. The index keeps only the ids of an entity's leads (Kommo's
-//! listing with `with=leads` embeds ids, not the lead's responsible or status), so it knows neither
-//! whether a lead is open nor who is responsible for it; asking Kommo would make the answer late. The
-//! entity's responsible user is answered in every case, the one-lead case included; [`responsible_of`]
-//! is the one place that choice lives.
+//! **Whose extension.** Smart forwarding's usual rule: the responsible user of the open lead when the
+//! entity has exactly one, else of the contact (or company); the index keeps the leads with their stage
+//! and responsible, so this needs no Kommo request. [`responsible_of`] is the one place that rule lives.
 
 use std::time::Duration;
 
@@ -36,7 +33,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::hooks::{Refusal, refuse, verified};
 use crate::calls::index::{self, IndexAnswer};
-use crate::calls::lookup::EntityMatch;
+use crate::calls::lookup::{EntityMatch, LeadInfo};
 use crate::clock::unix_secs;
 use crate::store::AccountId;
 use crate::throttle::ClientAddr;
@@ -168,7 +165,12 @@ async fn look_up(state: &AppState, account: AccountId, number: &str) -> (CallerI
     let found = tokio::time::timeout_at(deadline, async {
         let country = store.account_country(account).await?;
         let e164 = shared::phone::normalize(number, country.as_deref()).unwrap_or_else(|| number.trim().to_owned());
-        index::holder(store, account, &e164).await
+        let answer = index::holder(store, account, &e164).await?;
+        let open = match &answer {
+            IndexAnswer::Known(entity) => index::open_leads(store, account, entity).await?,
+            _ => Vec::new(),
+        };
+        Ok::<_, sqlx::Error>((answer, open))
     });
     let (routing, found) = tokio::join!(routing, found);
     let routing = match routing {
@@ -186,21 +188,22 @@ async fn look_up(state: &AppState, account: AccountId, number: &str) -> (CallerI
             tracing::warn!(account.id = account.get(), %error, "caller id: cannot read the phone index");
             default("error")
         }
-        Ok(Ok(IndexAnswer::NotReady)) => default("not_ready"),
-        Ok(Ok(IndexAnswer::Unknown)) => {
+        Ok(Ok((IndexAnswer::NotReady, _))) => default("not_ready"),
+        Ok(Ok((IndexAnswer::Unknown, _))) => {
             let answer = CallerIdAnswer { source: Source::Index, ..routing.default_answer() };
             (answer, "unknown")
         }
-        Ok(Ok(IndexAnswer::Known(entity))) => (routing.known_answer(entity), "known"),
+        Ok(Ok((IndexAnswer::Known(entity), open))) => (routing.known_answer(entity, &open), "known"),
     }
 }
 
-/// The user whose extension rings for a caller the index knows: the entity's responsible user. The
-/// usual rule prefers the responsible of the entity's open lead when it has exactly one; the index
-/// knows an entity's lead ids only (not their status or responsible), so the entity's responsible is
-/// answered for one lead too (see the module's documentation).
-pub fn responsible_of(entity: &EntityMatch) -> Option<i64> {
-    entity.responsible_user_id
+/// The user whose extension rings for a caller the index knows: the responsible user of the entity's
+/// open lead when it has exactly one (and it has a responsible), else the entity's responsible user.
+pub fn responsible_of(entity: &EntityMatch, open_leads: &[LeadInfo]) -> Option<i64> {
+    match open_leads {
+        [lead] => lead.responsible_user_id.or(entity.responsible_user_id),
+        _ => entity.responsible_user_id,
+    }
 }
 
 /// The account's extension map, in the order it was entered, and its fallback user.
@@ -237,8 +240,8 @@ impl Routing {
         }
     }
 
-    fn known_answer(&self, entity: EntityMatch) -> CallerIdAnswer {
-        let responsible = responsible_of(&entity);
+    fn known_answer(&self, entity: EntityMatch, open_leads: &[LeadInfo]) -> CallerIdAnswer {
+        let responsible = responsible_of(&entity, open_leads);
         let extension = responsible.and_then(|user| self.extension_of(user)).or_else(|| self.fallback_extension());
         let kind = if entity.kind == EntityKind::Companies { "companies" } else { "contacts" };
         CallerIdAnswer {
@@ -274,29 +277,52 @@ mod tests {
         Routing { extensions, fallback_user_id: fallback }
     }
 
+    fn lead(id: i64, responsible: Option<i64>) -> LeadInfo {
+        LeadInfo {
+            id,
+            name: format!("Deal {id}"),
+            price: None,
+            responsible_user_id: responsible,
+            pipeline_id: Some(1),
+            status_id: Some(10),
+            created_at: id,
+        }
+    }
+
     #[test]
     fn a_known_caller_rings_the_first_extension_of_its_responsible() {
-        let answer = routing(Some(1)).known_answer(entity(EntityKind::Contacts, Some(2), vec![]));
+        let answer = routing(Some(1)).known_answer(entity(EntityKind::Contacts, Some(2), vec![]), &[]);
         assert_eq!((answer.extension.as_deref(), answer.source), (Some("102"), Source::Index));
-        let answer = routing(Some(1)).known_answer(entity(EntityKind::Companies, Some(2), vec![5]));
+        let answer = routing(Some(1)).known_answer(entity(EntityKind::Companies, Some(2), vec![5]), &[]);
         assert_eq!(answer.entity.map(|entity| entity.kind), Some("companies"));
-        assert_eq!(answer.extension.as_deref(), Some("102"), "one lead: still the entity's responsible");
+        assert_eq!(answer.extension.as_deref(), Some("102"));
+    }
+
+    #[test]
+    fn the_one_open_leads_responsible_takes_the_call_else_the_entitys() {
+        let contact = || entity(EntityKind::Contacts, Some(2), vec![5, 6]);
+        let one = routing(None).known_answer(contact(), &[lead(5, Some(1))]);
+        assert_eq!((one.responsible_user_id, one.extension.as_deref()), (Some(1), Some("101")));
+        let two = routing(None).known_answer(contact(), &[lead(5, Some(1)), lead(6, Some(1))]);
+        assert_eq!(two.responsible_user_id, Some(2), "two open leads: the contact's responsible");
+        let nobody = routing(None).known_answer(contact(), &[lead(5, None)]);
+        assert_eq!(nobody.responsible_user_id, Some(2), "a lead without a responsible: the contact's");
     }
 
     #[test]
     fn an_unmapped_responsible_or_an_unknown_caller_gets_the_fallback_or_nothing() {
-        let answer = routing(Some(1)).known_answer(entity(EntityKind::Contacts, Some(9), vec![]));
+        let answer = routing(Some(1)).known_answer(entity(EntityKind::Contacts, Some(9), vec![]), &[]);
         assert_eq!((answer.known, answer.extension.as_deref()), (true, Some("101")));
         assert_eq!(routing(Some(1)).default_answer().extension.as_deref(), Some("101"));
         assert_eq!(routing(Some(9)).default_answer().extension, None, "a fallback user without an extension");
         assert_eq!(routing(None).default_answer().extension, None);
-        let answer = routing(None).known_answer(entity(EntityKind::Contacts, None, vec![]));
+        let answer = routing(None).known_answer(entity(EntityKind::Contacts, None, vec![]), &[]);
         assert_eq!((answer.responsible_user_id, answer.extension), (None, None));
     }
 
     #[test]
     fn the_answer_has_the_documented_shape() {
-        let answer = routing(None).known_answer(entity(EntityKind::Contacts, Some(1), vec![]));
+        let answer = routing(None).known_answer(entity(EntityKind::Contacts, Some(1), vec![]), &[]);
         assert_eq!(
             serde_json::to_value(answer).unwrap(),
             serde_json::json!({"known": true, "name": "Ana", "entity": {"type": "contacts", "id": 7},

@@ -34,6 +34,39 @@ pub struct EntityNumbers {
     pub with_leads: bool,
 }
 
+/// A lead of the index, with the contacts and companies it is linked to.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct IndexedLead {
+    pub lead_id: i64,
+    pub name: String,
+    pub price: Option<i64>,
+    pub pipeline_id: Option<i64>,
+    pub status_id: Option<i64>,
+    pub responsible_user_id: Option<i64>,
+    pub created_at: i64,
+    /// Kommo's `updated_at` (unix s).
+    pub updated_at: i64,
+}
+
+/// A lead as a sync page (or a re-read after Kommo's webhook) brings it, with its links.
+#[derive(Debug, Clone)]
+pub struct LeadLinks {
+    pub lead: IndexedLead,
+    /// `(contacts|companies, id)`.
+    pub links: Vec<(String, i64)>,
+}
+
+/// What a Kommo webhook body changes in the index.
+#[derive(Debug, Clone, Default)]
+pub struct IndexChanges {
+    /// Contacts and companies to put.
+    pub put: Vec<EntityNumbers>,
+    /// Contacts and companies to drop: `(kind, id)`.
+    pub dropped: Vec<(String, i64)>,
+    pub leads: Vec<LeadLinks>,
+    pub dropped_leads: Vec<i64>,
+}
+
 /// The account's subscription to Kommo's webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
 pub struct KommoHook {
@@ -122,6 +155,7 @@ impl Store {
         &self,
         account: AccountId,
         entities: &[EntityNumbers],
+        leads: &[LeadLinks],
         step: &PassStep,
         now: i64,
     ) -> sqlx::Result<()> {
@@ -129,7 +163,10 @@ impl Store {
         for entity in entities {
             put_entity(&mut tx, account, entity, now).await?;
         }
-        let read = entities.len() as i64;
+        for lead in leads {
+            put_lead(&mut tx, account, lead, now).await?;
+        }
+        let read = (entities.len() + leads.len()) as i64;
         match step {
             PassStep::Page { kind, page } => {
                 sqlx::query(
@@ -152,12 +189,16 @@ impl Store {
                         .await?;
                 let full = from == 0;
                 if full {
-                    for table in ["phone_numbers", "phone_entities"] {
-                        let unseen = if table == "phone_numbers" {
-                            "(entity_kind, entity_id) IN (SELECT entity_kind, entity_id FROM phone_entities
-                               WHERE account_id = $1 AND seen_at < $2)"
-                        } else {
-                            "seen_at < $2"
+                    for table in ["phone_numbers", "phone_entities", "phone_lead_links", "phone_leads"] {
+                        let unseen = match table {
+                            "phone_numbers" => {
+                                "(entity_kind, entity_id) IN (SELECT entity_kind, entity_id FROM phone_entities
+                                   WHERE account_id = $1 AND seen_at < $2)"
+                            }
+                            "phone_lead_links" => {
+                                "lead_id IN (SELECT lead_id FROM phone_leads WHERE account_id = $1 AND seen_at < $2)"
+                            }
+                            _ => "seen_at < $2",
                         };
                         sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND {unseen}"))
                             .bind(account.0)
@@ -239,6 +280,24 @@ impl Store {
             sampled.push((entity, numbers));
         }
         Ok(sampled)
+    }
+
+    /// The open leads (not won, not lost) of a contact or company of the index, most recent first.
+    pub async fn open_phone_leads(&self, account: AccountId, kind: &str, id: i64) -> sqlx::Result<Vec<IndexedLead>> {
+        sqlx::query_as(
+            "SELECT l.lead_id, l.name, l.price, l.pipeline_id, l.status_id, l.responsible_user_id, l.created_at,
+                    l.updated_at
+               FROM phone_lead_links k
+               JOIN phone_leads l ON l.account_id = k.account_id AND l.lead_id = k.lead_id
+              WHERE k.account_id = $1 AND k.entity_kind = $2 AND k.entity_id = $3
+                AND (l.status_id IS NULL OR l.status_id NOT IN (142, 143))
+              ORDER BY l.created_at DESC, l.lead_id DESC",
+        )
+        .bind(account.0)
+        .bind(kind)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// How many numbers and entities the account's index holds.
@@ -371,12 +430,23 @@ impl Store {
         &self,
         account: AccountId,
         id: i64,
-        put: &[EntityNumbers],
-        dropped: &[(String, i64)],
+        changes: &IndexChanges,
         now: i64,
     ) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        change_entities(&mut tx, account, put, dropped, now).await?;
+        change_entities(&mut tx, account, &changes.put, &changes.dropped, now).await?;
+        for lead in &changes.leads {
+            put_lead(&mut tx, account, lead, now).await?;
+        }
+        for lead_id in &changes.dropped_leads {
+            for table in ["phone_lead_links", "phone_leads"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1 AND lead_id = $2"))
+                    .bind(account.0)
+                    .bind(*lead_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         sqlx::query("DELETE FROM kommo_events WHERE account_id = $1 AND id = $2")
             .bind(account.0)
             .bind(id)
@@ -486,6 +556,56 @@ async fn put_entity(tx: &mut AnyConnection, account: AccountId, entity: &EntityN
         .bind(e164)
         .bind(&entity.entity_kind)
         .bind(entity.entity_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Upserts a lead (seen at `now`) unless the stored version is newer; when it was written, its links
+/// replace the stored ones.
+async fn put_lead(tx: &mut AnyConnection, account: AccountId, lead: &LeadLinks, now: i64) -> sqlx::Result<()> {
+    let LeadLinks { lead, links } = lead;
+    let written: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO phone_leads (account_id, lead_id, name, price, pipeline_id, status_id, responsible_user_id,
+                                  created_at, updated_at, seen_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (account_id, lead_id) DO UPDATE SET name = excluded.name, price = excluded.price,
+             pipeline_id = excluded.pipeline_id, status_id = excluded.status_id,
+             responsible_user_id = excluded.responsible_user_id, created_at = excluded.created_at,
+             updated_at = excluded.updated_at, seen_at = excluded.seen_at
+           WHERE phone_leads.updated_at <= excluded.updated_at
+         RETURNING lead_id",
+    )
+    .bind(account.0)
+    .bind(lead.lead_id)
+    .bind(&lead.name)
+    .bind(lead.price)
+    .bind(lead.pipeline_id)
+    .bind(lead.status_id)
+    .bind(lead.responsible_user_id)
+    .bind(lead.created_at)
+    .bind(lead.updated_at)
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if written.is_none() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM phone_lead_links WHERE account_id = $1 AND lead_id = $2")
+        .bind(account.0)
+        .bind(lead.lead_id)
+        .execute(&mut *tx)
+        .await?;
+    for (kind, entity_id) in links {
+        sqlx::query(
+            "INSERT INTO phone_lead_links (account_id, entity_kind, entity_id, lead_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(account.0)
+        .bind(kind)
+        .bind(*entity_id)
+        .bind(lead.lead_id)
         .execute(&mut *tx)
         .await?;
     }
