@@ -73,7 +73,8 @@ async fn desk_in(world: Arc<World>, account: u64, map: ExtensionMap) -> Desk {
         KommoHosts::parse(&format!("http://{}", world.kommo_host)).unwrap(),
         Duration::from_secs(15),
     );
-    let ctx = CallsContext::new(world.store.clone(), kommo);
+    // Subscribed to Kommo's webhooks at the first pass, as a server is: "nobody has it" is trusted then.
+    let ctx = CallsContext::new(world.store.clone(), kommo).with_public_base_url(&world.server);
     Desk { world, account: id, path, secret, ctx }
 }
 

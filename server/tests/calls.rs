@@ -948,13 +948,17 @@ async fn the_first_sync_indexes_every_number_within_the_rate_and_resumes_where_i
     assert_eq!(second, "Client 30", "a contact's second number");
     let (kind, id, _, _) = known(index::holder(store, desk.account, "+551130009999").await.unwrap());
     assert_eq!((kind, id), (shared::rules::EntityKind::Companies, company));
-    assert_eq!(index::holder(store, desk.account, "+5511966660000").await.unwrap(), IndexAnswer::Unknown);
+    // This process subscribed to no Kommo webhooks: a number nobody has in the index may have been added
+    // in Kommo since, so Kommo is asked (with webhooks, it is unknown: the next test).
+    assert_eq!(index::holder(store, desk.account, "+5511966660000").await.unwrap(), IndexAnswer::NotReady);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_index_synced_a_known_caller_and_an_unknown_one_cost_one_request_each() {
-    // Unsorted leads accepted by hand (the default): the unknown caller's call is one write.
-    let desk = desk(CallHandling::default()).await;
+    // Unsorted leads accepted by hand (the default): the unknown caller's call is one write. Subscribed to
+    // Kommo's webhooks at the first pass, the index is trusted to say that nobody has a number.
+    let mut desk = desk(CallHandling::default()).await;
+    desk.ctx = desk.ctx.with_public_base_url(&desk.world.server);
     let (contact, _) = desk.contact(&[CALLER_E164], JUAN, json!([])).await;
     desk.sync_to_the_end(&desk.ctx).await;
 

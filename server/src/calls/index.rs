@@ -11,8 +11,8 @@
 //! account at a time, across replicas. An entity never goes back to an older version.
 //!
 //! **The answer.** Once the first pass is complete and the last one ended within [`TRUSTED_FOR`], the
-//! index answers who has a number: known (the contact, else the company, most recently updated first) or
-//! unknown, with no Kommo request. Before that, or when the sync has stalled, the processor searches
+//! index answers who has a number: known (the contact, else the company, most recently updated first) or,
+//! while Kommo's webhooks keep it fresh, unknown, with no Kommo request. Before that, or when the sync has stalled, the processor searches
 //! Kommo as before. What this server creates for an unknown caller goes into the index at once.
 //!
 //! Deletions in Kommo are not seen by an incremental pass (a deleted entity is no longer listed); a full
@@ -85,13 +85,24 @@ pub enum IndexAnswer {
 }
 
 /// Who has `e164` in the account's Kommo, from the index alone.
+///
+/// "Nobody has it" is trusted only while Kommo's webhooks keep the index fresh within seconds (the
+/// account is subscribed and every body received is applied): without them a contact added minutes ago
+/// may not be in the index yet, and its caller would become an incoming lead, so Kommo is searched.
 pub async fn holder(store: &Store, account: AccountId, e164: &str) -> sqlx::Result<IndexAnswer> {
     let Some(sync) = store.phone_sync(account).await? else { return Ok(IndexAnswer::NotReady) };
     if !is_trusted(&sync, unix_secs()) {
         return Ok(IndexAnswer::NotReady);
     }
-    let found = store.phone_holders(account, e164).await?;
-    Ok(found.into_iter().next().map_or(IndexAnswer::Unknown, |entity| IndexAnswer::Known(entity_match(entity))))
+    if let Some(entity) = store.phone_holders(account, e164).await?.into_iter().next() {
+        return Ok(IndexAnswer::Known(entity_match(entity)));
+    }
+    let subscribed = store.kommo_hook(account).await?.is_some_and(|hook| hook.state == "subscribed");
+    if subscribed && !store.kommo_events_waiting(account).await? {
+        Ok(IndexAnswer::Unknown)
+    } else {
+        Ok(IndexAnswer::NotReady)
+    }
 }
 
 /// The open leads of a contact or company the index knows (`holder`), most recent first, as the

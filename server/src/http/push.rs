@@ -84,15 +84,29 @@ async fn active_calls(State(state): State<AppState>, auth: WidgetAuth) -> Result
     // already shows), so nothing falls between the list and the stream.
     let last_event_id = state.store.last_inbox_id().await?;
     let mut calls = state.hub.active_calls(&state.store, subscriber).await?;
+    let caller_id = state.calls.caller_id();
     for call in &mut calls {
         call.line_shown = Some(state.calls.number_shown(auth.account, call.line_number()).await);
-        call.caller = state.calls.caller_id().cached(auth.account, call.client_number()).await;
+        call.caller = caller_id.cached(auth.account, call.client_number()).await;
         if call.caller.is_none() {
             describe_caller(&state, auth.account, call);
         }
     }
+    // A description that comes out while the widget is between this list and its new stream would reach
+    // no stream: the list waits a little for the lookups under way (this one's, or one a call's webhook
+    // started) and carries what they found; past the wait the stream brings it.
+    let deadline = tokio::time::Instant::now() + ACTIVE_CALLS_LOOKUP_WAIT;
+    while calls.iter().any(|call| call.caller.is_none()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for call in calls.iter_mut().filter(|call| call.caller.is_none()) {
+            call.caller = caller_id.cached(auth.account, call.client_number()).await;
+        }
+    }
     Ok(Json(ActiveCalls { calls, last_event_id: Some(last_event_id) }))
 }
+
+/// How long the list of calls in progress waits for the descriptions of its callers being looked up.
+const ACTIVE_CALLS_LOOKUP_WAIT: Duration = Duration::from_millis(1500);
 
 async fn push_ticket(State(state): State<AppState>, auth: WidgetAuth) -> Result<Json<PushTicket>, ApiError> {
     let subscriber = Subscriber { account: auth.account, user_id: auth.user_id };

@@ -415,6 +415,15 @@ impl Store {
         Ok(Some(id))
     }
 
+    /// Whether the account has Kommo webhook bodies received and not applied yet.
+    pub async fn kommo_events_waiting(&self, account: AccountId) -> sqlx::Result<bool> {
+        let waiting: Option<i64> = sqlx::query_scalar("SELECT id FROM kommo_events WHERE account_id = $1 LIMIT 1")
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(waiting.is_some())
+    }
+
     /// A stored Kommo webhook body of the account.
     pub async fn kommo_event(&self, account: AccountId, id: i64) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar("SELECT body FROM kommo_events WHERE account_id = $1 AND id = $2")
