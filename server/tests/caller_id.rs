@@ -62,17 +62,7 @@ async fn desk_in(world: Arc<World>, account: u64, map: ExtensionMap) -> Desk {
     assert_eq!(status, StatusCode::OK, "{saved}");
     let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
     let secret = WebhookSecret::parse(saved["webhook"]["signing_secret"].as_str().unwrap()).unwrap();
-    let kommo = KommoClient::with_timeout(
-        world.store.clone(),
-        std::sync::Arc::new(server::crypto::Keyring::parse(&format!("k1:{KEY_B64}")).unwrap()),
-        OAuthClient {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.to_owned().into(),
-            redirect_uri: format!("{}/oauth/kommo/callback", world.server),
-        },
-        KommoHosts::parse(&format!("http://{}", world.kommo_host)).unwrap(),
-        Duration::from_secs(15),
-    );
+    let kommo = world.kommo_client(world.store.clone(), Duration::from_secs(15));
     // Subscribed to Kommo's webhooks at the first pass, as a server is: "nobody has it" is trusted then.
     let ctx = CallsContext::new(world.store.clone(), kommo).with_public_base_url(&world.server);
     Desk { world, account: id, path, secret, ctx }

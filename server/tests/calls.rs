@@ -53,25 +53,10 @@ async fn desk_with_timeout(handling: CallHandling, timeout: Duration) -> Desk {
     let (status, body) =
         world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{body}");
-    let ctx = CallsContext::new(world.store.clone(), kommo_client(&world, world.store.clone(), timeout));
+    let ctx = CallsContext::new(world.store.clone(), world.kommo_client(world.store.clone(), timeout));
     let desk = Desk { world, account, ctx, next_webhook: AtomicU32::new(1) };
     desk.reset_stats().await;
     desk
-}
-
-/// A Kommo client of this world's local Kommo on `store` (a process of its own when the store is).
-fn kommo_client(world: &World, store: server::store::Store, timeout: Duration) -> KommoClient {
-    KommoClient::with_timeout(
-        store,
-        std::sync::Arc::new(server::crypto::Keyring::parse(&format!("k1:{KEY_B64}")).unwrap()),
-        OAuthClient {
-            client_id: CLIENT_ID.into(),
-            client_secret: CLIENT_SECRET.to_owned().into(),
-            redirect_uri: format!("{}/oauth/kommo/callback", world.server),
-        },
-        KommoHosts::parse(&format!("http://{}", world.kommo_host)).unwrap(),
-        timeout,
-    )
 }
 
 impl Desk {
@@ -927,7 +912,7 @@ async fn the_first_sync_indexes_every_number_within_the_rate_and_resumes_where_i
 
     // Another process (its own database connection and Kommo client) takes the sync over where it stood.
     let other_store = server::store::Store::connect(&desk.world.db_url).await.unwrap();
-    let other = CallsContext::new(other_store.clone(), kommo_client(&desk.world, other_store, Duration::from_secs(15)));
+    let other = CallsContext::new(other_store.clone(), desk.world.kommo_client(other_store, Duration::from_secs(15)));
     desk.sync_to_the_end(&other).await;
 
     let pages = INDEXED_CONTACTS.div_ceil(index::PAGE_LIMIT) as u64;

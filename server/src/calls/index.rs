@@ -90,19 +90,16 @@ pub enum IndexAnswer {
 /// account is subscribed and every body received is applied): without them a contact added minutes ago
 /// may not be in the index yet, and its caller would become an incoming lead, so Kommo is searched.
 pub async fn holder(store: &Store, account: AccountId, e164: &str) -> sqlx::Result<IndexAnswer> {
-    let Some(sync) = store.phone_sync(account).await? else { return Ok(IndexAnswer::NotReady) };
+    let Some((sync, subscribed, waiting)) = store.phone_index_state(account).await? else {
+        return Ok(IndexAnswer::NotReady);
+    };
     if !is_trusted(&sync, unix_secs()) {
         return Ok(IndexAnswer::NotReady);
     }
     if let Some(entity) = store.phone_holders(account, e164).await?.into_iter().next() {
         return Ok(IndexAnswer::Known(entity_match(entity)));
     }
-    let subscribed = store.kommo_hook(account).await?.is_some_and(|hook| hook.state == "subscribed");
-    if subscribed && !store.kommo_events_waiting(account).await? {
-        Ok(IndexAnswer::Unknown)
-    } else {
-        Ok(IndexAnswer::NotReady)
-    }
+    Ok(if subscribed && !waiting { IndexAnswer::Unknown } else { IndexAnswer::NotReady })
 }
 
 /// The open leads of a contact or company the index knows (`holder`), most recent first, as the

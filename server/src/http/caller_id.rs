@@ -31,7 +31,7 @@ use shared::rules::EntityKind;
 
 use super::AppState;
 use super::error::ApiError;
-use super::hooks::{Refusal, refuse, verified};
+use super::hooks::{Refusal, inactive, refuse, verified};
 use crate::calls::index::{self, IndexAnswer};
 use crate::calls::lookup::{EntityMatch, LeadInfo};
 use crate::clock::unix_secs;
@@ -129,10 +129,7 @@ async fn accept(
         refuse("ingest_budget", ApiError::TooManyRequests { code: "ingest_budget", retry_after })
     })?;
     if !hook.active {
-        return Err(refuse(
-            "inactive",
-            ApiError::Conflict("integration_inactive", "The integration is turned off for this account."),
-        ));
+        return Err(inactive());
     }
     let question: Question =
         serde_json::from_slice(&body).map_err(|error| refuse("malformed", ApiError::BadRequest(error.to_string())))?;

@@ -75,7 +75,7 @@ pub async fn receive(
         let popup = IncomingCall { event_id: Some(event_id), ..popup };
         // Unless the whole description was at hand (the index gives the name only), it is looked up.
         let described = state.calls.caller_id().cached(account, popup.client_number()).await.is_some();
-        if !described && !crate::calls::ends_call(&event) {
+        if !described && !crate::calls::ends_call(&event) && watched(&state, account) {
             super::push::describe_caller(&state, account, &popup);
         }
         state.hub.send(&state.store, account, popup).await;
@@ -83,10 +83,22 @@ pub async fn receive(
     Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })))
 }
 
+/// Whether a widget may be watching the account's calls: a stream of it is open on this process, or, on
+/// PostgreSQL, may be on another replica. Nobody watching, who is calling is not looked up (the call's
+/// delivery asks the phone index, or Kommo, itself).
+fn watched(state: &AppState, account: AccountId) -> bool {
+    state.hub.has_subscribers(account) || state.store.engine() == Engine::Postgres
+}
+
 /// A refusal with its metrics label.
 pub(crate) struct Refusal {
     pub(crate) reason: &'static str,
     pub(crate) error: ApiError,
+}
+
+/// The refusal of a provider request for an account whose integration is turned off.
+pub(crate) fn inactive() -> Refusal {
+    refuse("inactive", ApiError::Conflict("integration_inactive", "The integration is turned off for this account."))
 }
 
 pub(crate) fn refuse(reason: &'static str, error: ApiError) -> Refusal {
@@ -118,10 +130,7 @@ async fn accept(
     }
     if !hook.active {
         // Kommo's "disable" (active: 'N') stops call processing for the account.
-        return Err(refuse(
-            "inactive",
-            ApiError::Conflict("integration_inactive", "The integration is turned off for this account."),
-        ));
+        return Err(inactive());
     }
 
     let event: FromWebhook =
@@ -133,7 +142,7 @@ async fn accept(
     // Who is calling goes with the call's first event when a lookup described the number lately, or
     // the phone index knows it (the rest of the description follows).
     let mut popup = crate::push::popup_of(&event);
-    if !crate::calls::ends_call(&event) {
+    if !crate::calls::ends_call(&event) && watched(state, account) {
         popup.caller = state.calls.caller_id().known(&state.store, account, popup.client_number()).await;
     }
     let incoming = Incoming {

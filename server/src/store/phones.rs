@@ -415,13 +415,29 @@ impl Store {
         Ok(Some(id))
     }
 
-    /// Whether the account has Kommo webhook bodies received and not applied yet.
-    pub async fn kommo_events_waiting(&self, account: AccountId) -> sqlx::Result<bool> {
-        let waiting: Option<i64> = sqlx::query_scalar("SELECT id FROM kommo_events WHERE account_id = $1 LIMIT 1")
-            .bind(account.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(waiting.is_some())
+    /// In one read: the account's sync (if one ever started), whether it is subscribed to Kommo's
+    /// webhooks, and whether bodies of theirs wait to be applied.
+    pub async fn phone_index_state(&self, account: AccountId) -> sqlx::Result<Option<(SyncRow, bool, bool)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            sync: SyncRow,
+            subscribed: i64,
+            waiting: i64,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT s.pass_kind, s.pass_page, s.pass_from, s.pass_started_at, s.pass_entities, s.complete_at,
+                    s.fresh_at, s.full_at, s.next_from,
+                    CASE WHEN EXISTS (SELECT 1 FROM kommo_hooks h WHERE h.account_id = s.account_id
+                                       AND h.state = 'subscribed') THEN 1 ELSE 0 END AS subscribed,
+                    CASE WHEN EXISTS (SELECT 1 FROM kommo_events e WHERE e.account_id = s.account_id)
+                         THEN 1 ELSE 0 END AS waiting
+               FROM phone_sync s WHERE s.account_id = $1",
+        )
+        .bind(account.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| (row.sync, row.subscribed == 1, row.waiting == 1)))
     }
 
     /// A stored Kommo webhook body of the account.

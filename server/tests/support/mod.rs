@@ -380,6 +380,21 @@ impl World {
         uniqs
     }
 
+    /// A Kommo client of this world's local Kommo on `store` (a process of its own when the store is).
+    pub fn kommo_client(&self, store: Store, timeout: Duration) -> server::kommo::KommoClient {
+        server::kommo::KommoClient::with_timeout(
+            store,
+            Arc::new(server::crypto::Keyring::parse(&format!("k1:{KEY_B64}")).unwrap()),
+            server::kommo::OAuthClient {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.to_owned().into(),
+                redirect_uri: format!("{}/oauth/kommo/callback", self.server),
+            },
+            server::kommo::KommoHosts::parse(&format!("http://{}", self.kommo_host)).unwrap(),
+            timeout,
+        )
+    }
+
     /// The local Kommo's log of API writes for `account`.
     pub async fn kommo_writes(&self, account: u64) -> Vec<Value> {
         let url = format!("{}/sandbox/kommo/writes?account_id={account}", self.kommo);
