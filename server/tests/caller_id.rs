@@ -11,11 +11,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::calls::CallsContext;
-use server::kommo::{KommoClient, KommoHosts, OAuthClient};
 use server::signing::WebhookSecret;
 use server::store::AccountId;
 use shared::{ExtensionEntry, ExtensionMap};
-use support::{ACCOUNT, ADMIN, CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world};
+use support::{ACCOUNT, ADMIN, World, world};
 
 /// Users of the local Kommo's account (see the stand-in's default users).
 const MARIA: i64 = ACCOUNT as i64 * 100 + 1;

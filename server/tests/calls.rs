@@ -13,10 +13,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use server::calls::{CallsContext, process_call};
 use server::jobs::JobError;
-use server::kommo::{KommoClient, KommoHosts, OAuthClient};
 use server::store::AccountId;
 use shared::{CallHandling, ExtensionEntry, ExtensionMap, UnknownCallerEntity, UnsortedAccept};
-use support::{ACCOUNT, CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world};
+use support::{ACCOUNT, World, world};
 
 /// Users of the local Kommo's account (see the stand-in's default users).
 const MARIA: i64 = ACCOUNT as i64 * 100 + 1;
