@@ -129,7 +129,16 @@ impl Lookup {
             Some(entry) if !with_leads || entry.holder.is_none() || entry.active_leads.is_some() => {
                 return Ok(entry.knowledge());
             }
-            Some(entry) => Entry::clone(&entry),
+            // Known without its leads: the index's, when it knew the same holder, else Kommo's (below).
+            Some(entry) => {
+                let mut entry = Entry::clone(&entry);
+                if let Some(Indexed { holder: Some(indexed), open_leads: Some(open) }) = &indexed
+                    && entry.holder.as_ref().is_some_and(|held| (held.kind, held.id) == (indexed.kind, indexed.id))
+                {
+                    entry.active_leads = Some(facts_of(open));
+                }
+                entry
+            }
             None => match indexed {
                 Some(Indexed { holder, open_leads }) => {
                     Entry { holder, active_leads: open_leads.map(|open| facts_of(&open)) }
