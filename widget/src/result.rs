@@ -723,6 +723,9 @@ fn ResultForm(
     let (close_x, close_skip, close_esc) = (close.clone(), close.clone(), close);
     let close_label = i18n.t("popup", "close");
     let status_key = call.status.as_str();
+    // The client's number as the popup shows it (formatted, once the caller was described), on an
+    // outgoing call too (where the client is `to`).
+    let number = call.caller.as_ref().map_or_else(|| call.client_number().to_owned(), |caller| caller.number.clone());
 
     view! {
         <div class="kvoip-result" data-call-id=call.call_id.clone()
@@ -734,7 +737,7 @@ fn ResultForm(
                     <div class="kvoip-result__heading">
                         <h2 class="kvoip-result__title" id="kvoip-result-title">{ctx.t("title")}</h2>
                         <div class="kvoip-result__call">
-                            <span class="kvoip-result__number">{call.from.clone()}</span>
+                            <span class="kvoip-result__number">{number}</span>
                             <span class=format!("kvoip-popup__status kvoip-popup__status--{status_key}")>
                                 {i18n.t("status", status_key)}
                             </span>
