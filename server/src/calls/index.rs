@@ -1,24 +1,25 @@
-//! The per-account phone index: a mirror of which Kommo contact or company has which number, so that a
-//! call's caller is known without a Kommo search (KOMMO.md §1.6, §1.10).
+//! The per-account phone index: a mirror of which Kommo contact or company has which number, and of the
+//! leads (stage, responsible, whose), so that a call's caller is known without a Kommo search (KOMMO.md
+//! §1.6, §1.10).
 //!
-//! **The sync.** A pass pages through the account's contacts, then its companies
-//! (`GET /api/v4/{contacts,companies}?with=leads&limit=250&page=N&order[id]=asc`), one page per job step
+//! **The sync.** A pass pages through the account's contacts, then its companies (`with=leads`), then its
+//! leads (`with=contacts`), `limit=250&order[id]=asc`, one page per job step
 //! ([`KIND_PHONE_SYNC`](crate::jobs::KIND_PHONE_SYNC)), each step committed with the page it read, so a
 //! crash or restart resumes at the next page; the next step is queued [`STEP_INTERVAL`] later, so the
 //! sync takes at most a third or so of the account's 7 requests/s and its calls go first. The first pass
-//! reads every entity; later ones (every [`REFRESH_EVERY`]) read what changed since the previous pass
-//! began (`filter[updated_at][from]`, with a margin for the clocks). The queue runs one step of an
-//! account at a time, across replicas. An entity never goes back to an older version.
+//! reads everything; later ones (every [`REFRESH_EVERY`]) what changed since the previous pass began
+//! (`filter[updated_at][from]`, with a margin for the clocks), and one a day everything again, dropping
+//! what it did not see (deleted in Kommo). After each incremental pass the drift check compares a sample
+//! with Kommo. The queue runs one step of an account at a time, across replicas. An entity never goes back
+//! to an older version.
+//!
+//! **Kommo's webhooks**, where the plan has them, bring each change within seconds
+//! ([`subscribe`], [`apply_event`]); without them the passes alone keep the index fresh.
 //!
 //! **The answer.** Once the first pass is complete and the last one ended within [`TRUSTED_FOR`], the
-//! index answers who has a number: known (the contact, else the company, most recently updated first) or,
-//! while Kommo's webhooks keep it fresh, unknown, with no Kommo request. Before that, or when the sync has stalled, the processor searches
-//! Kommo as before. What this server creates for an unknown caller goes into the index at once.
-//!
-//! Deletions in Kommo are not seen by an incremental pass (a deleted entity is no longer listed); a full
-//! pass, every [`FULL_PASS_EVERY`], drops what it did not see. Until then a deleted contact may still be
-//! taken for the caller's: the call is posted by number (`POST /api/v4/calls`), and Kommo attaches it
-//! where it finds the number.
+//! index answers who has a number: known (the contact, else the company, most recently updated first)
+//! or, while Kommo's webhooks keep it fresh, unknown, with no Kommo request. Otherwise the processor
+//! searches Kommo as before. What this server creates for an unknown caller goes into the index at once.
 
 use std::time::Duration;
 
@@ -69,9 +70,10 @@ pub const KOMMO_HOOK_EVENTS: [&str; 16] = [
 /// A subscription Kommo refused (a plan without webhooks, a token that is not an admin's) is tried again
 /// after this.
 const HOOK_RETRY_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
-/// Kommo webhook bodies an account may have waiting to be applied; past it a body is not kept and the
-/// next pass is made due instead (it reads the same changes).
-pub const MAX_PENDING_EVENTS: i64 = 1_000;
+/// Kommo webhook bodies an account may have waiting to be applied (each at most 512 KiB: 50 MB at the
+/// very most); past it a body is not kept and the next pass is made due instead (it reads the same
+/// changes). Bodies are applied in milliseconds, with no Kommo request for contacts and companies.
+pub const MAX_PENDING_EVENTS: i64 = 100;
 
 /// What the index says about a number.
 #[derive(Debug, Clone, PartialEq, Eq)]

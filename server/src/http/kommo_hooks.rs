@@ -2,7 +2,7 @@
 //! which keep its phone index fresh between the sync's passes (`calls::index`). Kommo does not sign
 //! them: the path's token, made for the account when it was subscribed, is the credential. A body is
 //! stored with the job that applies it before the 200 (Kommo waits only a few seconds and gives up on
-//! an endpoint that keeps failing); past the account's bound of waiting bodies it is not kept, and the
+//! an endpoint that keeps failing); past the account's bound of waiting bodies (100) it is not kept, and the
 //! account's next incremental pass is made due instead, which reads the same changes.
 
 use axum::body::Bytes;
