@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shared::api::IncomingCall;
-use shared::{CallHandling, PopupAudience};
+use shared::{CallHandling, CallStatus, PopupAudience};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -361,12 +361,27 @@ pub struct Hub {
     state: Arc<Mutex<HubState>>,
     /// Who is in which user group, for calls sent to groups.
     groups: UserGroups,
+    /// Where a call event handed to this process's streams goes to have its caller described (see
+    /// [`Hub::describe_with`]).
+    describer: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<(AccountId, IncomingCall)>>>,
 }
+
+/// Call events waiting for their caller's description, at most (past it one is not described: its card
+/// keeps the number).
+pub const DESCRIBE_QUEUE: usize = 256;
 
 impl Hub {
     /// A hub whose group audiences come from `groups` (the default hub knows no groups).
     pub fn new(groups: UserGroups) -> Hub {
-        Hub { state: Arc::default(), groups }
+        Hub { state: Arc::default(), groups, describer: Arc::default() }
+    }
+
+    /// Every call event this process hands to open streams of its account (a new event of a call going
+    /// on, without a full description) is also sent to `describer`, which looks up who is calling. So the
+    /// lookup runs where a widget watches: on SQLite here, on PostgreSQL on each replica that holds a
+    /// stream of the account, whichever took the webhook; an account nobody watches costs nothing.
+    pub fn describe_with(&self, describer: tokio::sync::mpsc::Sender<(AccountId, IncomingCall)>) {
+        let _ = self.describer.set(describer);
     }
 
     /// When the account's unmapped calls go to groups, asks for its users' groups in the background
@@ -466,6 +481,14 @@ impl Hub {
     async fn deliver(&self, store: &Store, account: AccountId, call: IncomingCall) {
         if !self.has_subscribers(account) {
             return;
+        }
+        let going_on = matches!(call.status, CallStatus::Ringing | CallStatus::Answered);
+        if call.event_id.is_some()
+            && going_on
+            && let Some(describer) = self.describer.get()
+            && describer.try_send((account, call.clone())).is_err()
+        {
+            tracing::debug!(account.id = account.get(), "caller description skipped: too many waiting");
         }
         let audience = audience(store, &self.groups, account, call.extension.as_deref()).await;
         self.publish(account, PushEvent { audience, call });
@@ -573,7 +596,6 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::CallStatus;
 
     fn call(id: &str) -> IncomingCall {
         IncomingCall {

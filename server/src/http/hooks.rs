@@ -71,23 +71,19 @@ pub async fn receive(
         if kommo_notification && inbound && event.status == shared::CallStatus::Ringing {
             state.calls.notify_in_kommo(account, popup.client_number(), event.extension.as_deref());
         }
-        // Tells the account's widgets (the extension's user, when mapped) about the call.
+        // Tells the account's widgets (the extension's user, when mapped) about the call; where a widget
+        // receives it, who is calling is looked up unless it was at hand (`Hub::describe_with`).
         let popup = IncomingCall { event_id: Some(event_id), ..popup };
-        // Unless the whole description was at hand (the index gives the name only), it is looked up.
-        let described = state.calls.caller_id().cached(account, popup.client_number()).await.is_some();
-        if !described && !crate::calls::ends_call(&event) && watched(&state, account) {
-            super::push::describe_caller(&state, account, &popup);
-        }
         state.hub.send(&state.store, account, popup).await;
     }
     Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })))
 }
 
-/// Whether a widget may be watching the account's calls: a stream of it is open on this process, or, on
-/// PostgreSQL, may be on another replica. Nobody watching, who is calling is not looked up (the call's
-/// delivery asks the phone index, or Kommo, itself).
+/// Whether a widget of the account watches on this process (a stream of it is open here): only then is
+/// the caller's name looked up for the call's first event. (Another replica's streams get it a moment
+/// later, from the description that replica looks up.)
 fn watched(state: &AppState, account: AccountId) -> bool {
-    state.hub.has_subscribers(account) || state.store.engine() == Engine::Postgres
+    state.hub.has_subscribers(account)
 }
 
 /// A refusal with its metrics label.

@@ -134,7 +134,7 @@ impl AppState {
             let (hub, store, shutdown) = (hub.clone(), store.clone(), shutdown.clone());
             async move { hub.relay(store, shutdown).await }
         });
-        AppState(Arc::new(Shared {
+        let state = AppState(Arc::new(Shared {
             throttle: Throttle::new(&config.limits),
             roles: widget::Roles::default(),
             limits: Arc::new(config.limits),
@@ -158,7 +158,22 @@ impl AppState {
             provider: ProviderClient::new(config.provider_egress),
             phone_index: config.phone_index,
             cors_extra_origins: config.cors_extra_origins.into(),
-        }))
+        }));
+        // Who is calling, for the calls this process's open streams receive (see `Hub::describe_with`).
+        let (describer, mut to_describe) = tokio::sync::mpsc::channel(crate::push::DESCRIBE_QUEUE);
+        state.hub.describe_with(describer);
+        tokio::spawn({
+            let state = state.clone();
+            async move {
+                while let Some((account, call)) = to_describe.recv().await {
+                    let described = state.calls.caller_id().cached(account, call.client_number()).await.is_some();
+                    if !described {
+                        push::describe_caller(&state, account, &call);
+                    }
+                }
+            }
+        });
+        state
     }
 }
 
