@@ -110,11 +110,12 @@ impl Lookup {
         Lookup { cache: moka::future::Cache::builder().max_capacity(CACHE_CAPACITY).time_to_live(ttl).build() }
     }
 
-    /// What Kommo knows about `number` (E.164, or as the provider sent it), from the cache when it can
-    /// (what a recent lookup, the popup's, found), else from the phone index when it answers
-    /// (`indexed`: the holder it knows, or none, and that holder's open leads), else from Kommo's
-    /// search. With `with_leads`, the active leads of the contact (or company) that has it are looked up
-    /// too (unless the index gave them).
+    /// What Kommo knows about `number` (E.164, or as the provider sent it): from the phone index when
+    /// it answers (`indexed`: the holder it knows, or none, and that holder's open leads; Kommo's webhooks
+    /// keep it fresher than this cache, e.g. for a contact the manager created during the call), else
+    /// from the cache when it can (what a recent lookup, the popup's, found), else from Kommo's search.
+    /// With `with_leads`, the active leads of the contact (or company) that has it are looked up too
+    /// (unless the index gave them).
     pub async fn knowledge(
         &self,
         kommo: &KommoClient,
@@ -124,27 +125,23 @@ impl Lookup {
         with_leads: bool,
         indexed: Option<Indexed>,
     ) -> Result<Knowledge, KommoError> {
+        if let Some(Indexed { holder, open_leads }) = indexed {
+            let mut entry = Entry { holder, active_leads: open_leads.map(|open| facts_of(&open)) };
+            if with_leads
+                && entry.active_leads.is_none()
+                && let Some(holder) = &entry.holder
+            {
+                entry.active_leads = Some(active_of(&leads(kommo, account, &holder.lead_ids).await?));
+            }
+            return Ok(entry.knowledge());
+        }
         let key = (account, number.to_owned());
         let mut entry = match self.cache.get(&key).await {
             Some(entry) if !with_leads || entry.holder.is_none() || entry.active_leads.is_some() => {
                 return Ok(entry.knowledge());
             }
-            // Known without its leads: the index's, when it knew the same holder, else Kommo's (below).
-            Some(entry) => {
-                let mut entry = Entry::clone(&entry);
-                if let Some(Indexed { holder: Some(indexed), open_leads: Some(open) }) = &indexed
-                    && entry.holder.as_ref().is_some_and(|held| (held.kind, held.id) == (indexed.kind, indexed.id))
-                {
-                    entry.active_leads = Some(facts_of(open));
-                }
-                entry
-            }
-            None => match indexed {
-                Some(Indexed { holder, open_leads }) => {
-                    Entry { holder, active_leads: open_leads.map(|open| facts_of(&open)) }
-                }
-                None => Entry { holder: holder(kommo, account, number, country).await?, active_leads: None },
-            },
+            Some(entry) => Entry::clone(&entry),
+            None => Entry { holder: holder(kommo, account, number, country).await?, active_leads: None },
         };
         if with_leads
             && entry.active_leads.is_none()
