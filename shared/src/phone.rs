@@ -23,6 +23,12 @@ pub fn normalize(raw: &str, country: Option<&str>) -> Option<String> {
     parse(raw, country).map(|number| number.format().mode(Mode::E164).to_string())
 }
 
+/// The number in E.164 when it reads as one ([`normalize`]), else as it was sent, trimmed: the one key a
+/// number is kept and looked up under.
+pub fn e164_or_trimmed(raw: &str, country: Option<&str>) -> String {
+    normalize(raw, country).unwrap_or_else(|| raw.trim().to_owned())
+}
+
 /// The digits to give Kommo's contact search (`GET /api/v4/contacts?query=`): the national significant
 /// number (`11999990000` for `+5511999990000`), which is contained in a stored number whether the
 /// contact has it in international or in local format. A value that isn't a valid E.164 number gives
@@ -117,6 +123,9 @@ mod tests {
 
     #[test]
     fn numbers_normalise_to_e164_in_local_and_international_formats() {
+        // The lookup key: E.164 when the number reads as one, else the value as sent, trimmed.
+        assert_eq!(e164_or_trimmed(" (11) 99999-0000 ", Some("BR")), "+5511999990000");
+        assert_eq!(e164_or_trimmed(" ext 101 ", Some("BR")), "ext 101");
         let cases: &[(&str, Option<&str>, &str)] = &[
             // Brazil: international, without the +, local with area code, with the trunk prefix,
             // with a carrier selection code.

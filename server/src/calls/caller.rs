@@ -109,7 +109,7 @@ impl CallerId {
     /// I/O (the account's country, needed to read a local number, must be known already).
     pub async fn cached(&self, account: AccountId, number: &str) -> Option<Caller> {
         let country = self.inner.countries.get(&account).await?;
-        let e164 = shared::phone::normalize(number, country.as_deref()).unwrap_or_else(|| number.trim().to_owned());
+        let e164 = shared::phone::e164_or_trimmed(number, country.as_deref());
         self.inner.answers.get(&(account, e164)).map(|caller| Caller::clone(&caller))
     }
 
@@ -122,7 +122,7 @@ impl CallerId {
             return Some(caller);
         }
         let country = self.country(store, account).await;
-        let e164 = shared::phone::normalize(number, country.as_deref()).unwrap_or_else(|| number.trim().to_owned());
+        let e164 = shared::phone::e164_or_trimmed(number, country.as_deref());
         let holder = match index::holder(store, account, &e164).await {
             Ok(IndexAnswer::Known(holder)) => holder,
             Ok(_) => return None,
@@ -148,9 +148,7 @@ impl CallerId {
     /// `number` (as the provider sent it) as people of the account write it.
     pub async fn shown(&self, store: &Store, account: AccountId, number: &str) -> String {
         let country = self.country(store, account).await;
-        let country = country.as_deref();
-        let e164 = shared::phone::normalize(number, country).unwrap_or_else(|| number.trim().to_owned());
-        shared::phone::display_for(&e164, country)
+        shared::phone::display_for(number, country.as_deref())
     }
 
     /// Forgets the description of `e164` (something was created for it in Kommo).
@@ -192,7 +190,7 @@ impl CallerId {
     ) -> Caller {
         let country = self.country(store, account).await;
         let country = country.as_deref();
-        let e164 = shared::phone::normalize(number, country).unwrap_or_else(|| number.trim().to_owned());
+        let e164 = shared::phone::e164_or_trimmed(number, country);
         let earlier_calls = store.count_earlier_calls(account, &e164, call_id).await.unwrap_or_else(|error| {
             tracing::warn!(account.id = account.get(), %error, "caller lookup: cannot count earlier calls");
             0

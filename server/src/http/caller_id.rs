@@ -161,7 +161,7 @@ async fn look_up(state: &AppState, account: AccountId, number: &str) -> (CallerI
     let routing = tokio::time::timeout_at(deadline, Routing::read(store, account));
     let found = tokio::time::timeout_at(deadline, async {
         let country = store.account_country(account).await?;
-        let e164 = shared::phone::normalize(number, country.as_deref()).unwrap_or_else(|| number.trim().to_owned());
+        let e164 = shared::phone::e164_or_trimmed(number, country.as_deref());
         let answer = index::holder(store, account, &e164).await?;
         let open = match &answer {
             IndexAnswer::Known(entity) => index::open_leads(store, account, entity).await?,

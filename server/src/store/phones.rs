@@ -113,20 +113,19 @@ pub enum PassStep {
     Done { next_from: i64 },
 }
 
+/// The columns of [`SyncRow`].
+const SYNC_COLUMNS: &str = "s.pass_kind, s.pass_page, s.pass_from, s.pass_started_at, s.pass_entities, s.complete_at, s.fresh_at, s.full_at, s.next_from";
+
 const ENTITY_COLUMNS: &str =
     "e.entity_kind, e.entity_id, e.name, e.company_id, e.responsible_user_id, e.phone_count, e.lead_ids, e.updated_at";
 
 impl Store {
     /// The account's sync, if one ever started.
     pub async fn phone_sync(&self, account: AccountId) -> sqlx::Result<Option<SyncRow>> {
-        sqlx::query_as(
-            "SELECT pass_kind, pass_page, pass_from, pass_started_at, pass_entities, complete_at, fresh_at, full_at,
-                    next_from
-               FROM phone_sync WHERE account_id = $1",
-        )
-        .bind(account.0)
-        .fetch_optional(&self.pool)
-        .await
+        sqlx::query_as(&format!("SELECT {SYNC_COLUMNS} FROM phone_sync s WHERE s.account_id = $1"))
+            .bind(account.0)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// Starts a pass over the contacts, then the companies: a full one (every entity; the first pass
@@ -425,15 +424,14 @@ impl Store {
             subscribed: i64,
             waiting: i64,
         }
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT s.pass_kind, s.pass_page, s.pass_from, s.pass_started_at, s.pass_entities, s.complete_at,
-                    s.fresh_at, s.full_at, s.next_from,
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {SYNC_COLUMNS},
                     CASE WHEN EXISTS (SELECT 1 FROM kommo_hooks h WHERE h.account_id = s.account_id
                                        AND h.state = 'subscribed') THEN 1 ELSE 0 END AS subscribed,
                     CASE WHEN EXISTS (SELECT 1 FROM kommo_events e WHERE e.account_id = s.account_id)
                          THEN 1 ELSE 0 END AS waiting
-               FROM phone_sync s WHERE s.account_id = $1",
-        )
+               FROM phone_sync s WHERE s.account_id = $1"
+        ))
         .bind(account.0)
         .fetch_optional(&self.pool)
         .await?;
