@@ -28,6 +28,212 @@ pub mod paths {
     pub const FAILED_DELIVERIES: &str = "/widget/v1/deliveries/failed";
     /// `POST`: queue a failed delivery again.
     pub const RETRY_DELIVERY: &str = "/widget/v1/deliveries/failed/{id}/retry";
+    /// `POST` [`OriginateRequest`] → [`Originated`]: click-to-call; the provider rings the current
+    /// user's extension and connects it to the number.
+    pub const ORIGINATE: &str = "/widget/v1/calls/originate";
+    /// `POST` [`NewCallList`] → 201 [`CallListView`]: a call list for the current user (it replaces the
+    /// user's unfinished one).
+    pub const CALL_LISTS: &str = "/widget/v1/call-lists";
+    /// `GET` → [`CurrentCallList`]: the current user's unfinished call list, or the one that ended last.
+    pub const CURRENT_CALL_LIST: &str = "/widget/v1/call-lists/current";
+    /// `POST` [`CallListCommand`] → [`CallListView`]: start, pause, resume, skip, stop, or dial the next
+    /// entry (refused with 409 `not_due` until its time).
+    pub const CALL_LIST_COMMAND: &str = "/widget/v1/call-lists/{id}/command";
+}
+
+/// Error codes (`ErrorDetail::code`) of click-to-call and call lists, each with its text in the i18n
+/// section `dialer` under the same key.
+pub mod dial_errors {
+    /// The integration is turned off in the settings (409).
+    pub const INTEGRATION_OFF: &str = "integration_off";
+    /// No extension is mapped to the current user in the settings (409).
+    pub const NO_EXTENSION: &str = "no_extension";
+    /// The number cannot be dialled (400).
+    pub const INVALID_NUMBER: &str = "invalid_number";
+    /// The user's previous call is still being placed (429).
+    pub const ALREADY_DIALING: &str = "already_dialing";
+    /// The provider refused the call: credentials, the extension, the number (502).
+    pub const PROVIDER_REFUSED: &str = "provider_refused";
+    /// The provider could not be reached, or failed (504).
+    pub const PROVIDER_UNREACHABLE: &str = "provider_unreachable";
+    /// Call lists are turned off, or not from this Kommo list (403).
+    pub const CALL_LISTS_OFF: &str = "call_lists_off";
+    /// The next entry is not due yet: the call is in progress, its result is awaited, or the interval
+    /// has not passed (409, with `retry_in_ms` when the time is known).
+    pub const NOT_DUE: &str = "not_due";
+    /// The list changed meanwhile (another tab dialled, skipped or stopped it): read it again (409).
+    pub const STALE: &str = "stale";
+    /// The list is not running (409).
+    pub const NOT_RUNNING: &str = "not_running";
+}
+
+/// `POST /widget/v1/calls/originate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginateRequest {
+    /// The number as Kommo shows it (any format the account's country reads).
+    pub to: String,
+}
+
+/// The provider accepted to place the call: it rings the user's extension first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Originated {
+    /// The provider's call id (the call's events carry the same).
+    pub call_id: String,
+    /// The number dialled, in E.164.
+    pub to: String,
+    /// The number for people to read.
+    pub to_shown: String,
+    /// The extension that rings first.
+    pub extension: String,
+}
+
+/// Most entries a call list holds (Kommo's list page shows at most 250 rows).
+pub const MAX_CALL_LIST_ENTRIES: usize = 250;
+
+/// `POST /widget/v1/call-lists`: the entities selected in one of Kommo's lists, in the list's order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCallList {
+    pub source: crate::integration::ListSource,
+    /// Kommo ids, 1..=[`MAX_CALL_LIST_ENTRIES`], each once.
+    pub ids: Vec<i64>,
+}
+
+/// `GET /widget/v1/call-lists/current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentCallList {
+    /// The user's unfinished list, else the one that ended last (for its report); none when the user has
+    /// no list.
+    pub list: Option<CallListView>,
+}
+
+/// Where a call list stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallListState {
+    /// Made, not started.
+    Ready,
+    /// Dialling: each entry after the previous call ended (and its result, when asked), and the interval.
+    Running,
+    Paused,
+    /// Every entry was dialled or skipped.
+    Finished,
+    /// The manager stopped it; what was not dialled stays `pending`.
+    Stopped,
+}
+
+impl CallListState {
+    /// Still to be worked on (the one list a user has open).
+    pub fn is_open(self) -> bool {
+        matches!(self, CallListState::Ready | CallListState::Running | CallListState::Paused)
+    }
+}
+
+/// A call list as its manager sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallListView {
+    pub id: i64,
+    pub source: crate::integration::ListSource,
+    pub state: CallListState,
+    /// The next entry to dial (an index into `entries`; `entries.len()` when none is left).
+    pub next: u32,
+    /// The entry dialled last, while its call and result are the list's business.
+    pub current: Option<u32>,
+    /// Unix milliseconds when the next entry may be dialled, when known (running, the last call ended,
+    /// its result given when asked). The widget dials then; the server refuses earlier.
+    pub next_dial_at_ms: Option<i64>,
+    /// Why the list waits, when it does.
+    pub waiting_for: Option<CallListWait>,
+    /// The pause between calls the admin set, in seconds.
+    pub interval_secs: u32,
+    pub entries: Vec<CallListEntryView>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// What a running list waits for before its next dial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallListWait {
+    /// The provider has not reported the end of the current call.
+    CallEnd,
+    /// The account asks for call results: the manager has not sent the current call's.
+    CallResult,
+    /// The interval after the last call.
+    Interval,
+}
+
+/// One entity of a call list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallListEntryView {
+    /// The Kommo entity (`contacts`, `companies` or `leads`, as the list's source) and its name.
+    pub entity_id: i64,
+    pub name: String,
+    /// For a lead, the contact (or company) whose number is dialled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The number dialled, for people to read; none when the entity has no number.
+    pub number: Option<String>,
+    pub state: CallListEntryState,
+    /// The provider's call id, once dialled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// Seconds of conversation of an answered call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    /// Why dialling failed (a [`dial_errors`] code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What happened to one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallListEntryState {
+    /// Not dialled (yet).
+    Pending,
+    /// Dialled; the call is not over.
+    Calling,
+    Answered,
+    /// The call ended unanswered.
+    NotAnswered,
+    /// The provider refused the call or could not be reached (`error` says which).
+    Failed,
+    /// Skipped by the manager.
+    Skipped,
+    /// The entity has no phone number: skipped when its turn came.
+    NoNumber,
+}
+
+impl CallListEntryState {
+    /// The entry's call is over, or it will never be dialled.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, CallListEntryState::Pending | CallListEntryState::Calling)
+    }
+}
+
+/// `POST /widget/v1/call-lists/{id}/command`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallListCommand {
+    pub action: CallListAction,
+    /// The list's `next` as the widget saw it: `dial` and `skip` are refused (409 `stale`) when it moved
+    /// meanwhile, so two tabs never dial or skip one entry twice.
+    pub next: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallListAction {
+    Start,
+    Pause,
+    Resume,
+    /// Skip the next entry.
+    Skip,
+    Stop,
+    /// Dial the next entry (when due).
+    Dial,
 }
 
 /// A Kommo delivery that failed for good (a dead letter), as the account's admin and the operator see it.
@@ -228,6 +434,9 @@ pub struct LeadSummary {
 pub struct ActiveCalls {
     pub calls: Vec<IncomingCall>,
     pub last_event_id: Option<i64>,
+    /// The id of this user's open call list (ready, running or paused), so that the page shows its dialer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_list: Option<i64>,
 }
 
 /// The one error envelope every endpoint answers with: `{"error": {...}}`.

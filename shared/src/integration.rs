@@ -175,6 +175,58 @@ pub struct CallHandling {
     pub missed: MissedCall,
     pub outgoing_new: OutgoingToNewNumber,
     pub placement: LeadPlacement,
+    /// Call lists a manager dials through (More → call list in Kommo's lists).
+    #[serde(default)]
+    pub call_lists: CallLists,
+}
+
+/// Shortest and longest pause, in seconds, between one call of a call list ending and the next one being
+/// dialled.
+pub const MIN_DIAL_INTERVAL_SECS: u32 = 3;
+pub const MAX_DIAL_INTERVAL_SECS: u32 = 600;
+
+/// Call lists: whether managers may make them, from which of Kommo's lists, and the pause between calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallLists {
+    pub enabled: bool,
+    /// Seconds between a call's end (and its result, when the account asks for one) and the next dial,
+    /// [`MIN_DIAL_INTERVAL_SECS`]`..=`[`MAX_DIAL_INTERVAL_SECS`].
+    pub interval_secs: u32,
+    /// The Kommo lists a call list may be made from; at least one while `enabled`, each at most once.
+    pub sources: Vec<ListSource>,
+}
+
+impl Default for CallLists {
+    fn default() -> Self {
+        CallLists { enabled: true, interval_secs: 10, sources: ListSource::ALL.to_vec() }
+    }
+}
+
+/// A Kommo list a call list is made from (its entities are what the manager selected there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSource {
+    Contacts,
+    Companies,
+    Leads,
+}
+
+impl ListSource {
+    pub const ALL: [ListSource; 3] = [ListSource::Contacts, ListSource::Companies, ListSource::Leads];
+
+    /// The wire name, also Kommo's entity path (`/api/v4/{name}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListSource::Contacts => "contacts",
+            ListSource::Companies => "companies",
+            ListSource::Leads => "leads",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ListSource> {
+        ListSource::ALL.into_iter().find(|source| source.as_str() == name)
+    }
 }
 
 /// What the widget does in the manager's browser.
@@ -618,6 +670,18 @@ impl CallHandling {
                     unknown.then_some(ValidationCode::UnknownGroup)
                 }
             });
+        }
+
+        let lists = &self.call_lists;
+        if !(MIN_DIAL_INTERVAL_SECS..=MAX_DIAL_INTERVAL_SECS).contains(&lists.interval_secs) {
+            push(errors, "call_handling.call_lists.interval_secs", ValidationCode::OutOfRange);
+        }
+        if lists.sources.len() > ListSource::ALL.len() {
+            push(errors, "call_handling.call_lists.sources", ValidationCode::TooMany);
+        } else if lists.sources.iter().enumerate().any(|(i, source)| lists.sources[..i].contains(source)) {
+            push(errors, "call_handling.call_lists.sources", ValidationCode::Duplicate);
+        } else if lists.enabled && lists.sources.is_empty() {
+            push(errors, "call_handling.call_lists.sources", ValidationCode::Required);
         }
 
         let LeadPlacement { pipeline_id, status_id } = self.placement;

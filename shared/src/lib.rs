@@ -14,9 +14,9 @@ pub mod settings;
 
 pub use call::{CallDirection, CallEventType, CallStatus, FromWebhook};
 pub use integration::{
-    CallHandling, CredentialMethod, ExtensionEntry, ExtensionMap, IntegrationSettings, IntegrationSettingsView,
-    KnownIncoming, LeadPlacement, MissedCall, OutgoingToNewNumber, PopupAudience, StoredSecret, TaskResponsible,
-    UnknownCallerEntity, UnknownIncoming, UnmappedCalls, UnsortedAccept, ValidationContext, VoipCredentials,
-    VoipCredentialsView, WebhookEndpoint, WidgetBehaviour,
+    CallHandling, CallLists, CredentialMethod, ExtensionEntry, ExtensionMap, IntegrationSettings,
+    IntegrationSettingsView, KnownIncoming, LeadPlacement, ListSource, MissedCall, OutgoingToNewNumber, PopupAudience,
+    StoredSecret, TaskResponsible, UnknownCallerEntity, UnknownIncoming, UnmappedCalls, UnsortedAccept,
+    ValidationContext, VoipCredentials, VoipCredentialsView, WebhookEndpoint, WidgetBehaviour,
 };
 pub use settings::{FieldError, ValidationCode};

@@ -102,7 +102,7 @@ async fn active_calls(State(state): State<AppState>, auth: WidgetAuth) -> Result
             call.caller = caller_id.cached(auth.account, call.client_number()).await;
         }
     }
-    Ok(Json(ActiveCalls { calls, last_event_id: Some(last_event_id) }))
+    Ok(Json(ActiveCalls { calls, last_event_id: Some(last_event_id), call_list: None }))
 }
 
 /// How long the list of calls in progress waits for the descriptions of its callers being looked up.
