@@ -6,6 +6,7 @@ pub mod calls;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod dialer;
 pub mod http;
 pub mod ingest;
 pub mod kommo;

@@ -216,6 +216,40 @@ async fn populate(store: &Store, keyring: &Keyring) -> AccountId {
     store.set_kommo_hook(alpha, "kommo-hook-token", "subscribed", unix_secs()).await.unwrap();
     let body = "contacts%5Bdelete%5D%5B0%5D%5Bid%5D=770";
     assert!(store.insert_kommo_event(alpha, body, 10, unix_millis()).await.unwrap().is_some());
+    // A manager's call list, one entry dialled, and their dial guard.
+    let entries = [
+        server::store::call_lists::NewEntry {
+            entity_id: 770,
+            name: "Ana".into(),
+            via: None,
+            number: Some(("+551133334444".into(), "+55 11 3333-4444".into())),
+        },
+        server::store::call_lists::NewEntry {
+            entity_id: 771,
+            name: "Bruno".into(),
+            via: Some("Acme".into()),
+            number: None,
+        },
+    ];
+    let list = store.create_call_list(alpha, 5_001, "contacts", &entries, unix_millis()).await.unwrap();
+    let (row, _) = store.call_list(alpha, 5_001, list).await.unwrap().unwrap();
+    let dialled = server::store::call_lists::EntryWrite {
+        position: 0,
+        state: "calling".into(),
+        call_id: Some("call-1".into()),
+        dialed_at_ms: Some(unix_millis()),
+        ended_at_ms: None,
+        duration: None,
+        error: None,
+    };
+    let write = server::store::call_lists::ListWrite {
+        state: "running",
+        next_position: 2,
+        current_position: Some(0),
+        entries: &[dialled],
+    };
+    assert!(store.write_call_list(alpha, &row, write, unix_millis()).await.unwrap());
+    assert!(store.take_dial_guard(alpha, 5_001, unix_millis(), unix_millis() + 3_000).await.unwrap());
     erased
 }
 
@@ -252,6 +286,13 @@ async fn view(store: &Store, now_ms: i64) -> Vec<String> {
     seen.push(format!("{:?}", store.phone_holders(alpha, "+551133334444").await.unwrap()));
     seen.push(format!("{:?}", store.kommo_hook(alpha).await.unwrap()));
     seen.push(format!("{:?}", store.open_phone_leads(alpha, "contacts", 770).await.unwrap()));
+    let list = store.current_call_list_id(alpha, 5_001).await.unwrap().expect("the call list");
+    seen.push(format!("{:?}", store.call_list(alpha, 5_001, list).await.unwrap()));
+    let guards: Vec<(i64, i64, i64)> = sqlx::query_as("SELECT account_id, kommo_user_id, until_ms FROM dial_guards")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    seen.push(format!("{guards:?}"));
     let events = sqlx::query_scalar::<_, i64>("SELECT id FROM kommo_events").fetch_all(store.pool()).await.unwrap();
     for id in events {
         seen.push(format!("{:?}", store.kommo_event(alpha, id).await.unwrap()));

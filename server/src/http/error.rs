@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The request conflicts with the account's state: a stable code and a safe message.
     #[error("conflict: {0}")]
     Conflict(&'static str, &'static str),
+    /// A call that cannot be placed or a call-list command refused (`shared::api::dial_errors`).
+    #[error("dial refused: {}", .0.code)]
+    Dial(crate::dialer::DialRefusal),
     #[error("Kommo: {0}")]
     Kommo(#[from] KommoError),
     #[error("payload too large")]
@@ -103,6 +106,12 @@ impl IntoResponse for ApiError {
             }
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, "bad_request", message, Vec::new()),
             ApiError::Conflict(code, message) => (StatusCode::CONFLICT, code, message.to_owned(), Vec::new()),
+            ApiError::Dial(refusal) => (
+                StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::CONFLICT),
+                refusal.code,
+                refusal.message.to_owned(),
+                Vec::new(),
+            ),
             ApiError::Forbidden(reason) => {
                 tracing::info!(%reason, "request refused");
                 (StatusCode::FORBIDDEN, "forbidden", "Forbidden.".to_owned(), Vec::new())

@@ -2,6 +2,7 @@
 
 mod caller_id;
 mod calls;
+mod dial;
 mod error;
 mod hooks;
 mod kommo_hooks;
@@ -194,6 +195,7 @@ pub fn app(state: AppState) -> Router {
         .merge(push::router())
         .merge(settings::router())
         .merge(calls::router())
+        .merge(dial::router())
         .layer(DefaultBodyLimit::max(MAX_WIDGET_BODY));
     // Inside CORS, so that a browser can read a timeout's 408 like any other answer.
     let widget_api = bounded(widget_api, &state.limits).layer(cors(state.cors_extra_origins.clone()));

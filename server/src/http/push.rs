@@ -102,7 +102,9 @@ async fn active_calls(State(state): State<AppState>, auth: WidgetAuth) -> Result
             call.caller = caller_id.cached(auth.account, call.client_number()).await;
         }
     }
-    Ok(Json(ActiveCalls { calls, last_event_id: Some(last_event_id), call_list: None }))
+    // The user's unfinished call list, so that a reload or another tab shows its dialer.
+    let call_list = state.store.open_call_list_id(auth.account, auth.user_id).await?;
+    Ok(Json(ActiveCalls { calls, last_event_id: Some(last_event_id), call_list }))
 }
 
 /// How long the list of calls in progress waits for the descriptions of its callers being looked up.

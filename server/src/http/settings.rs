@@ -29,7 +29,7 @@ use crate::signing::WebhookSecret;
 use crate::store::{AccountId, NewEndpoint, SettingsRow, SettingsWrite};
 
 /// Where the sealed VoIP password or API key lives; also its AEAD binding.
-const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
+pub(crate) const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";
 /// Where the sealed webhook signing secrets live.
 pub(super) const WEBHOOK_SECRET_COLUMN: &str = "widget_settings.webhook_secret";
 /// After a rotation the previous signing secret keeps verifying this long, so the admin can update

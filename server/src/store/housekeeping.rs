@@ -13,7 +13,7 @@ impl Store {
     /// `retention.finished`; finished calls, their write records and results, and dead jobs
     /// after `retention.finished`; a disabled account whole after `retention.erase_disabled_after`;
     /// consent states past their expiry; authorization codes left unexchanged a day after Kommo's
-    /// 20-minute lifetime ended; pacing rows of idle buckets.
+    /// 20-minute lifetime ended; pacing rows of idle buckets; call lists untouched for 30 days.
     pub async fn housekeeping(&self, now: i64, retention: &Retention) -> sqlx::Result<u64> {
         const DAY: i64 = 24 * 3600;
         let secs = |age: Duration| i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
@@ -23,7 +23,7 @@ impl Store {
         const IDLE: &str = "NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.account_id = t.account_id
                               AND j.subject = t.call_id AND j.state IN ('queued', 'running'))";
         let mut removed = 0;
-        let statements: [(String, i64); 13] = [
+        let statements: [(String, i64); 15] = [
             (
                 "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1".into(),
                 (now - (7 * DAY).min(keep_finished)) * 1000,
@@ -45,6 +45,9 @@ impl Store {
             ("DELETE FROM push_tickets WHERE expires_at < $1".into(), now),
             ("DELETE FROM workers WHERE seen_at_ms < $1".into(), (now - DAY) * 1000),
             ("DELETE FROM oauth_codes WHERE received_at < $1".into(), now - DAY),
+            // Call lists untouched for a month (an unfinished one too); dial guards long released.
+            ("DELETE FROM call_lists WHERE updated_at_ms < $1".into(), (now - 30 * DAY) * 1000),
+            ("DELETE FROM dial_guards WHERE until_ms < $1".into(), (now - DAY) * 1000),
             // Pacing rows of buckets idle for a minute say nothing any more.
             ("DELETE FROM kommo_rate WHERE next_at_ms < $1".into(), (now - 60) * 1000),
             // Erasure after Kommo's disable hook: every table hangs off accounts with ON DELETE CASCADE.

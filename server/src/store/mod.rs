@@ -26,6 +26,7 @@
 //! Each query on tenant data takes an [`AccountId`], which only verified paths produce.
 
 pub mod accounts;
+pub mod call_lists;
 pub mod calls;
 pub mod copy;
 pub mod housekeeping;
