@@ -358,6 +358,12 @@ fn wire_types() -> BTreeMap<&'static str, RoundTrip> {
         ("ErrorBody", round_trip::<ErrorBody>),
         ("CallResult", round_trip::<CallResult>),
         ("FailedDelivery", round_trip::<FailedDelivery>),
+        ("OriginateRequest", round_trip::<shared::api::OriginateRequest>),
+        ("Originated", round_trip::<shared::api::Originated>),
+        ("NewCallList", round_trip::<shared::api::NewCallList>),
+        ("CallListView", round_trip::<shared::api::CallListView>),
+        ("CurrentCallList", round_trip::<shared::api::CurrentCallList>),
+        ("CallListCommand", round_trip::<shared::api::CallListCommand>),
     ])
 }
 
