@@ -1377,6 +1377,78 @@ mod tests {
     }
 
     #[test]
+    fn call_lists_table() {
+        use ListSource::{Companies, Contacts, Leads};
+        let lists = |enabled: bool, interval_secs: u32, sources: &[ListSource]| CallLists {
+            enabled,
+            interval_secs,
+            sources: sources.to_vec(),
+        };
+        let interval = "call_handling.call_lists.interval_secs";
+        let sources = "call_handling.call_lists.sources";
+        let cases: Vec<(&str, CallLists, Expected)> = vec![
+            ("the defaults", CallLists::default(), vec![]),
+            ("the shortest pause, one list", lists(true, MIN_DIAL_INTERVAL_SECS, &[Leads]), vec![]),
+            ("the longest pause, two lists", lists(true, MAX_DIAL_INTERVAL_SECS, &[Companies, Contacts]), vec![]),
+            ("every list in another order", lists(true, 10, &[Leads, Companies, Contacts]), vec![]),
+            ("off, from no list", lists(false, 10, &[]), vec![]),
+            ("a pause too short", lists(true, MIN_DIAL_INTERVAL_SECS - 1, &[Contacts]), vec![(interval, OutOfRange)]),
+            ("no pause at all", lists(true, 0, &[Contacts]), vec![(interval, OutOfRange)]),
+            ("a pause too long", lists(true, MAX_DIAL_INTERVAL_SECS + 1, &[Contacts]), vec![(interval, OutOfRange)]),
+            ("a pause out of range while off", lists(false, u32::MAX, &[]), vec![(interval, OutOfRange)]),
+            ("on, from no list", lists(true, 10, &[]), vec![(sources, Required)]),
+            ("a list twice", lists(true, 10, &[Leads, Contacts, Leads]), vec![(sources, Duplicate)]),
+            ("a list twice while off", lists(false, 10, &[Contacts, Contacts]), vec![(sources, Duplicate)]),
+            (
+                "more lists than there are",
+                lists(true, 10, &[Contacts, Companies, Leads, Contacts]),
+                vec![(sources, TooMany)],
+            ),
+            ("a pause too short and no list", lists(true, 1, &[]), vec![(interval, OutOfRange), (sources, Required)]),
+        ];
+        for (case, call_lists, expected) in cases {
+            let mut settings = valid();
+            settings.call_handling.call_lists = call_lists;
+            assert_eq!(refused(&settings, &ValidationContext::default()), owned(expected), "{case}");
+        }
+    }
+
+    #[test]
+    fn call_lists_stored_before_they_existed_read_as_the_defaults_and_their_wire_form_is_strict() {
+        let mut stored = serde_json::to_value(CallHandling::default()).unwrap();
+        stored.as_object_mut().unwrap().remove("call_lists").unwrap();
+        let read: CallHandling = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.call_lists, CallLists::default());
+        assert_eq!(read, CallHandling::default());
+
+        let wire = serde_json::to_value(CallLists::default()).unwrap();
+        let expected =
+            serde_json::json!({"enabled": true, "interval_secs": 10, "sources": ["contacts", "companies", "leads"]});
+        assert_eq!(wire, expected);
+        for source in ListSource::ALL {
+            assert_eq!(serde_json::to_value(source).unwrap(), source.as_str());
+            assert_eq!(ListSource::parse(source.as_str()), Some(source));
+        }
+        assert_eq!(ListSource::parse("tasks"), None);
+
+        type Mutation = fn(&mut serde_json::Value);
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("an unknown key", |v| v["call_lists"]["autodial"] = true.into()),
+            ("an unknown list", |v| v["call_lists"]["sources"] = serde_json::json!(["contacts", "tasks"])),
+            ("a list by its display name", |v| v["call_lists"]["sources"] = serde_json::json!(["Leads"])),
+            ("a negative pause", |v| v["call_lists"]["interval_secs"] = (-5).into()),
+            ("a pause in text", |v| v["call_lists"]["interval_secs"] = "10".into()),
+            ("no pause", |v| v["call_lists"].as_object_mut().unwrap().remove("interval_secs").map(drop).unwrap()),
+            ("no switch", |v| v["call_lists"].as_object_mut().unwrap().remove("enabled").map(drop).unwrap()),
+        ];
+        for (case, mutate) in cases {
+            let mut body = serde_json::to_value(CallHandling::default()).unwrap();
+            mutate(&mut body);
+            assert!(serde_json::from_value::<CallHandling>(body).is_err(), "{case}");
+        }
+    }
+
+    #[test]
     fn extension_map_table() {
         let map = |entries: Vec<ExtensionEntry>, fallback_user_id| ExtensionMap { entries, fallback_user_id };
         let many = |n: usize| (0..n).map(|i| entry(&i.to_string(), 7)).collect::<Vec<_>>();
@@ -1634,6 +1706,14 @@ mod tests {
         );
         assert_eq!(handling.outgoing_new, OutgoingToNewNumber { create_contact_and_lead: true });
         assert_eq!(handling.placement, LeadPlacement { pipeline_id: None, status_id: None });
+        assert_eq!(
+            handling.call_lists,
+            CallLists {
+                enabled: true,
+                interval_secs: 10,
+                sources: vec![ListSource::Contacts, ListSource::Companies, ListSource::Leads]
+            }
+        );
         assert_eq!(ExtensionMap::default(), ExtensionMap { entries: vec![], fallback_user_id: None });
     }
 
