@@ -58,7 +58,13 @@ struct Inner {
     /// Addresses over their failure budget, and until when they are turned away.
     blocked: moka::sync::Cache<IpAddr, std::time::Instant>,
     ingest: DefaultKeyedRateLimiter<AccountId>,
+    /// Call lists made per user (each reads Kommo: up to three requests of the account's budget).
+    call_lists: DefaultKeyedRateLimiter<(AccountId, i64)>,
 }
+
+/// Call lists one user may make: a burst of this many, then one per [`CALL_LIST_PERIOD`].
+const CALL_LIST_BURST: u32 = 5;
+const CALL_LIST_PERIOD: Duration = Duration::from_secs(6);
 
 fn nonzero(value: u32) -> NonZeroU32 {
     NonZeroU32::new(value.max(1)).expect("at least 1")
@@ -83,6 +89,9 @@ impl Throttle {
                 ingest: RateLimiter::keyed(
                     Quota::per_second(nonzero(limits.ingest_per_account_per_second))
                         .allow_burst(nonzero(limits.ingest_burst_per_account)),
+                ),
+                call_lists: RateLimiter::keyed(
+                    Quota::with_period(CALL_LIST_PERIOD).expect("a period").allow_burst(nonzero(CALL_LIST_BURST)),
                 ),
             }),
         }
@@ -144,6 +153,12 @@ impl Throttle {
         self.inner.ingest.check_key(&account).map_err(|not_until| not_until.wait_time_from(now))
     }
 
+    /// One call list made by `user` of `account`: `Err(wait)` past their budget.
+    pub fn call_list(&self, account: AccountId, user_id: i64) -> Result<(), Duration> {
+        let now = self.inner.call_lists.clock().now();
+        self.inner.call_lists.check_key(&(account, user_id)).map_err(|not_until| not_until.wait_time_from(now))
+    }
+
     /// Forgets the state of keys that are back to a full budget, so memory follows recent clients only.
     pub fn prune(&self) {
         for limiter in [&self.inner.oauth_per_address, &self.inner.webhook_failures] {
@@ -152,6 +167,8 @@ impl Throttle {
         }
         self.inner.ingest.retain_recent();
         self.inner.ingest.shrink_to_fit();
+        self.inner.call_lists.retain_recent();
+        self.inner.call_lists.shrink_to_fit();
         self.inner.blocked.run_pending_tasks();
     }
 }

@@ -359,6 +359,19 @@ async fn a_lead_is_dialled_at_its_contact_and_the_settings_decide_which_lists_ma
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Each list reads Kommo: a user makes five in a row, then one every few seconds.
+    for attempt in 0..4 {
+        let (status, body) = as_user(
+            &world,
+            MARIA,
+            Method::POST,
+            "/widget/v1/call-lists",
+            Some(json!({"source": "leads", "ids": [lead]})),
+        )
+        .await;
+        let expected = if attempt < 3 { StatusCode::CREATED } else { StatusCode::TOO_MANY_REQUESTS };
+        assert_eq!(status, expected, "list {attempt}: {body}");
+    }
     // Maria's list stays hers: the admin has none.
     let (_, theirs) = as_user(&world, ADMIN, Method::GET, "/widget/v1/call-lists/current", None).await;
     assert_eq!(theirs["list"], Value::Null);

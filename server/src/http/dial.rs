@@ -133,6 +133,10 @@ async fn create_list(
     if request.ids.iter().enumerate().any(|(i, id)| request.ids[..i].contains(id)) {
         return Err(field(ValidationCode::Duplicate));
     }
+    state
+        .throttle
+        .call_list(auth.account, auth.user_id)
+        .map_err(|retry_after| ApiError::TooManyRequests { code: "rate_limited", retry_after })?;
     let country = state.store.account_country(auth.account).await?;
     let entries =
         dialer::resolve_entries(&state.installer.kommo, auth.account, request.source, &request.ids, country.as_deref())
