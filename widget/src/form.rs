@@ -6,7 +6,10 @@ use std::rc::Rc;
 use leptos::prelude::*;
 use shared::FieldError;
 use shared::api::KommoUserView;
-use shared::integration::{CredentialMethod, PopupAudience, UnknownCallerEntity, UnsortedAccept, VoipCredentialsView};
+use shared::integration::{
+    CredentialMethod, ListSource, MAX_DIAL_INTERVAL_SECS, MIN_DIAL_INTERVAL_SECS, PopupAudience, UnknownCallerEntity,
+    UnsortedAccept, VoipCredentialsView,
+};
 
 use crate::connection::ConnectionSection;
 use crate::deliveries::deliveries_section;
@@ -57,7 +60,7 @@ fn input_id(name: &str) -> String {
 }
 
 /// Fields whose refusals have an input of their own; any other refusal is listed above the status line.
-const PLACED_FIELDS: [&str; 14] = [
+const PLACED_FIELDS: [&str; 16] = [
     "credentials.provider_url",
     "credentials.login",
     "credentials.password",
@@ -68,6 +71,8 @@ const PLACED_FIELDS: [&str; 14] = [
     "call_handling.missed.responsible.user_id",
     "call_handling.placement.pipeline_id",
     "call_handling.placement.status_id",
+    "call_handling.call_lists.interval_secs",
+    "call_handling.call_lists.sources",
     "extensions.entries",
     "extensions.fallback_user_id",
     "active",
@@ -90,22 +95,22 @@ fn error_line(ctx: Ctx, field: impl Fn() -> String + Send + Sync + 'static) -> i
     }
 }
 
-/// A labelled text, password or number input on a field path.
+/// A labelled text, password or number input on a field path, with the hint under it when `hint` gives one.
 fn text_field(
     ctx: Ctx,
     name: &'static str,
     label: String,
     kind: &'static str,
     lens: Lens<String>,
-    saved: impl Fn() -> Option<String> + Send + Sync + 'static,
+    hint: impl Fn() -> Option<String> + Send + Sync + 'static,
 ) -> impl IntoView {
-    // A secret on file: dots stand for it, and the hint under the input says how to keep it.
-    let saved = ArcMemo::new(move |_| saved());
+    // A password's hint shows while a secret is on file: dots stand for it, and the hint says how to keep it.
+    let hint = ArcMemo::new(move |_| hint());
     let placeholder = {
-        let saved = saved.clone();
-        move || saved.with(Option::is_some).then_some("••••••••")
+        let hint = hint.clone();
+        move || (kind == "password" && hint.with(Option::is_some)).then_some("••••••••")
     };
-    let hint = move || saved.get().map(|text| view! { <p class="kvoip-field__hint">{text}</p> });
+    let hint = move || hint.get().map(|text| view! { <p class="kvoip-field__hint">{text}</p> });
     let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
     let id = input_id(name);
     view! {
@@ -130,10 +135,11 @@ fn text_field(
 }
 
 fn checkbox(ctx: Ctx, name: &'static str, label: String, lens: Lens<bool>) -> impl IntoView {
-    check(ctx, name, None, label, move |values| (lens.get)(values), move |values, on| (lens.set)(values, on))
+    check(ctx, name, None, label, move |values| (lens.get)(values), move |values, on| (lens.set)(values, on), |_| false)
 }
 
-/// A checkbox over any part of the form: `get` says whether it is ticked, `set` applies a tick.
+/// A checkbox over any part of the form: `get` says whether it is ticked, `set` applies a tick; `disabled`
+/// greys it out while it does not apply.
 fn check(
     ctx: Ctx,
     name: &'static str,
@@ -141,16 +147,19 @@ fn check(
     label: String,
     get: impl Fn(&FormValues) -> bool + Send + Sync + 'static,
     set: impl Fn(&mut FormValues, bool) + Send + Sync + 'static,
+    disabled: fn(&FormValues) -> bool,
 ) -> impl IntoView {
-    let (values, set_values) = (ctx.values.clone(), ctx.values.clone());
+    let (values, set_values, grey, off) =
+        (ctx.values.clone(), ctx.values.clone(), ctx.values.clone(), ctx.values.clone());
     view! {
-        <label class="kvoip-check">
+        <label class="kvoip-check" class:kvoip-check--off=move || grey.with(disabled)>
             <input
                 type="checkbox"
                 class="kvoip-check__input"
                 name=name
                 value=value
                 prop:checked=move || values.with(&get)
+                prop:disabled=move || off.with(disabled)
                 on:change=move |event| set_values.update(|values| set(values, event_target_checked(&event)))
             />
             <span class="kvoip-check__text">{label}</span>
@@ -500,7 +509,48 @@ fn behaviour_sections(ctx: &Ctx) -> impl IntoView + use<> {
         {section(ctx.t("section_missed"), "kvoip-section--missed", missed)}
         {section(ctx.t("section_outgoing"), "kvoip-section--outgoing", outgoing)}
         {section(ctx.t("section_leads"), "kvoip-section--leads", leads)}
+        {call_lists_section(ctx)}
     }
+}
+
+/// Call lists: whether managers may make them, from which of Kommo's lists (greyed out while they may
+/// not), and the pause between their calls.
+fn call_lists_section(ctx: &Ctx) -> impl IntoView + use<> {
+    let sources = ListSource::ALL
+        .map(|source| {
+            let label = ctx.t(&format!("call_lists_{}", source.as_str()));
+            check(
+                ctx.clone(),
+                "call_handling.call_lists.sources",
+                Some(source.as_str().to_owned()),
+                label,
+                move |values| values.handling.call_lists.sources.contains(&source),
+                move |values, on| values.choose_source(source, on),
+                |values| !values.handling.call_lists.enabled,
+            )
+        })
+        .collect_view();
+    let range = ctx
+        .t("call_lists_interval_hint")
+        .replace("#MIN#", &MIN_DIAL_INTERVAL_SECS.to_string())
+        .replace("#MAX#", &MAX_DIAL_INTERVAL_SECS.to_string());
+    let body = view! {
+        {checkbox(ctx.clone(), "call_handling.call_lists.enabled", ctx.t("call_lists_enabled"),
+            lens!(handling.call_lists.enabled))}
+        <div class="kvoip-row">
+            <div class="kvoip-row__cell">
+                {text_field(ctx.clone(), "call_handling.call_lists.interval_secs", ctx.t("call_lists_interval"), "number",
+                    lens!(interval_secs), move || Some(range.clone()))}
+            </div>
+            <div class="kvoip-row__cell kvoip-field" role="group" aria-labelledby="kvoip-call-lists-sources"
+                class:kvoip-field--invalid=ctx.refused("call_handling.call_lists.sources")>
+                <p class="kvoip-field__label" id="kvoip-call-lists-sources">{ctx.t("call_lists_sources")}</p>
+                {sources}
+                {error_line(ctx.clone(), || "call_handling.call_lists.sources".to_owned())}
+            </div>
+        </div>
+    };
+    section(ctx.t("section_call_lists"), "kvoip-section--call-lists", body)
 }
 
 fn extension_row(ctx: Ctx, id: u32) -> impl IntoView {
@@ -615,7 +665,7 @@ fn id_check(ctx: Ctx, name: &'static str, id: i64, label: String, list: IdList) 
             ids.push(id);
         }
     };
-    check(ctx, name, Some(id.to_string()), label, chosen, choose)
+    check(ctx, name, Some(id.to_string()), label, chosen, choose, |_| false)
 }
 
 /// Who sees the popup of a call on an extension no user has: everyone, the users ticked, the users of

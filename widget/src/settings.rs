@@ -679,6 +679,26 @@ mod tests {
     }
 
     #[test]
+    fn every_list_call_lists_come_from_is_named_and_the_pause_names_its_range_in_every_language() {
+        let files = [
+            include_str!("../../i18n/en.json"),
+            include_str!("../../i18n/es.json"),
+            include_str!("../../i18n/pt.json"),
+        ];
+        for file in files {
+            let strings: Value = serde_json::from_str(file).unwrap();
+            let text = |key: &str| strings["settings"][key].as_str().unwrap_or_default().to_owned();
+            // The form builds these keys from the lists' wire names.
+            for source in shared::ListSource::ALL {
+                let key = format!("call_lists_{}", source.as_str());
+                assert!(!text(&key).is_empty(), "settings.{key}");
+            }
+            let hint = text("call_lists_interval_hint");
+            assert!(hint.contains("#MIN#") && hint.contains("#MAX#"), "{hint}");
+        }
+    }
+
+    #[test]
     fn every_validation_code_has_an_english_message() {
         let i18n = I18n::new(Value::Null);
         let codes = ValidationCode::ALL;

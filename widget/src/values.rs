@@ -4,7 +4,8 @@
 use shared::VoipCredentials;
 use shared::api::{KommoGroupView, KommoUserView};
 use shared::integration::{
-    CredentialMethod, ExtensionEntry, LeadPlacement, TaskResponsible, ValidationContext, VoipCredentialsView,
+    CredentialMethod, ExtensionEntry, LeadPlacement, ListSource, TaskResponsible, ValidationContext,
+    VoipCredentialsView,
 };
 use shared::{CallHandling, ExtensionMap, FieldError, IntegrationSettings, IntegrationSettingsView, ValidationCode};
 
@@ -40,13 +41,15 @@ pub struct FormValues {
     pub client_id: String,
     /// Empty keeps the client secret on file.
     pub client_secret: String,
-    /// The switches and choices; its due time, responsible and placement are taken from the fields below.
+    /// The switches and choices; its due time, responsible, placement and pause between the calls of a
+    /// call list are taken from the fields below.
     pub handling: CallHandling,
     pub due_in_minutes: String,
     pub responsible: ResponsibleChoice,
     pub responsible_user_id: String,
     pub pipeline_id: String,
     pub status_id: String,
+    pub interval_secs: String,
     pub rows: Vec<ExtensionRow>,
     pub fallback_user_id: String,
     next_row: u32,
@@ -106,6 +109,7 @@ impl FormValues {
             responsible_user_id,
             pipeline_id: id_text(handling.placement.pipeline_id),
             status_id: id_text(handling.placement.status_id),
+            interval_secs: handling.call_lists.interval_secs.to_string(),
             fallback_user_id: id_text(view.extensions.fallback_user_id),
             next_row: u32::try_from(rows.len()).unwrap_or(u32::MAX),
             rows,
@@ -130,6 +134,15 @@ impl FormValues {
 
     pub fn row_mut(&mut self, id: u32) -> Option<&mut ExtensionRow> {
         self.rows.iter_mut().find(|row| row.id == id)
+    }
+
+    /// Ticks or unticks a list call lists may be made from; the lists stay in their own order, once each.
+    pub fn choose_source(&mut self, source: ListSource, on: bool) {
+        let sources = &mut self.handling.call_lists.sources;
+        *sources = ListSource::ALL
+            .into_iter()
+            .filter(|other| if *other == source { on } else { sources.contains(other) })
+            .collect();
     }
 
     /// The credentials as typed; an empty secret means "keep the one on file".
@@ -158,28 +171,21 @@ impl FormValues {
         let mut refuse = |field: String, code: ValidationCode| unreadable.push(FieldError { field, code });
 
         let mut handling = self.handling.clone();
-        let due_field = "call_handling.missed.due_in_minutes";
-        handling.missed.due_in_minutes = match self.due_in_minutes.trim() {
-            "" => {
-                refuse(due_field.to_owned(), ValidationCode::Required);
-                0
-            }
-            text => text.parse().unwrap_or_else(|_| {
-                refuse(due_field.to_owned(), ValidationCode::OutOfRange);
-                0
-            }),
-        };
+        handling.missed.due_in_minutes =
+            required_number(&self.due_in_minutes, "call_handling.missed.due_in_minutes", &mut refuse);
         handling.missed.responsible = match self.responsible {
             ResponsibleChoice::ContactResponsible => TaskResponsible::ContactResponsible,
             ResponsibleChoice::ExtensionUser => TaskResponsible::ExtensionUser,
             ResponsibleChoice::User => TaskResponsible::User {
-                user_id: required_id(
+                user_id: required_number(
                     &self.responsible_user_id,
                     "call_handling.missed.responsible.user_id",
                     &mut refuse,
                 ),
             },
         };
+        handling.call_lists.interval_secs =
+            required_number(&self.interval_secs, "call_handling.call_lists.interval_secs", &mut refuse);
         let mut optional_id = |text: &str, field: &str| match text.trim() {
             "" => None,
             text => Some(text.parse().unwrap_or_else(|_| {
@@ -198,7 +204,7 @@ impl FormValues {
             .enumerate()
             .map(|(index, row)| ExtensionEntry {
                 extension: row.extension.trim().to_owned(),
-                user_id: required_id(&row.user_id, &format!("extensions.entries[{index}].user_id"), &mut refuse),
+                user_id: required_number(&row.user_id, &format!("extensions.entries[{index}].user_id"), &mut refuse),
             })
             .collect();
         let settings = IntegrationSettings {
@@ -211,15 +217,21 @@ impl FormValues {
     }
 }
 
-fn required_id(text: &str, field: &str, refuse: &mut impl FnMut(String, ValidationCode)) -> i64 {
+/// A number the form must have (a due time, a pause, a user id): an empty input is refused as required,
+/// text that is no such number as out of range (a value beyond the type's range included); either reads as 0.
+fn required_number<T: std::str::FromStr + Default>(
+    text: &str,
+    field: &str,
+    refuse: &mut impl FnMut(String, ValidationCode),
+) -> T {
     match text.trim() {
         "" => {
             refuse(field.to_owned(), ValidationCode::Required);
-            0
+            T::default()
         }
         text => text.parse().unwrap_or_else(|_| {
             refuse(field.to_owned(), ValidationCode::OutOfRange);
-            0
+            T::default()
         }),
     }
 }
@@ -266,7 +278,7 @@ pub fn refusals(values: &FormValues, ctx: &ValidationContext) -> (IntegrationSet
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::integration::{UnknownCallerEntity, WebhookEndpoint};
+    use shared::integration::{CallLists, MAX_DIAL_INTERVAL_SECS, UnknownCallerEntity, WebhookEndpoint};
 
     fn local_view() -> IntegrationSettingsView {
         IntegrationSettingsView {
@@ -321,7 +333,10 @@ mod tests {
         view.call_handling.missed.responsible = TaskResponsible::User { user_id: 7 };
         view.call_handling.unknown_incoming.create = UnknownCallerEntity::ContactAndLead;
         view.call_handling.placement = LeadPlacement { pipeline_id: Some(11), status_id: Some(12) };
+        view.call_handling.call_lists =
+            CallLists { enabled: false, interval_secs: 45, sources: vec![ListSource::Companies] };
         let values = FormValues::from_view(&view);
+        assert_eq!(values.interval_secs, "45");
         let (settings, unreadable) = values.build(true);
         assert!(unreadable.is_empty(), "{unreadable:?}");
         assert_eq!(settings.call_handling, view.call_handling);
@@ -348,6 +363,56 @@ mod tests {
             ("extensions.entries[1].extension", ValidationCode::Duplicate),
         ];
         assert_eq!(fields, expected.map(|(field, code)| (field.to_owned(), code)));
+    }
+
+    #[test]
+    fn the_pause_between_calls_and_the_lists_are_checked_by_the_shared_rules() {
+        let ctx = validation_context(&local_view(), None);
+        let refused = |values: &FormValues| -> Vec<(String, ValidationCode)> {
+            refusals(values, &ctx).1.into_iter().map(|error| (error.field, error.code)).collect()
+        };
+        let interval = "call_handling.call_lists.interval_secs".to_owned();
+        let sources = "call_handling.call_lists.sources".to_owned();
+        let mut values = FormValues::from_view(&local_view());
+        assert_eq!(values.interval_secs, "10", "the default pause");
+        for (typed, expected) in [
+            ("", Some(ValidationCode::Required)),
+            ("ten", Some(ValidationCode::OutOfRange)),
+            ("-5", Some(ValidationCode::OutOfRange)),
+            ("2", Some(ValidationCode::OutOfRange)),
+            ("99999999999", Some(ValidationCode::OutOfRange)),
+            (" 3 ", None),
+            ("601", Some(ValidationCode::OutOfRange)),
+        ] {
+            values.interval_secs = typed.to_owned();
+            assert_eq!(
+                refused(&values),
+                expected.map(|code| (interval.clone(), code)).into_iter().collect::<Vec<_>>(),
+                "{typed:?}"
+            );
+        }
+        values.interval_secs = MAX_DIAL_INTERVAL_SECS.to_string();
+        assert_eq!(values.build(true).0.call_handling.call_lists.interval_secs, MAX_DIAL_INTERVAL_SECS);
+
+        for source in ListSource::ALL {
+            values.choose_source(source, false);
+        }
+        assert_eq!(refused(&values), [(sources, ValidationCode::Required)], "on, from no list");
+        values.handling.call_lists.enabled = false;
+        assert_eq!(refused(&values), [], "off, no list is needed");
+    }
+
+    #[test]
+    fn ticked_lists_keep_their_own_order_once_each() {
+        let mut values = FormValues::default();
+        assert_eq!(values.handling.call_lists.sources, ListSource::ALL);
+        values.choose_source(ListSource::Contacts, false);
+        values.choose_source(ListSource::Leads, false);
+        assert_eq!(values.handling.call_lists.sources, [ListSource::Companies]);
+        values.choose_source(ListSource::Leads, true);
+        values.choose_source(ListSource::Contacts, true);
+        values.choose_source(ListSource::Contacts, true);
+        assert_eq!(values.handling.call_lists.sources, ListSource::ALL);
     }
 
     #[test]
