@@ -243,3 +243,67 @@ test('settings saved by one account are not shown to another account', async () 
   await mine.context.close();
   await other.context.close();
 });
+
+test('call lists: the defaults show, a pause out of range is refused, a change is saved and read back', async () => {
+  const { page, context, errors, account } = await openForm();
+  const strings = await archiveStrings('en');
+  const enabled = input('call_handling.call_lists.enabled');
+  const interval = input('call_handling.call_lists.interval_secs');
+  const source = (name) => `${input('call_handling.call_lists.sources')}[value=${name}]`;
+  const section = page.locator('.kvoip-settings .kvoip-section--call-lists');
+  assert.equal((await section.locator('.kvoip-section__title').textContent()).trim(), strings.settings.section_call_lists);
+  assert.ok((await section.textContent()).includes(strings.settings.call_lists_enabled));
+  const hint = (await section.locator('.kvoip-field__hint').textContent()).trim();
+  assert.equal(hint, strings.settings.call_lists_interval_hint.replace('#MIN#', '3').replace('#MAX#', '600'));
+  assert.equal(await page.isChecked(enabled), true);
+  assert.equal(await page.inputValue(interval), '10');
+  for (const name of ['contacts', 'companies', 'leads']) {
+    assert.equal(await page.isChecked(source(name)), true, name);
+    assert.equal(await page.isEnabled(source(name)), true, name);
+  }
+  await partScreenshot(section, 'settings-call-lists.png');
+
+  // Off, the lists do not apply: greyed out, ticks kept.
+  await page.uncheck(enabled);
+  for (const name of ['contacts', 'companies', 'leads']) assert.equal(await page.isDisabled(source(name)), true, name);
+  await partScreenshot(section, 'settings-call-lists-off.png');
+  await page.check(enabled);
+  assert.equal(await page.isEnabled(source('leads')), true);
+
+  await fillProvider(page);
+  for (const typed of ['2', '601']) {
+    await page.fill(interval, typed);
+    assert.equal(await save(page), false, typed);
+    assert.equal(await fieldError(page, 'call_handling.call_lists.interval_secs'), strings.errors.out_of_range, typed);
+  }
+  assert.ok(await section.locator('.kvoip-field--invalid').count() > 0, 'the refused input is marked');
+  await partScreenshot(section, 'settings-call-lists-refused.png');
+  const nothing = await serverGet(page, '/widget/v1/settings');
+  assert.equal(nothing.status, 200, JSON.stringify(nothing.body));
+  assert.equal(nothing.body.webhook, null, 'nothing was stored');
+  assert.equal(nothing.body.call_handling.call_lists.interval_secs, 10);
+
+  await page.fill(interval, '20');
+  await page.uncheck(source('leads'));
+  await saveValid(page);
+  const stored = await serverGet(page, '/widget/v1/settings');
+  assert.deepEqual(stored.body.call_handling.call_lists,
+    { enabled: true, interval_secs: 20, sources: ['contacts', 'companies'] });
+
+  // Reopened on the same page, then on a new page load: both show what the server keeps.
+  await openSettings(page);
+  await waitForForm(page);
+  assert.equal(await page.inputValue(interval), '20');
+  assert.equal(await page.isChecked(source('leads')), false);
+  await context.close();
+  const reloaded = await openForm({ account });
+  const p = reloaded.page;
+  await p.waitForFunction(() => document.querySelector('.kvoip-settings [name="credentials.login"]')?.value === 'agent');
+  assert.equal(await p.isChecked(enabled), true);
+  assert.equal(await p.inputValue(interval), '20');
+  const ticked = {};
+  for (const name of ['contacts', 'companies', 'leads']) ticked[name] = await p.isChecked(source(name));
+  assert.deepEqual(ticked, { contacts: true, companies: true, leads: false });
+  assert.deepEqual([...errors, ...reloaded.errors], []);
+  await reloaded.context.close();
+});
