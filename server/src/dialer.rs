@@ -31,6 +31,10 @@ pub const RESULT_WAIT_MS: i64 = 120_000;
 /// counted as failed.
 pub const LOST_DIAL_MS: i64 = 30_000;
 
+/// A call the provider accepted and never reported (no event at all) this long after the dial is counted
+/// as failed, so the list goes on.
+pub const UNREPORTED_CALL_MS: i64 = 120_000;
+
 /// Why a call could not be placed: a [`dial_errors`] code, its HTTP status, and a safe English message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DialRefusal {
@@ -190,6 +194,13 @@ pub fn settle(entries: &mut [EntryRow], now_ms: i64) -> Vec<EntryWrite> {
         let answered = match entry.call_status.as_deref() {
             Some("ended") => entry.call_duration.unwrap_or(0) > 0,
             Some("missed" | "busy" | "failed") => false,
+            // The provider accepted the call but never reported it: the list does not wait forever.
+            None if entry.dialed_at_ms.is_some_and(|at| now_ms - at > UNREPORTED_CALL_MS) => {
+                entry.state = "failed".into();
+                entry.error = Some(dial_errors::NOT_REPORTED.into());
+                changed.push(write_of(entry));
+                continue;
+            }
             _ => continue,
         };
         entry.state = if answered { "answered" } else { "not_answered" }.into();
@@ -637,6 +648,18 @@ mod tests {
         let writes = settle(&mut entries, LOST_DIAL_MS + 1);
         assert_eq!(writes[0].error.as_deref(), Some(dial_errors::PROVIDER_UNREACHABLE));
         assert_eq!(settled_state(&running, &entries), Some("finished"));
+
+        // Accepted by the provider, never reported: failed after a while, while a call in progress waits.
+        let mut entries = vec![entry(0, "calling"), entry(1, "calling")];
+        for entry in &mut entries {
+            entry.call_id = Some(format!("c{}", entry.position));
+            entry.dialed_at_ms = Some(0);
+        }
+        entries[1].call_status = Some("answered".into());
+        assert!(settle(&mut entries, UNREPORTED_CALL_MS).is_empty());
+        let writes = settle(&mut entries, UNREPORTED_CALL_MS + 1);
+        assert_eq!(writes.len(), 1);
+        assert_eq!((writes[0].position, writes[0].error.as_deref()), (0, Some(dial_errors::NOT_REPORTED)));
     }
 
     #[test]

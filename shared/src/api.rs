@@ -65,6 +65,8 @@ pub mod dial_errors {
     pub const STALE: &str = "stale";
     /// The list is not running (409).
     pub const NOT_RUNNING: &str = "not_running";
+    /// An entry's call was accepted by the provider but never reported (no event within two minutes).
+    pub const NOT_REPORTED: &str = "not_reported";
 }
 
 /// `POST /widget/v1/calls/originate`.
