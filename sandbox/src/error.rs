@@ -11,6 +11,9 @@ pub enum SandboxError {
     BadRequest(String),
     #[error("not found")]
     NotFound,
+    /// The request is understood but the thing it acts on is not in a state that allows it.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Upstream(String),
     #[error("{0}")]
@@ -22,6 +25,7 @@ impl IntoResponse for SandboxError {
         let (status, code) = match &self {
             SandboxError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             SandboxError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            SandboxError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             SandboxError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
             SandboxError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

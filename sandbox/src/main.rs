@@ -32,12 +32,20 @@ fn positive(name: &str, default: u64) -> anyhow::Result<u64> {
 /// The provider account the VoIP stand-in knows from the start.
 fn provider() -> anyhow::Result<voip::Settings> {
     let defaults = voip::Settings::default();
+    let playback = voip::Playback {
+        answer_after_ms: number("SANDBOX_VOIP_ANSWER_AFTER_MS", defaults.playback.answer_after_ms)?,
+        talk_ms: number("SANDBOX_VOIP_TALK_MS", defaults.playback.talk_ms)?,
+        no_answer_after_ms: number("SANDBOX_VOIP_NO_ANSWER_AFTER_MS", defaults.playback.no_answer_after_ms)?,
+        ..defaults.playback.clone()
+    };
+    playback.validate().map_err(|error| anyhow::anyhow!("SANDBOX_VOIP_*_MS: {error}"))?;
     let settings = voip::Settings {
         login: var("SANDBOX_VOIP_LOGIN").unwrap_or(defaults.login),
         password: var("SANDBOX_VOIP_PASSWORD").unwrap_or(defaults.password),
         api_key: var("SANDBOX_VOIP_API_KEY").unwrap_or(defaults.api_key),
         client_id: var("SANDBOX_VOIP_CLIENT_ID").unwrap_or(defaults.client_id),
         client_secret: var("SANDBOX_VOIP_CLIENT_SECRET").unwrap_or(defaults.client_secret),
+        playback,
         ..defaults
     };
     if settings.login.contains(':') {

@@ -175,7 +175,11 @@ async fn an_added_account_with_an_oauth_client_gets_tokens_for_itself() {
         )
         .await;
     assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.unwrap();
+    let mut created: Value = created.json().await.unwrap();
+    // It plays its originated calls with the default timings (once it has a webhook).
+    let playback = created.as_object_mut().unwrap().remove("playback").unwrap();
+    assert_eq!(playback, serde_json::to_value(sandbox::voip::Playback::default()).unwrap());
+    assert_eq!((playback["answer_after_ms"].as_u64(), playback["talk_ms"].as_u64()), (Some(2_000), Some(5_000)));
     assert_eq!(
         created,
         json!({ "account_id": "voip-ana", "name": "Sandbox VoIP ana", "login": "ana", "client_id": "client-ana",
@@ -239,11 +243,15 @@ async fn an_added_account_signs_in_with_its_own_credentials_and_extensions() {
     let created = kommo
         .post(
             "/sandbox/voip/accounts",
-            json!({ "login": "maria", "password": "s3cret", "api_key": "key-maria", "extensions": ["200"] }),
+            json!({ "login": "maria", "password": "s3cret", "api_key": "key-maria", "extensions": ["200"],
+                    "playback": { "talk_ms": 50, "manual": true } }),
         )
         .await;
     assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.unwrap();
+    let mut created: Value = created.json().await.unwrap();
+    let playback = created.as_object_mut().unwrap().remove("playback").unwrap();
+    assert_eq!((playback["talk_ms"].as_u64(), playback["manual"].as_bool()), (Some(50), Some(true)));
+    assert_eq!(playback["answer_after_ms"], 2_000, "what is left out takes its default");
     assert_eq!(
         created,
         json!({ "account_id": "voip-maria", "name": "Sandbox VoIP maria", "login": "maria",
@@ -271,6 +279,7 @@ async fn an_added_account_signs_in_with_its_own_credentials_and_extensions() {
         json!({ "login": "joao", "api_key": API_KEY }),
         json!({ "login": "nobody" }),
         json!({ "login": "a:b", "password": "x" }),
+        json!({ "login": "slow", "password": "x", "playback": { "talk_ms": 600_001 } }),
     ];
     for body in clashes {
         assert_eq!(kommo.post("/sandbox/voip/accounts", body.clone()).await.status(), 400, "{body}");

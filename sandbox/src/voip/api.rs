@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Account, Book, OriginatedCall, problem};
+use super::{Account, Book, OriginateRequest, OriginatedCall, PlayedCall, problem};
 
 /// What a real provider says when it does not know the caller.
 const WWW_AUTHENTICATE: &str = r#"Basic realm="sandbox-voip", Bearer"#;
@@ -71,17 +71,17 @@ async fn injected_fault(state: &crate::State, route: &str) -> Option<Response> {
     Some(problem(status, "Injected fault"))
 }
 
-/// A queued fault first, then the credentials; a refusal is counted.
-async fn admit(state: &crate::State, route: &str, headers: &HeaderMap) -> Result<Account, Response> {
+/// A queued fault first, then the credentials; a refusal is counted, and answered with its outcome.
+async fn admit(state: &crate::State, route: &str, headers: &HeaderMap) -> Result<Account, (Response, &'static str)> {
     if let Some(fault) = injected_fault(state, route).await {
-        return Err(fault);
+        return Err((fault, "fault"));
     }
     let mut book = state.voip.book();
     match account_of(&book, headers) {
         Some(account) => Ok(account),
         None => {
             book.count(route, "unauthorized");
-            Err(unauthorized())
+            Err((unauthorized(), "unauthorized"))
         }
     }
 }
@@ -140,7 +140,7 @@ pub(super) async fn account(State(state): State<crate::State>, headers: HeaderMa
     const ROUTE: &str = "GET /voip/v1/account";
     let account = match admit(&state, ROUTE, &headers).await {
         Ok(account) => account,
-        Err(refusal) => return refusal,
+        Err((refusal, _)) => return refusal,
     };
     state.voip.book().count(ROUTE, "ok");
     Json(json!({ "account_id": account.account_id, "name": account.name })).into_response()
@@ -162,28 +162,48 @@ fn dialable(number: &str) -> bool {
     only_digits_and_separators && (3..=15).contains(&count)
 }
 
-/// `POST /voip/v1/calls` `{extension, to}`: rings the extension, then dials `to`; 201 `{call_id}`.
+/// `POST /voip/v1/calls` `{extension, to}`: rings the extension, then dials `to`; 201 `{call_id}`. The request is
+/// listed in the stats' `originate_requests` whatever its outcome; an accepted call is played into the account's
+/// webhook, when it has one ([`super::playback`]).
 pub(super) async fn originate(State(state): State<crate::State>, headers: HeaderMap, body: Bytes) -> Response {
+    let received_at_ms = super::playback::unix_millis();
+    let (response, outcome, call_id) = place(&state, &headers, &body, received_at_ms).await;
+    let asked: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+    let text = |key: &str| asked.as_ref().and_then(|asked| asked.get(key)?.as_str().map(str::to_owned));
+    let request = OriginateRequest { received_at_ms, extension: text("extension"), to: text("to"), outcome, call_id };
+    state.voip.book().stats.originate_requests.push(request);
+    response
+}
+
+/// Checks and places one call: the answer, its counted outcome, and the call's id when it was placed.
+async fn place(
+    state: &crate::State,
+    headers: &HeaderMap,
+    body: &[u8],
+    received_at_ms: i64,
+) -> (Response, &'static str, Option<String>) {
     const ROUTE: &str = "POST /voip/v1/calls";
-    let account = match admit(&state, ROUTE, &headers).await {
+    let account = match admit(state, ROUTE, headers).await {
         Ok(account) => account,
-        Err(refusal) => return refusal,
+        Err((refusal, outcome)) => return (refusal, outcome, None),
     };
     let mut book = state.voip.book();
-    let request: Originate = match serde_json::from_slice(&body) {
+    let request: Originate = match serde_json::from_slice(body) {
         Ok(request) => request,
         Err(error) => {
             book.count(ROUTE, "bad_request");
-            return problem(StatusCode::BAD_REQUEST, &format!("The body must be {{extension, to}}: {error}"));
+            let detail = format!("The body must be {{extension, to}}: {error}");
+            return (problem(StatusCode::BAD_REQUEST, &detail), "bad_request", None);
         }
     };
     if !account.extensions.contains(&request.extension) {
         book.count(ROUTE, "unknown_extension");
-        return problem(StatusCode::NOT_FOUND, &format!("No extension {} in this account", request.extension));
+        let detail = format!("No extension {} in this account", request.extension);
+        return (problem(StatusCode::NOT_FOUND, &detail), "unknown_extension", None);
     }
     if !dialable(&request.to) {
         book.count(ROUTE, "bad_number");
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "`to` is not a dialable number");
+        return (problem(StatusCode::UNPROCESSABLE_ENTITY, "`to` is not a dialable number"), "bad_number", None);
     }
     let call = OriginatedCall {
         call_id: format!("call_{}", uuid::Uuid::new_v4().simple()),
@@ -191,12 +211,17 @@ pub(super) async fn originate(State(state): State<crate::State>, headers: Header
         extension: request.extension,
         to: request.to,
         at: crate::kommo_api::unix_now(),
+        received_at_ms,
     };
     let call_id = call.call_id.clone();
     book.count(ROUTE, "ok");
-    book.stats.calls.push(call);
+    book.stats.calls.push(call.clone());
+    drop(book);
+    let played = PlayedCall::new(&call, &account.playback);
+    super::playback::start(state, played, account.webhook, account.playback);
     tracing::info!(call.id = %call_id, "originated a call");
-    (StatusCode::CREATED, Json(json!({ "call_id": call_id }))).into_response()
+    let answer = (StatusCode::CREATED, Json(json!({ "call_id": call_id }))).into_response();
+    (answer, "ok", Some(call_id))
 }
 
 /// Any other `/voip/...` request: counted, then 404 (after a queued fault, like every provider request).

@@ -2,12 +2,15 @@
 //! webhook deliveries to our server.
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
-use super::{Account, DEFAULT_EXTENSIONS, EventInput, Fault, Secret, SentWebhook};
+use super::playback::{Action, Command, Target, Unanswered};
+use super::{Account, DEFAULT_EXTENSIONS, EventInput, Fault, Playback, Secret, SentWebhook};
 use crate::error::SandboxError;
 
 /// `POST /sandbox/voip/accounts` body.
@@ -25,6 +28,8 @@ pub(crate) struct NewAccount {
     /// `voip-{login}` by default.
     account_id: Option<String>,
     name: Option<String>,
+    /// How it plays its originated calls; the defaults otherwise.
+    playback: Option<Playback>,
 }
 
 /// Adds a provider account (201 with it, secrets left out); 400 when it could never sign in or clashes.
@@ -59,7 +64,10 @@ pub(crate) async fn create_account(
         client_id,
         client_secret,
         extensions: request.extensions.unwrap_or_else(|| DEFAULT_EXTENSIONS.map(str::to_owned).to_vec()),
+        webhook: None,
+        playback: request.playback.unwrap_or_default(),
     };
+    account.playback.validate().map_err(|error| SandboxError::BadRequest(format!("playback: {error}")))?;
     let view = serde_json::to_value(&account).unwrap_or_default();
     state.voip.book().add_account(account).map_err(SandboxError::BadRequest)?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -150,7 +158,7 @@ pub(crate) async fn send(
     let signed = crate::provider::Signed { webhook_id: &webhook_id, timestamp, signature: &signature };
     let (status, answer) = crate::provider::deliver(&state, url, body, Some(signed)).await?;
     tracing::info!(call.id = %call_id, upstream.status = status, "posted a signed provider event");
-    let sent = SentWebhook { webhook_id: webhook_id.clone(), call_id, status };
+    let sent = SentWebhook { webhook_id: webhook_id.clone(), call_id, status, event: None };
     state.voip.book().stats.webhooks.push(sent);
     Ok(Json(json!({
         "status": status,
@@ -159,4 +167,157 @@ pub(crate) async fn send(
         "timestamp": timestamp,
         "signature": signature,
     })))
+}
+
+/// `PUT /sandbox/voip/accounts/{id}/webhook` body: where the account posts its originated calls' events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookInput {
+    /// The webhook URL our server gave the Kommo account (plain http to this machine or the server's origin).
+    webhook_url: String,
+    /// `whsec_<base64>`: the signing secret our server gave with it.
+    secret: String,
+}
+
+/// Sets the account's webhook: its next originated calls are played into it. Answers
+/// `{account_id, webhook_url}`; 404 for an unknown account, 400 for a URL or secret it cannot use.
+pub(crate) async fn set_webhook(
+    State(state): State<crate::State>,
+    Path(id): Path<String>,
+    Json(input): Json<WebhookInput>,
+) -> Result<Json<Value>, SandboxError> {
+    let url = crate::provider::webhook_target(&state, &input.webhook_url)?;
+    let secret = Secret::parse(&input.secret).map_err(|error| SandboxError::BadRequest(format!("secret: {error}")))?;
+    let mut book = state.voip.book();
+    let account = book.accounts.iter_mut().find(|account| account.account_id == id).ok_or(SandboxError::NotFound)?;
+    account.webhook = Some(Target { url: url.clone(), secret });
+    tracing::info!(voip.account = %id, "the provider account posts its calls to a new webhook");
+    Ok(Json(json!({ "account_id": id, "webhook_url": url.as_str() })))
+}
+
+/// `GET /sandbox/voip/accounts/{id}/webhook`: `{account_id, webhook_url}` (null when none), never the secret.
+pub(crate) async fn show_webhook(
+    State(state): State<crate::State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, SandboxError> {
+    let book = state.voip.book();
+    let account = book.accounts.iter().find(|account| account.account_id == id).ok_or(SandboxError::NotFound)?;
+    let url = account.webhook.as_ref().map(|target| target.url.as_str());
+    Ok(Json(json!({ "account_id": id, "webhook_url": url })))
+}
+
+/// `DELETE /sandbox/voip/accounts/{id}/webhook`: the account's next calls are only recorded (204).
+pub(crate) async fn clear_webhook(
+    State(state): State<crate::State>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, SandboxError> {
+    let mut book = state.voip.book();
+    let account = book.accounts.iter_mut().find(|account| account.account_id == id).ok_or(SandboxError::NotFound)?;
+    account.webhook = None;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /sandbox/voip/accounts/{id}/playback` [`Playback`]: replaces how the account plays its next originated
+/// calls (a field left out takes its default); answers the playback. Calls already playing keep theirs.
+pub(crate) async fn set_playback(
+    State(state): State<crate::State>,
+    Path(id): Path<String>,
+    Json(playback): Json<Playback>,
+) -> Result<Json<Value>, SandboxError> {
+    playback.validate().map_err(SandboxError::BadRequest)?;
+    let view = serde_json::to_value(&playback).unwrap_or_default();
+    state.voip.set_playback(&id, playback).ok_or(SandboxError::NotFound)?;
+    Ok(Json(view))
+}
+
+/// `GET /sandbox/voip/accounts/{id}/playback`.
+pub(crate) async fn show_playback(
+    State(state): State<crate::State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, SandboxError> {
+    let book = state.voip.book();
+    let account = book.accounts.iter().find(|account| account.account_id == id).ok_or(SandboxError::NotFound)?;
+    Ok(Json(serde_json::to_value(&account.playback).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallsQuery {
+    account_id: Option<String>,
+}
+
+/// `GET /sandbox/voip/calls?account_id=`: the originated calls (of one provider account), oldest first, each
+/// with its playback's state and delivered events ([`super::PlayedCall`]).
+pub(crate) async fn played_calls(State(state): State<crate::State>, Query(query): Query<CallsQuery>) -> Json<Value> {
+    let book = state.voip.book();
+    let calls: Vec<&super::PlayedCall> = book
+        .played_calls()
+        .filter(|call| query.account_id.as_deref().is_none_or(|account| call.account_id == account))
+        .collect();
+    Json(serde_json::to_value(calls).unwrap_or_default())
+}
+
+/// `GET /sandbox/voip/calls/{call_id}`: one originated call; 404 when unknown.
+pub(crate) async fn played_call(
+    State(state): State<crate::State>,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, SandboxError> {
+    let book = state.voip.book();
+    let call = book.played_call(&call_id).ok_or(SandboxError::NotFound)?;
+    Ok(Json(serde_json::to_value(call).unwrap_or_default()))
+}
+
+/// Hands a playing call an action and answers the call once its event was delivered; 404 for an unknown call,
+/// 409 for one not played (its account had no webhook), over, or where the action does not apply.
+async fn command(state: &crate::State, call_id: &str, action: Action) -> Result<Json<Value>, SandboxError> {
+    let sender = {
+        let book = state.voip.book();
+        let call = book.played_call(call_id).ok_or(SandboxError::NotFound)?;
+        if call.state == "recorded" {
+            return Err(SandboxError::Conflict("the call is not played: its account had no webhook".into()));
+        }
+        book.commands_of(call_id)
+    };
+    let over = || SandboxError::Conflict("the call is over".into());
+    let sender = sender.ok_or_else(over)?;
+    let (reply, answer) = oneshot::channel();
+    sender.send(Command { action, reply }).map_err(|_| over())?;
+    match answer.await {
+        Ok(Ok(call)) => Ok(Json(serde_json::to_value(call).unwrap_or_default())),
+        Ok(Err(why)) => Err(SandboxError::Conflict(why)),
+        Err(_) => Err(over()),
+    }
+}
+
+/// `POST /sandbox/voip/calls/{call_id}/answer`: the callee answers a ringing call now.
+pub(crate) async fn answer_call(
+    State(state): State<crate::State>,
+    Path(call_id): Path<String>,
+) -> Result<Json<Value>, SandboxError> {
+    command(&state, &call_id, Action::Answer).await
+}
+
+/// `POST /sandbox/voip/calls/{call_id}/end` body (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndInput {
+    /// For a call still ringing: `missed`, `busy` or `failed` (the account's `unanswered_status` by default).
+    status: Option<Unanswered>,
+    /// For an answered call: the seconds reported (the talk so far, rounded, at least 1, by default).
+    duration: Option<u32>,
+}
+
+/// `POST /sandbox/voip/calls/{call_id}/end` `{status?, duration?}`: hangs up now; a ringing call ends
+/// unanswered, an answered one ends with its duration.
+pub(crate) async fn end_call(
+    State(state): State<crate::State>,
+    Path(call_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, SandboxError> {
+    let input: EndInput = if body.iter().all(u8::is_ascii_whitespace) {
+        EndInput::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|error| SandboxError::BadRequest(format!("body: {error}")))?
+    };
+    command(&state, &call_id, Action::End { status: input.status, duration: input.duration }).await
 }

@@ -6,13 +6,17 @@
 //! |---|---|
 //! | `POST /voip/v1/oauth/token` form `grant_type=client_credentials` | OAuth 2.0 client credentials, the client by HTTP Basic `client_id:client_secret` → 200 `{access_token, token_type: "Bearer", expires_in}`; 401 `{"error":"invalid_client"}`; 400 `{"error":"unsupported_grant_type"}` (`invalid_request` without a form `grant_type`) |
 //! | `GET /voip/v1/account` | HTTP Basic (login + password), `Authorization: Bearer <api key>` or `Bearer <unexpired access token>` → 200 `{account_id, name}`; else 401 |
-//! | `POST /voip/v1/calls` `{extension, to}` | Same auth → 201 `{call_id}` and the call is recorded; 404 an extension the account lacks; 422 a malformed number; 400 a body that is not that JSON |
+//! | `POST /voip/v1/calls` `{extension, to}` | Same auth → 201 `{call_id}`, the call is recorded and, when the account has a webhook, played into it ([`playback`]); 404 an extension the account lacks; 422 a malformed number; 400 a body that is not that JSON |
 //! | any other `/voip/...` | Counted, then 404 |
-//! | `POST /sandbox/voip/accounts` `{login, password?, api_key?, client_id?, client_secret?, extensions?, account_id?, name?}` | Adds a provider account (201) |
+//! | `POST /sandbox/voip/accounts` `{login, password?, api_key?, client_id?, client_secret?, extensions?, account_id?, name?, playback?}` | Adds a provider account (201) |
+//! | `PUT /sandbox/voip/accounts/{id}/webhook` `{webhook_url, secret}`, `GET`, `DELETE` | Where the account posts its originated calls' events, signed with `secret` (`whsec_…`) → `{account_id, webhook_url}` (never the secret); `DELETE` (204): its calls are only recorded again |
+//! | `PUT /sandbox/voip/accounts/{id}/playback` [`Playback`], `GET` | How it plays them: `{answer_after_ms: 2000, talk_ms: 5000, no_answer_after_ms: 6000, unanswered_numbers: [], unanswered_status: "missed", manual: false, line: "+551133330000"}`, a field left out taking its default |
+//! | `GET /sandbox/voip/calls?account_id=`, `GET /sandbox/voip/calls/{call_id}` | The originated calls, oldest first, with their playback ([`PlayedCall`]: `state` `recorded`/`ringing`/`answered`/`ended`/`missed`/`busy`/`failed`, `events` as delivered) |
+//! | `POST /sandbox/voip/calls/{call_id}/answer`, `POST /sandbox/voip/calls/{call_id}/end` `{status?, duration?}` | Moves a played call now (manual mode, or ahead of its timers) → the call once its event was delivered; 404 unknown, 409 not played, over, or not ringing (answer) |
 //! | `POST /sandbox/voip/expire-tokens` | Every issued access token expires now → `{expired}` (how many were still valid) |
 //! | `GET /sandbox/voip/accounts` | The accounts, without their secrets |
 //! | `POST /sandbox/voip/faults` `{status?, count?, delay_ms?}`, `DELETE` | Queues (clears) faults for the next `/voip/...` requests |
-//! | `GET /sandbox/voip/stats`, `POST /sandbox/voip/reset-stats` | Requests by `METHOD /path` and outcome, originated calls, sent webhooks |
+//! | `GET /sandbox/voip/stats`, `POST /sandbox/voip/reset-stats` | Requests by `METHOD /path` and outcome, originated calls (with `received_at_ms`), every originate request (`originate_requests`: `{received_at_ms, extension, to, outcome, call_id}`), sent webhooks (a played event's with its `event`) |
 //! | `POST /sandbox/voip/send` `{webhook_url, secret, event, webhook_id?, timestamp_offset?, signature_override?}` | Posts a signed event → `{status, body, webhook_id, timestamp, signature}` |
 //!
 //! Smart forwarding: before a call of the host page's call panel (`POST /sandbox/provider/call`, see
@@ -28,6 +32,7 @@
 
 mod api;
 mod control;
+pub mod playback;
 pub mod signature;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -37,10 +42,11 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use serde::{Deserialize, Serialize};
 use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
 
+pub use playback::{Playback, PlayedCall, PlayedEvent, Unanswered};
 pub use signature::{Secret, SecretError};
 
 /// The extensions every account has unless it is created with its own list.
@@ -61,6 +67,8 @@ pub struct Settings {
     /// How long an issued access token is accepted: the token answer's `expires_in`.
     pub token_ttl: Duration,
     pub extensions: Vec<String>,
+    /// How the account plays the calls it originates, once it knows where to post their events.
+    pub playback: Playback,
 }
 
 impl Default for Settings {
@@ -75,6 +83,7 @@ impl Default for Settings {
             client_secret: "sandbox-client-secret".to_owned(),
             token_ttl: Duration::from_secs(3600),
             extensions: DEFAULT_EXTENSIONS.map(str::to_owned).to_vec(),
+            playback: Playback::default(),
         }
     }
 }
@@ -96,6 +105,11 @@ pub struct Account {
     #[serde(skip)]
     pub client_secret: Option<String>,
     pub extensions: Vec<String>,
+    /// Where the account posts the events of the calls it originates (`PUT
+    /// /sandbox/voip/accounts/{id}/webhook`); shown without its secret.
+    #[serde(rename = "webhook_url", skip_serializing_if = "Option::is_none", serialize_with = "playback::webhook_url")]
+    pub webhook: Option<playback::Target>,
+    pub playback: Playback,
 }
 
 /// An access token the token endpoint issued.
@@ -150,15 +164,34 @@ pub struct OriginatedCall {
     pub to: String,
     /// Unix seconds.
     pub at: i64,
+    /// Unix milliseconds at which the request was received (before any injected fault's delay).
+    pub received_at_ms: i64,
 }
 
-/// One delivery of `/sandbox/voip/send`.
+/// One `POST /voip/v1/calls` as received, whatever its outcome: when, what it asked, how it was answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct OriginateRequest {
+    /// Unix milliseconds at which the request was received (before any injected fault's delay).
+    pub received_at_ms: i64,
+    /// The body's `extension` and `to` when it held them as strings.
+    pub extension: Option<String>,
+    pub to: Option<String>,
+    /// The outcome counted in [`Stats::requests`] (`ok`, `fault`, `unauthorized`, ...).
+    pub outcome: &'static str,
+    /// The call's id when it was placed.
+    pub call_id: Option<String>,
+}
+
+/// One delivery of `/sandbox/voip/send`, or one event of an originated call the provider played.
 #[derive(Debug, Clone, Serialize)]
 pub struct SentWebhook {
     pub webhook_id: String,
     pub call_id: String,
-    /// The webhook's HTTP status.
+    /// The webhook's HTTP status (0 when it could not be reached).
     pub status: u16,
+    /// The call status the event reported, for the events of an originated call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'static str>,
 }
 
 /// What tests assert on.
@@ -169,6 +202,9 @@ pub struct Stats {
     /// `invalid_request`) → count.
     pub requests: BTreeMap<String, BTreeMap<&'static str, u64>>,
     pub calls: Vec<OriginatedCall>,
+    /// Every `POST /voip/v1/calls`, accepted or not, in the order received.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub originate_requests: Vec<OriginateRequest>,
     pub webhooks: Vec<SentWebhook>,
     /// Caller-id questions asked before calls rang, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -185,6 +221,8 @@ pub(crate) struct Book {
     stats: Stats,
     /// Call id → the extension the caller-id answer routed it to, oldest first.
     routed: VecDeque<(String, String)>,
+    /// The originated calls and how their playback stands, oldest first (at most [`playback::MAX_PLAYED`]).
+    played: VecDeque<PlayedCall>,
 }
 
 impl Book {
@@ -289,6 +327,8 @@ impl Provider {
             client_id: Some(settings.client_id),
             client_secret: Some(settings.client_secret),
             extensions: settings.extensions,
+            webhook: None,
+            playback: settings.playback,
         };
         let mut book = Book::default();
         book.accounts.push(account);
@@ -322,9 +362,27 @@ impl Provider {
 
     /// The extensions of the configured account (the one the host page's calls come from).
     pub(crate) fn extensions(&self) -> Vec<String> {
+        self.default_account().map(|account| account.extensions).unwrap_or_default()
+    }
+
+    /// The configured account (the one the host page's calls come from and that the page wires to the
+    /// server's webhook).
+    pub(crate) fn default_account(&self) -> Option<Account> {
         let book = self.book();
-        let account = book.accounts.iter().find(|account| account.account_id == self.default_account_id);
-        account.map(|account| account.extensions.clone()).unwrap_or_default()
+        book.accounts.iter().find(|account| account.account_id == self.default_account_id).cloned()
+    }
+
+    /// The configured account's id.
+    pub fn default_account_id(&self) -> &str {
+        &self.default_account_id
+    }
+
+    /// Replaces how the account plays its originated calls; `None` for an unknown account.
+    pub fn set_playback(&self, account_id: &str, playback: Playback) -> Option<()> {
+        let mut book = self.book();
+        let account = book.accounts.iter_mut().find(|account| account.account_id == account_id)?;
+        account.playback = playback;
+        Some(())
     }
 }
 
@@ -395,6 +453,15 @@ pub(crate) fn routes() -> Router<crate::State> {
         .route("/sandbox/voip/reset-stats", post(control::reset_stats))
         .route("/sandbox/voip/expire-tokens", post(control::expire_tokens))
         .route("/sandbox/voip/send", post(control::send))
+        .route(
+            "/sandbox/voip/accounts/{id}/webhook",
+            put(control::set_webhook).get(control::show_webhook).delete(control::clear_webhook),
+        )
+        .route("/sandbox/voip/accounts/{id}/playback", put(control::set_playback).get(control::show_playback))
+        .route("/sandbox/voip/calls", get(control::played_calls))
+        .route("/sandbox/voip/calls/{call_id}", get(control::played_call))
+        .route("/sandbox/voip/calls/{call_id}/answer", post(control::answer_call))
+        .route("/sandbox/voip/calls/{call_id}/end", post(control::end_call))
 }
 
 #[cfg(test)]
@@ -411,6 +478,8 @@ mod tests {
             client_id: None,
             client_secret: None,
             extensions: vec!["101".to_owned()],
+            webhook: None,
+            playback: Playback::default(),
         }
     }
 

@@ -18,6 +18,7 @@ pub enum SecretError {
 }
 
 /// A webhook signing key: the base64-decoded secret without its `whsec_` prefix.
+#[derive(Clone)]
 pub struct Secret(Vec<u8>);
 
 impl Secret {
