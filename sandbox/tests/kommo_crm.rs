@@ -846,3 +846,48 @@ async fn the_demo_account_holds_the_three_sample_callers() {
     let plain = Harness::start().await;
     assert_eq!(plain.get("/sandbox/samples", None).await.status(), 404);
 }
+
+/// How the server reads a call list's selection back: the entities by id, 250 at most, in one request each, and
+/// a lead's contacts with the main one marked (then those contacts and companies by id).
+#[tokio::test]
+async fn a_call_lists_selection_is_read_back_by_ids_with_the_leads_main_contact() {
+    let kommo = Harness::start().await;
+    let api = Api::connect(&kommo, 1012).await;
+    let (ana, _) = api.seed("Ana", &["+55 11 91111-0001"], &[]).await;
+    let (bia, _) = api.seed("Bia", &[], &[]).await;
+    let (caio, _) = api.seed("Caio", &["+55 11 91111-0003"], &[]).await;
+    let (acme, _) = api.seed_company("Acme", &["+55 11 3000-0001"], &[]).await;
+    let (globex, globex_leads) = api.seed_company("Globex", &[], &[("Pilot", 0, 10)]).await;
+
+    let (status, list) = api.get(&format!("/api/v4/contacts?limit=250&filter[id][]={caio}&filter[id][]={ana}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&list, "contacts"), [ana, caio], "the ids asked for, by id");
+    let phones: Vec<&str> = list["_embedded"]["contacts"][0]["custom_fields_values"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(phones, ["+55 11 91111-0001"]);
+    let (status, list) =
+        api.get(&format!("/api/v4/companies?limit=250&filter[id][]={globex}&filter[id][]={acme}")).await;
+    assert_eq!((status, ids(&list, "companies")), (200, vec![acme, globex]));
+    // Ids of nothing (another account's, made up) are simply not found.
+    let (status, _) = api.get("/api/v4/contacts?limit=250&filter[id][]=99999999").await;
+    assert_eq!(status, 204);
+
+    // A lead with two contacts: the first linked is the main one; a lead of a company alone has none.
+    let body = json!([{ "name": "Two contacts", "_embedded": { "contacts": [{ "id": bia }, { "id": ana }] } }]);
+    let (status, created) = api.post("/api/v4/leads", body).await;
+    assert_eq!(status, 200, "{created}");
+    let lead = ids(&created, "leads")[0];
+    let path = format!("/api/v4/leads?limit=250&filter[id][]={lead}&filter[id][]={}&with=contacts", globex_leads[0]);
+    let (status, list) = api.get(&path).await;
+    assert_eq!(status, 200);
+    let leads = list["_embedded"]["leads"].as_array().unwrap();
+    let two = leads.iter().find(|found| found["id"] == lead).unwrap();
+    assert_eq!(two["_embedded"]["contacts"], json!([{ "id": bia, "is_main": true }, { "id": ana, "is_main": false }]));
+    let pilot = leads.iter().find(|found| found["id"] == globex_leads[0]).unwrap();
+    assert_eq!(pilot["_embedded"]["contacts"], json!([]));
+    assert_eq!(pilot["_embedded"]["companies"][0]["id"], globex);
+}
