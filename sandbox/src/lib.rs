@@ -68,18 +68,22 @@ pub fn app_with_provider(config: Config, provider: voip::Settings) -> Router {
 
 /// What the binary serves: [`app_with_provider`] whose default account (the one the host page shows) also
 /// holds the sample callers of [`samples`], offered by the host page's call panel and listed at
-/// `GET /sandbox/samples`.
+/// `GET /sandbox/samples`, and the contacts, companies and leads of its lists; the provider account never gets
+/// a call to [`samples::NO_ANSWER_PHONE`] answered.
 pub fn demo_app(config: Config, provider: voip::Settings) -> Router {
     build(config, provider, true)
 }
 
-fn build(config: Config, provider: voip::Settings, with_samples: bool) -> Router {
+fn build(config: Config, mut provider: voip::Settings, with_samples: bool) -> Router {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .expect("an HTTP client without TLS always builds");
     let stand_in = kommo_api::StandIn::new(config.stand_in.clone(), &config.kommo);
+    if with_samples {
+        provider.playback.unanswered_numbers.push(samples::NO_ANSWER_PHONE.to_owned());
+    }
     let voip = voip::Provider::new(provider);
     let samples = with_samples.then(|| samples::seed(&stand_in, config.kommo.account_id));
     let samples = samples.map(|seeded| seeded.expect("the default account exists: StandIn::new creates it"));
@@ -90,6 +94,7 @@ fn build(config: Config, provider: voip::Settings, with_samples: bool) -> Router
         .route("/sandbox/host.css", get(page::host_style))
         .route("/sandbox/health", get(page::health))
         .route("/sandbox/samples", get(page::samples))
+        .route("/sandbox/lists", get(page::lists))
         .route("/sandbox/token", post(token::mint_handler))
         .route("/sandbox/provider/call", post(provider::call_handler))
         .route("/vendor/{name}", get(archive::vendor_handler))

@@ -28,8 +28,12 @@ pub(crate) struct PageOptions {
     block_wasm: Option<String>,
     /// `strict`: send a CSP that forbids compiling wasm.
     csp: Option<String>,
-    /// Kommo's `system().area`; `lcard` (a lead card) by default.
+    /// Kommo's `system().area`; `lcard` (a lead card) by default, `clist` with the contacts or companies
+    /// list, `llist` with the leads list.
     area: Option<String>,
+    /// What the page shows first: `card` (the lead card), `contacts`, `companies` or `leads` (a list); by
+    /// default the area's (`clist` → contacts, `llist` → leads, else the card).
+    view: Option<String>,
     /// Act as this account id for this page load (tokens and `APP.constant('account')`), so each browser
     /// test can start from an account the server has never seen.
     account: Option<u64>,
@@ -132,6 +136,8 @@ fn boot(archive: &Archive, kommo: &crate::Kommo, lang: &str, area: &str, account
         },
         "langs": langs,
         "settings": settings,
+        // Where the manifest puts the widget (`clist-1`, `llist-1`, ...): the lists' "More" menu offers it there.
+        "locations": manifest["locations"].clone(),
         "account": { "id": account_id, "subdomain": kommo.subdomain, "name": "Sandbox account" },
         "user": {
             "id": user.id,
@@ -159,7 +165,6 @@ fn card_fields(samples: Option<&Samples>, user: &PageUser) -> Vec<(&'static str,
                 ("card_budget", card.budget.clone()),
                 ("card_contact", card.contact.clone()),
                 ("card_phone", card.phone.clone()),
-                ("card_phone_href", format!("tel:{}", card.phone_e164)),
                 ("card_email", card.email.clone()),
             ]
         }
@@ -170,9 +175,44 @@ fn card_fields(samples: Option<&Samples>, user: &PageUser) -> Vec<(&'static str,
             ("card_budget", "—".to_owned()),
             ("card_contact", "—".to_owned()),
             ("card_phone", "—".to_owned()),
-            ("card_phone_href", "#".to_owned()),
             ("card_email", "—".to_owned()),
         ],
+    }
+}
+
+/// A phone number or an email as the page shows it: Kommo's link that calls the widget's `add_action` handler
+/// once one is registered (host.js turns it on), plain text until then; `—` when there is none.
+fn action_html(kind: &str, value: &str) -> String {
+    if value.is_empty() || value == "—" {
+        return "—".to_owned();
+    }
+    let value = escape_html(value);
+    format!(r#"<a class="sandbox-{kind}" data-action="{kind}" data-value="{value}">{value}</a>"#)
+}
+
+/// The first view and Kommo's area for it: the view asked for (its area unless one was asked for too), else
+/// the area's view.
+fn view_and_area<'a>(view: Option<&'a str>, area: Option<&'a str>) -> (&'a str, &'a str) {
+    let view = view.filter(|view| VIEWS.contains(view));
+    match (view, area) {
+        (Some(view), Some(area)) => (view, area),
+        (Some(view), None) => (view, area_of(view)),
+        (None, Some("clist")) => ("contacts", "clist"),
+        (None, Some("llist")) => ("leads", "llist"),
+        (None, Some(area)) => ("card", area),
+        (None, None) => ("card", "lcard"),
+    }
+}
+
+/// The views of the page: the lead card and Kommo's three lists.
+const VIEWS: [&str; 4] = ["card", "contacts", "companies", "leads"];
+
+/// Kommo's area of a view.
+fn area_of(view: &str) -> &'static str {
+    match view {
+        "contacts" | "companies" => "clist",
+        "leads" => "llist",
+        _ => "lcard",
     }
 }
 
@@ -196,8 +236,8 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
     let area = options
         .area
         .as_deref()
-        .filter(|area| !area.is_empty() && area.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-        .unwrap_or("lcard");
+        .filter(|area| !area.is_empty() && area.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+    let (view, area) = view_and_area(options.view.as_deref(), area);
     let kommo = &state.config.kommo;
     let account_id = options.account.unwrap_or(kommo.account_id);
     // Kommo installs a widget before it loads it: the account exists on the Kommo stand-in, and the page
@@ -217,10 +257,19 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
         "installed": state.stand_in.installed(account_id),
         "connection_url": format!("{}/widget/v1/connection", kommo.audience),
     });
+    boot["view"] = json!(view);
+    // The provider account the page wires to the server's webhook unless the settings name another.
+    let provider = state.voip.default_account();
+    boot["provider"] = json!({
+        "account_id": state.voip.default_account_id(),
+        "webhook": provider.as_ref().is_some_and(|account| account.webhook.is_some()),
+    });
+    boot["reveal_url"] = json!(format!("{}{}", kommo.audience, shared::api::paths::WEBHOOK_REVEAL));
     // The demo account shows its sample lead and offers its sample callers; other accounts a placeholder.
     let samples = state.samples.as_ref().filter(|samples| samples.account_id == account_id);
     boot["card_id"] = json!(samples.map_or(1, |samples| samples.card.lead_id));
     boot["samples"] = json!(samples.map(|samples| samples.callers.as_slice()).unwrap_or_default());
+    boot["demo"] = json!(samples.is_some());
     let from = samples.and_then(|samples| samples.callers.first()).map_or("+5511999990000", |c| c.number.as_str());
     let extensions: String = state
         .voip
@@ -239,9 +288,15 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
         .replace("{{caller_options}}", &caller_options(samples))
         .replace("{{from}}", &escape_html(from))
         .replace("{{line}}", LINE)
-        .replace("{{extensions}}", &extensions);
-    for (name, value) in card_fields(samples, &user) {
-        html = html.replace(&format!("{{{{{name}}}}}"), &escape_html(&value));
+        .replace("{{extensions}}", &extensions)
+        .replace("{{widget_code}}", WIDGET_CODE);
+    let fields = card_fields(samples, &user);
+    let field = |name: &str| fields.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str());
+    html = html
+        .replace("{{card_phone_link}}", &action_html("phone", field("card_phone").unwrap_or_default()))
+        .replace("{{card_email_link}}", &action_html("email", field("card_email").unwrap_or_default()));
+    for (name, value) in &fields {
+        html = html.replace(&format!("{{{{{name}}}}}"), &escape_html(value));
     }
     // The boot JSON last: nothing in it is ever read as a placeholder.
     let html = html.replace("{{boot}}", &boot_json);
@@ -283,12 +338,96 @@ pub(crate) async fn samples(State(state): State<crate::State>) -> Result<Json<Va
     Ok(Json(serde_json::to_value(samples).map_err(|error| SandboxError::Internal(error.to_string()))?))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListsQuery {
+    account_id: u64,
+}
+
+/// The values of the fields with `code` (`PHONE`, `EMAIL`).
+fn values(fields: &[crate::kommo_api::crm::Field], code: &str) -> Vec<String> {
+    let of_code = fields.iter().filter(|field| field.field_code == code);
+    of_code.flat_map(|field| field.values.iter().map(|value| value.value.clone())).collect()
+}
+
+/// `GET /sandbox/lists?account_id=`: the rows of the host page's three lists, from the Kommo stand-in's
+/// entities in id order (what is still an unsorted item is left out, as Kommo's lists do):
+/// `{contacts: [{id, type: "contact", name, phones, emails, company}], companies: [{id, type: "company", name,
+/// phones, emails}], leads: [{id, type: "lead", name, stage, price, contact, company, phones}]}`, a lead's phones
+/// being its main contact's, else its company's. 404 for an unknown account.
+pub(crate) async fn lists(
+    State(state): State<crate::State>,
+    Query(query): Query<ListsQuery>,
+) -> Result<Json<Value>, SandboxError> {
+    use crate::kommo_api::crm::{UNSORTED_STATUS_ID, stage};
+
+    let ledger = state.stand_in.ledger();
+    ledger.account(query.account_id).ok_or(SandboxError::NotFound)?;
+    let Some(crm) = ledger.crm(query.account_id) else {
+        return Ok(Json(json!({ "contacts": [], "companies": [], "leads": [] })));
+    };
+    let company_name = |id: Option<&u64>| id.and_then(|id| crm.companies.get(id)).map(|company| company.name.clone());
+    let contacts: Vec<Value> = crm
+        .contacts
+        .values()
+        .filter(|contact| !contact.is_unsorted)
+        .map(|contact| {
+            json!({
+                "id": contact.id,
+                "type": "contact",
+                "name": contact.name,
+                "phones": values(&contact.fields, "PHONE"),
+                "emails": values(&contact.fields, "EMAIL"),
+                "company": company_name(contact.companies.first()),
+            })
+        })
+        .collect();
+    let companies: Vec<Value> = crm
+        .companies
+        .values()
+        .map(|company| {
+            json!({
+                "id": company.id,
+                "type": "company",
+                "name": company.name,
+                "phones": values(&company.fields, "PHONE"),
+                "emails": values(&company.fields, "EMAIL"),
+            })
+        })
+        .collect();
+    let leads: Vec<Value> = crm
+        .leads
+        .values()
+        .filter(|lead| lead.status_id != UNSORTED_STATUS_ID)
+        .map(|lead| {
+            let contact = lead.contacts.first().and_then(|id| crm.contacts.get(id));
+            let company = lead.companies.first().and_then(|id| crm.companies.get(id));
+            let mut phones = contact.map(|contact| values(&contact.fields, "PHONE")).unwrap_or_default();
+            if phones.is_empty() {
+                phones = company.map(|company| values(&company.fields, "PHONE")).unwrap_or_default();
+            }
+            json!({
+                "id": lead.id,
+                "type": "lead",
+                "name": lead.name,
+                "stage": stage(lead.status_id).map(|stage| stage.name),
+                "price": lead.price,
+                "contact": contact.map(|contact| contact.name.clone()),
+                "company": company.map(|company| company.name.clone()),
+                "phones": phones,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "contacts": contacts, "companies": companies, "leads": leads })))
+}
+
 const HOST_JS: &str = include_str!("host/host.js");
 const HOST_CSS: &str = include_str!("host/host.css");
 
-/// The shell: Kommo's left menu, top bar and a lead card, plus sandbox tools: the VoIP provider's call panel
-/// under the card's fields (out of the way of the widget's popups, which stack up from the bottom right) and
-/// the callbacks log beside the widget's tile.
+/// The shell: Kommo's left menu, top bar, a lead card and Kommo's lists (contacts, companies, leads: rows with
+/// checkboxes, the mass-action bar and its "More" menu), Kommo's transient messages top right, plus sandbox
+/// tools: the VoIP provider's call panel under the card's fields (out of the way of the widget's popups, which
+/// stack up from the bottom right) and the callbacks log beside the widget's tile.
 const PAGE: &str = r##"<!doctype html>
 <html lang="{{lang}}">
 <head>
@@ -303,9 +442,9 @@ const PAGE: &str = r##"<!doctype html>
 <nav class="sandbox-nav" aria-label="Kommo">
   <div class="sandbox-nav__logo">k</div>
   <a class="sandbox-nav__item"><span class="sandbox-nav__icon">▦</span>Dashboard</a>
-  <a class="sandbox-nav__item sandbox-nav__item_active"><span class="sandbox-nav__icon">☰</span>Leads</a>
+  <a class="sandbox-nav__item sandbox-nav__item_link" id="sandbox-nav-leads" data-view="leads"><span class="sandbox-nav__icon">☰</span>Leads</a>
   <a class="sandbox-nav__item"><span class="sandbox-nav__icon">✉</span>Chats</a>
-  <a class="sandbox-nav__item"><span class="sandbox-nav__icon">☺</span>Contacts</a>
+  <a class="sandbox-nav__item sandbox-nav__item_link" id="sandbox-nav-contacts" data-view="contacts"><span class="sandbox-nav__icon">☺</span>Contacts</a>
   <a class="sandbox-nav__item"><span class="sandbox-nav__icon">✓</span>Tasks</a>
   <a class="sandbox-nav__item"><span class="sandbox-nav__icon">▤</span>Lists</a>
   <a class="sandbox-nav__item"><span class="sandbox-nav__icon">◔</span>Stats</a>
@@ -313,11 +452,11 @@ const PAGE: &str = r##"<!doctype html>
 </nav>
 <div class="sandbox-main">
   <header class="sandbox-topbar">
-    <div class="sandbox-topbar__crumbs">Leads <span>›</span> {{card_title}}</div>
+    <div class="sandbox-topbar__crumbs" id="sandbox-crumbs" data-card-title="{{card_title}}">Leads <span>›</span> {{card_title}}</div>
     <input class="sandbox-topbar__search" type="search" placeholder="Search" aria-label="Search">
     <div class="sandbox-topbar__langs" id="sandbox-langs"></div>
   </header>
-  <main class="sandbox-card">
+  <main class="sandbox-card" id="sandbox-view-card">
     <section class="sandbox-card__info">
       <h1 class="sandbox-card__title">{{card_title}}</h1>
       <div class="sandbox-card__pipeline"><span class="sandbox-card__stage">{{card_stage}}</span></div>
@@ -325,8 +464,8 @@ const PAGE: &str = r##"<!doctype html>
         <dt>Responsible</dt><dd>{{card_responsible}}</dd>
         <dt>Budget</dt><dd>{{card_budget}}</dd>
         <dt>Contact</dt><dd>{{card_contact}}</dd>
-        <dt>Phone</dt><dd><a href="{{card_phone_href}}">{{card_phone}}</a></dd>
-        <dt>Email</dt><dd>{{card_email}}</dd>
+        <dt>Phone</dt><dd class="sandbox-card__phones">{{card_phone_link}}</dd>
+        <dt>Email</dt><dd>{{card_email_link}}</dd>
       </dl>
       <form class="sandbox-tools sandbox-phone" id="sandbox-call-form" autocomplete="off">
         <div class="sandbox-tools__title">VoIP provider (sandbox)</div>
@@ -346,6 +485,7 @@ const PAGE: &str = r##"<!doctype html>
           <button type="button" class="sandbox-button" id="sandbox-call-miss" disabled>Miss</button>
         </div>
         <output id="sandbox-provider-result"></output>
+        <div class="sandbox-phone__wired" id="sandbox-provider-wired" data-wired="false">Click-to-call: the provider plays calls once the widget's settings are saved here</div>
         <details class="sandbox-phone__webhook" id="sandbox-call-webhook-box">
           <summary>Webhook</summary>
           <label>Webhook URL<input name="webhook_url" id="sandbox-call-webhook" placeholder="taken from the widget's settings"></label>
@@ -374,7 +514,37 @@ const PAGE: &str = r##"<!doctype html>
       </div>
     </aside>
   </main>
+  <main class="sandbox-list" id="sandbox-view-list" hidden>
+    <div class="sandbox-list__head">
+      <h1 class="sandbox-list__title" id="sandbox-list-title"></h1>
+      <nav class="sandbox-list__tabs" id="sandbox-list-tabs">
+        <a class="sandbox-list__tab" id="sandbox-tab-contacts" data-view="contacts">Contacts</a>
+        <a class="sandbox-list__tab" id="sandbox-tab-companies" data-view="companies">Companies</a>
+      </nav>
+      <span class="sandbox-list__total" id="sandbox-list-total"></span>
+      <a class="sandbox-list__card-link" id="sandbox-open-card" data-view="card">Open the lead card</a>
+    </div>
+    <div class="sandbox-list__actions" id="sandbox-list-actions" hidden>
+      <span class="sandbox-list__selected" id="sandbox-list-selected"></span>
+      <button type="button" class="sandbox-list__action" disabled>Change responsible</button>
+      <button type="button" class="sandbox-list__action" disabled>Add task</button>
+      <button type="button" class="sandbox-list__action" disabled>Delete</button>
+      <div class="sandbox-list__more">
+        <button type="button" class="sandbox-list__action sandbox-list__more-button" id="sandbox-list-more" aria-haspopup="menu" aria-expanded="false">More ▾</button>
+        <ul class="sandbox-list__menu" id="sandbox-list-more-menu" role="menu" hidden>
+          <li class="sandbox-list__menu-item sandbox-list__menu-item_kommo" role="menuitem" aria-disabled="true">Export</li>
+          <li class="sandbox-list__menu-item sandbox-list__widget-action" id="sandbox-list-widget-action" role="menuitem" tabindex="0" data-widget-code="{{widget_code}}" hidden></li>
+        </ul>
+      </div>
+    </div>
+    <table class="sandbox-list__table">
+      <thead id="sandbox-list-head"></thead>
+      <tbody id="sandbox-list-rows"></tbody>
+    </table>
+    <div class="sandbox-list__empty" id="sandbox-list-empty" hidden>Nothing here yet</div>
+  </main>
 </div>
+<div class="sandbox-kommo-messages" id="sandbox-kommo-messages" aria-live="polite"></div>
 </body>
 </html>
 "##;

@@ -9,11 +9,16 @@
 //!
 //! They are seeded once at start, so in a fresh local Kommo the ids are the first of each kind: contact
 //! 20000001, lead 30000001, company 25000001.
+//!
+//! The lists (contacts, companies, leads) hold more, for click-to-call and call lists ([`LIST_CONTACTS`],
+//! [`LIST_COMPANIES`]): five contacts (one without a number, one with two, one whose number the VoIP provider
+//! stand-in never gets answered: [`NO_ANSWER_PHONE`]), three companies (one without a number) and five leads (one
+//! whose contact has no number, one with a company and no contact).
 
 use serde::Serialize;
 
 use crate::kommo_api::StandIn;
-use crate::kommo_api::crm::{QUALIFIED_STATUS_ID, stage};
+use crate::kommo_api::crm::{FIRST_STATUS_ID, PROPOSAL_STATUS_ID, QUALIFIED_STATUS_ID, stage};
 use crate::kommo_api::seed::{SeedCompany, SeedContact, SeedLead, SeedPhone};
 
 /// The number every sample calls: the account's line.
@@ -25,6 +30,39 @@ pub const CONTACT_PHONE: &str = "+55 11 98765-4321";
 pub const COMPANY_PHONE: &str = "+55 11 3456-7800";
 /// A number nobody in the account has.
 pub const UNKNOWN_PHONE: &str = "+55 21 97654-3210";
+/// Diego Ramos's mobile: the demo's provider account never gets a call to it answered.
+pub const NO_ANSWER_PHONE: &str = "+55 21 99876-5432";
+
+/// A lead of the lists: name, stage, budget.
+pub type ListLead = (&'static str, u64, u64);
+/// A contact of the lists beyond Maria Silva: name, phones (`enum_code`, number), email, its lead.
+pub type ListContact = (&'static str, &'static [(&'static str, &'static str)], Option<&'static str>, Option<ListLead>);
+/// A company of the lists beyond Acme Ltda: name, phone, its lead.
+pub type ListCompany = (&'static str, Option<&'static str>, Option<ListLead>);
+
+/// The contacts the lists show after Maria Silva, in id order.
+pub const LIST_CONTACTS: [ListContact; 4] = [
+    (
+        "Bruno Costa",
+        &[("MOB", "+55 11 91234-5678")],
+        Some("bruno.costa@example.com"),
+        Some(("Annual support plan", FIRST_STATUS_ID, 4_800)),
+    ),
+    ("Carla Dias", &[], Some("carla.dias@example.com"), Some(("Office move", PROPOSAL_STATUS_ID, 9_000))),
+    ("Diego Ramos", &[("MOB", NO_ANSWER_PHONE)], None, Some(("Fleet tracking", QUALIFIED_STATUS_ID, 22_000))),
+    (
+        "Elisa Moura",
+        &[("WORK", "+55 31 3222-1100"), ("MOB", "+55 31 98888-7766")],
+        Some("elisa.moura@example.com"),
+        None,
+    ),
+];
+
+/// The companies the lists show after Acme Ltda: name, phone, its lead (name, stage, budget).
+pub const LIST_COMPANIES: [ListCompany; 2] = [
+    ("Globex Brasil", Some("+55 11 2222-3333"), Some(("Call center pilot", FIRST_STATUS_ID, 15_000))),
+    ("Initech ME", None, None),
+];
 
 /// One caller the call panel offers.
 #[derive(Debug, Clone, Serialize)]
@@ -117,6 +155,7 @@ pub fn seed(stand_in: &StandIn, account_id: u64) -> Result<Samples, String> {
         leads: Vec::new(),
     })?;
     let lead_id = contact.lead_ids.first().copied().ok_or("the sample contact has no lead")?;
+    seed_lists(stand_in, account_id, responsible)?;
     let budget = format!("{currency} {}", grouped(price));
 
     let callers = vec![
@@ -163,6 +202,45 @@ pub fn seed(stand_in: &StandIn, account_id: u64) -> Result<Samples, String> {
         email: "maria.silva@example.com".into(),
     };
     Ok(Samples { account_id, callers, card })
+}
+
+/// The rest of the lists' contacts and companies, with their leads ([`LIST_CONTACTS`], [`LIST_COMPANIES`]).
+fn seed_lists(stand_in: &StandIn, account_id: u64, responsible: u64) -> Result<(), String> {
+    let lead = |lead: Option<ListLead>| {
+        lead.map(|(name, status_id, price)| SeedLead {
+            name: Some(name.into()),
+            status_id: Some(status_id),
+            responsible_user_id: None,
+            price,
+        })
+    };
+    for (name, phones, email, contact_lead) in LIST_CONTACTS {
+        stand_in.seed_contact(SeedContact {
+            account_id,
+            name: name.into(),
+            phones: phones
+                .iter()
+                .map(|(code, number)| SeedPhone::Typed { value: (*number).into(), enum_code: (*code).into() })
+                .collect(),
+            emails: email.into_iter().map(str::to_owned).collect(),
+            responsible_user_id: Some(responsible),
+            company_id: None,
+            leads: lead(contact_lead).into_iter().collect(),
+        })?;
+    }
+    for (name, phone, company_lead) in LIST_COMPANIES {
+        stand_in.seed_company(SeedCompany {
+            account_id,
+            name: name.into(),
+            phones: phone
+                .map(|number| SeedPhone::Typed { value: number.into(), enum_code: "WORK".into() })
+                .into_iter()
+                .collect(),
+            responsible_user_id: None,
+            leads: lead(company_lead).into_iter().collect(),
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

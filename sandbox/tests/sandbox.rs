@@ -279,8 +279,9 @@ async fn the_demo_page_shows_the_sample_lead_and_offers_the_sample_callers() {
         ">R$ 12,500<",
         ">Juan Pérez<",
         ">Maria Silva<",
-        r#"<a href="tel:+5511987654321">+55 11 98765-4321</a>"#,
-        ">maria.silva@example.com<",
+        // Kommo's links for add_action: plain text until the widget registers a handler (host.js).
+        r#"<a class="sandbox-phone" data-action="phone" data-value="+55 11 98765-4321">+55 11 98765-4321</a>"#,
+        r#"<a class="sandbox-email" data-action="email" data-value="maria.silva@example.com">maria.silva@example.com</a>"#,
     ] {
         assert!(html.contains(shown), "the card lacks {shown}");
     }
@@ -314,6 +315,106 @@ async fn the_demo_page_shows_the_sample_lead_and_offers_the_sample_callers() {
     assert!(html.contains(
         r#"<select name="caller" id="sandbox-call-caller"><option value="">Another number…</option></select>"#
     ));
+}
+
+/// `GET /sandbox/lists?account_id=` of the demo sandbox.
+async fn demo_lists(account: u64) -> (StatusCode, Value) {
+    let demo = demo_app(config(), sandbox::voip::Settings::default());
+    let uri = format!("/sandbox/lists?account_id={account}");
+    let response = demo.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    (status, serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap_or(Value::Null))
+}
+
+fn column<'a>(rows: &'a Value, key: &str) -> Vec<&'a Value> {
+    rows.as_array().unwrap().iter().map(|row| &row[key]).collect()
+}
+
+#[tokio::test]
+async fn the_demo_lists_hold_five_contacts_and_five_leads_with_and_without_numbers() {
+    let (status, lists) = demo_lists(31_000_001).await;
+    assert_eq!(status, StatusCode::OK);
+    let contacts = &lists["contacts"];
+    assert_eq!(
+        column(contacts, "name"),
+        ["Maria Silva", "Bruno Costa", "Carla Dias", "Diego Ramos", "Elisa Moura"]
+            .map(|name| json!(name))
+            .iter()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(column(contacts, "id")[0], &json!(20_000_001), "the sample contact keeps the first id");
+    assert_eq!(contacts[0]["type"], "contact");
+    assert_eq!(contacts[0]["phones"], json!(["+55 11 98765-4321"]));
+    assert_eq!(contacts[2]["phones"], json!([]), "Carla Dias has no number");
+    assert_eq!(contacts[3]["phones"], json!([sandbox::samples::NO_ANSWER_PHONE]));
+    assert_eq!(contacts[4]["phones"].as_array().unwrap().len(), 2, "Elisa Moura has two");
+
+    let companies = &lists["companies"];
+    assert_eq!(column(companies, "name"), [&json!("Acme Ltda"), &json!("Globex Brasil"), &json!("Initech ME")]);
+    assert_eq!((companies[0]["id"].as_u64(), companies[0]["type"].as_str()), (Some(25_000_001), Some("company")));
+    assert_eq!(companies[2]["phones"], json!([]));
+
+    let leads = lists["leads"].as_array().unwrap();
+    assert_eq!(leads.len(), 5);
+    assert_eq!((leads[0]["id"].as_u64(), leads[0]["type"].as_str()), (Some(30_000_001), Some("lead")));
+    let lead = |name: &str| leads.iter().find(|lead| lead["name"] == name).unwrap();
+    assert_eq!(lead("Website redesign")["contact"], "Maria Silva");
+    assert_eq!(lead("Website redesign")["phones"], json!(["+55 11 98765-4321"]), "the main contact's number");
+    assert_eq!(
+        (lead("Office move")["contact"].as_str(), lead("Office move")["phones"].clone()),
+        (Some("Carla Dias"), json!([]))
+    );
+    let pilot = lead("Call center pilot");
+    assert_eq!((pilot["contact"].clone(), pilot["company"].as_str()), (Value::Null, Some("Globex Brasil")));
+    assert_eq!(pilot["phones"], json!(["+55 11 2222-3333"]), "no contact: the company's number");
+    assert_eq!(lead("Website redesign")["stage"], "Qualified");
+
+    // An account the Kommo stand-in does not know is 404.
+    let (status, _) = demo_lists(77).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_page_opens_on_a_list_in_its_area_and_knows_the_provider_account() {
+    for (query, view, area) in [
+        ("", "card", "lcard"),
+        ("?area=clist", "contacts", "clist"),
+        ("?area=llist", "leads", "llist"),
+        ("?view=companies", "companies", "clist"),
+        ("?view=leads", "leads", "llist"),
+        ("?view=card&area=ccard", "card", "ccard"),
+        ("?view=nonsense", "card", "lcard"),
+    ] {
+        let (_, _, body) = get(&format!("/{query}"), None).await;
+        let (boot, _) = boot_of(&body);
+        assert_eq!((boot["view"].as_str(), boot["area"].as_str()), (Some(view), Some(area)), "{query}");
+    }
+    let (_, _, body) = get("/", None).await;
+    let (boot, html) = boot_of(&body);
+    assert_eq!(boot["provider"], json!({ "account_id": "sandbox-voip", "webhook": false }));
+    assert_eq!(boot["reveal_url"], "http://127.0.0.1:8080/widget/v1/settings/webhook/reveal");
+    assert_eq!(boot["demo"], false);
+    // The lists, their selection and Kommo's "More" menu with the widget's entry, for browser tests to drive.
+    for id in [
+        "sandbox-nav-leads",
+        "sandbox-nav-contacts",
+        "sandbox-tab-contacts",
+        "sandbox-tab-companies",
+        "sandbox-view-card",
+        "sandbox-view-list",
+        "sandbox-list-rows",
+        "sandbox-list-actions",
+        "sandbox-list-more",
+        "sandbox-list-more-menu",
+        "sandbox-list-widget-action",
+        "sandbox-kommo-messages",
+        "sandbox-provider-wired",
+    ] {
+        assert!(html.contains(&format!(r#"id="{id}""#)), "the page lacks #{id}");
+    }
+    assert!(html.contains(r#"data-widget-code="kvoip""#));
+    // The placeholder card has no number to click.
+    assert!(html.contains(r#"<dd class="sandbox-card__phones">—</dd>"#));
 }
 
 #[tokio::test]

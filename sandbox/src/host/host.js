@@ -10,17 +10,37 @@
 //   before loading the widget, the server's answer, and the last connection state the server reported.
 // - navigations: the Kommo paths opened through Kommo's links (`/contacts/detail/7`), oldest first.
 // - kommoCalls: what the widget gave Kommo's APP.notifications.add_call, oldest first.
+// - kommoMessages: Kommo's transient messages the widget showed, oldest first: {kind, header, text, at} with kind
+//   'message' (show_message), 'error' (show_message_error), 'notification' (show_notification) or 'add_error'.
+// - actions: the numbers (and emails) clicked where the widget registered self.add_action: {type, value}.
+// - view: the page's view ('card', 'contacts', 'companies', 'leads'); showView(view) switches it like Kommo's
+//   left menu (no reload, no callback) and resolves once a list's rows are shown.
+// - list: {view, loaded, rows: [{id, type}], selected: [ids in the rows' order]} of the list shown, else null.
+// - providerWebhook: {account_id, webhook_url} once the page told the VoIP provider stand-in where to post its
+//   originated calls (PUT /sandbox/voip/accounts/{id}/webhook), from the settings' webhook URL and secret.
 (function () {
   'use strict';
 
   var boot = JSON.parse(document.getElementById('sandbox-boot').textContent);
   var strings = boot.strings;
   var recorder = window.__sandbox = {
-    calls: [], results: {}, thrown: [], lastSave: null, saving: false, saves: 0, kommoCalls: [],
+    calls: [], results: {}, thrown: [], lastSave: null, saving: false, saves: 0, kommoCalls: [], kommoMessages: [],
+    actions: [], view: boot.view || 'card', list: null, providerWebhook: null,
     ready: false, loadError: null, widget: null,
     // Tokens speak for the account and user the page shows (?account=<id>, ?user=<id>, ?is_admin_claim=).
     tokenAs: boot.token_as || { account_id: boot.account.id }
   };
+
+  // The page's views: the lead card (in the area the page was opened with) and Kommo's lists, each list in its
+  // area (contacts and companies: clist, leads: llist), with its base entity and the type of its rows.
+  var LISTS = {
+    contacts: { area: 'clist', entity: 'contacts', type: 'contact', title: 'Contacts' },
+    companies: { area: 'clist', entity: 'companies', type: 'company', title: 'Companies' },
+    leads: { area: 'llist', entity: 'leads', type: 'lead', title: 'Leads' }
+  };
+  var CARD_ENTITIES = { lcard: 'leads', ccard: 'contacts', comcard: 'companies' };
+  var cardArea = recorder.view === 'card' ? boot.area : 'lcard';
+  var current = { view: recorder.view, area: boot.area };
 
   // The slice of Kommo's APP global widgets commonly touch.
   window.APP = {
@@ -28,13 +48,20 @@
     constant: function (name) {
       return { account: boot.account, user: boot.user, managers: {}, groups: {} }[name];
     },
-    widgets: { system: { area: boot.area } },
-    getBaseEntity: function () { return 'leads'; },
-    isCard: function () { return boot.area.slice(1) === 'card'; },
-    // The lead the page shows: the demo account's sample lead, else a placeholder id.
-    data: { current_card: { id: boot.card_id || 1 }, current_view: null, current_list: null },
+    widgets: { system: { area: current.area } },
+    getBaseEntity: function () {
+      return current.view === 'card' ? (CARD_ENTITIES[current.area] || 'leads') : LISTS[current.view].entity;
+    },
+    isCard: function () { return /card$/.test(current.area); },
+    // The lead the page shows: the demo account's sample lead, else a placeholder id; none on a list.
+    data: {
+      current_card: current.view === 'card' ? { id: boot.card_id || 1 } : null,
+      current_view: null,
+      current_list: null
+    },
     // Kommo's own notifications: add_call shows a call at the bottom left (KOMMO.md 6.1); here each one is
-    // recorded in window.__sandbox.kommoCalls and shown as a plain box.
+    // recorded in window.__sandbox.kommoCalls and shown as a plain box. The transient messages show top right
+    // for a few seconds and are recorded in window.__sandbox.kommoMessages.
     notifications: {
       add_call: function (notice) {
         recorder.kommoCalls.push(JSON.parse(JSON.stringify(notice)));
@@ -44,9 +71,64 @@
         box.firstChild.textContent = String(notice.header || '');
         box.lastChild.innerHTML = String(notice.text || '');
         document.body.appendChild(box);
-      }
+      },
+      show_message: function (message) { showMessage('message', message); },
+      show_message_error: function (message) { showMessage('error', message); },
+      show_notification: function (notice) {
+        var text = (notice && notice.text) || {};
+        showMessage(notice && notice.type === 'error' ? 'error' : 'notification', text);
+      },
+      add_error: function (message) { showMessage('add_error', message); }
     }
   };
+
+  // How long a transient message stays, like Kommo's.
+  var MESSAGE_MS = 6000;
+
+  // One transient message: recorded, then shown top right until it times out (clicks go through it).
+  function showMessage(kind, message) {
+    message = message || {};
+    var record = { kind: kind, header: String(message.header || ''), text: String(message.text || ''), at: Date.now() };
+    recorder.kommoMessages.push(record);
+    var box = document.createElement('div');
+    box.className = 'sandbox-kommo-message' + (kind === 'message' || kind === 'notification' ? '' : ' sandbox-kommo-message_error');
+    box.setAttribute('data-kind', kind);
+    box.setAttribute('role', kind === 'message' || kind === 'notification' ? 'status' : 'alert');
+    box.innerHTML = '<div class="sandbox-kommo-message__header"></div><div class="sandbox-kommo-message__text"></div>';
+    box.firstChild.textContent = record.header;
+    box.lastChild.innerHTML = record.text;
+    setTimeout(function () { if (box.parentNode) box.parentNode.removeChild(box); }, MESSAGE_MS);
+    (document.getElementById('sandbox-kommo-messages') || document.body).appendChild(box);
+  }
+
+  // Kommo's self.add_action('phone' | 'email', handler): the numbers (emails) on the page become links that call
+  // the handler with {value: the number as shown}; without a handler they are plain text.
+  var actionHandlers = {};
+
+  function refreshActions(root) {
+    Array.prototype.forEach.call((root || document).querySelectorAll('a[data-action]'), function (link) {
+      var on = typeof actionHandlers[link.getAttribute('data-action')] === 'function';
+      link.classList.toggle('sandbox-action_on', on);
+      if (on) link.setAttribute('href', '#'); else link.removeAttribute('href');
+    });
+  }
+
+  document.addEventListener('click', function (event) {
+    var link = event.target && event.target.closest ? event.target.closest('a[data-action]') : null;
+    if (!link) return;
+    var type = link.getAttribute('data-action');
+    var handler = actionHandlers[type];
+    if (typeof handler !== 'function') return;
+    event.preventDefault();
+    var value = link.getAttribute('data-value');
+    recorder.actions.push({ type: type, value: value });
+    try {
+      handler.call(recorder.widget, { value: value });
+    } catch (error) {
+      recorder.thrown.push('add_action ' + type + ': ' + error);
+      setTimeout(function () { throw error; });
+    }
+  });
 
   requirejs.config({ paths: { jquery: '/vendor/jquery' } });
 
@@ -74,7 +156,7 @@
       set_lang: function (langs) { this.langs = langs; },
       system: function () {
         return {
-          area: boot.area,
+          area: current.area,
           subdomain: boot.account.subdomain,
           amouser_id: boot.user.id,
           amouser: boot.user.login,
@@ -83,7 +165,19 @@
           lang: boot.lang
         };
       },
-      $authorizedAjax: function (options) { return authorizedAjax($, options); }
+      $authorizedAjax: function (options) { return authorizedAjax($, options); },
+      add_action: function (type, handler) {
+        if (typeof handler !== 'function') return;
+        actionHandlers[String(type)] = handler;
+        refreshActions();
+      },
+      // Kommo's Lists SDK: the rows selected in the list shown, in the list's order.
+      list_selected: function () {
+        var selected = list.rows.filter(function (row) { return list.selected[row.id]; }).map(function (row) {
+          return { id: row.id, type: row.type, phones: (row.phones || []).slice(), emails: (row.emails || []).slice() };
+        });
+        return { count_selected: selected.length, selected: selected };
+      }
     };
     return helpers;
   }
@@ -157,7 +251,8 @@
     recorder.calls.push(name);
     showCalls();
     try {
-      var callback = widget.callbacks && widget.callbacks[name];
+      // `contacts.selected` and the like are nested.
+      var callback = name.split('.').reduce(function (node, key) { return node && node[key]; }, widget.callbacks);
       if (typeof callback !== 'function') {
         recorder.results[name] = 'missing';
         return undefined;
@@ -195,21 +290,103 @@
     return ($shown.is('input, textarea') ? $shown.val() : $shown.text()).trim();
   }
 
+  // The webhook URL and the signing secret the settings show, when they show both; the call panel takes them.
+  function shownWebhook($) {
+    var url = shownWebhookUrl($);
+    // The signing secret is shown in full only right after it was issued or revealed.
+    var secret = String($('input.kvoip-webhook-secret').val() || '').trim();
+    if (url) $('#sandbox-call-webhook').val(url);
+    if (secret.indexOf('whsec_') === 0) $('#sandbox-call-secret').val(secret);
+    return url && secret.indexOf('whsec_') === 0 ? { url: url, secret: secret } : null;
+  }
+
+  // Which provider account the open settings sign in as: its login or OAuth client, when the form shows one.
+  function providerInForm() {
+    var value = function (name) {
+      var input = document.querySelector('.kvoip-settings input[name="' + name + '"]');
+      return input ? String(input.value || '').trim() : '';
+    };
+    var method = document.querySelector('.kvoip-settings input[name="credentials.method"]:checked');
+    var kind = method ? method.value : '';
+    if (kind === 'password') return { login: value('credentials.login') };
+    if (kind === 'oauth2') return { client_id: value('credentials.client_id') };
+    return {};
+  }
+
+  // Tells the VoIP provider stand-in where its account posts the calls it originates (click-to-call, call lists):
+  // the account the settings sign in as, else the configured one. Resolves true once wired.
+  var wiring = { key: null };
+  function wireProvider(url, secret, who) {
+    url = String(url || '').trim();
+    secret = String(secret || '').trim();
+    if (!/^https?:\/\//.test(url) || secret.indexOf('whsec_') !== 0) return Promise.resolve(false);
+    who = who || providerInForm();
+    return fetch('/sandbox/voip/accounts').then(function (response) { return response.json(); }).then(function (accounts) {
+      var match = (accounts || []).filter(function (account) {
+        return (who.login && account.login === who.login) || (who.client_id && account.client_id === who.client_id);
+      })[0];
+      var id = match ? match.account_id : boot.provider.account_id;
+      var key = [id, url, secret].join(' ');
+      if (key === wiring.key) return true;
+      return fetch('/sandbox/voip/accounts/' + encodeURIComponent(id) + '/webhook', {
+        method: 'PUT',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ webhook_url: url, secret: secret })
+      }).then(function (response) {
+        if (!response.ok) return false;
+        wiring.key = key;
+        recorder.providerWebhook = { account_id: id, webhook_url: url };
+        var line = document.getElementById('sandbox-provider-wired');
+        line.textContent = 'Click-to-call: provider account ' + id + ' plays its calls into ' + url;
+        line.setAttribute('data-wired', 'true');
+        return true;
+      });
+    }).catch(function () { return false; });
+  }
+
+  function wireShown($) {
+    var shown = shownWebhook($);
+    return shown ? wireProvider(shown.url, shown.secret) : Promise.resolve(false);
+  }
+
+  // The demo account's admin, whose settings were saved before this local Kommo started (its provider stand-in
+  // forgot where to post): the page asks the server for the webhook again, as the admin's reveal action does.
+  function rewireDemo($) {
+    if (!boot.demo || !boot.provider || boot.provider.webhook || boot.user.is_admin !== 'Y' || !boot.reveal_url) return;
+    authorizedAjax($, { url: boot.reveal_url, type: 'POST', dataType: 'json' }).done(function (endpoint) {
+      if (!endpoint || !endpoint.url || !endpoint.signing_secret) return;
+      if (!field('sandbox-call-webhook')) byId('sandbox-call-webhook').value = endpoint.url;
+      if (!field('sandbox-call-secret')) byId('sandbox-call-secret').value = endpoint.signing_secret;
+      wireProvider(endpoint.url, endpoint.signing_secret, {});
+    });
+  }
+
   function start($, Widget) {
     Object.setPrototypeOf(Widget.prototype, kommoHelpers($));
     var widget = new Widget();
     recorder.widget = widget;
     var $modal = null;
+    var observer = null;
 
     function closeModal() {
       if (!$modal) return;
-      var url = shownWebhookUrl($);
-      if (url) $('#sandbox-call-webhook').val(url);
-      // The signing secret is shown in full only right after it was issued: take it for signed provider calls.
-      var secret = String($('input.kvoip-webhook-secret').val() || '').trim();
-      if (secret.indexOf('whsec_') === 0) $('#sandbox-call-secret').val(secret);
+      if (observer) observer.disconnect();
+      observer = null;
+      // Read while the settings form is still there.
+      wireShown($);
       $modal.remove();
       $modal = null;
+    }
+
+    // While the modal is open, a webhook URL and secret it shows (a first save, a reveal) wire the provider.
+    function watchModal() {
+      if (typeof MutationObserver !== 'function') return;
+      var timer = null;
+      observer = new MutationObserver(function () {
+        clearTimeout(timer);
+        timer = setTimeout(function () { if ($modal) wireShown($); }, 150);
+      });
+      observer.observe($modal[0], { childList: true, subtree: true });
     }
 
     function openSettings() {
@@ -240,6 +417,7 @@
       $modal.find('.sandbox-modal__save').on('click', save);
       // Kommo's disable button sits in the widget's settings modal.
       $modal.find('.sandbox-modal__disable').on('click', disable);
+      watchModal();
       call(widget, 'settings', [$modal]);
     }
 
@@ -260,6 +438,7 @@
         if (ok) {
           widget.set_settings({ active: active });
           if ($modal === $shownModal && !boot.keep_modal) closeModal();
+          else setTimeout(function () { if ($modal === $shownModal) wireShown($); }, 200);
         }
         recorder.saving = false;
       });
@@ -286,6 +465,8 @@
       call(widget, 'bind_actions');
     }
     recorder.ready = true;
+    showWidgetAction();
+    rewireDemo($);
   }
 
   // The call panel: a sample caller (or a typed number) rings an extension; the call in progress then moves on
@@ -447,8 +628,208 @@
     byId('sandbox-call-miss').addEventListener('click', missCall);
     byId('sandbox-call-caller').addEventListener('change', pickCaller);
     byId('sandbox-call-from').addEventListener('input', typedNumber);
+    // A webhook URL and secret typed here wire the configured provider account too.
+    ['sandbox-call-webhook', 'sandbox-call-secret'].forEach(function (id) {
+      byId(id).addEventListener('change', function () {
+        wireProvider(field('sandbox-call-webhook'), field('sandbox-call-secret'), {});
+      });
+    });
     typedNumber();
     showCall();
+  }
+
+  // Kommo's lists: the rows of the account's contacts, companies or leads (GET /sandbox/lists), each with a
+  // checkbox; a selection shows Kommo's mass-action bar, whose "More" menu offers the widget (where its manifest
+  // has the list's location) and calls its `contacts.selected` / `companies.selected` / `leads.selected`.
+  var list = { view: null, rows: [], selected: {}, seq: 0 };
+  var COLUMNS = {
+    contacts: [['Name', 'name'], ['Company', 'company'], ['Phone', 'phones'], ['Email', 'emails']],
+    companies: [['Name', 'name'], ['Phone', 'phones'], ['Email', 'emails']],
+    leads: [['Name', 'name'], ['Stage', 'stage'], ['Budget', 'price'], ['Main contact', 'contact'], ['Phone', 'phones']]
+  };
+
+  function actionLinks(kind, values) {
+    if (!values || !values.length) return '—';
+    return values.map(function (value) {
+      return '<a class="sandbox-' + kind + '" data-action="' + kind + '" data-value="' + text(value) + '">' + text(value) + '</a>';
+    }).join('<br>');
+  }
+
+  function cell(row, key) {
+    if (key === 'phones') return actionLinks('phone', row.phones);
+    if (key === 'emails') return actionLinks('email', row.emails);
+    var value = row[key];
+    if (key === 'contact' && !value && row.company) value = row.company;
+    if (key === 'price' && typeof value === 'number') value = value.toLocaleString('en-US');
+    return value === null || value === undefined || value === '' ? '—' : text(value);
+  }
+
+  function selectedIds() {
+    return list.rows.filter(function (row) { return list.selected[row.id]; }).map(function (row) { return row.id; });
+  }
+
+  function renderList() {
+    var view = list.view;
+    var columns = COLUMNS[view];
+    byId('sandbox-list-title').textContent = view === 'leads' ? 'Leads' : 'Contacts';
+    byId('sandbox-list-tabs').hidden = view === 'leads';
+    ['contacts', 'companies'].forEach(function (tab) {
+      byId('sandbox-tab-' + tab).classList.toggle('sandbox-list__tab_active', tab === view);
+    });
+    byId('sandbox-list-head').innerHTML = '<tr><th class="sandbox-list__check"><input type="checkbox" ' +
+      'id="sandbox-list-select-all" aria-label="Select all"></th>' +
+      columns.map(function (column) { return '<th>' + text(column[0]) + '</th>'; }).join('') + '</tr>';
+    var rows = byId('sandbox-list-rows');
+    rows.innerHTML = list.rows.map(function (row) {
+      return '<tr class="sandbox-list__row" data-id="' + text(row.id) + '" data-type="' + text(row.type) + '">' +
+        '<td class="sandbox-list__check"><input type="checkbox" class="sandbox-list__checkbox" aria-label="' +
+        text(row.name) + '"></td>' +
+        columns.map(function (column) {
+          return '<td class="sandbox-list__cell sandbox-list__cell_' + column[1] + '">' + cell(row, column[1]) + '</td>';
+        }).join('') + '</tr>';
+    }).join('');
+    var table = rows.parentNode;
+    table.setAttribute('data-view', view);
+    table.setAttribute('data-loaded', String(recorder.list.loaded));
+    byId('sandbox-list-total').textContent = recorder.list.loaded ? list.rows.length + ' ' + LISTS[view].title.toLowerCase() : '…';
+    byId('sandbox-list-empty').hidden = !recorder.list.loaded || list.rows.length > 0;
+    refreshActions(rows);
+    showSelection();
+  }
+
+  function showSelection() {
+    var ids = selectedIds();
+    recorder.list.selected = ids;
+    Array.prototype.forEach.call(byId('sandbox-list-rows').querySelectorAll('tr[data-id]'), function (tr) {
+      var on = !!list.selected[Number(tr.getAttribute('data-id'))];
+      tr.classList.toggle('sandbox-list__row_selected', on);
+      tr.querySelector('input.sandbox-list__checkbox').checked = on;
+    });
+    var all = byId('sandbox-list-select-all');
+    if (all) {
+      all.checked = ids.length > 0 && ids.length === list.rows.length;
+      all.indeterminate = ids.length > 0 && ids.length < list.rows.length;
+    }
+    byId('sandbox-list-actions').hidden = ids.length === 0;
+    byId('sandbox-list-selected').textContent = ids.length + ' selected';
+    if (!ids.length) showMenu(false);
+  }
+
+  function showMenu(open) {
+    byId('sandbox-list-more-menu').hidden = !open;
+    byId('sandbox-list-more').setAttribute('aria-expanded', String(open));
+  }
+
+  // The widget's entry in "More": its name (and logo), where the manifest puts it on the list shown.
+  function showWidgetAction() {
+    var entry = byId('sandbox-list-widget-action');
+    var area = current.view === 'card' ? null : LISTS[current.view].area;
+    var offered = !!recorder.widget && !!area && (boot.locations || []).some(function (location) {
+      return String(location).split('-')[0] === area;
+    });
+    entry.hidden = !offered;
+    if (offered && !entry.childNodes.length) {
+      var logo = boot.widget.logo ? '<img class="sandbox-list__widget-logo" alt="" src="' + text(boot.widget.logo) + '">' : '';
+      entry.innerHTML = logo + '<span class="sandbox-list__widget-name">' + text(boot.widget.name) + '</span>';
+    }
+  }
+
+  function widgetAction() {
+    showMenu(false);
+    if (!recorder.widget || !list.view) return;
+    call(recorder.widget, LISTS[list.view].entity + '.selected');
+  }
+
+  function loadList(view) {
+    var seq = ++list.seq;
+    list.view = view;
+    list.rows = [];
+    list.selected = {};
+    recorder.list = { view: view, loaded: false, rows: [], selected: [] };
+    renderList();
+    return fetch('/sandbox/lists?account_id=' + encodeURIComponent(boot.account.id)).then(function (response) {
+      return response.ok ? response.json() : {};
+    }).catch(function () { return {}; }).then(function (lists) {
+      if (seq !== list.seq) return false;
+      list.rows = lists[view] || [];
+      recorder.list = {
+        view: view,
+        loaded: true,
+        rows: list.rows.map(function (row) { return { id: row.id, type: row.type }; }),
+        selected: []
+      };
+      renderList();
+      return true;
+    });
+  }
+
+  // Switches the page like Kommo's left menu: the lead card or a list, with its area; no widget callback runs
+  // (the widget is init_once). Resolves once a list's rows are shown.
+  function showView(view) {
+    if (view !== 'card' && !LISTS[view]) return Promise.resolve(false);
+    current.view = recorder.view = view;
+    current.area = view === 'card' ? cardArea : LISTS[view].area;
+    window.APP.widgets.system.area = current.area;
+    window.APP.data.current_card = view === 'card' ? { id: boot.card_id || 1 } : null;
+    byId('sandbox-view-card').hidden = view !== 'card';
+    byId('sandbox-view-list').hidden = view === 'card';
+    byId('sandbox-nav-leads').classList.toggle('sandbox-nav__item_active', view === 'card' || view === 'leads');
+    byId('sandbox-nav-contacts').classList.toggle('sandbox-nav__item_active', view === 'contacts' || view === 'companies');
+    var crumbs = byId('sandbox-crumbs');
+    if (view === 'card') {
+      crumbs.innerHTML = 'Leads <span>›</span> ' + text(crumbs.getAttribute('data-card-title') || '');
+    } else {
+      crumbs.textContent = LISTS[view].title;
+    }
+    showWidgetAction();
+    if (view === 'card') {
+      list.view = null;
+      list.rows = [];
+      list.selected = {};
+      recorder.list = null;
+      return Promise.resolve(true);
+    }
+    return loadList(view);
+  }
+  recorder.showView = showView;
+
+  function listPanel() {
+    Array.prototype.forEach.call(document.querySelectorAll('a[data-view]'), function (link) {
+      var params = new URLSearchParams(location.search);
+      params.set('view', link.getAttribute('data-view'));
+      params.delete('area');
+      link.setAttribute('href', '?' + params.toString());
+      link.addEventListener('click', function (event) {
+        event.preventDefault();
+        showView(link.getAttribute('data-view'));
+      });
+    });
+    byId('sandbox-list-head').addEventListener('change', function (event) {
+      if (event.target.id !== 'sandbox-list-select-all') return;
+      var on = event.target.checked;
+      list.selected = {};
+      if (on) list.rows.forEach(function (row) { list.selected[row.id] = true; });
+      showSelection();
+    });
+    byId('sandbox-list-rows').addEventListener('change', function (event) {
+      if (!event.target.classList.contains('sandbox-list__checkbox')) return;
+      var id = Number(event.target.closest('tr').getAttribute('data-id'));
+      if (event.target.checked) list.selected[id] = true; else delete list.selected[id];
+      showSelection();
+    });
+    byId('sandbox-list-more').addEventListener('click', function (event) {
+      event.stopPropagation();
+      showMenu(byId('sandbox-list-more-menu').hidden);
+    });
+    var entry = byId('sandbox-list-widget-action');
+    entry.addEventListener('click', widgetAction);
+    entry.addEventListener('keydown', function (event) {
+      if (event.key === 'Enter' || event.key === ' ') { event.preventDefault(); widgetAction(); }
+    });
+    document.addEventListener('click', function (event) {
+      if (!event.target.closest || !event.target.closest('.sandbox-list__more')) showMenu(false);
+    });
+    showView(recorder.view);
   }
 
   // Kommo's router: its links (`a.js-navigate-link`, which the widget clicks, through jQuery, to open a card or a
@@ -480,6 +861,7 @@
   document.addEventListener('DOMContentLoaded', function () {
     languageLinks();
     callPanel();
+    listPanel();
     require(['jquery'], function ($) {
       kommoRouter($);
       ensureInstalled($).then(function () { loadWidget($); });
