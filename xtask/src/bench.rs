@@ -25,13 +25,15 @@ pub fn bench(root: &Path) -> Result<()> {
     widget(root)
 }
 
-/// The widget's side: what every Kommo page downloads (gzipped), and the popup's latency in Chromium
-/// from the webhook's 200 to the caller's name (`sandbox/browser/bench/popup-latency.mjs`).
+/// The widget's side: what every Kommo page downloads (gzipped), the popup's latency in Chromium from the
+/// webhook's 200 to the caller's name (`sandbox/browser/bench/popup-latency.mjs`), and click-to-call's from
+/// the click to the provider's request (`sandbox/browser/bench/click-to-call.mjs`).
 fn widget(root: &Path) -> Result<()> {
     package::build_widget(root)?;
     package::print_page_weight(root)?;
     process::run(Command::new("cargo").args(["build", "-p", "server", "-p", "sandbox"]).current_dir(root))?;
-    test_suite::with_live_services(root, &["sandbox/browser/bench/popup-latency.mjs".to_owned()])
+    test_suite::with_live_services(root, &["sandbox/browser/bench/popup-latency.mjs".to_owned()])?;
+    test_suite::with_live_services(root, &["sandbox/browser/bench/click-to-call.mjs".to_owned()])
 }
 
 /// The kill -9 test at length (RELIABILITY.md §3.6): 5 seeds × 5000 deliveries against the release server
