@@ -2,7 +2,9 @@
 //! may also ask for its result (see [`crate::result`]).
 //!
 //! The push stream itself is script.js's (a page loads no wasm until there is a call to show): it starts
-//! this module at the first call for the user and hands it every call event ([`CallsHandle::push`]).
+//! this module at the first call for the user and hands it every call event ([`CallsHandle::push`]). The
+//! same module holds the call-list dialer ([`crate::dialer`]), opened by script.js through
+//! [`CallsHandle::open_dialer`] when a list is made or one is open at start.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -15,6 +17,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
 
 use crate::Mounted;
+use crate::dialer::Dialer;
 use crate::host::Host;
 use crate::i18n::I18n;
 use crate::result::{self, Decision, ResultModal, ResultQueue};
@@ -152,7 +155,7 @@ pub fn new_contact_path(number: &str) -> String {
 }
 
 /// A `div` with `class` and the page's language, appended to `document.body`.
-fn body_root(host: &Host, class: &str) -> Result<HtmlElement, JsError> {
+pub(crate) fn body_root(host: &Host, class: &str) -> Result<HtmlElement, JsError> {
     let document = web_sys::window().and_then(|window| window.document()).ok_or_else(|| JsError::new("no document"))?;
     let body = document.body().ok_or_else(|| JsError::new("no document body"))?;
     let root: HtmlElement =
@@ -198,6 +201,7 @@ pub fn start_calls(host: JsValue) -> Result<CallsHandle, JsError> {
         options,
         mounted: vec![mounted, result_mounted],
         roots: vec![root, result_root],
+        dialer: None,
     })
 }
 
@@ -271,6 +275,8 @@ pub struct CallsHandle {
     /// Dropping them unmounts the popups and the result modal, so they live here until `stop`.
     mounted: Vec<Mounted>,
     roots: Vec<HtmlElement>,
+    /// The call-list panel, from the first `open_dialer` on.
+    dialer: Option<Rc<Dialer>>,
 }
 
 #[wasm_bindgen]
@@ -283,6 +289,9 @@ impl CallsHandle {
         }
         match serde_json::from_str::<IncomingCall>(event) {
             Ok(call) => {
+                if let Some(dialer) = &self.dialer {
+                    dialer.on_call(&call);
+                }
                 on_call(&self.host, &self.board, &self.results, &self.options, call);
                 true
             }
@@ -293,8 +302,30 @@ impl CallsHandle {
         }
     }
 
-    /// Removes the popups. Safe to call twice.
+    /// Shows the call-list panel (`div.kvoip-dialer`), mounted once: with `view` (the JSON of a
+    /// `CallListView`, as `POST /widget/v1/call-lists` answered it) when given, else with the user's
+    /// current list as the server has it. An open panel reads its list again. False when the popups were
+    /// stopped or the panel cannot be shown.
+    pub fn open_dialer(&mut self, view: Option<String>) -> bool {
+        if self.mounted.is_empty() {
+            return false;
+        }
+        let view = view.and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok());
+        let dialer = self.dialer.get_or_insert_with(|| Dialer::new(Rc::clone(&self.host), self.results.clone()));
+        match dialer.open(view) {
+            Ok(()) => true,
+            Err(_) => {
+                web_sys::console::warn_1(&"kvoip: cannot show the call list".into());
+                false
+            }
+        }
+    }
+
+    /// Removes the popups and the call-list panel. Safe to call twice.
     pub fn stop(&mut self) {
+        if let Some(dialer) = self.dialer.take() {
+            dialer.stop();
+        }
         self.mounted.clear();
         for root in self.roots.drain(..) {
             root.remove();

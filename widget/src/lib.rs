@@ -2,8 +2,9 @@
 //! modules built from this crate with different features.
 //!
 //! - `calls` (glue `widget.js`, wasm `widget_bg.wasm`): [`calls::start_calls`] → [`calls::CallsHandle`] (the
-//!   incoming-call popups and the call-result modal of [`result`]). script.js loads it at the first call for
-//!   the user; until then a Kommo page loads no wasm at all (the push stream is script.js's).
+//!   incoming-call popups, the call-result modal of [`result`], and the call-list panel of [`dialer`] through
+//!   `open_dialer`). script.js loads it at the first call for the user, or when a call list is made or open;
+//!   until then a Kommo page loads no wasm at all (the push stream and click-to-call are script.js's).
 //! - `settings` (glue `settings.js`, wasm `settings_bg.wasm`): [`settings::mount_settings`] →
 //!   [`settings::SettingsHandle`] (the settings form, with the failed deliveries of [`deliveries`]), loaded when
 //!   an admin opens the settings.
@@ -18,6 +19,8 @@ pub mod calls;
 pub mod connection;
 #[cfg(feature = "settings")]
 pub mod deliveries;
+#[cfg(feature = "calls")]
+pub mod dialer;
 #[cfg(feature = "settings")]
 pub mod form;
 pub mod host;
