@@ -4,12 +4,16 @@
  * Kommo loads it on every page for every user, so it keeps the push stream itself (a few kilobytes) and loads
  * the Rust/wasm part, built by Trunk from widget/src as two modules, only when it is needed, handing each the
  * "host" object (the only way the wasm reaches Kommo):
- *   widget.js + widget_bg.wasm, at the first call for this user (an event, or a call in progress at start):
- *     start_calls(host) -> CallsHandle { push(eventJson) -> bool, stop() }  (call popups, call-result modal)
+ *   widget.js + widget_bg.wasm, at the first call for this user (an event, or a call in progress at start), or
+ *   when a call list is made or one is open at start:
+ *     start_calls(host) -> CallsHandle { push(eventJson) -> bool, open_dialer(viewJson?) -> bool, stop() }
+ *     (call popups, call-result modal, the call-list panel)
  *   settings.js + settings_bg.wasm, when the settings modal opens (so only admins ever load it):
  *     mount_settings(root, host) -> SettingsHandle { save(active) -> Promise<bool>, unmount() }
  * A browser that cannot run the wasm still hears of a ringing call, through Kommo's own call notification
  * (APP.notifications.add_call), unless the account has the server send Kommo's notification itself.
+ * Click-to-call (add_action('phone')) and making a call list (the lists' "More" menu) need no wasm: one request
+ * each, answered with one of Kommo's messages.
  * Nothing here throws into Kommo's page: every callback catches and logs.
  */
 define(['jquery'], function ($) {
@@ -19,7 +23,7 @@ define(['jquery'], function ($) {
   var API_BASE = '__KVOIP_API_BASE__';
   var STYLE_ID = 'kvoip-style';
   var LANGS = ['en', 'es', 'pt'];
-  var I18N_SECTIONS = ['widget', 'settings', 'connection', 'errors', 'popup', 'status', 'result', 'deliveries'];
+  var I18N_SECTIONS = ['widget', 'settings', 'connection', 'errors', 'popup', 'status', 'result', 'deliveries', 'dialer'];
   // Kommo's card areas whose open record a call result may be logged in.
   var CARD_AREAS = { lcard: 'leads', ccard: 'contacts' };
   // Our server's push stream (shared::api::paths, CALL_EVENT) and its reconnection delays: doubling from
@@ -37,6 +41,20 @@ define(['jquery'], function ($) {
   };
   // Where the wasm cannot run, how long Kommo's notification of a ringing call waits for who is calling.
   var FALLBACK_WAIT_MS = 1500;
+  // Calling out (shared::api::paths, MAX_CALL_LIST_ENTRIES): a number clicked again while its call is being
+  // placed, or within HOLD_MS after, places nothing (the server holds each user's calls apart too).
+  var DIAL = {
+    ORIGINATE: '/widget/v1/calls/originate',
+    LISTS: '/widget/v1/call-lists',
+    HOLD_MS: 3000,
+    MAX_ENTRIES: 250,
+    // The error codes (shared::api::dial_errors and others) with a sentence of their own in i18n `dialer`.
+    CODES: ['no_extension', 'provider_refused', 'provider_unreachable', 'integration_off', 'invalid_number',
+      'already_dialing', 'call_lists_off'],
+    LIST_CODES: ['call_lists_off', 'rate_limited', 'not_found']
+  };
+  // A row's `type` in Kommo's list selection, as the call list's source it belongs to.
+  var KINDS = { contact: 'contacts', contacts: 'contacts', company: 'companies', companies: 'companies', lead: 'leads', leads: 'leads' };
 
   var CustomWidget = function () {
     var self = this;
@@ -53,6 +71,10 @@ define(['jquery'], function ($) {
       waiting: {}, // call id -> { call, timer }: ringing calls whose Kommo notification waits for the caller
       settings: null, // SettingsHandle
       settingsRoot: null, // div.kvoip-settings in the open settings modal
+      dialGuard: {}, // number (its digits) -> until when clicking it places nothing (Infinity while placing)
+      makingList: false, // a call list is being made
+      dialerView: null, // {view}: the call-list panel to open once the calls module runs
+      phoneAction: false, // add_action('phone') registered
       started: false // render/init ran and destroy did not since
     };
 
@@ -358,6 +380,137 @@ define(['jquery'], function ($) {
           log('cannot show a call', e);
         }
       }
+      var dialer = state.dialerView;
+      state.dialerView = null;
+      if (dialer) {
+        try {
+          state.calls.open_dialer(dialer.view);
+        } catch (e) {
+          log('cannot show the call list', e);
+        }
+      }
+    }
+
+    // The call-list panel (calls module): with `view` (the JSON of a list just made), else the current list.
+    function openDialer(view) {
+      state.dialerView = { view: view || null };
+      loadModule('widget').then(function (mod) {
+        if (!mod && state.dialerView) {
+          state.dialerView = null;
+          notify(true, text('dialer', 'title'), text('errors', 'wasm_failed'));
+        }
+        flushCalls();
+      });
+    }
+
+    // One of Kommo's transient messages (`error`: the red one). Kommo shows them as HTML: escaped.
+    function notify(error, header, body) {
+      var notifications = window.APP && window.APP.notifications;
+      var show = notifications && notifications[error ? 'show_message_error' : 'show_message'];
+      try {
+        if (typeof show === 'function') {
+          show.call(notifications, { header: escapeHtml(header), text: escapeHtml(body) });
+          return;
+        }
+      } catch (e) {
+        log('cannot show a message', e);
+      }
+      log(header + ': ' + body);
+    }
+
+    // The i18n key (section `dialer`) of what went wrong: the error code's sentence when it has one.
+    function problem(reply, codes) {
+      var code = reply.body && reply.body.error && reply.body.error.code;
+      if (DIAL.CODES.indexOf(code) >= 0 || (codes || []).indexOf(code) >= 0) {
+        return code;
+      }
+      return reply.status === 0 ? 'network' : reply.status === 401 || reply.status === 403 ? 'unauthorized' : 'generic';
+    }
+
+    // Click-to-call: the provider rings the user's extension, then the number Kommo shows (`data.value`).
+    function dial(data) {
+      var number = String((data && data.value) || '').trim();
+      var key = number.replace(/\D/g, '');
+      var now = Date.now();
+      if (!state.started || !key || state.dialGuard[key] > now) {
+        return; // a repeat of a call being placed, or just placed
+      }
+      state.dialGuard[key] = Infinity;
+      request('POST', DIAL.ORIGINATE, { to: number })
+        .then(function (reply) {
+          var placed = reply.status === 200 && reply.body;
+          if (placed) {
+            state.dialGuard[key] = Date.now() + DIAL.HOLD_MS;
+            notify(false, text('dialer', 'calling').replace('#NUMBER#', placed.to_shown || number),
+              text('dialer', 'calling_text').replace('#EXTENSION#', placed.extension || ''));
+            return;
+          }
+          delete state.dialGuard[key];
+          var said = problem(reply);
+          notify(said !== 'already_dialing', text('dialer', 'call_failed'), text('dialer', said));
+        })
+        .catch(function (e) {
+          delete state.dialGuard[key];
+          log('click-to-call failed', e);
+        });
+    }
+
+    // The ids selected in Kommo's list, for a call list from `source`: in order, each once, numbers only;
+    // rows of another kind (a contacts list shows companies too) are left out.
+    function selectedIds(source) {
+      var picked = typeof self.list_selected === 'function' ? self.list_selected() : null;
+      var rows = (picked && picked.selected) || [];
+      var ids = [];
+      var seen = {};
+      for (var i = 0; i < rows.length; i++) {
+        var row = rows[i] || {};
+        var id = String(row.id === undefined || row.id === null ? '' : row.id).trim();
+        var kind = KINDS[String(row.type || '').toLowerCase()];
+        if (/^[1-9]\d{0,14}$/.test(id) && (!kind || kind === source) && !seen[id]) {
+          seen[id] = true;
+          ids.push(Number(id));
+        }
+      }
+      return ids;
+    }
+
+    // "More → call list" in one of Kommo's lists: the selection becomes the user's call list, shown in the panel.
+    function makeList(source) {
+      if (!state.started || state.makingList) {
+        return;
+      }
+      var ids = selectedIds(source);
+      if (!ids.length || ids.length > DIAL.MAX_ENTRIES) {
+        notify(true, text('dialer', 'list_failed'), ids.length
+          ? text('dialer', 'too_many').replace('#MAX#', DIAL.MAX_ENTRIES).replace('#COUNT#', ids.length)
+          : text('dialer', 'nothing_selected'));
+        return;
+      }
+      state.makingList = true;
+      request('POST', DIAL.LISTS, { source: source, ids: ids })
+        .then(function (reply) {
+          state.makingList = false;
+          if (reply.status === 201 && reply.body) {
+            openDialer(JSON.stringify(reply.body));
+          } else {
+            notify(true, text('dialer', 'list_failed'), text('dialer', problem(reply, DIAL.LIST_CODES)));
+          }
+        })
+        .catch(function (e) {
+          state.makingList = false;
+          log('the call list failed', e);
+        });
+    }
+
+    function listAction(source) {
+      return function () {
+        try {
+          makeList(source);
+        } catch (e) {
+          log('the call list failed', e);
+        }
+        return true;
+      };
     }
 
     // One call event (the JSON of an IncomingCall) for the popups: at once when the calls module runs,
@@ -566,6 +719,9 @@ define(['jquery'], function ($) {
               return null;
             }
             var active = reply.status === 200 && reply.body;
+            if (active && active.call_list) {
+              openDialer(null); // a list still open (made in another tab, or before a reload)
+            }
             if (active && Array.isArray(active.calls)) {
               if (push.lastEventId === null) {
                 seen(active.last_event_id);
@@ -633,7 +789,8 @@ define(['jquery'], function ($) {
         }
       }
       ring(false);
-      $('.kvoip-popups, .kvoip-call-result').remove();
+      state.dialerView = null;
+      $('.kvoip-popups, .kvoip-call-result, .kvoip-dialer').remove();
     }
 
     // Idempotent: the stylesheet and the push stream, whichever callback comes first. The calls module
@@ -642,6 +799,16 @@ define(['jquery'], function ($) {
       state.started = true;
       addStyle();
       startPush();
+      if (!state.phoneAction && typeof self.add_action === 'function') {
+        state.phoneAction = true;
+        self.add_action('phone', function (data) {
+          try {
+            dial(data);
+          } catch (e) {
+            log('click-to-call failed', e);
+          }
+        });
+      }
     }
 
     function unmountSettings() {
@@ -784,6 +951,7 @@ define(['jquery'], function ($) {
           unmountSettings();
           stopCalls();
           state.started = false;
+          state.phoneAction = false;
           $('.kvoip-settings').remove();
           $('#' + STYLE_ID).remove();
         } catch (e) {
@@ -796,11 +964,15 @@ define(['jquery'], function ($) {
       },
 
       contacts: {
-        selected: function () {}
+        selected: listAction('contacts')
+      },
+
+      companies: {
+        selected: listAction('companies')
       },
 
       leads: {
-        selected: function () {}
+        selected: listAction('leads')
       }
     };
 
