@@ -104,6 +104,44 @@ test('a user without an extension is told to ask the admin, in her language', as
   await context.close();
 });
 
+test('a provider that refuses or cannot be reached, and an integration turned off, each say so in Kommo', async () => {
+  const strings = await archiveStrings('en');
+  const { page, context, errors, account } = await ready();
+  await contacts(page, account, [{ name: 'Maria Silva', phones: ['+5511987650103'] }]);
+  const link = page.locator('a.sandbox-phone[data-action="phone"]').first();
+  await link.waitFor({ state: 'visible', timeout: STEP_MS });
+  const cases = [
+    [{ status: 404 }, 'provider_refused'],
+    [{ status: 503 }, 'provider_unreachable'],
+  ];
+  let count = 0;
+  for (const [fault, code] of cases) {
+    await sandbox('POST', '/sandbox/voip/faults', fault);
+    await link.click();
+    count += 1;
+    const shown = await message(page, count);
+    assert.deepEqual([shown.kind, shown.header, shown.text], ['error', strings.dialer.call_failed, strings.dialer[code]],
+      code);
+  }
+  // Turned off in the settings: the provider is not asked.
+  const before = (await originated('987650103')).length;
+  const settings = (await serverRequest(page, 'GET', '/widget/v1/settings')).body;
+  const off = await serverRequest(page, 'PUT', '/widget/v1/settings', {
+    active: false,
+    credentials: { method: 'password', provider_url: settings.credentials.provider_url, login: settings.credentials.login },
+    call_handling: settings.call_handling, extensions: settings.extensions,
+  });
+  assert.equal(off.status, 200, JSON.stringify(off.body));
+  await link.click();
+  count += 1;
+  const shown = await message(page, count);
+  assert.deepEqual([shown.kind, shown.text], ['error', strings.dialer.integration_off]);
+  assert.equal((await originated('987650103')).length, before, 'nothing placed while off');
+  await screenshot(page, 'dialer-refused.png');
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 /** Selects the contacts list's rows of `ids` and picks the widget in "More". */
 async function makeList(page, ids) {
   for (const id of ids) await page.check(`tr[data-id="${id}"] input.sandbox-list__checkbox`);
@@ -169,6 +207,23 @@ test('a call list from the contacts list is dialled one by one, paused, skipped,
   await shown.locator('button.kvoip-dialer__skip').click();
   await page.waitForFunction(() => document.querySelector('.kvoip-dialer__next .kvoip-dialer__name')
     ?.textContent === 'Eva Nunes', null, { timeout: STEP_MS });
+  // A reload in the middle: the page finds the list where it stood, paused, Eva next.
+  await page.reload();
+  await state(page, 'paused');
+  assert.equal(await shown.locator('.kvoip-dialer__next .kvoip-dialer__name').textContent(), 'Eva Nunes');
+  assert.equal(await shown.locator('.kvoip-dialer__progress').getAttribute('data-left'), '1');
+  // Another user of the account sees no list and cannot read this one.
+  const other = await openWidget(browser, { account, user: String(account * 100 + 1), is_admin_claim: 'false' });
+  await other.page.waitForTimeout(1500);
+  assert.equal(await other.page.$('.kvoip-dialer .kvoip-dialer__panel'), null, 'no dialer for another user');
+  const theirs = await serverRequest(other.page, 'GET', '/widget/v1/call-lists/current');
+  assert.deepEqual([theirs.status, theirs.body.list], [200, null]);
+  const listId = await shown.getAttribute('data-list-id');
+  const touched = await serverRequest(other.page, 'POST', `/widget/v1/call-lists/${listId}/command`,
+    { action: 'stop', next: 4 });
+  assert.equal(touched.status, 404, 'another user\'s list is not found');
+  assert.deepEqual(other.errors, []);
+  await other.context.close();
   await shown.locator('button.kvoip-dialer__resume').click();
   await form.waitFor({ state: 'visible', timeout: STEP_MS * 2 });
   await form.locator('textarea[name=note]').fill('Wants a call back next week.');
@@ -189,6 +244,19 @@ test('a call list from the contacts list is dialled one by one, paused, skipped,
   for (const [digits, times] of [['987650201', 1], ['987650203', 1], ['987650204', 0], ['987650205', 1]]) {
     assert.equal((await originated(digits)).length, times, digits);
   }
+  // Each call is logged in Kommo once: Ana's, Carla's and Eva's.
+  const expected = (await serverRequest(page, 'GET', '/widget/v1/call-lists/current')).body.list.entries
+    .map((entry) => entry.call_id).filter(Boolean).sort();
+  assert.equal(expected.length, 3);
+  let logged = [];
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    const writes = await sandbox('GET', `/sandbox/kommo/writes?account_id=${account}`);
+    logged = writes.filter((write) => write.path === '/api/v4/calls' && write.committed)
+      .flatMap((write) => write.body.map((item) => item.uniq)).sort();
+    if (logged.length >= 3) break;
+    await page.waitForTimeout(100);
+  }
+  assert.deepEqual(logged, expected, 'each call logged once');
   await shown.locator('button.kvoip-dialer__close').click();
   await panel(page).waitFor({ state: 'detached', timeout: STEP_MS });
   assert.deepEqual(errors, []);

@@ -103,8 +103,8 @@ pub fn stored_credentials(
 }
 
 /// What the provider accepted, for the widget.
-pub fn originated(call_id: String, e164: &str, extension: String) -> Originated {
-    Originated { call_id, to: e164.to_owned(), to_shown: shared::phone::display(e164), extension }
+pub fn originated(call_id: String, e164: &str, extension: String, country: Option<&str>) -> Originated {
+    Originated { call_id, to: e164.to_owned(), to_shown: shared::phone::display_for(e164, country), extension }
 }
 
 /// What a list's rules need of the account's settings.
@@ -460,7 +460,7 @@ pub async fn resolve_entries(
                 name: name_of(entity),
                 via: None,
                 number: first_number(entity).map(|e164| {
-                    let shown = shared::phone::display(&e164);
+                    let shown = shared::phone::display_for(&e164, country);
                     (e164, shown)
                 }),
             })
@@ -500,7 +500,7 @@ pub async fn resolve_entries(
                 entity_id: lead["id"].as_i64().unwrap_or_default(),
                 name: name_of(lead),
                 via: via.filter(|name| !name.is_empty()),
-                number: reached.map(|(_, e164)| (e164.clone(), shared::phone::display(&e164))),
+                number: reached.map(|(_, e164)| (e164.clone(), shared::phone::display_for(&e164, country))),
             }
         })
         .collect())

@@ -43,7 +43,8 @@ pub const DIAL_MARGIN_MS: i64 = 200;
 const SEEN_CALLS: usize = 16;
 
 /// The codes of `shared::api::dial_errors` the manager is told about, each an i18n key of `dialer`.
-const TOLD: [&str; 7] = [
+const TOLD: [&str; 8] = [
+    dial_errors::NOT_REPORTED,
     dial_errors::NO_EXTENSION,
     dial_errors::PROVIDER_REFUSED,
     dial_errors::PROVIDER_UNREACHABLE,

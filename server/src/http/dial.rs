@@ -85,7 +85,7 @@ async fn place_call(state: &AppState, auth: WidgetAuth, to: &str) -> Result<Orig
         Ok(call_id) => {
             tracing::info!(account.id = account.get(), user.id = auth.user_id, call.id = %call_id, "call placed");
             metrics::counter!("calls_originated_total", "outcome" => "placed").increment(1);
-            Ok(dialer::originated(call_id, &e164, extension))
+            Ok(dialer::originated(call_id, &e164, extension, country.as_deref()))
         }
         Err(error) => {
             let refusal = dialer::refusal_of(&error);
