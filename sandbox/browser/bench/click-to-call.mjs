@@ -1,4 +1,4 @@
-//! Click-to-call's latency as a manager feels it: from the click on a number in Kommo's card to the VoIP
+//! Click-to-call's latency as a manager feels it: from the click on a number in Kommo's contacts list to the VoIP
 //! provider receiving the originate request (the provider stand-in's clock; both on this machine), p50 and
 //! p95. Three ways: a page whose calls module (the wasm) is loaded, a page just opened (script.js only, the
 //! wasm not loaded: click-to-call never waits for it), and, as the bare baseline in the same run, the page
@@ -32,7 +32,7 @@ async function originateRequests() {
   return stats.originate_requests || [];
 }
 
-/** Clicks the card's first number on `page`; resolves with the ms from the click to the provider's receipt. */
+/** Clicks the contacts list's first number on `page`; resolves with the ms from the click to the provider's receipt. */
 async function timeClick(page) {
   const before = (await originateRequests()).length;
   const clickedAt = await page.evaluate(() => {
@@ -52,7 +52,12 @@ async function timeClick(page) {
 
 const browser = await launch();
 try {
-  const { page, stream } = await openWidget(browser, { view: 'card' });
+  const { page, stream, account } = await openWidget(browser);
+  const seeded = await fetch(`${SANDBOX_URL}/sandbox/kommo/contacts`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ account_id: account, name: 'Bench Client', phones: ['+5511987654321'] }),
+  });
+  if (!seeded.ok) throw new Error(`seeding a contact: ${seeded.status}`);
   const user = await page.evaluate(() => String(window.__sandbox.widget.system().amouser_id));
   const webhook = await configure(page, async (form) => {
     await form.uncheck('.kvoip-settings input[name="call_handling.widget.call_feedback_modal"]');
@@ -64,6 +69,7 @@ try {
   await streamOpen(stream);
   // The placed calls are only recorded: no events, so no popup and no call-result form between clicks.
   await fetch(`${SANDBOX_URL}/sandbox/voip/accounts/sandbox-voip/webhook`, { method: 'DELETE' });
+  await page.evaluate(() => window.__sandbox.showView('contacts'));
   await page.waitForSelector('a.sandbox-phone.sandbox-action_on', { timeout: 20_000 });
 
   // A page just opened: script.js only.
@@ -71,6 +77,7 @@ try {
   for (let n = 0; n < CLICKS; n += 1) {
     await page.reload();
     await page.waitForFunction(() => window.__sandbox && window.__sandbox.ready, null, { timeout: 20_000 });
+    await page.evaluate(() => window.__sandbox.showView('contacts'));
     await page.waitForSelector('a.sandbox-phone.sandbox-action_on', { timeout: 20_000 });
     if (await page.evaluate(() => !!document.querySelector('.kvoip-popups'))) throw new Error('the wasm loaded');
     cold.push(await timeClick(page));
