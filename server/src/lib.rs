@@ -1,6 +1,7 @@
 //! The Kommo VoIP integration's server as a library: [`http::app`] builds the router that the
 //! binary serves and the tests drive; [`serve`] runs it until a shutdown signal.
 
+pub mod adapters;
 pub mod auth;
 pub mod calls;
 pub mod clock;

@@ -180,6 +180,59 @@ impl ProviderClient {
         self.policy
     }
 
+    /// The guarded HTTP client (the egress policy on every resolved address, no redirects, no proxies, the
+    /// time limits), for the adapters' own requests to their systems' APIs. Each adapter checks its URL
+    /// with [`provider_base_url`] first.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// [`ProviderClient::check_credentials`] for the account's telephony system.
+    pub async fn check_system(
+        &self,
+        system: shared::ProviderSystem,
+        provider_url: &str,
+        credentials: &Credentials,
+    ) -> Result<ProviderAccount, ProviderError> {
+        use shared::ProviderSystem::*;
+        let (login, secret) = match (system, credentials) {
+            (Standard | Asterisk, _) => return self.check_credentials(provider_url, credentials).await,
+            (_, Credentials::Password { login, password }) => (login.as_str(), password),
+            (_, Credentials::OAuth2 { client_id, client_secret }) => (client_id.as_str(), client_secret),
+            (_, Credentials::ApiKey { key }) => ("", key),
+        };
+        match system {
+            Zadarma => crate::adapters::zadarma::check_credentials(self, provider_url, login, secret).await,
+            Yeastar => crate::adapters::yeastar::check_credentials(self, provider_url, login, secret).await,
+            Twilio => crate::adapters::twilio::check_credentials(self, provider_url, login, secret).await,
+            Standard | Asterisk => unreachable!("answered above"),
+        }
+    }
+
+    /// [`ProviderClient::originate`] for the account's telephony system.
+    pub async fn originate_system(
+        &self,
+        system: shared::ProviderSystem,
+        provider_url: &str,
+        credentials: &Credentials,
+        extension: &str,
+        to: &str,
+    ) -> Result<String, ProviderError> {
+        use shared::ProviderSystem::*;
+        let (login, secret) = match (system, credentials) {
+            (Standard | Asterisk, _) => return self.originate(provider_url, credentials, extension, to).await,
+            (_, Credentials::Password { login, password }) => (login.as_str(), password),
+            (_, Credentials::OAuth2 { client_id, client_secret }) => (client_id.as_str(), client_secret),
+            (_, Credentials::ApiKey { key }) => ("", key),
+        };
+        match system {
+            Zadarma => crate::adapters::zadarma::originate(self, provider_url, login, secret, extension, to).await,
+            Yeastar => crate::adapters::yeastar::originate(self, provider_url, login, secret, extension, to).await,
+            Twilio => crate::adapters::twilio::originate(self, provider_url, login, secret, extension, to).await,
+            Standard | Asterisk => unreachable!("answered above"),
+        }
+    }
+
     /// `GET {provider_url}/v1/account`: whether the provider accepts `credentials`, and for which
     /// of its accounts.
     pub async fn check_credentials(

@@ -174,6 +174,7 @@ impl TestServer {
         let context = SealContext { column: "widget_settings.webhook_secret", account_id: account.get() };
         let sealed_secret = keyring.seal(context, &secret.to_text());
         let write = SettingsWrite {
+            provider_system: "standard",
             credential_method: "password",
             provider_url: "https://voip.example.org/api",
             voip_login: "agent",

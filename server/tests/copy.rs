@@ -56,6 +56,7 @@ fn settings(
     extensions: &[(&str, i64)],
 ) -> SettingsWrite<'static> {
     SettingsWrite {
+        provider_system: "standard",
         credential_method: "api_key",
         provider_url: "https://voip.example.org/api",
         voip_login: "agent",

@@ -41,10 +41,77 @@ pub struct IntegrationSettings {
     /// Kommo's `active` flag from `onSave({active})`: `true` for `'Y'`. Settings are only stored while
     /// the widget is on.
     pub active: bool,
+    /// The telephony system the account runs (our own signed contract by default).
+    #[serde(default)]
+    pub system: ProviderSystem,
     pub credentials: VoipCredentials,
     pub call_handling: CallHandling,
     pub extensions: ExtensionMap,
 }
+
+/// The telephony system an account runs: how its call events reach the server and are signed, how its
+/// credentials are checked and how it places calls. Each has an adapter in the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderSystem {
+    /// Our own contract: Standard Webhooks-signed JSON events, `/v1/account`, `/v1/calls`.
+    #[default]
+    Standard,
+    /// Asterisk (FreePBX, MikoPBX) through the connector in this repository, which speaks our contract.
+    Asterisk,
+    /// Zadarma: its `NOTIFY_*` form posts signed with the API secret; its API with the key and secret.
+    Zadarma,
+    /// Yeastar P-Series: its webhook event push (`X-Signature`); its API with a client id and secret.
+    Yeastar,
+    /// Twilio: voice and recording status callbacks (`X-Twilio-Signature`); the account SID and auth token.
+    Twilio,
+}
+
+impl ProviderSystem {
+    pub const ALL: [ProviderSystem; 5] = [
+        ProviderSystem::Standard,
+        ProviderSystem::Asterisk,
+        ProviderSystem::Zadarma,
+        ProviderSystem::Yeastar,
+        ProviderSystem::Twilio,
+    ];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderSystem::Standard => "standard",
+            ProviderSystem::Asterisk => "asterisk",
+            ProviderSystem::Zadarma => "zadarma",
+            ProviderSystem::Yeastar => "yeastar",
+            ProviderSystem::Twilio => "twilio",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ProviderSystem> {
+        ProviderSystem::ALL.into_iter().find(|system| system.as_str() == name)
+    }
+
+    /// The sign-in method the system's API takes: Zadarma's key and secret and Twilio's account SID and
+    /// auth token as a login and password, Yeastar's API client as OAuth 2.0 client credentials; our
+    /// contract (and the Asterisk connector, which speaks it) any of them.
+    pub fn methods(self) -> &'static [CredentialMethod] {
+        match self {
+            ProviderSystem::Standard | ProviderSystem::Asterisk => {
+                &[CredentialMethod::Password, CredentialMethod::ApiKey, CredentialMethod::OAuth2]
+            }
+            ProviderSystem::Zadarma | ProviderSystem::Twilio => &[CredentialMethod::Password],
+            ProviderSystem::Yeastar => &[CredentialMethod::OAuth2],
+        }
+    }
+
+    /// Whether this build has the system's adapter.
+    pub fn is_available(self) -> bool {
+        AVAILABLE_SYSTEMS.contains(&self)
+    }
+}
+
+/// The systems this build's server has adapters for.
+pub const AVAILABLE_SYSTEMS: &[ProviderSystem] = &[ProviderSystem::Standard, ProviderSystem::Asterisk];
 
 /// How the server signs in to the VoIP provider, and where the provider's API is.
 ///
@@ -484,6 +551,8 @@ impl ExtensionMap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct IntegrationSettingsView {
     pub active: bool,
+    #[serde(default)]
+    pub system: ProviderSystem,
     pub credentials: VoipCredentialsView,
     pub call_handling: CallHandling,
     pub extensions: ExtensionMap,
@@ -584,6 +653,11 @@ impl IntegrationSettings {
         let mut errors = Vec::new();
         if !self.active {
             push(&mut errors, "active", ValidationCode::NotActive);
+        }
+        if !self.system.is_available() {
+            push(&mut errors, "system", ValidationCode::NotAvailable);
+        } else if !self.system.methods().contains(&self.credentials.method()) {
+            push(&mut errors, "credentials.method", ValidationCode::NotAvailable);
         }
         self.credentials.check(ctx, &mut errors);
         self.call_handling.check(ctx, &mut errors);
@@ -1734,6 +1808,7 @@ mod tests {
 
         let view = IntegrationSettingsView {
             active: true,
+            system: ProviderSystem::Standard,
             credentials: full.credentials.view(false),
             call_handling: full.call_handling,
             extensions: full.extensions.clone(),

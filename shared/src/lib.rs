@@ -16,7 +16,7 @@ pub use call::{CallDirection, CallEventType, CallStatus, FromWebhook};
 pub use integration::{
     CallHandling, CallLists, CredentialMethod, ExtensionEntry, ExtensionMap, IntegrationSettings,
     IntegrationSettingsView, KnownIncoming, LeadPlacement, ListSource, MissedCall, OutgoingToNewNumber, PopupAudience,
-    StoredSecret, TaskResponsible, UnknownCallerEntity, UnknownIncoming, UnmappedCalls, UnsortedAccept,
+    ProviderSystem, StoredSecret, TaskResponsible, UnknownCallerEntity, UnknownIncoming, UnmappedCalls, UnsortedAccept,
     ValidationContext, VoipCredentials, VoipCredentialsView, WebhookEndpoint, WidgetBehaviour,
 };
 pub use settings::{FieldError, ValidationCode};

@@ -48,11 +48,14 @@ pub enum ValidationCode {
     ProviderError,
     /// The chosen Kommo card is not tied to the call's number (the server's check of a call result).
     NotTiedToCall,
+    /// The choice is not offered: a telephony system this server has no adapter for, or a sign-in method
+    /// the chosen system does not take.
+    NotAvailable,
 }
 
 impl ValidationCode {
     /// Every code, for tests and documents that must cover them all.
-    pub const ALL: [ValidationCode; 19] = [
+    pub const ALL: [ValidationCode; 20] = [
         ValidationCode::Required,
         ValidationCode::TooLong,
         ValidationCode::NotActive,
@@ -72,6 +75,7 @@ impl ValidationCode {
         ValidationCode::Unreachable,
         ValidationCode::ProviderError,
         ValidationCode::NotTiedToCall,
+        ValidationCode::NotAvailable,
     ];
 
     /// English text for logs and API clients that do not localise.
@@ -96,6 +100,7 @@ impl ValidationCode {
             ValidationCode::Unreachable => "The VoIP provider did not answer at this address.",
             ValidationCode::ProviderError => "The VoIP provider answered with an error; try again later.",
             ValidationCode::NotTiedToCall => "This card has nothing to do with the call's number; choose another.",
+            ValidationCode::NotAvailable => "This choice is not available here.",
         }
     }
 }
@@ -135,7 +140,7 @@ mod tests {
         let position = |code: ValidationCode| match code {
             Required | TooLong | NotActive | ControlCharacters | InvalidUrl | NotHttps | CredentialsInUrl
             | ForbiddenAddress | OutOfRange | Duplicate | UnknownUser | UnknownGroup | Incomplete | TooMany
-            | InvalidExtension | CredentialsRefused | Unreachable | ProviderError | NotTiedToCall => {
+            | InvalidExtension | CredentialsRefused | Unreachable | ProviderError | NotTiedToCall | NotAvailable => {
                 ValidationCode::ALL.iter().position(|c| *c == code)
             }
         };

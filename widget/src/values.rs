@@ -4,7 +4,7 @@
 use shared::VoipCredentials;
 use shared::api::{KommoGroupView, KommoUserView};
 use shared::integration::{
-    CredentialMethod, ExtensionEntry, LeadPlacement, ListSource, TaskResponsible, ValidationContext,
+    CredentialMethod, ExtensionEntry, LeadPlacement, ListSource, ProviderSystem, TaskResponsible, ValidationContext,
     VoipCredentialsView,
 };
 use shared::{CallHandling, ExtensionMap, FieldError, IntegrationSettings, IntegrationSettingsView, ValidationCode};
@@ -30,6 +30,8 @@ pub struct ExtensionRow {
 /// Every value of the form. Numbers and user ids are kept as typed or selected; [`FormValues::build`] reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormValues {
+    /// The telephony system the account runs.
+    pub system: ProviderSystem,
     pub method: CredentialMethod,
     pub provider_url: String,
     pub login: String,
@@ -97,6 +99,7 @@ impl FormValues {
             })
             .collect();
         FormValues {
+            system: view.system,
             method,
             provider_url,
             login,
@@ -209,6 +212,7 @@ impl FormValues {
             .collect();
         let settings = IntegrationSettings {
             active,
+            system: self.system,
             credentials: self.credentials(),
             call_handling: handling,
             extensions: ExtensionMap { entries, fallback_user_id },
@@ -283,6 +287,7 @@ mod tests {
     fn local_view() -> IntegrationSettingsView {
         IntegrationSettingsView {
             active: true,
+            system: ProviderSystem::Standard,
             credentials: VoipCredentialsView::Password {
                 provider_url: "http://127.0.0.1:8090/voip".to_owned(),
                 login: "agent".to_owned(),

@@ -78,7 +78,8 @@ async fn place_call(state: &AppState, auth: WidgetAuth, to: &str) -> Result<Orig
         });
     }
     let url = settings.provider_url.trim().trim_end_matches('/');
-    let placed = state.provider.originate(url, &credentials, &extension, &e164).await;
+    let system = shared::ProviderSystem::parse(&settings.provider_system).unwrap_or_default();
+    let placed = state.provider.originate_system(system, url, &credentials, &extension, &e164).await;
     let release_at = if placed.is_ok() { dialer::now_ms() + dialer::DIAL_HOLD_MS } else { dialer::now_ms() };
     state.store.move_dial_guard(account, auth.user_id, held_until, release_at).await?;
     match placed {

@@ -19,15 +19,16 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use serde_json::{Value, json};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use shared::FromWebhook;
 use shared::api::IncomingCall;
 
 use super::AppState;
 use super::error::ApiError;
-use super::settings::WEBHOOK_SECRET_COLUMN;
+use super::settings::{VOIP_TOKEN_COLUMN, WEBHOOK_SECRET_COLUMN};
 use crate::clock::unix_secs;
 use crate::crypto::SealContext;
 use crate::ingest::{Incoming, IngestError, Stored};
@@ -51,10 +52,17 @@ pub async fn receive(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     Path(hook_id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let result = accept(&state, client, &hook_id, &headers, body).await;
+) -> Result<Response, ApiError> {
+    let now = unix_secs();
+    let (hook, body) = resolved(&state, client, &hook_id, body, now).await.map_err(counted)?;
+    if !crate::adapters::speaks_our_contract(hook.system) {
+        let request = adapted_request(&state, &Method::POST, &hook_id, query.as_deref(), &headers, &body, now);
+        return adapted(&state, client, &hook, &request).await.map_err(counted);
+    }
+    let result = accept(&state, client, hook, &headers, body, now).await;
     match &result {
         Ok((_, _, stored, _, _)) => {
             let outcome = if *stored == Stored::Duplicate { "duplicate" } else { "stored" };
@@ -76,7 +84,116 @@ pub async fn receive(
         let popup = IncomingCall { event_id: Some(event_id), ..popup };
         state.hub.send(&state.store, account, popup).await;
     }
-    Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })))
+    Ok(Json(json!({ "stored": true, "duplicate": stored == Stored::Duplicate })).into_response())
+}
+
+/// `GET /hooks/voip/{hook_id}`: the setup check some systems make when their URL is entered (Zadarma's
+/// `zd_echo`), for accounts whose system makes one; for the others the path has nothing to GET (404).
+pub async fn check(
+    State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    Path(hook_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let now = unix_secs();
+    let (hook, body) = resolved(&state, client, &hook_id, Ok(Bytes::new()), now).await.map_err(counted)?;
+    if crate::adapters::speaks_our_contract(hook.system) {
+        return Err(ApiError::NotFound);
+    }
+    let request = adapted_request(&state, &Method::GET, &hook_id, query.as_deref(), &headers, &body, now);
+    adapted(&state, client, &hook, &request).await.map_err(counted)
+}
+
+/// A refusal counted in the metrics, as its error.
+fn counted(refusal: Refusal) -> ApiError {
+    metrics::counter!("webhooks_refused_total", "reason" => refusal.reason).increment(1);
+    refusal.error
+}
+
+fn adapted_request<'a>(
+    state: &AppState,
+    method: &'a Method,
+    hook_id: &str,
+    query: Option<&'a str>,
+    headers: &'a HeaderMap,
+    body: &'a Bytes,
+    now: i64,
+) -> crate::adapters::Request<'a> {
+    let mut public_url = format!("{}/hooks/voip/{hook_id}", state.public_base_url);
+    if let Some(query) = query {
+        public_url.push('?');
+        public_url.push_str(query);
+    }
+    crate::adapters::Request { method, headers, query, body, public_url, now }
+}
+
+/// A request of a system with an adapter: verified and read by it, then each of its call events stored
+/// and announced like one of our own; answered 200 only after every event is committed.
+async fn adapted(
+    state: &AppState,
+    client: std::net::IpAddr,
+    hook: &Arc<ResolvedHook>,
+    request: &crate::adapters::Request<'_>,
+) -> Result<Response, Refusal> {
+    use crate::adapters::{AdapterError, Inbound, Keys};
+    let signing = hook.secrets(request.now);
+    let keys = Keys { login: &hook.login, secret: hook.api_secret.as_ref(), signing: &signing };
+    let inbound = crate::adapters::inbound(hook.system, request, &keys).map_err(|error| match error {
+        AdapterError::BadSignature(why) => {
+            state.throttle.webhook_failed(client);
+            tracing::info!(
+                account.id = hook.account.get(),
+                system = hook.system.as_str(),
+                why,
+                "provider webhook refused"
+            );
+            refuse("bad_signature", ApiError::BadSignature(SignatureError::NoMatchingSignature))
+        }
+        AdapterError::Malformed(message) => refuse("malformed", ApiError::BadRequest(message)),
+        AdapterError::Refused(why) => refuse("refused", ApiError::Conflict("event_refused", why)),
+    })?;
+    let deliveries = match inbound {
+        Inbound::Echo(text) => {
+            return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response());
+        }
+        Inbound::Nothing => return Ok(Json(json!({ "stored": 0, "duplicates": 0 })).into_response()),
+        Inbound::Events(deliveries) => deliveries,
+    };
+    let account = hook.account;
+    let (mut stored, mut duplicates) = (0, 0);
+    for delivery in deliveries {
+        state.throttle.ingest(account).map_err(|retry_after| {
+            refuse("ingest_budget", ApiError::TooManyRequests { code: "ingest_budget", retry_after })
+        })?;
+        if !hook.active {
+            return Err(inactive());
+        }
+        let event = delivery.event;
+        event.validate().map_err(|error| refuse("malformed", ApiError::BadRequest(error.to_string())))?;
+        let text = serde_json::to_string(&event).expect("a call event always serialises");
+        let (outcome, popup) = store_event(state, hook, &delivery.webhook_id, &event, text, request.now).await?;
+        metrics::counter!("webhooks_received_total", "outcome" => if outcome == Stored::Duplicate { "duplicate" } else { "stored" }).increment(1);
+        match outcome {
+            Stored::New(event_id) => {
+                stored += 1;
+                announce(state, hook, &event, popup, event_id).await;
+            }
+            Stored::Duplicate => duplicates += 1,
+        }
+    }
+    Ok(Json(json!({ "stored": stored, "duplicates": duplicates })).into_response())
+}
+
+/// A new event's announcements: Kommo's own notification when the account prefers it, and the popup.
+async fn announce(state: &AppState, hook: &ResolvedHook, event: &FromWebhook, popup: IncomingCall, event_id: i64) {
+    let account = hook.account;
+    let inbound = event.direction.is_none_or(|direction| direction == shared::CallDirection::Inbound);
+    if hook.kommo_notification && inbound && event.status == shared::CallStatus::Ringing {
+        state.calls.notify_in_kommo(account, popup.client_number(), event.extension.as_deref());
+    }
+    let popup = IncomingCall { event_id: Some(event_id), ..popup };
+    state.hub.send(&state.store, account, popup).await;
 }
 
 /// Whether a widget of the account watches on this process (a stream of it is open here): only then is
@@ -104,12 +221,12 @@ pub(crate) fn refuse(reason: &'static str, error: ApiError) -> Refusal {
 async fn accept(
     state: &AppState,
     client: std::net::IpAddr,
-    hook_id: &str,
+    hook: Arc<ResolvedHook>,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
+    now: i64,
 ) -> Result<(AccountId, FromWebhook, Stored, IncomingCall, bool), Refusal> {
-    let now = unix_secs();
-    let (hook, body) = verified(state, client, hook_id, headers, body, now).await?;
+    verify_standard(state, client, &hook, headers, &body, now)?;
     let account = hook.account;
     let signed = SignedHeaders::from_headers(headers);
     // The account's own signed traffic, and only it, spends the account's budget.
@@ -135,20 +252,35 @@ async fn accept(
     // The signature covered these bytes, and they parsed as JSON: valid UTF-8.
     let text =
         String::from_utf8(body.to_vec()).map_err(|_| refuse("malformed", ApiError::BadRequest("not UTF-8".into())))?;
+    let (stored, popup) = store_event(state, &hook, webhook_id, &event, text, now).await?;
+    Ok((account, event, stored, popup, hook.kommo_notification))
+}
+
+/// Commits one verified event to the inbox with its call's job (group commit); returns whether it was new
+/// and the popup it makes.
+async fn store_event(
+    state: &AppState,
+    hook: &ResolvedHook,
+    webhook_id: &str,
+    event: &FromWebhook,
+    text: String,
+    now: i64,
+) -> Result<(Stored, IncomingCall), Refusal> {
+    let account = hook.account;
     // Who is calling goes with the call's first event when a lookup described the number lately, or
     // the phone index knows it (the rest of the description follows).
-    let mut popup = crate::push::popup_of(&event);
-    if !crate::calls::ends_call(&event) && watched(state, account) {
+    let mut popup = crate::push::popup_of(event);
+    if !crate::calls::ends_call(event) && watched(state, account) {
         popup.caller = state.calls.caller_id().known(&state.store, account, popup.client_number()).await;
     }
     let incoming = Incoming {
         account,
         webhook_id: webhook_id.to_owned(),
-        event_key: event_key(&event),
+        event_key: event_key(event),
         call_id: event.call_id.clone(),
         body: text,
         received_at: now,
-        queues_job: crate::calls::ends_call(&event),
+        queues_job: crate::calls::ends_call(event),
         // On PostgreSQL the popup goes out with the event's commit (see `NewEvent::popup`).
         popup: (state.store.engine() == Engine::Postgres).then(|| popup.clone()),
     };
@@ -167,7 +299,7 @@ async fn accept(
         account.id = account.get(), call.id = %event.call_id, status = event.status.as_str(),
         duplicate = stored == Stored::Duplicate, "call event stored"
     );
-    Ok((account, event, stored, popup, hook.kommo_notification))
+    Ok((stored, popup))
 }
 
 /// The checks every signed provider request shares (call events and caller-id questions), in order: the
@@ -179,6 +311,20 @@ pub(crate) async fn verified(
     client: std::net::IpAddr,
     hook_id: &str,
     headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    now: i64,
+) -> Result<(Arc<ResolvedHook>, Bytes), Refusal> {
+    let (hook, body) = resolved(state, client, hook_id, body, now).await?;
+    verify_standard(state, client, &hook, headers, &body, now)?;
+    Ok((hook, body))
+}
+
+/// The client address's budget of refused requests (429 before any lookup), the body as read (413) and
+/// the hook id resolved (404; counted against the client address).
+async fn resolved(
+    state: &AppState,
+    client: std::net::IpAddr,
+    hook_id: &str,
     body: Result<Bytes, BytesRejection>,
     now: i64,
 ) -> Result<(Arc<ResolvedHook>, Bytes), Refusal> {
@@ -206,9 +352,22 @@ pub(crate) async fn verified(
         .await
         .map_err(|error| refuse("unavailable", ApiError::from(error)))?
         .ok_or_else(unknown)?;
+    Ok((hook, body))
+}
+
+/// The Standard Webhooks signature of our contract over the raw body, with the account's secrets, the
+/// timestamp within ±300 s (401, counted against the client address).
+fn verify_standard(
+    state: &AppState,
+    client: std::net::IpAddr,
+    hook: &ResolvedHook,
+    headers: &HeaderMap,
+    body: &Bytes,
+    now: i64,
+) -> Result<(), Refusal> {
     let account = hook.account;
     let signed = SignedHeaders::from_headers(headers);
-    signing::verify(&signed, &body, now, &hook.secrets(now)).map_err(|error| {
+    signing::verify(&signed, body, now, &hook.secrets(now)).map_err(|error| {
         let reason = match error {
             SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => "signature_missing",
             SignatureError::TimestampOutOfTolerance => "stale_timestamp",
@@ -217,8 +376,7 @@ pub(crate) async fn verified(
         state.throttle.webhook_failed(client);
         tracing::info!(account.id = account.get(), reason, "provider webhook refused");
         refuse(reason, ApiError::BadSignature(error))
-    })?;
-    Ok((hook, body))
+    })
 }
 
 /// A webhook path resolved: its account, whether processing is on, and the opened signing secrets.
@@ -230,6 +388,12 @@ pub struct ResolvedHook {
     pub previous: Option<(WebhookSecret, i64)>,
     /// Kommo's own call notification instead of the widget's popup (the account's settings).
     pub kommo_notification: bool,
+    /// The telephony system: our contract, or one an adapter reads.
+    pub system: shared::ProviderSystem,
+    /// The VoIP login and, for a system that signs with it (Zadarma's API secret, Twilio's auth token),
+    /// the opened VoIP secret; ours and the connector's need neither here.
+    pub login: String,
+    pub api_secret: Option<secrecy::SecretString>,
 }
 
 impl ResolvedHook {
@@ -288,8 +452,24 @@ impl HookCache {
         let previous = hook.previous_secret.and_then(|(sealed, until)| Some((open(&sealed)?, until)));
         let kommo_notification = serde_json::from_str::<shared::CallHandling>(&hook.config)
             .is_ok_and(|handling| handling.widget.kommo_notification);
-        let resolved =
-            Arc::new(ResolvedHook { account: hook.account, active: hook.active, secret, previous, kommo_notification });
+        let system = shared::ProviderSystem::parse(&hook.provider_system).unwrap_or_default();
+        let api_secret = match (crate::adapters::speaks_our_contract(system), &hook.voip_token) {
+            (false, Some(sealed)) => {
+                let context = SealContext { column: VOIP_TOKEN_COLUMN, account_id: hook.account.get() };
+                state.keyring.open(context, sealed).ok()
+            }
+            _ => None,
+        };
+        let resolved = Arc::new(ResolvedHook {
+            account: hook.account,
+            active: hook.active,
+            secret,
+            previous,
+            kommo_notification,
+            system,
+            login: hook.voip_login.clone(),
+            api_secret,
+        });
         self.cache.insert(hook_id.to_owned(), resolved.clone()).await;
         Ok(Some(resolved))
     }

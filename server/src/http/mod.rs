@@ -211,7 +211,10 @@ pub fn app(state: AppState) -> Router {
         .route(oauth::CALLBACK_PATH, get(oauth::callback))
         .route(oauth::START_PATH, get(oauth::start))
         .route(oauth::DISABLE_PATH, get(oauth::disable))
-        .route("/hooks/voip/{hook_id}", post(hooks::receive).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)))
+        .route(
+            "/hooks/voip/{hook_id}",
+            post(hooks::receive).get(hooks::check).layer(DefaultBodyLimit::max(MAX_WEBHOOK_BODY)),
+        )
         .route(
             "/hooks/kommo/{token}",
             post(kommo_hooks::receive).layer(DefaultBodyLimit::max(kommo_hooks::MAX_KOMMO_HOOK_BODY)),

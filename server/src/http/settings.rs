@@ -15,8 +15,8 @@ use secrecy::{ExposeSecret, SecretString};
 use shared::api::{ConnectionCheck, paths};
 use shared::{
     CallHandling, CredentialMethod, ExtensionEntry, ExtensionMap, FieldError, IntegrationSettings,
-    IntegrationSettingsView, PopupAudience, StoredSecret, ValidationCode, ValidationContext, VoipCredentials,
-    VoipCredentialsView, WebhookEndpoint,
+    IntegrationSettingsView, PopupAudience, ProviderSystem, StoredSecret, ValidationCode, ValidationContext,
+    VoipCredentials, VoipCredentialsView, WebhookEndpoint,
 };
 
 use super::AppState;
@@ -98,7 +98,7 @@ async fn save(
         return Err(ApiError::Validation(errors));
     }
     let (credentials, new_secret) = provider_credentials(&state, auth.account, &input.credentials, stored.as_ref())?;
-    let provider_account = check_with_provider(&state, &input.credentials, &credentials).await?;
+    let provider_account = check_with_provider(&state, input.system, &input.credentials, &credentials).await?;
 
     let sealed_secret = new_secret.map(|secret| state.keyring.seal(token_context(auth.account), &secret));
     // The login, or the OAuth 2.0 client id: the part of the credentials that is not secret.
@@ -109,6 +109,7 @@ async fn save(
     };
     let signing_secret = WebhookSecret::generate().to_text();
     let write = SettingsWrite {
+        provider_system: input.system.as_str(),
         credential_method: input.credentials.method().as_str(),
         provider_url: input.credentials.provider_url().trim(),
         voip_login: login,
@@ -148,13 +149,36 @@ async fn save(
     Ok((NO_STORE, Json(view(&state, auth.account, created.then_some(signing_secret)).await?)))
 }
 
+/// The telephony system whose credentials `POST /widget/v1/settings/check` checks (`?system=`; ours by
+/// default).
+#[derive(serde::Deserialize)]
+struct CheckQuery {
+    system: Option<String>,
+}
+
 /// `POST /widget/v1/settings/check`: are these credentials accepted by the provider? (Nothing is stored.)
 async fn check(
     State(state): State<AppState>,
     AdminAuth(auth): AdminAuth,
+    axum::extract::Query(query): axum::extract::Query<CheckQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ConnectionCheck>, ApiError> {
     let input: VoipCredentials = json_body(body, "credentials body")?;
+    let system = match query.system.as_deref() {
+        None => ProviderSystem::Standard,
+        Some(name) => {
+            ProviderSystem::parse(name).ok_or_else(|| ApiError::BadRequest(format!("system: unknown `{name}`")))?
+        }
+    };
+    let refused = |field: &str| {
+        ApiError::Validation(vec![FieldError { field: field.to_owned(), code: ValidationCode::NotAvailable }])
+    };
+    if !system.is_available() {
+        return Err(refused("system"));
+    }
+    if !system.methods().contains(&input.method()) {
+        return Err(refused("credentials.method"));
+    }
     let stored = state.store.settings(auth.account).await?;
     let ctx = ValidationContext {
         active_user_ids: None,
@@ -167,7 +191,7 @@ async fn check(
         return Err(ApiError::Validation(errors));
     }
     let (credentials, _) = provider_credentials(&state, auth.account, &input, stored.as_ref())?;
-    let account = check_with_provider(&state, &input, &credentials).await?;
+    let account = check_with_provider(&state, system, &input, &credentials).await?;
     Ok(Json(ConnectionCheck { account_id: account.account_id, name: account.name }))
 }
 
@@ -225,6 +249,7 @@ async fn view(
         .collect();
     Ok(IntegrationSettingsView {
         active: row.active,
+        system: ProviderSystem::parse(&row.provider_system).unwrap_or_default(),
         credentials,
         call_handling,
         extensions: ExtensionMap { entries, fallback_user_id: row.fallback_user_id },
@@ -287,6 +312,7 @@ fn provider_credentials(
 /// Asks the provider; its refusals become field errors the admin can act on.
 async fn check_with_provider(
     state: &AppState,
+    system: ProviderSystem,
     input: &VoipCredentials,
     credentials: &Credentials,
 ) -> Result<ProviderAccount, ApiError> {
@@ -296,7 +322,7 @@ async fn check_with_provider(
         CredentialMethod::ApiKey => "credentials.key",
         CredentialMethod::OAuth2 => "credentials.client_secret",
     };
-    state.provider.check_credentials(url, credentials).await.map_err(|error| {
+    state.provider.check_system(system, url, credentials).await.map_err(|error| {
         tracing::info!(%error, "VoIP provider check failed");
         let (field, code) = match error {
             ProviderError::ForbiddenAddress(_) => ("credentials.provider_url", ValidationCode::ForbiddenAddress),

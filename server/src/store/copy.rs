@@ -134,6 +134,7 @@ const TABLES: &[Table] = &[
             ("fallback_user_id", Int),
             ("updated_by_user_id", Int),
             ("updated_at", Int),
+            ("provider_system", Text),
         ],
     },
     Table {

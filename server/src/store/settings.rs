@@ -21,10 +21,13 @@ pub struct SettingsRow {
     /// `shared::CallHandling` as JSON.
     pub config: String,
     pub fallback_user_id: Option<i64>,
+    /// `shared::ProviderSystem`'s name.
+    pub provider_system: String,
 }
 
 /// What a settings save writes (with `active` on).
 pub struct SettingsWrite<'a> {
+    pub provider_system: &'a str,
     pub credential_method: &'a str,
     pub provider_url: &'a str,
     pub voip_login: &'a str,
@@ -58,13 +61,18 @@ pub struct Hook {
     pub previous_secret: Option<(String, i64)>,
     /// The call-handling settings (JSON of `shared::CallHandling`).
     pub config: String,
+    /// The telephony system (`shared::ProviderSystem`'s name): which adapter reads its webhooks.
+    pub provider_system: String,
+    /// The sealed VoIP secret (Zadarma's API secret and Twilio's auth token sign their webhooks).
+    pub voip_token: Option<String>,
+    pub voip_login: String,
 }
 
 impl Store {
     pub async fn settings(&self, account: AccountId) -> sqlx::Result<Option<SettingsRow>> {
         sqlx::query_as(
             "SELECT CASE WHEN active THEN 1 ELSE 0 END AS active, credential_method, provider_url, voip_login, voip_token, hook_id, webhook_secret_hint,
-                    config, fallback_user_id
+                    config, fallback_user_id, provider_system
              FROM widget_settings WHERE account_id = $1",
         )
         .bind(account.0)
@@ -88,10 +96,11 @@ impl Store {
         let created: Flag = sqlx::query_scalar(
             "INSERT INTO widget_settings (account_id, active, credential_method, provider_url, voip_login, voip_token,
                                           voip_account_id, hook_id, webhook_secret, webhook_secret_hint, config,
-                                          fallback_user_id, updated_by_user_id, updated_at)
-             VALUES ($1, TRUE, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                          fallback_user_id, updated_by_user_id, updated_at, provider_system)
+             VALUES ($1, TRUE, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (account_id) DO UPDATE
                 SET active = TRUE,
+                    provider_system = excluded.provider_system,
                     credential_method = excluded.credential_method,
                     provider_url = excluded.provider_url,
                     voip_login = excluded.voip_login,
@@ -116,6 +125,7 @@ impl Store {
         .bind(write.fallback_user_id)
         .bind(write.user_id)
         .bind(unix_secs())
+        .bind(write.provider_system)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query("DELETE FROM voip_users WHERE account_id = $1").bind(account.0).execute(&mut *tx).await?;
@@ -179,23 +189,28 @@ impl Store {
 
     /// Resolves a webhook path to its account. Unknown ids give `None`.
     pub async fn hook(&self, hook_id: &str, now: i64) -> sqlx::Result<Option<Hook>> {
-        type Row = (i64, Flag, String, Option<String>, Option<i64>, String);
+        type Row = (i64, Flag, String, Option<String>, Option<i64>, String, String, Option<String>, String);
         let row: Option<Row> = sqlx::query_as(
             "SELECT account_id, CASE WHEN active THEN 1 ELSE 0 END, webhook_secret,
                     CASE WHEN previous_secret_until > $2 THEN previous_webhook_secret END, previous_secret_until,
-                    config
+                    config, provider_system, voip_token, voip_login
              FROM widget_settings WHERE hook_id = $1",
         )
         .bind(hook_id)
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(account, active, secret, previous, until, config)| Hook {
-            account: AccountId(account),
-            active: active.into(),
-            secret,
-            previous_secret: previous.zip(until),
-            config,
+        Ok(row.map(|(account, active, secret, previous, until, config, provider_system, voip_token, voip_login)| {
+            Hook {
+                account: AccountId(account),
+                active: active.into(),
+                secret,
+                previous_secret: previous.zip(until),
+                config,
+                provider_system,
+                voip_token,
+                voip_login,
+            }
         }))
     }
 

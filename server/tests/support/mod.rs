@@ -288,6 +288,7 @@ impl World {
     pub fn valid_settings(&self) -> shared::IntegrationSettings {
         shared::IntegrationSettings {
             active: true,
+            system: shared::ProviderSystem::Standard,
             credentials: shared::VoipCredentials::Password {
                 provider_url: self.provider_url(),
                 login: "agent".into(),
