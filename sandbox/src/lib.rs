@@ -18,6 +18,7 @@ pub mod oracle;
 mod page;
 pub mod provider;
 pub mod samples;
+pub mod systems;
 pub mod token;
 pub mod voip;
 
@@ -102,4 +103,5 @@ fn build(config: Config, mut provider: voip::Settings, with_samples: bool) -> Ro
         .merge(kommo_api::routes())
         .merge(voip::routes())
         .with_state(state)
+        .merge(systems::router())
 }
