@@ -10,7 +10,7 @@ CREATE TABLE dial_guards (
 );
 -- Call lists: the entities a manager selected in one of Kommo's lists, dialled one after another.
 CREATE TABLE call_lists (
-    id               INTEGER PRIMARY KEY,
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
     account_id       INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
     kommo_user_id    BIGINT  NOT NULL,
     source           TEXT    NOT NULL CHECK (source IN ('contacts', 'companies', 'leads')),
