@@ -10,6 +10,7 @@
 //! Invariant: nothing here talks to the internet; the provider stand-in only posts to loopback or to the
 //! server's own origin, and Kommo's install and disable requests go to the server's public base URL.
 
+pub mod ami;
 pub mod archive;
 mod error;
 pub mod kommo_api;
