@@ -1,0 +1,548 @@
+//! Follows calls from AMI events and says what to report: `Tracker` groups a call's channels by
+//! `Linkedid`, names extensions from channel names, decides the direction, and turns the call's course
+//! into `FromWebhook` events: ringing, answered, then ended (with its duration) or missed/busy/failed.
+//!
+//! No I/O here: the caller feeds events with the time, ticks it, and spools what comes out.
+//!
+//! - Direction: a call whose first channel is an extension's (`PJSIP/101-…`, `SIP/101-…`) and that dials a
+//!   channel that is not an extension's is outbound; a call whose first channel is not an extension's
+//!   (a trunk) and that rings an extension is inbound; an extension calling an extension is internal and
+//!   not reported. `Local/…` channels (ring groups, queues) never decide anything.
+//! - Answered: `DialEnd` with `ANSWER` towards the extension (inbound) or the outside number (outbound),
+//!   else two channels of the call in one bridge (a `DialEnd` lost).
+//! - Transfers: another extension answering or entering the call's bridge later takes the call over; the
+//!   end names the extension that finished it (the server keeps one `answered` per call).
+//! - Ended: when the call's last channel hung up. With `cdr_wait` the end waits that long for `Cdr`
+//!   events, whose `BillableSeconds` (summed over the `ANSWERED` records, one per leg pair) give the
+//!   duration; without them the duration runs from the first answer to the last hangup, by the events'
+//!   `Timestamp` (else the clock).
+//! - Lost events: a `DialBegin` creates a call whose `Newchannel` was missed; after a reconnection the
+//!   live channel list ends the calls whose `Hangup` was lost ([`Tracker::reconcile`]).
+
+use std::collections::{HashMap, HashSet};
+
+use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
+
+use crate::ami::Message;
+
+/// A call forgotten after this long without an event (seconds).
+const STALE_AFTER: f64 = 4.0 * 3600.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Not decided yet (its first channel was not seen).
+    Unknown,
+    /// The first channel is an extension's; outbound unless it dials another extension.
+    FromExtension,
+    Inbound,
+    Outbound,
+    /// Extension to extension: not reported.
+    Internal,
+}
+
+/// A click-to-call the connector placed, waiting for its channel (`ChannelId` = the call id).
+#[derive(Debug, Clone)]
+struct Originated {
+    extension: String,
+    to: String,
+    action_id: String,
+}
+
+#[derive(Debug)]
+struct Call {
+    id: String,
+    kind: Kind,
+    from: String,
+    to: String,
+    extension: Option<String>,
+    start: f64,
+    answered_at: Option<f64>,
+    ended_at: Option<f64>,
+    /// `Uniqueid`s of the call's channels still up.
+    live: HashSet<String>,
+    /// Every `Uniqueid` the call had, for its `Cdr` records.
+    uniques: HashSet<String>,
+    /// Bridge id → channel names in it.
+    bridges: HashMap<String, Vec<String>>,
+    sent_ringing: bool,
+    sent_answered: bool,
+    /// The last non-answer `DialStatus` towards the outside or the ringing extension.
+    dial_status: Option<String>,
+    cdr_seen: bool,
+    cdr_answered: bool,
+    cdr_billable: u32,
+    cdr_disposition: Option<String>,
+    /// When (clock) the end is reported, once every channel hung up.
+    report_at: Option<f64>,
+    last_seen: f64,
+}
+
+/// The calls in progress.
+pub struct Tracker {
+    account_id: String,
+    extension_max_len: usize,
+    cdr_wait: f64,
+    calls: HashMap<String, Call>,
+    /// `Uniqueid` → `Linkedid`.
+    channels: HashMap<String, String>,
+    originated: HashMap<String, Originated>,
+}
+
+/// The extension of a channel: `PJSIP/101-00000001`, `SIP/101-0000abcd`, `PJSIP/101` → `101`; `None` for a
+/// trunk (`PJSIP/trunk-…`), a `Local/` channel or a peer longer than `max_len` digits.
+pub fn extension_of(channel: &str, max_len: usize) -> Option<String> {
+    let (tech, rest) = channel.split_once('/')?;
+    if tech.eq_ignore_ascii_case("Local") {
+        return None;
+    }
+    let peer = rest.rsplit_once('-').map_or(rest, |(peer, _)| peer);
+    let is_extension = !peer.is_empty() && peer.len() <= max_len && peer.bytes().all(|b| b.is_ascii_digit());
+    is_extension.then(|| peer.to_owned())
+}
+
+/// The number in a `DialString`: `5511987654321@trunk` (PJSIP), `trunk/5511987654321` (SIP, IAX2).
+fn dialled_number(dial_string: &str) -> &str {
+    let before_at = dial_string.split('@').next().unwrap_or_default();
+    before_at.rsplit('/').next().unwrap_or_default()
+}
+
+/// A caller id Asterisk reports for nobody (`<unknown>`, empty) becomes `None`.
+fn known(value: Option<&str>) -> Option<String> {
+    value.map(str::trim).filter(|v| !v.is_empty() && !v.starts_with('<') && *v != "s").map(str::to_owned)
+}
+
+impl Tracker {
+    pub fn new(account_id: String, extension_max_len: usize, cdr_wait_secs: f64) -> Tracker {
+        Tracker {
+            account_id,
+            extension_max_len,
+            cdr_wait: cdr_wait_secs,
+            calls: HashMap::new(),
+            channels: HashMap::new(),
+            originated: HashMap::new(),
+        }
+    }
+
+    /// Announces a call the connector is about to originate: its channel will carry `call_id` as
+    /// `Uniqueid` (and so as `Linkedid`).
+    pub fn expect_originate(&mut self, call_id: &str, extension: &str, to: &str, action_id: &str) {
+        let originated =
+            Originated { extension: extension.to_owned(), to: to.to_owned(), action_id: action_id.to_owned() };
+        self.originated.insert(call_id.to_owned(), originated);
+    }
+
+    /// Forgets an originate the PBX refused.
+    pub fn forget_originate(&mut self, call_id: &str) {
+        self.originated.remove(call_id);
+    }
+
+    /// The calls in progress.
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    fn call(&mut self, linked: &str, at: f64) -> &mut Call {
+        self.calls.entry(linked.to_owned()).or_insert_with(|| Call {
+            id: linked.to_owned(),
+            kind: Kind::Unknown,
+            from: String::new(),
+            to: String::new(),
+            extension: None,
+            start: at,
+            answered_at: None,
+            ended_at: None,
+            live: HashSet::new(),
+            uniques: HashSet::new(),
+            bridges: HashMap::new(),
+            sent_ringing: false,
+            sent_answered: false,
+            dial_status: None,
+            cdr_seen: false,
+            cdr_answered: false,
+            cdr_billable: 0,
+            cdr_disposition: None,
+            report_at: None,
+            last_seen: at,
+        })
+    }
+
+    fn note_channel(&mut self, linked: &str, unique: &str, at: f64, now: f64) {
+        self.channels.insert(unique.to_owned(), linked.to_owned());
+        let call = self.call(linked, at);
+        call.last_seen = now;
+        if call.uniques.insert(unique.to_owned()) {
+            call.live.insert(unique.to_owned());
+        }
+        call.start = call.start.min(at);
+    }
+
+    /// Decides a call's kind from its first channel.
+    fn classify(&mut self, linked: &str, channel: &str, caller: Option<&str>, exten: Option<&str>) {
+        let max_len = self.extension_max_len;
+        let originated = self.originated.get(linked).cloned();
+        let Some(call) = self.calls.get_mut(linked) else { return };
+        if call.kind != Kind::Unknown || channel.starts_with("Local/") {
+            return;
+        }
+        if let Some(originated) = originated {
+            call.kind = Kind::Outbound;
+            call.from.clone_from(&originated.extension);
+            call.to = originated.to;
+            call.extension = Some(originated.extension);
+            return;
+        }
+        match extension_of(channel, max_len) {
+            Some(ext) => {
+                call.kind = Kind::FromExtension;
+                call.to = known(exten).unwrap_or_default();
+                call.from.clone_from(&ext);
+                call.extension = Some(ext);
+            }
+            None => {
+                call.kind = Kind::Inbound;
+                call.from = known(caller).unwrap_or_else(|| "anonymous".to_owned());
+                call.to = known(exten).unwrap_or_default();
+            }
+        }
+    }
+
+    /// Takes one AMI event received at `now` (unix seconds); returns the events to report.
+    pub fn on_event(&mut self, event: &Message, now: f64) -> Vec<FromWebhook> {
+        let at = event.get("Timestamp").and_then(|t| t.parse::<f64>().ok()).filter(|t| *t > 0.0).unwrap_or(now);
+        let max_len = self.extension_max_len;
+        let mut out = Vec::new();
+        match event.get("Event").unwrap_or_default() {
+            "Newchannel" => {
+                let (Some(unique), Some(channel)) = (event.get("Uniqueid"), event.get("Channel")) else { return out };
+                let linked = event.get("Linkedid").unwrap_or(unique).to_owned();
+                self.note_channel(&linked, unique, at, now);
+                if unique == linked {
+                    self.classify(&linked, channel, event.get("CallerIDNum"), event.get("Exten"));
+                    // A click-to-call rings its extension first.
+                    if let Some(call) = self.calls.get_mut(&linked)
+                        && self.originated.contains_key(&linked)
+                        && !call.sent_ringing
+                    {
+                        call.sent_ringing = true;
+                        out.push(self.report(&linked, CallStatus::Ringing));
+                    }
+                }
+            }
+            "DialBegin" => {
+                let Some(dest_unique) = event.get("DestUniqueid") else { return out };
+                let Some(linked) = event.get("Linkedid").or(event.get("DestLinkedid")).map(str::to_owned) else {
+                    return out;
+                };
+                if let Some(unique) = event.get("Uniqueid") {
+                    self.note_channel(&linked, unique, at, now);
+                    let channel = event.get("Channel").unwrap_or_default();
+                    if unique == linked || self.calls.get(&linked).is_some_and(|call| call.kind == Kind::Unknown) {
+                        self.classify(&linked, channel, event.get("CallerIDNum"), event.get("Exten"));
+                    }
+                }
+                self.note_channel(&linked, dest_unique, at, now);
+                let dest_ext = extension_of(event.get("DestChannel").unwrap_or_default(), max_len);
+                let number = event.get("DialString").map(dialled_number).map(str::to_owned);
+                let Some(call) = self.calls.get_mut(&linked) else { return out };
+                match (call.kind, dest_ext) {
+                    (Kind::Inbound, Some(ext)) if !call.sent_ringing => {
+                        if call.to.is_empty() {
+                            call.to.clone_from(&ext);
+                        }
+                        call.extension = Some(ext);
+                        call.sent_ringing = true;
+                        out.push(self.report(&linked, CallStatus::Ringing));
+                    }
+                    (Kind::FromExtension, Some(_)) => call.kind = Kind::Internal,
+                    (Kind::FromExtension, None) => {
+                        call.kind = Kind::Outbound;
+                        if let Some(number) = known(number.as_deref()) {
+                            call.to = number;
+                        }
+                        if !call.sent_ringing {
+                            call.sent_ringing = true;
+                            out.push(self.report(&linked, CallStatus::Ringing));
+                        }
+                    }
+                    (Kind::Outbound, None) if !call.sent_ringing => {
+                        call.sent_ringing = true;
+                        out.push(self.report(&linked, CallStatus::Ringing));
+                    }
+                    _ => {}
+                }
+            }
+            "DialEnd" => {
+                let Some(linked) = event.get("Linkedid").or(event.get("DestLinkedid")).map(str::to_owned) else {
+                    return out;
+                };
+                let status = event.get("DialStatus").unwrap_or_default().to_owned();
+                let dest_ext = extension_of(event.get("DestChannel").unwrap_or_default(), max_len);
+                let Some(call) = self.calls.get_mut(&linked) else { return out };
+                call.last_seen = now;
+                let towards_party = match call.kind {
+                    Kind::Inbound => dest_ext.is_some(),
+                    Kind::Outbound => dest_ext.is_none(),
+                    _ => false,
+                };
+                if !towards_party {
+                    return out;
+                }
+                if status != "ANSWER" {
+                    call.dial_status = Some(status);
+                    return out;
+                }
+                if call.kind == Kind::Inbound {
+                    call.extension = dest_ext;
+                }
+                if call.answered_at.is_none() {
+                    call.answered_at = Some(at);
+                }
+                if !call.sent_answered {
+                    call.sent_answered = true;
+                    out.push(self.report(&linked, CallStatus::Answered));
+                }
+            }
+            "BridgeEnter" | "BridgeLeave" => {
+                let (Some(bridge), Some(channel), Some(unique)) =
+                    (event.get("BridgeUniqueid"), event.get("Channel"), event.get("Uniqueid"))
+                else {
+                    return out;
+                };
+                let Some(linked) = self.channels.get(unique).cloned().or(event.get("Linkedid").map(str::to_owned))
+                else {
+                    return out;
+                };
+                let entering = event.get("Event") == Some("BridgeEnter");
+                let Some(call) = self.calls.get_mut(&linked) else { return out };
+                call.last_seen = now;
+                let members = call.bridges.entry(bridge.to_owned()).or_default();
+                members.retain(|member| member != channel);
+                if !entering {
+                    return out;
+                }
+                members.push(channel.to_owned());
+                if members.len() < 2 || !matches!(call.kind, Kind::Inbound | Kind::Outbound) {
+                    return out;
+                }
+                if call.kind == Kind::Inbound {
+                    // The extension that entered last holds the call (a transfer's new extension).
+                    if let Some(ext) = members.iter().rev().find_map(|member| extension_of(member, max_len)) {
+                        call.extension = Some(ext);
+                    }
+                }
+                if call.answered_at.is_none() {
+                    call.answered_at = Some(at);
+                }
+                if !call.sent_answered {
+                    call.sent_answered = true;
+                    out.push(self.report(&linked, CallStatus::Answered));
+                }
+            }
+            "Hangup" => {
+                let Some(unique) = event.get("Uniqueid") else { return out };
+                let Some(linked) = self.channels.get(unique).cloned().or(event.get("Linkedid").map(str::to_owned))
+                else {
+                    return out;
+                };
+                let wait = self.cdr_wait;
+                let Some(call) = self.calls.get_mut(&linked) else { return out };
+                call.last_seen = now;
+                call.live.remove(unique);
+                if call.live.is_empty() && call.report_at.is_none() {
+                    call.ended_at = Some(at);
+                    call.report_at = Some(now + wait);
+                    if wait <= 0.0 {
+                        out.extend(self.finish(&linked));
+                    }
+                }
+            }
+            "Cdr" => {
+                let Some(unique) = event.get("UniqueID") else { return out };
+                let linked = event.get("LinkedID").map(str::to_owned).or_else(|| self.channels.get(unique).cloned());
+                let Some(call) = linked.and_then(|linked| self.calls.get_mut(&linked)) else { return out };
+                call.cdr_seen = true;
+                let disposition = event.get("Disposition").unwrap_or_default().to_owned();
+                if disposition == "ANSWERED" {
+                    call.cdr_answered = true;
+                    call.cdr_billable += event.get("BillableSeconds").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+                } else if call.cdr_disposition.is_none() {
+                    call.cdr_disposition = Some(disposition);
+                }
+            }
+            "OriginateResponse" if event.get("Response") == Some("Failure") => {
+                let action_id = event.get("ActionID").unwrap_or_default();
+                let Some(call_id) =
+                    self.originated.iter().find(|(_, o)| o.action_id == action_id).map(|(id, _)| id.clone())
+                else {
+                    return out;
+                };
+                if self.calls.contains_key(&call_id) {
+                    return out;
+                }
+                // The extension never took the call: no channel of it will hang up.
+                self.note_channel(&call_id, &call_id, at, now);
+                self.classify(&call_id, "", None, None);
+                let reason = event.get("Reason").unwrap_or_default();
+                if let Some(call) = self.calls.get_mut(&call_id) {
+                    call.live.clear();
+                    call.ended_at = Some(at);
+                    call.dial_status = Some(if reason == "5" { "BUSY" } else { "NOANSWER" }.to_owned());
+                }
+                out.extend(self.finish(&call_id));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The ends whose `Cdr` wait is over, and the calls gone stale.
+    pub fn tick(&mut self, now: f64) -> Vec<FromWebhook> {
+        let due: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.report_at.is_some_and(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out: Vec<FromWebhook> = due.iter().flat_map(|id| self.finish(id)).collect();
+        let stale: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| now - call.last_seen > STALE_AFTER)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            tracing::warn!(call.id = %id, "a call had no event for 4 hours; forgotten");
+            out.extend(self.finish(&id));
+        }
+        out
+    }
+
+    /// After a (re)connection: channels not in `live` hung up while we were away; their calls end now.
+    pub fn reconcile(&mut self, live: &[(String, String)], now: f64) -> Vec<FromWebhook> {
+        let alive: HashSet<&str> = live.iter().map(|(unique, _)| unique.as_str()).collect();
+        let mut ended = Vec::new();
+        for (id, call) in &mut self.calls {
+            if call.report_at.is_some() {
+                continue;
+            }
+            call.live.retain(|unique| alive.contains(unique.as_str()));
+            if call.live.is_empty() {
+                call.ended_at = Some(now);
+                ended.push(id.clone());
+            }
+        }
+        ended.iter().flat_map(|id| self.finish(id)).collect()
+    }
+
+    /// Reports the end of a call and forgets it.
+    fn finish(&mut self, linked: &str) -> Vec<FromWebhook> {
+        let Some(call) = self.calls.get(linked) else { return Vec::new() };
+        let answered = call.answered_at.is_some() || call.cdr_answered;
+        let status = if answered {
+            CallStatus::Ended
+        } else {
+            let reason = call.dial_status.as_deref().or(call.cdr_disposition.as_deref()).unwrap_or_default();
+            match (call.kind, reason) {
+                (Kind::Outbound, "BUSY") => CallStatus::Busy,
+                (Kind::Outbound, "CONGESTION" | "CHANUNAVAIL" | "FAILED") => CallStatus::Failed,
+                _ => CallStatus::Missed,
+            }
+        };
+        let reported = matches!(call.kind, Kind::Inbound | Kind::Outbound) && !call.from.is_empty();
+        let out = if reported { vec![self.report(linked, status)] } else { Vec::new() };
+        if let Some(call) = self.calls.remove(linked) {
+            for unique in &call.uniques {
+                self.channels.remove(unique);
+            }
+        }
+        self.originated.remove(linked);
+        out
+    }
+
+    /// The event to report for a call now.
+    fn report(&self, linked: &str, status: CallStatus) -> FromWebhook {
+        let call = &self.calls[linked];
+        let duration = (status == CallStatus::Ended).then(|| {
+            if call.cdr_seen && call.cdr_answered {
+                call.cdr_billable
+            } else {
+                let (answered, ended) =
+                    (call.answered_at.unwrap_or(call.start), call.ended_at.unwrap_or(call.last_seen));
+                (ended - answered).max(0.0).round() as u32
+            }
+        });
+        let event_type = match status {
+            CallStatus::Ringing => Some(CallEventType::Ringing),
+            CallStatus::Answered => Some(CallEventType::Answered),
+            CallStatus::Ended => Some(CallEventType::Ended),
+            CallStatus::Missed => Some(CallEventType::Missed),
+            CallStatus::Busy | CallStatus::Failed => None,
+        };
+        let direction = if call.kind == Kind::Inbound { CallDirection::Inbound } else { CallDirection::Outbound };
+        let to = if call.to.is_empty() {
+            call.extension.clone().unwrap_or_else(|| "unknown".to_owned())
+        } else {
+            call.to.clone()
+        };
+        FromWebhook {
+            call_id: call.id.clone(),
+            voip_account_id: self.account_id.clone(),
+            from: call.from.clone(),
+            to,
+            status,
+            start_time: (call.start.floor() as i64).max(1),
+            extension: call.extension.clone(),
+            event_type,
+            direction: Some(direction),
+            duration,
+            recording_url: None,
+        }
+    }
+}
+
+/// The `webhook-id` of an event: one per call and kind, so a retry (or the same event made twice) is a
+/// duplicate the server stores once.
+pub fn webhook_id(event: &FromWebhook) -> String {
+    let kind = event.event_type.map_or(event.status.as_str(), |kind| match kind {
+        CallEventType::Ringing => "ringing",
+        CallEventType::Answered => "answered",
+        CallEventType::Ended => "ended",
+        CallEventType::Missed => "missed",
+        CallEventType::RecordingReady => "recording",
+    });
+    format!("ami-{}-{kind}", event.call_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_give_extensions_and_trunks_none() {
+        let cases = [
+            ("PJSIP/101-00000001", Some("101")),
+            ("SIP/2001-0000abcd", Some("2001")),
+            ("PJSIP/101", Some("101")),
+            ("IAX2/300-1234", Some("300")),
+            ("PJSIP/trunk-00000002", None),
+            ("SIP/provider-0000000a", None),
+            ("Local/101@from-queue-00000001;2", None),
+            ("PJSIP/5511987654321-00000003", None),
+            ("garbage", None),
+        ];
+        for (channel, expected) in cases {
+            assert_eq!(extension_of(channel, 6).as_deref(), expected, "{channel}");
+        }
+    }
+
+    #[test]
+    fn dial_strings_give_the_number() {
+        assert_eq!(dialled_number("5511987654321@trunk"), "5511987654321");
+        assert_eq!(dialled_number("trunk/5511987654321"), "5511987654321");
+        assert_eq!(dialled_number("101"), "101");
+    }
+}

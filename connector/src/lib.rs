@@ -1,0 +1,135 @@
+//! The Asterisk connector: follows the PBX's calls over the Asterisk Manager Interface ([`ami`],
+//! [`calls`]), writes each call event into a durable spool and posts it, signed ([`signing`]), to the
+//! server's webhook ([`spool`]), and serves the provider contract's click-to-call on a local port ([`api`]).
+
+pub mod ami;
+pub mod api;
+pub mod calls;
+pub mod config;
+pub mod signing;
+pub mod spool;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// A running connector.
+pub struct Running {
+    /// Where the local API listens (the configured address, with the port it got).
+    pub api_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops every task and waits for them: what is spooled stays spooled.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until `shutdown` fires, then stops.
+    pub async fn until(self, shutdown: impl std::future::Future<Output = ()>) {
+        shutdown.await;
+        self.stop().await;
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+/// Opens the spool, binds the local API, and starts the AMI client, the call tracker and the delivery.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let spool = Arc::new(
+        spool::Spool::open(&config.spool_dir)
+            .with_context(|| format!("CONNECTOR_SPOOL_DIR: cannot open {}", config.spool_dir.display()))?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("CONNECTOR_LISTEN_ADDR: cannot listen on {}", config.listen_addr))?;
+    let api_addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let (feed_tx, mut feed) = mpsc::channel(1024);
+    let login = ami::Login {
+        addr: config.ami_addr.clone(),
+        username: config.ami_username.clone(),
+        secret: config.ami_secret.clone(),
+    };
+    let ami = ami::spawn(login, feed_tx, shutdown.clone());
+    let tracker = Arc::new(Mutex::new(calls::Tracker::new(
+        config.account_id.clone(),
+        config.extension_max_len,
+        config.cdr_wait.as_secs_f64(),
+    )));
+    let mut tasks = Vec::new();
+
+    // The tracker: events in, call events out into the spool (fsynced before the next event is read).
+    let (tracking, spooling, stopping) = (tracker.clone(), spool.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            let reports = tokio::select! {
+                _ = stopping.cancelled() => return,
+                fed = feed.recv() => match fed {
+                    None => return,
+                    Some(ami::Feed::Event(event)) => tracking.lock().expect("the tracker lock").on_event(&event, unix_now()),
+                    Some(ami::Feed::Connected { live }) => tracking.lock().expect("the tracker lock").reconcile(&live, unix_now()),
+                },
+                _ = tick.tick() => tracking.lock().expect("the tracker lock").tick(unix_now()),
+            };
+            for report in reports {
+                if let Err(problem) = report.validate() {
+                    tracing::warn!(call.id = %report.call_id, %problem, "an event the server would refuse; not sent");
+                    continue;
+                }
+                let id = calls::webhook_id(&report);
+                let body = serde_json::to_vec(&report).expect("a call event serialises");
+                let spool = spooling.clone();
+                let written = tokio::task::spawn_blocking(move || spool.push(&id, &body)).await;
+                match written {
+                    Ok(Ok(())) => tracing::info!(call.id = %report.call_id, status = report.status.as_str(), "call event queued"),
+                    Ok(Err(error)) => tracing::error!(%error, call.id = %report.call_id, "cannot write the spool: event lost"),
+                    Err(error) => tracing::error!(%error, "the spool writer failed"),
+                }
+            }
+        }
+    }));
+
+    let webhook = spool::Webhook {
+        url: config.webhook_url.clone(),
+        secret: config.webhook_secret.clone(),
+        retry_max: config.retry_max,
+    };
+    let (delivering, stopping) = (spool.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move { spool::deliver(&delivering, &webhook, &stopping).await }));
+
+    let api = api::Api {
+        account_id: config.account_id.clone(),
+        account_name: format!("Asterisk at {}", config.ami_addr),
+        login: config.api_login.clone(),
+        key: config.api_key.clone(),
+        tech: config.originate_tech.clone(),
+        context: config.originate_context.clone(),
+        keep_plus: config.originate_keep_plus,
+        ami,
+        tracker,
+    };
+    let stopping = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let serving = axum::serve(listener, api::router(api)).with_graceful_shutdown(stopping.cancelled_owned());
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the local API stopped");
+        }
+    }));
+    Ok(Running { api_addr, shutdown, tasks })
+}
