@@ -122,47 +122,11 @@ impl ListRules {
 }
 
 pub fn list_state(name: &str) -> CallListState {
-    match name {
-        "running" => CallListState::Running,
-        "paused" => CallListState::Paused,
-        "finished" => CallListState::Finished,
-        "stopped" => CallListState::Stopped,
-        _ => CallListState::Ready,
-    }
-}
-
-fn state_name(state: CallListState) -> &'static str {
-    match state {
-        CallListState::Ready => "ready",
-        CallListState::Running => "running",
-        CallListState::Paused => "paused",
-        CallListState::Finished => "finished",
-        CallListState::Stopped => "stopped",
-    }
+    CallListState::parse(name).unwrap_or(CallListState::Ready)
 }
 
 pub fn entry_state(name: &str) -> CallListEntryState {
-    match name {
-        "calling" => CallListEntryState::Calling,
-        "answered" => CallListEntryState::Answered,
-        "not_answered" => CallListEntryState::NotAnswered,
-        "failed" => CallListEntryState::Failed,
-        "skipped" => CallListEntryState::Skipped,
-        "no_number" => CallListEntryState::NoNumber,
-        _ => CallListEntryState::Pending,
-    }
-}
-
-fn entry_state_name(state: CallListEntryState) -> &'static str {
-    match state {
-        CallListEntryState::Pending => "pending",
-        CallListEntryState::Calling => "calling",
-        CallListEntryState::Answered => "answered",
-        CallListEntryState::NotAnswered => "not_answered",
-        CallListEntryState::Failed => "failed",
-        CallListEntryState::Skipped => "skipped",
-        CallListEntryState::NoNumber => "no_number",
-    }
+    CallListEntryState::parse(name).unwrap_or(CallListEntryState::Pending)
 }
 
 fn write_of(entry: &EntryRow) -> EntryWrite {
@@ -349,7 +313,7 @@ pub fn apply(
 ) -> Result<Change, Refused> {
     let state = list_state(&list.state);
     let mut change = Change {
-        state: state_name(state),
+        state: state.as_str(),
         next: list.next_position,
         current: list.current_position,
         writes: Vec::new(),
@@ -372,7 +336,7 @@ pub fn apply(
                 return Err(Refused::Stale);
             };
             let mut skipped = write_of(entry);
-            skipped.state = entry_state_name(CallListEntryState::Skipped).into();
+            skipped.state = CallListEntryState::Skipped.as_str().into();
             change.writes.push(skipped);
             change.next = next_pending(entries, list.next_position + 1);
         }
@@ -389,7 +353,7 @@ pub fn apply(
                 Due::Waiting(_) => return Err(Refused::NotDue(None)),
             }
             let mut dialing = write_of(entry);
-            dialing.state = entry_state_name(CallListEntryState::Calling).into();
+            dialing.state = CallListEntryState::Calling.as_str().into();
             dialing.dialed_at_ms = Some(now_ms);
             change.writes.push(dialing);
             change.current = Some(list.next_position);

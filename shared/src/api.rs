@@ -126,9 +126,32 @@ pub enum CallListState {
 }
 
 impl CallListState {
+    pub const ALL: [CallListState; 5] = [
+        CallListState::Ready,
+        CallListState::Running,
+        CallListState::Paused,
+        CallListState::Finished,
+        CallListState::Stopped,
+    ];
+
     /// Still to be worked on (the one list a user has open).
     pub fn is_open(self) -> bool {
         matches!(self, CallListState::Ready | CallListState::Running | CallListState::Paused)
+    }
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallListState::Ready => "ready",
+            CallListState::Running => "running",
+            CallListState::Paused => "paused",
+            CallListState::Finished => "finished",
+            CallListState::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CallListState> {
+        CallListState::ALL.into_iter().find(|state| state.as_str() == name)
     }
 }
 
@@ -209,6 +232,33 @@ pub enum CallListEntryState {
 }
 
 impl CallListEntryState {
+    pub const ALL: [CallListEntryState; 7] = [
+        CallListEntryState::Pending,
+        CallListEntryState::Calling,
+        CallListEntryState::Answered,
+        CallListEntryState::NotAnswered,
+        CallListEntryState::Failed,
+        CallListEntryState::Skipped,
+        CallListEntryState::NoNumber,
+    ];
+
+    /// The wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallListEntryState::Pending => "pending",
+            CallListEntryState::Calling => "calling",
+            CallListEntryState::Answered => "answered",
+            CallListEntryState::NotAnswered => "not_answered",
+            CallListEntryState::Failed => "failed",
+            CallListEntryState::Skipped => "skipped",
+            CallListEntryState::NoNumber => "no_number",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CallListEntryState> {
+        CallListEntryState::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
     /// The entry's call is over, or it will never be dialled.
     pub fn is_settled(self) -> bool {
         !matches!(self, CallListEntryState::Pending | CallListEntryState::Calling)
@@ -463,6 +513,23 @@ pub struct ErrorDetail {
 pub struct ConnectionCheck {
     pub account_id: String,
     pub name: String,
+}
+
+#[cfg(test)]
+mod call_list_tests {
+    use super::{CallListEntryState, CallListState};
+
+    #[test]
+    fn call_list_states_read_as_their_wire_names() {
+        for state in CallListState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(CallListState::parse(state.as_str()), Some(state));
+        }
+        for state in CallListEntryState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+            assert_eq!(CallListEntryState::parse(state.as_str()), Some(state));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -137,28 +137,6 @@ pub fn action_name(action: CallListAction) -> &'static str {
     }
 }
 
-pub fn state_name(state: CallListState) -> &'static str {
-    match state {
-        CallListState::Ready => "ready",
-        CallListState::Running => "running",
-        CallListState::Paused => "paused",
-        CallListState::Finished => "finished",
-        CallListState::Stopped => "stopped",
-    }
-}
-
-pub fn entry_state_name(state: CallListEntryState) -> &'static str {
-    match state {
-        CallListEntryState::Pending => "pending",
-        CallListEntryState::Calling => "calling",
-        CallListEntryState::Answered => "answered",
-        CallListEntryState::NotAnswered => "not_answered",
-        CallListEntryState::Failed => "failed",
-        CallListEntryState::Skipped => "skipped",
-        CallListEntryState::NoNumber => "no_number",
-    }
-}
-
 /// How far a list is: entries done (called, skipped, without a number), left to call, in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -699,7 +677,7 @@ impl Draw<'_> {
     /// the report of every entry.
     fn list(&mut self, section: &Element, list: &CallListView, state: &State) {
         let i18n = self.i18n;
-        let name = state_name(list.state);
+        let name = list.state.as_str();
         section.set_class_name(&format!("kvoip-dialer__panel kvoip-dialer--{name}"));
         attr(section, "data-state", name);
         attr(section, "data-list-id", &list.id.to_string());
@@ -786,7 +764,7 @@ impl Draw<'_> {
         let i18n = self.i18n;
         let block = self.el(parent, tag, class, None);
         attr(&block, "data-position", &position.to_string());
-        attr(&block, "data-state", entry_state_name(entry.state));
+        attr(&block, "data-state", entry.state.as_str());
         self.el(&block, "span", "kvoip-dialer__name", Some(&entry.name));
         if let Some(via) = &entry.via {
             self.el(&block, "span", "kvoip-dialer__via", Some(&say(i18n, "via", &[("#NAME#", via.clone())])));
@@ -802,7 +780,7 @@ impl Draw<'_> {
                 let time = clock(u64::from(entry.duration.unwrap_or(0)));
                 outcome.set_text_content(Some(&say(i18n, "entry_answered", &[("#TIME#", time)])));
             }
-            state => outcome.set_text_content(Some(&i18n.t("dialer", &format!("entry_{}", entry_state_name(state))))),
+            state => outcome.set_text_content(Some(&i18n.t("dialer", &format!("entry_{}", state.as_str())))),
         }
         if entry.state == CallListEntryState::Failed {
             let reason = entry.error.as_deref().and_then(told).unwrap_or("generic");
@@ -950,10 +928,10 @@ mod tests {
         keys.extend(["network", "unauthorized", "generic", "progress", "via", "current", "next"].map(String::from));
         keys.extend(ListSource::ALL.map(|source| format!("source_{}", source.as_str())));
         use CallListState::*;
-        keys.extend([Ready, Running, Paused, Finished, Stopped].map(|state| format!("state_{}", state_name(state))));
+        keys.extend([Ready, Running, Paused, Finished, Stopped].map(|state| format!("state_{}", state.as_str())));
         use CallListEntryState::*;
         let entry_states = [Pending, Calling, Answered, NotAnswered, Failed, Skipped, NoNumber];
-        keys.extend(entry_states.map(|state| format!("entry_{}", entry_state_name(state))));
+        keys.extend(entry_states.map(|state| format!("entry_{}", state.as_str())));
         keys.push("entry_talking".into());
         use CallListAction::*;
         keys.extend([Start, Pause, Resume, Skip, Stop].map(|action| action_name(action).to_owned()));
