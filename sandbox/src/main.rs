@@ -131,6 +131,15 @@ async fn serve() -> anyhow::Result<()> {
         )
         .init();
     let (addr, mut config) = config()?;
+    // `SANDBOX_AMI_ADDR`: an AMI stand-in for the Asterisk connector too (`kommo` / `sandbox-ami-secret`).
+    let _ami = match var("SANDBOX_AMI_ADDR") {
+        Some(ami) => Some(
+            sandbox::ami::AmiStandIn::start(&ami, sandbox::ami::Settings::default())
+                .await
+                .with_context(|| format!("binding SANDBOX_AMI_ADDR={ami}"))?,
+        ),
+        None => None,
+    };
     let provider = provider()?;
     let version = config.archive.version().to_owned();
     let listener =
