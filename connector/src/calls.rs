@@ -21,6 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use serde::{Deserialize, Serialize};
 use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
 
 use crate::ami::Message;
@@ -28,7 +29,7 @@ use crate::ami::Message;
 /// A call forgotten after this long without an event (seconds).
 const STALE_AFTER: f64 = 4.0 * 3600.0;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Kind {
     /// Not decided yet (its first channel was not seen).
     Unknown,
@@ -41,14 +42,14 @@ enum Kind {
 }
 
 /// A click-to-call the connector placed, waiting for its channel (`ChannelId` = the call id).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Originated {
     extension: String,
     to: String,
     action_id: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Call {
     id: String,
     kind: Kind,
@@ -75,6 +76,21 @@ struct Call {
     /// When (clock) the end is reported, once every channel hung up.
     report_at: Option<f64>,
     last_seen: f64,
+}
+
+/// What a snapshot holds: the calls in progress and what ties channels to them.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    calls: &'a HashMap<String, Call>,
+    channels: &'a HashMap<String, String>,
+    originated: &'a HashMap<String, Originated>,
+}
+
+#[derive(Deserialize)]
+struct Snapshot {
+    calls: HashMap<String, Call>,
+    channels: HashMap<String, String>,
+    originated: HashMap<String, Originated>,
 }
 
 /// The calls in progress.
@@ -134,6 +150,21 @@ impl Tracker {
     /// Forgets an originate the PBX refused.
     pub fn forget_originate(&mut self, call_id: &str) {
         self.originated.remove(call_id);
+    }
+
+    /// The calls in progress as bytes, so a restarted connector follows them on ([`Tracker::restore`]).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let open = SnapshotRef { calls: &self.calls, channels: &self.channels, originated: &self.originated };
+        serde_json::to_vec(&open).expect("the calls in progress serialise")
+    }
+
+    /// Takes back the calls of a snapshot; whether it could be read.
+    pub fn restore(&mut self, bytes: &[u8]) -> bool {
+        let Ok(snapshot) = serde_json::from_slice::<Snapshot>(bytes) else { return false };
+        self.calls = snapshot.calls;
+        self.channels = snapshot.channels;
+        self.originated = snapshot.originated;
+        true
     }
 
     /// The calls in progress.
@@ -537,6 +568,93 @@ mod tests {
         for (channel, expected) in cases {
             assert_eq!(extension_of(channel, 6).as_deref(), expected, "{channel}");
         }
+    }
+
+    use sandbox::ami::scenarios;
+
+    const T0: f64 = 1_700_000_000.0;
+
+    /// The stand-in's events as ours.
+    fn ours(events: &[sandbox::ami::Message]) -> Vec<Message> {
+        events.iter().map(|event| Message(event.0.clone())).collect()
+    }
+
+    /// Feeds events (clock = each event's own time), then ticks past any `Cdr` wait.
+    fn follow(tracker: &mut Tracker, events: &[Message]) -> Vec<(CallStatus, Option<String>, Option<u32>)> {
+        let mut out = Vec::new();
+        for event in events {
+            out.extend(tracker.on_event(event, T0 + 1000.0));
+        }
+        out.extend(tracker.tick(T0 + 2000.0));
+        out.into_iter().map(|event| (event.status, event.extension, event.duration)).collect()
+    }
+
+    fn tracker() -> Tracker {
+        Tracker::new("pbx".into(), 6, 1.0)
+    }
+
+    #[test]
+    fn a_call_whose_newchannel_events_were_missed_is_still_followed_from_its_dial() {
+        let call =
+            scenarios::inbound_answered(&scenarios::Ids::new(1), T0, "5511987654321", "5511300", "101", 5.0, 42.0);
+        let events: Vec<Message> =
+            ours(&call.events).into_iter().filter(|event| event.get("Event") != Some("Newchannel")).collect();
+        let seen = follow(&mut tracker(), &events);
+        let ext = Some("101".to_owned());
+        assert_eq!(
+            seen,
+            [
+                (CallStatus::Ringing, ext.clone(), None),
+                (CallStatus::Answered, ext.clone(), None),
+                (CallStatus::Ended, ext, Some(42))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cdr_before_the_last_hangup_and_a_lost_dial_end_still_give_the_answer_and_the_duration() {
+        let call =
+            scenarios::inbound_answered(&scenarios::Ids::new(1), T0, "5511987654321", "5511300", "101", 5.0, 42.0);
+        let mut events: Vec<Message> =
+            ours(&call.events).into_iter().filter(|event| event.get("Event") != Some("DialEnd")).collect();
+        let cdr = events.pop().unwrap();
+        events.insert(events.len() - 1, cdr);
+        let seen = follow(&mut tracker(), &events);
+        assert_eq!(
+            seen.iter().map(|(status, ..)| *status).collect::<Vec<_>>(),
+            [CallStatus::Ringing, CallStatus::Answered, CallStatus::Ended]
+        );
+        assert_eq!(seen[2].2, Some(42));
+    }
+
+    #[test]
+    fn an_extension_calling_an_extension_is_not_reported() {
+        let ids = scenarios::Ids::new(1);
+        let call = scenarios::outgoing(&ids, T0, "101", "102", Some(2.0), 10.0);
+        // The same call, its other leg on extension 102's channel instead of the trunk's.
+        let internal: Vec<Message> = ours(&call.events)
+            .into_iter()
+            .map(|event| {
+                Message(event.0.into_iter().map(|(k, v)| (k, v.replace("PJSIP/trunk-", "PJSIP/102-"))).collect())
+            })
+            .collect();
+        let mut tracker = tracker();
+        assert!(follow(&mut tracker, &internal).is_empty());
+        assert!(tracker.is_empty(), "nothing is kept of it");
+    }
+
+    #[test]
+    fn a_snapshot_taken_mid_call_lets_another_tracker_end_it() {
+        let call =
+            scenarios::inbound_answered(&scenarios::Ids::new(1), T0, "5511987654321", "5511300", "101", 5.0, 42.0);
+        let events = ours(&call.events);
+        let mut first = tracker();
+        assert_eq!(follow(&mut first, &events[..6]).len(), 2);
+        let mut second = tracker();
+        assert!(second.restore(&first.snapshot()));
+        assert_eq!(second.len(), 1);
+        assert_eq!(follow(&mut second, &events[6..]), [(CallStatus::Ended, Some("101".to_owned()), Some(42))]);
+        assert!(!second.restore(b"not a snapshot"));
     }
 
     #[test]

@@ -44,6 +44,62 @@ impl Running {
     }
 }
 
+/// The calls in progress, in the spool directory, so a restart follows them on.
+const STATE_FILE: &str = "calls.state";
+/// How often the calls in progress are saved (and at every stop): a crash forgets at most this much.
+const STATE_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes the tracker's snapshot durably (a temporary file renamed over the last one).
+/// Nothing is written when nothing changed since `last`.
+async fn save_state(tracker: &Mutex<calls::Tracker>, path: &std::path::Path, last: &mut Vec<u8>) {
+    let bytes = tracker.lock().expect("the tracker lock").snapshot();
+    if bytes == *last {
+        return;
+    }
+    last.clone_from(&bytes);
+    let (path, tmp) = (path.to_owned(), path.with_extension("state.tmp"));
+    let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::error!("cannot save the calls in progress");
+    }
+}
+
+/// One item of the AMI client's feed through the tracker.
+fn follow(tracker: &Mutex<calls::Tracker>, fed: ami::Feed) -> Vec<shared::FromWebhook> {
+    let mut tracker = tracker.lock().expect("the tracker lock");
+    match fed {
+        ami::Feed::Event(event) => tracker.on_event(&event, unix_now()),
+        ami::Feed::Connected { live } => tracker.reconcile(&live, unix_now()),
+    }
+}
+
+/// Writes call events into the spool, each fsynced before the next.
+async fn queue(spool: &Arc<spool::Spool>, reports: Vec<shared::FromWebhook>) {
+    for report in reports {
+        if let Err(problem) = report.validate() {
+            tracing::warn!(call.id = %report.call_id, %problem, "an event the server would refuse; not sent");
+            continue;
+        }
+        let id = calls::webhook_id(&report);
+        let body = serde_json::to_vec(&report).expect("a call event serialises");
+        let spool = spool.clone();
+        match tokio::task::spawn_blocking(move || spool.push(&id, &body)).await {
+            Ok(Ok(())) => {
+                tracing::info!(call.id = %report.call_id, status = report.status.as_str(), "call event queued")
+            }
+            Ok(Err(error)) => tracing::error!(%error, call.id = %report.call_id, "cannot write the spool: event lost"),
+            Err(error) => tracing::error!(%error, "the spool writer failed"),
+        }
+    }
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
@@ -66,43 +122,49 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         secret: config.ami_secret.clone(),
     };
     let ami = ami::spawn(login, feed_tx, shutdown.clone());
-    let tracker = Arc::new(Mutex::new(calls::Tracker::new(
-        config.account_id.clone(),
-        config.extension_max_len,
-        config.cdr_wait.as_secs_f64(),
-    )));
+    let mut following =
+        calls::Tracker::new(config.account_id.clone(), config.extension_max_len, config.cdr_wait.as_secs_f64());
+    let state = config.spool_dir.join(STATE_FILE);
+    if let Ok(bytes) = std::fs::read(&state) {
+        if following.restore(&bytes) {
+            tracing::info!(calls = following.len(), "following the calls in progress at the last stop");
+        } else {
+            tracing::warn!("the calls in progress at the last stop could not be read; starting afresh");
+        }
+    }
+    let tracker = Arc::new(Mutex::new(following));
     let mut tasks = Vec::new();
 
     // The tracker: events in, call events out into the spool (fsynced before the next event is read).
     let (tracking, spooling, stopping) = (tracker.clone(), spool.clone(), shutdown.clone());
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut saved_at = tokio::time::Instant::now();
+        let mut saved = Vec::new();
         loop {
             let reports = tokio::select! {
-                _ = stopping.cancelled() => return,
+                _ = stopping.cancelled() => {
+                    // What the AMI client already handed over is still followed and spooled.
+                    let mut rest = Vec::new();
+                    while let Ok(fed) = feed.try_recv() {
+                        rest.extend(follow(&tracking, fed));
+                    }
+                    queue(&spooling, rest).await;
+                    break;
+                }
                 fed = feed.recv() => match fed {
-                    None => return,
-                    Some(ami::Feed::Event(event)) => tracking.lock().expect("the tracker lock").on_event(&event, unix_now()),
-                    Some(ami::Feed::Connected { live }) => tracking.lock().expect("the tracker lock").reconcile(&live, unix_now()),
+                    None => break,
+                    Some(fed) => follow(&tracking, fed),
                 },
                 _ = tick.tick() => tracking.lock().expect("the tracker lock").tick(unix_now()),
             };
-            for report in reports {
-                if let Err(problem) = report.validate() {
-                    tracing::warn!(call.id = %report.call_id, %problem, "an event the server would refuse; not sent");
-                    continue;
-                }
-                let id = calls::webhook_id(&report);
-                let body = serde_json::to_vec(&report).expect("a call event serialises");
-                let spool = spooling.clone();
-                let written = tokio::task::spawn_blocking(move || spool.push(&id, &body)).await;
-                match written {
-                    Ok(Ok(())) => tracing::info!(call.id = %report.call_id, status = report.status.as_str(), "call event queued"),
-                    Ok(Err(error)) => tracing::error!(%error, call.id = %report.call_id, "cannot write the spool: event lost"),
-                    Err(error) => tracing::error!(%error, "the spool writer failed"),
-                }
+            queue(&spooling, reports).await;
+            if saved_at.elapsed() >= STATE_EVERY {
+                save_state(&tracking, &state, &mut saved).await;
+                saved_at = tokio::time::Instant::now();
             }
         }
+        save_state(&tracking, &state, &mut saved).await;
     }));
 
     let webhook = spool::Webhook {

@@ -29,6 +29,9 @@ struct Receiver {
     events: Mutex<Vec<(String, FromWebhook)>>,
     down: AtomicBool,
     refused_while_down: AtomicUsize,
+    /// Events of this call are answered 422, as the server answers an event it can never take.
+    refuse_call: Mutex<Option<String>>,
+    refused_for_good: AtomicUsize,
     bad_signatures: AtomicUsize,
 }
 
@@ -61,6 +64,10 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     };
     let event: FromWebhook = serde_json::from_slice(&body).expect("the body is a FromWebhook");
     event.validate().expect("the event passes the server's validation");
+    if receiver.refuse_call.lock().unwrap().as_deref() == Some(event.call_id.as_str()) {
+        receiver.refused_for_good.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNPROCESSABLE_ENTITY;
+    }
     receiver.events.lock().unwrap().push((id, event));
     StatusCode::OK
 }
@@ -313,6 +320,39 @@ async fn a_call_whose_hangup_was_lost_while_disconnected_ends_at_the_reconnectio
     running.stop().await;
 }
 
+#[tokio::test]
+async fn a_call_in_progress_when_the_connector_restarts_still_ends_right() {
+    let rig = rig().await;
+    let running = start(&rig, &[]).await;
+    let ids = rig.ami.ids();
+    let ends_later = scenarios::inbound_answered(&ids, past(), CALLER, DID, "101", 5.0, 42.0);
+    let ends_meanwhile = scenarios::outgoing(&ids, scenarios::now() - 30.0, "103", "5511900000000", Some(4.0), 10.0);
+    let (later_before, later_after) = ends_later.events.split_at(6);
+    let (meanwhile_before, meanwhile_after) = ends_meanwhile.events.split_at(6);
+    rig.ami.play_events(later_before.to_vec(), Duration::from_millis(2)).await;
+    rig.ami.play_events(meanwhile_before.to_vec(), Duration::from_millis(2)).await;
+    assert_eq!(rig.receiver.wait_for(4).await.len(), 4);
+    running.stop().await;
+
+    // While no connector runs, one call ends; the other ends after the new one logged in.
+    rig.ami.play_events(meanwhile_after.to_vec(), Duration::ZERO).await;
+    let running = start(&rig, &[]).await;
+    rig.ami.play_events(later_after.to_vec(), Duration::from_millis(2)).await;
+    rig.receiver.wait_for(6).await;
+    let later = rig.receiver.of(&ends_later.linkedid);
+    assert_eq!(later.len(), 3);
+    assert_eq!(
+        (later[2].status, later[2].extension.as_deref(), later[2].duration),
+        (CallStatus::Ended, Some("101"), Some(42))
+    );
+    let meanwhile = rig.receiver.of(&ends_meanwhile.linkedid);
+    assert_eq!(meanwhile.len(), 3);
+    assert_eq!((meanwhile[2].status, meanwhile[2].extension.as_deref()), (CallStatus::Ended, Some("103")));
+    // Answered 26 s ago; its end is known at the new login.
+    assert!((25..=28).contains(&meanwhile[2].duration.unwrap()), "{:?}", meanwhile[2].duration);
+    running.stop().await;
+}
+
 fn spooled(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()
@@ -360,6 +400,24 @@ async fn events_wait_in_the_spool_while_the_server_is_down_and_across_a_restart_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(spooled(rig.spool.path()), 0, "delivered events leave the spool");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_the_server_refuses_for_good_is_dropped_and_the_next_ones_still_arrive() {
+    let rig = rig().await;
+    let running = start(&rig, &[]).await;
+    let ids = rig.ami.ids();
+    let refused = scenarios::inbound_missed(&ids, past(), CALLER, DID, "101", 5.0);
+    let taken = scenarios::inbound_missed(&ids, past(), "5511911112222", DID, "102", 5.0);
+    *rig.receiver.refuse_call.lock().unwrap() = Some(refused.linkedid.clone());
+    rig.ami.play_events(refused.events, Duration::from_millis(2)).await;
+    rig.ami.play_events(taken.events, Duration::from_millis(2)).await;
+    let events = rig.receiver.wait_for(2).await;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|event| event.call_id == taken.linkedid));
+    assert_eq!(rig.receiver.refused_for_good.load(Ordering::SeqCst), 2, "each refused event was tried once");
+    assert_eq!(spooled(rig.spool.path()), 0);
     running.stop().await;
 }
 
