@@ -276,6 +276,10 @@ impl Tracker {
                     }
                 }
                 self.note_channel(&linked, dest_unique, at, now);
+                // A ring group's or queue's `Local/` leg decides nothing; its own dial to a phone does.
+                if event.get("DestChannel").is_some_and(|dest| dest.starts_with("Local/")) {
+                    return out;
+                }
                 let dest_ext = extension_of(event.get("DestChannel").unwrap_or_default(), max_len);
                 let number = event.get("DialString").map(dialled_number).map(str::to_owned);
                 let Some(call) = self.calls.get_mut(&linked) else { return out };
@@ -310,6 +314,9 @@ impl Tracker {
                 let Some(linked) = event.get("Linkedid").or(event.get("DestLinkedid")).map(str::to_owned) else {
                     return out;
                 };
+                if event.get("DestChannel").is_some_and(|dest| dest.starts_with("Local/")) {
+                    return out;
+                }
                 let status = event.get("DialStatus").unwrap_or_default().to_owned();
                 let dest_ext = extension_of(event.get("DestChannel").unwrap_or_default(), max_len);
                 let Some(call) = self.calls.get_mut(&linked) else { return out };
@@ -641,6 +648,76 @@ mod tests {
         let mut tracker = tracker();
         assert!(follow(&mut tracker, &internal).is_empty());
         assert!(tracker.is_empty(), "nothing is kept of it");
+    }
+
+    /// A `DialBegin` or `DialEnd` from `channel` (`Uniqueid` `unique`) to `dest` (`dest_unique`) in call `linked`.
+    fn dial(
+        name: &str,
+        at: f64,
+        (channel, unique): (&str, &str),
+        (dest, dest_unique): (&str, &str),
+        linked: &str,
+    ) -> Message {
+        Message::default()
+            .with("Event", name)
+            .with("Timestamp", format!("{at}"))
+            .with("Channel", channel)
+            .with("CallerIDNum", "5511987654321")
+            .with("Exten", "600")
+            .with("Uniqueid", unique)
+            .with("Linkedid", linked)
+            .with("DestChannel", dest)
+            .with("DestUniqueid", dest_unique)
+            .with("DestLinkedid", linked)
+            .with("DialString", "600")
+            .with("DialStatus", "ANSWER")
+    }
+
+    fn hangup(at: f64, unique: &str) -> Message {
+        Message::default().with("Event", "Hangup").with("Timestamp", format!("{at}")).with("Uniqueid", unique)
+    }
+
+    #[test]
+    fn a_ring_groups_local_legs_decide_nothing_the_phone_that_answers_does() {
+        let (trunk, local1, local2, phone) = (
+            ("PJSIP/trunk-01", "1.1"),
+            ("Local/600@from-internal-01;1", "1.2"),
+            ("Local/600@from-internal-01;2", "1.3"),
+            ("PJSIP/101-02", "1.4"),
+        );
+        let events = [
+            dial("DialBegin", T0, trunk, local1, "1.1"),
+            dial("DialBegin", T0, local2, phone, "1.1"),
+            dial("DialEnd", T0 + 4.0, local2, phone, "1.1"),
+            dial("DialEnd", T0 + 4.0, trunk, local1, "1.1"),
+            hangup(T0 + 20.0, "1.4"),
+            hangup(T0 + 20.0, "1.3"),
+            hangup(T0 + 20.0, "1.2"),
+            hangup(T0 + 20.0, "1.1"),
+        ];
+        let ext = Some("101".to_owned());
+        assert_eq!(
+            follow(&mut tracker(), &events),
+            [
+                (CallStatus::Ringing, ext.clone(), None),
+                (CallStatus::Answered, ext.clone(), None),
+                (CallStatus::Ended, ext, Some(16))
+            ]
+        );
+        // Extension 102 calling the ring group is an internal call.
+        let (caller, local1, local2) =
+            (("PJSIP/102-03", "2.1"), ("Local/600@from-internal-02;1", "2.2"), ("Local/600@from-internal-02;2", "2.3"));
+        let events = [
+            dial("DialBegin", T0, caller, local1, "2.1"),
+            dial("DialBegin", T0, local2, ("PJSIP/101-04", "2.4"), "2.1"),
+            dial("DialEnd", T0 + 4.0, local2, ("PJSIP/101-04", "2.4"), "2.1"),
+            dial("DialEnd", T0 + 4.0, caller, local1, "2.1"),
+            hangup(T0 + 9.0, "2.4"),
+            hangup(T0 + 9.0, "2.3"),
+            hangup(T0 + 9.0, "2.2"),
+            hangup(T0 + 9.0, "2.1"),
+        ];
+        assert_eq!(follow(&mut tracker(), &events), []);
     }
 
     #[test]
