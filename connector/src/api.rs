@@ -111,6 +111,7 @@ async fn originate(State(api): State<Arc<Api>>, headers: HeaderMap, body: Option
         &request.extension,
         &request.to,
         &action_id,
+        crate::unix_now(),
     );
     let action = Message::action("Originate")
         .with("ActionID", action_id)

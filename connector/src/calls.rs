@@ -28,6 +28,8 @@ use crate::ami::Message;
 
 /// A call forgotten after this long without an event (seconds).
 const STALE_AFTER: f64 = 4.0 * 3600.0;
+/// A click-to-call whose channel never appeared is forgotten after this long (seconds).
+const ORIGINATE_FORGOTTEN_AFTER: f64 = 600.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Kind {
@@ -47,6 +49,9 @@ struct Originated {
     extension: String,
     to: String,
     action_id: String,
+    /// When (clock) it was placed: one whose channel never showed up is forgotten after a while.
+    #[serde(default)]
+    placed_at: f64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -141,9 +146,13 @@ impl Tracker {
 
     /// Announces a call the connector is about to originate: its channel will carry `call_id` as
     /// `Uniqueid` (and so as `Linkedid`).
-    pub fn expect_originate(&mut self, call_id: &str, extension: &str, to: &str, action_id: &str) {
-        let originated =
-            Originated { extension: extension.to_owned(), to: to.to_owned(), action_id: action_id.to_owned() };
+    pub fn expect_originate(&mut self, call_id: &str, extension: &str, to: &str, action_id: &str, now: f64) {
+        let originated = Originated {
+            extension: extension.to_owned(),
+            to: to.to_owned(),
+            action_id: action_id.to_owned(),
+            placed_at: now,
+        };
         self.originated.insert(call_id.to_owned(), originated);
     }
 
@@ -456,6 +465,9 @@ impl Tracker {
             tracing::warn!(call.id = %id, "a call had no event for 4 hours; forgotten");
             out.extend(self.finish(&id));
         }
+        let calls = &self.calls;
+        self.originated
+            .retain(|id, originated| calls.contains_key(id) || now - originated.placed_at < ORIGINATE_FORGOTTEN_AFTER);
         out
     }
 
@@ -718,6 +730,16 @@ mod tests {
             hangup(T0 + 9.0, "2.1"),
         ];
         assert_eq!(follow(&mut tracker(), &events), []);
+    }
+
+    #[test]
+    fn a_click_to_call_whose_channel_never_appears_is_forgotten() {
+        let mut tracker = tracker();
+        tracker.expect_originate("kvoip-1", "101", "+5511987654321", "a-1", T0);
+        assert!(tracker.tick(T0 + 599.0).is_empty());
+        assert_eq!(tracker.originated.len(), 1);
+        tracker.tick(T0 + 601.0);
+        assert!(tracker.originated.is_empty());
     }
 
     #[test]

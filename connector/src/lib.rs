@@ -100,7 +100,8 @@ async fn queue(spool: &Arc<spool::Spool>, reports: Vec<shared::FromWebhook>) {
     }
 }
 
-fn unix_now() -> f64 {
+/// The clock: unix seconds.
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |elapsed| elapsed.as_secs_f64())
 }
 
