@@ -307,3 +307,83 @@ test('call lists: the defaults show, a pause out of range is refused, a change i
   assert.deepEqual([...errors, ...reloaded.errors], []);
   await reloaded.context.close();
 });
+
+test('the telephony system: the available ones are offered, Asterisk is checked and saved as such, its instructions show after the save and it reads back', async () => {
+  const { page, context, errors, account } = await openForm();
+  const strings = await archiveStrings('en');
+  const system = (name) => `${input('system')}[value=${name}]`;
+  const provider = page.locator('.kvoip-settings .kvoip-section--provider');
+  assert.deepEqual(await page.$$eval(input('system'), (radios) => radios.map((radio) => radio.value)),
+    ['standard', 'asterisk'], 'the systems this server has adapters for, and only those');
+  const labels = await provider.locator('.kvoip-system .kvoip-check__text').allTextContents();
+  assert.deepEqual(labels.map((label) => label.trim()), [strings.settings.system_standard, strings.settings.system_asterisk]);
+  assert.equal(await page.isChecked(system('standard')), true, 'our contract by default');
+  assert.equal(await page.isVisible(`${input('credentials.method')}[value=oauth2]`), true, 'our contract takes any method');
+  await partScreenshot(provider, 'settings-system.png');
+
+  await page.check(system('asterisk'));
+  await provider.locator('.kvoip-credentials-hint', { hasText: strings.settings.asterisk_credentials_hint })
+    .waitFor({ state: 'visible' });
+  assert.ok((await provider.textContent()).includes(strings.settings.asterisk_provider_url_hint));
+  await fillProvider(page);
+  const checked = [];
+  page.on('request', (request) => {
+    if (request.url().includes('/widget/v1/settings/check')) checked.push(new URL(request.url()).search);
+  });
+  await page.click('.kvoip-check-connection');
+  await page.locator('.kvoip-check-result--ok').waitFor({ state: 'visible' });
+  assert.deepEqual(checked, ['?system=asterisk'], '"Check connection" names the system');
+  await partScreenshot(provider, 'settings-system-asterisk.png');
+
+  await saveValid(page);
+  const stored = await serverGet(page, '/widget/v1/settings');
+  assert.equal(stored.body.system, 'asterisk', JSON.stringify(stored.body));
+
+  // Reopened after the save: what to paste where, for the connector, next to the URL and the secret.
+  const guideShows = async (p) => {
+    await p.waitForFunction((selector) => document.querySelector(selector)?.checked, system('asterisk'));
+    const guide = p.locator('.kvoip-settings .kvoip-section--webhook .kvoip-guide[data-system=asterisk]');
+    await guide.waitFor({ state: 'visible' });
+    const steps = (await guide.locator('li').allTextContents()).map((step) => step.trim());
+    assert.deepEqual(steps, [strings.settings.guide_asterisk_env, strings.settings.guide_asterisk_provider_url]);
+    assert.ok(steps[0].includes('CONNECTOR_WEBHOOK_URL') && steps[0].includes('CONNECTOR_WEBHOOK_SECRET'), steps[0]);
+    assert.equal(await p.isVisible('.kvoip-settings .kvoip-reveal-secret'), true, 'the connector takes our signing secret');
+  };
+  await openSettings(page);
+  await waitForForm(page);
+  await guideShows(page);
+  await page.click('.kvoip-reveal-secret');
+  await page.waitForSelector('input.kvoip-webhook-secret');
+  await partScreenshot(page.locator('.kvoip-settings .kvoip-section--webhook'), 'settings-system-asterisk-webhook.png');
+  await page.click('.modal .sandbox-modal__cancel');
+  await context.close();
+
+  // A new page load: the choice and the instructions come from the server.
+  const reloaded = await openForm({ account });
+  await guideShows(reloaded.page);
+  assert.equal(await reloaded.page.isChecked(system('standard')), false);
+  assert.deepEqual([...errors, ...reloaded.errors], []);
+  await reloaded.context.close();
+});
+
+test('the system choice and its instructions are in Spanish and Portuguese too', async () => {
+  for (const lang of ['es', 'pt']) {
+    const { page, context, errors } = await openForm({ lang });
+    const strings = await archiveStrings(lang);
+    const provider = page.locator('.kvoip-settings .kvoip-section--provider');
+    const labels = await provider.locator('.kvoip-system .kvoip-check__text').allTextContents();
+    assert.deepEqual(labels.map((label) => label.trim()),
+      [strings.settings.system_standard, strings.settings.system_asterisk], lang);
+    await page.check(`${input('system')}[value=asterisk]`);
+    await fillProvider(page);
+    await saveValid(page);
+    await openSettings(page);
+    await waitForForm(page);
+    const guide = page.locator('.kvoip-settings .kvoip-guide[data-system=asterisk]');
+    await guide.waitFor({ state: 'visible' });
+    assert.equal((await guide.locator('li').first().textContent()).trim(), strings.settings.guide_asterisk_env, lang);
+    await partScreenshot(page.locator('.kvoip-settings .kvoip-section--webhook'), `settings-system-asterisk-${lang}.png`);
+    assert.deepEqual(errors, [], lang);
+    await context.close();
+  }
+});

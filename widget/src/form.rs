@@ -17,7 +17,7 @@ use crate::host::Host;
 use crate::i18n::I18n;
 use crate::problem::error_key;
 use crate::settings::{CheckState, SettingsModel, Status, WebhookAction, hint_tail, status_text};
-use crate::values::{FormValues, ResponsibleChoice, group_choices};
+use crate::values::{FormValues, ResponsibleChoice, SystemWords, group_choices, system_choices};
 
 /// Reads and writes one value of the form.
 #[derive(Clone, Copy)]
@@ -60,7 +60,8 @@ fn input_id(name: &str) -> String {
 }
 
 /// Fields whose refusals have an input of their own; any other refusal is listed above the status line.
-const PLACED_FIELDS: [&str; 16] = [
+const PLACED_FIELDS: [&str; 17] = [
+    "system",
     "credentials.provider_url",
     "credentials.login",
     "credentials.password",
@@ -99,7 +100,7 @@ fn error_line(ctx: Ctx, field: impl Fn() -> String + Send + Sync + 'static) -> i
 fn text_field(
     ctx: Ctx,
     name: &'static str,
-    label: String,
+    label: impl IntoView + 'static,
     kind: &'static str,
     lens: Lens<String>,
     hint: impl Fn() -> Option<String> + Send + Sync + 'static,
@@ -350,6 +351,33 @@ fn provider_section(
     let has_key = |view: &VoipCredentialsView| matches!(view, VoipCredentialsView::ApiKey { has_key: true, .. });
     let has_client_secret =
         |view: &VoipCredentialsView| matches!(view, VoipCredentialsView::OAuth2 { has_client_secret: true, .. });
+    // The chosen system's name for an input, a hint, or where its credentials come from.
+    let word = |pick: fn(&SystemWords) -> &'static str| {
+        let (values, i18n) = (ctx.values.clone(), ctx.i18n.clone());
+        move || i18n.t("settings", values.with(|values| pick(&SystemWords::of(values.system))))
+    };
+    let hint = |pick: fn(&SystemWords) -> Option<&'static str>| {
+        let (values, i18n) = (ctx.values.clone(), ctx.i18n.clone());
+        move || values.with(|values| pick(&SystemWords::of(values.system))).map(|key| i18n.t("settings", key))
+    };
+    let credentials_hint = {
+        let hint = hint(|words| words.credentials_hint);
+        move || hint().map(|text| view! { <p class="kvoip-field__hint kvoip-credentials-hint">{text}</p> })
+    };
+    let systems = system_choices()
+        .into_iter()
+        .map(|system| (system, system.as_str(), ctx.t(SystemWords::of(system).name)))
+        .collect();
+    let system_lens = Lens { get: |values: &FormValues| values.system, set: FormValues::choose_system };
+    // A system that takes one sign-in method needs no choice of it.
+    let one_method = {
+        let values = ctx.values.clone();
+        move || values.with(|values| values.system.methods().len() < 2)
+    };
+    let system_refused = {
+        let (system, method) = (ctx.refused("system"), ctx.refused("credentials.method"));
+        move || system() || method()
+    };
     // Hides the inputs of the sign-in methods not chosen.
     let hidden_unless = |method: CredentialMethod| {
         let values = ctx.values.clone();
@@ -392,14 +420,25 @@ fn provider_section(
         (CredentialMethod::OAuth2, "oauth2", ctx.t("method_oauth2")),
     ];
     let body = view! {
-        {radios(ctx.clone(), "credentials.method", methods, lens!(method), |_| false)}
-        {text_field(ctx.clone(), "credentials.provider_url", ctx.t("provider_url"), "url", lens!(provider_url), || None)}
+        <div class="kvoip-field kvoip-system" role="group" aria-labelledby="kvoip-system-label"
+            class:kvoip-field--invalid=system_refused>
+            <p class="kvoip-field__label" id="kvoip-system-label">{ctx.t("system")}</p>
+            {radios(ctx.clone(), "system", systems, system_lens, |_| false)}
+            {error_line(ctx.clone(), || "system".to_owned())}
+            {error_line(ctx.clone(), || "credentials.method".to_owned())}
+        </div>
+        <div class="kvoip-methods" class:kvoip-hidden=one_method>
+            {radios(ctx.clone(), "credentials.method", methods, lens!(method), |_| false)}
+        </div>
+        {text_field(ctx.clone(), "credentials.provider_url", word(|words| words.provider_url), "url", lens!(provider_url),
+            hint(|words| words.provider_url_hint))}
         <div class="kvoip-row" class:kvoip-hidden=hidden_unless(CredentialMethod::Password)>
             <div class="kvoip-row__cell">
-                {text_field(ctx.clone(), "credentials.login", ctx.t("voip_login"), "text", lens!(login), || None)}
+                {text_field(ctx.clone(), "credentials.login", word(|words| words.login), "text", lens!(login),
+                    hint(|words| words.login_hint))}
             </div>
             <div class="kvoip-row__cell">
-                {text_field(ctx.clone(), "credentials.password", ctx.t("voip_password"), "password", lens!(password),
+                {text_field(ctx.clone(), "credentials.password", word(|words| words.password), "password", lens!(password),
                     saved_hint("voip_password_saved", has_password))}
             </div>
         </div>
@@ -409,13 +448,15 @@ fn provider_section(
         </div>
         <div class="kvoip-row" class:kvoip-hidden=hidden_unless(CredentialMethod::OAuth2)>
             <div class="kvoip-row__cell">
-                {text_field(ctx.clone(), "credentials.client_id", ctx.t("client_id"), "text", lens!(client_id), || None)}
+                {text_field(ctx.clone(), "credentials.client_id", word(|words| words.client_id), "text", lens!(client_id),
+                    || None)}
             </div>
             <div class="kvoip-row__cell">
-                {text_field(ctx.clone(), "credentials.client_secret", ctx.t("client_secret"), "password",
+                {text_field(ctx.clone(), "credentials.client_secret", word(|words| words.client_secret), "password",
                     lens!(client_secret), saved_hint("client_secret_saved", has_client_secret))}
             </div>
         </div>
+        {credentials_hint}
         <div class="kvoip-actions">
             <button type="button" class="kvoip-button kvoip-check-connection" prop:disabled=checking on:click=check>
                 {ctx.t("check_connection")}
@@ -835,6 +876,25 @@ fn webhook_section(
         let stored = model.stored.clone();
         move || stored.with(|stored| stored.webhook.is_some())
     };
+    // What to paste where, for the system the settings were saved with.
+    let saved_system = {
+        let stored = model.stored.clone();
+        move || stored.with(|stored| stored.system)
+    };
+    let guide = {
+        let (saved_system, t) = (saved_system.clone(), t.clone());
+        move || {
+            let system = saved_system();
+            let steps = SystemWords::of(system).guide.iter().map(|key| view! { <li>{t(key)}</li> }).collect_view();
+            view! {
+                <div class="kvoip-guide" data-system=system.as_str()>
+                    <p class="kvoip-field__label kvoip-guide__title">{t("guide_title")}</p>
+                    <ol class="kvoip-guide__steps">{steps}</ol>
+                </div>
+            }
+        }
+    };
+    let no_secret = move || !SystemWords::of(saved_system()).takes_signing_secret;
     let body = view! {
         <p class="kvoip-field__hint" class:kvoip-hidden=has_webhook.clone()>{t("webhook_after_save")}</p>
         <Show when=has_webhook>
@@ -843,13 +903,13 @@ fn webhook_section(
                 <input id="kvoip-webhook-url" class="kvoip-field__input kvoip-webhook-url" type="text" readonly
                     prop:value=url.clone()
                     on:focus={|event| event_target::<web_sys::HtmlInputElement>(&event).select()} />
-                <p class="kvoip-field__hint">{t("webhook_url_hint")}</p>
             </div>
-            <div class="kvoip-field">
+            <div class="kvoip-field kvoip-field--secret" class:kvoip-hidden=no_secret.clone()>
                 <label class="kvoip-field__label" for="kvoip-webhook-secret">{t("webhook_secret")}</label>
                 {secret.clone()}
             </div>
-            <div class="kvoip-actions">
+            {guide.clone()}
+            <div class="kvoip-actions" class:kvoip-hidden=no_secret.clone()>
                 {toggle.clone()}
                 <button type="button" class="kvoip-button kvoip-button--light kvoip-rotate-secret"
                     prop:disabled=busy.clone() on:click=rotate.clone()>

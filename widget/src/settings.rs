@@ -14,7 +14,7 @@ use leptos::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 use shared::api::{ConnectionState, ErrorBody, KommoUserView, paths};
-use shared::integration::WebhookEndpoint;
+use shared::integration::{ProviderSystem, WebhookEndpoint};
 use shared::{FieldError, IntegrationSettingsView};
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlElement;
@@ -168,6 +168,16 @@ impl CheckState {
             },
         }
     }
+}
+
+/// `POST /widget/v1/settings/check` for a telephony system's credentials.
+pub fn check_path(system: ProviderSystem) -> String {
+    format!("{}?system={}", paths::SETTINGS_CHECK, system.as_str())
+}
+
+/// The fields "Check connection" answers for: the credentials and the system they are for.
+fn checked_field(field: &str) -> bool {
+    field == "system" || field.starts_with("credentials.")
 }
 
 /// Where the webhook section's buttons (rotate the secret, show it) stand.
@@ -381,19 +391,20 @@ impl SettingsModel {
         }
     }
 
-    /// Asks the server to sign in to the VoIP provider with the credentials as typed.
+    /// Asks the server to sign in to the VoIP provider with the credentials as typed, as the chosen
+    /// telephony system's API.
     pub async fn check_connection(&self, host: &Host) {
-        let credentials = self.values.with_untracked(FormValues::credentials);
+        let (system, credentials) = self.values.with_untracked(|values| (values.system, values.credentials()));
         let ctx = self.stored.with_untracked(|stored| validation_context(stored, None));
         let refused = credentials.validate(&ctx);
-        self.errors.update(|errors| errors.retain(|error| !error.field.starts_with("credentials.")));
+        self.errors.update(|errors| errors.retain(|error| !checked_field(&error.field)));
         if !refused.is_empty() {
             self.errors.update(|errors| errors.extend(refused));
             self.check.set(CheckState::Refused);
             return;
         }
         self.check.set(CheckState::Checking);
-        let reply = host.request("POST", paths::SETTINGS_CHECK, Some(&credentials)).await;
+        let reply = host.request("POST", &check_path(system), Some(&credentials)).await;
         let (status, body) = reply.unwrap_or((0, Value::Null));
         let (state, fields) = CheckState::from_reply(status, body);
         self.errors.update(|errors| errors.extend(fields));
@@ -598,6 +609,17 @@ mod tests {
         assert_eq!(state, CheckState::Refused);
         assert_eq!(fields[0].code, ValidationCode::Unreachable);
         assert_eq!(CheckState::from_reply(0, Value::Null).0, CheckState::Failed(Problem::Network));
+    }
+
+    #[test]
+    fn check_connection_names_the_chosen_system() {
+        assert_eq!(check_path(ProviderSystem::Asterisk), "/widget/v1/settings/check?system=asterisk");
+        assert_eq!(check_path(ProviderSystem::Standard), "/widget/v1/settings/check?system=standard");
+        let refusal = json!({"error": {"code": "validation", "message": "m",
+            "fields": [{"field": "system", "code": "not_available"}]}});
+        let (state, fields) = CheckState::from_reply(422, refusal);
+        assert_eq!((state, fields[0].field.as_str()), (CheckState::Refused, "system"));
+        assert!(checked_field("system") && checked_field("credentials.method") && !checked_field("extensions.entries"));
     }
 
     #[test]

@@ -148,6 +148,24 @@ impl FormValues {
             .collect();
     }
 
+    /// Chooses the telephony system: the sign-in method becomes one the system takes (the one chosen stays
+    /// when it may), and the address of the system's own API is filled in where the address was empty or
+    /// another system's.
+    pub fn choose_system(&mut self, system: ProviderSystem) {
+        self.system = system;
+        let methods = system.methods();
+        if !methods.contains(&self.method)
+            && let Some(first) = methods.first()
+        {
+            self.method = *first;
+        }
+        let typed = self.provider_url.trim();
+        let prefilled = ProviderSystem::ALL.into_iter().any(|other| default_provider_url(other) == Some(typed));
+        if typed.is_empty() || prefilled {
+            self.provider_url = default_provider_url(system).unwrap_or_default().to_owned();
+        }
+    }
+
     /// The credentials as typed; an empty secret means "keep the one on file".
     pub fn credentials(&self) -> VoipCredentials {
         let secret = |text: &str| (!text.is_empty()).then(|| text.to_owned());
@@ -277,6 +295,110 @@ pub fn refusals(values: &FormValues, ctx: &ValidationContext) -> (IntegrationSet
         }
     }
     (settings, errors)
+}
+
+/// The systems the admin may choose: each one this build's server has an adapter for, in their own order.
+pub fn system_choices() -> Vec<ProviderSystem> {
+    ProviderSystem::ALL.into_iter().filter(|system| system.is_available()).collect()
+}
+
+/// The provider API address a system's own cloud has, filled in when the system is chosen (it stays editable).
+pub fn default_provider_url(system: ProviderSystem) -> Option<&'static str> {
+    match system {
+        ProviderSystem::Zadarma => Some("https://api.zadarma.com"),
+        ProviderSystem::Twilio => Some("https://api.twilio.com"),
+        ProviderSystem::Standard | ProviderSystem::Asterisk | ProviderSystem::Yeastar => None,
+    }
+}
+
+/// What the form calls things for one telephony system, as keys of the `settings` strings: the choice, the
+/// credentials' inputs by that system's own names, where they come from, and what to paste where after a save.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemWords {
+    /// The choice's label.
+    pub name: &'static str,
+    pub provider_url: &'static str,
+    pub provider_url_hint: Option<&'static str>,
+    pub login: &'static str,
+    pub login_hint: Option<&'static str>,
+    pub password: &'static str,
+    pub client_id: &'static str,
+    pub client_secret: &'static str,
+    /// Where the credentials are found, under their inputs.
+    pub credentials_hint: Option<&'static str>,
+    /// What to paste where once the webhook exists, one step a key.
+    pub guide: &'static [&'static str],
+    /// Whether the admin gives the system our signing secret; Zadarma and Twilio sign their webhooks with
+    /// the API secret or auth token already entered, so theirs is not shown.
+    pub takes_signing_secret: bool,
+}
+
+impl SystemWords {
+    pub fn of(system: ProviderSystem) -> Self {
+        let contract = SystemWords {
+            name: "system_standard",
+            provider_url: "provider_url",
+            provider_url_hint: None,
+            login: "voip_login",
+            login_hint: None,
+            password: "voip_password",
+            client_id: "client_id",
+            client_secret: "client_secret",
+            credentials_hint: None,
+            guide: &["webhook_url_hint", "guide_standard_secret"],
+            takes_signing_secret: true,
+        };
+        match system {
+            ProviderSystem::Standard => contract,
+            ProviderSystem::Asterisk => SystemWords {
+                name: "system_asterisk",
+                provider_url_hint: Some("asterisk_provider_url_hint"),
+                credentials_hint: Some("asterisk_credentials_hint"),
+                guide: &["guide_asterisk_env", "guide_asterisk_provider_url"],
+                ..contract
+            },
+            ProviderSystem::Zadarma => SystemWords {
+                name: "system_zadarma",
+                provider_url_hint: Some("provider_url_prefilled_hint"),
+                login: "zadarma_login",
+                password: "zadarma_password",
+                credentials_hint: Some("zadarma_credentials_hint"),
+                guide: &["guide_zadarma_url", "guide_zadarma_events", "guide_zadarma_secret"],
+                takes_signing_secret: false,
+                ..contract
+            },
+            ProviderSystem::Yeastar => SystemWords {
+                name: "system_yeastar",
+                provider_url: "yeastar_provider_url",
+                provider_url_hint: Some("yeastar_provider_url_hint"),
+                client_id: "yeastar_client_id",
+                client_secret: "yeastar_client_secret",
+                credentials_hint: Some("yeastar_credentials_hint"),
+                guide: &["guide_yeastar_url", "guide_yeastar_secret", "guide_yeastar_events"],
+                ..contract
+            },
+            ProviderSystem::Twilio => SystemWords {
+                name: "system_twilio",
+                provider_url_hint: Some("provider_url_prefilled_hint"),
+                login: "twilio_login",
+                login_hint: Some("twilio_login_hint"),
+                password: "twilio_password",
+                credentials_hint: Some("twilio_credentials_hint"),
+                guide: &["guide_twilio_status", "guide_twilio_recording", "guide_twilio_secret"],
+                takes_signing_secret: false,
+                ..contract
+            },
+        }
+    }
+
+    /// Every key these words use.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let mut keys =
+            vec![self.name, self.provider_url, self.login, self.password, self.client_id, self.client_secret];
+        keys.extend([self.provider_url_hint, self.login_hint, self.credentials_hint].into_iter().flatten());
+        keys.extend(self.guide);
+        keys
+    }
 }
 
 #[cfg(test)]
@@ -512,6 +634,131 @@ mod tests {
         let errors = refusals(&values, &validation_context(&oauth2_view(false), None)).1;
         let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
         assert_eq!(fields, ["credentials.client_secret"]);
+    }
+
+    #[test]
+    fn only_the_systems_with_an_adapter_are_offered() {
+        let offered = system_choices();
+        assert!(offered.iter().all(|system| system.is_available()));
+        for system in shared::integration::AVAILABLE_SYSTEMS {
+            assert!(offered.contains(system), "{system:?}");
+        }
+        assert_eq!(offered.first(), Some(&ProviderSystem::Standard), "our contract comes first");
+    }
+
+    #[test]
+    fn choosing_a_system_takes_its_method_and_fills_in_its_own_api() {
+        let mut values = FormValues { method: CredentialMethod::ApiKey, ..FormValues::default() };
+        values.choose_system(ProviderSystem::Zadarma);
+        assert_eq!(
+            (values.method, values.provider_url.as_str()),
+            (CredentialMethod::Password, "https://api.zadarma.com")
+        );
+        values.choose_system(ProviderSystem::Twilio);
+        assert_eq!(values.provider_url, "https://api.twilio.com", "another system's address is replaced");
+        values.choose_system(ProviderSystem::Yeastar);
+        assert_eq!((values.method, values.provider_url.as_str()), (CredentialMethod::OAuth2, ""));
+        values.provider_url = "https://pbx.example.com:8088".to_owned();
+        values.choose_system(ProviderSystem::Asterisk);
+        assert_eq!(
+            (values.method, values.provider_url.as_str()),
+            (CredentialMethod::OAuth2, "https://pbx.example.com:8088"),
+            "a method and an address the system takes stay"
+        );
+        values.choose_system(ProviderSystem::Zadarma);
+        assert_eq!(values.provider_url, "https://pbx.example.com:8088", "a typed address is never replaced");
+        assert_eq!(values.build(true).0.system, ProviderSystem::Zadarma, "the choice is what is saved");
+    }
+
+    #[test]
+    fn a_stored_system_reads_back_into_the_form() {
+        let view = IntegrationSettingsView { system: ProviderSystem::Asterisk, ..local_view() };
+        let values = FormValues::from_view(&view);
+        assert_eq!(values.system, ProviderSystem::Asterisk);
+        assert_eq!(refusals(&values, &validation_context(&view, None)).1, Vec::new());
+    }
+
+    #[test]
+    fn a_system_not_offered_or_a_method_it_does_not_take_is_refused_at_the_choice() {
+        let ctx = validation_context(&local_view(), None);
+        for system in ProviderSystem::ALL {
+            let values = FormValues { system, ..FormValues::from_view(&local_view()) };
+            let refused: Vec<(String, ValidationCode)> = refusals(&values, &ctx)
+                .1
+                .into_iter()
+                .filter(|error| !error.field.starts_with("credentials.") || error.field == "credentials.method")
+                .map(|error| (error.field, error.code))
+                .collect();
+            let expected = if !system.is_available() {
+                Some("system")
+            } else if !system.methods().contains(&CredentialMethod::Password) {
+                Some("credentials.method")
+            } else {
+                None
+            };
+            let expected: Vec<(String, ValidationCode)> =
+                expected.map(|field| (field.to_owned(), ValidationCode::NotAvailable)).into_iter().collect();
+            assert_eq!(refused, expected, "{system:?}");
+        }
+    }
+
+    #[test]
+    fn every_system_names_its_inputs_and_says_what_to_paste_where_in_every_language() {
+        let files = [
+            ("en", include_str!("../../i18n/en.json")),
+            ("es", include_str!("../../i18n/es.json")),
+            ("pt", include_str!("../../i18n/pt.json")),
+        ];
+        let english: serde_json::Value = serde_json::from_str(files[0].1).unwrap();
+        for (lang, file) in files {
+            let strings: serde_json::Value = serde_json::from_str(file).unwrap();
+            let text = |key: &str| strings["settings"][key].as_str().unwrap_or_default().to_owned();
+            for system in ProviderSystem::ALL {
+                let words = SystemWords::of(system);
+                for key in words.keys() {
+                    assert!(!text(key).trim().is_empty(), "{lang}: settings.{key} ({system:?})");
+                }
+                assert!(!words.guide.is_empty(), "{system:?} says what to paste where");
+                let translated = words.guide.iter().chain(words.credentials_hint.iter());
+                for key in translated.filter(|_| lang != "en") {
+                    assert_ne!(
+                        text(key),
+                        english["settings"][key].as_str().unwrap_or_default(),
+                        "{lang}: settings.{key}"
+                    );
+                }
+                let guide = words.guide.iter().map(|key| text(key)).collect::<Vec<_>>().join(" ");
+                let must_name: &[&str] = match system {
+                    ProviderSystem::Standard => &[],
+                    ProviderSystem::Asterisk => {
+                        &["CONNECTOR_WEBHOOK_URL", "CONNECTOR_WEBHOOK_SECRET", "CONNECTOR_LISTEN_ADDR"]
+                    }
+                    ProviderSystem::Zadarma => &[
+                        "NOTIFY_START",
+                        "NOTIFY_ANSWER",
+                        "NOTIFY_END",
+                        "NOTIFY_OUT_START",
+                        "NOTIFY_OUT_END",
+                        "NOTIFY_RECORD",
+                    ],
+                    ProviderSystem::Yeastar => &["Webhook Event Push", "Secret"],
+                    ProviderSystem::Twilio => &["statusCallback", "recordingStatusCallback"],
+                };
+                for name in must_name {
+                    assert!(guide.contains(name), "{lang}: {system:?}'s guide lacks {name}: {guide}");
+                }
+            }
+            let names = ProviderSystem::ALL.map(|system| text(SystemWords::of(system).name));
+            assert!(names.iter().all(|name| names.iter().filter(|other| *other == name).count() == 1), "{names:?}");
+        }
+        let english_text = |key: &str| english["settings"][key].as_str().unwrap_or_default();
+        assert_eq!(english_text(SystemWords::of(ProviderSystem::Zadarma).login), "API key");
+        assert_eq!(english_text(SystemWords::of(ProviderSystem::Zadarma).password), "API secret");
+        assert_eq!(english_text(SystemWords::of(ProviderSystem::Twilio).login), "Account SID");
+        assert_eq!(english_text(SystemWords::of(ProviderSystem::Twilio).password), "Auth token");
+        assert_eq!(english_text(SystemWords::of(ProviderSystem::Yeastar).provider_url), "PBX address");
+        assert!(!SystemWords::of(ProviderSystem::Zadarma).takes_signing_secret);
+        assert!(SystemWords::of(ProviderSystem::Yeastar).takes_signing_secret);
     }
 
     #[test]
