@@ -141,7 +141,13 @@ async fn an_answered_call_is_one_inbound_kommo_call_with_the_talk_time_on_the_ex
     assert_eq!(call["call_status"], 4, "a conversation took place");
     assert_eq!(call["responsible_user_id"], ADMIN, "extension 101's user");
     assert_eq!(call["phone"], CLIENT);
-    assert!(call.get("link").is_none_or(Value::is_null), "no recording link is stored: Yeastar's expire in 30 min");
+    // The CDR's file as a stable link of ours (Yeastar's own expire in 30 minutes).
+    let link = call["link"].as_str().expect("the recording's link");
+    let query = link.strip_prefix(&format!("{}{path}?", world.server)).expect("our webhook URL");
+    let file = server::adapters::yeastar::recording_request(query, &secrecy::SecretString::from(VOIP_PASSWORD));
+    assert_eq!(file, Some(format!("20260101120000-{call_id}-{CLIENT}-101-Inbound.wav")));
+    let followed = world.http.get(link).send().await.unwrap();
+    assert_eq!(followed.status(), StatusCode::CONFLICT, "not served by this build yet");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,6 +158,7 @@ async fn a_missed_call_is_one_inbound_kommo_call_without_talk_time() {
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 0);
     assert_ne!(call["call_status"], 4, "no conversation");
+    assert!(call.get("link").is_none_or(Value::is_null), "nothing was recorded");
     assert_eq!(call["responsible_user_id"], MARIA, "extension 102's user");
 }
 
@@ -182,6 +189,7 @@ async fn click_to_call_dials_through_yeastar_and_its_call_is_one_outbound_kommo_
     assert_eq!(call["duration"], 20);
     assert_eq!(call["responsible_user_id"], MARIA);
     assert_eq!(call["phone"], "+5511987654321");
+    assert!(call["link"].as_str().is_some_and(|link| link.contains("ys_recording=")), "{call}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

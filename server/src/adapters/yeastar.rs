@@ -33,16 +33,20 @@
 //! type Internal (30012) are between extensions, not with a client: verified and answered, nothing stored.
 //!
 //! Recordings: the CDR names a file, and Yeastar hands out a link to it only through its API, behind an
-//! access token, valid 30 minutes; a link stored in Kommo would be dead by the time someone plays it. So
-//! the adapter stores no recording link; [`recording_link`] fetches a fresh one when someone asks, for a
-//! route that redirects to it (not mounted yet: see the README's Yeastar section).
+//! access token, valid 30 minutes; a link of Yeastar's stored in Kommo would be dead by the time someone
+//! plays it, and an adapter is synchronous, with no API call of its own. So the CDR carries a stable link of
+//! ours, the webhook URL with `ys_recording=<file>&ys_key=<tag>` (the tag an HMAC-SHA256 with the API
+//! client secret, so nobody else can mint one; [`recording_request`] reads and checks it), which goes to
+//! Kommo as the call's `link`, as Zadarma's do. Following it needs a route that fetches a fresh link with
+//! [`recording_link`] and redirects; the adapter boundary cannot yet answer a GET asynchronously, so until
+//! then the adapter answers such a GET with a refusal (see the README's Yeastar section).
 //!
 //! Tokens are not cached: each credentials check, call and recording link asks for its own (they are
 //! rare; a cache would be keyed by PBX and client id and honour `access_token_expire_time`).
 
 use axum::http::Method;
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD as BASE64_URL};
 use hmac::{Hmac, Mac};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
@@ -75,6 +79,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 pub fn inbound(request: &Request<'_>, keys: &Keys<'_>) -> Result<Inbound, AdapterError> {
     if request.method != Method::POST {
+        let query = request.query.unwrap_or_default();
+        if form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == RECORDING_PARAM) {
+            return Err(AdapterError::Refused("recording links are not served by this build"));
+        }
         return Err(AdapterError::Malformed("Yeastar's webhook must be set to POST".into()));
     }
     verify(request, keys)?;
@@ -87,7 +95,7 @@ pub fn inbound(request: &Request<'_>, keys: &Keys<'_>) -> Result<Inbound, Adapte
     let pbx = envelope.sn.as_deref().map(str::trim).filter(|sn| !sn.is_empty()).unwrap_or(keys.login);
     let delivery = match envelope.kind {
         CALL_STATUS => call_status(parse_msg(msg)?, pbx, request.now)?,
-        NEW_CDR => cdr(parse_msg(msg)?, pbx, request.now)?,
+        NEW_CDR => cdr(parse_msg(msg)?, pbx, request, keys.secret)?,
         _ => None,
     };
     Ok(match delivery {
@@ -234,10 +242,18 @@ struct CallDetails {
     kind: String,
     #[serde(default)]
     did_number: Option<Text>,
+    #[serde(default)]
+    recording: Option<String>,
 }
 
 /// A CDR: the call's end, with Yeastar's verdict and talk time; `None` for an internal call.
-fn cdr(details: CallDetails, pbx: &str, now: i64) -> Result<Option<Delivery>, AdapterError> {
+fn cdr(
+    details: CallDetails,
+    pbx: &str,
+    request: &Request<'_>,
+    client_secret: Option<&SecretString>,
+) -> Result<Option<Delivery>, AdapterError> {
+    let now = request.now;
     let call_id = required("call_id", details.call_id)?;
     let direction = match details.kind.trim().to_ascii_lowercase().as_str() {
         "inbound" => CallDirection::Inbound,
@@ -268,6 +284,15 @@ fn cdr(details: CallDetails, pbx: &str, now: i64) -> Result<Option<Delivery>, Ad
     let (call_from, call_to) = (text(details.call_from), text(details.call_to));
     let (call_from, call_to) = (bare_number(&call_from).to_owned(), bare_number(&call_to).to_owned());
     let did = text(details.did_number).trim().to_owned();
+    // A file name, as the PBX names them (`20220427190445-1651057476.362-2005-2002-Internal.wav`); none
+    // for a call nobody recorded. Without the client secret on file no link can be tagged.
+    let file = details.recording.as_deref().map(str::trim).filter(|file| !file.is_empty());
+    let recording_url = match (file, client_secret) {
+        (Some(file), Some(secret)) if file.len() <= MAX_FILE_LEN => {
+            Some(recording_url(&request.public_url, file, secret))
+        }
+        _ => None,
+    };
     let (from, to, extension) = match direction {
         // The line the client dialled is the DID when there is one; the callee is the extension that
         // took the call (a ring group's or queue's number when nobody did: UNCONFIRMED).
@@ -292,9 +317,48 @@ fn cdr(details: CallDetails, pbx: &str, now: i64) -> Result<Option<Delivery>, Ad
             event_type,
             direction: Some(direction),
             duration: Some(talk),
-            recording_url: None,
+            recording_url,
         },
     }))
+}
+
+/// The query parameters of our recording links.
+const RECORDING_PARAM: &str = "ys_recording";
+const RECORDING_KEY_PARAM: &str = "ys_key";
+/// Bound on a recording's file name (Yeastar's are about 60 characters).
+const MAX_FILE_LEN: usize = 255;
+
+/// The link a CDR carries: the webhook URL with the file's name and a tag only the client secret makes.
+fn recording_url(public_url: &str, file: &str, secret: &SecretString) -> String {
+    let base = public_url.split('?').next().unwrap_or(public_url);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair(RECORDING_PARAM, file)
+        .append_pair(RECORDING_KEY_PARAM, &BASE64_URL.encode(recording_tag(file, secret).finalize().into_bytes()))
+        .finish();
+    format!("{base}?{query}")
+}
+
+fn recording_tag(file: &str, secret: &SecretString) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(secret.expose_secret().as_bytes()).expect("HMAC takes any key");
+    mac.update(b"ys_recording:");
+    mac.update(file.as_bytes());
+    mac
+}
+
+/// The recording file a link of ours names, once its tag verified with the client secret; for the route that
+/// will redirect to [`recording_link`].
+pub fn recording_request(query: &str, secret: &SecretString) -> Option<String> {
+    let (mut file, mut tag) = (None, None);
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            RECORDING_PARAM => file = Some(value.into_owned()),
+            RECORDING_KEY_PARAM => tag = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let (file, tag) = (file?, BASE64_URL.decode(tag?).ok()?);
+    recording_tag(&file, secret).verify_slice(&tag).ok()?;
+    Some(file)
 }
 
 /// A number as Yeastar may show it, `Name<2002>`, reduced to the number; blanks trimmed.
@@ -517,7 +581,22 @@ mod tests {
             public_url: "https://voip.example.com/hooks/voip/h".into(),
             now: 1_700_000_100,
         };
-        inbound(&request, &Keys { login: "client-id", secret: None, signing })
+        inbound(&request, &Keys { login: "client-id", secret: Some(&client_secret()), signing })
+    }
+
+    fn client_secret() -> SecretString {
+        SecretString::from("ZLcXl63S9EtMnYoHUnjbVo6sA8CbXXXX")
+    }
+
+    #[test]
+    fn a_recording_link_of_ours_reads_back_only_with_its_tag() {
+        let file = "20220427190445-1651057476.362-2005-2002-Inbound.wav";
+        let url = recording_url("https://voip.example.com/hooks/voip/abc?x=1", file, &client_secret());
+        let (base, query) = url.split_once('?').unwrap();
+        assert_eq!(base, "https://voip.example.com/hooks/voip/abc");
+        assert_eq!(recording_request(query, &client_secret()).as_deref(), Some(file));
+        assert_eq!(recording_request(query, &SecretString::from("another")), None);
+        assert_eq!(recording_request(&query.replace("2005", "2006"), &client_secret()), None);
     }
 
     fn envelope(kind: u32, msg: serde_json::Value) -> String {
@@ -568,6 +647,12 @@ mod tests {
         assert_eq!(event.duration, Some(21));
         assert_eq!(event.start_time, 1_700_000_100 - 24);
         assert_eq!(event.voip_account_id, "3631A2124XXX");
+        let link = event.recording_url.expect("the CDR's recording as a link of ours");
+        let query = link.strip_prefix("https://voip.example.com/hooks/voip/h?").unwrap();
+        assert_eq!(
+            recording_request(query, &client_secret()).as_deref(),
+            Some("20220427190445-1651057476.362-5511988887777-2002-Inbound.wav")
+        );
         let bye = event_of_members(serde_json::json!([
             {"inbound": {"from": "5511988887777", "to": "551133334444", "member_status": "BYE"}},
             {"extension": {"number": "2002", "member_status": "BYE"}}
