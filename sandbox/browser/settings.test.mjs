@@ -313,10 +313,11 @@ test('the telephony system: the available ones are offered, Asterisk is checked 
   const strings = await archiveStrings('en');
   const system = (name) => `${input('system')}[value=${name}]`;
   const provider = page.locator('.kvoip-settings .kvoip-section--provider');
-  assert.deepEqual(await page.$$eval(input('system'), (radios) => radios.map((radio) => radio.value)),
-    ['standard', 'asterisk'], 'the systems this server has adapters for, and only those');
+  const systems = ['standard', 'asterisk', 'zadarma', 'yeastar', 'twilio'];
+  assert.deepEqual(await page.$$eval(input('system'), (radios) => radios.map((radio) => radio.value)), systems,
+    'the systems this server has adapters for');
   const labels = await provider.locator('.kvoip-system .kvoip-check__text').allTextContents();
-  assert.deepEqual(labels.map((label) => label.trim()), [strings.settings.system_standard, strings.settings.system_asterisk]);
+  assert.deepEqual(labels.map((label) => label.trim()), systems.map((name) => strings.settings[`system_${name}`]));
   assert.equal(await page.isChecked(system('standard')), true, 'our contract by default');
   assert.equal(await page.isVisible(`${input('credentials.method')}[value=oauth2]`), true, 'our contract takes any method');
   await partScreenshot(provider, 'settings-system.png');
@@ -373,7 +374,7 @@ test('the system choice and its instructions are in Spanish and Portuguese too',
     const provider = page.locator('.kvoip-settings .kvoip-section--provider');
     const labels = await provider.locator('.kvoip-system .kvoip-check__text').allTextContents();
     assert.deepEqual(labels.map((label) => label.trim()),
-      [strings.settings.system_standard, strings.settings.system_asterisk], lang);
+      ['standard', 'asterisk', 'zadarma', 'yeastar', 'twilio'].map((name) => strings.settings[`system_${name}`]), lang);
     await page.check(`${input('system')}[value=asterisk]`);
     await fillProvider(page);
     await saveValid(page);

@@ -209,7 +209,8 @@ impl ProviderClient {
         }
     }
 
-    /// [`ProviderClient::originate`] for the account's telephony system.
+    /// [`ProviderClient::originate`] for the account's telephony system; `webhook_url` is the account's (a
+    /// system that reports a placed call only where the request says needs it).
     pub async fn originate_system(
         &self,
         system: shared::ProviderSystem,
@@ -217,6 +218,7 @@ impl ProviderClient {
         credentials: &Credentials,
         extension: &str,
         to: &str,
+        webhook_url: Option<&str>,
     ) -> Result<String, ProviderError> {
         use shared::ProviderSystem::*;
         let (login, secret) = match (system, credentials) {
@@ -228,7 +230,10 @@ impl ProviderClient {
         match system {
             Zadarma => crate::adapters::zadarma::originate(self, provider_url, login, secret, extension, to).await,
             Yeastar => crate::adapters::yeastar::originate(self, provider_url, login, secret, extension, to).await,
-            Twilio => crate::adapters::twilio::originate(self, provider_url, login, secret, extension, to).await,
+            // Twilio reports a call it places only to the status callback the request names.
+            Twilio => {
+                crate::adapters::twilio::place_call(self, provider_url, login, secret, extension, to, webhook_url).await
+            }
             Standard | Asterisk => unreachable!("answered above"),
         }
     }

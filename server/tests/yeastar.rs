@@ -146,8 +146,15 @@ async fn an_answered_call_is_one_inbound_kommo_call_with_the_talk_time_on_the_ex
     let query = link.strip_prefix(&format!("{}{path}?", world.server)).expect("our webhook URL");
     let file = server::adapters::yeastar::recording_request(query, &secrecy::SecretString::from(VOIP_PASSWORD));
     assert_eq!(file, Some(format!("20260101120000-{call_id}-{CLIENT}-101-Inbound.wav")));
-    let followed = world.http.get(link).send().await.unwrap();
-    assert_eq!(followed.status(), StatusCode::CONFLICT, "not served by this build yet");
+    // Followed, it redirects to a fresh link the PBX's API gives; a link with a forged tag is not found.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let followed = http.get(link).send().await.unwrap();
+    assert_eq!(followed.status(), StatusCode::FOUND);
+    assert_eq!(followed.headers()["cache-control"], "no-store");
+    let fresh = followed.headers()["location"].to_str().unwrap().to_owned();
+    assert!(fresh.starts_with(&world.kommo), "the PBX's own download link: {fresh}");
+    let forged = link.replace("ys_key=", "ys_key=00");
+    assert_eq!(http.get(forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

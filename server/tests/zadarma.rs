@@ -100,24 +100,38 @@ async fn the_kommo_call(world: &World, call_id: &str) -> Value {
     panic!("call {call_id} never reached Kommo");
 }
 
-/// The recording's link reached Kommo: the call's `link`, or a note written after the call was logged.
+/// The recording's link reached Kommo (the call's `link`, or a note written after the call was logged), and,
+/// followed, redirects to a fresh link Zadarma's API gives; the same link with a forged tag is not found.
 async fn recording_reached_kommo(world: &World, call: &Value) {
-    if call["link"].as_str().is_some_and(|link| link.contains("zd_record=")) {
-        return;
-    }
+    let mut link = call["link"].as_str().filter(|link| link.contains("zd_record=")).map(str::to_owned);
     for _ in 0..100 {
+        if link.is_some() {
+            break;
+        }
         let writes = world.kommo_writes(ACCOUNT).await;
-        let noted = writes.iter().any(|write| {
+        let note = writes.iter().find(|write| {
             write["committed"] == json!(true)
                 && write["path"].as_str().is_some_and(|path| path.contains("notes"))
                 && write["body"].to_string().contains("zd_record=")
         });
-        if noted {
-            return;
+        if let Some(note) = note {
+            let text = note["body"].to_string();
+            let start = text.find("http").expect("the note holds the link");
+            let end = text[start..]
+                .find(|c: char| c == '"' || c == '\\' || c.is_whitespace())
+                .map_or(text.len(), |at| start + at);
+            link = Some(text[start..end].to_owned());
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the recording never reached Kommo: {call}");
+    let link = link.unwrap_or_else(|| panic!("the recording never reached Kommo: {call}"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let followed = http.get(&link).send().await.unwrap();
+    assert_eq!(followed.status(), StatusCode::FOUND, "{link}");
+    assert_eq!(followed.headers()["cache-control"], "no-store");
+    let forged = link.replace("zd_key=", "zd_key=00");
+    assert_eq!(http.get(forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 }
 
 async fn stored_events(world: &World) -> i64 {
@@ -332,4 +346,57 @@ async fn the_credentials_check_signs_its_api_request_as_zadarma_verifies_it() {
     let link =
         server::adapters::zadarma::recording_link(&client, &url, "agent", &secret, "1700000000.abcdef").await.unwrap();
     assert!(link.ends_with("/zadarma/records/1700000000.abcdef.mp3"), "{link}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_list_entry_follows_the_call_its_callback_request_placed() {
+    let (world, path) = setup().await;
+    let target = json!({"webhook_url": format!("{}{path}", world.server), "secret": VOIP_PASSWORD, "gap_ms": 20});
+    world.http.put(format!("{}/sandbox/zadarma/webhook", world.kommo)).json(&target).send().await.unwrap();
+    let ana = world.seed_contact(ACCOUNT, "Ana Lista", &["+5511977776666"], &[]).await;
+    let ana = ana["contact_id"].as_i64().unwrap();
+    // A fresh disposable token per request (each is single-use).
+    let post = |path: String, body: Value| {
+        let world = &world;
+        async move {
+            let token = world.token_as(ACCOUNT, MARIA, Some(false)).await;
+            let response = world
+                .http
+                .post(format!("{}{path}", world.server))
+                .header("X-Auth-Token", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, list) = post("/widget/v1/call-lists".into(), json!({"source": "contacts", "ids": [ana]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{list}");
+    let command = format!("/widget/v1/call-lists/{}/command", list["id"]);
+    assert_eq!(post(command.clone(), json!({"action": "start", "next": 0})).await.0, StatusCode::OK);
+    let (status, dialled) = post(command, json!({"action": "dial", "next": 0})).await;
+    assert_eq!(status, StatusCode::OK, "{dialled}");
+    // Zadarma's answer names no call: the entry takes the outbound call to its number that the callback made.
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let response = world
+            .http
+            .get(format!("{}/widget/v1/call-lists/current", world.server))
+            .header("X-Auth-Token", world.token_as(ACCOUNT, MARIA, Some(false)).await)
+            .send()
+            .await
+            .unwrap();
+        last = response.json::<Value>().await.unwrap()["list"].clone();
+        if last["state"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let entry = &last["entries"][0];
+    assert_eq!(last["state"], "finished", "{last}");
+    assert_eq!(entry["state"], "answered", "{entry}");
+    let call_id = entry["call_id"].as_str().unwrap();
+    assert!(!call_id.starts_with("zadarma-callback:"), "the call's own id: {entry}");
+    assert_eq!(the_kommo_call(&world, call_id).await["direction"], "outbound");
 }

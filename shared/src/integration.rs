@@ -111,7 +111,7 @@ impl ProviderSystem {
 }
 
 /// The systems this build's server has adapters for.
-pub const AVAILABLE_SYSTEMS: &[ProviderSystem] = &[ProviderSystem::Standard, ProviderSystem::Asterisk];
+pub const AVAILABLE_SYSTEMS: &[ProviderSystem] = &ProviderSystem::ALL;
 
 /// How the server signs in to the VoIP provider, and where the provider's API is.
 ///

@@ -316,19 +316,6 @@ pub async fn check_credentials(
     Ok(ProviderAccount { account_id: account.sid, name: account.friendly_name.chars().take(256).collect() })
 }
 
-/// Click-to-call as the dispatch calls it: without the account's webhook URL Twilio would report nothing of
-/// the call, so this needs [`place_call`]'s `status_callback` (see the module's README section).
-pub async fn originate(
-    client: &ProviderClient,
-    provider_url: &str,
-    login: &str,
-    secret: &SecretString,
-    extension: &str,
-    to: &str,
-) -> Result<String, ProviderError> {
-    place_call(client, provider_url, login, secret, extension, to, None).await
-}
-
 /// `POST /2010-04-01/Accounts/{sid}/Calls.json` ("Create a Call"): rings the manager's client identity (or
 /// SIP address, when `extension` is one) first; once answered, its TwiML dials `to` with the account's
 /// first Twilio number as caller ID (`GET …/IncomingPhoneNumbers.json`). Status callbacks go to

@@ -37,9 +37,8 @@
 //! plays it, and an adapter is synchronous, with no API call of its own. So the CDR carries a stable link of
 //! ours, the webhook URL with `ys_recording=<file>&ys_key=<tag>` (the tag an HMAC-SHA256 with the API
 //! client secret, so nobody else can mint one; [`recording_request`] reads and checks it), which goes to
-//! Kommo as the call's `link`, as Zadarma's do. Following it needs a route that fetches a fresh link with
-//! [`recording_link`] and redirects; the adapter boundary cannot yet answer a GET asynchronously, so until
-//! then the adapter answers such a GET with a refusal (see the README's Yeastar section).
+//! Kommo as the call's `link`, as Zadarma's do. Following it, `http::hooks` checks the tag
+//! and redirects to a fresh link from [`recording_link`] (`no-store`).
 //!
 //! Tokens are not cached: each credentials check, call and recording link asks for its own (they are
 //! rare; a cache would be keyed by PBX and client id and honour `access_token_expire_time`).
@@ -81,7 +80,7 @@ pub fn inbound(request: &Request<'_>, keys: &Keys<'_>) -> Result<Inbound, Adapte
     if request.method != Method::POST {
         let query = request.query.unwrap_or_default();
         if form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == RECORDING_PARAM) {
-            return Err(AdapterError::Refused("recording links are not served by this build"));
+            return Err(AdapterError::Refused("a recording link needs the account's stored API secret"));
         }
         return Err(AdapterError::Malformed("Yeastar's webhook must be set to POST".into()));
     }
@@ -346,7 +345,7 @@ fn recording_tag(file: &str, secret: &SecretString) -> HmacSha256 {
 }
 
 /// The recording file a link of ours names, once its tag verified with the client secret; for the route that
-/// will redirect to [`recording_link`].
+/// redirects to [`recording_link`].
 pub fn recording_request(query: &str, secret: &SecretString) -> Option<String> {
     let (mut file, mut tag) = (None, None);
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {

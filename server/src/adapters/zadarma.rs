@@ -46,9 +46,8 @@
 //! and an adapter is synchronous, with no API call of its own. So the RECORD event carries a stable link of
 //! ours, the webhook URL with `zd_record=<call_id_with_rec>&zd_key=<tag>` ([`recording_request`] reads and
 //! checks it; the tag is an HMAC with the API secret, so nobody else can mint one), which goes to Kommo as the
-//! call's `link` (or as a note when the call was already logged). Following it needs a route that fetches a fresh
-//! link with [`recording_link`] and redirects: the adapter boundary cannot yet answer a GET asynchronously
-//! (see the README's Zadarma section), so until then the adapter answers it with a refusal.
+//! call's `link` (or as a note when the call was already logged). Following it, `http::hooks` checks the tag and
+//! redirects to a fresh link from [`recording_link`] (`no-store`).
 
 use std::time::Duration;
 
@@ -199,7 +198,7 @@ fn echo(query: &str) -> Result<Inbound, AdapterError> {
     let value = form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == "zd_echo").map(|(_, value)| value);
     let Some(value) = value else {
         if form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "zd_record") {
-            return Err(AdapterError::Refused("recording links are not served by this build"));
+            return Err(AdapterError::Refused("a recording link needs the account's stored API secret"));
         }
         return Err(AdapterError::Malformed("a GET must carry `zd_echo`".into()));
     };

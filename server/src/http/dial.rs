@@ -79,7 +79,9 @@ async fn place_call(state: &AppState, auth: WidgetAuth, to: &str) -> Result<Orig
     }
     let url = settings.provider_url.trim().trim_end_matches('/');
     let system = shared::ProviderSystem::parse(&settings.provider_system).unwrap_or_default();
-    let placed = state.provider.originate_system(system, url, &credentials, &extension, &e164).await;
+    let webhook_url = format!("{}/hooks/voip/{}", state.public_base_url, settings.hook_id);
+    let placed =
+        state.provider.originate_system(system, url, &credentials, &extension, &e164, Some(&webhook_url)).await;
     let release_at = if placed.is_ok() { dialer::now_ms() + dialer::DIAL_HOLD_MS } else { dialer::now_ms() };
     state.store.move_dial_guard(account, auth.user_id, held_until, release_at).await?;
     match placed {
@@ -178,6 +180,9 @@ async fn read_list(
         let Some((list, mut entries)) = state.store.call_list(auth.account, auth.user_id, id).await? else {
             return Ok(None);
         };
+        if rebind_unreported(state, auth.account, id, &entries).await? {
+            continue;
+        }
         let now = dialer::now_ms();
         let writes = dialer::settle(&mut entries, now);
         let finished = dialer::settled_state(&list, &entries);
@@ -207,6 +212,32 @@ async fn read_list(
         // Changed meanwhile (another tab): read again.
     }
     Err(ApiError::Dial(STALE))
+}
+
+/// Entries being called whose call id no event carries (a system whose answer to the dial names another id
+/// than its events, like Zadarma's callback request) take the outbound call to their number that started
+/// since the dial and no entry holds. Returns whether one changed.
+async fn rebind_unreported(
+    state: &AppState,
+    account: AccountId,
+    list_id: i64,
+    entries: &[crate::store::call_lists::EntryRow],
+) -> Result<bool, ApiError> {
+    let mut changed = false;
+    for entry in entries.iter().filter(|entry| entry.state == "calling" && entry.call_status.is_none()) {
+        let (Some(call_id), Some(number), Some(dialed_at)) = (&entry.call_id, &entry.number, entry.dialed_at_ms) else {
+            continue;
+        };
+        // A few seconds of clock difference between the provider's start time and ours.
+        let since = dialed_at / 1000 - 5;
+        if let Some(found) = state.store.unclaimed_outbound_call(account, number, since).await?
+            && found != *call_id
+        {
+            state.store.rebind_dial(account, list_id, entry.position, call_id, &found).await?;
+            changed = true;
+        }
+    }
+    Ok(changed)
 }
 
 /// `POST /widget/v1/call-lists/{id}/command`.

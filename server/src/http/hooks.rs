@@ -101,8 +101,52 @@ pub async fn check(
     if crate::adapters::speaks_our_contract(hook.system) {
         return Err(ApiError::NotFound);
     }
+    if let Some(query) = query.as_deref()
+        && let Some(response) = recording(&state, client, &hook, query).await?
+    {
+        return Ok(response);
+    }
     let request = adapted_request(&state, &Method::GET, &hook_id, query.as_deref(), &headers, &body, now);
     adapted(&state, client, &hook, &request).await.map_err(counted)
+}
+
+/// A recording link of ours, as a Kommo call's `link` carries it for a system whose own links expire (Zadarma's
+/// `zd_record`, Yeastar's `ys_recording`, each with a tag made with the account's API secret): redirected to a
+/// fresh link the system's API gives, `no-store`. `None` when the query names no recording; a wrong tag is
+/// 404 and counts against the client address.
+async fn recording(
+    state: &AppState,
+    client: std::net::IpAddr,
+    hook: &ResolvedHook,
+    query: &str,
+) -> Result<Option<Response>, ApiError> {
+    use crate::adapters::{yeastar, zadarma};
+    use shared::ProviderSystem;
+    let names = |param: &str| form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == param);
+    let (Some(secret), system) = (hook.api_secret.as_ref(), hook.system) else { return Ok(None) };
+    let asked = match system {
+        ProviderSystem::Zadarma if names("zd_record") => zadarma::recording_request(query, secret),
+        ProviderSystem::Yeastar if names("ys_recording") => yeastar::recording_request(query, secret),
+        _ => return Ok(None),
+    };
+    let Some(name) = asked else {
+        state.throttle.webhook_failed(client);
+        return Err(ApiError::NotFound);
+    };
+    let row = state.store.settings(hook.account).await?.ok_or(ApiError::NotFound)?;
+    let url = row.provider_url.trim().trim_end_matches('/');
+    let link = match system {
+        ProviderSystem::Zadarma => zadarma::recording_link(&state.provider, url, &hook.login, secret, &name).await,
+        _ => yeastar::recording_link(&state.provider, url, &hook.login, secret, &name)
+            .await
+            .map(|link| secrecy::ExposeSecret::expose_secret(&link).to_owned()),
+    }
+    .map_err(|error| {
+        tracing::info!(account.id = hook.account.get(), %error, "a recording link could not be had");
+        ApiError::Dial(crate::dialer::refusal_of(&error))
+    })?;
+    let headers = [(header::LOCATION, link), (header::CACHE_CONTROL, "no-store".to_owned())];
+    Ok(Some((axum::http::StatusCode::FOUND, headers).into_response()))
 }
 
 /// A refusal counted in the metrics, as its error.

@@ -300,6 +300,52 @@ impl Store {
         Ok(true)
     }
 
+    /// The outbound call to `number` (E.164) that started since `since` (unix seconds) and that no entry of the
+    /// account's lists holds yet: the call a dial placed, for a system whose answer to the dial names no call
+    /// id the call's events carry (Zadarma's callback request).
+    pub async fn unclaimed_outbound_call(
+        &self,
+        account: AccountId,
+        number: &str,
+        since: i64,
+    ) -> sqlx::Result<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT c.call_id FROM voip_calls c
+             WHERE c.account_id = $1 AND c.client_number = $2 AND c.direction = 'outbound' AND c.started_at >= $3
+               AND NOT EXISTS (SELECT 1 FROM call_list_entries e WHERE e.account_id = c.account_id AND e.call_id = c.call_id)
+             ORDER BY c.started_at, c.id LIMIT 1",
+        )
+        .bind(account.0)
+        .bind(number)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// Gives a dialled entry the call id its call's events carry, instead of the one the provider's answer
+    /// gave; only while it is still being called under the old one.
+    pub async fn rebind_dial(
+        &self,
+        account: AccountId,
+        list_id: i64,
+        position: i64,
+        from: &str,
+        to: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE call_list_entries SET call_id = $5
+             WHERE list_id = $1 AND account_id = $2 AND position = $3 AND state = 'calling' AND call_id = $4",
+        )
+        .bind(list_id)
+        .bind(account.0)
+        .bind(position)
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// What the provider said about an entry being dialled: its call id, or why it failed. Only an entry
     /// still dialling without a call id changes. A failure pauses a running list, so the manager sees why
     /// before anything else is dialled.
