@@ -133,6 +133,11 @@ async fn recording(
         state.throttle.webhook_failed(client);
         return Err(ApiError::NotFound);
     };
+    // Each costs a request to the system's API: the account's own budget bounds them.
+    state
+        .throttle
+        .ingest(hook.account)
+        .map_err(|retry_after| ApiError::TooManyRequests { code: "ingest_budget", retry_after })?;
     let row = state.store.settings(hook.account).await?.ok_or(ApiError::NotFound)?;
     let url = row.provider_url.trim().trim_end_matches('/');
     let link = match system {
