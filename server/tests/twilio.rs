@@ -71,32 +71,6 @@ async fn play(world: &World, url: &str, scenario: &str, extra: Value) -> (String
     (played["call_id"].as_str().unwrap().to_owned(), played)
 }
 
-/// The `POST /api/v4/calls` items the local Kommo committed for the call.
-async fn kommo_calls(world: &World, call_id: &str) -> Vec<Value> {
-    let mut calls = Vec::new();
-    for write in world.kommo_writes(ACCOUNT).await {
-        if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
-            calls
-                .extend(write["body"].as_array().into_iter().flatten().filter(|item| item["uniq"] == call_id).cloned());
-        }
-    }
-    calls
-}
-
-/// The call's one Kommo call, once it is there; then a moment more to see that no second one comes.
-async fn the_kommo_call(world: &World, call_id: &str) -> Value {
-    for _ in 0..200 {
-        if !kommo_calls(world, call_id).await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let calls = kommo_calls(world, call_id).await;
-            assert_eq!(calls.len(), 1, "exactly one Kommo call: {calls:?}");
-            return calls.into_iter().next().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("call {call_id} never reached Kommo");
-}
-
 /// The recording link reached Kommo: on the call itself, or as a note when it came after the call was logged.
 async fn recording_reached_kommo(world: &World, link: &str) {
     for _ in 0..200 {
@@ -107,10 +81,6 @@ async fn recording_reached_kommo(world: &World, link: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the recording {link} never reached Kommo");
-}
-
-async fn stored_events(world: &World) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM webhook_inbox").fetch_one(world.store.pool()).await.unwrap()
 }
 
 async fn stored_recording(world: &World, call_id: &str) -> Option<String> {
@@ -187,7 +157,7 @@ fn the_test_signer_reproduces_twilios_published_example() {
 async fn an_answered_call_is_one_inbound_kommo_call_with_talk_time_user_and_recording() {
     let (world, url) = setup().await;
     let (call_id, played) = play(&world, &url, "answered", json!({})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 42, "the manager's leg's CallDuration");
     assert_eq!(call["call_status"], 4, "a conversation took place");
@@ -196,7 +166,7 @@ async fn an_answered_call_is_one_inbound_kommo_call_with_talk_time_user_and_reco
     // The caller's own leg (no client identity) stored nothing; `initiated` and `ringing` are one ringing.
     let deliveries = played["deliveries"].as_array().unwrap();
     assert_eq!(deliveries[4]["body"]["stored"], 0, "{played}");
-    assert_eq!(stored_events(&world).await, 4, "ringing, answered, ended, the recording");
+    assert_eq!(world.stored_events().await, 4, "ringing, answered, ended, the recording");
     let link = stored_recording(&world, &call_id).await.expect("the recording is linked to the call");
     assert!(link.starts_with(&format!("https://api.twilio.com/2010-04-01/Accounts/{SID}/Recordings/RE")), "{link}");
     assert!(link.ends_with(".mp3"), "{link}");
@@ -207,7 +177,7 @@ async fn an_answered_call_is_one_inbound_kommo_call_with_talk_time_user_and_reco
 async fn a_missed_and_a_busy_call_are_one_inbound_kommo_call_each_without_talk_time() {
     let (world, url) = setup().await;
     let (missed, _) = play(&world, &url, "missed", json!({"extension": "102"})).await;
-    let call = the_kommo_call(&world, &missed).await;
+    let call = world.the_kommo_call(ACCOUNT, &missed).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 0);
     assert_ne!(call["call_status"], 4, "no conversation");
@@ -215,7 +185,7 @@ async fn a_missed_and_a_busy_call_are_one_inbound_kommo_call_each_without_talk_t
     assert_eq!(call["phone"], CLIENT);
 
     let (busy, _) = play(&world, &url, "busy", json!({"extension": "102"})).await;
-    let call = the_kommo_call(&world, &busy).await;
+    let call = world.the_kommo_call(ACCOUNT, &busy).await;
     assert_eq!(call["duration"], 0);
     assert_ne!(call["call_status"], 4, "no conversation");
     assert_eq!(call["responsible_user_id"], MARIA);
@@ -225,7 +195,7 @@ async fn a_missed_and_a_busy_call_are_one_inbound_kommo_call_each_without_talk_t
 async fn an_outgoing_call_is_one_outbound_kommo_call_to_the_number_dialled() {
     let (world, url) = setup().await;
     let (call_id, _) = play(&world, &url, "outgoing", json!({"extension": "102"})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "outbound");
     assert_eq!(call["duration"], 27);
     assert_eq!(call["responsible_user_id"], MARIA);
@@ -236,12 +206,12 @@ async fn an_outgoing_call_is_one_outbound_kommo_call_to_the_number_dialled() {
 async fn the_end_before_the_answer_and_every_callback_twice_still_make_one_right_call() {
     let (world, url) = setup().await;
     let (call_id, _) = play(&world, &url, "out_of_order", json!({})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!((call["duration"].clone(), call["call_status"].clone()), (json!(42), json!(4)));
     assert_eq!(call["direction"], "inbound");
 
     let (call_id, played) = play(&world, &url, "duplicated", json!({})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["duration"], 42);
     assert_eq!(call["responsible_user_id"], ADMIN);
     let stored: u64 =
@@ -269,13 +239,13 @@ async fn forged_missing_misaddressed_and_foreign_callbacks_are_refused_with_noth
     let foreign = ringing_fixture("AC99999999999999999999999999999999");
     let (status, body) = post(&world, &url, &foreign, Some(&twilio_signature(VOIP_PASSWORD, &url, &foreign))).await;
     assert_eq!(status, StatusCode::CONFLICT, "another AccountSid: {body}");
-    assert_eq!(stored_events(&world).await, 0, "nothing stored");
+    assert_eq!(world.stored_events().await, 0, "nothing stored");
 
     let (status, stored) = post(&world, &url, &ours, Some(&twilio_signature(VOIP_PASSWORD, &url, &ours))).await;
     assert_eq!((status, &stored["stored"]), (StatusCode::OK, &json!(1)), "{stored}");
     let (status, again) = post(&world, &url, &ours, Some(&twilio_signature(VOIP_PASSWORD, &url, &ours))).await;
     assert_eq!((status, &again["duplicates"]), (StatusCode::OK, &json!(1)), "a retry is stored once");
-    assert_eq!(stored_events(&world).await, 1);
+    assert_eq!(world.stored_events().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +278,7 @@ async fn the_credentials_check_and_click_to_call_go_through_twilios_rest_api() {
     );
     assert_eq!(placed["StatusCallbackEvent"], json!(["initiated", "ringing", "answered", "completed"]));
     assert!(placed["StatusCallback"].as_str().unwrap().ends_with("?to=%2B5511987654321"), "{placed}");
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "outbound");
     assert_eq!(call["phone"], "+5511987654321");
     assert_eq!(call["responsible_user_id"], ADMIN);

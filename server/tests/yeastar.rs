@@ -69,36 +69,6 @@ async fn play(world: &World, path: &str, secret: &str, scenario: &str, extra: Va
     played["call_id"].as_str().unwrap().to_owned()
 }
 
-/// The `POST /api/v4/calls` items the local Kommo committed for the call.
-async fn kommo_calls(world: &World, call_id: &str) -> Vec<Value> {
-    let mut calls = Vec::new();
-    for write in world.kommo_writes(ACCOUNT).await {
-        if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
-            calls
-                .extend(write["body"].as_array().into_iter().flatten().filter(|item| item["uniq"] == call_id).cloned());
-        }
-    }
-    calls
-}
-
-/// The call's one Kommo call, once it is there; then a moment more to see that no second one comes.
-async fn the_kommo_call(world: &World, call_id: &str) -> Value {
-    for _ in 0..200 {
-        if !kommo_calls(world, call_id).await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let calls = kommo_calls(world, call_id).await;
-            assert_eq!(calls.len(), 1, "exactly one Kommo call: {calls:?}");
-            return calls.into_iter().next().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("call {call_id} never reached Kommo");
-}
-
-async fn stored_events(world: &World) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM webhook_inbox").fetch_one(world.store.pool()).await.unwrap()
-}
-
 /// Yeastar's signature, computed step by step as its guide says: HMAC-SHA256 keyed with the secret's text
 /// over the raw body, base64-encoded.
 fn x_signature(secret: &str, body: &str) -> String {
@@ -135,7 +105,7 @@ fn ringing_fixture(call_id: &str) -> String {
 async fn an_answered_call_is_one_inbound_kommo_call_with_the_talk_time_on_the_extensions_user() {
     let (world, path, secret) = setup().await;
     let call_id = play(&world, &path, &secret, "answered", json!({})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 35, "the CDR's talk_duration");
     assert_eq!(call["call_status"], 4, "a conversation took place");
@@ -161,7 +131,7 @@ async fn an_answered_call_is_one_inbound_kommo_call_with_the_talk_time_on_the_ex
 async fn a_missed_call_is_one_inbound_kommo_call_without_talk_time() {
     let (world, path, secret) = setup().await;
     let call_id = play(&world, &path, &secret, "missed", json!({"extension": "102"})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 0);
     assert_ne!(call["call_status"], 4, "no conversation");
@@ -191,7 +161,7 @@ async fn click_to_call_dials_through_yeastar_and_its_call_is_one_outbound_kommo_
     assert_eq!(dials[0]["callee"], "+5511987654321");
     let call_id = dials[0]["call_id"].as_str().unwrap();
     assert_eq!(placed["call_id"], call_id, "{placed}");
-    let call = the_kommo_call(&world, call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, call_id).await;
     assert_eq!(call["direction"], "outbound");
     assert_eq!(call["duration"], 20);
     assert_eq!(call["responsible_user_id"], MARIA);
@@ -204,12 +174,12 @@ async fn a_cdr_before_the_bye_and_every_event_delivered_twice_still_make_one_rig
     let (world, path, secret) = setup().await;
     let call_id = play(&world, &path, &secret, "answered", json!({"cdr_first": true})).await;
     play(&world, &path, &secret, "answered", json!({"call_id": call_id, "cdr_first": true})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["duration"], 35);
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["responsible_user_id"], ADMIN);
     // Ringing, answered and the CDR, once each; the BYEs store nothing.
-    assert_eq!(stored_events(&world).await, 3);
+    assert_eq!(world.stored_events().await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +187,7 @@ async fn an_internal_call_is_answered_and_stores_nothing() {
     let (world, path, secret) = setup().await;
     play(&world, &path, &secret, "internal", json!({})).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stored_events(&world).await, 0);
+    assert_eq!(world.stored_events().await, 0);
     assert!(world.logged_calls(ACCOUNT).await.is_empty());
 }
 
@@ -238,7 +208,7 @@ async fn the_documented_fixture_verifies_with_the_secret_or_its_base64_and_forge
     let (status, refused) = post(&world, &path, &object_msg, Some(&x_signature(&secret, &object_msg))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     assert!(refused.to_string().contains("msg"), "{refused}");
-    assert_eq!(stored_events(&world).await, 0, "nothing stored");
+    assert_eq!(world.stored_events().await, 0, "nothing stored");
 
     let (status, stored) = post(&world, &path, &body, Some(&x_signature(&secret, &body))).await;
     assert_eq!(status, StatusCode::OK, "{stored}");
@@ -247,7 +217,7 @@ async fn the_documented_fixture_verifies_with_the_secret_or_its_base64_and_forge
     let (status, again) = post(&world, &path, &body, Some(&x_signature(bare, &body))).await;
     assert_eq!(status, StatusCode::OK, "the base64 key as the secret verifies too");
     assert_eq!(again["duplicates"], 1, "a repeat is stored once");
-    assert_eq!(stored_events(&world).await, 1);
+    assert_eq!(world.stored_events().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,32 +74,6 @@ async fn play(world: &World, path: &str, scenario: &str, extra: Value) -> String
     played["pbx_call_id"].as_str().unwrap().to_owned()
 }
 
-/// The `POST /api/v4/calls` items the local Kommo committed for the call.
-async fn kommo_calls(world: &World, call_id: &str) -> Vec<Value> {
-    let mut calls = Vec::new();
-    for write in world.kommo_writes(ACCOUNT).await {
-        if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
-            calls
-                .extend(write["body"].as_array().into_iter().flatten().filter(|item| item["uniq"] == call_id).cloned());
-        }
-    }
-    calls
-}
-
-/// The call's one Kommo call, once it is there; then a moment more to see that no second one comes.
-async fn the_kommo_call(world: &World, call_id: &str) -> Value {
-    for _ in 0..200 {
-        if !kommo_calls(world, call_id).await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let calls = kommo_calls(world, call_id).await;
-            assert_eq!(calls.len(), 1, "exactly one Kommo call: {calls:?}");
-            return calls.into_iter().next().unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("call {call_id} never reached Kommo");
-}
-
 /// The recording's link reached Kommo (the call's `link`, or a note written after the call was logged), and,
 /// followed, redirects to a fresh link Zadarma's API gives; the same link with a forged tag is not found.
 async fn recording_reached_kommo(world: &World, call: &Value) {
@@ -132,10 +106,6 @@ async fn recording_reached_kommo(world: &World, call: &Value) {
     assert_eq!(followed.headers()["cache-control"], "no-store");
     let forged = link.replace("zd_key=", "zd_key=00");
     assert_eq!(http.get(forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
-}
-
-async fn stored_events(world: &World) -> i64 {
-    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM webhook_inbox").fetch_one(world.store.pool()).await.unwrap()
 }
 
 /// Zadarma's notification signature, step by step as `lib/Api.php` and `Client::encodeSignature` do it:
@@ -188,7 +158,7 @@ fn the_signature_recipe_matches_an_independent_computation() {
 async fn an_answered_call_is_one_inbound_kommo_call_with_its_talk_time_user_and_recording() {
     let (world, path) = setup().await;
     let call_id = play(&world, &path, "answered", json!({})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 42, "NOTIFY_END's duration");
     assert_eq!(call["call_status"], 4, "a conversation took place");
@@ -201,7 +171,7 @@ async fn an_answered_call_is_one_inbound_kommo_call_with_its_talk_time_user_and_
 async fn a_missed_call_is_one_inbound_kommo_call_without_talk_time() {
     let (world, path) = setup().await;
     let call_id = play(&world, &path, "missed", json!({"extension": "102"})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 0, "the ringing time of a missed call is no talk time");
     assert_ne!(call["call_status"], 4, "no conversation");
@@ -251,7 +221,7 @@ async fn click_to_call_requests_a_signed_callback_and_its_call_is_one_outbound_k
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let call_id = outbound.expect("the callback's call reached Kommo")["uniq"].as_str().unwrap().to_owned();
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["direction"], "outbound");
     assert_eq!(call["duration"], 27);
     assert_eq!(call["responsible_user_id"], MARIA);
@@ -263,14 +233,14 @@ async fn click_to_call_requests_a_signed_callback_and_its_call_is_one_outbound_k
 async fn an_end_before_the_answer_and_every_notification_delivered_twice_still_make_one_right_call() {
     let (world, path) = setup().await;
     let call_id = play(&world, &path, "answered", json!({"end_before_answer": true, "times": 2})).await;
-    let call = the_kommo_call(&world, &call_id).await;
+    let call = world.the_kommo_call(ACCOUNT, &call_id).await;
     assert_eq!(call["duration"], 42);
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["call_status"], 4);
     assert_eq!(call["responsible_user_id"], ADMIN);
     recording_reached_kommo(&world, &call).await;
     // START, INTERNAL, END, ANSWER and RECORD, once each.
-    assert_eq!(stored_events(&world).await, 5);
+    assert_eq!(world.stored_events().await, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,11 +257,11 @@ async fn a_forged_missing_or_raw_digest_signature_is_refused_with_nothing_stored
         let (status, body) = post(&world, &path, &fields, signature).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{signature:?}: {body}");
     }
-    assert_eq!(stored_events(&world).await, 0);
+    assert_eq!(world.stored_events().await, 0);
     // The same fields, signed right, are stored.
     let (status, body) = post(&world, &path, &fields, Some(&self::signature(VOIP_PASSWORD, signed))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(stored_events(&world).await, 1);
+    assert_eq!(world.stored_events().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,12 +283,12 @@ async fn an_end_relabelled_with_another_calls_signed_fields_is_refused_and_a_rep
     ];
     let (status, body) = post(&world, &path, &relabelled, Some(&other)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(stored_events(&world).await, 1);
+    assert_eq!(world.stored_events().await, 1);
     // The victim's own START delivered again (a replay, or Zadarma's retry) is a duplicate.
     let (status, body) = post(&world, &path, &start("in_victim", "+74951234567"), Some(&real)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["duplicates"], 1, "{body}");
-    assert_eq!(stored_events(&world).await, 1);
+    assert_eq!(world.stored_events().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +299,7 @@ async fn the_zd_echo_check_is_answered_with_its_token() {
     assert_eq!(response.text().await.unwrap(), "a1b2c3");
     let response = world.http.get(format!("{}{path}?zd_echo=%0Aevil", world.server)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST, "only printable text is echoed");
-    assert_eq!(stored_events(&world).await, 0);
+    assert_eq!(world.stored_events().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,5 +368,5 @@ async fn a_call_list_entry_follows_the_call_its_callback_request_placed() {
     assert_eq!(entry["state"], "answered", "{entry}");
     let call_id = entry["call_id"].as_str().unwrap();
     assert!(!call_id.starts_with("zadarma-callback:"), "the call's own id: {entry}");
-    assert_eq!(the_kommo_call(&world, call_id).await["direction"], "outbound");
+    assert_eq!(world.the_kommo_call(ACCOUNT, call_id).await["direction"], "outbound");
 }

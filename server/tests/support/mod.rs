@@ -396,6 +396,37 @@ impl World {
         )
     }
 
+    /// The `POST /api/v4/calls` items the local Kommo committed for `account`'s call `call_id` (its `uniq`).
+    pub async fn kommo_calls(&self, account: u64, call_id: &str) -> Vec<Value> {
+        let mut calls = Vec::new();
+        for write in self.kommo_writes(account).await {
+            if write["path"] == "/api/v4/calls" && write["committed"] == json!(true) {
+                let items = write["body"].as_array().into_iter().flatten();
+                calls.extend(items.filter(|item| item["uniq"] == call_id).cloned());
+            }
+        }
+        calls
+    }
+
+    /// The call's one Kommo call, once it is there; then a moment more to see that no second one comes.
+    pub async fn the_kommo_call(&self, account: u64, call_id: &str) -> Value {
+        for _ in 0..200 {
+            if !self.kommo_calls(account, call_id).await.is_empty() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let calls = self.kommo_calls(account, call_id).await;
+                assert_eq!(calls.len(), 1, "exactly one Kommo call: {calls:?}");
+                return calls.into_iter().next().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("call {call_id} never reached Kommo");
+    }
+
+    /// Provider events stored (in every account).
+    pub async fn stored_events(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM webhook_inbox").fetch_one(self.store.pool()).await.unwrap()
+    }
+
     /// The local Kommo's log of API writes for `account`.
     pub async fn kommo_writes(&self, account: u64) -> Vec<Value> {
         let url = format!("{}/sandbox/kommo/writes?account_id={account}", self.kommo);
