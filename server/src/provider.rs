@@ -443,7 +443,13 @@ fn is_bearer_token(token: &str) -> bool {
 }
 
 /// Reads a successful response's JSON body, at most [`MAX_RESPONSE_BYTES`].
-async fn read_success<T: DeserializeOwned>(mut response: reqwest::Response) -> Result<T, ProviderError> {
+async fn read_success<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ProviderError> {
+    let body = read_body(response).await?;
+    serde_json::from_slice(&body).map_err(|_| ProviderError::BadResponse("the body is not the expected JSON"))
+}
+
+/// The body of an answer, at most [`MAX_RESPONSE_BYTES`].
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
     if response.content_length().is_some_and(|length| length > MAX_RESPONSE_BYTES as u64) {
         return Err(ProviderError::BadResponse("the body is too large"));
     }
@@ -454,7 +460,23 @@ async fn read_success<T: DeserializeOwned>(mut response: reqwest::Response) -> R
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|_| ProviderError::BadResponse("the body is not the expected JSON"))
+    Ok(body)
+}
+
+/// Sends an adapter's request to its system's API (built on [`ProviderClient::http`]) and reads a success's
+/// body, at most [`MAX_RESPONSE_BYTES`]: a transport failure classified as ours are ([`transport`]: an
+/// egress refusal of a resolved name included), 401/403 refused credentials, any other failure by its
+/// status (refusal bodies are not read: they may echo what we sent).
+pub(crate) async fn answer(request: reqwest::RequestBuilder) -> Result<Vec<u8>, ProviderError> {
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => ProviderError::CredentialsRefused,
+            status => other_failure(status),
+        });
+    }
+    read_body(response).await
 }
 
 /// Classifies a transport failure. The text comes from the innermost cause (an I/O, DNS or TLS

@@ -42,9 +42,6 @@ pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
 /// The query parameter of our click-to-call's `StatusCallback` URL that carries the number dialled.
 pub const DIALLED_PARAMETER: &str = "to";
 
-/// Largest API answer read.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
 /// Twilio's signature of a request: base64(HMAC-SHA1(auth token, the URL Twilio requested + every POST
 /// parameter's name and value, sorted by name)) ("Webhooks security": "sort the list of POST variables by
 /// the parameter name (using Unix-style case-sensitive sorting order)"). A name repeated keeps each value,
@@ -256,37 +253,9 @@ async fn send<T: serde::de::DeserializeOwned>(
     sid: &str,
     token: &SecretString,
 ) -> Result<T, ProviderError> {
-    let mut response = request
-        .basic_auth(sid, Some(token.expose_secret()))
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|error| {
-            if error.is_timeout() {
-                ProviderError::Unreachable("timed out".into())
-            } else {
-                ProviderError::Unreachable("the request failed".into())
-            }
-        })?;
-    let status = response.status();
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(ProviderError::CredentialsRefused);
-    }
-    if status.is_server_error() {
-        return Err(ProviderError::ProviderFailed { status: status.as_u16() });
-    }
-    if !status.is_success() {
-        return Err(ProviderError::Rejected { status: status.as_u16() });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) =
-        response.chunk().await.map_err(|_| ProviderError::Unreachable("the answer broke off".into()))?
-    {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ProviderError::BadResponse("the body is too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let request =
+        request.basic_auth(sid, Some(token.expose_secret())).header(reqwest::header::ACCEPT, "application/json");
+    let body = crate::provider::answer(request).await?;
     serde_json::from_slice(&body).map_err(|_| ProviderError::BadResponse("the body is not the expected JSON"))
 }
 

@@ -68,8 +68,6 @@ const API_PATH: &str = "/openapi/v1.0";
 const USER_AGENT: &str = "OpenAPI";
 /// A base64 HMAC-SHA256 is 44 characters; anything much longer is refused unread.
 const MAX_SIGNATURE_LEN: usize = 128;
-/// A Yeastar answer is a small JSON object; more than this is refused unread.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Bound on the identifiers and tokens Yeastar returns.
 const MAX_ID_LEN: usize = 128;
 const MAX_TOKEN_LEN: usize = 4096;
@@ -504,31 +502,9 @@ async fn answer<T: serde::de::DeserializeOwned>(
     struct Outcome {
         errcode: Option<i64>,
     }
-    let mut response = request
-        .header(reqwest::header::USER_AGENT, USER_AGENT)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(transport)?;
-    let status = response.status();
-    if !status.is_success() {
-        // Refusal bodies are not read: they may echo what we sent.
-        return Err(match status.as_u16() {
-            401 | 403 => ProviderError::CredentialsRefused,
-            code if status.is_server_error() => ProviderError::ProviderFailed { status: code },
-            code => ProviderError::Rejected { status: code },
-        });
-    }
-    if response.content_length().is_some_and(|length| length > MAX_RESPONSE_BYTES as u64) {
-        return Err(ProviderError::BadResponse("the body is too large"));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(ProviderError::BadResponse("the body is too large"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let request =
+        request.header(reqwest::header::USER_AGENT, USER_AGENT).header(reqwest::header::ACCEPT, "application/json");
+    let body = crate::provider::answer(request).await?;
     let outcome: Outcome =
         serde_json::from_slice(&body).map_err(|_| ProviderError::BadResponse("the body is not Yeastar's JSON"))?;
     match outcome.errcode {
@@ -537,24 +513,6 @@ async fn answer<T: serde::de::DeserializeOwned>(
         None => return Err(ProviderError::BadResponse("the answer has no errcode")),
     }
     serde_json::from_slice(&body).map_err(|_| ProviderError::BadResponse("the body is not Yeastar's JSON"))
-}
-
-/// A transport failure, classified without reqwest's own message (it names the URL, and ours carry the
-/// access token in the query).
-fn transport(error: reqwest::Error) -> ProviderError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // `provider::GuardedResolver`'s refusal, found by its words (its type is the provider module's).
-        if text.ends_with("resolves only to addresses that are not allowed") {
-            return ProviderError::ForbiddenAddress(text);
-        }
-        source = cause.source();
-    }
-    if error.is_timeout() {
-        return ProviderError::Unreachable("timed out".into());
-    }
-    ProviderError::Unreachable("connection failed".into())
 }
 
 #[cfg(test)]
