@@ -19,16 +19,7 @@ const JOAO: u64 = ACCOUNT * 100 + 2;
 /// Settings with extension 101 for the admin and 102 for Maria; `tweak` adjusts the call handling.
 async fn setup(tweak: impl FnOnce(&mut shared::CallHandling)) -> (World, String, WebhookSecret) {
     let world = support::world().await;
-    world.install(ACCOUNT).await;
-    let mut settings = world.valid_settings();
-    settings.extensions.entries = vec![
-        shared::ExtensionEntry { extension: "101".into(), user_id: ADMIN as i64 },
-        shared::ExtensionEntry { extension: "102".into(), user_id: MARIA as i64 },
-    ];
-    tweak(&mut settings.call_handling);
-    let (status, saved) =
-        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{saved}");
+    let saved = world.save_two_extensions(tweak).await;
     let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
     let secret = WebhookSecret::parse(saved["webhook"]["signing_secret"].as_str().unwrap()).unwrap();
     (world, path, secret)

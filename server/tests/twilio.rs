@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::{ACCOUNT, ADMIN, VOIP_PASSWORD, World};
@@ -27,15 +27,7 @@ const SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// extension 101 (`client:101`) the admin's and 102 Maria's. Returns the webhook's full URL.
 async fn setup() -> (World, String) {
     let world = support::world().await;
-    world.install(ACCOUNT).await;
-    let mut settings = world.valid_settings();
-    settings.extensions.entries = vec![
-        shared::ExtensionEntry { extension: "101".into(), user_id: ADMIN as i64 },
-        shared::ExtensionEntry { extension: "102".into(), user_id: MARIA as i64 },
-    ];
-    let (status, saved) =
-        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{saved}");
+    let saved = world.save_two_extensions(|_| {}).await;
     let url = saved["webhook"]["url"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE widget_settings SET provider_system = 'twilio', provider_url = $1, voip_login = $2")
         .bind(format!("{}/twilio", world.kommo))

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use support::{ACCOUNT, ADMIN, VOIP_PASSWORD, World};
@@ -19,20 +19,11 @@ use support::{ACCOUNT, ADMIN, VOIP_PASSWORD, World};
 const MARIA: u64 = ACCOUNT * 100 + 1;
 const CLIENT: &str = "+5511988887777";
 
-/// An account whose settings choose Yeastar (written in the database after a normal save: the system is
-/// not offered yet), its PBX the local stand-in, extension 101 the admin's and 102 Maria's. Returns the
+/// An account whose settings choose Yeastar (written in the database after a normal save), its PBX the local stand-in, extension 101 the admin's and 102 Maria's. Returns the
 /// webhook's path and the signing secret's text, which the admin pastes into Yeastar.
 async fn setup() -> (World, String, String) {
     let world = support::world().await;
-    world.install(ACCOUNT).await;
-    let mut settings = world.valid_settings();
-    settings.extensions.entries = vec![
-        shared::ExtensionEntry { extension: "101".into(), user_id: ADMIN as i64 },
-        shared::ExtensionEntry { extension: "102".into(), user_id: MARIA as i64 },
-    ];
-    let (status, saved) =
-        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{saved}");
+    let saved = world.save_two_extensions(|_| {}).await;
     let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
     let secret = saved["webhook"]["signing_secret"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE widget_settings SET provider_system = 'yeastar', provider_url = $1")

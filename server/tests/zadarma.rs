@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha1::Sha1;
@@ -29,15 +29,7 @@ const CLIENT: &str = "+5511988887777";
 /// extension 101 the admin's and 102 Maria's. Returns the webhook's path.
 async fn setup() -> (World, String) {
     let world = support::world().await;
-    world.install(ACCOUNT).await;
-    let mut settings = world.valid_settings();
-    settings.extensions.entries = vec![
-        shared::ExtensionEntry { extension: "101".into(), user_id: ADMIN as i64 },
-        shared::ExtensionEntry { extension: "102".into(), user_id: MARIA as i64 },
-    ];
-    let (status, saved) =
-        world.widget(Method::PUT, "/widget/v1/settings", ACCOUNT, Some(serde_json::to_value(&settings).unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{saved}");
+    let saved = world.save_two_extensions(|_| {}).await;
     let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
     sqlx::query("UPDATE widget_settings SET provider_system = 'zadarma', provider_url = $1")
         .bind(format!("{}/zadarma", world.kommo))

@@ -396,6 +396,23 @@ impl World {
         )
     }
 
+    /// Installs [`ACCOUNT`] and saves valid settings with extension 101 the admin's and 102 `maria`'s (the
+    /// account's user `ACCOUNT * 100 + 1`), `tweak` applied to the call handling; returns the save's answer
+    /// (the webhook's URL, and its signing secret).
+    pub async fn save_two_extensions(&self, tweak: impl FnOnce(&mut shared::CallHandling)) -> Value {
+        self.install(ACCOUNT).await;
+        let mut settings = self.valid_settings();
+        settings.extensions.entries = vec![
+            shared::ExtensionEntry { extension: "101".into(), user_id: ADMIN as i64 },
+            shared::ExtensionEntry { extension: "102".into(), user_id: (ACCOUNT * 100 + 1) as i64 },
+        ];
+        tweak(&mut settings.call_handling);
+        let body = serde_json::to_value(&settings).unwrap();
+        let (status, saved) = self.widget(reqwest::Method::PUT, "/widget/v1/settings", ACCOUNT, Some(body)).await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        saved
+    }
+
     /// The `POST /api/v4/calls` items the local Kommo committed for `account`'s call `call_id` (its `uniq`).
     pub async fn kommo_calls(&self, account: u64, call_id: &str) -> Vec<Value> {
         let mut calls = Vec::new();
