@@ -22,8 +22,8 @@ const MARIA: u64 = ACCOUNT * 100 + 1;
 const CLIENT: &str = "+5511988887777";
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 
-/// An account whose settings choose Twilio (written in the database after a normal save: the system is not
-/// offered yet): login the account SID, password the auth token, the provider URL the local Twilio's API;
+/// An account whose settings choose Twilio (written in the database after a
+/// normal save): login the account SID, password the auth token, the provider URL the local Twilio's API;
 /// extension 101 (`client:101`) the admin's and 102 Maria's. Returns the webhook's full URL.
 async fn setup() -> (World, String) {
     let world = support::world().await;

@@ -24,8 +24,8 @@ use support::{ACCOUNT, ADMIN, VOIP_PASSWORD, World};
 const MARIA: u64 = ACCOUNT * 100 + 1;
 const CLIENT: &str = "+5511988887777";
 
-/// An account whose settings choose Zadarma (written in the database after a normal save: the system is not
-/// offered yet), its API the local stand-in with key `agent` and the account's password as the API secret,
+/// An account whose settings choose Zadarma (written in the database after a
+/// normal save), its API the local stand-in with key `agent` and the account's password as the API secret,
 /// extension 101 the admin's and 102 Maria's. Returns the webhook's path.
 async fn setup() -> (World, String) {
     let world = support::world().await;
