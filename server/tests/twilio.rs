@@ -22,23 +22,27 @@ const MARIA: u64 = ACCOUNT * 100 + 1;
 const CLIENT: &str = "+5511988887777";
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 
-/// An account whose settings choose Twilio (written in the database after a
-/// normal save): login the account SID, password the auth token, the provider URL the local Twilio's API;
-/// extension 101 (`client:101`) the admin's and 102 Maria's. Returns the webhook's full URL.
+/// An account whose settings, saved through the settings API (which checks the SID and token with Twilio's
+/// API), choose Twilio: login the account SID, password the auth token, the provider URL the local Twilio's
+/// API; extension 101 (`client:101`) the admin's and 102 Maria's. Returns the webhook's full URL.
 async fn setup() -> (World, String) {
     let world = support::world().await;
-    let saved = world.save_two_extensions(|_| {}).await;
-    let url = saved["webhook"]["url"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE widget_settings SET provider_system = 'twilio', provider_url = $1, voip_login = $2")
-        .bind(format!("{}/twilio", world.kommo))
-        .bind(SID)
-        .execute(world.store.pool())
-        .await
-        .unwrap();
     let account = json!({"account_sid": SID, "auth_token": VOIP_PASSWORD, "phone_number": "+15005550006"});
     let response =
         world.http.put(format!("{}/sandbox/twilio/account", world.kommo)).json(&account).send().await.unwrap();
     assert!(response.status().is_success());
+    let provider_url = format!("{}/twilio", world.kommo);
+    let saved = world
+        .save_two_extensions_with(|settings| {
+            settings.system = shared::ProviderSystem::Twilio;
+            settings.credentials = shared::VoipCredentials::Password {
+                provider_url,
+                login: SID.into(),
+                password: Some(VOIP_PASSWORD.into()),
+            };
+        })
+        .await;
+    let url = saved["webhook"]["url"].as_str().unwrap().to_owned();
     world.seed_contact(ACCOUNT, "Ana", &[CLIENT], &[]).await;
     (world, url)
 }

@@ -19,22 +19,28 @@ use support::{ACCOUNT, ADMIN, VOIP_PASSWORD, World};
 const MARIA: u64 = ACCOUNT * 100 + 1;
 const CLIENT: &str = "+5511988887777";
 
-/// An account whose settings choose Yeastar (written in the database after a normal save), its PBX the local stand-in, extension 101 the admin's and 102 Maria's. Returns the
-/// webhook's path and the signing secret's text, which the admin pastes into Yeastar.
+/// An account whose settings, saved through the settings API (which signs in to the PBX's API with the
+/// client's id and secret), choose Yeastar: its PBX the local stand-in, extension 101 the admin's and 102
+/// Maria's. Returns the webhook's path and the signing secret's text, which the admin pastes into Yeastar.
 async fn setup() -> (World, String, String) {
     let world = support::world().await;
-    let saved = world.save_two_extensions(|_| {}).await;
-    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
-    let secret = saved["webhook"]["signing_secret"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE widget_settings SET provider_system = 'yeastar', provider_url = $1")
-        .bind(format!("{}/yeastar", world.kommo))
-        .execute(world.store.pool())
-        .await
-        .unwrap();
     let client = json!({"client_id": "agent", "client_secret": VOIP_PASSWORD});
     let response =
         world.http.put(format!("{}/sandbox/yeastar/client", world.kommo)).json(&client).send().await.unwrap();
     assert!(response.status().is_success());
+    let provider_url = format!("{}/yeastar", world.kommo);
+    let saved = world
+        .save_two_extensions_with(|settings| {
+            settings.system = shared::ProviderSystem::Yeastar;
+            settings.credentials = shared::VoipCredentials::OAuth2 {
+                provider_url,
+                client_id: "agent".into(),
+                client_secret: Some(VOIP_PASSWORD.into()),
+            };
+        })
+        .await;
+    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
+    let secret = saved["webhook"]["signing_secret"].as_str().unwrap().to_owned();
     world.seed_contact(ACCOUNT, "Ana", &[CLIENT], &[]).await;
     world.seed_contact(ACCOUNT, "Bruno", &["+5511987654321"], &[]).await;
     (world, path, secret)

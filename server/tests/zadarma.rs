@@ -24,22 +24,27 @@ use support::{ACCOUNT, ADMIN, VOIP_PASSWORD, World};
 const MARIA: u64 = ACCOUNT * 100 + 1;
 const CLIENT: &str = "+5511988887777";
 
-/// An account whose settings choose Zadarma (written in the database after a
-/// normal save), its API the local stand-in with key `agent` and the account's password as the API secret,
-/// extension 101 the admin's and 102 Maria's. Returns the webhook's path.
+/// An account whose settings, saved through the settings API (which checks the key and secret with Zadarma's
+/// API), choose Zadarma: its API the local stand-in with key `agent` and the account's password as the API
+/// secret, extension 101 the admin's and 102 Maria's. Returns the webhook's path.
 async fn setup() -> (World, String) {
     let world = support::world().await;
-    let saved = world.save_two_extensions(|_| {}).await;
-    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
-    sqlx::query("UPDATE widget_settings SET provider_system = 'zadarma', provider_url = $1")
-        .bind(format!("{}/zadarma", world.kommo))
-        .execute(world.store.pool())
-        .await
-        .unwrap();
     let account = json!({"key": "agent", "secret": VOIP_PASSWORD});
     let response =
         world.http.put(format!("{}/sandbox/zadarma/account", world.kommo)).json(&account).send().await.unwrap();
     assert!(response.status().is_success());
+    let provider_url = format!("{}/zadarma", world.kommo);
+    let saved = world
+        .save_two_extensions_with(|settings| {
+            settings.system = shared::ProviderSystem::Zadarma;
+            settings.credentials = shared::VoipCredentials::Password {
+                provider_url,
+                login: "agent".into(),
+                password: Some(VOIP_PASSWORD.into()),
+            };
+        })
+        .await;
+    let path = saved["webhook"]["url"].as_str().unwrap().strip_prefix(&world.server).unwrap().to_owned();
     world.seed_contact(ACCOUNT, "Ana", &[CLIENT], &[]).await;
     world.seed_contact(ACCOUNT, "Bruno", &["+5511987654321"], &[]).await;
     (world, path)

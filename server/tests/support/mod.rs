@@ -400,13 +400,19 @@ impl World {
     /// account's user `ACCOUNT * 100 + 1`), `tweak` applied to the call handling; returns the save's answer
     /// (the webhook's URL, and its signing secret).
     pub async fn save_two_extensions(&self, tweak: impl FnOnce(&mut shared::CallHandling)) -> Value {
+        self.save_two_extensions_with(|settings| tweak(&mut settings.call_handling)).await
+    }
+
+    /// [`World::save_two_extensions`] with `tweak` applied to the whole settings (e.g. another telephony
+    /// system and its credentials, which the save checks with that system's API, as an admin's would be).
+    pub async fn save_two_extensions_with(&self, tweak: impl FnOnce(&mut shared::IntegrationSettings)) -> Value {
         self.install(ACCOUNT).await;
         let mut settings = self.valid_settings();
         settings.extensions.entries = vec![
             shared::ExtensionEntry { extension: "101".into(), user_id: ADMIN as i64 },
             shared::ExtensionEntry { extension: "102".into(), user_id: (ACCOUNT * 100 + 1) as i64 },
         ];
-        tweak(&mut settings.call_handling);
+        tweak(&mut settings);
         let body = serde_json::to_value(&settings).unwrap();
         let (status, saved) = self.widget(reqwest::Method::PUT, "/widget/v1/settings", ACCOUNT, Some(body)).await;
         assert_eq!(status, StatusCode::OK, "{saved}");
