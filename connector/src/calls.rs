@@ -555,7 +555,8 @@ impl Tracker {
 }
 
 /// The `webhook-id` of an event: one per call and kind, so a retry (or the same event made twice) is a
-/// duplicate the server stores once.
+/// duplicate the server stores once. Standard Webhooks signs `{id}.{timestamp}.{body}`, so the id holds no
+/// `.`: the call id's dots (Asterisk's `1700000000.1`) are written `_d`, and its underscores `_u`.
 pub fn webhook_id(event: &FromWebhook) -> String {
     let kind = event.event_type.map_or(event.status.as_str(), |kind| match kind {
         CallEventType::Ringing => "ringing",
@@ -564,7 +565,7 @@ pub fn webhook_id(event: &FromWebhook) -> String {
         CallEventType::Missed => "missed",
         CallEventType::RecordingReady => "recording",
     });
-    format!("ami-{}-{kind}", event.call_id)
+    format!("ami-{}-{kind}", event.call_id.replace('_', "_u").replace('.', "_d"))
 }
 
 #[cfg(test)]
@@ -587,6 +588,21 @@ mod tests {
         for (channel, expected) in cases {
             assert_eq!(extension_of(channel, 6).as_deref(), expected, "{channel}");
         }
+    }
+
+    #[test]
+    fn webhook_ids_hold_no_dot_and_stay_distinct() {
+        let event = |call_id: &str| -> FromWebhook {
+            serde_json::from_value(serde_json::json!({
+                "voipAccountId": "asterisk", "callId": call_id, "status": "ringing", "direction": "inbound",
+                "from": "5511987654321", "to": "101", "startTime": 1_700_000_000
+            }))
+            .unwrap()
+        };
+        let (dotted, underscored) = (webhook_id(&event("1700000000.1")), webhook_id(&event("1700000000_d1")));
+        assert_eq!(dotted, "ami-1700000000_d1-ringing");
+        assert!(!dotted.contains('.'));
+        assert_ne!(dotted, underscored, "an underscore is escaped too");
     }
 
     use sandbox::ami::scenarios;

@@ -26,9 +26,10 @@ pub struct Config {
     pub cdr_wait: Duration,
     /// The longest extension: a channel's peer with at most this many digits is an extension.
     pub extension_max_len: usize,
-    /// The server's webhook URL for this account.
-    pub webhook_url: reqwest::Url,
-    pub webhook_secret: WebhookSecret,
+    /// The server's webhook URL for this account and its signing secret. `None` before the widget's settings
+    /// were first saved (they check the connector's API, and only then show both): calls are followed and
+    /// wait in the spool, and are delivered once both are set and the connector restarted.
+    pub webhook: Option<(reqwest::Url, WebhookSecret)>,
     /// The provider account id our events carry (`voipAccountId`) and `GET /v1/account` answers.
     pub account_id: String,
     /// The spool directory; created when missing.
@@ -48,7 +49,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("ami_addr", &self.ami_addr)
             .field("ami_username", &self.ami_username)
-            .field("webhook_url", &self.webhook_url.origin().ascii_serialization())
+            .field("webhook_url", &self.webhook.as_ref().map(|(url, _)| url.origin().ascii_serialization()))
             .field("account_id", &self.account_id)
             .field("spool_dir", &self.spool_dir)
             .field("listen_addr", &self.listen_addr)
@@ -121,16 +122,30 @@ impl Config {
             return Err(bad("AMI_EXTENSION_MAX_LEN", "must be 1 to 16"));
         }
 
-        let webhook_text = required("CONNECTOR_WEBHOOK_URL", "the webhook URL the widget settings show")?;
-        let webhook_url = reqwest::Url::parse(&webhook_text)
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
-            .ok_or_else(|| bad("CONNECTOR_WEBHOOK_URL", "is not an http(s) URL"))?;
-        let webhook_secret = WebhookSecret::parse(&required(
-            "CONNECTOR_WEBHOOK_SECRET",
-            "the whsec_ signing secret the widget settings show",
-        )?)
-        .map_err(|problem| bad("CONNECTOR_WEBHOOK_SECRET", problem.to_string()))?;
+        let webhook = match (var("CONNECTOR_WEBHOOK_URL"), var("CONNECTOR_WEBHOOK_SECRET")) {
+            (Some(url), Some(secret)) => {
+                let url = reqwest::Url::parse(&url)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+                    .ok_or_else(|| bad("CONNECTOR_WEBHOOK_URL", "is not an http(s) URL"))?;
+                let secret = WebhookSecret::parse(&secret)
+                    .map_err(|problem| bad("CONNECTOR_WEBHOOK_SECRET", problem.to_string()))?;
+                Some((url, secret))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "CONNECTOR_WEBHOOK_SECRET",
+                    "is not set while CONNECTOR_WEBHOOK_URL is: copy the whsec_ signing secret the widget settings show",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "CONNECTOR_WEBHOOK_URL",
+                    "is not set while CONNECTOR_WEBHOOK_SECRET is: copy the webhook URL the widget settings show",
+                ));
+            }
+        };
         let account_id = var("CONNECTOR_ACCOUNT_ID").unwrap_or_else(|| "asterisk".to_owned());
         if account_id.chars().count() > 64 || account_id.chars().any(shared::call::is_non_printing) {
             return Err(bad("CONNECTOR_ACCOUNT_ID", "must be at most 64 printable characters"));
@@ -170,8 +185,7 @@ impl Config {
             originate_keep_plus: flag("AMI_ORIGINATE_KEEP_PLUS")?,
             cdr_wait,
             extension_max_len: extension_max_len as usize,
-            webhook_url,
-            webhook_secret,
+            webhook,
             account_id,
             spool_dir,
             listen_addr,
@@ -212,6 +226,15 @@ mod tests {
         assert_eq!(config.ami_addr, "127.0.0.1:5038");
         assert_eq!(config.originate_tech, "PJSIP");
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8091");
+        assert_eq!(config.webhook.unwrap().0.as_str(), "https://voip.example.org/hooks/voip/abc");
+    }
+
+    #[test]
+    fn before_the_first_save_the_webhook_may_be_left_out_but_not_half_of_it() {
+        let config = vars(&[("CONNECTOR_WEBHOOK_URL", ""), ("CONNECTOR_WEBHOOK_SECRET", "")]).unwrap();
+        assert!(config.webhook.is_none());
+        assert_eq!(vars(&[("CONNECTOR_WEBHOOK_URL", "")]).unwrap_err().name, "CONNECTOR_WEBHOOK_URL");
+        assert_eq!(vars(&[("CONNECTOR_WEBHOOK_SECRET", "")]).unwrap_err().name, "CONNECTOR_WEBHOOK_SECRET");
     }
 
     #[test]

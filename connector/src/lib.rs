@@ -168,13 +168,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         save_state(&tracking, &state, &mut saved).await;
     }));
 
-    let webhook = spool::Webhook {
-        url: config.webhook_url.clone(),
-        secret: config.webhook_secret.clone(),
-        retry_max: config.retry_max,
-    };
-    let (delivering, stopping) = (spool.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(async move { spool::deliver(&delivering, &webhook, &stopping).await }));
+    if let Some((url, secret)) = config.webhook.clone() {
+        let webhook = spool::Webhook { url, secret, retry_max: config.retry_max };
+        let (delivering, stopping) = (spool.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move { spool::deliver(&delivering, &webhook, &stopping).await }));
+    } else {
+        tracing::warn!(
+            "CONNECTOR_WEBHOOK_URL and CONNECTOR_WEBHOOK_SECRET are not set: calls wait in the spool. Save the \
+             widget's settings, set both to what they show, and restart the connector"
+        );
+    }
 
     let api = api::Api {
         account_id: config.account_id.clone(),

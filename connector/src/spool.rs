@@ -198,8 +198,18 @@ async fn attempt(client: &reqwest::Client, webhook: &Webhook, event: &Spooled) -
         Ok(response) if response.status().is_success() => Outcome::Delivered,
         Ok(response) => {
             let status = response.status().as_u16();
-            if (400..500).contains(&status) && status != 408 && status != 429 {
+            // 401, 403 and 404 say the connector is set up wrong (a secret or URL from before a rotation, a
+            // mistyped one), not that the event is: it waits, logged, until the admin mends the environment.
+            if (400..500).contains(&status) && ![401, 403, 404, 408, 429].contains(&status) {
                 Outcome::Refused(status)
+            } else if matches!(status, 401 | 403 | 404) {
+                tracing::error!(
+                    webhook.id = %event.webhook_id,
+                    status,
+                    "the server does not take this connector's events: check CONNECTOR_WEBHOOK_URL and \
+                     CONNECTOR_WEBHOOK_SECRET against the widget's settings; retrying"
+                );
+                Outcome::Retry
             } else {
                 tracing::warn!(webhook.id = %event.webhook_id, status, "the server did not take an event; retrying");
                 Outcome::Retry
