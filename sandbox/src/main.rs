@@ -132,7 +132,7 @@ async fn serve() -> anyhow::Result<()> {
         .init();
     let (addr, mut config) = config()?;
     // `SANDBOX_AMI_ADDR`: an AMI stand-in for the Asterisk connector too (`kommo` / `sandbox-ami-secret`).
-    let _ami = match var("SANDBOX_AMI_ADDR") {
+    let ami = match var("SANDBOX_AMI_ADDR") {
         Some(ami) => Some(
             sandbox::ami::AmiStandIn::start(&ami, sandbox::ami::Settings::default())
                 .await
@@ -151,6 +151,11 @@ async fn serve() -> anyhow::Result<()> {
     tracing::info!(widget.version = %version, account.id = config.kommo.account_id, "the local Kommo is ready");
     // One plain line on stdout so tools starting the sandbox on port 0 can learn its address.
     println!("sandbox listening on http://{local}/");
-    axum::serve(listener, demo_app(config, provider)).with_graceful_shutdown(shutdown_signal()).await?;
+    let mut app = demo_app(config, provider);
+    if let Some(ami) = ami {
+        tracing::info!(ami.addr = %ami.addr(), "the AMI stand-in is ready");
+        app = app.merge(sandbox::ami::control::router(ami));
+    }
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(())
 }

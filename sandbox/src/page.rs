@@ -289,6 +289,7 @@ pub(crate) async fn host_page(State(state): State<crate::State>, Query(options):
         .replace("{{from}}", &escape_html(from))
         .replace("{{line}}", LINE)
         .replace("{{extensions}}", &extensions)
+        .replace("{{system_options}}", &system_options())
         .replace("{{widget_code}}", WIDGET_CODE);
     let fields = card_fields(samples, &user);
     let field = |name: &str| fields.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str());
@@ -421,6 +422,53 @@ pub(crate) async fn lists(
     Ok(Json(json!({ "contacts": contacts, "companies": companies, "leads": leads })))
 }
 
+/// The systems the page plays calls through, each with what its settings take here (`{origin}`: the page's).
+fn system_options() -> String {
+    use crate::systems::{twilio, yeastar, zadarma};
+    let systems = [
+        (
+            "zadarma",
+            "Zadarma",
+            format!(
+                "Settings: Zadarma, URL {{origin}}/zadarma, key {}, secret {}",
+                zadarma::DEMO_KEY,
+                zadarma::DEMO_SECRET
+            ),
+        ),
+        (
+            "yeastar",
+            "Yeastar P-Series",
+            format!(
+                "Settings: Yeastar, URL {{origin}}/yeastar, client ID {}, secret {}; the webhook secret below signs",
+                yeastar::DEFAULT_CLIENT_ID,
+                yeastar::DEFAULT_CLIENT_SECRET
+            ),
+        ),
+        (
+            "twilio",
+            "Twilio",
+            format!(
+                "Settings: Twilio, URL {{origin}}/twilio, account SID {}, auth token {}",
+                twilio::DEMO_ACCOUNT_SID,
+                twilio::DEMO_AUTH_TOKEN
+            ),
+        ),
+        (
+            "asterisk",
+            "Asterisk (AMI)",
+            "Settings: Asterisk, URL http://127.0.0.1:8091, login kommo, password from data/connector.env; then the \
+             connector needs the webhook URL and secret (README)"
+                .to_owned(),
+        ),
+    ];
+    systems
+        .iter()
+        .map(|(value, label, hint)| {
+            format!("<option value=\"{value}\" data-hint=\"{}\">{label}</option>", escape_html(hint))
+        })
+        .collect()
+}
+
 const HOST_JS: &str = include_str!("host/host.js");
 const HOST_CSS: &str = include_str!("host/host.css");
 
@@ -491,6 +539,23 @@ const PAGE: &str = r##"<!doctype html>
           <label>Webhook URL<input name="webhook_url" id="sandbox-call-webhook" placeholder="taken from the widget's settings"></label>
           <label>Webhook secret<input name="secret" id="sandbox-call-secret" placeholder="whsec_… (unsigned when empty)"></label>
         </details>
+      </form>
+      <form class="sandbox-tools sandbox-phone sandbox-systems" id="sandbox-system-form" autocomplete="off">
+        <div class="sandbox-tools__title">A whole call through a telephony system</div>
+        <div class="sandbox-phone__row">
+          <label>System<select name="system" id="sandbox-system">{{system_options}}</select></label>
+          <label>Call<select name="scenario" id="sandbox-system-scenario">
+            <option value="answered">Answered</option>
+            <option value="missed">Missed</option>
+            <option value="outgoing">Outgoing</option>
+          </select></label>
+        </div>
+        <div class="sandbox-phone__hint" id="sandbox-system-hint"></div>
+        <div class="sandbox-phone__buttons">
+          <button type="submit" class="sandbox-button sandbox-button_blue" id="sandbox-system-play">Play</button>
+        </div>
+        <output id="sandbox-system-result" data-state="idle"></output>
+        <div class="sandbox-phone__hint">The caller (or the number called) is From above, on Extension above.</div>
       </form>
     </section>
     <section class="sandbox-card__feed">

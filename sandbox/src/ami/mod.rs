@@ -6,6 +6,7 @@
 //! Like Asterisk, it keeps no backlog: an event played while no session is connected is lost. It tracks the
 //! channels its own events create and hang up, so `CoreShowChannels` lists the channels still alive.
 
+pub mod control;
 pub mod scenarios;
 
 use std::collections::BTreeMap;
@@ -163,6 +164,11 @@ impl AmiStandIn {
     /// Successful logins so far.
     pub fn logins(&self) -> u64 {
         *self.shared.logins.borrow()
+    }
+
+    /// The sessions logged in now (each receives the events played).
+    pub fn sessions(&self) -> usize {
+        self.shared.events.receiver_count()
     }
 
     pub fn refused_logins(&self) -> u64 {

@@ -636,6 +636,84 @@
     });
     typedNumber();
     showCall();
+    systemPanel();
+  }
+
+  // The systems panel: a whole call (answered, missed, outgoing) played by the local Zadarma, Yeastar or Twilio
+  // straight into the webhook the settings show, signed their way, or by the AMI stand-in to the Asterisk
+  // connector, which posts it. recorder.systemPlays: each play's {system, scenario, status, answer}.
+  var PLAY_PATHS = { zadarma: '/sandbox/zadarma/play', yeastar: '/sandbox/yeastar/play', twilio: '/sandbox/twilio/play',
+    asterisk: '/sandbox/ami/play' };
+  var PLAY_GAP_MS = 1200;
+
+  function showSystemHint() {
+    var select = byId('sandbox-system');
+    var option = select.options[select.selectedIndex];
+    byId('sandbox-system-hint').textContent = option ? option.getAttribute('data-hint').replace(/\{origin\}/g, location.origin) : '';
+  }
+
+  function playResult(text, state) {
+    var output = byId('sandbox-system-result');
+    output.textContent = text;
+    output.setAttribute('data-state', state);
+  }
+
+  // What one play's answer says: every delivery's HTTP status (the webhook's answers), or the refusal.
+  function describePlay(system, response, answer) {
+    if (system === 'asterisk' && response.status === 404) {
+      return { text: 'This local Kommo runs no AMI stand-in: start it with SANDBOX_AMI_ADDR (cargo xtask run does).', state: 'refused' };
+    }
+    if (!response.ok) return { text: (answer && answer.error) || ('the player answered ' + response.status), state: 'refused' };
+    if (system === 'asterisk') {
+      return { text: 'Playing call ' + answer.call_id + ' to the connector (it posts each event to the server)', state: 'played' };
+    }
+    var statuses = (answer.deliveries || []).map(function (delivery) { return delivery.status; });
+    var taken = statuses.every(function (status) { return status >= 200 && status < 300; });
+    return {
+      text: statuses.length + ' deliveries, the webhook answered ' + statuses.join(' ') + (taken ? '' : ': not all taken'),
+      state: taken ? 'played' : 'refused'
+    };
+  }
+
+  function playSystemCall(event) {
+    event.preventDefault();
+    var system = byId('sandbox-system').value;
+    var scenario = byId('sandbox-system-scenario').value;
+    var webhookUrl = field('sandbox-call-webhook') || (window.jQuery ? shownWebhookUrl(window.jQuery) : '');
+    if (system !== 'asterisk' && !webhookUrl) {
+      playResult('Save the widget\'s settings with this system first: the player posts to the webhook they show.', 'refused');
+      return;
+    }
+    var body = { scenario: scenario, extension: field('sandbox-call-extension') || '101', gap_ms: PLAY_GAP_MS };
+    var from = field('sandbox-call-from');
+    if (system === 'yeastar') {
+      body.secret = field('sandbox-call-secret');
+      if (body.secret.indexOf('whsec_') !== 0) {
+        playResult('Yeastar signs with the webhook\'s signing secret: reveal it in the settings (or type it under Webhook).', 'refused');
+        byId('sandbox-call-webhook-box').open = true;
+        return;
+      }
+    }
+    if (system === 'yeastar') { if (from) body.number = from; } else if (from) { body.caller = from; }
+    if (system !== 'asterisk') body.webhook_url = webhookUrl;
+    byId('sandbox-system-play').disabled = true;
+    playResult('Playing…', 'busy');
+    fetch(PLAY_PATHS[system], { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) })
+      .then(function (response) {
+        return response.json().catch(function () { return null; }).then(function (answer) {
+          (recorder.systemPlays = recorder.systemPlays || []).push({ system: system, scenario: scenario, status: response.status, answer: answer });
+          var said = describePlay(system, response, answer);
+          playResult(said.text, said.state);
+        });
+      })
+      .catch(function (error) { playResult('the player failed: ' + error, 'refused'); })
+      .then(function () { byId('sandbox-system-play').disabled = false; });
+  }
+
+  function systemPanel() {
+    byId('sandbox-system').addEventListener('change', showSystemHint);
+    byId('sandbox-system-form').addEventListener('submit', playSystemCall);
+    showSystemHint();
   }
 
   // Kommo's lists: the rows of the account's contacts, companies or leads (GET /sandbox/lists), each with a

@@ -164,6 +164,7 @@ async fn create_call(
             account_sid: twilio.account_sid.clone(),
             call_sid: call_sid.clone(),
             parent_sid: None,
+            gap: Duration::ZERO,
         };
         let leg = Leg { from: from.clone(), to: to.clone(), direction: "outbound-api" };
         tokio::spawn(async move {
@@ -224,6 +225,8 @@ struct Played {
     account_sid: String,
     call_sid: String,
     parent_sid: Option<String>,
+    /// Pause before each callback (a call played at a person's pace).
+    gap: Duration,
 }
 
 /// What the server answered to one callback.
@@ -235,6 +238,7 @@ struct Answered {
 impl Played {
     /// Posts `params` signed; returns the server's answer.
     async fn post(&self, http: &reqwest::Client, params: Vec<(String, String)>) -> Answered {
+        tokio::time::sleep(self.gap).await;
         let signature = signature(&self.auth_token, &self.webhook_url, &params);
         let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
         let sent = http
@@ -358,8 +362,14 @@ pub fn rfc2822(secs: i64) -> String {
 #[derive(Deserialize)]
 struct Play {
     webhook_url: String,
+    /// The account's auth token and SID; the stand-in's own account's when left out.
+    #[serde(default)]
     auth_token: String,
+    #[serde(default)]
     account_sid: String,
+    /// Pause before each callback, in milliseconds.
+    #[serde(default)]
+    gap_ms: u64,
     /// `answered`, `missed`, `busy`, `outgoing`, `out_of_order` (the end before the answer), `duplicated`
     /// (every callback twice, as Twilio's retries).
     scenario: String,
@@ -386,7 +396,15 @@ fn default_number() -> String {
 
 /// Plays a call's callbacks in order and answers `{call_id, deliveries: [{status, body}]}`: `call_id` is the
 /// call's root `CallSid` (the caller's leg inbound, the manager's outgoing), the id the server's events carry.
-async fn play(Json(play): Json<Play>) -> Response {
+async fn play(State(state): State<Shared>, Json(mut play): Json<Play>) -> Response {
+    if play.auth_token.is_empty() || play.account_sid.is_empty() {
+        let twilio = state.lock().unwrap();
+        play.auth_token.clone_from(&twilio.auth_token);
+        play.account_sid.clone_from(&twilio.account_sid);
+    }
+    let Ok(webhook) = reqwest::Url::parse(&play.webhook_url) else {
+        return (StatusCode::BAD_REQUEST, "webhook_url is not a URL").into_response();
+    };
     let http = reqwest::Client::new();
     let parent = new_sid("CA");
     let child = new_sid("CA");
@@ -397,6 +415,7 @@ async fn play(Json(play): Json<Play>) -> Response {
         account_sid: play.account_sid.clone(),
         call_sid: child.clone(),
         parent_sid: Some(parent.clone()),
+        gap: Duration::from_millis(play.gap_ms.min(10_000)),
     };
     // The caller's own leg, reported by the number's status callback: its end only.
     let callers = Played { call_sid: parent.clone(), parent_sid: None, ..forwarded.clone_target() };
@@ -436,7 +455,7 @@ async fn play(Json(play): Json<Play>) -> Response {
         "outgoing" => {
             // Our click-to-call's first leg: the manager's client rung by the Calls API; the number dialled
             // rides in the callback URL as the server's click-to-call puts it.
-            let mut url = reqwest::Url::parse(&play.webhook_url).expect("the webhook URL is a URL");
+            let mut url = webhook;
             url.query_pairs_mut().append_pair("to", &play.caller);
             let outgoing = Played { webhook_url: url.to_string(), ..callers.clone_target() };
             let leg = Leg { from: play.number.clone(), to: manager, direction: "outbound-api" };
@@ -462,6 +481,7 @@ impl Played {
             account_sid: self.account_sid.clone(),
             call_sid: self.call_sid.clone(),
             parent_sid: self.parent_sid.clone(),
+            gap: self.gap,
         }
     }
 }
