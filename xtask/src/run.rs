@@ -17,6 +17,10 @@ const LOCAL_CLIENT_ID: &str = "local-kommo";
 const SANDBOX_URL: &str = "http://127.0.0.1:8090";
 const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 const DEV_SECRETS: &str = "data/dev-secrets.env";
+/// The local Asterisk connector's environment (README, "Connecting Asterisk"), against the AMI stand-in.
+const CONNECTOR_ENV: &str = "data/connector.env";
+/// Where the local Kommo's AMI stand-in listens (not Asterisk's 5038, which a real PBX may hold).
+const SANDBOX_AMI_ADDR: &str = "127.0.0.1:8095";
 /// A cold optimised server build is not included: binaries are built before they are started.
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -36,7 +40,7 @@ pub fn command(root: &Path) -> Result<()> {
     let mut build = Command::new("cargo");
     build.args(["build", "--profile", "release-server", "-p", "server", "--bin", "server"]).current_dir(root);
     if local {
-        build.args(["-p", "sandbox", "--bin", "sandbox"]);
+        build.args(["-p", "sandbox", "--bin", "sandbox", "-p", "connector", "--bin", "connector"]);
     }
     process::run(&mut build)?;
     let binaries = root.join("target/release-server");
@@ -72,13 +76,32 @@ pub fn command(root: &Path) -> Result<()> {
             .current_dir(root)
             .env("SANDBOX_ADDR", SANDBOX_URL.trim_start_matches("http://"))
             .env("SANDBOX_ARCHIVE", &archive)
+            .env("SANDBOX_AMI_ADDR", SANDBOX_AMI_ADDR)
             .env("KOMMO_CLIENT_ID", LOCAL_CLIENT_ID)
             .env("KOMMO_CLIENT_SECRET", &server_env["KOMMO_CLIENT_SECRET"])
             .env("PUBLIC_BASE_URL", &public_base);
         let mut sandbox = Service::spawn("local Kommo", &mut sandbox_command)?;
         wait_until_ok(&format!("{SANDBOX_URL}/"), &mut sandbox, STARTUP).context("the local Kommo did not start")?;
         services.push(sandbox);
+        let connector_env = connector_env(root)?;
+        let delivering = connector_env.get("CONNECTOR_WEBHOOK_URL").is_some_and(|url| !url.is_empty());
+        let connector = Service::spawn(
+            "Asterisk connector",
+            Command::new(binaries.join("connector")).current_dir(root).envs(&connector_env),
+        )?;
+        services.push(connector);
         println!("Open {SANDBOX_URL}/ to see the widget in the local Kommo");
+        println!(
+            "Asterisk: the connector follows the AMI stand-in at {SANDBOX_AMI_ADDR}; its API is http://{} (login {}, \
+             password in {CONNECTOR_ENV}){}",
+            connector_env["CONNECTOR_LISTEN_ADDR"],
+            connector_env["CONNECTOR_API_LOGIN"],
+            if delivering {
+                ""
+            } else {
+                ": once saved with Asterisk, paste the settings' webhook URL and secret there and run again"
+            }
+        );
     } else {
         println!("Kommo credentials found: upload {} to your Kommo integration", archive.display());
     }
@@ -105,6 +128,39 @@ fn supervise(mut services: Vec<Service>) -> Result<()> {
 }
 
 /// The local mode's client secret and data keys, created once in `data/dev-secrets.env` so data stays readable across runs.
+/// The local connector's environment: `data/connector.env`, created once (its API password random) with the
+/// webhook left empty until the admin pastes what the widget's settings show.
+fn connector_env(root: &Path) -> Result<BTreeMap<String, String>> {
+    let path: PathBuf = root.join(CONNECTOR_ENV);
+    if !path.exists() {
+        let text = format!(
+            "# The Asterisk connector of `cargo xtask run`, against the local Kommo's AMI stand-in (README, \"Connecting Asterisk\").\n\
+             AMI_PORT={port}\nAMI_USERNAME=kommo\nAMI_SECRET=sandbox-ami-secret\nAMI_CDR_WAIT_MS=500\n\
+             CONNECTOR_LISTEN_ADDR=127.0.0.1:8091\nCONNECTOR_API_LOGIN=kommo\nCONNECTOR_API_PASSWORD={password}\n\
+             CONNECTOR_SPOOL_DIR=data/connector-spool\n\
+             # After saving the widget's settings with Asterisk, paste the webhook URL and signing secret they show:\n\
+             CONNECTOR_WEBHOOK_URL=\nCONNECTOR_WEBHOOK_SECRET=\n",
+            port = SANDBOX_AMI_ADDR.rsplit(':').next().unwrap_or_default(),
+            password = &secrets::client_secret()?[..24],
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .with_context(|| format!("writing {} (delete it if it is incomplete)", path.display()))?;
+        println!("created {}", path.display());
+    }
+    let env = env_file::read(&path)?;
+    for key in ["CONNECTOR_LISTEN_ADDR", "CONNECTOR_API_LOGIN"] {
+        if !env.contains_key(key) {
+            bail!("{} lacks {key}: delete the file and run again", path.display());
+        }
+    }
+    Ok(env)
+}
+
 fn dev_secrets(root: &Path) -> Result<BTreeMap<String, String>> {
     let path: PathBuf = root.join(DEV_SECRETS);
     let existing = env_file::read(&path)?;

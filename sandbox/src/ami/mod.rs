@@ -144,7 +144,9 @@ impl AmiStandIn {
             logins: watch::channel(0).0,
             refused_logins: Mutex::new(0),
             originates: Mutex::new(Vec::new()),
-            ids: Mutex::new(scenarios::Ids::new(1_700_000_000)),
+            // Asterisk's ids start with the unix time: a restarted stand-in never repeats one a connector
+            // (or the server) has seen.
+            ids: Mutex::new(scenarios::Ids::new(scenarios::now() as i64)),
         });
         let accepting = Arc::downgrade(&shared);
         tokio::spawn(async move {
