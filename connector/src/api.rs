@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::ami::{Ami, Message};
 use crate::calls::Tracker;
+use crate::recordings::Recordings;
 
 const ORIGINATE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,17 +36,49 @@ pub struct Api {
     pub keep_plus: bool,
     pub ami: Ami,
     pub tracker: Arc<Mutex<Tracker>>,
+    /// The recordings the API serves to signed links, when configured.
+    pub recordings: Option<Recordings>,
 }
 
 pub fn router(api: Api) -> axum::Router {
-    axum::Router::new().route("/v1/account", get(account)).route("/v1/calls", post(originate)).with_state(Arc::new(api))
+    axum::Router::new()
+        .route("/v1/account", get(account))
+        .route("/v1/calls", post(originate))
+        .route("/v1/recordings/{*path}", get(recording))
+        .with_state(Arc::new(api))
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    #[serde(default)]
+    sig: String,
+}
+
+/// `GET /v1/recordings/<path>?sig=<tag>`: the recording a link the connector made names, streamed; 404 for
+/// anything else (a wrong tag, another path, no recordings configured), so a stranger learns nothing.
+async fn recording(State(api): State<Arc<Api>>, Path(path): Path<String>, Query(signed): Query<Signed>) -> Response {
+    let not_found = || error(StatusCode::NOT_FOUND, "not_found", "no such recording");
+    let Some(file) = api.recordings.as_ref().and_then(|recordings| recordings.open(&path, &signed.sig)) else {
+        return not_found();
+    };
+    let Ok(opened) = tokio::fs::File::open(&file).await else { return not_found() };
+    let length = opened.metadata().await.map(|metadata| metadata.len()).ok();
+    let mut response = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(opened)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::recordings::content_type(&file)));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    if let Some(length) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    response
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": code, "message": message }))).into_response()
 }
 
-fn same(given: &[u8], expected: &[u8]) -> bool {
+/// Constant-time equality of two secrets.
+pub(crate) fn same(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 

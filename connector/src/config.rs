@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::signing::WebhookSecret;
 
@@ -42,6 +42,9 @@ pub struct Config {
     pub api_key: Option<SecretString>,
     /// The longest pause between two delivery attempts of one event.
     pub retry_max: Duration,
+    /// Where MixMonitor's recordings are and how their links are made, when both
+    /// `CONNECTOR_RECORDINGS_DIR` and `CONNECTOR_PUBLIC_URL` are set.
+    pub recordings: Option<crate::recordings::Recordings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -175,6 +178,39 @@ impl Config {
             ));
         }
         let retry_max = Duration::from_secs(number("CONNECTOR_RETRY_MAX_SECS", 60)?.max(1));
+        let recordings = match (var("CONNECTOR_RECORDINGS_DIR"), var("CONNECTOR_PUBLIC_URL")) {
+            (Some(dir), Some(public)) => {
+                let public_ok = reqwest::Url::parse(&public).ok().is_some_and(|url| {
+                    matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.query().is_none()
+                });
+                if !public_ok {
+                    return Err(bad(
+                        "CONNECTOR_PUBLIC_URL",
+                        "is not an http(s) URL (the connector's API as browsers reach it)",
+                    ));
+                }
+                if !std::path::Path::new(&dir).is_dir() {
+                    return Err(bad("CONNECTOR_RECORDINGS_DIR", format!("`{dir}` is not a directory")));
+                }
+                // The links' key comes from the API's own secret: changing it withdraws every link.
+                let secret = match (&api_key, &api_login) {
+                    (Some(key), _) => key.expose_secret().to_owned(),
+                    (None, Some((login, password))) => format!("{login}:{}", password.expose_secret()),
+                    (None, None) => unreachable!("checked above: the API has credentials"),
+                };
+                Some(crate::recordings::Recordings::new(PathBuf::from(dir), &public, secret.as_bytes()))
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "CONNECTOR_PUBLIC_URL",
+                    "is not set while CONNECTOR_RECORDINGS_DIR is: recordings need a link browsers can open",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad("CONNECTOR_RECORDINGS_DIR", "is not set while CONNECTOR_PUBLIC_URL is"));
+            }
+        };
         let cdr_wait = Duration::from_millis(number("AMI_CDR_WAIT_MS", 2000)?);
         Ok(Config {
             ami_addr: format!("{host}:{port}"),
@@ -192,6 +228,7 @@ impl Config {
             api_login,
             api_key,
             retry_max,
+            recordings,
         })
     }
 }
@@ -239,7 +276,7 @@ mod tests {
 
     #[test]
     fn each_bad_variable_is_named() {
-        let cases: [(&[(&str, &str)], &str); 8] = [
+        let cases: [(&[(&str, &str)], &str); 11] = [
             (&[("AMI_USERNAME", "")], "AMI_USERNAME"),
             (&[("AMI_PORT", "99999")], "AMI_PORT"),
             (&[("AMI_SECRET", "a\r\nAction: Originate")], "AMI_SECRET"),
@@ -248,6 +285,12 @@ mod tests {
             (&[("CONNECTOR_LISTEN_ADDR", "nowhere")], "CONNECTOR_LISTEN_ADDR"),
             (&[("CONNECTOR_API_KEY", ""), ("CONNECTOR_API_LOGIN", "x")], "CONNECTOR_API_PASSWORD"),
             (&[("AMI_ORIGINATE_CONTEXT", "a b")], "AMI_ORIGINATE_CONTEXT"),
+            (&[("CONNECTOR_RECORDINGS_DIR", "/")], "CONNECTOR_PUBLIC_URL"),
+            (&[("CONNECTOR_RECORDINGS_DIR", "/"), ("CONNECTOR_PUBLIC_URL", "pbx:8443")], "CONNECTOR_PUBLIC_URL"),
+            (
+                &[("CONNECTOR_RECORDINGS_DIR", "/nowhere/at/all"), ("CONNECTOR_PUBLIC_URL", "https://pbx")],
+                "CONNECTOR_RECORDINGS_DIR",
+            ),
         ];
         for (extra, name) in cases {
             let error = vars(extra).unwrap_err();

@@ -6,6 +6,7 @@ pub mod ami;
 pub mod api;
 pub mod calls;
 pub mod config;
+pub mod recordings;
 pub mod signing;
 pub mod spool;
 
@@ -80,9 +81,25 @@ fn follow(tracker: &Mutex<calls::Tracker>, fed: ami::Feed) -> Vec<shared::FromWe
     }
 }
 
-/// Writes call events into the spool, each fsynced before the next.
-async fn queue(spool: &Arc<spool::Spool>, reports: Vec<shared::FromWebhook>) {
-    for report in reports {
+/// Writes call events into the spool, each fsynced before the next. An answered call's end carries its
+/// recording's link when the PBX recorded it (MixMonitor closed the file at the hangup).
+async fn queue(
+    spool: &Arc<spool::Spool>,
+    recordings: Option<&recordings::Recordings>,
+    reports: Vec<shared::FromWebhook>,
+) {
+    for mut report in reports {
+        if let Some(recordings) = recordings
+            && report.status == shared::CallStatus::Ended
+            && report.duration.is_some_and(|seconds| seconds > 0)
+        {
+            let (recordings, call_id, start) = (recordings.clone(), report.call_id.clone(), report.start_time);
+            let found = tokio::task::spawn_blocking(move || {
+                recordings.find(&call_id, start).map(|relative| recordings.link(&relative))
+            })
+            .await;
+            report.recording_url = found.ok().flatten();
+        }
         if let Err(problem) = report.validate() {
             tracing::warn!(call.id = %report.call_id, %problem, "an event the server would refuse; not sent");
             continue;
@@ -138,6 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     // The tracker: events in, call events out into the spool (fsynced before the next event is read).
     let (tracking, spooling, stopping) = (tracker.clone(), spool.clone(), shutdown.clone());
+    let recording = config.recordings.clone();
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         let mut saved_at = tokio::time::Instant::now();
@@ -150,7 +168,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     while let Ok(fed) = feed.try_recv() {
                         rest.extend(follow(&tracking, fed));
                     }
-                    queue(&spooling, rest).await;
+                    queue(&spooling, recording.as_ref(), rest).await;
                     break;
                 }
                 fed = feed.recv() => match fed {
@@ -159,7 +177,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 },
                 _ = tick.tick() => tracking.lock().expect("the tracker lock").tick(unix_now()),
             };
-            queue(&spooling, reports).await;
+            queue(&spooling, recording.as_ref(), reports).await;
             if saved_at.elapsed() >= STATE_EVERY {
                 save_state(&tracking, &state, &mut saved).await;
                 saved_at = tokio::time::Instant::now();
@@ -189,6 +207,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         keep_plus: config.originate_keep_plus,
         ami,
         tracker,
+        recordings: config.recordings.clone(),
     };
     let stopping = shutdown.clone();
     tasks.push(tokio::spawn(async move {

@@ -20,19 +20,17 @@ const CLIENT: &str = "+5511988887777";
 const DID: &str = "551130000000";
 const API_PASSWORD: &str = "CANARY-connector-api-password-5d1e";
 
-/// The connector against `ami`, its spool in `spool`, its API on `listen`, delivering to `webhook`.
-async fn connector(
-    ami: &AmiStandIn,
-    spool: &std::path::Path,
-    listen: &str,
-    webhook: Option<(&str, &str)>,
-) -> connector::Running {
+/// The connector against `ami`, its spool and recordings in `dirs`, its API on `listen` (which is also the
+/// recordings' public URL), delivering to `webhook`.
+async fn connector(ami: &AmiStandIn, dirs: &Dirs, listen: &str, webhook: Option<(&str, &str)>) -> connector::Running {
     let mut vars: Vec<(&str, String)> = vec![
         ("AMI_PORT", ami.addr().port().to_string()),
         ("AMI_USERNAME", "kommo".to_owned()),
         ("AMI_SECRET", "sandbox-ami-secret".to_owned()),
         ("AMI_CDR_WAIT_MS", "300".to_owned()),
-        ("CONNECTOR_SPOOL_DIR", spool.display().to_string()),
+        ("CONNECTOR_SPOOL_DIR", dirs.spool.path().display().to_string()),
+        ("CONNECTOR_RECORDINGS_DIR", dirs.recordings.path().display().to_string()),
+        ("CONNECTOR_PUBLIC_URL", format!("http://{listen}")),
         ("CONNECTOR_LISTEN_ADDR", listen.to_owned()),
         ("CONNECTOR_API_LOGIN", "kommo".to_owned()),
         ("CONNECTOR_API_PASSWORD", API_PASSWORD.to_owned()),
@@ -51,6 +49,12 @@ async fn connector(
     running
 }
 
+/// The connector's spool, and the PBX's recordings directory (MixMonitor's `/var/spool/asterisk/monitor`).
+struct Dirs {
+    spool: tempfile::TempDir,
+    recordings: tempfile::TempDir,
+}
+
 /// Two minutes ago: the scenarios' timestamps lie in the past, as a replayed PBX's would.
 fn past() -> f64 {
     scenarios::now() - 120.0
@@ -61,12 +65,16 @@ async fn an_asterisk_pbx_through_the_connector_logs_each_call_once_and_places_cl
     let world: World = support::world().await;
     world.seed_contact(ACCOUNT, "Ana", &[CLIENT], &[]).await;
     let ami = AmiStandIn::start("127.0.0.1:0", Settings::default()).await.unwrap();
-    let spool = tempfile::tempdir().unwrap();
+    let dirs = Dirs { spool: tempfile::tempdir().unwrap(), recordings: tempfile::tempdir().unwrap() };
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
 
-    // Before the first save: the connector serves its API and follows calls, which wait in its spool.
-    let first = connector(&ami, spool.path(), "127.0.0.1:0", None).await;
+    // Before the first save: the connector serves its API and follows calls, which wait in its spool. The
+    // first call is recorded, as FreePBX names its MixMonitor files.
+    let first = connector(&ami, &dirs, &listen, None).await;
     let ids = ami.ids();
     let early = scenarios::inbound_answered(&ids, past(), CLIENT, DID, "101", 5.0, 42.0);
+    let recorded = format!("in-101-{}-20261204-101500-{}.wav", &CLIENT[1..], early.linkedid);
+    std::fs::write(dirs.recordings.path().join(&recorded), b"RIFF....WAVEfmt the recording").unwrap();
     ami.play_events(early.events, Duration::from_millis(5)).await;
 
     let provider_url = format!("http://{}", first.api_addr);
@@ -96,15 +104,26 @@ async fn an_asterisk_pbx_through_the_connector_logs_each_call_once_and_places_cl
     assert_eq!(stored["system"], "asterisk", "{stored}");
 
     // The admin pastes both into the connector's environment and restarts it: the waiting call arrives.
-    let listen = first.api_addr.to_string();
     first.stop().await;
-    let running = connector(&ami, spool.path(), &listen, Some((&url, &secret))).await;
+    let running = connector(&ami, &dirs, &listen, Some((&url, &secret))).await;
     let call = world.the_kommo_call(ACCOUNT, &early.linkedid).await;
     assert_eq!(call["direction"], "inbound");
     assert_eq!(call["duration"], 42, "the Cdr's billable seconds");
     assert_eq!(call["call_status"], 4, "a conversation took place");
     assert_eq!(call["responsible_user_id"], ADMIN, "extension 101's user");
     assert_eq!(call["phone"], CLIENT);
+    // Its recording: a link the connector signed, which a browser opens without credentials; a forged one not.
+    let link = call["link"].as_str().expect("the recorded call has a link").to_owned();
+    assert!(link.starts_with(&format!("http://{listen}/v1/recordings/in-101-")), "{link}");
+    let heard = world.http.get(&link).send().await.unwrap();
+    assert_eq!(heard.status(), StatusCode::OK);
+    assert_eq!(heard.headers()["content-type"], "audio/wav");
+    assert_eq!(heard.bytes().await.unwrap().as_ref(), b"RIFF....WAVEfmt the recording");
+    let (base, sig) = link.split_once("?sig=").unwrap();
+    let forged = format!("{base}?sig={}{}", if sig.starts_with('A') { "B" } else { "A" }, &sig[1..]);
+    assert_eq!(world.http.get(forged).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let other = link.replace(&recorded, "../../etc/passwd");
+    assert_eq!(world.http.get(other).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 
     // A missed call on Maria's extension, and an outgoing call from it.
     let missed = scenarios::inbound_missed(&ids, past(), CLIENT, DID, "102", 25.0);
@@ -114,6 +133,7 @@ async fn an_asterisk_pbx_through_the_connector_logs_each_call_once_and_places_cl
     assert_eq!(call["duration"], 0, "no talk time");
     assert_ne!(call["call_status"], 4, "no conversation");
     assert_eq!(call["responsible_user_id"], MARIA, "extension 102's user");
+    assert!(call["link"].is_null(), "nothing recorded: {call}");
 
     let outgoing = scenarios::outgoing(&ids, past(), "102", &CLIENT[1..], Some(4.0), 61.0);
     ami.play_events(outgoing.events, Duration::from_millis(5)).await;
@@ -148,7 +168,7 @@ async fn an_asterisk_pbx_through_the_connector_logs_each_call_once_and_places_cl
 
     // Nothing is left in the spool, and the server stored each event once.
     running.stop().await;
-    let left = connector::spool::Spool::open(spool.path()).unwrap().pending().unwrap();
+    let left = connector::spool::Spool::open(dirs.spool.path()).unwrap().pending().unwrap();
     assert!(left.is_empty(), "every event delivered: {left:?}");
     assert!(world.stored_events().await >= 9, "ringing/answered/ended of four calls, less the missed one's answer");
 }
