@@ -251,6 +251,10 @@ async fn populate(store: &Store, keyring: &Keyring) -> AccountId {
     };
     assert!(store.write_call_list(alpha, &row, write, unix_millis()).await.unwrap());
     assert!(store.take_dial_guard(alpha, 5_001, unix_millis(), unix_millis() + 3_000).await.unwrap());
+    assert!(store.bind_call(alpha, "in_1", "+74951234567\n2026-12-04 10:00:00", None, now / 1000).await.unwrap());
+    assert!(
+        store.bind_call(alpha, "in_1", "+74951234567\n2026-12-04 10:00:00", Some("+7495"), now / 1000).await.unwrap()
+    );
     erased
 }
 
@@ -294,6 +298,12 @@ async fn view(store: &Store, now_ms: i64) -> Vec<String> {
         .await
         .unwrap();
     seen.push(format!("{guards:?}"));
+    // The copied binding still refuses another call's fields and accepts its own.
+    seen.push(format!("{:?}", store.bind_call(alpha, "in_1", "+74950000000\n2026-12-04 10:00:00", None, 0).await));
+    seen.push(format!(
+        "{:?}",
+        store.bind_call(alpha, "in_1", "+74951234567\n2026-12-04 10:00:00", Some("+7495"), 0).await
+    ));
     let events = sqlx::query_scalar::<_, i64>("SELECT id FROM kommo_events").fetch_all(store.pool()).await.unwrap();
     for id in events {
         seen.push(format!("{:?}", store.kommo_event(alpha, id).await.unwrap()));

@@ -116,10 +116,21 @@ fn signature(secret: &str, signed: &str) -> String {
 }
 
 async fn post(world: &World, path: &str, fields: &[(&str, &str)], signature: Option<&str>) -> (StatusCode, Value) {
+    post_at(world, &world.server, path, fields, signature).await
+}
+
+/// [`post`] to the server process at `server`.
+async fn post_at(
+    world: &World,
+    server: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    signature: Option<&str>,
+) -> (StatusCode, Value) {
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
     let mut request = world
         .http
-        .post(format!("{}{path}", world.server))
+        .post(format!("{server}{path}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body);
     if let Some(signature) = signature {
@@ -180,17 +191,7 @@ async fn click_to_call_requests_a_signed_callback_and_its_call_is_one_outbound_k
     let (world, path) = setup().await;
     let target = json!({"webhook_url": format!("{}{path}", world.server), "secret": VOIP_PASSWORD, "gap_ms": 20});
     world.http.put(format!("{}/sandbox/zadarma/webhook", world.kommo)).json(&target).send().await.unwrap();
-    let token = world.token_as(ACCOUNT, MARIA, Some(false)).await;
-    let response = world
-        .http
-        .post(format!("{}/widget/v1/calls/originate", world.server))
-        .header("X-Auth-Token", token)
-        .json(&json!({"to": "(11) 98765-4321"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let placed: Value = response.json().await.unwrap();
+    let placed = world.click_to_call(MARIA, "(11) 98765-4321").await;
     assert!(placed["call_id"].as_str().unwrap().starts_with("zadarma-callback:102:5511987654321:"), "{placed}");
     let callbacks: Value = world
         .http
@@ -280,6 +281,15 @@ async fn an_end_relabelled_with_another_calls_signed_fields_is_refused_and_a_rep
     ];
     let (status, body) = post(&world, &path, &relabelled, Some(&other)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(world.stored_events().await, 1);
+    // The binding is the store's: a second server process (another replica, or this one restarted) on the
+    // same database refuses the relabelled END too.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica = format!("http://{}", listener.local_addr().unwrap());
+    let app = server::http::app(world.other_process().await);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (status, body) = post_at(&world, &replica, &path, &relabelled, Some(&other)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "on another process: {body}");
     assert_eq!(world.stored_events().await, 1);
     // The victim's own START delivered again (a replay, or Zadarma's retry) is a duplicate.
     let (status, body) = post(&world, &path, &start("in_victim", "+74951234567"), Some(&real)).await;

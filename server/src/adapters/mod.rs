@@ -61,6 +61,19 @@ pub enum Inbound {
 pub struct Delivery {
     pub webhook_id: String,
     pub event: FromWebhook,
+    /// What the system signed about the call, for a system whose signature leaves the call id out
+    /// (Zadarma): `http::hooks` binds the call id to it at the call's first event and refuses a later event
+    /// of that id that signed something else ([`crate::store::Store::bind_call`]).
+    pub binding: Option<Binding>,
+}
+
+/// The fields of a call one of its events signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// Those every event of the call signs alike (Zadarma: the client's number and the start).
+    pub signed: String,
+    /// Our line's number, when this event signs it.
+    pub line: Option<String>,
 }
 
 /// Why an adapter refused a request; nothing is stored.

@@ -157,7 +157,7 @@ pub fn inbound(request: &Request<'_>, keys: &Keys<'_>) -> Result<Inbound, Adapte
         duration,
         recording_url: None,
     };
-    Ok(Inbound::Events(vec![Delivery { webhook_id: format!("twilio:{call_sid}:{retry_key}"), event }]))
+    Ok(Inbound::Events(vec![Delivery { webhook_id: format!("twilio:{call_sid}:{retry_key}"), event, binding: None }]))
 }
 
 /// A recording status callback: only `completed` makes an event, the recording's link on its call.
@@ -190,7 +190,11 @@ fn recording_event<'a>(
         duration: None,
         recording_url: Some(url),
     };
-    Ok(Inbound::Events(vec![Delivery { webhook_id: format!("twilio:{call_sid}:recording:{recording}"), event }]))
+    Ok(Inbound::Events(vec![Delivery {
+        webhook_id: format!("twilio:{call_sid}:recording:{recording}"),
+        event,
+        binding: None,
+    }]))
 }
 
 /// The user part of a Twilio Client identity (`client:101`) or a SIP URI (`sip:101@host;transport=tls`).

@@ -219,6 +219,7 @@ fn call_status(info: CallInfo, pbx: &str, now: i64) -> Result<Option<Delivery>, 
             duration: None,
             recording_url: None,
         },
+        binding: None,
     }))
 }
 
@@ -316,6 +317,7 @@ fn cdr(
             duration: Some(talk),
             recording_url,
         },
+        binding: None,
     }))
 }
 

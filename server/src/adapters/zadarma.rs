@@ -31,11 +31,10 @@
 //! `disposition` and `duration`, and one call's START, INTERNAL and END carry the same signature. So:
 //! - each delivery's id is `zadarma:<event>:<pbx_call_id>` (INTERNAL also by extension): a replay, or Zadarma's
 //!   retry, is a duplicate and stored once;
-//! - `pbx_call_id` is bound to the signed fields ([`Bindings`]): the first event of a call seen by this process
-//!   remembers its signed numbers and start, and a later event of that call whose signed fields differ (a
-//!   signature lifted from another call and relabelled with this call's id) is refused
-//!   ([`AdapterError::Refused`]). The memory is this process's, bounded and kept a day: after a restart, or on
-//!   another replica, the first event seen binds again;
+//! - `pbx_call_id` is bound to the signed fields (each delivery's [`Binding`], kept by `http::hooks` in the
+//!   store's `call_bindings` for two days): the call's first event binds its signed numbers and start, and a
+//!   later event of that call whose signed fields differ (a signature lifted from another call and relabelled
+//!   with this call's id) is refused (409), on every replica and across restarts;
 //! - what remains: whoever captured one of a call's START/INTERNAL/END deliveries can post it again relabelled
 //!   as that same call's END with a `disposition` and `duration` of their choosing, before the real END comes
 //!   (which is then a duplicate). Only transport secrecy (https) and, optionally, admitting Zadarma's source
@@ -49,8 +48,6 @@
 //! call's `link` (or as a note when the call was already logged). Following it, `http::hooks` checks the tag and
 //! redirects to a fresh link from [`recording_link`] (`no-store`).
 
-use std::time::Duration;
-
 use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -62,7 +59,7 @@ use serde::Deserialize;
 use sha1::Sha1;
 use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
 
-use super::{AdapterError, Delivery, Inbound, Keys, Request};
+use super::{AdapterError, Binding, Delivery, Inbound, Keys, Request};
 use crate::provider::{ProviderAccount, ProviderClient, ProviderError, provider_base_url};
 
 /// The header that carries a notification's signature.
@@ -183,10 +180,9 @@ pub fn inbound(request: &Request<'_>, keys: &Keys<'_>) -> Result<Inbound, Adapte
         return Ok(Inbound::Nothing);
     };
     verify(&form, event, request, secret)?;
-    let delivery = read(&form, event, request, keys, secret)?;
-    if let Some(bound) = Bound::of(&form, event) {
-        BINDINGS.check(keys.login, form.required("pbx_call_id")?, bound)?;
-    }
+    let mut delivery = read(&form, event, request, keys, secret)?;
+    delivery.binding = Bound::of(&form, event)
+        .map(|bound| Binding { signed: format!("{}\n{}", bound.party, bound.start), line: bound.line });
     Ok(Inbound::Events(vec![delivery]))
 }
 
@@ -258,7 +254,7 @@ fn read(
             duration: None,
             recording_url: Some(recording_url(&request.public_url, record, secret)),
         };
-        return Ok(Delivery { webhook_id, event });
+        return Ok(Delivery { webhook_id, event, binding: None });
     }
     let start_time = call_start(form.required("call_start")?)?;
     let outbound = matches!(event, Event::OutStart | Event::OutEnd);
@@ -303,7 +299,7 @@ fn read(
         duration,
         recording_url: None,
     };
-    Ok(Delivery { webhook_id, event })
+    Ok(Delivery { webhook_id, event, binding: None })
 }
 
 /// `disposition` → our status: answered ends a conversation; no answer and the caller giving up are a missed
@@ -406,38 +402,6 @@ impl Bound {
             _ => form.get(line).map(str::to_owned),
         };
         Some(Bound { party: form.get(party)?.to_owned(), start: form.get(start)?.to_owned(), line })
-    }
-}
-
-/// Each recent call's signed fields, by API key and `pbx_call_id` (this process only; see the module comment).
-struct Bindings {
-    calls: std::sync::LazyLock<moka::sync::Cache<(String, String), Bound>>,
-}
-
-static BINDINGS: Bindings = Bindings {
-    calls: std::sync::LazyLock::new(|| {
-        moka::sync::Cache::builder().max_capacity(200_000).time_to_live(Duration::from_secs(24 * 3600)).build()
-    }),
-};
-
-impl Bindings {
-    fn check(&self, login: &str, pbx_call_id: &str, bound: Bound) -> Result<(), AdapterError> {
-        let key = (login.to_owned(), pbx_call_id.to_owned());
-        let entry = self.calls.entry(key).or_insert_with(|| bound.clone());
-        let known = entry.value();
-        if known.party != bound.party || known.start != bound.start {
-            return Err(AdapterError::Refused("its signed fields are not its call's"));
-        }
-        match (&known.line, &bound.line) {
-            (Some(known_line), Some(line)) if known_line != line => {
-                Err(AdapterError::Refused("its signed fields are not its call's"))
-            }
-            (None, Some(_)) => {
-                self.calls.insert(entry.key().clone(), bound);
-                Ok(())
-            }
-            _ => Ok(()),
-        }
     }
 }
 

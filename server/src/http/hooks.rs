@@ -218,6 +218,24 @@ async fn adapted(
         if !hook.active {
             return Err(inactive());
         }
+        if let Some(binding) = &delivery.binding {
+            let call_id = &delivery.event.call_id;
+            let agrees = state
+                .store
+                .bind_call(account, call_id, &binding.signed, binding.line.as_deref(), request.now)
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "cannot read or write a call's binding");
+                    refuse("unavailable", ApiError::Unavailable("the event store is unavailable; retry".into()))
+                })?;
+            if !agrees {
+                tracing::warn!(account.id = account.get(), call.id = %call_id, "an event signed another call's fields");
+                return Err(refuse(
+                    "refused",
+                    ApiError::Conflict("event_refused", "its signed fields are not its call's"),
+                ));
+            }
+        }
         let event = delivery.event;
         event.validate().map_err(|error| refuse("malformed", ApiError::BadRequest(error.to_string())))?;
         let text = serde_json::to_string(&event).expect("a call event always serialises");

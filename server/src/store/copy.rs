@@ -326,6 +326,12 @@ const TABLES: &[Table] = &[
         ],
     },
     Table {
+        name: "call_bindings",
+        key: &["account_id", "call_id"],
+        generated_id: false,
+        columns: &[("account_id", Int), ("call_id", Text), ("signed", Text), ("line", Text), ("created_at", Int)],
+    },
+    Table {
         name: "dial_guards",
         key: &["account_id", "kommo_user_id"],
         generated_id: false,

@@ -23,7 +23,7 @@ impl Store {
         const IDLE: &str = "NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.account_id = t.account_id
                               AND j.subject = t.call_id AND j.state IN ('queued', 'running'))";
         let mut removed = 0;
-        let statements: [(String, i64); 15] = [
+        let statements: [(String, i64); 16] = [
             (
                 "DELETE FROM jobs WHERE state = 'done' AND updated_at < $1".into(),
                 (now - (7 * DAY).min(keep_finished)) * 1000,
@@ -48,6 +48,8 @@ impl Store {
             // Call lists untouched for a month (an unfinished one too); dial guards long released.
             ("DELETE FROM call_lists WHERE updated_at_ms < $1".into(), (now - 30 * DAY) * 1000),
             ("DELETE FROM dial_guards WHERE until_ms < $1".into(), (now - DAY) * 1000),
+            // A call's binding outlives its events' redeliveries (Zadarma retries for hours, not days).
+            ("DELETE FROM call_bindings WHERE created_at < $1".into(), now - 2 * DAY),
             // Pacing rows of buckets idle for a minute say nothing any more.
             ("DELETE FROM kommo_rate WHERE next_at_ms < $1".into(), (now - 60) * 1000),
             // Erasure after Kommo's disable hook: every table hangs off accounts with ON DELETE CASCADE.

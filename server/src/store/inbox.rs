@@ -135,6 +135,45 @@ pub struct InboxRow {
 }
 
 impl Store {
+    /// Binds the account's call `call_id` to what its event signed, unless an earlier event bound it; whether
+    /// the event agrees with the binding: the same `signed` fields, and the same `line` where both name one
+    /// (the first event that names a line fixes it). Two replicas binding at once agree on the first row.
+    pub async fn bind_call(
+        &self,
+        account: AccountId,
+        call_id: &str,
+        signed: &str,
+        line: Option<&str>,
+        now: i64,
+    ) -> sqlx::Result<bool> {
+        sqlx::query(
+            "INSERT INTO call_bindings (account_id, call_id, signed, line, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (account_id, call_id) DO NOTHING",
+        )
+        .bind(account.0)
+        .bind(call_id)
+        .bind(signed)
+        .bind(line)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if let Some(line) = line {
+            sqlx::query("UPDATE call_bindings SET line = $3 WHERE account_id = $1 AND call_id = $2 AND line IS NULL")
+                .bind(account.0)
+                .bind(call_id)
+                .bind(line)
+                .execute(&self.pool)
+                .await?;
+        }
+        let (bound, bound_line): (String, Option<String>) =
+            sqlx::query_as("SELECT signed, line FROM call_bindings WHERE account_id = $1 AND call_id = $2")
+                .bind(account.0)
+                .bind(call_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(bound == signed && (line.is_none() || bound_line.as_deref() == line))
+    }
+
     /// The account's events stored after `after` (at most [`MAX_REPLAY`], within [`REPLAY_SPAN`] ids
     /// of it) and received since `since` (unix s), oldest first: what a reconnecting stream missed.
     pub async fn inbox_after(&self, account: AccountId, after: i64, since: i64) -> sqlx::Result<Vec<InboxRow>> {

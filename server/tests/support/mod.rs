@@ -419,6 +419,22 @@ impl World {
         saved
     }
 
+    /// `user` of [`ACCOUNT`] (not an admin) clicks the number `to` in Kommo: `POST /widget/v1/calls/originate`.
+    /// Asserts the call was placed (200) and returns the answer (`call_id`).
+    pub async fn click_to_call(&self, user: u64, to: &str) -> Value {
+        let token = self.token_as(ACCOUNT, user, Some(false)).await;
+        let response = self
+            .http
+            .post(format!("{}/widget/v1/calls/originate", self.server))
+            .header("X-Auth-Token", token)
+            .json(&json!({ "to": to }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
     /// The `POST /api/v4/calls` items the local Kommo committed for `account`'s call `call_id` (its `uniq`).
     pub async fn kommo_calls(&self, account: u64, call_id: &str) -> Vec<Value> {
         let mut calls = Vec::new();
