@@ -5,35 +5,14 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
-  SANDBOX_URL, STEP_MS, configure, launch, openSettings, openWidget, partScreenshot, postEvent, screenshot, streamOpen,
-  waitForForm,
+  SANDBOX_URL, STEP_MS, configure, launch, openSettings, openWidget, partScreenshot, postEvent, screenshot, seed,
+  streamOpen, waitForForm,
 } from './support.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-/**
- * Seeds the page's account in the local Kommo (a contact or a company) and returns what it made, once
- * Kommo's webhooks of the change (if the server subscribed the account) have reached the server: a
- * manager's contact made in Kommo a moment before its caller rings.
- */
-async function seed(kind, body) {
-  const response = await fetch(`${SANDBOX_URL}/sandbox/kommo/${kind}`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  assert.equal(response.status, 200, text);
-  const deadline = Date.now() + STEP_MS;
-  for (;;) {
-    const deliveries = await (await fetch(
-      `${SANDBOX_URL}/sandbox/kommo/webhook-deliveries?account_id=${body.account_id}`)).json();
-    if (!deliveries.some((delivery) => delivery.state === 'queued')) break;
-    assert.ok(Date.now() < deadline, 'Kommo\'s webhooks reached the server');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  return JSON.parse(text);
-}
 
 /**
  * A configured page with its push stream open, the widget's attempts to ring counted: the page's Web Audio

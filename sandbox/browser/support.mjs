@@ -1,4 +1,5 @@
 //! Shared pieces of the browser tests: Debian's Chromium through playwright-core, the local Kommo's page, waits.
+import assert from 'node:assert/strict';
 import { createHmac, randomInt, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -255,4 +256,26 @@ export async function userOptions(page, selectName) {
   await page.waitForFunction((selector) => (document.querySelector(selector)?.options.length ?? 0) > 1, select,
     { timeout: STEP_MS });
   return page.$$eval(`${select} option`, (options) => options.map((option) => option.value).filter(Boolean));
+}
+
+/**
+ * Seeds the page's account in the local Kommo (a contact or a company) and returns what it made, once
+ * Kommo's webhooks of the change (if the server subscribed the account) have reached the server: a
+ * manager's contact made in Kommo a moment before its caller rings.
+ */
+export async function seed(kind, body) {
+  const response = await fetch(`${SANDBOX_URL}/sandbox/kommo/${kind}`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  const deadline = Date.now() + STEP_MS;
+  for (;;) {
+    const deliveries = await (await fetch(
+      `${SANDBOX_URL}/sandbox/kommo/webhook-deliveries?account_id=${body.account_id}`)).json();
+    if (!deliveries.some((delivery) => delivery.state === 'queued')) break;
+    assert.ok(Date.now() < deadline, 'Kommo\'s webhooks reached the server');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return JSON.parse(text);
 }

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
-  SANDBOX_URL, STEP_MS, fillProvider, launch, openSettings, openWidget, partScreenshot, save, screenshot, streamOpen,
-  waitForForm,
+  SANDBOX_URL, STEP_MS, fillProvider, launch, openSettings, openWidget, partScreenshot, save, screenshot, seed,
+  streamOpen, waitForForm,
 } from './support.mjs';
 
 let browser;
@@ -48,22 +48,6 @@ async function play(page, system, scenario, from) {
   return page.evaluate(() => window.__sandbox.systemPlays.at(-1));
 }
 
-/** A contact of the page's account in the local Kommo, once Kommo's webhooks of it reached the server. */
-async function seedContact(account, name, phone) {
-  const response = await fetch(`${SANDBOX_URL}/sandbox/kommo/contacts`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ account_id: account, name, phones: [phone] }),
-  });
-  assert.equal(response.status, 200, await response.text());
-  const deadline = Date.now() + STEP_MS;
-  for (;;) {
-    const deliveries = await (await fetch(`${SANDBOX_URL}/sandbox/kommo/webhook-deliveries?account_id=${account}`)).json();
-    if (!deliveries.some((delivery) => delivery.state === 'queued')) break;
-    assert.ok(Date.now() < deadline, 'Kommo\'s webhooks reached the server');
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 /** The account's Kommo calls of `callId`, once there; then a moment more to see that no second one comes. */
 async function loggedOnce(account, callId) {
   const deadline = Date.now() + STEP_MS;
@@ -84,7 +68,7 @@ async function loggedOnce(account, callId) {
 test('a Zadarma call played from the host page pops up while it rings and is logged once, answered', async () => {
   const { page, context, errors, account } = await readyWith('zadarma',
     { url: `${SANDBOX_URL}/zadarma`, login: 'sandbox-zadarma-key', password: 'sandbox-zadarma-secret' });
-  await seedContact(account, 'Bianca Souza', '+5521988887777');
+  await seed('contacts', { account_id: account, name: 'Bianca Souza', phones: ['+5521988887777'] });
   const hint = await page.textContent('#sandbox-system-hint');
   assert.ok(hint.includes(`${SANDBOX_URL}/zadarma`) && hint.includes('sandbox-zadarma-key'), hint);
   await page.selectOption('#sandbox-system', 'zadarma');
@@ -117,7 +101,7 @@ test('a Zadarma call played from the host page pops up while it rings and is log
 test('a missed Twilio call and an outgoing one are logged once each; Yeastar asks for the secret; no AMI says so', async () => {
   const { page, context, errors, account } = await readyWith('twilio',
     { url: `${SANDBOX_URL}/twilio`, login: 'AC0000000000000000000000000000d3m0', password: 'sandbox-twilio-auth-token' });
-  await seedContact(account, 'Caio Lima', '+5521977776666');
+  await seed('contacts', { account_id: account, name: 'Caio Lima', phones: ['+5521977776666'] });
   const missed = await play(page, 'twilio', 'missed', '+5521977776666');
   assert.equal(missed.status, 200, JSON.stringify(missed));
   const call = await loggedOnce(account, missed.answer.call_id);

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use sandbox::ami::{AmiStandIn, Settings, scenarios};
-use serde_json::{Value, json};
 use support::{ACCOUNT, ADMIN, World};
 
 const MARIA: u64 = ACCOUNT * 100 + 1;
@@ -144,17 +143,7 @@ async fn an_asterisk_pbx_through_the_connector_logs_each_call_once_and_places_cl
     assert_eq!(call["phone"], CLIENT);
 
     // Click-to-call: Maria clicks a number; the connector originates on her extension; the call is logged once.
-    let token = world.token_as(ACCOUNT, MARIA, Some(false)).await;
-    let response = world
-        .http
-        .post(format!("{}/widget/v1/calls/originate", world.server))
-        .header("X-Auth-Token", token)
-        .json(&json!({"to": "(11) 98888-7777"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let placed: Value = response.json().await.unwrap();
+    let placed = world.click_to_call(MARIA, "(11) 98888-7777").await;
     let call_id = placed["call_id"].as_str().unwrap().to_owned();
     let originates = ami.originates();
     assert_eq!(originates.len(), 1, "{originates:?}");

@@ -280,17 +280,7 @@ async fn the_credentials_check_and_click_to_call_go_through_twilios_rest_api() {
     assert_eq!(call["responsible_user_id"], ADMIN);
 
     // Through the widget: the dispatch's click-to-call reaches the same API.
-    let user = world.token_as(ACCOUNT, MARIA, Some(false)).await;
-    let response = world
-        .http
-        .post(format!("{}/widget/v1/calls/originate", world.server))
-        .header("X-Auth-Token", user)
-        .json(&json!({"to": "(11) 98765-4321"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let answered: Value = response.json().await.unwrap();
+    let answered = world.click_to_call(MARIA, "(11) 98765-4321").await;
     let created: Value =
         world.http.get(format!("{}/sandbox/twilio/calls", world.kommo)).send().await.unwrap().json().await.unwrap();
     assert_eq!(created["calls"][1]["To"], "client:102");

@@ -141,17 +141,7 @@ async fn click_to_call_dials_through_yeastar_and_its_call_is_one_outbound_kommo_
     let (world, path, secret) = setup().await;
     let target = json!({"webhook_url": format!("{}{path}", world.server), "secret": secret, "gap_ms": 50});
     world.http.put(format!("{}/sandbox/yeastar/webhook", world.kommo)).json(&target).send().await.unwrap();
-    let token = world.token_as(ACCOUNT, MARIA, Some(false)).await;
-    let response = world
-        .http
-        .post(format!("{}/widget/v1/calls/originate", world.server))
-        .header("X-Auth-Token", token)
-        .json(&json!({"to": "(11) 98765-4321"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let placed: Value = response.json().await.unwrap();
+    let placed = world.click_to_call(MARIA, "(11) 98765-4321").await;
     let dials: Value =
         world.http.get(format!("{}/sandbox/yeastar/dials", world.kommo)).send().await.unwrap().json().await.unwrap();
     assert_eq!(dials[0]["caller"], "102", "Maria's extension rings first");

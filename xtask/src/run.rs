@@ -143,14 +143,7 @@ fn connector_env(root: &Path) -> Result<BTreeMap<String, String>> {
             port = SANDBOX_AMI_ADDR.rsplit(':').next().unwrap_or_default(),
             password = &secrets::client_secret()?[..24],
         );
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .with_context(|| format!("writing {} (delete it if it is incomplete)", path.display()))?;
-        println!("created {}", path.display());
+        write_private(&path, &text)?;
     }
     let env = env_file::read(&path)?;
     for key in ["CONNECTOR_LISTEN_ADDR", "CONNECTOR_API_LOGIN"] {
@@ -174,13 +167,19 @@ fn dev_secrets(root: &Path) -> Result<BTreeMap<String, String>> {
         secrets::client_secret()?,
         secrets::secret_keys("local1")?
     );
+    write_private(&path, &text)?;
+    env_file::read(&path)
+}
+
+/// Writes a new file only its owner reads (it holds secrets); an existing one is never overwritten.
+fn write_private(path: &Path, text: &str) -> Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .and_then(|mut file| file.write_all(text.as_bytes()))
         .with_context(|| format!("writing {} (delete it if it is incomplete)", path.display()))?;
     println!("created {}", path.display());
-    env_file::read(&path)
+    Ok(())
 }
