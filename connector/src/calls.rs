@@ -11,7 +11,10 @@
 //! - Answered: `DialEnd` with `ANSWER` towards the extension (inbound) or the outside number (outbound),
 //!   else two channels of the call in one bridge (a `DialEnd` lost).
 //! - Transfers: another extension answering or entering the call's bridge later takes the call over; the
-//!   end names the extension that finished it (the server keeps one `answered` per call).
+//!   end names the extension that finished it (the server keeps one `answered` per call). An attended
+//!   transfer's target talked first on the consult call (its own `Linkedid`, extension to extension):
+//!   `AttendedTransfer` (Asterisk 13+: `TransfereeLinkedid`, `TransferTargetUniqueid`) moves its channel to
+//!   the transferred call.
 //! - Ended: when the call's last channel hung up. With `cdr_wait` the end waits that long for `Cdr`
 //!   events, whose `BillableSeconds` (summed over the `ANSWERED` records, one per leg pair) give the
 //!   duration; without them the duration runs from the first answer to the last hangup, by the events'
@@ -418,6 +421,37 @@ impl Tracker {
                     call.cdr_billable += event.get("BillableSeconds").and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
                 } else if call.cdr_disposition.is_none() {
                     call.cdr_disposition = Some(disposition);
+                }
+            }
+            "AttendedTransfer" if event.get("Result") == Some("Success") => {
+                // The consult call's other end (the transfer target) now talks on the transferred call: its
+                // channel moves to that call, which ends on its extension; the consult call keeps the rest.
+                let (Some(call_id), Some(target), Some(channel)) = (
+                    event.get("TransfereeLinkedid"),
+                    event.get("TransferTargetUniqueid"),
+                    event.get("TransferTargetChannel"),
+                ) else {
+                    return out;
+                };
+                let call_id = call_id.to_owned();
+                if !self.calls.contains_key(&call_id) {
+                    return out;
+                }
+                if let Some(consult) = self.channels.insert(target.to_owned(), call_id.clone())
+                    && consult != call_id
+                    && let Some(consult) = self.calls.get_mut(&consult)
+                {
+                    consult.uniques.remove(target);
+                    consult.live.remove(target);
+                }
+                let call = self.calls.get_mut(&call_id).expect("checked above");
+                call.last_seen = now;
+                call.uniques.insert(target.to_owned());
+                call.live.insert(target.to_owned());
+                if matches!(call.kind, Kind::Inbound | Kind::Outbound)
+                    && let Some(ext) = extension_of(channel, max_len)
+                {
+                    call.extension = Some(ext);
                 }
             }
             "OriginateResponse" if event.get("Response") == Some("Failure") => {

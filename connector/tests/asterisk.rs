@@ -238,6 +238,29 @@ async fn a_transferred_call_ends_on_the_extension_it_was_transferred_to_with_bot
 }
 
 #[tokio::test]
+async fn an_attended_transfer_ends_on_the_target_and_its_consult_call_is_not_reported() {
+    let rig = rig().await;
+    let running = start(&rig, &[]).await;
+    let call = scenarios::attended_transfer(&rig.ami.ids(), past(), CALLER, DID, "101", "102", 20.0, 30.0);
+    rig.ami.play_events(call.events, Duration::from_millis(5)).await;
+    let events = rig.receiver.wait_for(3).await;
+    // The caller's leg with 101 billed from the answer to the transfer (20 s talk, 2 s ringing 102, 5 s
+    // consulting), then 30 s with 102; the consult call itself is extension to extension.
+    assert_eq!(
+        seen(&events),
+        [
+            (CallStatus::Ringing, Some(CallEventType::Ringing), IN, ext("101"), None),
+            (CallStatus::Answered, Some(CallEventType::Answered), IN, ext("101"), None),
+            (CallStatus::Ended, Some(CallEventType::Ended), IN, ext("102"), Some(57)),
+        ]
+    );
+    assert!(events.iter().all(|event| event.call_id == call.linkedid), "one call: {events:?}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(rig.receiver.events().len(), 3, "nothing of the consult call");
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn without_cdr_manager_the_duration_runs_from_the_answer_to_the_last_hangup() {
     let rig = rig().await;
     let running = start(&rig, &[("AMI_CDR_WAIT_MS", "0")]).await;

@@ -292,6 +292,74 @@ pub fn transferred(
     Call { linkedid: trunk.linked.clone(), events }
 }
 
+/// An outside call answered by `first` after 3 s, who after `talk_first` s puts it on hold and calls `second`
+/// from a new channel (the consult call, its own `Linkedid`: extension to extension); `second` answers after
+/// 2 s, they talk 5 s, and `first` completes the attended transfer: `AttendedTransfer` (Asterisk 13+, with
+/// the transferee's and the target's snapshots), the consult bridge merged into the call's, `first`'s two
+/// channels hung up. Later events show `second`'s channel with the call's `Linkedid` (Asterisk propagates the
+/// oldest one through a bridge). `second` talks `talk_second` s with the caller, then hangs up.
+#[allow(clippy::too_many_arguments)]
+pub fn attended_transfer(
+    ids: &Ids,
+    t0: f64,
+    from: &str,
+    did: &str,
+    first: &str,
+    second: &str,
+    talk_first: f64,
+    talk_second: f64,
+) -> Call {
+    let trunk = Leg::new(ids, "trunk", None, from, "from-trunk", did);
+    let one = Leg::new(ids, first, Some(&trunk.linked), first, "from-internal", first);
+    let consult = Leg::new(ids, first, None, first, "from-internal", second);
+    let mut two = Leg::new(ids, second, Some(&consult.linked), second, "from-internal", second);
+    let (call_bridge, consult_bridge) = (format!("bridge-{}", trunk.unique), format!("bridge-{}", consult.unique));
+    let answer = t0 + 3.0;
+    let consulted = answer + talk_first;
+    let consult_answer = consulted + 2.0;
+    let transfer = consult_answer + 5.0;
+    let end = transfer + talk_second;
+    let mut attended = event("AttendedTransfer", transfer).with("Result", "Success");
+    attended = one.fields(attended, "OrigTransferer", UP).with("OrigBridgeUniqueid", call_bridge.clone());
+    attended = consult.fields(attended, "SecondTransferer", UP).with("SecondBridgeUniqueid", consult_bridge.clone());
+    attended = attended.with("DestType", "Bridge").with("DestBridgeUniqueid", call_bridge.clone());
+    attended = trunk.fields(attended, "Transferee", UP);
+    attended = two.fields(attended, "TransferTarget", UP).with("IsExternal", "No");
+    let mut events = vec![
+        newchannel(t0, &trunk, RING),
+        newchannel(t0, &one, DOWN),
+        dial_begin(t0, &trunk, &one, first),
+        dial_end(answer, &trunk, &one, "ANSWER"),
+        bridge("BridgeEnter", answer, &call_bridge, &one, 1),
+        bridge("BridgeEnter", answer, &call_bridge, &trunk, 2),
+        // The consult call: extension to extension.
+        newchannel(consulted, &consult, RING),
+        newchannel(consulted, &two, DOWN),
+        dial_begin(consulted, &consult, &two, second),
+        dial_end(consult_answer, &consult, &two, "ANSWER"),
+        bridge("BridgeEnter", consult_answer, &consult_bridge, &two, 1),
+        bridge("BridgeEnter", consult_answer, &consult_bridge, &consult, 2),
+        attended,
+        bridge("BridgeLeave", transfer, &call_bridge, &one, 1),
+        bridge("BridgeLeave", transfer, &consult_bridge, &consult, 1),
+        hangup(transfer, &one, NORMAL_CLEARING),
+        hangup(transfer, &consult, NORMAL_CLEARING),
+        bridge("BridgeLeave", transfer, &consult_bridge, &two, 0),
+    ];
+    two.linked.clone_from(&trunk.linked);
+    events.extend([
+        bridge("BridgeEnter", transfer, &call_bridge, &two, 2),
+        bridge("BridgeLeave", end, &call_bridge, &two, 1),
+        hangup(end, &two, NORMAL_CLEARING),
+        bridge("BridgeLeave", end, &call_bridge, &trunk, 0),
+        hangup(end, &trunk, NORMAL_CLEARING),
+        cdr(end, &trunk, &one, did, t0, Some(answer), transfer, "ANSWERED"),
+        cdr(end, &consult, &two, second, consulted, Some(consult_answer), transfer, "ANSWERED"),
+        cdr(end, &trunk, &two, did, transfer, Some(transfer), end, "ANSWERED"),
+    ]);
+    Call { linkedid: trunk.linked.clone(), events }
+}
+
 /// `ext` dials an outside number through the trunk; it answers after `ring` s (`None`: never, and the
 /// extension gives up after 20 s) and they talk `talk` s.
 pub fn outgoing(ids: &Ids, t0: f64, ext: &str, number: &str, ring: Option<f64>, talk: f64) -> Call {
