@@ -16,6 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::Sha256;
 
 /// Audio files MixMonitor and the usual dialplans write.
@@ -59,10 +60,12 @@ impl Recordings {
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
-    /// The signed link of the recording at `relative` (a path under the directory, `/`-separated).
+    /// The signed link of the recording at `relative` (a path under the directory, `/`-separated; each
+    /// segment percent-encoded as a URL path takes it, so a space stays a space).
     pub fn link(&self, relative: &str) -> String {
+        const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
         let path: Vec<String> =
-            relative.split('/').map(|part| form_urlencoded::byte_serialize(part.as_bytes()).collect()).collect();
+            relative.split('/').map(|part| utf8_percent_encode(part, SEGMENT).to_string()).collect();
         format!("{}/v1/recordings/{}?sig={}", self.public_url, path.join("/"), self.tag(relative))
     }
 
@@ -148,5 +151,20 @@ mod tests {
         assert_eq!(recordings.open("../etc/passwd", &recordings.tag("../etc/passwd")), None);
         let rotated = Recordings::new(dir.path().to_owned(), "https://pbx.example.org:8443", b"new-api-key");
         assert_eq!(rotated.open(&found, sig), None, "new API credentials withdraw old links");
+    }
+
+    #[test]
+    fn a_name_with_spaces_and_plus_signs_survives_the_links_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("q-sales +55 11-1700000000.7.wav"), b"RIFF").unwrap();
+        let recordings = recordings(dir.path());
+        let found = recordings.find("1700000000.7", 1_700_000_000).unwrap();
+        let link = recordings.link(&found);
+        let (path, sig) =
+            link.strip_prefix("https://pbx.example.org:8443/v1/recordings/").unwrap().split_once("?sig=").unwrap();
+        assert_eq!(path, "q-sales%20%2B55%2011-1700000000.7.wav");
+        // The route's path, decoded as axum's `Path` decodes it, opens the file.
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8().unwrap();
+        assert_eq!(recordings.open(&decoded, sig), Some(dir.path().join("q-sales +55 11-1700000000.7.wav")));
     }
 }
