@@ -393,8 +393,9 @@ impl ProviderClient {
         Ok(token.access_token)
     }
 
-    /// `{provider_url}{path}`, the provider URL checked against the egress policy first.
-    fn endpoint(&self, provider_url: &str, path: &str) -> Result<Url, ProviderError> {
+    /// `{provider_url}{path}`, the provider URL checked against the egress policy first (the adapters'
+    /// API requests are built on it too).
+    pub(crate) fn endpoint(&self, provider_url: &str, path: &str) -> Result<Url, ProviderError> {
         let mut url = provider_base_url(provider_url, self.policy)?;
         let joined = format!("{}{path}", url.path().trim_end_matches('/'));
         url.set_path(&joined);

@@ -67,6 +67,25 @@ pub struct Delivery {
     pub binding: Option<Binding>,
 }
 
+/// A system's word that the recording of call `call_id` is at `url` (`now`: when it said so). It names neither
+/// number: the call's earlier events gave them (a recording comes after its call's end; should it come
+/// first, the call's numbers read as unknown until they do).
+pub(crate) fn recording_ready(call_id: &str, account: &str, now: i64, url: String) -> FromWebhook {
+    FromWebhook {
+        call_id: call_id.to_owned(),
+        voip_account_id: account.to_owned(),
+        from: "unknown".into(),
+        to: "unknown".into(),
+        status: shared::CallStatus::Ended,
+        start_time: now,
+        extension: None,
+        event_type: Some(shared::CallEventType::RecordingReady),
+        direction: None,
+        duration: None,
+        recording_url: Some(url),
+    }
+}
+
 /// The fields of a call one of its events signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {

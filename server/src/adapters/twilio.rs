@@ -29,12 +29,12 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha1::Sha1;
-use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
+use shared::{CallDirection, CallStatus, FromWebhook};
 
 use super::{AdapterError, Delivery, Inbound, Keys, Request};
 use reqwest::Url;
 
-use crate::provider::{ProviderAccount, ProviderClient, ProviderError, provider_base_url};
+use crate::provider::{ProviderAccount, ProviderClient, ProviderError};
 
 /// The header Twilio signs each webhook request with.
 pub const SIGNATURE_HEADER: &str = "x-twilio-signature";
@@ -175,21 +175,7 @@ fn recording_event<'a>(
     let call_sid = required("CallSid")?;
     let url = required("RecordingUrl")?;
     let url = if url.ends_with(".mp3") || url.ends_with(".wav") { url.to_owned() } else { format!("{url}.mp3") };
-    // The callback names neither number: the call's earlier events gave them (a recording comes after its
-    // call's end). Should it come first, the call's numbers read as unknown until then.
-    let event = FromWebhook {
-        call_id: call_sid.to_owned(),
-        voip_account_id: keys.login.to_owned(),
-        from: "unknown".into(),
-        to: "unknown".into(),
-        status: CallStatus::Ended,
-        start_time: request.now,
-        extension: None,
-        event_type: Some(CallEventType::RecordingReady),
-        direction: None,
-        duration: None,
-        recording_url: Some(url),
-    };
+    let event = super::recording_ready(call_sid, keys.login, request.now, url);
     Ok(Inbound::Events(vec![Delivery {
         webhook_id: format!("twilio:{call_sid}:recording:{recording}"),
         event,
@@ -245,10 +231,7 @@ fn account_url(client: &ProviderClient, provider_url: &str, sid: &str, rest: &st
     if sid.is_empty() || !sid.bytes().all(|byte| byte.is_ascii_alphanumeric()) {
         return Err(ProviderError::InvalidCredentials("the account SID must be letters and digits (AC…)"));
     }
-    let mut url = provider_base_url(provider_url, client.policy())?;
-    let path = format!("{}/2010-04-01/Accounts/{sid}{rest}", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    Ok(url)
+    client.endpoint(provider_url, &format!("/2010-04-01/Accounts/{sid}{rest}"))
 }
 
 /// Sends one API request (Basic auth: account SID and auth token) and reads its JSON answer.

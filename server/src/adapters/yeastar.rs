@@ -54,7 +54,7 @@ use sha2::Sha256;
 use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
 
 use super::{AdapterError, Delivery, Inbound, Keys, Request};
-use crate::provider::{ProviderAccount, ProviderClient, ProviderError, provider_base_url};
+use crate::provider::{ProviderAccount, ProviderClient, ProviderError};
 
 /// The header that carries the signature of the raw body.
 pub const SIGNATURE_HEADER: &str = "x-signature";
@@ -454,9 +454,8 @@ pub async fn recording_link(
     if !path.starts_with('/') || path.starts_with("//") {
         return Err(ProviderError::BadResponse("the download URL is not a path on the PBX"));
     }
-    let mut link = provider_base_url(provider_url, client.policy())?;
     let (path, query) = path.split_once('?').unwrap_or((&path, ""));
-    link.set_path(&format!("{}{path}", link.path().trim_end_matches('/')));
+    let mut link = client.endpoint(provider_url, path)?;
     link.set_query((!query.is_empty()).then_some(query));
     link.query_pairs_mut().append_pair("access_token", token.expose_secret());
     Ok(SecretString::from(String::from(link)))
@@ -488,10 +487,7 @@ async fn access_token(
 
 /// `{pbx}/openapi/v1.0/{name}`, the PBX address checked against the egress policy first.
 fn endpoint(client: &ProviderClient, provider_url: &str, name: &str) -> Result<Url, ProviderError> {
-    let mut url = provider_base_url(provider_url, client.policy())?;
-    let path = format!("{}{API_PATH}/{name}", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    Ok(url)
+    client.endpoint(provider_url, &format!("{API_PATH}/{name}"))
 }
 
 /// Sends one API request and reads its answer: an HTTP failure classified, then Yeastar's `errcode` (0 is

@@ -60,7 +60,7 @@ use sha1::Sha1;
 use shared::{CallDirection, CallEventType, CallStatus, FromWebhook};
 
 use super::{AdapterError, Binding, Delivery, Inbound, Keys, Request};
-use crate::provider::{ProviderAccount, ProviderClient, ProviderError, provider_base_url};
+use crate::provider::{ProviderAccount, ProviderClient, ProviderError};
 
 /// The header that carries a notification's signature.
 pub const SIGNATURE_HEADER: &str = "signature";
@@ -240,20 +240,8 @@ fn read(
         let record = form.required("call_id_with_rec")?;
         webhook_id.push(':');
         webhook_id.push_str(record);
-        let event = FromWebhook {
-            call_id: pbx_call_id.to_owned(),
-            voip_account_id: keys.login.to_owned(),
-            // The notification names neither number: the call's earlier events gave them.
-            from: "unknown".into(),
-            to: "unknown".into(),
-            status: CallStatus::Ended,
-            start_time: request.now,
-            extension: None,
-            event_type: Some(CallEventType::RecordingReady),
-            direction: None,
-            duration: None,
-            recording_url: Some(recording_url(&request.public_url, record, secret)),
-        };
+        let url = recording_url(&request.public_url, record, secret);
+        let event = super::recording_ready(pbx_call_id, keys.login, request.now, url);
         return Ok(Delivery { webhook_id, event, binding: None });
     }
     let start_time = call_start(form.required("call_start")?)?;
@@ -514,8 +502,7 @@ async fn call<T: serde::de::DeserializeOwned>(
     if login.is_empty() || !login.bytes().all(|byte| byte.is_ascii_graphic()) || secret.expose_secret().is_empty() {
         return Err(ProviderError::InvalidCredentials("the API key and secret are required, printable, no spaces"));
     }
-    let mut url = provider_base_url(provider_url, client.policy())?;
-    url.set_path(&format!("{}{path}", url.path().trim_end_matches('/')));
+    let mut url = client.endpoint(provider_url, path)?;
     let query = sorted_query(params);
     url.set_query(Some(&query));
     let request = client
