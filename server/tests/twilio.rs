@@ -51,16 +51,7 @@ async fn setup() -> (World, String) {
 async fn play(world: &World, url: &str, scenario: &str, extra: Value) -> (String, Value) {
     let mut body = json!({"webhook_url": url, "auth_token": VOIP_PASSWORD, "account_sid": SID, "scenario": scenario});
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let played: Value = world
-        .http
-        .post(format!("{}/sandbox/twilio/play", world.kommo))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let played = world.kommo_control("/sandbox/twilio/play", body).await;
     for delivery in played["deliveries"].as_array().unwrap() {
         assert_eq!(delivery["status"], 200, "{played}");
     }

@@ -50,16 +50,7 @@ async fn setup() -> (World, String, String) {
 async fn play(world: &World, path: &str, secret: &str, scenario: &str, extra: Value) -> String {
     let mut body = json!({"webhook_url": format!("{}{path}", world.server), "secret": secret, "scenario": scenario});
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let played: Value = world
-        .http
-        .post(format!("{}/sandbox/yeastar/play", world.kommo))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let played = world.kommo_control("/sandbox/yeastar/play", body).await;
     for delivery in played["deliveries"].as_array().unwrap() {
         assert_eq!(delivery["status"], 200, "{played}");
     }

@@ -55,16 +55,7 @@ async fn play(world: &World, path: &str, scenario: &str, extra: Value) -> String
     let mut body =
         json!({"webhook_url": format!("{}{path}", world.server), "secret": VOIP_PASSWORD, "scenario": scenario});
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    let played: Value = world
-        .http
-        .post(format!("{}/sandbox/zadarma/play", world.kommo))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let played = world.kommo_control("/sandbox/zadarma/play", body).await;
     for delivery in played["deliveries"].as_array().unwrap() {
         assert_eq!(delivery["status"], 200, "{played}");
     }
