@@ -12,6 +12,7 @@
 
 pub mod ami;
 pub mod archive;
+pub mod clock;
 mod error;
 pub mod kommo_api;
 #[cfg(feature = "oracle")]

@@ -13,7 +13,8 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use sandbox::systems::twilio::{DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, rfc2822, signature};
+use sandbox::clock::rfc2822;
+use sandbox::systems::twilio::{DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, signature};
 use serde_json::{Value, json};
 
 /// What the fake server received: each callback's parameters, and whether its signature verified.

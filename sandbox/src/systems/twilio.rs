@@ -295,7 +295,7 @@ impl Played {
         .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
         .collect();
         params.push(("SequenceNumber".into(), sequence.to_string()));
-        params.push(("Timestamp".into(), rfc2822(now())));
+        params.push(("Timestamp".into(), crate::clock::rfc2822(now())));
         if let Some(parent) = &self.parent_sid {
             params.push(("ParentCallSid".into(), parent.clone()));
         }
@@ -319,7 +319,7 @@ impl Played {
             ("RecordingDuration", seconds.to_string()),
             ("RecordingChannels", "1".into()),
             ("RecordingSource", "DialVerb".into()),
-            ("RecordingStartTime", rfc2822(now() - i64::from(seconds))),
+            ("RecordingStartTime", crate::clock::rfc2822(now() - i64::from(seconds))),
             ("ErrorCode", "0".into()),
         ]
         .into_iter()
@@ -331,31 +331,6 @@ impl Played {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs() as i64)
-}
-
-/// An RFC 2822 date as Twilio's `Timestamp` carries it (`Mon, 16 Aug 2010 03:45:01 +0000`).
-pub fn rfc2822(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rest = secs.rem_euclid(86_400);
-    // The civil date of a day count (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
-        months[(month - 1) as usize],
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// `POST /sandbox/twilio/play`: which call to play, and to whom.

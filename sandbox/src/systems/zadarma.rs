@@ -255,7 +255,7 @@ async fn play_call(play: &Play) -> (String, Vec<Value>) {
     let outgoing = play.scenario == "outgoing";
     let prefix = if outgoing { "out" } else { "in" };
     let pbx_call_id = play.pbx_call_id.clone().unwrap_or_else(|| format!("{prefix}_{}", uuid::Uuid::new_v4().simple()));
-    let call_start = format_time(unix_now());
+    let call_start = crate::clock::date_time(unix_now());
     let record = format!("{}.{}", unix_now(), &pbx_call_id[pbx_call_id.len().saturating_sub(6)..]);
     let (caller, number, extension) = (play.caller.as_str(), play.number.as_str(), play.extension.as_str());
     let base = |event: &str| -> Vec<(String, String)> {
@@ -386,19 +386,4 @@ async fn deliver(http: &reqwest::Client, url: &str, secret: &str, fields: &[(Str
 
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|since| since.as_secs() as i64).unwrap_or(0)
-}
-
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS` (UTC), Howard Hinnant's `civil_from_days`.
-pub fn format_time(unix: i64) -> String {
-    let (days, seconds) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
-    let shifted = days + 719_468;
-    let era = shifted.div_euclid(146_097);
-    let day_of_era = shifted - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", seconds / 3600, seconds % 3600 / 60, seconds % 60)
 }
