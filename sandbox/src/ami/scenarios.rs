@@ -168,6 +168,19 @@ fn local_time(unix: f64) -> String {
     crate::clock::date_time(unix.floor() as i64)
 }
 
+/// An outside call's opening: the trunk's channel rings `phone` (dialled as `ext`) from `t0`; `phone` answers
+/// at `answer` and both enter `bridge_id`.
+fn answered_by(t0: f64, answer: f64, trunk: &Leg, phone: &Leg, ext: &str, bridge_id: &str) -> Vec<Message> {
+    vec![
+        newchannel(t0, trunk, RING),
+        newchannel(t0, phone, DOWN),
+        dial_begin(t0, trunk, phone, ext),
+        dial_end(answer, trunk, phone, "ANSWER"),
+        bridge("BridgeEnter", answer, bridge_id, phone, 1),
+        bridge("BridgeEnter", answer, bridge_id, trunk, 2),
+    ]
+}
+
 /// The events of one call, and the id that ties its legs (`Linkedid`).
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -192,19 +205,14 @@ pub fn inbound_answered(ids: &Ids, t0: f64, from: &str, did: &str, ext: &str, ri
     trunk.connected = ext.to_owned();
     let bridge_id = format!("bridge-{}", trunk.unique);
     let (answer, end) = (t0 + ring, t0 + ring + talk);
-    let events = vec![
-        newchannel(t0, &trunk, RING),
-        newchannel(t0, &phone, DOWN),
-        dial_begin(t0, &trunk, &phone, ext),
-        dial_end(answer, &trunk, &phone, "ANSWER"),
-        bridge("BridgeEnter", answer, &bridge_id, &phone, 1),
-        bridge("BridgeEnter", answer, &bridge_id, &trunk, 2),
+    let mut events = answered_by(t0, answer, &trunk, &phone, ext, &bridge_id);
+    events.extend([
         bridge("BridgeLeave", end, &bridge_id, &phone, 1),
         hangup(end, &phone, NORMAL_CLEARING),
         bridge("BridgeLeave", end, &bridge_id, &trunk, 0),
         hangup(end, &trunk, NORMAL_CLEARING),
         cdr(end, &trunk, &phone, did, t0, Some(answer), end, "ANSWERED"),
-    ];
+    ]);
     Call { linkedid: trunk.linked.clone(), events }
 }
 
@@ -256,13 +264,8 @@ pub fn transferred(
         .with("IsExternal", "No")
         .with("Context", "from-internal")
         .with("Extension", second);
-    let events = vec![
-        newchannel(t0, &trunk, RING),
-        newchannel(t0, &one, DOWN),
-        dial_begin(t0, &trunk, &one, first),
-        dial_end(answer, &trunk, &one, "ANSWER"),
-        bridge("BridgeEnter", answer, &bridge_id, &one, 1),
-        bridge("BridgeEnter", answer, &bridge_id, &trunk, 2),
+    let mut events = answered_by(t0, answer, &trunk, &one, first, &bridge_id);
+    events.extend([
         blind,
         bridge("BridgeLeave", transfer, &bridge_id, &one, 1),
         hangup(transfer, &one, NORMAL_CLEARING),
@@ -276,7 +279,7 @@ pub fn transferred(
         hangup(end, &trunk, NORMAL_CLEARING),
         cdr(end, &trunk, &one, did, t0, Some(answer), transfer, "ANSWERED"),
         cdr(end, &trunk, &two, did, transfer, Some(answer_two), end, "ANSWERED"),
-    ];
+    ]);
     Call { linkedid: trunk.linked.clone(), events }
 }
 
@@ -313,13 +316,8 @@ pub fn attended_transfer(
     attended = attended.with("DestType", "Bridge").with("DestBridgeUniqueid", call_bridge.clone());
     attended = trunk.fields(attended, "Transferee", UP);
     attended = two.fields(attended, "TransferTarget", UP).with("IsExternal", "No");
-    let mut events = vec![
-        newchannel(t0, &trunk, RING),
-        newchannel(t0, &one, DOWN),
-        dial_begin(t0, &trunk, &one, first),
-        dial_end(answer, &trunk, &one, "ANSWER"),
-        bridge("BridgeEnter", answer, &call_bridge, &one, 1),
-        bridge("BridgeEnter", answer, &call_bridge, &trunk, 2),
+    let mut events = answered_by(t0, answer, &trunk, &one, first, &call_bridge);
+    events.extend([
         // The consult call: extension to extension.
         newchannel(consulted, &consult, RING),
         newchannel(consulted, &two, DOWN),
@@ -333,7 +331,7 @@ pub fn attended_transfer(
         hangup(transfer, &one, NORMAL_CLEARING),
         hangup(transfer, &consult, NORMAL_CLEARING),
         bridge("BridgeLeave", transfer, &consult_bridge, &two, 0),
-    ];
+    ]);
     two.linked.clone_from(&trunk.linked);
     events.extend([
         bridge("BridgeEnter", transfer, &call_bridge, &two, 2),
