@@ -246,12 +246,13 @@ mod tests {
             (
                 "expired beyond leeway",
                 with(|c| {
-                    c["exp"] = json!(now - 61);
+                    c["exp"] = json!(now - 90);
                     c["iat"] = json!(now - 1000);
                     c["nbf"] = json!(now - 1000);
                 }),
             ),
-            ("not yet valid beyond leeway", with(|c| c["nbf"] = json!(now + 61))),
+            // Well past the 60 s leeway: the verifier reads the clock after `now`, so `now + 61` could pass.
+            ("not yet valid beyond leeway", with(|c| c["nbf"] = json!(now + 90))),
             ("nbf as a string", with(|c| c["nbf"] = json!("99999999999"))),
             ("exp as a string", with(|c| c["exp"] = json!((now + 100).to_string()))),
             (
