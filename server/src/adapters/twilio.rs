@@ -196,34 +196,8 @@ fn identity(address: &str) -> Option<String> {
 
 /// Seconds of an RFC 2822 date as Twilio's `Timestamp` carries it (`Mon, 16 Aug 2010 03:45:01 +0000`).
 fn rfc2822_secs(text: &str) -> Option<i64> {
-    let text = text.split_once(", ").map_or(text, |(_, rest)| rest);
-    let mut parts = text.split_whitespace();
-    let day: i64 = parts.next()?.parse().ok()?;
-    let month_name = parts.next()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|name| *name == month_name)? as i64
-        + 1;
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut clock = parts.next()?.split(':').map(|part| part.parse::<i64>().ok());
-    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next().flatten().unwrap_or(0));
-    let zone = parts.next().unwrap_or("+0000");
-    let offset = match zone {
-        "GMT" | "UT" | "UTC" | "Z" => 0,
-        _ => {
-            let sign = if zone.starts_with('-') { -1 } else { 1 };
-            let digits: i64 = zone.get(1..5)?.parse().ok()?;
-            sign * ((digits / 100) * 3600 + (digits % 100) * 60)
-        }
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    use time::format_description::well_known::Rfc2822;
+    time::OffsetDateTime::parse(text.trim(), &Rfc2822).ok().map(time::OffsetDateTime::unix_timestamp)
 }
 
 /// `{provider_url}/2010-04-01/Accounts/{sid}{rest}`, the provider URL checked against the egress policy.
@@ -363,5 +337,8 @@ mod tests {
         assert_eq!(identity("client:"), None);
         assert_eq!(rfc2822_secs("Mon, 16 Aug 2010 03:45:01 +0000"), Some(1_281_930_301));
         assert_eq!(rfc2822_secs("Mon, 16 Aug 2010 05:45:01 +0200"), Some(1_281_930_301));
+        assert_eq!(rfc2822_secs("Mon, 16 Aug 2010 03:45:01 GMT"), Some(1_281_930_301));
+        assert_eq!(rfc2822_secs("Tue, 30 Feb 2010 03:45:01 +0000"), None, "no such day");
+        assert_eq!(rfc2822_secs("16/08/2010"), None);
     }
 }

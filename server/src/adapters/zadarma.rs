@@ -308,31 +308,9 @@ fn call_start(value: &str) -> Result<i64, AdapterError> {
     if let Ok(seconds) = value.parse::<i64>() {
         return (seconds > 0).then_some(seconds).ok_or_else(malformed);
     }
-    // No date crate is in the tree; the civil-date arithmetic is Howard Hinnant's `days_from_civil`.
-    let (date, clock) = value.split_once(' ').ok_or_else(malformed)?;
-    let numbers = |text: &str, parts: usize| -> Option<Vec<i64>> {
-        let numbers: Vec<i64> = text.split(['-', ':']).map(|part| part.parse().ok()).collect::<Option<_>>()?;
-        (numbers.len() == parts).then_some(numbers)
-    };
-    let (date, clock) = (numbers(date, 3).ok_or_else(malformed)?, numbers(clock, 3).ok_or_else(malformed)?);
-    let (year, month, day) = (date[0], date[1], date[2]);
-    let (hour, minute, second) = (clock[0], clock[1], clock[2]);
-    if !(1970..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || !(0..24).contains(&hour)
-        || !(0..60).contains(&minute)
-        || !(0..61).contains(&second)
-    {
-        return Err(malformed());
-    }
-    let shifted = if month <= 2 { year - 1 } else { year };
-    let era = shifted.div_euclid(400);
-    let year_of_era = shifted - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Ok(days * 86_400 + hour * 3600 + minute * 60 + second)
+    let layout = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    let at = time::PrimitiveDateTime::parse(value, layout).map_err(|_| malformed())?.assume_utc();
+    (at.year() >= 1970).then(|| at.unix_timestamp()).ok_or_else(malformed)
 }
 
 /// The link a RECORD event carries: the webhook URL with the record's id and a tag only the API secret makes.
@@ -551,6 +529,9 @@ mod tests {
         assert_eq!(call_start("2026-12-04 10:00:00").unwrap(), 1_796_378_400);
         assert_eq!(call_start("1700000000").unwrap(), 1_700_000_000);
         assert!(call_start("yesterday").is_err());
+        assert!(call_start("2026-02-30 10:00:00").is_err(), "no such day");
+        assert!(call_start("1969-12-31 23:59:59").is_err(), "before the epoch");
+        assert!(call_start("2026-12-04 24:00:00").is_err());
     }
 
     #[test]
