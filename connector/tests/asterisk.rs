@@ -341,9 +341,10 @@ async fn a_call_whose_hangup_was_lost_while_disconnected_ends_at_the_reconnectio
     let events = rig.receiver.wait_for(3).await;
     assert_eq!(events.len(), 3);
     assert_eq!((events[2].status, events[2].extension.as_deref()), (CallStatus::Ended, Some("101")));
-    // Answered 55 s ago; the end is known only at the reconnection.
+    // Answered 55 s ago; the end is known only at the reconnection (a loaded machine may take seconds to
+    // reconnect, never a minute: the duration is not the 42 s the lost hangup would have said).
     let duration = events[2].duration.unwrap();
-    assert!((55..=60).contains(&duration), "{duration}");
+    assert!((55..=75).contains(&duration), "{duration}");
     running.stop().await;
 }
 
@@ -375,8 +376,9 @@ async fn a_call_in_progress_when_the_connector_restarts_still_ends_right() {
     let meanwhile = rig.receiver.of(&ends_meanwhile.linkedid);
     assert_eq!(meanwhile.len(), 3);
     assert_eq!((meanwhile[2].status, meanwhile[2].extension.as_deref()), (CallStatus::Ended, Some("103")));
-    // Answered 26 s ago; its end is known at the new login.
-    assert!((25..=28).contains(&meanwhile[2].duration.unwrap()), "{:?}", meanwhile[2].duration);
+    // Answered 26 s ago; its end is known at the new login (seconds later on a loaded machine; the
+    // lost hangup would have said 10 s).
+    assert!((25..=45).contains(&meanwhile[2].duration.unwrap()), "{:?}", meanwhile[2].duration);
     running.stop().await;
 }
 
