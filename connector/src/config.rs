@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::signing::WebhookSecret;
+use webhook_signing::WebhookSecret;
 
 /// Everything the connector needs, read once at start.
 #[derive(Clone)]

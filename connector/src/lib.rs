@@ -7,7 +7,6 @@ pub mod api;
 pub mod calls;
 pub mod config;
 pub mod recordings;
-pub mod signing;
 pub mod spool;
 
 use std::net::SocketAddr;

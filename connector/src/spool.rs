@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::signing::WebhookSecret;
+use webhook_signing::WebhookSecret;
 
 const EXTENSION: &str = "event";
 const FIRST_RETRY: Duration = Duration::from_millis(250);

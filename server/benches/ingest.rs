@@ -37,8 +37,8 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::routing::post;
 use serde_json::json;
-use server::signing::WebhookSecret;
 use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World};
+use webhook_signing::WebhookSecret;
 
 /// Set in the child process that serves the bare handler.
 const BARE_ENV: &str = "INGEST_BENCH_BARE_ADDR";

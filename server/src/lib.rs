@@ -15,7 +15,6 @@ pub mod metrics;
 pub mod oauth;
 pub mod provider;
 pub mod push;
-pub mod signing;
 pub mod store;
 pub use store::jobs;
 pub mod throttle;

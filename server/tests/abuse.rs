@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::clock::unix_secs;
 use server::kommo::KommoError;
-use server::signing::WebhookSecret;
 use support::{ACCOUNT, CLIENT_ID, World, world};
+use webhook_signing::WebhookSecret;
 
 const CALLER: &str = "+5511987654321";
 

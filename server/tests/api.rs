@@ -17,10 +17,10 @@ use server::clock::unix_secs;
 use server::config::Config;
 use server::crypto::{Keyring, SealContext};
 use server::http::{AppState, app};
-use server::signing::WebhookSecret;
 use server::store::{NewEndpoint, SettingsWrite, Store};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use webhook_signing::WebhookSecret;
 
 const CLIENT_ID: &str = "c0ffee00-0000-4000-8000-000000000000";
 const CLIENT_SECRET: &str = "integration-test-client-secret";

@@ -11,10 +11,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::calls::CallsContext;
-use server::signing::WebhookSecret;
 use server::store::AccountId;
 use shared::{ExtensionEntry, ExtensionMap};
 use support::{ACCOUNT, ADMIN, World, world};
+use webhook_signing::WebhookSecret;
 
 /// Users of the local Kommo's account (see the stand-in's default users).
 const MARIA: i64 = ACCOUNT as i64 * 100 + 1;

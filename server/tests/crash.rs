@@ -27,9 +27,9 @@ use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use server::signing::WebhookSecret;
 use server::store::AccountId;
 use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world_without_server};
+use webhook_signing::WebhookSecret;
 
 /// Kommo account ids of the test: `FIRST_ACCOUNT + i`.
 const FIRST_ACCOUNT: u64 = 31_100_001;

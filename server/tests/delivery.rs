@@ -9,8 +9,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::clock::unix_secs;
-use server::signing::WebhookSecret;
 use support::{ACCOUNT, World, world};
+use webhook_signing::WebhookSecret;
 
 const CALLER: &str = "+5511987654321";
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use server::signing::WebhookSecret;
 use support::{ACCOUNT, ADMIN, World};
+use webhook_signing::WebhookSecret;
 
 const MARIA: u64 = ACCOUNT * 100 + 1;
 /// A user of the account with no extension.

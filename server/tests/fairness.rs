@@ -11,9 +11,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 use server::clock::unix_secs;
 use server::config::Config;
-use server::signing::WebhookSecret;
 use support::{CLIENT_ID, CLIENT_SECRET, KEY_B64, World, world_without_server};
 use tokio_util::sync::CancellationToken;
+use webhook_signing::WebhookSecret;
 
 const FLOODER: u64 = 31_000_101;
 const NEIGHBOUR: u64 = 31_000_102;

@@ -429,7 +429,7 @@ async fn a_popup_reaches_its_stream_whichever_replica_took_the_webhook() {
                        "to": "+551133334444", "status": "ringing", "type": "call.ringing", "direction": "inbound",
                        "startTime": server::clock::unix_secs()})
     .to_string();
-    let secret = server::signing::WebhookSecret::parse(&secret).unwrap();
+    let secret = webhook_signing::WebhookSecret::parse(&secret).unwrap();
     let now = server::clock::unix_secs();
     let answer = world
         .http

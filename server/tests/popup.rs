@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use server::signing::WebhookSecret;
 use support::{ACCOUNT, World, world};
+use webhook_signing::WebhookSecret;
 
 const CALLER: &str = "+5511987654321";
 const COMPANY_PHONE: &str = "+551130001000";

@@ -10,8 +10,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use server::clock::unix_secs;
-use server::signing::WebhookSecret;
 use support::{ACCOUNT, ADMIN, CLIENT_ID, CLIENT_SECRET, World, world};
+use webhook_signing::WebhookSecret;
 
 /// Maria Silva and Juan Pérez: users of the stand-in's account who are not admins.
 const MARIA: u64 = ACCOUNT * 100 + 1;

@@ -46,7 +46,7 @@ impl World {
                            "to": "+551133334444", "status": "ringing", "startTime": 1_764_000_000})
         .to_string();
         let now = server::clock::unix_secs();
-        let signature = server::signing::WebhookSecret::parse(secret).unwrap().sign("msg_c1", now, event.as_bytes());
+        let signature = webhook_signing::WebhookSecret::parse(secret).unwrap().sign("msg_c1", now, event.as_bytes());
         let request = self
             .http
             .post(webhook_url)

@@ -1,4 +1,6 @@
 //! The Standard Webhooks signer the provider stand-in uses: `v1` = base64 HMAC-SHA256 over `{id}.{timestamp}.{body}`.
+//! Written apart from the `webhook-signing` crate on purpose: the stand-in plays a provider's own code, so the
+//! server's verification is tested against an independent signer.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

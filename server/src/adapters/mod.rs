@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, Method};
 use secrecy::SecretString;
 use shared::{FromWebhook, ProviderSystem};
 
-use crate::signing::WebhookSecret;
+use webhook_signing::WebhookSecret;
 
 pub mod twilio;
 pub mod yeastar;

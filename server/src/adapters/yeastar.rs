@@ -516,7 +516,7 @@ async fn answer<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signing::WebhookSecret;
+    use webhook_signing::WebhookSecret;
 
     fn signed(secret: &str, body: &str) -> axum::http::HeaderMap {
         let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).unwrap();

@@ -10,7 +10,7 @@ use shared::api::{ErrorBody, ErrorDetail};
 
 use crate::auth::TokenError;
 use crate::kommo::KommoError;
-use crate::signing::SignatureError;
+use webhook_signing::SignatureError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

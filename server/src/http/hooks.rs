@@ -32,9 +32,9 @@ use super::settings::{VOIP_TOKEN_COLUMN, WEBHOOK_SECRET_COLUMN};
 use crate::clock::unix_secs;
 use crate::crypto::SealContext;
 use crate::ingest::{Incoming, IngestError, Stored};
-use crate::signing::{self, SignatureError, SignedHeaders, WebhookSecret};
 use crate::store::{AccountId, Engine};
 use crate::throttle::ClientAddr;
+use webhook_signing::{SignatureError, SignedHeaders, WebhookSecret};
 
 /// Largest body a provider may send; larger ones get 413 before any parsing.
 pub const MAX_WEBHOOK_BODY: usize = 64 * 1024;
@@ -434,7 +434,7 @@ fn verify_standard(
 ) -> Result<(), Refusal> {
     let account = hook.account;
     let signed = SignedHeaders::from_headers(headers);
-    signing::verify(&signed, body, now, &hook.secrets(now)).map_err(|error| {
+    webhook_signing::verify(&signed, body, now, &hook.secrets(now)).map_err(|error| {
         let reason = match error {
             SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => "signature_missing",
             SignatureError::TimestampOutOfTolerance => "stale_timestamp",

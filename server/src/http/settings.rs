@@ -25,8 +25,8 @@ use super::widget::AdminAuth;
 use crate::clock::unix_secs;
 use crate::crypto::{SealContext, random_token};
 use crate::provider::{Credentials, ProviderAccount, ProviderError};
-use crate::signing::WebhookSecret;
 use crate::store::{AccountId, NewEndpoint, SettingsRow, SettingsWrite};
+use webhook_signing::WebhookSecret;
 
 /// Where the sealed VoIP password or API key lives; also its AEAD binding.
 pub(crate) const VOIP_TOKEN_COLUMN: &str = "widget_settings.voip_token";

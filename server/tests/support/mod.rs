@@ -177,7 +177,7 @@ impl World {
     pub async fn post_signed(
         &self,
         path: &str,
-        secret: &server::signing::WebhookSecret,
+        secret: &webhook_signing::WebhookSecret,
         webhook_id: &str,
         body: &str,
     ) -> reqwest::Response {

@@ -1,5 +1,6 @@
 //! Standard Webhooks v1 signatures (HMAC-SHA256 over `{id}.{timestamp}.{raw body}`): signing, and
 //! verification that accepts several secrets (rotation) and several signatures, in constant time.
+//! The server verifies with it; the Asterisk connector signs its deliveries with it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -104,7 +105,7 @@ pub struct SignedHeaders<'a> {
 impl<'a> SignedHeaders<'a> {
     /// Reads `webhook-id`, `webhook-timestamp` and `webhook-signature`; a value that is not visible
     /// ASCII counts as absent.
-    pub fn from_headers(headers: &'a axum::http::HeaderMap) -> SignedHeaders<'a> {
+    pub fn from_headers(headers: &'a http::HeaderMap) -> SignedHeaders<'a> {
         let get = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
         SignedHeaders { id: get(ID_HEADER), timestamp: get(TIMESTAMP_HEADER), signature: get(SIGNATURE_HEADER) }
     }
@@ -327,7 +328,7 @@ mod tests {
 
     #[test]
     fn headers_are_read_by_their_standard_names() {
-        let mut map = axum::http::HeaderMap::new();
+        let mut map = http::HeaderMap::new();
         map.insert(ID_HEADER, ID.parse().unwrap());
         map.insert(TIMESTAMP_HEADER, TIMESTAMP_TEXT.parse().unwrap());
         map.insert(SIGNATURE_HEADER, SIGNATURE.parse().unwrap());
