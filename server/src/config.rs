@@ -52,6 +52,10 @@ pub struct Limits {
     /// Proxies whose `X-Forwarded-For` names the client (`TRUSTED_PROXIES`); empty: the peer address
     /// is the client, and the header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The only client addresses Zadarma's notifications are taken from (`ZADARMA_SOURCES`: IP addresses,
+    /// and `zadarma` for Zadarma's published ones); `None` (unset or empty): any address, the signature
+    /// still checked. The client is read as for every limit, so behind a proxy `TRUSTED_PROXIES` must name it.
+    pub zadarma_sources: Option<Vec<IpAddr>>,
     /// Install callbacks and consent starts per client address per minute (`OAUTH_RATE_PER_ADDRESS`).
     pub oauth_per_address_per_minute: u32,
     /// The same, all clients together, per second (`OAUTH_RATE_TOTAL`).
@@ -92,6 +96,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             trusted_proxies: Vec::new(),
+            zadarma_sources: None,
             oauth_per_address_per_minute: 20,
             oauth_total_per_second: 20,
             webhook_failures_per_address_per_minute: 60,
@@ -256,8 +261,27 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
+        let zadarma_sources = var("ZADARMA_SOURCES")
+            .map(|list| {
+                let mut sources = Vec::new();
+                for entry in list.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+                    if entry.eq_ignore_ascii_case("zadarma") {
+                        sources.extend_from_slice(crate::adapters::zadarma::SOURCE_ADDRESSES);
+                    } else {
+                        sources.push(entry.parse::<IpAddr>().with_context(|| {
+                            format!(
+                                "ZADARMA_SOURCES must list IP addresses or `zadarma` (comma-separated), got {entry:?}"
+                            )
+                        })?);
+                    }
+                }
+                anyhow::Ok(sources)
+            })
+            .transpose()?
+            .filter(|sources| !sources.is_empty());
         let limits = Limits {
             trusted_proxies,
+            zadarma_sources,
             oauth_per_address_per_minute: rate(
                 "OAUTH_RATE_PER_ADDRESS",
                 defaults.oauth_per_address_per_minute,
@@ -386,8 +410,14 @@ mod tests {
         assert_eq!(defaults.retention.finished, Duration::from_secs(90 * 86_400));
         let proxies = with(&[("TRUSTED_PROXIES", "10.0.0.1, ::1")]).unwrap().limits.trusted_proxies;
         assert_eq!(proxies, vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        assert_eq!(defaults.limits.zadarma_sources, None, "any address unless the operator lists some");
+        assert_eq!(with(&[("ZADARMA_SOURCES", " ")]).unwrap().limits.zadarma_sources, None);
+        let sources = with(&[("ZADARMA_SOURCES", "Zadarma, 203.0.113.7")]).unwrap().limits.zadarma_sources;
+        assert_eq!(sources, Some(vec!["185.45.152.42".parse().unwrap(), "203.0.113.7".parse().unwrap()]));
         for (name, value) in [
             ("TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("ZADARMA_SOURCES", "zadarma.com"),
+            ("ZADARMA_SOURCES", "185.45.152.0/24"),
             ("HEADER_READ_TIMEOUT_SECS", "0"),
             ("MAX_CONNECTIONS", "many"),
             ("PUSH_STREAMS_PER_USER", "-1"),

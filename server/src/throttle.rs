@@ -174,7 +174,7 @@ impl Throttle {
 }
 
 /// IPv4 addresses as they are; IPv6 by their /64 (IPv4-mapped ones as IPv4).
-fn key(ip: IpAddr) -> IpAddr {
+pub(crate) fn key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -118,6 +118,18 @@ async fn post_at(
     fields: &[(&str, &str)],
     signature: Option<&str>,
 ) -> (StatusCode, Value) {
+    post_through(world, server, path, fields, signature, None).await
+}
+
+/// [`post_at`], through a proxy that forwards for `forwarded_for` when given.
+async fn post_through(
+    world: &World,
+    server: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    signature: Option<&str>,
+    forwarded_for: Option<&str>,
+) -> (StatusCode, Value) {
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
     let mut request = world
         .http
@@ -126,6 +138,9 @@ async fn post_at(
         .body(body);
     if let Some(signature) = signature {
         request = request.header("Signature", signature);
+    }
+    if let Some(client) = forwarded_for {
+        request = request.header("X-Forwarded-For", client);
     }
     let response = request.send().await.unwrap();
     let status = response.status();
@@ -287,6 +302,54 @@ async fn an_end_relabelled_with_another_calls_signed_fields_is_refused_and_a_rep
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["duplicates"], 1, "{body}");
     assert_eq!(world.stored_events().await, 1);
+}
+
+/// A server process on the world's database, its configuration changed by `change`, served with the peer
+/// address of each connection (as `serve_on` serves); returns its URL.
+async fn replica(world: &World, change: impl FnOnce(&mut server::config::Config)) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = server::http::app(world.other_process_with(change).await)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_zadarma_sources_set_a_rightly_signed_notification_from_elsewhere_is_refused_with_nothing_stored() {
+    let (world, path) = setup().await;
+    let fields = start("in_sourced", "+74951234567");
+    let signed = self::signature(VOIP_PASSWORD, "+74951234567+749576543212026-12-04 10:00:00");
+    // ZADARMA_SOURCES=zadarma, no proxy: this test's 127.0.0.1 is not Zadarma.
+    let direct =
+        replica(&world, |config| config.limits.zadarma_sources = Some(vec!["185.45.152.42".parse().unwrap()])).await;
+    let (status, body) = post_at(&world, &direct, &path, &fields, Some(&signed)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden", "{body}");
+    // A forwarded-for header from an untrusted peer names nobody.
+    let (status, _) = post_through(&world, &direct, &path, &fields, Some(&signed), Some("185.45.152.42")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(world.stored_events().await, 0);
+    // Zadarma's URL check stores nothing and is still answered.
+    let echo = world.http.get(format!("{direct}{path}?zd_echo=tok3n")).send().await.unwrap();
+    assert_eq!((echo.status(), echo.text().await.unwrap()), (StatusCode::OK, "tok3n".to_owned()));
+
+    // Behind a trusted proxy: the client it forwards for is the one checked.
+    let proxied = replica(&world, |config| {
+        config.limits.zadarma_sources = Some(vec!["185.45.152.42".parse().unwrap()]);
+        config.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let (status, _) = post_through(&world, &proxied, &path, &fields, Some(&signed), Some("203.0.113.9")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(world.stored_events().await, 0);
+    let (status, body) = post_through(&world, &proxied, &path, &fields, Some(&signed), Some("185.45.152.42")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["stored"], 1, "{body}");
+    assert_eq!(world.stored_events().await, 1);
+    // Unlisted, the check is off: the same notification from 127.0.0.1 is taken (here a duplicate).
+    let (status, body) = post(&world, &path, &fields, Some(&signed)).await;
+    assert_eq!((status, body["duplicates"].clone()), (StatusCode::OK, json!(1)), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

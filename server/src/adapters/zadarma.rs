@@ -64,8 +64,9 @@ use crate::provider::{ProviderAccount, ProviderClient, ProviderError};
 
 /// The header that carries a notification's signature.
 pub const SIGNATURE_HEADER: &str = "signature";
-/// Zadarma's notifications come from this address (`examples/callinfo_callback.php`'s `ZADARMA_IP`).
-pub const SOURCE_ADDRESS: &str = "185.45.152.42";
+/// The addresses Zadarma's notifications come from (`examples/callinfo_callback.php`'s `ZADARMA_IP`), which
+/// `ZADARMA_SOURCES=zadarma` admits. Zadarma may use others: not confirmed.
+pub const SOURCE_ADDRESSES: &[std::net::IpAddr] = &[std::net::IpAddr::V4(std::net::Ipv4Addr::new(185, 45, 152, 42))];
 /// The API a real account calls.
 pub const API_URL: &str = "https://api.zadarma.com";
 /// How long a recording link asked of Zadarma lives (its minimum, 3 minutes: fetched when someone listens).

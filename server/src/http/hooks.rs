@@ -59,6 +59,7 @@ pub async fn receive(
     let now = unix_secs();
     let (hook, body) = resolved(&state, client, &hook_id, body, now).await.map_err(counted)?;
     if !crate::adapters::speaks_our_contract(hook.system) {
+        admitted_source(&state, client, &hook).map_err(counted)?;
         let request = adapted_request(&state, &Method::POST, &hook_id, query.as_deref(), &headers, &body, now);
         return adapted(&state, client, &hook, &request).await.map_err(counted);
     }
@@ -152,6 +153,23 @@ async fn recording(
     })?;
     let headers = [(header::LOCATION, link), (header::CACHE_CONTROL, "no-store".to_owned())];
     Ok(Some((axum::http::StatusCode::FOUND, headers).into_response()))
+}
+
+/// Whether a system's notification may come from `client`: Zadarma's only from `ZADARMA_SOURCES` when the
+/// operator lists them (its signature has no timestamp, so an allowlist is the one guard against a captured
+/// notification posted again). Only notifications (POST): `zd_echo` stores nothing, and recording links are
+/// opened by managers' browsers.
+fn admitted_source(state: &AppState, client: std::net::IpAddr, hook: &ResolvedHook) -> Result<(), Refusal> {
+    let sources = match (hook.system, &state.limits.zadarma_sources) {
+        (shared::ProviderSystem::Zadarma, Some(sources)) => sources,
+        _ => return Ok(()),
+    };
+    if sources.iter().any(|source| crate::throttle::key(*source) == client) {
+        return Ok(());
+    }
+    state.throttle.webhook_failed(client);
+    tracing::info!(account.id = hook.account.get(), %client, "a Zadarma notification from outside ZADARMA_SOURCES");
+    Err(refuse("source", ApiError::Forbidden("the sender is not one of ZADARMA_SOURCES".into())))
 }
 
 /// A refusal counted in the metrics, as its error.

@@ -238,8 +238,15 @@ impl World {
 
     /// A second server process on the same database (its own pool, locks and Kommo client).
     pub async fn other_process(&self) -> AppState {
+        self.other_process_with(|_| {}).await
+    }
+
+    /// [`World::other_process`] with its configuration changed by `change`.
+    pub async fn other_process_with(&self, change: impl FnOnce(&mut Config)) -> AppState {
         let store = Store::connect(&self.db_url).await.unwrap();
-        AppState::new(server_config(&self.server, &self.kommo_host, &self.db_url), store, CancellationToken::new())
+        let mut config = server_config(&self.server, &self.kommo_host, &self.db_url);
+        change(&mut config);
+        AppState::new(config, store, CancellationToken::new())
     }
 
     pub async fn make_tokens_stale(&self, account: AccountId, kommo_id: u64) {
