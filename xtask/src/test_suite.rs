@@ -38,7 +38,7 @@ pub fn command(root: &Path) -> Result<()> {
 
     let ready = step("tools", &mut || tools::command(root))
         && {
-            step("cargo test (shared, server, xtask, sandbox)", &mut || {
+            step("cargo test (the host crates: shared, server, connector, webhook-signing, xtask, sandbox)", &mut || {
                 // The server's suite on SQLite here, even if the shell names a PostgreSQL server.
                 process::run(Command::new("cargo").arg("test").env_remove("TEST_POSTGRES_URL").current_dir(root))
             });
