@@ -72,6 +72,22 @@ fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError { name, problem: problem.into() }
 }
 
+/// Two variables that only work together: both set, or neither. One without the other is an error naming
+/// the missing one, with `why_second` (the second is missing) or `why_first` (the first is).
+fn both_or_neither(
+    (first_name, first): (&'static str, Option<String>),
+    (second_name, second): (&'static str, Option<String>),
+    why_second: &str,
+    why_first: &str,
+) -> Result<Option<(String, String)>, ConfigError> {
+    match (first, second) {
+        (Some(first), Some(second)) => Ok(Some((first, second))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(bad(second_name, format!("is not set while {first_name} is{why_second}"))),
+        (None, Some(_)) => Err(bad(first_name, format!("is not set while {second_name} is{why_first}"))),
+    }
+}
+
 /// Whether a value can go into an AMI header line (no line breaks or other controls).
 pub fn is_header_safe(value: &str) -> bool {
     !value.chars().any(char::is_control)
@@ -125,8 +141,13 @@ impl Config {
             return Err(bad("AMI_EXTENSION_MAX_LEN", "must be 1 to 16"));
         }
 
-        let webhook = match (var("CONNECTOR_WEBHOOK_URL"), var("CONNECTOR_WEBHOOK_SECRET")) {
-            (Some(url), Some(secret)) => {
+        let webhook = match both_or_neither(
+            ("CONNECTOR_WEBHOOK_URL", var("CONNECTOR_WEBHOOK_URL")),
+            ("CONNECTOR_WEBHOOK_SECRET", var("CONNECTOR_WEBHOOK_SECRET")),
+            ": copy the whsec_ signing secret the widget settings show",
+            ": copy the webhook URL the widget settings show",
+        )? {
+            Some((url, secret)) => {
                 let url = reqwest::Url::parse(&url)
                     .ok()
                     .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
@@ -135,19 +156,7 @@ impl Config {
                     .map_err(|problem| bad("CONNECTOR_WEBHOOK_SECRET", problem.to_string()))?;
                 Some((url, secret))
             }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(bad(
-                    "CONNECTOR_WEBHOOK_SECRET",
-                    "is not set while CONNECTOR_WEBHOOK_URL is: copy the whsec_ signing secret the widget settings show",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(bad(
-                    "CONNECTOR_WEBHOOK_URL",
-                    "is not set while CONNECTOR_WEBHOOK_SECRET is: copy the webhook URL the widget settings show",
-                ));
-            }
+            None => None,
         };
         let account_id = var("CONNECTOR_ACCOUNT_ID").unwrap_or_else(|| "asterisk".to_owned());
         if account_id.chars().count() > 64 || account_id.chars().any(shared::call::is_non_printing) {
@@ -159,16 +168,19 @@ impl Config {
         let listen_addr = listen_text.parse().map_err(|_| {
             bad("CONNECTOR_LISTEN_ADDR", format!("`{listen_text}` is not an address such as 127.0.0.1:8091"))
         })?;
-        let api_login = match (var("CONNECTOR_API_LOGIN"), var("CONNECTOR_API_PASSWORD")) {
-            (Some(login), Some(password)) => {
+        let api_login = match both_or_neither(
+            ("CONNECTOR_API_LOGIN", var("CONNECTOR_API_LOGIN")),
+            ("CONNECTOR_API_PASSWORD", var("CONNECTOR_API_PASSWORD")),
+            "",
+            "",
+        )? {
+            Some((login, password)) => {
                 if login.contains(':') || !is_header_safe(&login) {
                     return Err(bad("CONNECTOR_API_LOGIN", "must hold no `:` or control characters"));
                 }
                 Some((login, SecretString::from(password)))
             }
-            (None, None) => None,
-            (Some(_), None) => return Err(bad("CONNECTOR_API_PASSWORD", "is not set while CONNECTOR_API_LOGIN is")),
-            (None, Some(_)) => return Err(bad("CONNECTOR_API_LOGIN", "is not set while CONNECTOR_API_PASSWORD is")),
+            None => None,
         };
         let api_key = var("CONNECTOR_API_KEY").map(SecretString::from);
         if api_login.is_none() && api_key.is_none() {
@@ -178,8 +190,13 @@ impl Config {
             ));
         }
         let retry_max = Duration::from_secs(number("CONNECTOR_RETRY_MAX_SECS", 60)?.max(1));
-        let recordings = match (var("CONNECTOR_RECORDINGS_DIR"), var("CONNECTOR_PUBLIC_URL")) {
-            (Some(dir), Some(public)) => {
+        let recordings = match both_or_neither(
+            ("CONNECTOR_RECORDINGS_DIR", var("CONNECTOR_RECORDINGS_DIR")),
+            ("CONNECTOR_PUBLIC_URL", var("CONNECTOR_PUBLIC_URL")),
+            ": recordings need a link browsers can open",
+            "",
+        )? {
+            Some((dir, public)) => {
                 let public_ok = reqwest::Url::parse(&public).ok().is_some_and(|url| {
                     matches!(url.scheme(), "http" | "https") && url.host().is_some() && url.query().is_none()
                 });
@@ -200,16 +217,7 @@ impl Config {
                 };
                 Some(crate::recordings::Recordings::new(PathBuf::from(dir), &public, secret.as_bytes()))
             }
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(bad(
-                    "CONNECTOR_PUBLIC_URL",
-                    "is not set while CONNECTOR_RECORDINGS_DIR is: recordings need a link browsers can open",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(bad("CONNECTOR_RECORDINGS_DIR", "is not set while CONNECTOR_PUBLIC_URL is"));
-            }
+            None => None,
         };
         let cdr_wait = Duration::from_millis(number("AMI_CDR_WAIT_MS", 2000)?);
         Ok(Config {
@@ -297,5 +305,40 @@ mod tests {
             assert_eq!(error.name, name, "{extra:?}: {error}");
         }
         assert!(!vars(&[("AMI_SECRET", "a\nb")]).unwrap_err().to_string().contains("a\nb"));
+    }
+
+    #[test]
+    fn a_variable_set_without_its_pair_names_the_missing_one_and_why() {
+        let cases: [((&str, &str), &str, &str); 6] = [
+            (
+                ("CONNECTOR_WEBHOOK_SECRET", ""),
+                "CONNECTOR_WEBHOOK_SECRET",
+                "is not set while CONNECTOR_WEBHOOK_URL is: copy the whsec_ signing secret the widget settings show",
+            ),
+            (
+                ("CONNECTOR_WEBHOOK_URL", ""),
+                "CONNECTOR_WEBHOOK_URL",
+                "is not set while CONNECTOR_WEBHOOK_SECRET is: copy the webhook URL the widget settings show",
+            ),
+            (("CONNECTOR_API_LOGIN", "x"), "CONNECTOR_API_PASSWORD", "is not set while CONNECTOR_API_LOGIN is"),
+            (("CONNECTOR_API_PASSWORD", "x"), "CONNECTOR_API_LOGIN", "is not set while CONNECTOR_API_PASSWORD is"),
+            (
+                ("CONNECTOR_RECORDINGS_DIR", "/"),
+                "CONNECTOR_PUBLIC_URL",
+                "is not set while CONNECTOR_RECORDINGS_DIR is: recordings need a link browsers can open",
+            ),
+            (
+                ("CONNECTOR_PUBLIC_URL", "https://pbx"),
+                "CONNECTOR_RECORDINGS_DIR",
+                "is not set while CONNECTOR_PUBLIC_URL is",
+            ),
+        ];
+        for (extra, name, problem) in cases {
+            let error = vars(&[extra]).unwrap_err();
+            assert_eq!((error.name, error.problem.as_str()), (name, problem), "{extra:?}");
+        }
+        // Neither of a pair: the webhook waits, recordings are off.
+        let config = vars(&[("CONNECTOR_WEBHOOK_URL", ""), ("CONNECTOR_WEBHOOK_SECRET", "")]).unwrap();
+        assert!(config.webhook.is_none() && config.recordings.is_none());
     }
 }
