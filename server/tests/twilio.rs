@@ -28,9 +28,7 @@ const SID: &str = "AC0123456789abcdef0123456789abcdef";
 async fn setup() -> (World, String) {
     let world = support::world().await;
     let account = json!({"account_sid": SID, "auth_token": VOIP_PASSWORD, "phone_number": "+15005550006"});
-    let response =
-        world.http.put(format!("{}/sandbox/twilio/account", world.kommo)).json(&account).send().await.unwrap();
-    assert!(response.status().is_success());
+    world.kommo_put("/sandbox/twilio/account", account).await;
     let provider_url = format!("{}/twilio", world.kommo);
     let saved = world
         .save_two_extensions_with(|settings| {

@@ -24,10 +24,7 @@ const CLIENT: &str = "+5511988887777";
 /// Maria's. Returns the webhook's path and the signing secret's text, which the admin pastes into Yeastar.
 async fn setup() -> (World, String, String) {
     let world = support::world().await;
-    let client = json!({"client_id": "agent", "client_secret": VOIP_PASSWORD});
-    let response =
-        world.http.put(format!("{}/sandbox/yeastar/client", world.kommo)).json(&client).send().await.unwrap();
-    assert!(response.status().is_success());
+    world.kommo_put("/sandbox/yeastar/client", json!({"client_id": "agent", "client_secret": VOIP_PASSWORD})).await;
     let provider_url = format!("{}/yeastar", world.kommo);
     let saved = world
         .save_two_extensions_with(|settings| {
@@ -131,7 +128,7 @@ async fn a_missed_call_is_one_inbound_kommo_call_without_talk_time() {
 async fn click_to_call_dials_through_yeastar_and_its_call_is_one_outbound_kommo_call() {
     let (world, path, secret) = setup().await;
     let target = json!({"webhook_url": format!("{}{path}", world.server), "secret": secret, "gap_ms": 50});
-    world.http.put(format!("{}/sandbox/yeastar/webhook", world.kommo)).json(&target).send().await.unwrap();
+    world.kommo_put("/sandbox/yeastar/webhook", target).await;
     let placed = world.click_to_call(MARIA, "(11) 98765-4321").await;
     let dials: Value =
         world.http.get(format!("{}/sandbox/yeastar/dials", world.kommo)).send().await.unwrap().json().await.unwrap();

@@ -29,10 +29,7 @@ const CLIENT: &str = "+5511988887777";
 /// secret, extension 101 the admin's and 102 Maria's. Returns the webhook's path.
 async fn setup() -> (World, String) {
     let world = support::world().await;
-    let account = json!({"key": "agent", "secret": VOIP_PASSWORD});
-    let response =
-        world.http.put(format!("{}/sandbox/zadarma/account", world.kommo)).json(&account).send().await.unwrap();
-    assert!(response.status().is_success());
+    world.kommo_put("/sandbox/zadarma/account", json!({"key": "agent", "secret": VOIP_PASSWORD})).await;
     let provider_url = format!("{}/zadarma", world.kommo);
     let saved = world
         .save_two_extensions_with(|settings| {
@@ -107,22 +104,11 @@ fn signature(secret: &str, signed: &str) -> String {
 }
 
 async fn post(world: &World, path: &str, fields: &[(&str, &str)], signature: Option<&str>) -> (StatusCode, Value) {
-    post_at(world, &world.server, path, fields, signature).await
+    post_at(world, &world.server, path, fields, signature, None).await
 }
 
-/// [`post`] to the server process at `server`.
+/// [`post`] to the server process at `server`, through a proxy that forwards for `forwarded_for` when given.
 async fn post_at(
-    world: &World,
-    server: &str,
-    path: &str,
-    fields: &[(&str, &str)],
-    signature: Option<&str>,
-) -> (StatusCode, Value) {
-    post_through(world, server, path, fields, signature, None).await
-}
-
-/// [`post_at`], through a proxy that forwards for `forwarded_for` when given.
-async fn post_through(
     world: &World,
     server: &str,
     path: &str,
@@ -196,7 +182,7 @@ async fn a_missed_call_is_one_inbound_kommo_call_without_talk_time() {
 async fn click_to_call_requests_a_signed_callback_and_its_call_is_one_outbound_kommo_call() {
     let (world, path) = setup().await;
     let target = json!({"webhook_url": format!("{}{path}", world.server), "secret": VOIP_PASSWORD, "gap_ms": 20});
-    world.http.put(format!("{}/sandbox/zadarma/webhook", world.kommo)).json(&target).send().await.unwrap();
+    world.kommo_put("/sandbox/zadarma/webhook", target).await;
     let placed = world.click_to_call(MARIA, "(11) 98765-4321").await;
     assert!(placed["call_id"].as_str().unwrap().starts_with("zadarma-callback:102:5511987654321:"), "{placed}");
     let callbacks: Value = world
@@ -294,7 +280,7 @@ async fn an_end_relabelled_with_another_calls_signed_fields_is_refused_and_a_rep
     let replica = format!("http://{}", listener.local_addr().unwrap());
     let app = server::http::app(world.other_process().await);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let (status, body) = post_at(&world, &replica, &path, &relabelled, Some(&other)).await;
+    let (status, body) = post_at(&world, &replica, &path, &relabelled, Some(&other), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "on another process: {body}");
     assert_eq!(world.stored_events().await, 1);
     // The victim's own START delivered again (a replay, or Zadarma's retry) is a duplicate.
@@ -323,11 +309,11 @@ async fn with_zadarma_sources_set_a_rightly_signed_notification_from_elsewhere_i
     // ZADARMA_SOURCES=zadarma, no proxy: this test's 127.0.0.1 is not Zadarma.
     let direct =
         replica(&world, |config| config.limits.zadarma_sources = Some(vec!["185.45.152.42".parse().unwrap()])).await;
-    let (status, body) = post_at(&world, &direct, &path, &fields, Some(&signed)).await;
+    let (status, body) = post_at(&world, &direct, &path, &fields, Some(&signed), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "forbidden", "{body}");
     // A forwarded-for header from an untrusted peer names nobody.
-    let (status, _) = post_through(&world, &direct, &path, &fields, Some(&signed), Some("185.45.152.42")).await;
+    let (status, _) = post_at(&world, &direct, &path, &fields, Some(&signed), Some("185.45.152.42")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(world.stored_events().await, 0);
     // Zadarma's URL check stores nothing and is still answered.
@@ -340,10 +326,10 @@ async fn with_zadarma_sources_set_a_rightly_signed_notification_from_elsewhere_i
         config.limits.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
-    let (status, _) = post_through(&world, &proxied, &path, &fields, Some(&signed), Some("203.0.113.9")).await;
+    let (status, _) = post_at(&world, &proxied, &path, &fields, Some(&signed), Some("203.0.113.9")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(world.stored_events().await, 0);
-    let (status, body) = post_through(&world, &proxied, &path, &fields, Some(&signed), Some("185.45.152.42")).await;
+    let (status, body) = post_at(&world, &proxied, &path, &fields, Some(&signed), Some("185.45.152.42")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["stored"], 1, "{body}");
     assert_eq!(world.stored_events().await, 1);
@@ -383,7 +369,7 @@ async fn the_credentials_check_signs_its_api_request_as_zadarma_verifies_it() {
 async fn a_call_list_entry_follows_the_call_its_callback_request_placed() {
     let (world, path) = setup().await;
     let target = json!({"webhook_url": format!("{}{path}", world.server), "secret": VOIP_PASSWORD, "gap_ms": 20});
-    world.http.put(format!("{}/sandbox/zadarma/webhook", world.kommo)).json(&target).send().await.unwrap();
+    world.kommo_put("/sandbox/zadarma/webhook", target).await;
     let ana = world.seed_contact(ACCOUNT, "Ana Lista", &["+5511977776666"], &[]).await;
     let ana = ana["contact_id"].as_i64().unwrap();
     // A fresh disposable token per request (each is single-use).

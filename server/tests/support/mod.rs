@@ -144,6 +144,12 @@ impl World {
         }
     }
 
+    /// Replaces a local stand-in's setting (`PUT`), such as a system's account or the webhook it plays to.
+    pub async fn kommo_put(&self, path: &str, body: Value) {
+        let response = self.http.put(format!("{}{path}", self.kommo)).json(&body).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+    }
+
     pub async fn kommo_control(&self, path: &str, body: Value) -> Value {
         let response = self.http.post(format!("{}{path}", self.kommo)).json(&body).send().await.unwrap();
         assert!(response.status().is_success(), "{path}: {}", response.status());
